@@ -1,0 +1,205 @@
+//! What the diagnosis concludes: findings, grouped per blamed process, with a
+//! summary. Renderers read only these types.
+
+use crate::model::{Family, Inode, Pid, TcpState};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The mechanism that made the forgotten copy; it decides the fix.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cause {
+    ForkParentKept,
+    InheritedNoCloexec,
+    NeverClosed,
+    DupCopyKept,
+    PassedFdKept,
+    NoVisibleHolder,
+}
+
+impl Cause {
+    pub const ALL: [Cause; 6] = [
+        Cause::ForkParentKept,
+        Cause::InheritedNoCloexec,
+        Cause::NeverClosed,
+        Cause::DupCopyKept,
+        Cause::PassedFdKept,
+        Cause::NoVisibleHolder,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::ForkParentKept => "fork-parent-kept",
+            Cause::InheritedNoCloexec => "inherited-no-cloexec",
+            Cause::NeverClosed => "never-closed",
+            Cause::DupCopyKept => "dup-copy-kept",
+            Cause::PassedFdKept => "passed-fd-kept",
+            Cause::NoVisibleHolder => "no-visible-holder",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Cause> {
+        Self::ALL.into_iter().find(|c| c.name() == s)
+    }
+}
+
+/// The whole answer of one scan: what every renderer draws from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub schema_version: u32,
+    pub tool: Tool,
+    pub host: Host,
+    pub summary: Summary,
+    /// One per blamed process (or per group of unheld sockets), most sockets first.
+    pub groups: Vec<Group>,
+    /// One per persistent CLOSE_WAIT socket in scope.
+    pub findings: Vec<Finding>,
+    /// Every process named in a finding, and their ancestors.
+    pub processes: Vec<ProcessInfo>,
+    pub scan: ScanInfo,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Host {
+    pub hostname: Option<String>,
+    pub kernel: Option<String>,
+    pub taken_at_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    /// Persistent CLOSE_WAIT sockets in scope (= findings.len()).
+    pub leaked: usize,
+    /// CLOSE_WAIT sockets that were gone or changed by the end of the settle window.
+    pub transient: usize,
+    /// Distinct processes blamed.
+    pub processes_blamed: usize,
+    pub by_cause: BTreeMap<Cause, usize>,
+    /// Every TCP socket in scope, by state (the first look).
+    pub by_state: BTreeMap<TcpState, usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Finding {
+    pub socket: SocketInfo,
+    pub holders: Vec<Holder>,
+    pub blamed: Vec<Blame>,
+    pub cause: Cause,
+    pub evidence: Vec<String>,
+    /// The code change that removes the leak.
+    pub fix: String,
+    /// What a person can run by hand now; printed, never executed.
+    pub mitigation: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SocketInfo {
+    pub inode: Inode,
+    pub netns: Inode,
+    pub family: Family,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub state: TcpState,
+    pub recv_q: u32,
+    pub send_q: u32,
+    /// Lower bound of the time spent in CLOSE_WAIT; null when unknown.
+    pub close_wait_ms: Option<u64>,
+}
+
+/// One (process, fd) that refers to the socket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Holder {
+    pub pid: Pid,
+    pub ppid: Pid,
+    pub comm: String,
+    pub fd: i32,
+    pub cloexec: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Blame {
+    pub pid: Pid,
+    pub fd: i32,
+}
+
+/// Findings that share a blamed process and a cause, for people to read.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Group {
+    /// None for sockets nobody visibly holds.
+    pub pid: Option<Pid>,
+    pub comm: Option<String>,
+    pub cause: Cause,
+    pub sockets: usize,
+    /// Blamed fds of this process (sorted).
+    pub fds: Vec<i32>,
+    /// Local ports involved, with counts, most first.
+    pub local_ports: Vec<(u16, usize)>,
+    pub oldest_close_wait_ms: Option<u64>,
+    pub unread_bytes: u64,
+    /// Evidence shared by the group, from its first finding.
+    pub evidence: Vec<String>,
+    pub fix: String,
+    pub mitigation: String,
+    /// Indexes into `findings`.
+    pub findings: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProcessInfo {
+    pub pid: Pid,
+    pub ppid: Pid,
+    pub comm: String,
+    pub exe: Option<String>,
+    pub uid: u32,
+    pub cgroup: Option<String>,
+    pub netns: Option<Inode>,
+    pub ns_pid: Option<Pid>,
+    /// Runs another program than its parent (it exec'd); null when unknown.
+    pub execd: Option<bool>,
+    pub threads: u32,
+    pub fd_count: u32,
+    pub fd_limit: Option<u64>,
+    /// CLOSE_WAIT sockets in scope this process holds / is blamed for.
+    pub close_wait_held: usize,
+    pub close_wait_blamed: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ScanInfo {
+    pub proc_root: String,
+    pub live: bool,
+    pub processes: usize,
+    pub fds: usize,
+    pub socket_fds: usize,
+    pub tcp_sockets: usize,
+    pub namespaces: Vec<NamespaceInfo>,
+    pub duration_ms: u64,
+    pub settle_ms: u64,
+    /// Every pid or path that could not be read, and why.
+    pub unreadable: Vec<Unreadable>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NamespaceInfo {
+    pub inode: Inode,
+    pub via_pid: Option<Pid>,
+    pub method: String,
+    pub sockets: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Unreadable {
+    pub pid: Option<Pid>,
+    pub path: Option<String>,
+    pub kind: crate::model::WarningKind,
+    pub message: String,
+}

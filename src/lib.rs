@@ -1,0 +1,11 @@
+//! cwleak: find TCP sockets stuck in CLOSE_WAIT, name every process and fd
+//! that keeps each one alive, and say why.
+//!
+//! Flow: `source` (the only code that reads the OS) -> `model` -> `graph` ->
+//! `diagnose` -> `report`. The CLI (`cli` -> `config`) drives it.
+
+pub mod diagnose;
+pub mod model;
+pub mod parse;
+pub mod report;
+pub mod source;

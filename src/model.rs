@@ -1,0 +1,241 @@
+//! Plain data read from the kernel: processes, their socket fds, and the TCP
+//! tables of every network namespace. Everything here is serde so a snapshot
+//! can be written and read back; nothing here touches the OS.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+pub type Pid = i32;
+pub type Inode = u64;
+
+/// One look at the machine, as the source read it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Snapshot {
+    pub meta: Meta,
+    pub processes: Vec<Process>,
+    pub namespaces: Vec<NetNs>,
+    pub sockets: Vec<TcpSocket>,
+    pub warnings: Vec<Warning>,
+    pub stats: ScanStats,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Meta {
+    pub hostname: Option<String>,
+    pub kernel: Option<String>,
+    /// Milliseconds since the Unix epoch when the look started.
+    pub taken_at_ms: u64,
+    /// The proc root every read went through ("/proc" when live).
+    pub proc_root: String,
+    /// True when read from a running kernel (settle re-checks are possible).
+    pub live: bool,
+    /// Clock ticks per second, to turn `start_time` into seconds.
+    pub clk_tck: u64,
+    /// Seconds since boot when the look started, when known.
+    pub uptime_s: Option<f64>,
+}
+
+/// A thread group (what users call a process): one fd table, one holder.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Process {
+    pub pid: Pid,
+    pub ppid: Pid,
+    pub comm: String,
+    /// Real uid.
+    pub uid: u32,
+    /// Start time in clock ticks since boot (stat field 22).
+    pub start_time: u64,
+    /// Target of /proc/PID/exe, when readable.
+    pub exe: Option<String>,
+    /// Inode of /proc/PID/ns/net.
+    pub netns: Option<Inode>,
+    /// Unified (v2) cgroup path, or the first v1 path.
+    pub cgroup: Option<String>,
+    /// Pid inside the innermost pid namespace, when it differs (containers).
+    pub ns_pid: Option<Pid>,
+    /// Process state letter from stat (R, S, Z, T, ...).
+    pub state: char,
+    pub threads: u32,
+    /// Memory layout from stat: identical to the parent's after fork, new after exec.
+    pub layout: Option<Layout>,
+    pub fork_signs: ForkSigns,
+    /// Another process whose fd table this one shares (CLONE_FILES, proven by kcmp).
+    pub shares_fd_table_with: Option<Pid>,
+    /// Thread whose fd table was read when the group leader had already exited.
+    pub fd_table_tid: Option<Pid>,
+    /// Number of fds open (all kinds) and the soft RLIMIT_NOFILE, when read.
+    pub fd_count: u32,
+    pub fd_limit: Option<u64>,
+    pub sockets: Vec<SocketFd>,
+}
+
+/// Addresses from stat that fork copies and exec replaces.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Layout {
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+}
+
+/// Traces a process leaves when it has forked children.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ForkSigns {
+    /// Minor faults of children it has waited for (stat cminflt): > 0 once it reaped one.
+    pub reaped_child_faults: u64,
+    /// SIGCHLD is ignored (auto-reap) or caught (a reaper handler).
+    pub sigchld_handled: bool,
+}
+
+/// One fd of a process that points at a socket.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SocketFd {
+    pub fd: i32,
+    pub inode: Inode,
+    /// O_CLOEXEC from fdinfo; read only for sockets that matter.
+    pub cloexec: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NetNs {
+    pub inode: Inode,
+    /// Process whose view of the namespace was used to read its tables.
+    pub via_pid: Option<Pid>,
+    /// How the table was read: "sock_diag" or "proc".
+    pub method: String,
+    pub sockets: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+/// TCP states, spelled as the kernel spells them.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TcpState {
+    #[serde(rename = "ESTABLISHED")]
+    Established,
+    #[serde(rename = "SYN_SENT")]
+    SynSent,
+    #[serde(rename = "SYN_RECV")]
+    SynRecv,
+    #[serde(rename = "FIN_WAIT1")]
+    FinWait1,
+    #[serde(rename = "FIN_WAIT2")]
+    FinWait2,
+    #[serde(rename = "TIME_WAIT")]
+    TimeWait,
+    #[serde(rename = "CLOSE")]
+    Close,
+    #[serde(rename = "CLOSE_WAIT")]
+    CloseWait,
+    #[serde(rename = "LAST_ACK")]
+    LastAck,
+    #[serde(rename = "LISTEN")]
+    Listen,
+    #[serde(rename = "CLOSING")]
+    Closing,
+    #[serde(rename = "NEW_SYN_RECV")]
+    NewSynRecv,
+}
+
+impl TcpState {
+    pub const ALL: [TcpState; 12] = [
+        TcpState::Established,
+        TcpState::SynSent,
+        TcpState::SynRecv,
+        TcpState::FinWait1,
+        TcpState::FinWait2,
+        TcpState::TimeWait,
+        TcpState::Close,
+        TcpState::CloseWait,
+        TcpState::LastAck,
+        TcpState::Listen,
+        TcpState::Closing,
+        TcpState::NewSynRecv,
+    ];
+
+    /// The kernel's numbering (include/net/tcp_states.h).
+    pub fn from_kernel(n: u8) -> Option<TcpState> {
+        Self::ALL.get(usize::from(n).checked_sub(1)?).copied()
+    }
+
+    pub fn kernel_number(self) -> u8 {
+        self as u8 + 1
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpState::Established => "ESTABLISHED",
+            TcpState::SynSent => "SYN_SENT",
+            TcpState::SynRecv => "SYN_RECV",
+            TcpState::FinWait1 => "FIN_WAIT1",
+            TcpState::FinWait2 => "FIN_WAIT2",
+            TcpState::TimeWait => "TIME_WAIT",
+            TcpState::Close => "CLOSE",
+            TcpState::CloseWait => "CLOSE_WAIT",
+            TcpState::LastAck => "LAST_ACK",
+            TcpState::Listen => "LISTEN",
+            TcpState::Closing => "CLOSING",
+            TcpState::NewSynRecv => "NEW_SYN_RECV",
+        }
+    }
+}
+
+/// One row of a TCP table (sock_diag or /proc/net/tcp{,6}).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TcpSocket {
+    /// 0 for sockets without a file: TIME_WAIT, orphans, and connections not yet accepted.
+    pub inode: Inode,
+    pub netns: Inode,
+    pub family: Family,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub state: TcpState,
+    /// LISTEN: connections waiting in the accept queue; otherwise unread bytes.
+    pub recv_q: u32,
+    /// LISTEN: the backlog; otherwise unacknowledged bytes.
+    pub send_q: u32,
+    pub uid: u32,
+    /// Lower bound of the time since the peer's last ACK (sock_diag tcp_info); None from /proc.
+    pub last_ack_ms: Option<u64>,
+}
+
+/// Something the scan could not read, or read only in part.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Warning {
+    pub pid: Option<Pid>,
+    pub path: Option<String>,
+    pub kind: WarningKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum WarningKind {
+    /// EACCES/EPERM: the fds of this process are unknown.
+    PermissionDenied,
+    /// The process exited while it was being read; it held nothing anymore.
+    Vanished,
+    /// The file was there but its text did not parse.
+    Malformed,
+    /// A network table could not be read.
+    NetTable,
+    /// Any other I/O error.
+    Io,
+    /// A read given up on because it did not finish in time.
+    TimedOut,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ScanStats {
+    pub processes: usize,
+    pub fds: usize,
+    pub socket_fds: usize,
+    pub namespaces: usize,
+    pub tcp_sockets: usize,
+    pub duration_ms: u64,
+}

@@ -1,0 +1,1 @@
+//! TCP tables through NETLINK_SOCK_DIAG, optionally inside another network namespace.
