@@ -1,1 +1,15 @@
-fn main() {}
+use clap::Parser;
+use cwleak::cli::Cli;
+use cwleak::exit::Exit;
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cwleak::app::run(cli) {
+        Ok(exit) => exit,
+        Err(e) => {
+            eprintln!("cwleak: error: {e:#}");
+            Exit::Error
+        }
+    };
+    std::process::exit(code.code());
+}

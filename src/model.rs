@@ -3,6 +3,7 @@
 //! can be written and read back; nothing here touches the OS.
 
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 
 pub type Pid = i32;
@@ -17,6 +18,26 @@ pub struct Snapshot {
     pub sockets: Vec<TcpSocket>,
     pub warnings: Vec<Warning>,
     pub stats: ScanStats,
+    /// The second look of the settle window, when one was taken.
+    pub settle: Option<Settle>,
+}
+
+/// What the settle window's second look found.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Settle {
+    pub window_ms: u64,
+    /// CLOSE_WAIT sockets of the first look that were gone (closed) by the second.
+    pub transient: Vec<SocketKey>,
+}
+
+/// A socket's identity across looks: inodes alone are not enough, since every
+/// connection still in an accept queue has inode 0.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct SocketKey {
+    pub netns: Inode,
+    pub inode: Inode,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -204,6 +225,17 @@ pub struct TcpSocket {
     pub last_ack_ms: Option<u64>,
 }
 
+impl TcpSocket {
+    pub fn key(&self) -> SocketKey {
+        SocketKey {
+            netns: self.netns,
+            inode: self.inode,
+            local: self.local,
+            remote: self.remote,
+        }
+    }
+}
+
 /// Something the scan could not read, or read only in part.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Warning {
@@ -238,4 +270,23 @@ pub struct ScanStats {
     pub namespaces: usize,
     pub tcp_sockets: usize,
     pub duration_ms: u64,
+}
+
+/// The sockets worth explaining: CLOSE_WAIT sockets with a file, and the
+/// listeners of their local ports (they tell who accepted the connection).
+pub fn interesting_inodes(sockets: &[TcpSocket]) -> HashSet<Inode> {
+    let cw_ports: HashSet<(Inode, u16)> = sockets
+        .iter()
+        .filter(|s| s.state == TcpState::CloseWait)
+        .map(|s| (s.netns, s.local.port()))
+        .collect();
+    sockets
+        .iter()
+        .filter(|s| s.inode != 0)
+        .filter(|s| {
+            s.state == TcpState::CloseWait
+                || (s.state == TcpState::Listen && cw_ports.contains(&(s.netns, s.local.port())))
+        })
+        .map(|s| s.inode)
+        .collect()
 }

@@ -1,5 +1,213 @@
 //! From a snapshot to findings: who holds each CLOSE_WAIT socket, whose copy is
-//! the forgotten one, why, and the fix.
+//! the forgotten one, why, and the fix. Pure code: no OS access.
 
+mod classify;
+mod context;
 pub mod finding;
+mod fixes;
+mod group;
+mod listeners;
+pub mod scope;
+mod unheld;
+
 pub use finding::*;
+pub use scope::Scope;
+
+use crate::graph::HoldGraph;
+use crate::model::{interesting_inodes, Pid, Snapshot, SocketKey, TcpSocket, TcpState};
+use context::Ctx;
+use listeners::Listeners;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Diagnose every CLOSE_WAIT socket of `snap` that falls in `scope`.
+pub fn diagnose(snap: &Snapshot, scope: &Scope) -> Report {
+    let inodes = interesting_inodes(&snap.sockets);
+    let ctx = Ctx {
+        snap,
+        graph: HoldGraph::build(snap, &inodes),
+        listeners: Listeners::new(&snap.sockets),
+    };
+    let resolved = scope::Resolved::new(scope, snap, &ctx.graph);
+    let transient: HashSet<SocketKey> = snap
+        .settle
+        .as_ref()
+        .map(|s| s.transient.iter().copied().collect())
+        .unwrap_or_default();
+
+    let mut by_state: BTreeMap<TcpState, usize> = BTreeMap::new();
+    let mut n_transient = 0;
+    let mut findings = Vec::new();
+    for s in &snap.sockets {
+        if !resolved.socket_in(s, &unheld_listeners(&ctx, s)) {
+            continue;
+        }
+        *by_state.entry(s.state).or_default() += 1;
+        if s.state != TcpState::CloseWait {
+            continue;
+        }
+        if transient.contains(&s.key()) {
+            n_transient += 1;
+            continue;
+        }
+        findings.push(judge_socket(&ctx, s));
+    }
+    add_shared_evidence(&ctx, &mut findings);
+    let groups = group::groups(&ctx, &mut findings);
+    let processes = group::processes(&ctx, &findings);
+    Report {
+        schema_version: SCHEMA_VERSION,
+        tool: Tool {
+            name: "cwleak".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        host: Host {
+            hostname: snap.meta.hostname.clone(),
+            kernel: snap.meta.kernel.clone(),
+            taken_at_ms: snap.meta.taken_at_ms,
+        },
+        summary: summary(&findings, &groups, n_transient, by_state),
+        groups,
+        findings,
+        processes,
+        scan: scan_info(snap),
+    }
+}
+
+/// Listeners an unheld CLOSE_WAIT socket waits on (they place it in a pid scope).
+fn unheld_listeners(ctx: &Ctx, s: &TcpSocket) -> Vec<crate::model::Inode> {
+    if s.state != TcpState::CloseWait || (s.inode != 0 && !ctx.graph.holders(s.inode).is_empty()) {
+        return Vec::new();
+    }
+    ctx.listeners.of(s).iter().map(|l| l.inode).collect()
+}
+
+fn judge_socket(ctx: &Ctx, s: &TcpSocket) -> Finding {
+    let holders = if s.inode == 0 { Vec::new() } else { ctx.graph.holders(s.inode) };
+    let (cause, blamed, mut evidence) = if holders.is_empty() {
+        (Cause::NoVisibleHolder, Vec::new(), unheld::evidence(ctx, s))
+    } else {
+        let v = classify::judge(ctx, s, &holders);
+        (v.cause, v.blamed, v.evidence)
+    };
+    if s.recv_q > 0 {
+        evidence.push(format!(
+            "{} bytes unread in the receive queue: the program stopped reading before the peer closed",
+            s.recv_q
+        ));
+    }
+    if let Some(ms) = s.last_ack_ms {
+        evidence.push(format!(
+            "no ACK from the peer for {}: in CLOSE_WAIT at least that long",
+            group::duration(ms)
+        ));
+    }
+    let ns_pid = holders.first().map(|h| h.pid).filter(|_| !in_own_netns(ctx, s));
+    Finding {
+        socket: SocketInfo {
+            inode: s.inode,
+            netns: s.netns,
+            family: s.family,
+            local: s.local,
+            remote: s.remote,
+            state: s.state,
+            recv_q: s.recv_q,
+            send_q: s.send_q,
+            close_wait_ms: s.last_ack_ms,
+        },
+        holders: holders
+            .iter()
+            .map(|h| {
+                let p = ctx.graph.process(h.pid);
+                Holder {
+                    pid: h.pid,
+                    ppid: p.map_or(0, |p| p.ppid),
+                    comm: p.map(|p| p.comm.clone()).unwrap_or_default(),
+                    fd: h.fd,
+                    cloexec: h.cloexec,
+                }
+            })
+            .collect(),
+        fix: fixes::fix(cause, s.inode == 0),
+        mitigation: fixes::mitigation(s, &blamed, ns_pid),
+        blamed,
+        cause,
+        evidence,
+    }
+}
+
+/// Namespaces other than the first one listed need nsenter for `ss -K`.
+fn in_own_netns(ctx: &Ctx, s: &TcpSocket) -> bool {
+    let init = ctx.snap.processes.iter().find(|p| p.pid == 1).and_then(|p| p.netns);
+    init.is_none_or(|ns| ns == s.netns)
+}
+
+/// Per blamed process: how many CLOSE_WAIT sockets, and how close to its fd limit.
+fn add_shared_evidence(ctx: &Ctx, findings: &mut [Finding]) {
+    let mut counts: HashMap<Pid, usize> = HashMap::new();
+    for f in findings.iter() {
+        if let Some(b) = f.blamed.first() {
+            *counts.entry(b.pid).or_default() += 1;
+        }
+    }
+    for f in findings.iter_mut() {
+        let Some(b) = f.blamed.first() else { continue };
+        let Some(p) = ctx.graph.process(b.pid) else { continue };
+        let n = counts.get(&b.pid).copied().unwrap_or(0);
+        let mut line = format!("{} is blamed for {n} CLOSE_WAIT socket(s) in scope", ctx.name(b.pid));
+        if let Some(limit) = p.fd_limit {
+            line.push_str(&format!("; {} of its {limit} fds are open", p.fd_count));
+            if u64::from(p.fd_count) * 10 >= limit * 9 {
+                line.push_str(" (nearly out of file descriptors: accept() will fail with EMFILE)");
+            }
+        }
+        f.evidence.push(line);
+    }
+}
+
+fn summary(findings: &[Finding], groups: &[Group], transient: usize, by_state: BTreeMap<TcpState, usize>) -> Summary {
+    let mut by_cause = BTreeMap::new();
+    for f in findings {
+        *by_cause.entry(f.cause).or_default() += 1;
+    }
+    let blamed: HashSet<Pid> = groups.iter().filter_map(|g| g.pid).collect();
+    Summary {
+        leaked: findings.len(),
+        transient,
+        processes_blamed: blamed.len(),
+        by_cause,
+        by_state,
+    }
+}
+
+fn scan_info(snap: &Snapshot) -> ScanInfo {
+    ScanInfo {
+        proc_root: snap.meta.proc_root.clone(),
+        live: snap.meta.live,
+        processes: snap.stats.processes,
+        fds: snap.stats.fds,
+        socket_fds: snap.stats.socket_fds,
+        tcp_sockets: snap.stats.tcp_sockets,
+        namespaces: snap
+            .namespaces
+            .iter()
+            .map(|n| NamespaceInfo {
+                inode: n.inode,
+                via_pid: n.via_pid,
+                method: n.method.clone(),
+                sockets: n.sockets,
+            })
+            .collect(),
+        duration_ms: snap.stats.duration_ms,
+        settle_ms: snap.settle.as_ref().map_or(0, |s| s.window_ms),
+        unreadable: snap
+            .warnings
+            .iter()
+            .map(|w| Unreadable {
+                pid: w.pid,
+                path: w.path.clone(),
+                kind: w.kind,
+                message: w.message.clone(),
+            })
+            .collect(),
+    }
+}

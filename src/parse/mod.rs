@@ -1,2 +1,10 @@
 //! Parsers for the text of /proc files. A parser never opens a file: fixture
-//! text and live text go through the same code.
+//! text and live text go through the same code. Errors are plain messages; the
+//! reader adds the pid and path.
+
+pub mod fdinfo;
+pub mod link;
+pub mod net_tcp;
+pub mod proc_files;
+
+pub type ParseResult<T> = Result<T, String>;

@@ -1,8 +1,212 @@
 //! The one seam to the OS. Everything read from the kernel enters here, through
-//! a proc root given as a value: the live `/proc`, a recorded fixture tree, or
-//! (see `snapshot`) a saved capture. After this module, all code is pure.
+//! a proc root given as a value: the live `/proc`, or a recorded fixture tree.
+//! After this module, all code is pure.
 
+mod details;
 pub mod error;
+mod fdtable;
+pub mod recheck;
+pub mod root;
 pub mod sock_diag;
+pub mod tables;
+mod walk;
 
 pub use error::SourceError;
+pub use root::ProcRoot;
+pub use tables::TableMethod;
+
+use crate::model::{Inode, Meta, Pid, Snapshot, Warning};
+use sock_diag::DumpRequest;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tables::NsMember;
+use walk::{Scratch, Walked};
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub root: PathBuf,
+    pub method: TableMethod,
+    /// Threads for the fd walk (0 = one per core).
+    pub threads: usize,
+}
+
+/// Read one look at the machine through `cfg.root`.
+pub fn read(cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
+    let started = Instant::now();
+    let root = ProcRoot::new(&cfg.root);
+    let pids = root.pids()?;
+    if pids.is_empty() {
+        return Err(SourceError::NotProc { path: cfg.root.clone() });
+    }
+    let live = is_live_proc(&root);
+    let mut meta = read_meta(&root, live);
+    let (mut walked, mut warnings) = walk_all(&root, &pids, cfg.threads);
+
+    let members = namespace_members(&walked);
+    let req = DumpRequest::all();
+    let mut sockets = Vec::new();
+    let mut namespaces = Vec::new();
+    for member in members.values() {
+        let t = tables::read_namespace(&root, live, cfg.method, member, &req, &mut warnings);
+        sockets.extend(t.sockets);
+        namespaces.push(t.namespace);
+    }
+
+    let interest = crate::model::interesting_inodes(&sockets);
+    let wanted = processes_of_interest(&walked, &interest);
+    for w in walked.iter_mut().filter(|w| wanted.contains(&w.process.pid)) {
+        details::read_details(&root, w, &interest, &mut warnings);
+    }
+
+    let mut processes: Vec<_> = walked.into_iter().map(|w| w.process).collect();
+    if live {
+        fdtable::link_shared_tables(&mut processes);
+    }
+    let stats = crate::model::ScanStats {
+        processes: processes.len(),
+        fds: processes.iter().map(|p| p.fd_count as usize).sum(),
+        socket_fds: processes.iter().map(|p| p.sockets.len()).sum(),
+        namespaces: namespaces.len(),
+        tcp_sockets: sockets.len(),
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    };
+    meta.proc_root = cfg.root.display().to_string();
+    Ok(Snapshot {
+        meta,
+        processes,
+        namespaces,
+        sockets,
+        warnings,
+        stats,
+        settle: None,
+    })
+}
+
+/// Walk every pid, spread over threads; results sorted by pid.
+fn walk_all(root: &ProcRoot, pids: &[Pid], threads: usize) -> (Vec<Walked>, Vec<Warning>) {
+    let n = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+    .clamp(1, 16)
+    .min(pids.len().max(1));
+    let results: Vec<(Vec<Walked>, Vec<Warning>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|k| {
+                s.spawn(move || {
+                    let mut scratch = Scratch::default();
+                    let mut warnings = Vec::new();
+                    let walked: Vec<Walked> = pids
+                        .iter()
+                        .skip(k)
+                        .step_by(n)
+                        .filter_map(|&pid| walk::walk_process(root, pid, &mut scratch, &mut warnings))
+                        .collect();
+                    (walked, warnings)
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    let mut walked = Vec::with_capacity(pids.len());
+    let mut warnings = Vec::new();
+    for (w, warn) in results {
+        walked.extend(w);
+        warnings.extend(warn);
+    }
+    walked.sort_unstable_by_key(|w| w.process.pid);
+    (walked, warnings)
+}
+
+/// One member per network namespace that holds sockets: the lowest pid whose
+/// view is readable (a zombie leader's is not, so use its live thread's).
+fn namespace_members(walked: &[Walked]) -> BTreeMap<Inode, NsMember> {
+    let mut members = BTreeMap::new();
+    for w in walked {
+        if let Some(netns) = w.process.netns {
+            members.entry(netns).or_insert_with(|| NsMember {
+                netns,
+                pid: w.process.pid,
+                base: w.base.clone(),
+            });
+        }
+    }
+    members
+}
+
+/// Holders of interesting sockets and all their ancestors.
+fn processes_of_interest(walked: &[Walked], interest: &HashSet<Inode>) -> HashSet<Pid> {
+    let parent: HashMap<Pid, Pid> = walked.iter().map(|w| (w.process.pid, w.process.ppid)).collect();
+    let mut wanted = HashSet::new();
+    for w in walked {
+        if w.process.sockets.iter().any(|s| interest.contains(&s.inode)) {
+            let mut pid = w.process.pid;
+            while pid > 0 && wanted.insert(pid) {
+                pid = parent.get(&pid).copied().unwrap_or(0);
+            }
+        }
+    }
+    wanted
+}
+
+/// Live means the root is a mounted proc filesystem: kcmp, setns and re-checks
+/// then make sense. A fixture tree is only files.
+fn is_live_proc(root: &ProcRoot) -> bool {
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    nix::sys::statfs::statfs(root.path()).is_ok_and(|s| s.filesystem_type().0 as i64 == PROC_SUPER_MAGIC)
+}
+
+fn read_meta(root: &ProcRoot, live: bool) -> Meta {
+    let text = |rel: &str| {
+        root.read_string(None, std::path::Path::new(rel))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    Meta {
+        hostname: text("sys/kernel/hostname"),
+        kernel: text("sys/kernel/osrelease"),
+        taken_at_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0)),
+        proc_root: String::new(),
+        live,
+        clk_tck: clock_ticks(),
+        uptime_s: text("uptime").and_then(|u| u.split_whitespace().next()?.parse().ok()),
+    }
+}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(t).ok().filter(|t| *t > 0).unwrap_or(100)
+}
+
+/// The network namespace inode of `pid`, read through the root.
+pub fn netns_of_pid(root: &ProcRoot, pid: Pid) -> Result<Inode, SourceError> {
+    let rel = PathBuf::from(format!("{pid}/ns/net"));
+    let target = root.read_link(Some(pid), &rel)?;
+    crate::parse::link::bracket_inode(&target, b"net")
+        .ok_or_else(|| SourceError::malformed(Some(pid), root.join(&rel), "not a net:[inode] link"))
+}
+
+/// The inode of a namespace file (/run/netns/NAME, /proc/PID/ns/net).
+pub fn netns_of_path(path: &std::path::Path) -> Result<Inode, SourceError> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .map(|m| m.ino())
+        .map_err(|e| SourceError::io(None, path, e))
+}
+
+/// Columns of the terminal on stdout, if it is one.
+pub fn tty_width() -> Option<usize> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a winsize into the struct we pass.
+    let r = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_col > 0).then_some(usize::from(ws.ws_col))
+}

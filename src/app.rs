@@ -1,0 +1,64 @@
+//! Running a command: read, settle, diagnose, render; map the outcome to an exit code.
+
+use crate::cli::{Cli, Command, ScanArgs};
+use crate::config::ScanConfig;
+use crate::diagnose::{self, Report};
+use crate::exit::Exit;
+use crate::report;
+use crate::source;
+use anyhow::{Context, Result};
+use clap::CommandFactory;
+use std::io::{self, Write};
+
+pub fn run(cli: Cli) -> Result<Exit> {
+    match cli.command {
+        Command::Scan(args) => scan(&args),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            write_out(|out| {
+                clap_complete::generate(shell, &mut cmd, "cwleak", out);
+                Ok(())
+            })?;
+            Ok(Exit::Clean)
+        }
+        Command::Man => {
+            let man = clap_mangen::Man::new(Cli::command());
+            write_out(|out| man.render(out))?;
+            Ok(Exit::Clean)
+        }
+    }
+}
+
+fn scan(args: &ScanArgs) -> Result<Exit> {
+    let cfg = ScanConfig::from_args(args)?;
+    let report = scan_report(&cfg)?;
+    write_out(|out| report::render(&report, cfg.format, &cfg.render, out))?;
+    Ok(Exit::from_leaks(report.summary.leaked))
+}
+
+/// One look (two with a settle window), diagnosed.
+pub fn scan_report(cfg: &ScanConfig) -> Result<Report> {
+    let mut snap = source::read(&cfg.source)
+        .with_context(|| format!("scanning {}", cfg.source.root.display()))?;
+    let has_close_wait = snap
+        .sockets
+        .iter()
+        .any(|s| s.state == crate::model::TcpState::CloseWait);
+    if snap.meta.live && !cfg.settle.is_zero() && has_close_wait {
+        std::thread::sleep(cfg.settle);
+        let ms = u64::try_from(cfg.settle.as_millis()).unwrap_or(u64::MAX);
+        source::recheck::settle(&mut snap, cfg.source.method, ms);
+    }
+    Ok(diagnose::diagnose(&snap, &cfg.scope))
+}
+
+/// Write to stdout; a reader that went away (EPIPE) is not an error.
+fn write_out(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<()> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let result = f(&mut out).and_then(|()| out.flush());
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing output"),
+    }
+}

@@ -1,0 +1,184 @@
+//! What the rules ask of the snapshot: owners of a connection, roles of
+//! holders, signs of forking, and the names to print.
+
+use super::classify::{join_fds, Role};
+use super::listeners::Listeners;
+use crate::graph::{HeldBy, HoldGraph};
+use crate::model::{Pid, Snapshot, TcpSocket};
+
+pub struct Ctx<'a> {
+    pub snap: &'a Snapshot,
+    pub graph: HoldGraph<'a>,
+    pub listeners: Listeners<'a>,
+}
+
+impl<'a> Ctx<'a> {
+    /// Processes that accepted connections on this socket's local port: the
+    /// holders of its listener, minus those that only inherited the listener
+    /// across an exec (same fd number as the ancestor they got it from).
+    pub fn owners(&self, sock: &TcpSocket) -> Vec<Pid> {
+        let lh = self.listeners.holders(sock, &self.graph);
+        let mut pids: Vec<Pid> = lh.iter().map(|(h, _)| h.pid).collect();
+        pids.sort_unstable();
+        pids.dedup();
+        let inherited = |p: Pid| {
+            let Some(a) = self.graph.ancestors(p).into_iter().find(|a| pids.contains(a)) else {
+                return false;
+            };
+            let same_fd = lh.iter().any(|(h, l)| {
+                h.pid == p && lh.iter().any(|(ha, la)| ha.pid == a && la.inode == l.inode && ha.fd == h.fd)
+            });
+            same_fd && self.exec_between(a, p).is_some()
+        };
+        pids.iter().copied().filter(|p| !inherited(*p)).collect()
+    }
+
+    /// The first process on the way from `descendant` up to (not including)
+    /// `ancestor` that runs another program than its parent.
+    pub fn exec_between(&self, ancestor: Pid, descendant: Pid) -> Option<Pid> {
+        let mut path = vec![descendant];
+        path.extend(self.graph.ancestors(descendant).into_iter().take_while(|p| *p != ancestor));
+        path.into_iter().find(|p| self.graph.execd(*p) == Some(true))
+    }
+
+    /// The process that started first (the likely creator of an outgoing connection).
+    pub fn oldest(&self, pids: &[Pid]) -> Option<Pid> {
+        pids.iter()
+            .copied()
+            .min_by_key(|p| (self.graph.process(*p).map_or(u64::MAX, |p| p.start_time), *p))
+    }
+
+    /// How `pid` came to hold the socket at `fds`.
+    pub fn role(&self, pid: Pid, fds: Vec<i32>, owners: &[Pid], creator: Option<Pid>, holders: &[HeldBy]) -> Role {
+        if owners.contains(&pid) || creator == Some(pid) {
+            return Role::Owner;
+        }
+        let related = match creator {
+            Some(c) => self.graph.related(c, pid),
+            None => owners.iter().any(|o| self.graph.related(*o, pid)),
+        };
+        if !related {
+            return Role::Passed;
+        }
+        // Where its copy came from: the nearest ancestor that owns or holds it.
+        let source = self
+            .graph
+            .ancestors(pid)
+            .into_iter()
+            .find(|a| owners.contains(a) || creator == Some(*a) || holders.iter().any(|h| h.pid == *a));
+        let Some(source) = source else {
+            return Role::Owner;
+        };
+        match self.exec_between(source, pid) {
+            // Handed over as stdin/stdout/stderr: meant for the new program.
+            Some(_) if fds.iter().all(|fd| *fd <= 2) => Role::Handler,
+            Some(exec_pid) => Role::ExecInherited { exec_pid },
+            None => Role::Handler,
+        }
+    }
+
+    /// Traces of forking left in /proc by `pid`.
+    pub fn fork_signs(&self, pid: Pid) -> Vec<String> {
+        let Some(p) = self.graph.process(pid) else {
+            return Vec::new();
+        };
+        let mut signs = Vec::new();
+        let children = self.graph.children(pid);
+        let forks: Vec<Pid> = children
+            .iter()
+            .filter(|c| c.state != 'Z' && self.graph.execd(c.pid) == Some(false))
+            .map(|c| c.pid)
+            .collect();
+        if !forks.is_empty() {
+            signs.push(format!("{} live child(ren) are forks of it ({})", forks.len(), short_list(&forks)));
+        }
+        let zombies = children.iter().filter(|c| c.state == 'Z').count();
+        if zombies > 0 {
+            signs.push(format!("{zombies} exited child(ren) not yet reaped"));
+        }
+        if p.fork_signs.sigchld_handled {
+            signs.push("it catches or ignores SIGCHLD to reap children".to_string());
+        }
+        if p.fork_signs.reaped_child_faults > 0 {
+            signs.push(format!(
+                "it has reaped children (their {} page faults are counted in its stat)",
+                p.fork_signs.reaped_child_faults
+            ));
+        }
+        signs
+    }
+
+    pub fn listener_evidence(&self, sock: &TcpSocket) -> Vec<String> {
+        let lh = self.listeners.holders(sock, &self.graph);
+        if lh.is_empty() {
+            return match self.listeners.of(sock).first() {
+                Some(l) => vec![format!("the listener {} is held by no visible process", l.local)],
+                None => vec![format!(
+                    "no socket listens on local port {}: this is an outgoing connection (or its listener is closed)",
+                    sock.local.port()
+                )],
+            };
+        }
+        let mut shown: Vec<String> = lh
+            .iter()
+            .map(|(h, l)| format!("{} fd {}", self.name(h.pid), h.fd) + &format!(" listens on {}", l.local))
+            .collect();
+        shown.dedup();
+        let more = shown.len().saturating_sub(3);
+        shown.truncate(3);
+        let mut line = shown.join("; ");
+        if more > 0 {
+            line.push_str(&format!("; and {more} more"));
+        }
+        vec![line]
+    }
+
+    pub fn passed_evidence(&self, pid: Pid, owners: &[Pid], creator: Option<Pid>) -> String {
+        let others: Vec<Pid> = if owners.is_empty() { creator.into_iter().collect() } else { owners.to_vec() };
+        format!(
+            "{} is neither an ancestor nor a descendant of {}: the fd reached it over a unix socket (SCM_RIGHTS) or pidfd_getfd()",
+            self.name(pid),
+            self.names(&others)
+        )
+    }
+
+    pub fn exec_evidence(&self, pid: Pid, exec_pid: Pid, holders: &[HeldBy]) -> Vec<String> {
+        let fds: Vec<i32> = holders.iter().filter(|h| h.pid == pid).map(|h| h.fd).collect();
+        let cloexec_known = holders.iter().any(|h| h.pid == pid && h.cloexec == Some(false));
+        let program = self.graph.process(exec_pid).and_then(|p| p.exe.clone()).unwrap_or_default();
+        let mut ev = vec![format!(
+            "{} runs another program ({}) than the process it was forked from, and still holds fd {}{}",
+            self.name(exec_pid),
+            if program.is_empty() { "exe unknown".to_string() } else { program },
+            join_fds(&fds),
+            if cloexec_known { ", which has no O_CLOEXEC" } else { "" }
+        )];
+        if exec_pid != pid {
+            ev.push(format!("{} inherited it from {}", self.name(pid), self.name(exec_pid)));
+        }
+        ev
+    }
+
+    pub fn name(&self, pid: Pid) -> String {
+        match self.graph.process(pid) {
+            Some(p) => format!("pid {} ({})", pid, p.comm),
+            None => format!("pid {pid}"),
+        }
+    }
+
+    pub fn names(&self, pids: &[Pid]) -> String {
+        let mut names: Vec<String> = pids.iter().take(3).map(|p| self.name(*p)).collect();
+        if pids.len() > 3 {
+            names.push(format!("{} more", pids.len() - 3));
+        }
+        names.join(", ")
+    }
+}
+
+fn short_list(pids: &[Pid]) -> String {
+    let mut s: Vec<String> = pids.iter().take(5).map(|p| p.to_string()).collect();
+    if pids.len() > 5 {
+        s.push("...".to_string());
+    }
+    s.join(", ")
+}

@@ -1,0 +1,126 @@
+//! Findings grouped per blamed process and cause (a server holding 5,000
+//! sockets is one group), and the processes the report names.
+
+use super::context::Ctx;
+use super::finding::{Cause, Finding, Group, ProcessInfo};
+use crate::model::Pid;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Group findings, most sockets first, and reorder `findings` to match.
+pub fn groups(ctx: &Ctx, findings: &mut Vec<Finding>) -> Vec<Group> {
+    let mut buckets: HashMap<(Option<Pid>, Cause), Vec<Finding>> = HashMap::new();
+    for f in findings.drain(..) {
+        buckets.entry((f.blamed.first().map(|b| b.pid), f.cause)).or_default().push(f);
+    }
+    let mut keyed: Vec<_> = buckets.into_iter().collect();
+    keyed.sort_by(|((pa, ca), a), ((pb, cb), b)| b.len().cmp(&a.len()).then(pa.cmp(pb)).then(ca.cmp(cb)));
+    let mut out = Vec::with_capacity(keyed.len());
+    for ((pid, cause), mut members) in keyed {
+        members.sort_by_key(|f| (f.blamed.first().map_or(i32::MAX, |b| b.fd), f.socket.inode, f.socket.remote));
+        let start = findings.len();
+        out.push(make_group(ctx, pid, cause, &members, start));
+        findings.extend(members);
+    }
+    out
+}
+
+fn make_group(ctx: &Ctx, pid: Option<Pid>, cause: Cause, members: &[Finding], start: usize) -> Group {
+    let mut fds: Vec<i32> = members
+        .iter()
+        .flat_map(|f| f.blamed.iter().filter(|b| Some(b.pid) == pid).map(|b| b.fd))
+        .collect();
+    fds.sort_unstable();
+    fds.dedup();
+    let mut ports: BTreeMap<u16, usize> = BTreeMap::new();
+    for f in members {
+        *ports.entry(f.socket.local.port()).or_default() += 1;
+    }
+    let mut local_ports: Vec<(u16, usize)> = ports.into_iter().collect();
+    local_ports.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let first = members.first();
+    Group {
+        pid,
+        comm: pid.and_then(|p| ctx.graph.process(p)).map(|p| p.comm.clone()),
+        cause,
+        sockets: members.len(),
+        mitigation: group_mitigation(pid, &fds, first.map(|f| f.mitigation.clone()).unwrap_or_default()),
+        fds,
+        local_ports,
+        oldest_close_wait_ms: members.iter().filter_map(|f| f.socket.close_wait_ms).max(),
+        unread_bytes: members.iter().map(|f| u64::from(f.socket.recv_q)).sum(),
+        evidence: first.map(|f| f.evidence.clone()).unwrap_or_default(),
+        fix: first.map(|f| f.fix.clone()).unwrap_or_default(),
+        findings: (start..start + members.len()).collect(),
+    }
+}
+
+/// One command for all the group's fds when there are a few; a restart beyond.
+fn group_mitigation(pid: Option<Pid>, fds: &[i32], single: String) -> String {
+    match pid {
+        Some(pid) if fds.len() > 1 && fds.len() <= 64 => {
+            let calls: Vec<String> = fds.iter().map(|fd| format!("-ex 'call (int)close({fd})'")).collect();
+            format!(
+                "gdb -p {pid} -batch {}   # closes the blamed copies; only if the program will not use these fds again",
+                calls.join(" ")
+            )
+        }
+        Some(pid) if fds.len() > 64 => format!(
+            "restart pid {pid} gracefully (its {} leaked fds close on exit), then deploy the fix",
+            fds.len()
+        ),
+        _ => single,
+    }
+}
+
+/// Every process named in a finding, with its ancestors.
+pub fn processes(ctx: &Ctx, findings: &[Finding]) -> Vec<ProcessInfo> {
+    let mut held: HashMap<Pid, usize> = HashMap::new();
+    let mut blamed: HashMap<Pid, usize> = HashMap::new();
+    for f in findings {
+        let holders: HashSet<Pid> = f.holders.iter().map(|h| h.pid).collect();
+        for p in holders {
+            *held.entry(p).or_default() += 1;
+        }
+        if let Some(b) = f.blamed.first() {
+            *blamed.entry(b.pid).or_default() += 1;
+        }
+    }
+    let mut pids: Vec<Pid> = held.keys().copied().collect();
+    for p in held.keys() {
+        pids.extend(ctx.graph.ancestors(*p));
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids.into_iter()
+        .filter_map(|pid| {
+            let p = ctx.graph.process(pid)?;
+            Some(ProcessInfo {
+                pid,
+                ppid: p.ppid,
+                comm: p.comm.clone(),
+                exe: p.exe.clone(),
+                uid: p.uid,
+                cgroup: p.cgroup.clone(),
+                netns: p.netns,
+                ns_pid: p.ns_pid,
+                execd: ctx.graph.execd(pid),
+                threads: p.threads,
+                fd_count: p.fd_count,
+                fd_limit: p.fd_limit,
+                close_wait_held: held.get(&pid).copied().unwrap_or(0),
+                close_wait_blamed: blamed.get(&pid).copied().unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+/// 950 -> "950ms", 75_000 -> "1m15s", 7_500_000 -> "2h05m".
+pub fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0 => format!("{ms}ms"),
+        1..=59 => format!("{}.{}s", s, (ms % 1000) / 100),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}

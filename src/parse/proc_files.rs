@@ -1,0 +1,138 @@
+//! Per-process text files: stat, status, cgroup, limits. Stat and status go
+//! through procfs-core's parsers; we keep only what the diagnosis needs.
+
+use super::ParseResult;
+use crate::model::{ForkSigns, Layout, Pid};
+use procfs::FromRead;
+
+const SIGCHLD_BIT: u64 = 1 << (libc::SIGCHLD - 1);
+
+/// What we keep from /proc/PID/stat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatLine {
+    pub pid: Pid,
+    pub comm: String,
+    pub state: char,
+    pub ppid: Pid,
+    pub start_time: u64,
+    pub threads: u32,
+    pub layout: Option<Layout>,
+    pub fork_signs: ForkSigns,
+}
+
+pub fn stat(text: &[u8]) -> ParseResult<StatLine> {
+    let s = procfs::process::Stat::from_read(text).map_err(|e| e.to_string())?;
+    // Without ptrace access the kernel shows the layout fields as 0.
+    let layout = (s.startcode != 0 || s.startstack != 0).then(|| Layout {
+        start_code: s.startcode,
+        end_code: s.endcode,
+        start_stack: s.startstack,
+        arg_start: s.arg_start.unwrap_or(0),
+    });
+    Ok(StatLine {
+        pid: s.pid,
+        comm: s.comm,
+        state: s.state,
+        ppid: s.ppid,
+        start_time: s.starttime,
+        threads: u32::try_from(s.num_threads).unwrap_or(0),
+        layout,
+        fork_signs: ForkSigns {
+            reaped_child_faults: s.cminflt,
+            sigchld_handled: (s.sigignore | s.sigcatch) & SIGCHLD_BIT != 0,
+        },
+    })
+}
+
+/// What we keep from /proc/PID/status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusInfo {
+    pub uid: u32,
+    /// Innermost pid, when the process lives in a nested pid namespace.
+    pub ns_pid: Option<Pid>,
+}
+
+pub fn status(text: &[u8]) -> ParseResult<StatusInfo> {
+    let s = procfs::process::Status::from_read(text).map_err(|e| e.to_string())?;
+    let ns_pid = s
+        .nspid
+        .as_ref()
+        .filter(|v| v.len() > 1)
+        .and_then(|v| v.last().copied());
+    Ok(StatusInfo { uid: s.ruid, ns_pid })
+}
+
+/// The cgroup that names a unit or container: the v2 path if present, else the
+/// first v1 path that is not the root.
+pub fn cgroup(text: &str) -> Option<String> {
+    let mut v1 = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(h), Some(_), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if h == "0" {
+            return Some(path.to_string());
+        }
+        if v1.is_none() && path != "/" {
+            v1 = Some(path.to_string());
+        }
+    }
+    v1
+}
+
+/// The soft limit of open files from /proc/PID/limits (None when unlimited or absent).
+pub fn max_open_files(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Recorded from /proc/self/stat of a python3 process on Linux 6.18 that had
+    // installed a SIGCHLD handler, forked once and reaped the child.
+    const STAT: &[u8] = b"7447 (python3) R 7445 7445 1048 0 -1 4194304 2935 6744 14 2 6 6 4 4 20 0 1 0 49193 16965632 3352 18446744073709551615 94097246982144 94097246982485 140726916447312 0 0 0 0 16781312 65538 0 0 0 17 0 0 0 0 0 0 94097246993840 94097246994456 94097696100352 140726916450399 140726916450601 140726916450601 140726916452303 0\n";
+
+    #[test]
+    fn stat_keeps_tree_layout_and_fork_signs() {
+        let s = stat(STAT).unwrap();
+        assert_eq!((s.pid, s.ppid, s.state), (7447, 7445, 'R'));
+        assert_eq!(s.comm, "python3");
+        assert_eq!(s.start_time, 49193);
+        assert_eq!(s.fork_signs.reaped_child_faults, 6744);
+        // sigcatch 65538 = SIGINT | SIGCHLD.
+        assert!(s.fork_signs.sigchld_handled);
+        let l = s.layout.unwrap();
+        assert_eq!(l.start_code, 94097246982144);
+        assert_eq!(l.arg_start, 140726916450399);
+    }
+
+    #[test]
+    fn stat_comm_with_spaces_and_parens() {
+        let line = b"42 (a) b) S 1 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+        let s = stat(line).unwrap();
+        assert_eq!(s.comm, "a) b");
+        assert_eq!(s.layout, None);
+    }
+
+    #[test]
+    fn stat_rejects_garbage() {
+        assert!(stat(b"not a stat line").is_err());
+    }
+
+    #[test]
+    fn cgroup_prefers_v2() {
+        assert_eq!(cgroup("0::/system.slice/nginx.service\n").as_deref(), Some("/system.slice/nginx.service"));
+        assert_eq!(cgroup("12:pids:/\n3:cpu,cpuacct:/docker/abc\n").as_deref(), Some("/docker/abc"));
+        assert_eq!(cgroup(""), None);
+    }
+
+    #[test]
+    fn open_files_limit() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n";
+        assert_eq!(max_open_files(text), Some(1024));
+        assert_eq!(max_open_files("Max open files  unlimited unlimited files\n"), None);
+    }
+}

@@ -1,0 +1,89 @@
+//! The settle window's second look: only the sockets that were in CLOSE_WAIT
+//! the first time, and only the fds that held them. No second walk.
+
+use super::root::ProcRoot;
+use super::sock_diag::DumpRequest;
+use super::tables::{self, NsMember, TableMethod};
+use crate::model::{Inode, Pid, Settle, Snapshot, SocketKey, TcpState};
+use crate::parse::link;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+/// Look again at the CLOSE_WAIT sockets of a live snapshot and fold the answer
+/// into it: sockets gone from CLOSE_WAIT become transient, fds closed since
+/// the first look stop being holders, and close-wait ages are refreshed.
+pub fn settle(snap: &mut Snapshot, method: TableMethod, window_ms: u64) {
+    let root = ProcRoot::new(&snap.meta.proc_root);
+    let cw: HashSet<SocketKey> = snap
+        .sockets
+        .iter()
+        .filter(|s| s.state == TcpState::CloseWait)
+        .map(|s| s.key())
+        .collect();
+    let req = DumpRequest::only(&[TcpState::CloseWait], true);
+    let mut still: HashMap<SocketKey, Option<u64>> = HashMap::new();
+    let mut warnings = Vec::new();
+    for member in members_with_close_wait(snap, &cw) {
+        let t = tables::read_namespace(&root, snap.meta.live, method, &member, &req, &mut warnings);
+        for s in t.sockets.iter().filter(|s| s.state == TcpState::CloseWait) {
+            if cw.contains(&s.key()) {
+                still.insert(s.key(), s.last_ack_ms);
+            }
+        }
+    }
+    let closed = closed_fds(snap, &root, &cw);
+    for p in &mut snap.processes {
+        p.sockets.retain(|s| !closed.contains(&(p.pid, s.fd)));
+    }
+    for s in snap.sockets.iter_mut().filter(|s| s.state == TcpState::CloseWait) {
+        if let Some(Some(age)) = still.get(&s.key()) {
+            s.last_ack_ms = Some(*age);
+        }
+    }
+    let mut transient: Vec<SocketKey> = cw.into_iter().filter(|k| !still.contains_key(k)).collect();
+    transient.sort_by_key(|k| (k.netns, k.inode, k.local, k.remote));
+    snap.warnings.extend(warnings);
+    snap.settle = Some(Settle { window_ms, transient });
+}
+
+/// (pid, fd) pairs that held a CLOSE_WAIT socket and no longer point at it.
+fn closed_fds(snap: &Snapshot, root: &ProcRoot, cw: &HashSet<SocketKey>) -> HashSet<(Pid, i32)> {
+    let cw_inodes: HashSet<Inode> = cw.iter().map(|k| k.inode).filter(|i| *i != 0).collect();
+    let mut closed = HashSet::new();
+    for p in &snap.processes {
+        let base = task_base(p.pid, p.fd_table_tid);
+        for s in p.sockets.iter().filter(|s| cw_inodes.contains(&s.inode)) {
+            let held = root
+                .read_link(Some(p.pid), &base.join(format!("fd/{}", s.fd)))
+                .is_ok_and(|t| link::bracket_inode(&t, b"socket") == Some(s.inode));
+            if !held {
+                closed.insert((p.pid, s.fd));
+            }
+        }
+    }
+    closed
+}
+
+fn task_base(pid: Pid, tid: Option<Pid>) -> PathBuf {
+    match tid {
+        Some(tid) => PathBuf::from(format!("{pid}/task/{tid}")),
+        None => PathBuf::from(pid.to_string()),
+    }
+}
+
+fn members_with_close_wait(snap: &Snapshot, cw: &HashSet<SocketKey>) -> Vec<NsMember> {
+    let namespaces: HashSet<Inode> = cw.iter().map(|k| k.netns).collect();
+    snap.namespaces
+        .iter()
+        .filter(|n| namespaces.contains(&n.inode))
+        .filter_map(|n| {
+            let pid = n.via_pid?;
+            let tid = snap.processes.iter().find(|p| p.pid == pid).and_then(|p| p.fd_table_tid);
+            Some(NsMember {
+                netns: n.inode,
+                pid,
+                base: task_base(pid, tid),
+            })
+        })
+        .collect()
+}

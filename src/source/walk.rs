@@ -1,0 +1,124 @@
+//! Phase one of a scan: every process's stat and socket fds. Runs for every
+//! process, so it reads as little as it can: stat, the fd directory, and
+//! ns/net only for processes that hold sockets.
+
+use super::root::{readlink_at, ProcRoot};
+use super::SourceError;
+use crate::model::{Pid, Process, SocketFd, Warning};
+use crate::parse::{link, proc_files};
+use nix::dir::Dir;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+/// A process as walked, with the directory its fd table was read from
+/// (`PID`, or `PID/task/TID` when the group leader has exited).
+pub struct Walked {
+    pub process: Process,
+    pub base: PathBuf,
+}
+
+/// Per-thread scratch space reused across processes.
+#[derive(Default)]
+pub struct Scratch {
+    buf: Vec<u8>,
+}
+
+/// Walk one process. Returns None when it vanished or could not be read at all;
+/// the reason is pushed to `warnings`.
+pub fn walk_process(root: &ProcRoot, pid: Pid, scratch: &mut Scratch, warnings: &mut Vec<Warning>) -> Option<Walked> {
+    let base = PathBuf::from(pid.to_string());
+    let stat = match read_stat(root, pid, &base, &mut scratch.buf) {
+        Ok(s) => s,
+        Err(e) => {
+            warnings.push(e.to_warning());
+            return None;
+        }
+    };
+    let mut process = Process {
+        pid,
+        ppid: stat.ppid,
+        comm: stat.comm,
+        start_time: stat.start_time,
+        state: stat.state,
+        threads: stat.threads,
+        layout: stat.layout,
+        fork_signs: stat.fork_signs,
+        ..Process::default()
+    };
+    // A zombie leader has dropped its fd table; a live thread still shares it.
+    let base = if stat.state == 'Z' && stat.threads > 1 {
+        match live_task(root, pid, &mut scratch.buf) {
+            Some(tid) => {
+                process.fd_table_tid = Some(tid);
+                base.join("task").join(tid.to_string())
+            }
+            None => base,
+        }
+    } else {
+        base
+    };
+    if stat.state != 'Z' || process.fd_table_tid.is_some() {
+        match walk_fds(root, pid, &base.join("fd"), &mut process) {
+            Ok(()) => {}
+            Err(e) if e.is_vanished() => {}
+            Err(e) => warnings.push(e.to_warning()),
+        }
+    }
+    if !process.sockets.is_empty() {
+        match root.read_link(Some(pid), &base.join("ns/net")) {
+            Ok(t) => process.netns = link::bracket_inode(&t, b"net"),
+            Err(e) if e.is_vanished() => {}
+            Err(e) => warnings.push(e.to_warning()),
+        }
+    }
+    Some(Walked { process, base })
+}
+
+fn read_stat(root: &ProcRoot, pid: Pid, base: &Path, buf: &mut Vec<u8>) -> Result<proc_files::StatLine, SourceError> {
+    let rel = base.join("stat");
+    root.read_into(Some(pid), &rel, buf)?;
+    proc_files::stat(buf).map_err(|m| SourceError::malformed(Some(pid), root.join(&rel), m))
+}
+
+/// The first thread of `pid` that is not a zombie.
+fn live_task(root: &ProcRoot, pid: Pid, buf: &mut Vec<u8>) -> Option<Pid> {
+    let dir = std::fs::read_dir(root.join(format!("{pid}/task"))).ok()?;
+    let mut tids: Vec<Pid> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|t| *t != pid)
+        .collect();
+    tids.sort_unstable();
+    tids.into_iter().find(|tid| {
+        let rel = PathBuf::from(format!("{pid}/task/{tid}/stat"));
+        root.read_into(Some(pid), &rel, buf).is_ok() && proc_files::stat(buf).is_ok_and(|s| s.state != 'Z')
+    })
+}
+
+/// Read every fd link; keep the sockets, count the rest.
+fn walk_fds(root: &ProcRoot, pid: Pid, rel: &Path, process: &mut Process) -> Result<(), SourceError> {
+    let path = root.join(rel);
+    let mut dir = Dir::open(&path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| SourceError::io(Some(pid), &path, e.into()))?;
+    let raw = dir.as_raw_fd();
+    // SAFETY: `dir` owns `raw` and outlives every use of `dfd` below.
+    let dfd = unsafe { BorrowedFd::borrow_raw(raw) };
+    let mut buf = [0u8; 256];
+    for entry in dir.iter() {
+        let entry = entry.map_err(|e| SourceError::io(Some(pid), &path, e.into()))?;
+        let name = entry.file_name();
+        let Some(fd) = link::parse_u64(name.to_bytes()).and_then(|n| i32::try_from(n).ok()) else {
+            continue;
+        };
+        process.fd_count += 1;
+        // An fd closed between readdir and readlink is simply gone.
+        let Ok(target) = readlink_at(dfd, name, &mut buf) else {
+            continue;
+        };
+        if let Some(inode) = link::bracket_inode(target, b"socket") {
+            process.sockets.push(SocketFd { fd, inode, cloexec: None });
+        }
+    }
+    Ok(())
+}
