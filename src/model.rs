@@ -54,6 +54,8 @@ pub struct Meta {
     pub clk_tck: u64,
     /// Seconds since boot when the look started, when known.
     pub uptime_s: Option<f64>,
+    /// The network namespace cwleak itself ran in (live scans only).
+    pub netns: Option<Inode>,
 }
 
 /// A thread group (what users call a process): one fd table, one holder.

@@ -144,6 +144,7 @@ pub struct Group {
     /// Local ports involved, with counts, most first.
     pub local_ports: Vec<(u16, usize)>,
     pub oldest_close_wait_ms: Option<u64>,
+    /// Data bytes no holder has read (the FIN itself not counted).
     pub unread_bytes: u64,
     /// Evidence shared by the group, from its first finding.
     pub evidence: Vec<String>,

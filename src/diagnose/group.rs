@@ -47,7 +47,7 @@ fn make_group(ctx: &Ctx, pid: Option<Pid>, cause: Cause, members: &[Finding], st
         fds,
         local_ports,
         oldest_close_wait_ms: members.iter().filter_map(|f| f.socket.close_wait_ms).max(),
-        unread_bytes: members.iter().map(|f| u64::from(f.socket.recv_q)).sum(),
+        unread_bytes: members.iter().map(|f| u64::from(f.socket.recv_q.saturating_sub(1))).sum(),
         evidence: first.map(|f| f.evidence.clone()).unwrap_or_default(),
         fix: first.map(|f| f.fix.clone()).unwrap_or_default(),
         findings: (start..start + members.len()).collect(),

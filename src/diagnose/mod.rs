@@ -89,12 +89,7 @@ fn judge_socket(ctx: &Ctx, s: &TcpSocket) -> Finding {
         let v = classify::judge(ctx, s, &holders);
         (v.cause, v.blamed, v.evidence)
     };
-    if s.recv_q > 0 {
-        evidence.push(format!(
-            "{} bytes unread in the receive queue: the program stopped reading before the peer closed",
-            s.recv_q
-        ));
-    }
+    evidence.push(receive_queue_evidence(s.recv_q));
     if let Some(ms) = s.last_ack_ms {
         evidence.push(format!(
             "no ACK from the peer for {}: in CLOSE_WAIT at least that long",
@@ -135,10 +130,19 @@ fn judge_socket(ctx: &Ctx, s: &TcpSocket) -> Finding {
     }
 }
 
-/// Namespaces other than the first one listed need nsenter for `ss -K`.
+/// In CLOSE_WAIT the receive queue counts the peer's FIN as one byte until a
+/// read() returns 0 (end of stream), so it tells whether anyone read the EOF.
+fn receive_queue_evidence(recv_q: u32) -> String {
+    match recv_q {
+        0 => "a holder read the end of stream (read() returned 0): the peer's close was seen, yet this copy stays open".into(),
+        1 => "the peer's FIN is unread: no holder has read from the socket since the peer closed".into(),
+        n => format!("{} bytes unread before the peer's FIN: the program stopped reading", n - 1),
+    }
+}
+
+/// Sockets of another namespace than cwleak's own need nsenter for `ss -K`.
 fn in_own_netns(ctx: &Ctx, s: &TcpSocket) -> bool {
-    let init = ctx.snap.processes.iter().find(|p| p.pid == 1).and_then(|p| p.netns);
-    init.is_none_or(|ns| ns == s.netns)
+    ctx.snap.meta.netns.is_none_or(|ns| ns == s.netns)
 }
 
 /// Per blamed process: how many CLOSE_WAIT sockets, and how close to its fd limit.
@@ -154,11 +158,12 @@ fn add_shared_evidence(ctx: &Ctx, findings: &mut [Finding]) {
         let Some(p) = ctx.graph.process(b.pid) else { continue };
         let n = counts.get(&b.pid).copied().unwrap_or(0);
         let mut line = format!("{} is blamed for {n} CLOSE_WAIT socket(s) in scope", ctx.name(b.pid));
-        if let Some(limit) = p.fd_limit {
-            line.push_str(&format!("; {} of its {limit} fds are open", p.fd_count));
-            if u64::from(p.fd_count) * 10 >= limit * 9 {
-                line.push_str(" (nearly out of file descriptors: accept() will fail with EMFILE)");
-            }
+        // Only worth saying when the fd limit is in sight.
+        if let Some(limit) = p.fd_limit.filter(|l| u64::from(p.fd_count) * 2 >= *l) {
+            line.push_str(&format!(
+                "; {} of its {limit} fds are open: accept() fails with EMFILE at the limit",
+                p.fd_count
+            ));
         }
         f.evidence.push(line);
     }

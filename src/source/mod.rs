@@ -60,8 +60,13 @@ pub fn read(cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
     }
 
     let mut processes: Vec<_> = walked.into_iter().map(|w| w.process).collect();
-    if live {
-        fdtable::link_shared_tables(&mut processes);
+    if live && !fdtable::link_shared_tables(&mut processes, &interest) {
+        warnings.push(Warning {
+            pid: None,
+            path: None,
+            kind: crate::model::WarningKind::PermissionDenied,
+            message: "kcmp(KCMP_FILES) refused: processes sharing one fd table (CLONE_FILES) may be listed as separate holders".into(),
+        });
     }
     let stats = crate::model::ScanStats {
         processes: processes.len(),
@@ -153,8 +158,7 @@ fn processes_of_interest(walked: &[Walked], interest: &HashSet<Inode>) -> HashSe
 /// Live means the root is a mounted proc filesystem: kcmp, setns and re-checks
 /// then make sense. A fixture tree is only files.
 fn is_live_proc(root: &ProcRoot) -> bool {
-    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-    nix::sys::statfs::statfs(root.path()).is_ok_and(|s| s.filesystem_type().0 as i64 == PROC_SUPER_MAGIC)
+    nix::sys::statfs::statfs(root.path()).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
 }
 
 fn read_meta(root: &ProcRoot, live: bool) -> Meta {
@@ -173,6 +177,7 @@ fn read_meta(root: &ProcRoot, live: bool) -> Meta {
         live,
         clk_tck: clock_ticks(),
         uptime_s: text("uptime").and_then(|u| u.split_whitespace().next()?.parse().ok()),
+        netns: if live { tables::own_netns(root) } else { None },
     }
 }
 

@@ -5,7 +5,8 @@
 use super::root::ProcRoot;
 use super::sock_diag::{self, DumpRequest};
 use super::SourceError;
-use crate::model::{Family, Inode, NetNs, Pid, TcpSocket, TcpState, Warning};
+use crate::model::{Family, Inode, NetNs, Pid, SocketKey, TcpSocket, TcpState, Warning};
+use std::collections::HashMap;
 use crate::parse::{link, net_tcp};
 use std::path::{Path, PathBuf};
 
@@ -95,11 +96,25 @@ fn finish(member: &NsMember, method: &str, sockets: Vec<TcpSocket>) -> TableRead
 }
 
 fn dump_diag(root: &ProcRoot, member: &NsMember, req: &DumpRequest) -> Result<Vec<TcpSocket>, SourceError> {
-    if own_netns(root) == Some(member.netns) {
-        sock_diag::dump_current(member.netns, req)
-    } else {
-        sock_diag::dump_in_netns(&root.join(member.base.join("ns/net")), member.netns, req)
+    let dump = |r: &DumpRequest| {
+        if own_netns(root) == Some(member.netns) {
+            sock_diag::dump_current(member.netns, r)
+        } else {
+            sock_diag::dump_in_netns(&root.join(member.base.join("ns/net")), member.netns, r)
+        }
+    };
+    let mut sockets = dump(req)?;
+    // tcp_info for every socket would multiply the dump's size; a second,
+    // kernel-filtered dump fetches it for the CLOSE_WAIT ones only.
+    let cw = |s: &TcpSocket| s.state == TcpState::CloseWait;
+    if !req.with_info && wanted(req, TcpState::CloseWait) && sockets.iter().any(cw) {
+        let aged = dump(&DumpRequest::only(&[TcpState::CloseWait], true))?;
+        let ages: HashMap<SocketKey, Option<u64>> = aged.iter().map(|s| (s.key(), s.last_ack_ms)).collect();
+        for s in sockets.iter_mut().filter(|s| cw(s)) {
+            s.last_ack_ms = ages.get(&s.key()).copied().flatten();
+        }
     }
+    Ok(sockets)
 }
 
 /// The namespace cwleak itself runs in (no setns needed for it).

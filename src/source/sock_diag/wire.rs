@@ -1,0 +1,203 @@
+//! The bytes of a sock_diag TCP dump: the one request we send and the messages the
+//! kernel sends back. Offsets come from the stable UAPI headers linux/netlink.h,
+//! linux/inet_diag.h and linux/tcp.h. Everything here borrows the receive buffer;
+//! nothing allocates except the `TcpSocket` handed back to the caller.
+
+use crate::model::{Family, Inode, TcpSocket, TcpState};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+/// sizeof(struct nlmsghdr).
+const NLMSG_HDRLEN: usize = 16;
+/// sizeof(struct inet_diag_req_v2): family, protocol, ext, pad, states, 48-byte sockid.
+const REQ_V2_LEN: usize = 56;
+/// sizeof(struct inet_diag_msg); attributes follow it (already 4-byte aligned).
+const DIAG_MSG_LEN: usize = 72;
+
+pub(super) const NLMSG_ERROR: u16 = libc::NLMSG_ERROR as u16;
+pub(super) const NLMSG_DONE: u16 = libc::NLMSG_DONE as u16;
+/// linux/sock_diag.h: the request and reply type of every sock_diag dump.
+pub(super) const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// The dump changed under the kernel's feet (a table was resized or reordered).
+pub(super) const NLM_F_DUMP_INTR: u16 = libc::NLM_F_DUMP_INTR as u16;
+const NLM_F_REQUEST: u16 = libc::NLM_F_REQUEST as u16;
+const NLM_F_DUMP: u16 = libc::NLM_F_DUMP as u16;
+
+/// linux/inet_diag.h: attribute carrying struct tcp_info.
+const INET_DIAG_INFO: u16 = 2;
+/// nla_type carries two flag bits (nested, net byte order) above the type.
+const NLA_TYPE_MASK: u16 = 0x3fff;
+/// struct tcp_info: 8 u8 fields, then u32 rto, ato, snd_mss, rcv_mss, unacked, sacked,
+/// lost, retrans, fackets, last_data_sent, last_ack_sent, last_data_recv, last_ack_recv:
+/// 8 + 12 * 4 = 56.
+const TCPI_LAST_ACK_RECV: usize = 56;
+
+/// The dump request for one address family: nlmsghdr + inet_diag_req_v2, all-zero sockid.
+pub(super) fn dump_request(
+    family: u8,
+    states: u32,
+    with_info: bool,
+    seq: u32,
+) -> [u8; NLMSG_HDRLEN + REQ_V2_LEN] {
+    const LEN: usize = NLMSG_HDRLEN + REQ_V2_LEN;
+    let mut m = [0u8; LEN];
+    m[0..4].copy_from_slice(&(LEN as u32).to_ne_bytes());
+    m[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    m[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    m[8..12].copy_from_slice(&seq.to_ne_bytes());
+    // nlmsg_pid stays 0: the kernel fills in our port id.
+    m[16] = family;
+    m[17] = libc::IPPROTO_TCP as u8;
+    // idiag_ext: bit (n - 1) asks for attribute n.
+    m[18] = if with_info {
+        1 << (INET_DIAG_INFO - 1)
+    } else {
+        0
+    };
+    m[20..24].copy_from_slice(&states.to_ne_bytes());
+    m
+}
+
+/// One netlink message inside a received datagram.
+pub(super) struct Message<'a> {
+    pub kind: u16,
+    pub flags: u16,
+    pub seq: u32,
+    pub payload: &'a [u8],
+}
+
+/// Walks the netlink messages packed into one datagram (NLMSG_OK / NLMSG_NEXT).
+pub(super) struct Messages<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Messages<'a> {
+    pub fn new(datagram: &'a [u8]) -> Self {
+        Messages { rest: datagram }
+    }
+}
+
+impl<'a> Iterator for Messages<'a> {
+    type Item = Result<Message<'a>, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let len = u32_at(self.rest, 0).map_or(0, |l| l as usize);
+        if len < NLMSG_HDRLEN || len > self.rest.len() {
+            let err = format!(
+                "malformed netlink message: length {len} with {} bytes left in the datagram",
+                self.rest.len()
+            );
+            self.rest = &[];
+            return Some(Err(err));
+        }
+        let msg = Message {
+            kind: u16_at(self.rest, 4).unwrap_or(0),
+            flags: u16_at(self.rest, 6).unwrap_or(0),
+            seq: u32_at(self.rest, 8).unwrap_or(0),
+            payload: &self.rest[NLMSG_HDRLEN..len],
+        };
+        self.rest = self.rest.get(align4(len)..).unwrap_or(&[]);
+        Some(Ok(msg))
+    }
+}
+
+/// The errno in an NLMSG_ERROR (struct nlmsgerr) or NLMSG_DONE payload, positive; 0 = none.
+pub(super) fn errno_of(payload: &[u8]) -> i32 {
+    u32_at(payload, 0).map_or(0, |e| (e as i32).saturating_neg())
+}
+
+/// One SOCK_DIAG_BY_FAMILY reply (struct inet_diag_msg + attributes) as a TcpSocket.
+/// Ok(None) for a state or family this program does not know.
+pub(super) fn parse_socket(
+    payload: &[u8],
+    netns: Inode,
+    with_info: bool,
+) -> Result<Option<TcpSocket>, String> {
+    let Some(msg) = payload.get(..DIAG_MSG_LEN) else {
+        return Err(format!(
+            "inet_diag_msg of {} bytes, expected at least {DIAG_MSG_LEN}",
+            payload.len()
+        ));
+    };
+    let Some(state) = TcpState::from_kernel(msg[1]) else {
+        return Ok(None);
+    };
+    let Some((family, local, remote)) = addresses(msg) else {
+        return Ok(None);
+    };
+    let field = |off| u32_at(msg, off).unwrap_or(0);
+    let last_ack_ms = if with_info {
+        last_ack_recv(&payload[DIAG_MSG_LEN..]).map(u64::from)
+    } else {
+        None
+    };
+    Ok(Some(TcpSocket {
+        inode: u64::from(field(68)),
+        netns,
+        family,
+        local,
+        remote,
+        state,
+        recv_q: field(56),
+        send_q: field(60),
+        uid: field(64),
+        last_ack_ms,
+    }))
+}
+
+/// inet_diag_sockid at offset 4: sport, dport (big-endian), src[16], dst[16].
+/// Addresses are already in network order, so their bytes are used as they are.
+fn addresses(msg: &[u8]) -> Option<(Family, SocketAddr, SocketAddr)> {
+    let sport = u16::from_be_bytes([msg[4], msg[5]]);
+    let dport = u16::from_be_bytes([msg[6], msg[7]]);
+    let src: [u8; 16] = msg.get(8..24)?.try_into().ok()?;
+    let dst: [u8; 16] = msg.get(24..40)?.try_into().ok()?;
+    match i32::from(msg[0]) {
+        libc::AF_INET => {
+            let v4 = |a: [u8; 16], port| {
+                SocketAddr::V4(SocketAddrV4::new(
+                    Ipv4Addr::new(a[0], a[1], a[2], a[3]),
+                    port,
+                ))
+            };
+            Some((Family::Ipv4, v4(src, sport), v4(dst, dport)))
+        }
+        // v4-mapped peers of dual-stack sockets stay IPv6 (::ffff:a.b.c.d), as the kernel
+        // reports them. Scope id stays 0 to match what /proc/net/tcp6 can tell.
+        libc::AF_INET6 => {
+            let v6 = |a: [u8; 16], port| {
+                SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(a), port, 0, 0))
+            };
+            Some((Family::Ipv6, v6(src, sport), v6(dst, dport)))
+        }
+        _ => None,
+    }
+}
+
+/// tcpi_last_ack_recv from the INET_DIAG_INFO attribute, if present and long enough
+/// (TIME_WAIT and NEW_SYN_RECV mini-sockets carry no tcp_info at all).
+fn last_ack_recv(mut attrs: &[u8]) -> Option<u32> {
+    while let (Some(len), Some(kind)) = (u16_at(attrs, 0), u16_at(attrs, 2)) {
+        let len = usize::from(len);
+        let value = attrs.get(4..len)?;
+        if kind & NLA_TYPE_MASK == INET_DIAG_INFO {
+            return u32_at(value, TCPI_LAST_ACK_RECV);
+        }
+        attrs = attrs.get(align4(len)..)?;
+    }
+    None
+}
+
+fn align4(len: usize) -> usize {
+    (len + 3) & !3
+}
+
+fn u16_at(b: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(off..off + 2)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
