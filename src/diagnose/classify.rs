@@ -39,12 +39,20 @@ pub fn judge(ctx: &Ctx, sock: &TcpSocket, holders: &[HeldBy]) -> Verdict {
     let mut evidence = ctx.listener_evidence(sock);
     let role_of = |pid: Pid| ctx.role(pid, fds_of(holders, pid), &owners, creator, holders);
 
-    let passed: Vec<Pid> = roots.iter().copied().filter(|r| role_of(*r) == Role::Passed).collect();
+    let passed: Vec<Pid> = roots
+        .iter()
+        .copied()
+        .filter(|r| role_of(*r) == Role::Passed)
+        .collect();
     if !passed.is_empty() {
         for r in &passed {
             evidence.push(ctx.passed_evidence(*r, &owners, creator));
         }
-        let rest: Vec<Pid> = pids.iter().copied().filter(|p| !passed.contains(p)).collect();
+        let rest: Vec<Pid> = pids
+            .iter()
+            .copied()
+            .filter(|p| !passed.contains(p))
+            .collect();
         return verdict(Cause::PassedFdKept, holders, &[&passed, &rest], evidence);
     }
 
@@ -59,11 +67,23 @@ pub fn judge(ctx: &Ctx, sock: &TcpSocket, holders: &[HeldBy]) -> Verdict {
                 evidence.extend(ctx.exec_evidence(*p, exec_pid, holders));
             }
         }
-        let rest: Vec<Pid> = roots.iter().copied().filter(|p| !inherited.contains(p)).collect();
+        let rest: Vec<Pid> = roots
+            .iter()
+            .copied()
+            .filter(|p| !inherited.contains(p))
+            .collect();
         if !rest.is_empty() {
-            evidence.push(format!("the owner {} still holds its copy too", ctx.names(&rest)));
+            evidence.push(format!(
+                "the owner {} still holds its copy too",
+                ctx.names(&rest)
+            ));
         }
-        return verdict(Cause::InheritedNoCloexec, holders, &[&inherited, &rest], evidence);
+        return verdict(
+            Cause::InheritedNoCloexec,
+            holders,
+            &[&inherited, &rest],
+            evidence,
+        );
     }
 
     // Every root is an owner or a handler; the first root decides, the others
@@ -93,7 +113,11 @@ pub fn judge(ctx: &Ctx, sock: &TcpSocket, holders: &[HeldBy]) -> Verdict {
             ));
             Cause::DupCopyKept
         } else {
-            let signs = if owners.contains(r) { ctx.fork_signs(*r) } else { Vec::new() };
+            let signs = if owners.contains(r) {
+                ctx.fork_signs(*r)
+            } else {
+                Vec::new()
+            };
             if signs.is_empty() {
                 evidence.push(never_closed_evidence(ctx, *r, &owners));
                 Cause::NeverClosed
@@ -107,18 +131,27 @@ pub fn judge(ctx: &Ctx, sock: &TcpSocket, holders: &[HeldBy]) -> Verdict {
             }
         };
         blamed_order.push(*r);
-        if best.as_ref().is_none_or(|(c, _)| precedence(cause) < precedence(*c)) {
+        if best
+            .as_ref()
+            .is_none_or(|(c, _)| precedence(cause) < precedence(*c))
+        {
             best = Some((cause, vec![*r]));
         }
     }
     let (cause, first) = best.unwrap_or((Cause::NeverClosed, Vec::new()));
-    let rest: Vec<Pid> = blamed_order.into_iter().filter(|p| !first.contains(p)).collect();
+    let rest: Vec<Pid> = blamed_order
+        .into_iter()
+        .filter(|p| !first.contains(p))
+        .collect();
     verdict(cause, holders, &[&first, &rest], evidence)
 }
 
 fn never_closed_evidence(ctx: &Ctx, r: Pid, owners: &[Pid]) -> String {
     if owners.contains(&r) {
-        format!("{} accepted it itself, shows no sign of forking, and never called close()", ctx.name(r))
+        format!(
+            "{} accepted it itself, shows no sign of forking, and never called close()",
+            ctx.name(r)
+        )
     } else if owners.is_empty() {
         format!("{} made this connection (no process listens on its local port) and never called close()", ctx.name(r))
     } else {
@@ -167,9 +200,16 @@ pub fn distinct_pids(holders: &[HeldBy]) -> Vec<Pid> {
 }
 
 pub fn fds_of(holders: &[HeldBy], pid: Pid) -> Vec<i32> {
-    holders.iter().filter(|h| h.pid == pid).map(|h| h.fd).collect()
+    holders
+        .iter()
+        .filter(|h| h.pid == pid)
+        .map(|h| h.fd)
+        .collect()
 }
 
 pub fn join_fds(fds: &[i32]) -> String {
-    fds.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", ")
+    fds.iter()
+        .map(|f| f.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -22,11 +22,19 @@ impl<'a> Ctx<'a> {
         pids.sort_unstable();
         pids.dedup();
         let inherited = |p: Pid| {
-            let Some(a) = self.graph.ancestors(p).into_iter().find(|a| pids.contains(a)) else {
+            let Some(a) = self
+                .graph
+                .ancestors(p)
+                .into_iter()
+                .find(|a| pids.contains(a))
+            else {
                 return false;
             };
             let same_fd = lh.iter().any(|(h, l)| {
-                h.pid == p && lh.iter().any(|(ha, la)| ha.pid == a && la.inode == l.inode && ha.fd == h.fd)
+                h.pid == p
+                    && lh
+                        .iter()
+                        .any(|(ha, la)| ha.pid == a && la.inode == l.inode && ha.fd == h.fd)
             });
             same_fd && self.exec_between(a, p).is_some()
         };
@@ -37,19 +45,35 @@ impl<'a> Ctx<'a> {
     /// `ancestor` that runs another program than its parent.
     pub fn exec_between(&self, ancestor: Pid, descendant: Pid) -> Option<Pid> {
         let mut path = vec![descendant];
-        path.extend(self.graph.ancestors(descendant).into_iter().take_while(|p| *p != ancestor));
-        path.into_iter().find(|p| self.graph.execd(*p) == Some(true))
+        path.extend(
+            self.graph
+                .ancestors(descendant)
+                .into_iter()
+                .take_while(|p| *p != ancestor),
+        );
+        path.into_iter()
+            .find(|p| self.graph.execd(*p) == Some(true))
     }
 
     /// The process that started first (the likely creator of an outgoing connection).
     pub fn oldest(&self, pids: &[Pid]) -> Option<Pid> {
-        pids.iter()
-            .copied()
-            .min_by_key(|p| (self.graph.process(*p).map_or(u64::MAX, |p| p.start_time), *p))
+        pids.iter().copied().min_by_key(|p| {
+            (
+                self.graph.process(*p).map_or(u64::MAX, |p| p.start_time),
+                *p,
+            )
+        })
     }
 
     /// How `pid` came to hold the socket at `fds`.
-    pub fn role(&self, pid: Pid, fds: Vec<i32>, owners: &[Pid], creator: Option<Pid>, holders: &[HeldBy]) -> Role {
+    pub fn role(
+        &self,
+        pid: Pid,
+        fds: Vec<i32>,
+        owners: &[Pid],
+        creator: Option<Pid>,
+        holders: &[HeldBy],
+    ) -> Role {
         if owners.contains(&pid) || creator == Some(pid) {
             return Role::Owner;
         }
@@ -61,11 +85,9 @@ impl<'a> Ctx<'a> {
             return Role::Passed;
         }
         // Where its copy came from: the nearest ancestor that owns or holds it.
-        let source = self
-            .graph
-            .ancestors(pid)
-            .into_iter()
-            .find(|a| owners.contains(a) || creator == Some(*a) || holders.iter().any(|h| h.pid == *a));
+        let source = self.graph.ancestors(pid).into_iter().find(|a| {
+            owners.contains(a) || creator == Some(*a) || holders.iter().any(|h| h.pid == *a)
+        });
         let Some(source) = source else {
             return Role::Owner;
         };
@@ -90,7 +112,11 @@ impl<'a> Ctx<'a> {
             .map(|c| c.pid)
             .collect();
         if !forks.is_empty() {
-            signs.push(format!("{} live child(ren) are forks of it ({})", forks.len(), short_list(&forks)));
+            signs.push(format!(
+                "{} live child(ren) are forks of it ({})",
+                forks.len(),
+                short_list(&forks)
+            ));
         }
         let zombies = children.iter().filter(|c| c.state == 'Z').count();
         if zombies > 0 {
@@ -121,7 +147,9 @@ impl<'a> Ctx<'a> {
         }
         let mut shown: Vec<String> = lh
             .iter()
-            .map(|(h, l)| format!("{} fd {}", self.name(h.pid), h.fd) + &format!(" listens on {}", l.local))
+            .map(|(h, l)| {
+                format!("{} fd {}", self.name(h.pid), h.fd) + &format!(" listens on {}", l.local)
+            })
             .collect();
         shown.dedup();
         let more = shown.len().saturating_sub(3);
@@ -134,7 +162,11 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn passed_evidence(&self, pid: Pid, owners: &[Pid], creator: Option<Pid>) -> String {
-        let others: Vec<Pid> = if owners.is_empty() { creator.into_iter().collect() } else { owners.to_vec() };
+        let others: Vec<Pid> = if owners.is_empty() {
+            creator.into_iter().collect()
+        } else {
+            owners.to_vec()
+        };
         format!(
             "{} is neither an ancestor nor a descendant of {}: the fd reached it over a unix socket (SCM_RIGHTS) or pidfd_getfd()",
             self.name(pid),
@@ -143,9 +175,19 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn exec_evidence(&self, pid: Pid, exec_pid: Pid, holders: &[HeldBy]) -> Vec<String> {
-        let fds: Vec<i32> = holders.iter().filter(|h| h.pid == pid).map(|h| h.fd).collect();
-        let cloexec_known = holders.iter().any(|h| h.pid == pid && h.cloexec == Some(false));
-        let program = self.graph.process(exec_pid).and_then(|p| p.exe.clone()).unwrap_or_default();
+        let fds: Vec<i32> = holders
+            .iter()
+            .filter(|h| h.pid == pid)
+            .map(|h| h.fd)
+            .collect();
+        let cloexec_known = holders
+            .iter()
+            .any(|h| h.pid == pid && h.cloexec == Some(false));
+        let program = self
+            .graph
+            .process(exec_pid)
+            .and_then(|p| p.exe.clone())
+            .unwrap_or_default();
         let mut ev = vec![format!(
             "{} runs another program ({}) than the process it was forked from, and still holds fd {}{}",
             self.name(exec_pid),
@@ -154,7 +196,11 @@ impl<'a> Ctx<'a> {
             if cloexec_known { ", which has no O_CLOEXEC" } else { "" }
         )];
         if exec_pid != pid {
-            ev.push(format!("{} inherited it from {}", self.name(pid), self.name(exec_pid)));
+            ev.push(format!(
+                "{} inherited it from {}",
+                self.name(pid),
+                self.name(exec_pid)
+            ));
         }
         ev
     }

@@ -34,7 +34,9 @@ pub fn fix(cause: Cause, accept_queue: bool) -> String {
 
 /// Commands for the blamed copies of one socket, inside its namespace.
 pub fn mitigation(sock: &TcpSocket, blamed: &[Blame], ns_pid: Option<i32>) -> String {
-    let nsenter = ns_pid.map(|p| format!("nsenter --net=/proc/{p}/ns/net ")).unwrap_or_default();
+    let nsenter = ns_pid
+        .map(|p| format!("nsenter --net=/proc/{p}/ns/net "))
+        .unwrap_or_default();
     let kill = format!(
         "{nsenter}ss -K src {} dst {}   # destroys the socket in the kernel (needs CONFIG_INET_DIAG_DESTROY)",
         sock.local, sock.remote

@@ -10,13 +10,24 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub fn groups(ctx: &Ctx, findings: &mut Vec<Finding>) -> Vec<Group> {
     let mut buckets: HashMap<(Option<Pid>, Cause), Vec<Finding>> = HashMap::new();
     for f in findings.drain(..) {
-        buckets.entry((f.blamed.first().map(|b| b.pid), f.cause)).or_default().push(f);
+        buckets
+            .entry((f.blamed.first().map(|b| b.pid), f.cause))
+            .or_default()
+            .push(f);
     }
     let mut keyed: Vec<_> = buckets.into_iter().collect();
-    keyed.sort_by(|((pa, ca), a), ((pb, cb), b)| b.len().cmp(&a.len()).then(pa.cmp(pb)).then(ca.cmp(cb)));
+    keyed.sort_by(|((pa, ca), a), ((pb, cb), b)| {
+        b.len().cmp(&a.len()).then(pa.cmp(pb)).then(ca.cmp(cb))
+    });
     let mut out = Vec::with_capacity(keyed.len());
     for ((pid, cause), mut members) in keyed {
-        members.sort_by_key(|f| (f.blamed.first().map_or(i32::MAX, |b| b.fd), f.socket.inode, f.socket.remote));
+        members.sort_by_key(|f| {
+            (
+                f.blamed.first().map_or(i32::MAX, |b| b.fd),
+                f.socket.inode,
+                f.socket.remote,
+            )
+        });
         let start = findings.len();
         out.push(make_group(ctx, pid, cause, &members, start));
         findings.extend(members);
@@ -24,7 +35,13 @@ pub fn groups(ctx: &Ctx, findings: &mut Vec<Finding>) -> Vec<Group> {
     out
 }
 
-fn make_group(ctx: &Ctx, pid: Option<Pid>, cause: Cause, members: &[Finding], start: usize) -> Group {
+fn make_group(
+    ctx: &Ctx,
+    pid: Option<Pid>,
+    cause: Cause,
+    members: &[Finding],
+    start: usize,
+) -> Group {
     let mut fds: Vec<i32> = members
         .iter()
         .flat_map(|f| f.blamed.iter().filter(|b| Some(b.pid) == pid).map(|b| b.fd))
@@ -40,14 +57,23 @@ fn make_group(ctx: &Ctx, pid: Option<Pid>, cause: Cause, members: &[Finding], st
     let first = members.first();
     Group {
         pid,
-        comm: pid.and_then(|p| ctx.graph.process(p)).map(|p| p.comm.clone()),
+        comm: pid
+            .and_then(|p| ctx.graph.process(p))
+            .map(|p| p.comm.clone()),
         cause,
         sockets: members.len(),
-        mitigation: group_mitigation(pid, &fds, first.map(|f| f.mitigation.clone()).unwrap_or_default()),
+        mitigation: group_mitigation(
+            pid,
+            &fds,
+            first.map(|f| f.mitigation.clone()).unwrap_or_default(),
+        ),
         fds,
         local_ports,
         oldest_close_wait_ms: members.iter().filter_map(|f| f.socket.close_wait_ms).max(),
-        unread_bytes: members.iter().map(|f| u64::from(f.socket.recv_q.saturating_sub(1))).sum(),
+        unread_bytes: members
+            .iter()
+            .map(|f| u64::from(f.socket.recv_q.saturating_sub(1)))
+            .sum(),
         evidence: first.map(|f| f.evidence.clone()).unwrap_or_default(),
         fix: first.map(|f| f.fix.clone()).unwrap_or_default(),
         findings: (start..start + members.len()).collect(),
@@ -58,7 +84,10 @@ fn make_group(ctx: &Ctx, pid: Option<Pid>, cause: Cause, members: &[Finding], st
 fn group_mitigation(pid: Option<Pid>, fds: &[i32], single: String) -> String {
     match pid {
         Some(pid) if fds.len() > 1 && fds.len() <= 64 => {
-            let calls: Vec<String> = fds.iter().map(|fd| format!("-ex 'call (int)close({fd})'")).collect();
+            let calls: Vec<String> = fds
+                .iter()
+                .map(|fd| format!("-ex 'call (int)close({fd})'"))
+                .collect();
             format!(
                 "gdb -p {pid} -batch {}   # closes the blamed copies; only if the program will not use these fds again",
                 calls.join(" ")

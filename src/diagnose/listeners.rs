@@ -13,7 +13,10 @@ impl<'a> Listeners<'a> {
     pub fn new(sockets: &'a [TcpSocket]) -> Self {
         let mut by_port: HashMap<(Inode, u16), Vec<&TcpSocket>> = HashMap::new();
         for s in sockets.iter().filter(|s| s.state == TcpState::Listen) {
-            by_port.entry((s.netns, s.local.port())).or_default().push(s);
+            by_port
+                .entry((s.netns, s.local.port()))
+                .or_default()
+                .push(s);
         }
         Listeners { by_port }
     }
@@ -25,7 +28,9 @@ impl<'a> Listeners<'a> {
         };
         candidates
             .iter()
-            .filter(|l| l.local.ip().is_unspecified() || l.local.ip() == conn.local.ip() || same_v4(l, conn))
+            .filter(|l| {
+                l.local.ip().is_unspecified() || l.local.ip() == conn.local.ip() || same_v4(l, conn)
+            })
             .copied()
             .collect()
     }

@@ -82,7 +82,11 @@ fn unheld_listeners(ctx: &Ctx, s: &TcpSocket) -> Vec<crate::model::Inode> {
 }
 
 fn judge_socket(ctx: &Ctx, s: &TcpSocket) -> Finding {
-    let holders = if s.inode == 0 { Vec::new() } else { ctx.graph.holders(s.inode) };
+    let holders = if s.inode == 0 {
+        Vec::new()
+    } else {
+        ctx.graph.holders(s.inode)
+    };
     let (cause, blamed, mut evidence) = if holders.is_empty() {
         (Cause::NoVisibleHolder, Vec::new(), unheld::evidence(ctx, s))
     } else {
@@ -96,7 +100,10 @@ fn judge_socket(ctx: &Ctx, s: &TcpSocket) -> Finding {
             group::duration(ms)
         ));
     }
-    let ns_pid = holders.first().map(|h| h.pid).filter(|_| !in_own_netns(ctx, s));
+    let ns_pid = holders
+        .first()
+        .map(|h| h.pid)
+        .filter(|_| !in_own_netns(ctx, s));
     Finding {
         socket: SocketInfo {
             inode: s.inode,
@@ -155,9 +162,14 @@ fn add_shared_evidence(ctx: &Ctx, findings: &mut [Finding]) {
     }
     for f in findings.iter_mut() {
         let Some(b) = f.blamed.first() else { continue };
-        let Some(p) = ctx.graph.process(b.pid) else { continue };
+        let Some(p) = ctx.graph.process(b.pid) else {
+            continue;
+        };
         let n = counts.get(&b.pid).copied().unwrap_or(0);
-        let mut line = format!("{} is blamed for {n} CLOSE_WAIT socket(s) in scope", ctx.name(b.pid));
+        let mut line = format!(
+            "{} is blamed for {n} CLOSE_WAIT socket(s) in scope",
+            ctx.name(b.pid)
+        );
         // Only worth saying when the fd limit is in sight.
         if let Some(limit) = p.fd_limit.filter(|l| u64::from(p.fd_count) * 2 >= *l) {
             line.push_str(&format!(
@@ -169,7 +181,12 @@ fn add_shared_evidence(ctx: &Ctx, findings: &mut [Finding]) {
     }
 }
 
-fn summary(findings: &[Finding], groups: &[Group], transient: usize, by_state: BTreeMap<TcpState, usize>) -> Summary {
+fn summary(
+    findings: &[Finding],
+    groups: &[Group],
+    transient: usize,
+    by_state: BTreeMap<TcpState, usize>,
+) -> Summary {
     let mut by_cause = BTreeMap::new();
     for f in findings {
         *by_cause.entry(f.cause).or_default() += 1;

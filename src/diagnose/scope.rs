@@ -45,7 +45,8 @@ impl Resolved {
                 .map(|p| p.pid)
                 .filter(|pid| {
                     roots.contains(pid)
-                        || (scope.with_children && graph.ancestors(*pid).iter().any(|a| roots.contains(a)))
+                        || (scope.with_children
+                            && graph.ancestors(*pid).iter().any(|a| roots.contains(a)))
                 })
                 .collect()
         });

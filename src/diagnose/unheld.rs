@@ -7,7 +7,10 @@ pub fn evidence(ctx: &Ctx, sock: &TcpSocket) -> Vec<String> {
     if sock.inode == 0 {
         return accept_queue(ctx, sock);
     }
-    let mut ev = vec![format!("no process visible here has an fd for socket inode {}", sock.inode)];
+    let mut ev = vec![format!(
+        "no process visible here has an fd for socket inode {}",
+        sock.inode
+    )];
     let denied = ctx
         .snap
         .warnings
@@ -15,9 +18,13 @@ pub fn evidence(ctx: &Ctx, sock: &TcpSocket) -> Vec<String> {
         .filter(|w| w.kind == WarningKind::PermissionDenied)
         .count();
     if denied > 0 {
-        ev.push(format!("{denied} process(es) could not be read (permission denied): one of them may hold it"));
+        ev.push(format!(
+            "{denied} process(es) could not be read (permission denied): one of them may hold it"
+        ));
     }
-    ev.push("it may be in flight: sent over a unix socket with SCM_RIGHTS and not yet received".into());
+    ev.push(
+        "it may be in flight: sent over a unix socket with SCM_RIGHTS and not yet received".into(),
+    );
     ev.push("or held by a process this /proc does not show (another pid namespace), or by the kernel (io_uring fixed file, BPF sockmap)".into());
     ev
 }

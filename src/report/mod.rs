@@ -1,4 +1,22 @@
 //! Renderers: text, JSON, markdown and Graphviz, all drawn from one `Report`.
+//!
+//! Every renderer is pure: it reads the report and writes to `out`, never
+//! panics on odd data (dangling indexes, empty lists, hostile process names),
+//! and returns only the io errors of `out` (the caller treats a closed pipe as
+//! success).
+
+mod dot;
+mod holders;
+mod json;
+mod markdown;
+mod ranges;
+mod style;
+mod text;
+mod units;
+mod wrap;
+
+#[cfg(test)]
+mod testdata;
 
 use crate::diagnose::Report;
 use std::io::{self, Write};
@@ -11,6 +29,23 @@ pub enum Format {
     Dot,
 }
 
+impl Format {
+    pub const ALL: [Format; 4] = [Format::Text, Format::Json, Format::Markdown, Format::Dot];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Json => "json",
+            Format::Markdown => "markdown",
+            Format::Dot => "dot",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Format> {
+        Self::ALL.into_iter().find(|f| f.name() == s)
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct RenderOptions {
     /// ANSI colour (only on a terminal, never with NO_COLOR: the caller decides).
@@ -19,7 +54,26 @@ pub struct RenderOptions {
     pub width: usize,
 }
 
-pub fn render(report: &Report, format: Format, opts: &RenderOptions, out: &mut dyn Write) -> io::Result<()> {
-    let _ = (report, format, opts, out);
-    todo!("renderers")
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            color: false,
+            width: 80,
+        }
+    }
+}
+
+pub fn render(
+    report: &Report,
+    format: Format,
+    opts: &RenderOptions,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    match format {
+        Format::Text => text::render(report, opts, out),
+        Format::Json => json::render(report, out),
+        Format::Markdown => markdown::render(report, out),
+        Format::Dot => dot::render(report, out),
+    }?;
+    out.flush()
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Io {
         pid: Option<Pid>,
         path: PathBuf,
@@ -34,7 +34,11 @@ impl SourceError {
         }
     }
 
-    pub fn malformed(pid: Option<Pid>, path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+    pub fn malformed(
+        pid: Option<Pid>,
+        path: impl Into<PathBuf>,
+        message: impl Into<String>,
+    ) -> Self {
         SourceError::Malformed {
             pid,
             path: path.into(),
@@ -46,6 +50,15 @@ impl SourceError {
     pub fn is_vanished(&self) -> bool {
         matches!(self, SourceError::Io { source, .. }
             if matches!(source.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH)))
+    }
+
+    /// The message with its cause, on one line (Display leaves the cause to
+    /// the error chain so `{:#}` does not print it twice).
+    pub fn full_message(&self) -> String {
+        match self {
+            SourceError::Io { source, .. } => format!("{self}: {source}"),
+            _ => self.to_string(),
+        }
     }
 
     /// Turn a per-process failure into a warning listed in the report.
@@ -60,17 +73,21 @@ impl SourceError {
                 };
                 (*pid, Some(path.display().to_string()), kind)
             }
-            SourceError::Malformed { pid, path, .. } => {
-                (*pid, Some(path.display().to_string()), WarningKind::Malformed)
+            SourceError::Malformed { pid, path, .. } => (
+                *pid,
+                Some(path.display().to_string()),
+                WarningKind::Malformed,
+            ),
+            SourceError::NotProc { path } => {
+                (None, Some(path.display().to_string()), WarningKind::Io)
             }
-            SourceError::NotProc { path } => (None, Some(path.display().to_string()), WarningKind::Io),
             SourceError::Netlink { .. } => (None, None, WarningKind::NetTable),
         };
         Warning {
             pid,
             path,
             kind,
-            message: self.to_string(),
+            message: self.full_message(),
         }
     }
 }

@@ -1,0 +1,98 @@
+//! Word wrapping and cleaning of text read from the system.
+
+use std::borrow::Cow;
+
+/// Control characters (escape sequences, newlines, tabs) replaced by '?', so
+/// a process name or path can neither drive the terminal nor break a line.
+pub fn clean(s: &str) -> Cow<'_, str> {
+    if s.chars().any(char::is_control) {
+        Cow::Owned(
+            s.chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// Display width, counted in chars (good enough for names and paths).
+pub fn width_of(s: &str) -> usize {
+    s.chars().count()
+}
+
+/// Greedy word wrap of one paragraph: the first line has `first_room`
+/// columns, the others `rest_room`. A word longer than the room is put alone
+/// on its own line, unbroken. Always returns at least one (maybe empty) line.
+pub fn fill(text: &str, first_room: usize, rest_room: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    let mut line_width = 0;
+    for word in text.split_whitespace() {
+        let room = if lines.is_empty() {
+            first_room
+        } else {
+            rest_room
+        };
+        let w = width_of(word);
+        if line_width > 0 && line_width + 1 + w > room {
+            lines.push(std::mem::take(&mut line));
+            line_width = 0;
+        }
+        if line_width > 0 {
+            line.push(' ');
+            line_width += 1;
+        }
+        line.push_str(word);
+        line_width += w;
+    }
+    lines.push(line);
+    lines
+}
+
+/// `fill` with plain prefixes: "  why:  " on the first line, `rest` after.
+pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> Vec<String> {
+    let first_room = width.saturating_sub(width_of(first));
+    let rest_room = width.saturating_sub(width_of(rest));
+    fill(text, first_room, rest_room)
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let prefix = if i == 0 { first } else { rest };
+            format!("{prefix}{l}").trim_end().to_string()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wraps_at_width_keeping_long_tokens_whole() {
+        let text = "the parent forked a child after accept() and never closed its copy of \
+                    the connection /a/very/long/path/that/cannot/be/broken/anywhere/at/all/really/truly/long";
+        let lines = wrap(text, 40, "  why:  ", "        ");
+        for l in &lines {
+            assert!(width_of(l) <= 40 || !l.trim().contains(' '), "{l:?}");
+        }
+        assert!(lines[0].starts_with("  why:  the parent"));
+        assert!(lines[1].starts_with("        "));
+        assert_eq!(
+            lines.join(" ").split_whitespace().count(),
+            text.split_whitespace().count() + 1
+        );
+    }
+
+    #[test]
+    fn empty_and_zero_width_do_not_panic() {
+        assert_eq!(wrap("", 80, "a: ", ""), vec!["a:".to_string()]);
+        assert_eq!(fill("a b", 0, 0), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn cleans_control_characters() {
+        assert_eq!(clean("py\x1b[2Jthon\n"), "py?[2Jthon?");
+        assert!(matches!(clean("python3"), Cow::Borrowed(_)));
+    }
+}

@@ -1,0 +1,177 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+//! The command line as users meet it: help, man page, completions, exit codes,
+//! bad input, closed pipes and running without privileges.
+
+use assert_cmd::Command;
+use std::fs;
+use std::os::unix::fs::symlink;
+
+fn cwleak() -> Command {
+    Command::cargo_bin("cwleak").unwrap()
+}
+
+#[test]
+fn help_reads_like_a_synopsis() {
+    let out = cwleak().arg("--help").assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(text.contains("CLOSE_WAIT"));
+    assert!(text.contains("scan"));
+    let out = cwleak().args(["scan", "--help"]).assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    for flag in [
+        "--format",
+        "--pid",
+        "--no-children",
+        "--port",
+        "--netns",
+        "--settle",
+        "--proc-root",
+    ] {
+        assert!(text.contains(flag), "scan --help lacks {flag}");
+    }
+}
+
+#[test]
+fn man_page_and_completions_are_generated() {
+    let out = cwleak().arg("man").assert().success();
+    assert!(String::from_utf8_lossy(&out.get_output().stdout).contains(".TH cwleak"));
+    for shell in ["bash", "zsh", "fish"] {
+        let out = cwleak().args(["completions", shell]).assert().success();
+        assert!(!out.get_output().stdout.is_empty(), "{shell}");
+    }
+}
+
+#[test]
+fn missing_proc_root_is_a_one_line_error() {
+    let out = cwleak()
+        .args([
+            "scan",
+            "--proc-root",
+            "/nonexistent/cwleak",
+            "--settle",
+            "0",
+        ])
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("/nonexistent/cwleak"), "{err}");
+}
+
+#[test]
+fn a_directory_without_processes_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cwleak()
+        .args(["scan", "--settle", "0", "--proc-root"])
+        .arg(dir.path())
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.contains("not a proc filesystem"), "{err}");
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    cwleak().args(["scan", "--settle", "soon"]).assert().code(2);
+    cwleak().args(["scan", "--format", "yaml"]).assert().code(2);
+    cwleak()
+        .args(["scan", "--netns", "/nonexistent/ns"])
+        .assert()
+        .code(2);
+}
+
+/// Garbage where /proc files should be: listed as warnings, never a panic.
+#[test]
+fn malformed_entries_are_listed_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::create_dir_all(root.join("100/fd")).unwrap();
+    fs::write(root.join("100/stat"), "this is not a stat line").unwrap();
+    fs::create_dir_all(root.join("200/fd")).unwrap();
+    fs::create_dir_all(root.join("200/ns")).unwrap();
+    fs::write(
+        root.join("200/stat"),
+        "200 (srv) S 1 200 200 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+    )
+    .unwrap();
+    symlink("socket:[777]", root.join("200/fd/3")).unwrap();
+    symlink("net:[4026531840]", root.join("200/ns/net")).unwrap();
+    fs::create_dir_all(root.join("200/net")).unwrap();
+    fs::write(root.join("200/net/tcp"), "header\n   0: nonsense line\n").unwrap();
+    let out = cwleak()
+        .args(["scan", "--settle", "0", "--format", "json", "--proc-root"])
+        .arg(root)
+        .assert()
+        .code(0);
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let unreadable = report["scan"]["unreadable"].as_array().unwrap();
+    let kinds: Vec<&str> = unreadable
+        .iter()
+        .filter_map(|u| u["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"malformed"), "{unreadable:?}");
+    assert!(
+        unreadable.iter().any(|u| u["pid"] == 100),
+        "the unparsable pid is named: {unreadable:?}"
+    );
+    assert_eq!(report["scan"]["processes"], 1);
+}
+
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    use std::io::Read;
+    use std::process::{Command as Std, Stdio};
+    let mut child = Std::new(env!("CARGO_BIN_EXE_cwleak"))
+        .args(["scan", "--settle", "0", "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(1)),
+        "status {:?}, stderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// As an unprivileged user most fd tables are closed: the scan still answers
+/// and lists what it could not read.
+#[test]
+fn unprivileged_scan_lists_what_it_could_not_read() {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to drop to another user");
+        return;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cwleak"))
+        .args(["scan", "--settle", "0", "--format", "json"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(1)),
+        "status {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let unreadable = report["scan"]["unreadable"].as_array().unwrap();
+    assert!(
+        unreadable.iter().any(|u| u["kind"] == "permission-denied"),
+        "{unreadable:?}"
+    );
+}

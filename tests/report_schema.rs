@@ -1,0 +1,855 @@
+//! The JSON output against docs/report.schema.json.
+//!
+//! Reports that use every cause and every nullable field both null and set
+//! are rendered with `--format json`'s code and checked against the schema by
+//! the small validator below. It knows only the keywords the schema uses and
+//! refuses any other, so the schema cannot silently lean on an unchecked one.
+//! The test also fails when serde emits a field the schema does not list (or
+//! the reverse), when an enum in the code and in the schema differ, and when
+//! the example in docs/json-schema.md drifts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use cwleak::diagnose::*;
+use cwleak::model::{Family, Pid, TcpState, WarningKind};
+use cwleak::report::{render, Format, RenderOptions};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+const SCHEMA: &str = include_str!("../docs/report.schema.json");
+const DOC: &str = include_str!("../docs/json-schema.md");
+
+// ---------------------------------------------------------------- validator
+
+const KEYWORDS: &[&str] = &[
+    "$schema",
+    "$id",
+    "$defs",
+    "$ref",
+    "title",
+    "description",
+    "type",
+    "properties",
+    "required",
+    "additionalProperties",
+    "propertyNames",
+    "enum",
+    "const",
+    "items",
+    "prefixItems",
+    "minItems",
+    "maxItems",
+    "minimum",
+    "maximum",
+    "anyOf",
+];
+
+#[derive(Default)]
+struct Seen {
+    /// Schema location of a nullable value -> (seen null, seen non-null).
+    nullable: BTreeMap<String, (bool, bool)>,
+    /// Schema location of an object with properties -> keys serde emitted.
+    keys: BTreeMap<String, BTreeSet<String>>,
+}
+
+struct Validator<'a> {
+    root: &'a Value,
+    seen: Seen,
+}
+
+fn as_i128(v: &Value) -> Option<i128> {
+    v.as_i64()
+        .map(i128::from)
+        .or_else(|| v.as_u64().map(i128::from))
+}
+
+fn type_matches(ty: &str, v: &Value) -> bool {
+    match ty {
+        "null" => v.is_null(),
+        "boolean" => v.is_boolean(),
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "string" => v.is_string(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "number" => v.is_number(),
+        other => panic!("unknown type {other:?} in the schema"),
+    }
+}
+
+impl<'a> Validator<'a> {
+    fn new(root: &'a Value) -> Self {
+        Validator {
+            root,
+            seen: Seen::default(),
+        }
+    }
+
+    fn resolve(&self, r: &str) -> &'a Value {
+        let name = r
+            .strip_prefix("#/$defs/")
+            .unwrap_or_else(|| panic!("only local $defs refs are supported: {r}"));
+        self.root
+            .get("$defs")
+            .and_then(|d| d.get(name))
+            .unwrap_or_else(|| panic!("dangling $ref {r}"))
+    }
+
+    fn nullable(&mut self, loc: &str, v: &Value) {
+        let e = self.seen.nullable.entry(loc.to_string()).or_default();
+        if v.is_null() {
+            e.0 = true;
+        } else {
+            e.1 = true;
+        }
+    }
+
+    /// Validate `v` (at JSON path `path`) against `schema` (at `loc`).
+    fn check(
+        &mut self,
+        schema: &'a Value,
+        loc: &str,
+        v: &Value,
+        path: &str,
+        errors: &mut Vec<String>,
+    ) {
+        let m = match schema {
+            Value::Bool(true) => return,
+            Value::Bool(false) => return errors.push(format!("{path}: not allowed here")),
+            Value::Object(m) => m,
+            other => panic!("{loc}: a schema must be an object or a boolean, not {other}"),
+        };
+        for k in m.keys() {
+            assert!(
+                KEYWORDS.contains(&k.as_str()),
+                "{loc}: keyword {k:?} is not supported by this validator"
+            );
+        }
+        if let Some(r) = m.get("$ref").and_then(Value::as_str) {
+            let target = self.resolve(r);
+            self.check(target, r, v, path, errors);
+        }
+        if let Some(ty) = m.get("type") {
+            let types: Vec<&str> = match ty {
+                Value::String(s) => vec![s.as_str()],
+                Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+                other => panic!("{loc}: bad type {other}"),
+            };
+            if types.contains(&"null") {
+                self.nullable(loc, v);
+            }
+            if !types.iter().any(|t| type_matches(t, v)) {
+                errors.push(format!("{path}: {v} is not of type {types:?}"));
+                return;
+            }
+        }
+        if let Some(branches) = m.get("anyOf").and_then(Value::as_array) {
+            if branches
+                .iter()
+                .any(|b| b.get("type") == Some(&json!("null")))
+            {
+                self.nullable(loc, v);
+            }
+            let ok = branches.iter().enumerate().any(|(i, b)| {
+                let mut e = Vec::new();
+                self.check(b, &format!("{loc}/anyOf/{i}"), v, path, &mut e);
+                e.is_empty()
+            });
+            if !ok {
+                errors.push(format!("{path}: {v} matches no branch of anyOf at {loc}"));
+            }
+        }
+        if let Some(list) = m.get("enum").and_then(Value::as_array) {
+            if !list.contains(v) {
+                errors.push(format!("{path}: {v} is not one of {list:?}"));
+            }
+        }
+        if let Some(c) = m.get("const") {
+            if c != v {
+                errors.push(format!("{path}: {v} is not {c}"));
+            }
+        }
+        if let (Some(min), Some(n)) = (m.get("minimum").and_then(as_i128), as_i128(v)) {
+            if n < min {
+                errors.push(format!("{path}: {n} < minimum {min}"));
+            }
+        }
+        if let (Some(max), Some(n)) = (m.get("maximum").and_then(as_i128), as_i128(v)) {
+            if n > max {
+                errors.push(format!("{path}: {n} > maximum {max}"));
+            }
+        }
+        if let Some(obj) = v.as_object() {
+            self.check_object(m, loc, obj, path, errors);
+        }
+        if let Some(arr) = v.as_array() {
+            self.check_array(m, loc, arr, path, errors);
+        }
+    }
+
+    fn check_object(
+        &mut self,
+        m: &'a serde_json::Map<String, Value>,
+        loc: &str,
+        obj: &serde_json::Map<String, Value>,
+        path: &str,
+        errors: &mut Vec<String>,
+    ) {
+        let props = m.get("properties").and_then(Value::as_object);
+        if let Some(props) = props {
+            self.seen
+                .keys
+                .entry(loc.to_string())
+                .or_default()
+                .extend(obj.keys().cloned());
+            for (k, sub) in props {
+                if let Some(val) = obj.get(k) {
+                    self.check(
+                        sub,
+                        &format!("{loc}/properties/{k}"),
+                        val,
+                        &format!("{path}.{k}"),
+                        errors,
+                    );
+                }
+            }
+        }
+        for r in m
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let r = r.as_str().unwrap_or_default();
+            if !obj.contains_key(r) {
+                errors.push(format!("{path}: required field {r:?} is missing"));
+            }
+        }
+        for (k, val) in obj {
+            if props.is_some_and(|p| p.contains_key(k)) {
+                continue;
+            }
+            match m.get("additionalProperties") {
+                Some(Value::Bool(false)) => {
+                    errors.push(format!("{path}: field {k:?} is not in the schema"))
+                }
+                Some(sub) => self.check(
+                    sub,
+                    &format!("{loc}/additionalProperties"),
+                    val,
+                    &format!("{path}.{k}"),
+                    errors,
+                ),
+                None => {}
+            }
+            if let Some(names) = m.get("propertyNames") {
+                self.check(
+                    names,
+                    &format!("{loc}/propertyNames"),
+                    &json!(k),
+                    &format!("{path} key {k:?}"),
+                    errors,
+                );
+            }
+        }
+    }
+
+    fn check_array(
+        &mut self,
+        m: &'a serde_json::Map<String, Value>,
+        loc: &str,
+        arr: &[Value],
+        path: &str,
+        errors: &mut Vec<String>,
+    ) {
+        let prefix = m
+            .get("prefixItems")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
+        for (i, (sub, val)) in prefix.iter().zip(arr).enumerate() {
+            self.check(
+                sub,
+                &format!("{loc}/prefixItems/{i}"),
+                val,
+                &format!("{path}[{i}]"),
+                errors,
+            );
+        }
+        if let Some(items) = m.get("items") {
+            for (i, val) in arr.iter().enumerate().skip(prefix.len()) {
+                self.check(
+                    items,
+                    &format!("{loc}/items"),
+                    val,
+                    &format!("{path}[{i}]"),
+                    errors,
+                );
+            }
+        }
+        if let Some(min) = m.get("minItems").and_then(Value::as_u64) {
+            if (arr.len() as u64) < min {
+                errors.push(format!("{path}: fewer than {min} items"));
+            }
+        }
+        if let Some(max) = m.get("maxItems").and_then(Value::as_u64) {
+            if arr.len() as u64 > max {
+                errors.push(format!("{path}: more than {max} items"));
+            }
+        }
+    }
+
+    fn validate(&mut self, v: &Value) -> Vec<String> {
+        let mut errors = Vec::new();
+        self.check(self.root, "#", v, "$", &mut errors);
+        errors
+    }
+}
+
+/// Every location in the schema that holds a nullable value, and every
+/// object schema with properties, found by walking it.
+fn schema_locations(
+    schema: &Value,
+    loc: &str,
+    nullable: &mut BTreeSet<String>,
+    objects: &mut BTreeSet<String>,
+) {
+    let Some(m) = schema.as_object() else { return };
+    let null_type = m
+        .get("type")
+        .and_then(Value::as_array)
+        .is_some_and(|t| t.contains(&json!("null")));
+    let null_branch = m
+        .get("anyOf")
+        .and_then(Value::as_array)
+        .is_some_and(|b| b.iter().any(|b| b.get("type") == Some(&json!("null"))));
+    if null_type || null_branch {
+        nullable.insert(loc.to_string());
+    }
+    if let Some(props) = m.get("properties").and_then(Value::as_object) {
+        objects.insert(loc.to_string());
+        for (k, sub) in props {
+            schema_locations(sub, &format!("{loc}/properties/{k}"), nullable, objects);
+        }
+    }
+    if let Some(defs) = m.get("$defs").and_then(Value::as_object) {
+        for (k, sub) in defs {
+            schema_locations(sub, &format!("#/$defs/{k}"), nullable, objects);
+        }
+    }
+}
+
+// ------------------------------------------------------------------- data
+
+fn holder(pid: Pid, ppid: Pid, comm: &str, fd: i32, cloexec: Option<bool>) -> Holder {
+    Holder {
+        pid,
+        ppid,
+        comm: comm.into(),
+        fd,
+        cloexec,
+    }
+}
+
+fn socket(inode: u64, local: &str, remote: &str, close_wait_ms: Option<u64>) -> SocketInfo {
+    let local: std::net::SocketAddr = local.parse().unwrap();
+    SocketInfo {
+        inode,
+        netns: 4_026_531_840,
+        family: if local.is_ipv4() {
+            Family::Ipv4
+        } else {
+            Family::Ipv6
+        },
+        local,
+        remote: remote.parse().unwrap(),
+        state: TcpState::CloseWait,
+        recv_q: 17,
+        send_q: 0,
+        close_wait_ms,
+    }
+}
+
+fn finding(
+    socket: SocketInfo,
+    holders: Vec<Holder>,
+    blamed: &[(Pid, i32)],
+    cause: Cause,
+) -> Finding {
+    Finding {
+        socket,
+        holders,
+        blamed: blamed.iter().map(|&(pid, fd)| Blame { pid, fd }).collect(),
+        cause,
+        evidence: vec![format!("evidence for {}", cause.name())],
+        fix: format!("fix for {}", cause.name()),
+        mitigation: format!("mitigation for {}", cause.name()),
+    }
+}
+
+fn process(pid: Pid, ppid: Pid, comm: &str, known: bool) -> ProcessInfo {
+    ProcessInfo {
+        pid,
+        ppid,
+        comm: comm.into(),
+        exe: known.then(|| format!("/usr/bin/{comm}")),
+        uid: 1000,
+        cgroup: known.then(|| "/system.slice/api.service".into()),
+        netns: known.then_some(4_026_531_840),
+        ns_pid: known.then_some(7),
+        execd: known.then_some(true),
+        threads: 4,
+        fd_count: 5010,
+        fd_limit: known.then_some(65_536),
+        close_wait_held: 1,
+        close_wait_blamed: 1,
+    }
+}
+
+/// Every cause, every nullable field both null and set (but Host's: see
+/// `sparse`), IPv4 and IPv6 addresses.
+fn full() -> Report {
+    let findings = vec![
+        finding(
+            socket(1001, "10.0.0.2:8080", "10.0.1.9:40000", Some(750_000)),
+            vec![
+                holder(4242, 1, "python3", 7, Some(false)),
+                holder(4250, 4242, "python3", 4, None),
+            ],
+            &[(4242, 7)],
+            Cause::ForkParentKept,
+        ),
+        finding(
+            socket(1002, "[::1]:3000", "[::1]:50000", None),
+            vec![
+                holder(5000, 1, "node", 20, Some(false)),
+                holder(5100, 5000, "sleep", 20, Some(false)),
+            ],
+            &[(5100, 20)],
+            Cause::InheritedNoCloexec,
+        ),
+        finding(
+            socket(1003, "10.0.0.2:41000", "10.0.9.9:5432", Some(1_000)),
+            vec![holder(3100, 1, "java", 40, Some(true))],
+            &[(3100, 40)],
+            Cause::NeverClosed,
+        ),
+        finding(
+            socket(1004, "10.0.0.2:443", "198.51.100.7:55000", Some(2_000)),
+            vec![
+                holder(6000, 1, "haproxy", 9, Some(true)),
+                holder(6000, 1, "haproxy", 15, Some(true)),
+            ],
+            &[(6000, 15)],
+            Cause::DupCopyKept,
+        ),
+        finding(
+            socket(1005, "[fe80::1%2]:9901", "[fe80::2%2]:60000", Some(3_000)),
+            vec![holder(7000, 6990, "envoy", 33, None)],
+            &[(7000, 33)],
+            Cause::PassedFdKept,
+        ),
+        finding(
+            socket(1006, "10.0.0.2:9000", "10.0.5.5:40000", None),
+            vec![],
+            &[],
+            Cause::NoVisibleHolder,
+        ),
+    ];
+    let groups = findings
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Group {
+            pid: f.blamed.first().map(|b| b.pid),
+            comm: f
+                .blamed
+                .first()
+                .and_then(|b| f.holders.iter().find(|h| h.pid == b.pid))
+                .map(|h| h.comm.clone()),
+            cause: f.cause,
+            sockets: 1,
+            fds: f.blamed.iter().map(|b| b.fd).collect(),
+            local_ports: vec![(f.socket.local.port(), 1)],
+            oldest_close_wait_ms: f.socket.close_wait_ms,
+            unread_bytes: u64::from(f.socket.recv_q),
+            evidence: f.evidence.clone(),
+            fix: f.fix.clone(),
+            mitigation: f.mitigation.clone(),
+            findings: vec![i],
+        })
+        .collect();
+    let by_cause: BTreeMap<Cause, usize> = Cause::ALL.into_iter().map(|c| (c, 1)).collect();
+    let by_state: BTreeMap<TcpState, usize> = TcpState::ALL
+        .into_iter()
+        .map(|s| (s, s.kernel_number() as usize))
+        .collect();
+    Report {
+        schema_version: SCHEMA_VERSION,
+        tool: Tool {
+            name: "cwleak".into(),
+            version: "0.1.0".into(),
+        },
+        host: Host {
+            hostname: Some("web-1".into()),
+            kernel: Some("6.8.0-45-generic".into()),
+            taken_at_ms: 1_700_000_000_123,
+        },
+        summary: Summary {
+            leaked: findings.len(),
+            transient: 4,
+            processes_blamed: 5,
+            by_cause,
+            by_state,
+        },
+        groups,
+        findings,
+        processes: vec![
+            process(1, 0, "systemd", true),
+            process(4242, 1, "python3", true),
+            process(4250, 4242, "python3", false),
+            process(5000, 1, "node", true),
+            process(5100, 5000, "sleep", true),
+            process(3100, 1, "java", true),
+            process(6000, 1, "haproxy", true),
+            process(6990, 1, "containerd-shim", true),
+            process(7000, 6990, "envoy", false),
+        ],
+        scan: ScanInfo {
+            proc_root: "/proc".into(),
+            live: true,
+            processes: 812,
+            fds: 40_210,
+            socket_fds: 5_300,
+            tcp_sockets: 6_100,
+            namespaces: vec![
+                NamespaceInfo {
+                    inode: 4_026_531_840,
+                    via_pid: Some(1),
+                    method: "sock_diag".into(),
+                    sockets: 6000,
+                },
+                NamespaceInfo {
+                    inode: 4_026_532_500,
+                    via_pid: None,
+                    method: "proc".into(),
+                    sockets: 100,
+                },
+            ],
+            duration_ms: 231,
+            settle_ms: 1000,
+            unreadable: vec![
+                Unreadable {
+                    pid: Some(77),
+                    path: Some("/proc/77/fd".into()),
+                    kind: WarningKind::PermissionDenied,
+                    message: "permission denied".into(),
+                },
+                Unreadable {
+                    pid: Some(78),
+                    path: None,
+                    kind: WarningKind::Vanished,
+                    message: "exited".into(),
+                },
+                Unreadable {
+                    pid: None,
+                    path: Some("/proc/net/tcp6".into()),
+                    kind: WarningKind::NetTable,
+                    message: "no such file".into(),
+                },
+            ],
+        },
+    }
+}
+
+/// Nothing leaked, host unknown: the other side of Host's nullable fields.
+fn sparse() -> Report {
+    Report {
+        schema_version: SCHEMA_VERSION,
+        tool: Tool {
+            name: "cwleak".into(),
+            version: "0.1.0".into(),
+        },
+        host: Host {
+            hostname: None,
+            kernel: None,
+            taken_at_ms: 0,
+        },
+        summary: Summary::default(),
+        groups: vec![],
+        findings: vec![],
+        processes: vec![],
+        scan: ScanInfo {
+            proc_root: "/tmp/snapshot/proc".into(),
+            ..ScanInfo::default()
+        },
+    }
+}
+
+fn emitted(report: &Report) -> Value {
+    let mut buf = Vec::new();
+    render(
+        report,
+        Format::Json,
+        &RenderOptions {
+            color: false,
+            width: 80,
+        },
+        &mut buf,
+    )
+    .unwrap();
+    serde_json::from_slice(&buf).unwrap()
+}
+
+fn schema() -> Value {
+    serde_json::from_str(SCHEMA).expect("docs/report.schema.json is not valid JSON")
+}
+
+/// The first ```json block of docs/json-schema.md.
+fn doc_example() -> Value {
+    let start = DOC
+        .find("```json\n")
+        .expect("docs/json-schema.md has a ```json example")
+        + "```json\n".len();
+    let len = DOC[start..]
+        .find("\n```")
+        .expect("the ```json example is closed");
+    serde_json::from_str(&DOC[start..start + len])
+        .expect("the example in docs/json-schema.md is valid JSON")
+}
+
+// ------------------------------------------------------------------ tests
+
+#[test]
+fn emitted_reports_match_the_schema_and_cover_it() {
+    let schema = schema();
+    let mut v = Validator::new(&schema);
+    for report in [full(), sparse()] {
+        let doc = emitted(&report);
+        let errors = v.validate(&doc);
+        assert!(
+            errors.is_empty(),
+            "the JSON output does not match docs/report.schema.json:\n{}",
+            errors.join("\n")
+        );
+    }
+
+    let (mut nullable, mut objects) = (BTreeSet::new(), BTreeSet::new());
+    schema_locations(&schema, "#", &mut nullable, &mut objects);
+    for loc in &nullable {
+        let seen = v.seen.nullable.get(loc).copied().unwrap_or_default();
+        assert_eq!(
+            seen,
+            (true, true),
+            "{loc}: test data must have it both null and set (seen null, set)"
+        );
+    }
+    // What serde emits for each object is exactly what the schema lists as
+    // its properties, and all of them are required (serde writes None as null).
+    for loc in &objects {
+        let node = if loc == "#" { &schema } else { v.resolve(loc) };
+        let props: BTreeSet<String> = node["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let required: BTreeSet<String> = node["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(required, props, "{loc}: required must list every property");
+        assert_eq!(
+            node["additionalProperties"],
+            json!(false),
+            "{loc}: must forbid unknown fields"
+        );
+        let keys = v
+            .seen
+            .keys
+            .get(loc)
+            .unwrap_or_else(|| panic!("{loc}: the test data never emits it"));
+        assert_eq!(
+            keys, &props,
+            "{loc}: serde emits these fields, the schema lists others"
+        );
+    }
+}
+
+#[test]
+fn schema_enums_match_the_code() {
+    let schema = schema();
+    let defs = &schema["$defs"];
+    let names = |v: &Value| -> Vec<String> {
+        v["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().into())
+            .collect()
+    };
+    let causes: Vec<String> = Cause::ALL.iter().map(|c| c.name().to_string()).collect();
+    assert_eq!(names(&defs["cause"]), causes);
+    let states: Vec<String> = TcpState::ALL.iter().map(|s| s.name().to_string()).collect();
+    assert_eq!(names(&defs["tcp_state"]), states);
+    for c in Cause::ALL {
+        assert_eq!(serde_json::to_value(c).unwrap(), json!(c.name()));
+    }
+    for s in TcpState::ALL {
+        assert_eq!(serde_json::to_value(s).unwrap(), json!(s.name()));
+    }
+    // Exhaustive: a new WarningKind fails to compile here until it is added.
+    let kind_name = |k: WarningKind| match k {
+        WarningKind::PermissionDenied => "permission-denied",
+        WarningKind::Vanished => "vanished",
+        WarningKind::Malformed => "malformed",
+        WarningKind::NetTable => "net-table",
+        WarningKind::Io => "io",
+        WarningKind::TimedOut => "timed-out",
+    };
+    let kinds = [
+        WarningKind::PermissionDenied,
+        WarningKind::Vanished,
+        WarningKind::Malformed,
+        WarningKind::NetTable,
+        WarningKind::Io,
+        WarningKind::TimedOut,
+    ];
+    for k in kinds {
+        assert_eq!(serde_json::to_value(k).unwrap(), json!(kind_name(k)));
+    }
+    let kinds: Vec<String> = kinds.iter().map(|&k| kind_name(k).to_string()).collect();
+    assert_eq!(names(&defs["warning_kind"]), kinds);
+    assert_eq!(
+        schema["properties"]["schema_version"]["const"],
+        json!(SCHEMA_VERSION)
+    );
+    let families: Vec<Value> = [Family::Ipv4, Family::Ipv6]
+        .iter()
+        .map(|f| serde_json::to_value(f).unwrap())
+        .collect();
+    assert_eq!(
+        defs["SocketInfo"]["properties"]["family"]["enum"],
+        json!(families)
+    );
+}
+
+#[test]
+fn serde_shapes_the_schema_relies_on() {
+    let doc = emitted(&full());
+    assert_eq!(doc["groups"][0]["local_ports"], json!([[8080, 1]]));
+    assert_eq!(doc["summary"]["by_cause"]["passed-fd-kept"], json!(1));
+    assert_eq!(doc["summary"]["by_state"]["CLOSE_WAIT"], json!(8));
+    assert_eq!(
+        doc["findings"][0]["socket"]["local"],
+        json!("10.0.0.2:8080")
+    );
+    assert_eq!(doc["findings"][1]["socket"]["local"], json!("[::1]:3000"));
+    assert_eq!(
+        doc["findings"][4]["socket"]["local"],
+        json!("[fe80::1%2]:9901")
+    );
+    assert_eq!(doc["groups"][5]["pid"], Value::Null);
+    let back: Report = serde_json::from_value(doc).unwrap();
+    assert_eq!(back, full());
+}
+
+#[test]
+fn the_schema_rejects_what_serde_never_emits() {
+    let schema = schema();
+    let good = emitted(&full());
+    type Breakage = Box<dyn Fn(&mut Value)>;
+    let breakages: Vec<(&str, Breakage)> = vec![
+        (
+            "an unknown field",
+            Box::new(|d| d["groups"][0]["extra"] = json!(1)),
+        ),
+        (
+            "a missing field",
+            Box::new(|d| drop(d["findings"][0].as_object_mut().unwrap().remove("fix"))),
+        ),
+        (
+            "an unknown cause",
+            Box::new(|d| d["findings"][0]["cause"] = json!("leaky")),
+        ),
+        (
+            "an unknown state key",
+            Box::new(|d| d["summary"]["by_state"]["BOGUS"] = json!(1)),
+        ),
+        (
+            "an unknown cause key",
+            Box::new(|d| d["summary"]["by_cause"]["leaky"] = json!(1)),
+        ),
+        (
+            "a port triple",
+            Box::new(|d| d["groups"][0]["local_ports"] = json!([[8080, 1, 2]])),
+        ),
+        (
+            "a port out of range",
+            Box::new(|d| d["groups"][0]["local_ports"] = json!([[70000, 1]])),
+        ),
+        (
+            "another schema version",
+            Box::new(|d| d["schema_version"] = json!(2)),
+        ),
+        (
+            "a negative count",
+            Box::new(|d| d["summary"]["leaked"] = json!(-1)),
+        ),
+        (
+            "a string pid",
+            Box::new(|d| d["processes"][0]["pid"] = json!("1")),
+        ),
+        (
+            "a null that is not nullable",
+            Box::new(|d| d["findings"][0]["socket"]["inode"] = Value::Null),
+        ),
+        (
+            "a float",
+            Box::new(|d| d["scan"]["duration_ms"] = json!(1.5)),
+        ),
+    ];
+    for (what, breaks) in breakages {
+        let mut doc = good.clone();
+        breaks(&mut doc);
+        assert!(
+            !Validator::new(&schema).validate(&doc).is_empty(),
+            "the schema accepts {what}"
+        );
+    }
+}
+
+#[test]
+fn the_documented_example_is_valid() {
+    let schema = schema();
+    let example = doc_example();
+    let errors = Validator::new(&schema).validate(&example);
+    assert!(
+        errors.is_empty(),
+        "the example in docs/json-schema.md does not match the schema:\n{}",
+        errors.join("\n")
+    );
+    let report: Report =
+        serde_json::from_value(example.clone()).expect("the example deserialises into a Report");
+    assert_eq!(
+        emitted(&report),
+        example,
+        "the example is not what cwleak would print for it"
+    );
+}
+
+#[test]
+fn the_doc_describes_every_field() {
+    let schema = schema();
+    let (mut nullable, mut objects) = (BTreeSet::new(), BTreeSet::new());
+    schema_locations(&schema, "#", &mut nullable, &mut objects);
+    let v = Validator::new(&schema);
+    for loc in &objects {
+        let node = if loc == "#" { &schema } else { v.resolve(loc) };
+        for field in node["properties"].as_object().unwrap().keys() {
+            assert!(
+                DOC.contains(&format!("`{field}`")),
+                "docs/json-schema.md does not describe `{field}` ({loc})"
+            );
+        }
+    }
+}
