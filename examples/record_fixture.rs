@@ -65,7 +65,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     fs::create_dir_all(root.join("sys/kernel"))?;
     fs::write(root.join("sys/kernel/hostname"), "fixture\n")?;
-    fs::copy(proc.join("sys/kernel/osrelease"), root.join("sys/kernel/osrelease"))?;
+    fs::copy(
+        proc.join("sys/kernel/osrelease"),
+        root.join("sys/kernel/osrelease"),
+    )?;
 
     let mut inodes = HashSet::new();
     let mut ns_member: BTreeMap<String, i32> = BTreeMap::new();
@@ -90,9 +93,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 fn parent_map(proc: &Path) -> io::Result<BTreeMap<i32, i32>> {
     let mut map = BTreeMap::new();
     for e in fs::read_dir(proc)? {
-        let Some(pid) = e?.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Some(pid) = e?.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
         if let Ok(stat) = fs::read_to_string(proc.join(format!("{pid}/stat"))) {
-            if let Some(ppid) = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse().ok()) {
+            if let Some(ppid) = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse().ok())
+            {
                 map.insert(pid, ppid);
             }
         }
@@ -153,22 +161,34 @@ fn copy_process(proc: &Path, root: &Path, pid: i32) -> io::Result<Vec<u64>> {
 
 fn copy_fds(src: &Path, dst: &Path) -> io::Result<Vec<u64>> {
     let mut socks = Vec::new();
-    let Ok(dir) = fs::read_dir(src.join("fd")) else { return Ok(socks) };
+    let Ok(dir) = fs::read_dir(src.join("fd")) else {
+        return Ok(socks);
+    };
     fs::create_dir_all(dst.join("fd"))?;
     fs::create_dir_all(dst.join("fdinfo"))?;
     for e in dir.flatten() {
-        let Ok(target) = fs::read_link(e.path()) else { continue };
+        let Ok(target) = fs::read_link(e.path()) else {
+            continue;
+        };
         let name = e.file_name();
         let t = target.display().to_string();
         let is_socket = t.starts_with("socket:[");
         // Keep socket links exact; other targets only by kind (no host paths).
-        let kept = if is_socket || t.contains(":[") { t.clone() } else { "/fixture/file".to_string() };
+        let kept = if is_socket || t.contains(":[") {
+            t.clone()
+        } else {
+            "/fixture/file".to_string()
+        };
         symlink(&kept, dst.join("fd").join(&name))?;
         if is_socket {
             if let Ok(info) = fs::read(src.join("fdinfo").join(&name)) {
                 fs::write(dst.join("fdinfo").join(&name), info)?;
             }
-            if let Some(n) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')).and_then(|n| n.parse().ok()) {
+            if let Some(n) = t
+                .strip_prefix("socket:[")
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|n| n.parse().ok())
+            {
                 socks.push(n);
             }
         }
@@ -176,14 +196,30 @@ fn copy_fds(src: &Path, dst: &Path) -> io::Result<Vec<u64>> {
     Ok(socks)
 }
 
-fn copy_table(proc: &Path, root: &Path, pid: i32, table: &str, inodes: &HashSet<u64>, ports: &[u16]) -> io::Result<()> {
-    let Ok(text) = fs::read_to_string(proc.join(format!("{pid}/net/{table}"))) else { return Ok(()) };
+fn copy_table(
+    proc: &Path,
+    root: &Path,
+    pid: i32,
+    table: &str,
+    inodes: &HashSet<u64>,
+    ports: &[u16],
+) -> io::Result<()> {
+    let Ok(text) = fs::read_to_string(proc.join(format!("{pid}/net/{table}"))) else {
+        return Ok(());
+    };
     let mut out = String::new();
     for (i, line) in text.lines().enumerate() {
         let f: Vec<&str> = line.split_whitespace().collect();
         let inode = f.get(9).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-        let port = |i: usize| f.get(i).and_then(|a| a.rsplit_once(':')).and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-        let on_port = [port(1), port(2)].iter().flatten().any(|p| ports.contains(p));
+        let port = |i: usize| {
+            f.get(i)
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+        };
+        let on_port = [port(1), port(2)]
+            .iter()
+            .flatten()
+            .any(|p| ports.contains(p));
         if i == 0 || (inode != 0 && inodes.contains(&inode)) || on_port {
             out.push_str(line);
             out.push('\n');

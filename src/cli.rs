@@ -110,9 +110,13 @@ pub enum TablesArg {
 /// "0", "500ms", "2s", "1.5s", "1m".
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (try 0, 500ms, 2s, 1m)"))?;
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (try 0, 500ms, 2s, 1m)"))?;
     let secs = match unit {
         "" | "s" => value,
         "ms" => value / 1000.0,

@@ -71,10 +71,12 @@ fn resolve_netns(root: &ProcRoot, spec: &str) -> Result<Inode> {
         if n > PID_MAX_LIMIT {
             return Ok(n);
         }
-        return source::netns_of_pid(root, n as i32)
-            .with_context(|| format!("--netns {spec}: cannot read the network namespace of pid {n}"));
+        return source::netns_of_pid(root, n as i32).with_context(|| {
+            format!("--netns {spec}: cannot read the network namespace of pid {n}")
+        });
     }
-    let inode = source::netns_of_path(std::path::Path::new(spec)).with_context(|| format!("--netns {spec}"))?;
+    let inode = source::netns_of_path(std::path::Path::new(spec))
+        .with_context(|| format!("--netns {spec}"))?;
     if inode == 0 {
         bail!("--netns {spec}: not a namespace file");
     }
@@ -85,11 +87,19 @@ fn use_color(c: ColorArg) -> bool {
     match c {
         ColorArg::Always => true,
         ColorArg::Never => false,
-        ColorArg::Auto => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal(),
+        ColorArg::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stdout().is_terminal()
+        }
     }
 }
 
 fn terminal_width() -> usize {
-    let from_env = std::env::var("COLUMNS").ok().and_then(|c| c.parse::<usize>().ok());
-    from_env.or_else(source::tty_width).unwrap_or(80).clamp(40, 200)
+    let from_env = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok());
+    from_env
+        .or_else(source::tty_width)
+        .unwrap_or(80)
+        .clamp(40, 200)
 }

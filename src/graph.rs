@@ -47,7 +47,9 @@ impl<'a> HoldGraph<'a> {
         }
         let mut sockets = HashMap::with_capacity(inodes.len());
         for p in &snap.processes {
-            let Some(&pn) = procs.get(&p.pid) else { continue };
+            let Some(&pn) = procs.get(&p.pid) else {
+                continue;
+            };
             if let Some(&parent) = procs.get(&p.ppid) {
                 graph.add_edge(parent, pn, Edge::Parent);
             }
@@ -58,10 +60,22 @@ impl<'a> HoldGraph<'a> {
                 let sn = *sockets
                     .entry(s.inode)
                     .or_insert_with(|| graph.add_node(Node::Socket(s.inode)));
-                graph.add_edge(pn, sn, Edge::Holds { fd: s.fd, cloexec: s.cloexec });
+                graph.add_edge(
+                    pn,
+                    sn,
+                    Edge::Holds {
+                        fd: s.fd,
+                        cloexec: s.cloexec,
+                    },
+                );
             }
         }
-        HoldGraph { snap, graph, procs, sockets }
+        HoldGraph {
+            snap,
+            graph,
+            procs,
+            sockets,
+        }
     }
 
     pub fn process(&self, pid: Pid) -> Option<&'a Process> {

@@ -32,6 +32,9 @@ mod tests {
         assert_eq!(bracket_inode(b"socket:[]", b"socket"), None);
         assert_eq!(bracket_inode(b"socket:[12x]", b"socket"), None);
         assert_eq!(bracket_inode(b"/dev/null", b"socket"), None);
-        assert_eq!(bracket_inode(b"socket:[99999999999999999999999]", b"socket"), None);
+        assert_eq!(
+            bracket_inode(b"socket:[99999999999999999999999]", b"socket"),
+            None
+        );
     }
 }

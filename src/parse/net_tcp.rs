@@ -57,7 +57,9 @@ fn hex_u32(s: &str, what: &str) -> ParseResult<u32> {
 }
 
 fn parse_endpoint(s: &str, family: Family) -> ParseResult<SocketAddr> {
-    let (addr, port) = s.split_once(':').ok_or_else(|| format!("address {s}: no ':'"))?;
+    let (addr, port) = s
+        .split_once(':')
+        .ok_or_else(|| format!("address {s}: no ':'"))?;
     let port = u16::from_str_radix(port, 16).map_err(|e| format!("port {port}: {e}"))?;
     let ip = match (family, addr.len()) {
         (Family::Ipv4, 8) => IpAddr::V4(Ipv4Addr::from(hex_u32(addr, "address")?.to_ne_bytes())),

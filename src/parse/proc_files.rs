@@ -59,7 +59,10 @@ pub fn status(text: &[u8]) -> ParseResult<StatusInfo> {
         .as_ref()
         .filter(|v| v.len() > 1)
         .and_then(|v| v.last().copied());
-    Ok(StatusInfo { uid: s.ruid, ns_pid })
+    Ok(StatusInfo {
+        uid: s.ruid,
+        ns_pid,
+    })
 }
 
 /// The cgroup that names a unit or container: the v2 path if present, else the
@@ -84,7 +87,11 @@ pub fn cgroup(text: &str) -> Option<String> {
 /// The soft limit of open files from /proc/PID/limits (None when unlimited or absent).
 pub fn max_open_files(text: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -124,8 +131,14 @@ mod tests {
 
     #[test]
     fn cgroup_prefers_v2() {
-        assert_eq!(cgroup("0::/system.slice/nginx.service\n").as_deref(), Some("/system.slice/nginx.service"));
-        assert_eq!(cgroup("12:pids:/\n3:cpu,cpuacct:/docker/abc\n").as_deref(), Some("/docker/abc"));
+        assert_eq!(
+            cgroup("0::/system.slice/nginx.service\n").as_deref(),
+            Some("/system.slice/nginx.service")
+        );
+        assert_eq!(
+            cgroup("12:pids:/\n3:cpu,cpuacct:/docker/abc\n").as_deref(),
+            Some("/docker/abc")
+        );
         assert_eq!(cgroup(""), None);
     }
 
@@ -133,6 +146,9 @@ mod tests {
     fn open_files_limit() {
         let text = "Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n";
         assert_eq!(max_open_files(text), Some(1024));
-        assert_eq!(max_open_files("Max open files  unlimited unlimited files\n"), None);
+        assert_eq!(
+            max_open_files("Max open files  unlimited unlimited files\n"),
+            None
+        );
     }
 }

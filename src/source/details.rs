@@ -10,7 +10,12 @@ use std::collections::HashSet;
 use std::path::Path;
 
 /// Fill in the details of one process; `inodes` selects the fds whose fdinfo to read.
-pub fn read_details(root: &ProcRoot, w: &mut Walked, inodes: &HashSet<Inode>, warnings: &mut Vec<Warning>) {
+pub fn read_details(
+    root: &ProcRoot,
+    w: &mut Walked,
+    inodes: &HashSet<Inode>,
+    warnings: &mut Vec<Warning>,
+) {
     let pid = w.process.pid;
     let proc_dir = Path::new(&pid.to_string()).to_path_buf();
     let mut buf = Vec::new();
@@ -26,7 +31,11 @@ pub fn read_details(root: &ProcRoot, w: &mut Walked, inodes: &HashSet<Inode>, wa
                 w.process.uid = s.uid;
                 w.process.ns_pid = s.ns_pid;
             }
-            Err(m) => note(super::SourceError::malformed(Some(pid), root.join(w.base.join("status")), m)),
+            Err(m) => note(super::SourceError::malformed(
+                Some(pid),
+                root.join(w.base.join("status")),
+                m,
+            )),
         },
         Err(e) => note(e),
     }
@@ -41,7 +50,12 @@ pub fn read_details(root: &ProcRoot, w: &mut Walked, inodes: &HashSet<Inode>, wa
     if let Ok(text) = root.read_string(Some(pid), &proc_dir.join("limits")) {
         w.process.fd_limit = proc_files::max_open_files(&text);
     }
-    for s in w.process.sockets.iter_mut().filter(|s| inodes.contains(&s.inode)) {
+    for s in w
+        .process
+        .sockets
+        .iter_mut()
+        .filter(|s| inodes.contains(&s.inode))
+    {
         let rel = w.base.join(format!("fdinfo/{}", s.fd));
         match root.read_string(Some(pid), &rel) {
             Ok(text) => match fdinfo::cloexec(&text) {

@@ -41,8 +41,14 @@ pub fn link_shared_tables(processes: &mut [Process], interest: &HashSet<Inode>) 
             .collect();
         let mut links = Vec::new();
         for run in runs {
-            let Some(owner) = run.iter().map(|&i| processes[i].pid).min() else { continue };
-            links.extend(run.iter().filter(|&&i| processes[i].pid != owner).map(|&i| (i, owner)));
+            let Some(owner) = run.iter().map(|&i| processes[i].pid).min() else {
+                continue;
+            };
+            links.extend(
+                run.iter()
+                    .filter(|&&i| processes[i].pid != owner)
+                    .map(|&i| (i, owner)),
+            );
         }
         for (i, owner) in links {
             processes[i].shares_fd_table_with = Some(owner);
@@ -57,7 +63,16 @@ fn compare(a: Pid, b: Pid) -> Option<Ordering> {
         return Some(Ordering::Equal);
     }
     // SAFETY: kcmp takes plain integers and touches no memory of ours.
-    let r = unsafe { libc::syscall(libc::SYS_kcmp, a, b, KCMP_FILES, 0 as libc::c_long, 0 as libc::c_long) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            a,
+            b,
+            KCMP_FILES,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        )
+    };
     match r {
         0 => Some(Ordering::Equal),
         1 => Some(Ordering::Less),

@@ -37,7 +37,9 @@ pub fn read(cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
     let root = ProcRoot::new(&cfg.root);
     let pids = root.pids()?;
     if pids.is_empty() {
-        return Err(SourceError::NotProc { path: cfg.root.clone() });
+        return Err(SourceError::NotProc {
+            path: cfg.root.clone(),
+        });
     }
     let live = is_live_proc(&root);
     let mut meta = read_meta(&root, live);
@@ -55,7 +57,10 @@ pub fn read(cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
 
     let interest = crate::model::interesting_inodes(&sockets);
     let wanted = processes_of_interest(&walked, &interest);
-    for w in walked.iter_mut().filter(|w| wanted.contains(&w.process.pid)) {
+    for w in walked
+        .iter_mut()
+        .filter(|w| wanted.contains(&w.process.pid))
+    {
         details::read_details(&root, w, &interest, &mut warnings);
     }
 
@@ -106,7 +111,9 @@ fn walk_all(root: &ProcRoot, pids: &[Pid], threads: usize) -> (Vec<Walked>, Vec<
                         .iter()
                         .skip(k)
                         .step_by(n)
-                        .filter_map(|&pid| walk::walk_process(root, pid, &mut scratch, &mut warnings))
+                        .filter_map(|&pid| {
+                            walk::walk_process(root, pid, &mut scratch, &mut warnings)
+                        })
                         .collect();
                     (walked, warnings)
                 })
@@ -142,10 +149,17 @@ fn namespace_members(walked: &[Walked]) -> BTreeMap<Inode, NsMember> {
 
 /// Holders of interesting sockets and all their ancestors.
 fn processes_of_interest(walked: &[Walked], interest: &HashSet<Inode>) -> HashSet<Pid> {
-    let parent: HashMap<Pid, Pid> = walked.iter().map(|w| (w.process.pid, w.process.ppid)).collect();
+    let parent: HashMap<Pid, Pid> = walked
+        .iter()
+        .map(|w| (w.process.pid, w.process.ppid))
+        .collect();
     let mut wanted = HashSet::new();
     for w in walked {
-        if w.process.sockets.iter().any(|s| interest.contains(&s.inode)) {
+        if w.process
+            .sockets
+            .iter()
+            .any(|s| interest.contains(&s.inode))
+        {
             let mut pid = w.process.pid;
             while pid > 0 && wanted.insert(pid) {
                 pid = parent.get(&pid).copied().unwrap_or(0);
@@ -158,7 +172,8 @@ fn processes_of_interest(walked: &[Walked], interest: &HashSet<Inode>) -> HashSe
 /// Live means the root is a mounted proc filesystem: kcmp, setns and re-checks
 /// then make sense. A fixture tree is only files.
 fn is_live_proc(root: &ProcRoot) -> bool {
-    nix::sys::statfs::statfs(root.path()).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
+    nix::sys::statfs::statfs(root.path())
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
 }
 
 fn read_meta(root: &ProcRoot, live: bool) -> Meta {

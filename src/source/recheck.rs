@@ -35,7 +35,11 @@ pub fn settle(snap: &mut Snapshot, method: TableMethod, window_ms: u64) {
     for p in &mut snap.processes {
         p.sockets.retain(|s| !closed.contains(&(p.pid, s.fd)));
     }
-    for s in snap.sockets.iter_mut().filter(|s| s.state == TcpState::CloseWait) {
+    for s in snap
+        .sockets
+        .iter_mut()
+        .filter(|s| s.state == TcpState::CloseWait)
+    {
         if let Some(Some(age)) = still.get(&s.key()) {
             s.last_ack_ms = Some(*age);
         }
@@ -43,7 +47,10 @@ pub fn settle(snap: &mut Snapshot, method: TableMethod, window_ms: u64) {
     let mut transient: Vec<SocketKey> = cw.into_iter().filter(|k| !still.contains_key(k)).collect();
     transient.sort_by_key(|k| (k.netns, k.inode, k.local, k.remote));
     snap.warnings.extend(warnings);
-    snap.settle = Some(Settle { window_ms, transient });
+    snap.settle = Some(Settle {
+        window_ms,
+        transient,
+    });
 }
 
 /// (pid, fd) pairs that held a CLOSE_WAIT socket and no longer point at it.
@@ -78,7 +85,11 @@ fn members_with_close_wait(snap: &Snapshot, cw: &HashSet<SocketKey>) -> Vec<NsMe
         .filter(|n| namespaces.contains(&n.inode))
         .filter_map(|n| {
             let pid = n.via_pid?;
-            let tid = snap.processes.iter().find(|p| p.pid == pid).and_then(|p| p.fd_table_tid);
+            let tid = snap
+                .processes
+                .iter()
+                .find(|p| p.pid == pid)
+                .and_then(|p| p.fd_table_tid);
             Some(NsMember {
                 netns: n.inode,
                 pid,

@@ -29,7 +29,8 @@ impl ProcRoot {
 
     /// Numeric entries: thread-group ids (threads live under PID/task).
     pub fn pids(&self) -> Result<Vec<Pid>, SourceError> {
-        let dir = std::fs::read_dir(&self.path).map_err(|e| SourceError::io(None, &self.path, e))?;
+        let dir =
+            std::fs::read_dir(&self.path).map_err(|e| SourceError::io(None, &self.path, e))?;
         let mut pids: Vec<Pid> = dir
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
             .collect();
@@ -38,7 +39,12 @@ impl ProcRoot {
     }
 
     /// Read a whole small file into `buf` (cleared first).
-    pub fn read_into(&self, pid: Option<Pid>, rel: &Path, buf: &mut Vec<u8>) -> Result<(), SourceError> {
+    pub fn read_into(
+        &self,
+        pid: Option<Pid>,
+        rel: &Path,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), SourceError> {
         let path = self.join(rel);
         buf.clear();
         std::fs::File::open(&path)
@@ -62,9 +68,20 @@ impl ProcRoot {
 }
 
 /// readlinkat(dir, name) into `buf`; returns the target bytes.
-pub fn readlink_at<'b>(dir: BorrowedFd<'_>, name: &CStr, buf: &'b mut [u8; 256]) -> std::io::Result<&'b [u8]> {
+pub fn readlink_at<'b>(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    buf: &'b mut [u8; 256],
+) -> std::io::Result<&'b [u8]> {
     // SAFETY: dir is a live fd, name is NUL-terminated, buf is writable for its length.
-    let n = unsafe { libc::readlinkat(dir.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
     if n < 0 {
         return Err(std::io::Error::last_os_error());
     }

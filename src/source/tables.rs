@@ -6,8 +6,8 @@ use super::root::ProcRoot;
 use super::sock_diag::{self, DumpRequest};
 use super::SourceError;
 use crate::model::{Family, Inode, NetNs, Pid, SocketKey, TcpSocket, TcpState, Warning};
-use std::collections::HashMap;
 use crate::parse::{link, net_tcp};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,11 +67,16 @@ pub fn read_namespace(
                 let (rows, errors) = net_tcp::parse_table(&text, family, member.netns);
                 sockets.extend(rows.into_iter().filter(|s| wanted(req, s.state)));
                 for e in errors.into_iter().take(5) {
-                    warnings.push(SourceError::malformed(Some(member.pid), root.join(&rel), e).to_warning());
+                    warnings.push(
+                        SourceError::malformed(Some(member.pid), root.join(&rel), e).to_warning(),
+                    );
                 }
             }
             // No IPv6 in this kernel or namespace: nothing to read, nothing lost.
-            Err(e) if family == Family::Ipv6 && e.is_vanished() && root.join(member.base.join("net/tcp")).exists() => {}
+            Err(e)
+                if family == Family::Ipv6
+                    && e.is_vanished()
+                    && root.join(member.base.join("net/tcp")).exists() => {}
             Err(e) => warnings.push(e.to_warning()),
         }
     }
@@ -95,7 +100,11 @@ fn finish(member: &NsMember, method: &str, sockets: Vec<TcpSocket>) -> TableRead
     }
 }
 
-fn dump_diag(root: &ProcRoot, member: &NsMember, req: &DumpRequest) -> Result<Vec<TcpSocket>, SourceError> {
+fn dump_diag(
+    root: &ProcRoot,
+    member: &NsMember,
+    req: &DumpRequest,
+) -> Result<Vec<TcpSocket>, SourceError> {
     let dump = |r: &DumpRequest| {
         if own_netns(root) == Some(member.netns) {
             sock_diag::dump_current(member.netns, r)
@@ -109,7 +118,8 @@ fn dump_diag(root: &ProcRoot, member: &NsMember, req: &DumpRequest) -> Result<Ve
     let cw = |s: &TcpSocket| s.state == TcpState::CloseWait;
     if !req.with_info && wanted(req, TcpState::CloseWait) && sockets.iter().any(cw) {
         let aged = dump(&DumpRequest::only(&[TcpState::CloseWait], true))?;
-        let ages: HashMap<SocketKey, Option<u64>> = aged.iter().map(|s| (s.key(), s.last_ack_ms)).collect();
+        let ages: HashMap<SocketKey, Option<u64>> =
+            aged.iter().map(|s| (s.key(), s.last_ack_ms)).collect();
         for s in sockets.iter_mut().filter(|s| cw(s)) {
             s.last_ack_ms = ages.get(&s.key()).copied().flatten();
         }

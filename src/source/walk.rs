@@ -27,7 +27,12 @@ pub struct Scratch {
 
 /// Walk one process. Returns None when it vanished or could not be read at all;
 /// the reason is pushed to `warnings`.
-pub fn walk_process(root: &ProcRoot, pid: Pid, scratch: &mut Scratch, warnings: &mut Vec<Warning>) -> Option<Walked> {
+pub fn walk_process(
+    root: &ProcRoot,
+    pid: Pid,
+    scratch: &mut Scratch,
+    warnings: &mut Vec<Warning>,
+) -> Option<Walked> {
     let base = PathBuf::from(pid.to_string());
     let stat = match read_stat(root, pid, &base, &mut scratch.buf) {
         Ok(s) => s,
@@ -76,7 +81,12 @@ pub fn walk_process(root: &ProcRoot, pid: Pid, scratch: &mut Scratch, warnings: 
     Some(Walked { process, base })
 }
 
-fn read_stat(root: &ProcRoot, pid: Pid, base: &Path, buf: &mut Vec<u8>) -> Result<proc_files::StatLine, SourceError> {
+fn read_stat(
+    root: &ProcRoot,
+    pid: Pid,
+    base: &Path,
+    buf: &mut Vec<u8>,
+) -> Result<proc_files::StatLine, SourceError> {
     let rel = base.join("stat");
     root.read_into(Some(pid), &rel, buf)?;
     proc_files::stat(buf).map_err(|m| SourceError::malformed(Some(pid), root.join(&rel), m))
@@ -92,15 +102,25 @@ fn live_task(root: &ProcRoot, pid: Pid, buf: &mut Vec<u8>) -> Option<Pid> {
     tids.sort_unstable();
     tids.into_iter().find(|tid| {
         let rel = PathBuf::from(format!("{pid}/task/{tid}/stat"));
-        root.read_into(Some(pid), &rel, buf).is_ok() && proc_files::stat(buf).is_ok_and(|s| s.state != 'Z')
+        root.read_into(Some(pid), &rel, buf).is_ok()
+            && proc_files::stat(buf).is_ok_and(|s| s.state != 'Z')
     })
 }
 
 /// Read every fd link; keep the sockets, count the rest.
-fn walk_fds(root: &ProcRoot, pid: Pid, rel: &Path, process: &mut Process) -> Result<(), SourceError> {
+fn walk_fds(
+    root: &ProcRoot,
+    pid: Pid,
+    rel: &Path,
+    process: &mut Process,
+) -> Result<(), SourceError> {
     let path = root.join(rel);
-    let mut dir = Dir::open(&path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| SourceError::io(Some(pid), &path, e.into()))?;
+    let mut dir = Dir::open(
+        &path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| SourceError::io(Some(pid), &path, e.into()))?;
     let raw = dir.as_raw_fd();
     // SAFETY: `dir` owns `raw` and outlives every use of `dfd` below.
     let dfd = unsafe { BorrowedFd::borrow_raw(raw) };
@@ -117,7 +137,11 @@ fn walk_fds(root: &ProcRoot, pid: Pid, rel: &Path, process: &mut Process) -> Res
             continue;
         };
         if let Some(inode) = link::bracket_inode(target, b"socket") {
-            process.sockets.push(SocketFd { fd, inode, cloexec: None });
+            process.sockets.push(SocketFd {
+                fd,
+                inode,
+                cloexec: None,
+            });
         }
     }
     Ok(())
