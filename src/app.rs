@@ -40,6 +40,17 @@ fn scan(args: &ScanArgs) -> Result<Exit> {
 pub fn scan_report(cfg: &ScanConfig) -> Result<Report> {
     let mut snap = source::read(&cfg.source)
         .with_context(|| format!("scanning {}", cfg.source.root.display()))?;
+    if let Some(pid) = cfg
+        .scope
+        .pids
+        .iter()
+        .find(|p| !snap.processes.iter().any(|q| q.pid == **p))
+    {
+        anyhow::bail!(
+            "--pid {pid}: no such process under {}",
+            cfg.source.root.display()
+        );
+    }
     let has_close_wait = snap
         .sockets
         .iter()

@@ -175,3 +175,13 @@ fn unprivileged_scan_lists_what_it_could_not_read() {
         "{unreadable:?}"
     );
 }
+
+#[test]
+fn a_pid_that_does_not_exist_is_an_error() {
+    let out = cwleak()
+        .args(["scan", "--settle", "0", "--pid", "2147483647"])
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.contains("no such process"), "{err}");
+}

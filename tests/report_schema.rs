@@ -535,6 +535,7 @@ fn full() -> Report {
             ],
             duration_ms: 231,
             settle_ms: 1000,
+            scope: cwleak::diagnose::Scope::everything(),
             unreadable: vec![
                 Unreadable {
                     pid: Some(77),

@@ -185,6 +185,8 @@ pub struct ScanInfo {
     pub namespaces: Vec<NamespaceInfo>,
     pub duration_ms: u64,
     pub settle_ms: u64,
+    /// What the findings were limited to (all empty: the whole host).
+    pub scope: super::Scope,
     /// Every pid or path that could not be read, and why.
     pub unreadable: Vec<Unreadable>,
 }

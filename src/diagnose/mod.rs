@@ -69,7 +69,7 @@ pub fn diagnose(snap: &Snapshot, scope: &Scope) -> Report {
         groups,
         findings,
         processes,
-        scan: scan_info(snap),
+        scan: scan_info(snap, scope),
     }
 }
 
@@ -201,7 +201,7 @@ fn summary(
     }
 }
 
-fn scan_info(snap: &Snapshot) -> ScanInfo {
+fn scan_info(snap: &Snapshot, scope: &Scope) -> ScanInfo {
     ScanInfo {
         proc_root: snap.meta.proc_root.clone(),
         live: snap.meta.live,
@@ -221,6 +221,7 @@ fn scan_info(snap: &Snapshot) -> ScanInfo {
             .collect(),
         duration_ms: snap.stats.duration_ms,
         settle_ms: snap.settle.as_ref().map_or(0, |s| s.window_ms),
+        scope: scope.clone(),
         unreadable: snap
             .warnings
             .iter()

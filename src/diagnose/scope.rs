@@ -5,7 +5,7 @@ use crate::graph::HoldGraph;
 use crate::model::{Inode, Pid, Snapshot, TcpSocket};
 use std::collections::HashSet;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Scope {
     pub pids: Vec<Pid>,
     pub with_children: bool,

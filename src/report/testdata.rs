@@ -90,6 +90,7 @@ impl Builder {
                     ],
                     duration_ms: 231,
                     settle_ms: 1000,
+                    scope: crate::diagnose::Scope::everything(),
                     unreadable: Vec::new(),
                 },
             },
