@@ -1,0 +1,545 @@
+//! Live scans: each test builds a real leak with the `scenario` example
+//! (real processes and sockets on loopback), runs the real `cwleak` binary
+//! scoped to that scenario's process tree, and checks exact holders, blame
+//! and cause. The machine may have other CLOSE_WAIT sockets: every check is
+//! scoped with `--pid <driver>` (or `--port`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use serde_json::Value;
+use support::*;
+
+/// `cwleak scan --format json --settle 0 --pid <driver>`.
+fn scan(s: &Scenario) -> (i32, Value) {
+    cwleak_json(&s.scope())
+}
+
+fn sorted(mut v: Vec<u64>) -> Vec<u64> {
+    v.sort_unstable();
+    v
+}
+
+fn sorted_pairs(mut v: Vec<(Pid, i32)>) -> Vec<(Pid, i32)> {
+    v.sort_unstable();
+    v
+}
+
+/// Every finding in scope is one of the scenario's sockets, and all are there.
+fn assert_exactly_scenario_sockets(r: &Value, s: &Scenario) {
+    assert_eq!(
+        finding_inodes(r),
+        sorted(s.inodes()),
+        "findings in scope vs the scenario's sockets\nreport: {r:#}"
+    );
+}
+
+fn assert_summary(r: &Value, leaked: usize, cause: &str) {
+    assert_eq!(
+        r["summary"]["leaked"], leaked,
+        "summary: {:#}",
+        r["summary"]
+    );
+    assert_eq!(
+        r["summary"]["by_cause"][cause], leaked,
+        "summary.by_cause: {:#}",
+        r["summary"]
+    );
+}
+
+/// Scenarios where each socket has one holder who is also the one to blame.
+fn assert_single_holder_blamed(r: &Value, s: &Scenario, cause_name: &str) {
+    for sock in s.sockets() {
+        let f = finding(r, sock.inode);
+        assert_socket(f, &sock);
+        assert_eq!(blamed(f), sock.holders, "blamed; finding: {f:#}");
+        assert_eq!(cause(f), cause_name, "cause; finding: {f:#}");
+    }
+}
+
+// ------------------------------------------------------------ fork
+
+#[test]
+fn fork_exited_blames_the_parent() {
+    let s = Scenario::start("fork-exited");
+    let server = s.pid("server");
+    let fds = s.fds("server");
+    let socks = s.sockets();
+    assert_eq!(socks.len(), 3);
+    for (sock, fd) in socks.iter().zip(&fds) {
+        assert_eq!(sock.holders, vec![(server, *fd)], "facts: {}", s.facts);
+    }
+
+    let (code, r) = scan(&s);
+    assert_exactly_scenario_sockets(&r, &s);
+    assert_single_holder_blamed(&r, &s, "fork-parent-kept");
+    assert_summary(&r, 3, "fork-parent-kept");
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn fork_alive_blames_the_parent_first() {
+    let s = Scenario::start("fork-alive");
+    let server = s.pid("server");
+    let children = s.facts["children"].as_array().expect("children").clone();
+    let socks = s.sockets();
+    assert_eq!(socks.len(), 3);
+
+    let (code, r) = scan(&s);
+    assert_exactly_scenario_sockets(&r, &s);
+    for ((sock, fd), child) in socks.iter().zip(s.fds("server")).zip(&children) {
+        let child = child["pid"].as_i64().expect("child pid") as Pid;
+        assert_eq!(
+            sock.holders,
+            sorted_pairs(vec![(server, fd), (child, fd)]),
+            "facts: {}",
+            s.facts
+        );
+        let f = finding(&r, sock.inode);
+        assert_socket(f, sock);
+        assert_eq!(
+            blamed(f).first(),
+            Some(&(server, fd)),
+            "blamed; finding: {f:#}"
+        );
+        assert_eq!(cause(f), "fork-parent-kept", "finding: {f:#}");
+    }
+    assert_summary(&r, 3, "fork-parent-kept");
+    assert_eq!(code, 1);
+}
+
+// ------------------------------------------------------------ exec
+
+#[test]
+fn helper_inherits_blames_the_helper() {
+    let s = Scenario::start("helper-inherits");
+    let helper = s.pid("helper");
+    let fd = s.fds("helper")[0];
+    let sock = &s.sockets()[0];
+    assert_eq!(sock.holders, vec![(helper, fd)], "facts: {}", s.facts);
+
+    let (code, r) = scan(&s);
+    assert_exactly_scenario_sockets(&r, &s);
+    let f = finding(&r, sock.inode);
+    assert_socket(f, sock);
+    assert_eq!(blamed(f), vec![(helper, fd)], "finding: {f:#}");
+    assert_eq!(cause(f), "inherited-no-cloexec", "finding: {f:#}");
+    assert_eq!(f["holders"][0]["comm"], "sleep", "finding: {f:#}");
+    assert_eq!(f["holders"][0]["cloexec"], false, "finding: {f:#}");
+    assert_summary(&r, 1, "inherited-no-cloexec");
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn helper_inherits_kept_blames_the_helper_first() {
+    let s = Scenario::start("helper-inherits-kept");
+    let (server, helper) = (s.pid("server"), s.pid("helper"));
+    let fd = s.fds("helper")[0];
+    let sock = &s.sockets()[0];
+    assert_eq!(
+        sock.holders,
+        sorted_pairs(vec![(server, fd), (helper, fd)]),
+        "facts: {}",
+        s.facts
+    );
+
+    let (code, r) = scan(&s);
+    assert_exactly_scenario_sockets(&r, &s);
+    let f = finding(&r, sock.inode);
+    assert_socket(f, sock);
+    assert_eq!(blamed(f).first(), Some(&(helper, fd)), "finding: {f:#}");
+    assert_eq!(cause(f), "inherited-no-cloexec", "finding: {f:#}");
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn cgi_blames_the_parent_that_kept_its_copy() {
+    let s = Scenario::start("cgi");
+    let (server, cgi) = (s.pid("server"), s.pid("cgi"));
+    let fd = s.fds("server")[0];
+    let sock = &s.sockets()[0];
+    assert_eq!(
+        sock.holders,
+        sorted_pairs(vec![(server, fd), (cgi, 0), (cgi, 1)]),
+        "facts: {}",
+        s.facts
+    );
+
+    let (code, r) = scan(&s);
+    assert_exactly_scenario_sockets(&r, &s);
+    let f = finding(&r, sock.inode);
+    assert_socket(f, sock);
+    assert_eq!(blamed(f).first(), Some(&(server, fd)), "finding: {f:#}");
+    assert_eq!(cause(f), "fork-parent-kept", "finding: {f:#}");
+    assert_eq!(code, 1);
+}
+
+// ------------------------------------------------------------ one process
+
+#[test]
+fn never_closed_blames_the_server() {
+    let s = Scenario::start("never-closed");
+    let server = s.pid("server");
+    let socks = s.sockets();
+    assert_eq!(socks.len(), 2);
+    for (sock, fd) in socks.iter().zip(s.fds("server")) {
+        assert_eq!(sock.holders, vec![(server, fd)], "facts: {}", s.facts);
+    }
+
+    let (code, r) = scan(&s);
+    assert_exactly_scenario_sockets(&r, &s);
+    assert_single_holder_blamed(&r, &s, "never-closed");
+    assert_summary(&r, 2, "never-closed");
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn dup_copy_is_one_process_holding_twice() {
+    let s = Scenario::start("dup");
+    let server = s.pid("server");
+    let fds = s.fds("server");
+    let sock = &s.sockets()[0];
+    assert_eq!(
+        sock.holders,
+        vec![(server, fds[0]), (server, fds[1])],
+        "facts: {}",
+        s.facts
+    );
+
+    let (code, r) = scan(&s);
+    assert_exactly_scenario_sockets(&r, &s);
+    let f = finding(&r, sock.inode);
+    assert_socket(f, sock);
+    let b = blamed(f);
+    assert!(!b.is_empty(), "nobody blamed; finding: {f:#}");
+    assert!(
+        b.iter()
+            .all(|&(pid, fd)| pid == server && fds.contains(&fd)),
+        "blamed must be the server's own fds {fds:?}; finding: {f:#}"
+    );
+    assert_eq!(cause(f), "dup-copy-kept", "finding: {f:#}");
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn scm_rights_blames_the_receiver() {
+    let s = Scenario::start("scm-rights");
+    let (server, receiver) = (s.pid("server"), s.pid("receiver"));
+    let fd = s.fds("receiver")[0];
+    let sock = &s.sockets()[0];
+    assert_eq!(sock.holders, vec![(receiver, fd)], "facts: {}", s.facts);
+
+    let (code, r) = scan(&s);
+    assert_exactly_scenario_sockets(&r, &s);
+    let f = finding(&r, sock.inode);
+    assert_socket(f, sock);
+    assert!(!pids(&holders(f)).contains(&server), "finding: {f:#}");
+    assert_eq!(blamed(f), vec![(receiver, fd)], "finding: {f:#}");
+    assert_eq!(cause(f), "passed-fd-kept", "finding: {f:#}");
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn client_side_blames_the_client() {
+    let s = Scenario::start("client-side");
+    let client = s.pid("client");
+    let sock = &s.sockets()[0];
+    assert_eq!(
+        sock.holders,
+        vec![(client, s.fds("client")[0])],
+        "facts: {}",
+        s.facts
+    );
+    assert_eq!(sock.remote.port(), s.port());
+
+    let (code, r) = scan(&s);
+    assert_exactly_scenario_sockets(&r, &s);
+    assert_single_holder_blamed(&r, &s, "never-closed");
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn prefork_blames_the_worker_that_accepted() {
+    let s = Scenario::start("prefork");
+    let master = s.pid("master");
+    let workers: Vec<Pid> = s.facts["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .map(|w| w["pid"].as_i64().expect("worker pid") as Pid)
+        .collect();
+    let socks = s.sockets();
+    assert_eq!(socks.len(), 2);
+    for sock in &socks {
+        assert_eq!(sock.holders.len(), 1, "facts: {}", s.facts);
+        assert!(workers.contains(&sock.holders[0].0), "facts: {}", s.facts);
+    }
+
+    let (code, r) = scan(&s);
+    assert_exactly_scenario_sockets(&r, &s);
+    assert_single_holder_blamed(&r, &s, "never-closed");
+    for sock in &socks {
+        let f = finding(&r, sock.inode);
+        assert!(!pids(&holders(f)).contains(&master), "finding: {f:#}");
+    }
+    assert_eq!(code, 1);
+}
+
+// ------------------------------------------------------------ threads
+
+fn assert_threaded(s: &Scenario) {
+    let tgid = s.pid("server");
+    let tids: Vec<Pid> = s.facts["server"]["tids"]
+        .as_array()
+        .expect("tids")
+        .iter()
+        .map(|t| t.as_i64().expect("tid") as Pid)
+        .collect();
+    assert!(!tids.contains(&tgid));
+    let socks = s.sockets();
+    assert_eq!(socks.len(), 2);
+
+    let (code, r) = scan(s);
+    assert_exactly_scenario_sockets(&r, s);
+    for (sock, fd) in socks.iter().zip(s.fds("server")) {
+        assert_eq!(sock.holders, vec![(tgid, fd)], "facts: {}", s.facts);
+        let f = finding(&r, sock.inode);
+        assert_socket(f, sock);
+        for (pid, _) in holders(f) {
+            assert!(
+                !tids.contains(&pid),
+                "a thread id {pid} as holder; finding: {f:#}"
+            );
+        }
+        assert_eq!(blamed(f), vec![(tgid, fd)], "finding: {f:#}");
+        assert_eq!(cause(f), "never-closed", "finding: {f:#}");
+    }
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn threaded_holder_is_the_process_not_the_thread() {
+    assert_threaded(&Scenario::start("threaded"));
+}
+
+#[test]
+fn threaded_zombie_leader_still_found_by_tgid() {
+    let s = Scenario::start("threaded-leader-exit");
+    assert_eq!(s.facts["server"]["leader_exited"], true);
+    assert_threaded(&s);
+}
+
+// ------------------------------------------------------------ namespaces and families
+
+#[test]
+fn netns_socket_reported_in_its_namespace() {
+    let s = Scenario::start("netns");
+    let netns = s.facts["netns"].as_u64().expect("netns");
+    assert_ne!(Some(netns), s.facts["host_netns"].as_u64());
+
+    let (code, r) = scan(&s);
+    assert_exactly_scenario_sockets(&r, &s);
+    assert_single_holder_blamed(&r, &s, "never-closed");
+    let f = finding(&r, s.inodes()[0]);
+    assert_eq!(f["socket"]["netns"].as_u64(), Some(netns), "finding: {f:#}");
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn ipv6_loopback() {
+    let s = Scenario::start("ipv6");
+    let (code, r) = scan(&s);
+    assert_exactly_scenario_sockets(&r, &s);
+    assert_single_holder_blamed(&r, &s, "never-closed");
+    let f = finding(&r, s.inodes()[0]);
+    assert_eq!(f["socket"]["family"], "ipv6", "finding: {f:#}");
+    let local: std::net::SocketAddr = f["socket"]["local"]
+        .as_str()
+        .expect("local")
+        .parse()
+        .expect("local");
+    assert_eq!(local.ip(), std::net::Ipv6Addr::LOCALHOST, "finding: {f:#}");
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn ipv4_mapped_on_dual_stack_listener() {
+    let s = Scenario::start("mapped");
+    let (code, r) = scan(&s);
+    assert_exactly_scenario_sockets(&r, &s);
+    assert_single_holder_blamed(&r, &s, "never-closed");
+    let f = finding(&r, s.inodes()[0]);
+    assert_eq!(f["socket"]["family"], "ipv6", "finding: {f:#}");
+    let local: std::net::SocketAddr = f["socket"]["local"]
+        .as_str()
+        .expect("local")
+        .parse()
+        .expect("local");
+    assert_eq!(
+        local.ip(),
+        "::ffff:127.0.0.1".parse::<std::net::IpAddr>().expect("ip"),
+        "finding: {f:#}"
+    );
+    assert_eq!(code, 1);
+}
+
+// ------------------------------------------------------------ no holder
+
+#[test]
+fn accept_queue_has_no_visible_holder() {
+    let s = Scenario::start("accept-queue");
+    let sock = &s.sockets()[0];
+    assert_eq!(sock.inode, 0);
+
+    let (code, r) = cwleak_json(&args(["--port".to_string(), s.port().to_string()]));
+    let ours: Vec<&Value> = findings_for_port(&r, s.port())
+        .into_iter()
+        .filter(|f| f["socket"]["remote"].as_str() == Some(sock.remote.to_string().as_str()))
+        .collect();
+    assert_eq!(
+        ours.len(),
+        1,
+        "one finding for {} -> {}\nreport: {r:#}",
+        sock.remote,
+        sock.local
+    );
+    let f = ours[0];
+    assert_eq!(f["socket"]["state"], "CLOSE_WAIT", "finding: {f:#}");
+    assert_eq!(f["socket"]["inode"], 0, "finding: {f:#}");
+    assert_eq!(holders(f), vec![], "finding: {f:#}");
+    assert_eq!(cause(f), "no-visible-holder", "finding: {f:#}");
+    assert_eq!(code, 1);
+}
+
+// ------------------------------------------------------------ no leak
+
+#[test]
+fn healthy_connections_are_not_leaks() {
+    let s = Scenario::start("healthy");
+    let (code, r) = scan(&s);
+    assert_eq!(findings(&r).len(), 0, "report: {r:#}");
+    assert_eq!(r["summary"]["leaked"], 0, "summary: {:#}", r["summary"]);
+    let by_state = &r["summary"]["by_state"];
+    assert!(
+        by_state["ESTABLISHED"].as_u64() >= Some(3),
+        "by_state: {by_state:#}"
+    );
+    assert!(
+        by_state["LISTEN"].as_u64() >= Some(1),
+        "by_state: {by_state:#}"
+    );
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn settle_drops_a_socket_closed_within_the_window() {
+    // The server closes 700 ms after the line: after cwleak's first look,
+    // well before the end of its 1 s settle window.
+    let s = Scenario::start_with("transient", &["--close-after-ms", "700"]);
+    let mut a = s.scope();
+    a.extend(args(["--settle", "1s"]));
+    let (code, r) = cwleak_json(&a);
+    assert_eq!(findings_for_port(&r, s.port()).len(), 0, "report: {r:#}");
+    assert_eq!(r["summary"]["leaked"], 0, "summary: {:#}", r["summary"]);
+    assert!(
+        r["summary"]["transient"].as_u64() >= Some(1),
+        "summary: {:#}",
+        r["summary"]
+    );
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn settle_keeps_a_persistent_leak() {
+    let s = Scenario::start("never-closed");
+    let mut a = s.scope();
+    a.extend(args(["--settle", "300ms"]));
+    let (code, r) = cwleak_json(&a);
+    assert_exactly_scenario_sockets(&r, &s);
+    assert_eq!(r["summary"]["transient"], 0, "summary: {:#}", r["summary"]);
+    assert_eq!(code, 1);
+}
+
+// ------------------------------------------------------------ scope
+
+#[test]
+fn port_scope_selects_the_scenario_sockets() {
+    let s = Scenario::start("never-closed");
+    let (code, r) = cwleak_json(&args(["--port".to_string(), s.port().to_string()]));
+    assert_exactly_scenario_sockets(&r, &s);
+    assert_single_holder_blamed(&r, &s, "never-closed");
+    assert_eq!(code, 1);
+}
+
+// ------------------------------------------------------------ formats
+
+#[test]
+fn text_names_the_blamed_pid_and_cause() {
+    let s = Scenario::start("never-closed");
+    let run = cwleak_scan("text", &s.scope());
+    assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
+    let server = s.pid("server").to_string();
+    assert!(
+        run.stdout.contains(&server),
+        "no pid {server} in:\n{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("never-closed"),
+        "no cause in:\n{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn markdown_names_the_blamed_pid() {
+    let s = Scenario::start("helper-inherits");
+    let run = cwleak_scan("markdown", &s.scope());
+    assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
+    let helper = s.pid("helper").to_string();
+    assert!(
+        run.stdout.contains(&helper),
+        "no pid {helper} in:\n{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("inherited-no-cloexec"),
+        "no cause in:\n{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn dot_is_a_digraph() {
+    let s = Scenario::start("fork-alive");
+    let run = cwleak_scan("dot", &s.scope());
+    assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
+    assert!(
+        run.stdout.trim_start().starts_with("digraph"),
+        "not a digraph:\n{}",
+        run.stdout
+    );
+}
+
+// ------------------------------------------------------------ the driver itself
+
+/// Dropping a scenario leaves no process behind, exec'd helpers included.
+#[test]
+fn scenario_driver_reaps_everything() {
+    let pids: Vec<Pid> = {
+        let s = Scenario::start("cgi");
+        let p = vec![s.driver(), s.pid("server"), s.pid("cgi")];
+        for &pid in &p {
+            assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+        }
+        p
+    };
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} outlived its scenario"
+        );
+    }
+}
