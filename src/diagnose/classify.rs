@@ -37,7 +37,16 @@ pub fn judge(ctx: &Ctx, sock: &TcpSocket, holders: &[HeldBy]) -> Verdict {
         .collect();
     let creator = (owners.is_empty()).then(|| ctx.oldest(&roots)).flatten();
     let mut evidence = ctx.listener_evidence(sock);
-    let role_of = |pid: Pid| ctx.role(pid, fds_of(holders, pid), &owners, creator, holders);
+    let role_of = |pid: Pid| {
+        ctx.role(
+            pid,
+            fds_of(holders, pid),
+            &owners,
+            creator,
+            holders,
+            sock.inode,
+        )
+    };
 
     let passed: Vec<Pid> = roots
         .iter()

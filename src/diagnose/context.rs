@@ -73,6 +73,7 @@ impl<'a> Ctx<'a> {
         owners: &[Pid],
         creator: Option<Pid>,
         holders: &[HeldBy],
+        inode: crate::model::Inode,
     ) -> Role {
         if owners.contains(&pid) || creator == Some(pid) {
             return Role::Owner;
@@ -82,7 +83,27 @@ impl<'a> Ctx<'a> {
             None => owners.iter().any(|o| self.graph.related(*o, pid)),
         };
         if !related {
-            return Role::Passed;
+            let sources: Vec<Pid> = if owners.is_empty() {
+                creator.into_iter().collect()
+            } else {
+                owners.to_vec()
+            };
+            return match sources
+                .iter()
+                .find(|o| self.shares_fd_table_shape(pid, **o, inode))
+            {
+                // Re-parented (its parent exited) but holding the owner's other
+                // sockets at the same fd numbers: it inherited them by fork.
+                Some(o) => match self.graph.process(pid).zip(self.graph.process(*o)) {
+                    Some((p, q))
+                        if p.exe.is_some() && p.exe != q.exe && fds.iter().any(|fd| *fd > 2) =>
+                    {
+                        Role::ExecInherited { exec_pid: pid }
+                    }
+                    _ => Role::Handler,
+                },
+                None => Role::Passed,
+            };
         }
         // Where its copy came from: the nearest ancestor that owns or holds it.
         let source = self.graph.ancestors(pid).into_iter().find(|a| {
@@ -97,6 +118,19 @@ impl<'a> Ctx<'a> {
             Some(exec_pid) => Role::ExecInherited { exec_pid },
             None => Role::Handler,
         }
+    }
+
+    /// Whether `a` holds another socket than `inode` at the same fd number as
+    /// `b` does: the mark of a table copied by fork, which SCM_RIGHTS never leaves.
+    pub fn shares_fd_table_shape(&self, a: Pid, b: Pid, inode: crate::model::Inode) -> bool {
+        let (Some(pa), Some(pb)) = (self.graph.process(a), self.graph.process(b)) else {
+            return false;
+        };
+        pa.sockets.iter().filter(|s| s.inode != inode).any(|s| {
+            pb.sockets
+                .iter()
+                .any(|t| t.fd == s.fd && t.inode == s.inode)
+        })
     }
 
     /// Traces of forking left in /proc by `pid`.
