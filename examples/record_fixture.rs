@@ -1,5 +1,8 @@
 //! Record a /proc fixture tree from a live scenario, for the parsing and
-//! diagnosis tests: `record_fixture --pid PID [--port PORT]... --out DIR`.
+//! diagnosis tests:
+//!   `record_fixture --scenario NAME --out DIR` runs examples/scenario NAME,
+//!   records it, writes its facts line to DIR/facts.json, and stops it;
+//!   `record_fixture --pid PID [--port PORT]... --out DIR` records a running tree.
 //!
 //! Copies, for PID, its descendants and its ancestors: stat, status, cgroup,
 //! limits, the exe and ns/net links, every fd link (as a dangling symlink to
@@ -21,13 +24,15 @@ fn main() {
 }
 
 struct Args {
-    pid: i32,
+    scenario: Option<String>,
+    pid: Option<i32>,
     ports: Vec<u16>,
     out: PathBuf,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut pid = None;
+    let mut scenario = None;
     let mut ports = Vec::new();
     let mut out = None;
     let mut it = std::env::args().skip(1);
@@ -35,13 +40,18 @@ fn parse_args() -> Result<Args, String> {
         let v = it.next().ok_or(format!("{a} needs a value"))?;
         match a.as_str() {
             "--pid" => pid = Some(v.parse().map_err(|_| "bad --pid")?),
+            "--scenario" => scenario = Some(v),
             "--port" => ports.push(v.parse().map_err(|_| "bad --port")?),
             "--out" => out = Some(PathBuf::from(v)),
             _ => return Err(format!("unknown argument {a}")),
         }
     }
+    if pid.is_none() == scenario.is_none() {
+        return Err("give either --pid or --scenario".into());
+    }
     Ok(Args {
-        pid: pid.ok_or("--pid is required")?,
+        scenario,
+        pid,
         ports,
         out: out.ok_or("--out is required")?,
     })
@@ -49,17 +59,55 @@ fn parse_args() -> Result<Args, String> {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
+    match (&args.scenario, args.pid) {
+        (Some(name), _) => record_scenario(name, &args.out),
+        (None, Some(pid)) => record(pid, &args.ports, &args.out),
+        (None, None) => Err("give either --pid or --scenario".into()),
+    }
+}
+
+/// Run the scenario driver beside this binary, record, then let it clean up.
+fn record_scenario(name: &str, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe()?;
+    let driver = exe.with_file_name("scenario");
+    let mut child = Command::new(&driver)
+        .arg(name)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", driver.display()))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    let facts: serde_json::Value =
+        serde_json::from_str(&line).map_err(|e| format!("facts line {line:?}: {e}"))?;
+    let pid = facts["driver"].as_i64().ok_or("no driver pid in facts")? as i32;
+    let port = facts["port"].as_u64().map(|p| p as u16);
+    let result = record(pid, &port.into_iter().collect::<Vec<_>>(), out);
+    fs::create_dir_all(out)?;
+    fs::write(
+        out.join("facts.json"),
+        serde_json::to_string_pretty(&facts)? + "\n",
+    )?;
+    drop(child.stdin.take());
+    child.wait()?;
+    result
+}
+
+fn record(root_pid: i32, ports: &[u16], out: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let proc = Path::new("/proc");
     let parents = parent_map(proc)?;
-    let mut pids: BTreeSet<i32> = descendants(&parents, args.pid);
-    let mut cur = args.pid;
+    let mut pids: BTreeSet<i32> = descendants(&parents, root_pid);
+    let mut cur = root_pid;
     while let Some(&pp) = parents.get(&cur) {
         if pp <= 0 || !pids.insert(pp) {
             break;
         }
         cur = pp;
     }
-    let root = args.out.join("proc");
+    let root = out.join("proc");
     if root.exists() {
         fs::remove_dir_all(&root)?;
     }
@@ -71,19 +119,20 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     let mut inodes = HashSet::new();
-    let mut ns_member: BTreeMap<String, i32> = BTreeMap::new();
+    let mut ns_member: BTreeMap<String, String> = BTreeMap::new();
     for &pid in &pids {
         let socks = copy_process(proc, &root, pid)?;
         if !socks.is_empty() {
-            if let Ok(ns) = fs::read_link(proc.join(format!("{pid}/ns/net"))) {
-                ns_member.entry(ns.display().to_string()).or_insert(pid);
+            let base = table_base(proc, pid);
+            if let Ok(ns) = fs::read_link(proc.join(&base).join("ns/net")) {
+                ns_member.entry(ns.display().to_string()).or_insert(base);
             }
         }
         inodes.extend(socks);
     }
-    for pid in ns_member.values() {
+    for base in ns_member.values() {
         for table in ["tcp", "tcp6"] {
-            copy_table(proc, &root, *pid, table, &inodes, &args.ports)?;
+            copy_table(proc, &root, base, table, &inodes, ports)?;
         }
     }
     eprintln!("recorded {} processes into {}", pids.len(), root.display());
@@ -151,12 +200,22 @@ fn copy_process(proc: &Path, root: &Path, pid: i32) -> io::Result<Vec<u64>> {
                 symlink(tl, tdst.join("ns/net"))?;
             }
             // A zombie leader's fd table is only visible through a live thread.
-            if name.to_str() != Some(&pid.to_string()) && fs::read_dir(src.join("fd")).is_err() {
+            if name.to_str() != Some(&pid.to_string()) && leader_is_zombie(&src) {
                 socks.extend(copy_fds(&t.path(), &tdst)?);
             }
         }
     }
     Ok(socks)
+}
+
+fn leader_is_zombie(src: &Path) -> bool {
+    fs::read_to_string(src.join("stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }
 
 fn copy_fds(src: &Path, dst: &Path) -> io::Result<Vec<u64>> {
@@ -196,15 +255,35 @@ fn copy_fds(src: &Path, dst: &Path) -> io::Result<Vec<u64>> {
     Ok(socks)
 }
 
+/// Where a process's view of its namespace can be read: a zombie leader has
+/// none, its live threads do (the same choice the scanner makes).
+fn table_base(proc: &Path, pid: i32) -> String {
+    let src = proc.join(pid.to_string());
+    if !leader_is_zombie(&src) {
+        return pid.to_string();
+    }
+    let mut tids: Vec<i32> = fs::read_dir(src.join("task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|t| *t != pid)
+        .collect();
+    tids.sort_unstable();
+    tids.into_iter()
+        .find(|t| !leader_is_zombie(&src.join(format!("task/{t}"))))
+        .map_or(pid.to_string(), |t| format!("{pid}/task/{t}"))
+}
+
 fn copy_table(
     proc: &Path,
     root: &Path,
-    pid: i32,
+    base: &str,
     table: &str,
     inodes: &HashSet<u64>,
     ports: &[u16],
 ) -> io::Result<()> {
-    let Ok(text) = fs::read_to_string(proc.join(format!("{pid}/net/{table}"))) else {
+    let Ok(text) = fs::read_to_string(proc.join(format!("{base}/net/{table}"))) else {
         return Ok(());
     };
     let mut out = String::new();
@@ -225,7 +304,7 @@ fn copy_table(
             out.push('\n');
         }
     }
-    let dir = root.join(format!("{pid}/net"));
+    let dir = root.join(format!("{base}/net"));
     fs::create_dir_all(&dir)?;
     fs::write(dir.join(table), out)
 }

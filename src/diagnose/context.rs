@@ -217,17 +217,27 @@ impl<'a> Ctx<'a> {
         let cloexec_known = holders
             .iter()
             .any(|h| h.pid == pid && h.cloexec == Some(false));
-        let program = self
+        let exe_of = |p: Pid| {
+            self.graph
+                .process(p)
+                .and_then(|p| p.exe.clone())
+                .unwrap_or_else(|| "an unknown program".to_string())
+        };
+        let parent = self
             .graph
-            .process(exec_pid)
-            .and_then(|p| p.exe.clone())
+            .parent(exec_pid)
+            .map(|pp| format!(", not {}'s {}", self.name(pp), exe_of(pp)))
             .unwrap_or_default();
         let mut ev = vec![format!(
-            "{} runs another program ({}) than the process it was forked from, and still holds fd {}{}",
+            "{} runs {}{parent} (it exec'd), and still holds fd {}{}",
             self.name(exec_pid),
-            if program.is_empty() { "exe unknown".to_string() } else { program },
+            exe_of(exec_pid),
             join_fds(&fds),
-            if cloexec_known { ", which has no O_CLOEXEC" } else { "" }
+            if cloexec_known {
+                ", which has no O_CLOEXEC"
+            } else {
+                ""
+            }
         )];
         if exec_pid != pid {
             ev.push(format!(
