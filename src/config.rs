@@ -60,6 +60,7 @@ pub fn source_config(a: &SourceArgs) -> SourceConfig {
             TablesArg::SockDiag => TableMethod::SockDiag,
         },
         threads: a.threads,
+        ..SourceConfig::default()
     }
 }
 

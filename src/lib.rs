@@ -13,4 +13,5 @@ pub mod graph;
 pub mod model;
 pub mod parse;
 pub mod report;
+pub mod snapshot;
 pub mod source;

@@ -86,6 +86,9 @@ pub struct Process {
     pub shares_fd_table_with: Option<Pid>,
     /// Thread whose fd table was read when the group leader had already exited.
     pub fd_table_tid: Option<Pid>,
+    /// Full command line, secrets masked; only when asked for (`--cmdline`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<String>,
     /// Number of fds open (all kinds) and the soft RLIMIT_NOFILE, when read.
     pub fd_count: u32,
     pub fd_limit: Option<u64>,
@@ -127,6 +130,9 @@ pub struct NetNs {
     /// How the table was read: "sock_diag" or "proc".
     pub method: String,
     pub sockets: usize,
+    /// TCP settings of this namespace (net.ipv4.tcp_*, net.core.somaxconn), when read.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sysctls: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]

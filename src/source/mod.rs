@@ -2,12 +2,14 @@
 //! a proc root given as a value: the live `/proc`, or a recorded fixture tree.
 //! After this module, all code is pure.
 
+pub mod cmdline;
 mod details;
 pub mod error;
 mod fdtable;
 pub mod recheck;
 pub mod root;
 pub mod sock_diag;
+pub mod sysctl;
 pub mod tables;
 mod walk;
 
@@ -29,6 +31,22 @@ pub struct SourceConfig {
     pub method: TableMethod,
     /// Threads for the fd walk (0 = one per core).
     pub threads: usize,
+    /// Read command lines (masked) of the processes that matter.
+    pub cmdline: bool,
+    /// Read the TCP sysctls of every namespace.
+    pub sysctls: bool,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig {
+            root: PathBuf::from("/proc"),
+            method: TableMethod::Auto,
+            threads: 0,
+            cmdline: false,
+            sysctls: false,
+        }
+    }
 }
 
 /// Read one look at the machine through `cfg.root`.
@@ -49,8 +67,16 @@ pub fn read(cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
     let req = DumpRequest::all();
     let mut sockets = Vec::new();
     let mut namespaces = Vec::new();
+    let own = meta.netns;
     for member in members.values() {
-        let t = tables::read_namespace(&root, live, cfg.method, member, &req, &mut warnings);
+        let mut t = tables::read_namespace(&root, live, cfg.method, member, &req, &mut warnings);
+        if cfg.sysctls {
+            let ns_file = root.join(member.base.join("ns/net"));
+            match sysctl::read(&root, live, own, member.netns, &ns_file) {
+                Ok(values) => t.namespace.sysctls = values,
+                Err(e) => warnings.push(e.to_warning()),
+            }
+        }
         sockets.extend(t.sockets);
         namespaces.push(t.namespace);
     }
@@ -62,6 +88,13 @@ pub fn read(cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
         .filter(|w| wanted.contains(&w.process.pid))
     {
         details::read_details(&root, w, &interest, &mut warnings);
+        if cfg.cmdline {
+            match cmdline::read(&root, w.process.pid, cmdline::DEADLINE) {
+                Ok(c) => w.process.cmdline = Some(c),
+                Err(e) if e.is_vanished() => {}
+                Err(e) => warnings.push(e.to_warning()),
+            }
+        }
     }
 
     let mut processes: Vec<_> = walked.into_iter().map(|w| w.process).collect();

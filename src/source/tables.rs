@@ -95,6 +95,7 @@ fn finish(member: &NsMember, method: &str, sockets: Vec<TcpSocket>) -> TableRead
             via_pid: Some(member.pid),
             method: method.to_string(),
             sockets: sockets.len(),
+            sysctls: Default::default(),
         },
         sockets,
     }

@@ -1,0 +1,88 @@
+//! TCP settings of a network namespace. /proc/sys/net shows the namespace of
+//! the thread that opens it, so another namespace's values are read from a
+//! short-lived thread that setns()es into it; a fixture tree's are read from
+//! ROOT/sys/net as recorded.
+
+use super::root::ProcRoot;
+use super::SourceError;
+use crate::model::Inode;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// (name as `sysctl` spells it, path under /proc/sys).
+pub const TCP_SYSCTLS: [(&str, &str); 13] = [
+    ("net.ipv4.tcp_fin_timeout", "net/ipv4/tcp_fin_timeout"),
+    ("net.ipv4.tcp_tw_reuse", "net/ipv4/tcp_tw_reuse"),
+    ("net.ipv4.tcp_max_tw_buckets", "net/ipv4/tcp_max_tw_buckets"),
+    ("net.ipv4.tcp_syncookies", "net/ipv4/tcp_syncookies"),
+    (
+        "net.ipv4.ip_local_port_range",
+        "net/ipv4/ip_local_port_range",
+    ),
+    ("net.core.somaxconn", "net/core/somaxconn"),
+    (
+        "net.ipv4.tcp_max_syn_backlog",
+        "net/ipv4/tcp_max_syn_backlog",
+    ),
+    ("net.ipv4.tcp_keepalive_time", "net/ipv4/tcp_keepalive_time"),
+    (
+        "net.ipv4.tcp_keepalive_intvl",
+        "net/ipv4/tcp_keepalive_intvl",
+    ),
+    (
+        "net.ipv4.tcp_keepalive_probes",
+        "net/ipv4/tcp_keepalive_probes",
+    ),
+    ("net.ipv4.tcp_orphan_retries", "net/ipv4/tcp_orphan_retries"),
+    ("net.ipv4.tcp_max_orphans", "net/ipv4/tcp_max_orphans"),
+    ("net.ipv4.tcp_tw_recycle", "net/ipv4/tcp_tw_recycle"),
+];
+
+/// Read the settings of one namespace. Missing files (tcp_tw_recycle since
+/// Linux 4.12) are simply absent from the map.
+pub fn read(
+    root: &ProcRoot,
+    live: bool,
+    own: Option<Inode>,
+    netns: Inode,
+    ns_file: &Path,
+) -> Result<BTreeMap<String, String>, SourceError> {
+    if !live || own == Some(netns) {
+        return Ok(read_under(&root.join("sys")));
+    }
+    let ns_file = ns_file.to_path_buf();
+    let sys = root.join("sys");
+    let handle = std::thread::Builder::new()
+        .name("cwleak-sysctl".into())
+        .spawn(move || -> Result<BTreeMap<String, String>, String> {
+            let f = std::fs::File::open(&ns_file)
+                .map_err(|e| format!("open {}: {e}", ns_file.display()))?;
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("setns {}: {e}", ns_file.display()))?;
+            Ok(read_under(&sys))
+        })
+        .map_err(|e| SourceError::Netlink {
+            netns,
+            message: e.to_string(),
+        })?;
+    handle
+        .join()
+        .map_err(|_| SourceError::Netlink {
+            netns,
+            message: "sysctl reader panicked".into(),
+        })?
+        .map_err(|message| SourceError::Netlink { netns, message })
+}
+
+fn read_under(sys: &Path) -> BTreeMap<String, String> {
+    TCP_SYSCTLS
+        .iter()
+        .filter_map(|(name, rel)| {
+            let v = std::fs::read_to_string(sys.join(rel)).ok()?;
+            Some((
+                name.to_string(),
+                v.split_whitespace().collect::<Vec<_>>().join(" "),
+            ))
+        })
+        .collect()
+}
