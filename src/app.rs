@@ -13,6 +13,7 @@ use std::io::{self, Write};
 pub fn run(cli: Cli) -> Result<Exit> {
     match cli.command {
         Command::Scan(args) => scan(&args),
+        Command::Capture(args) => crate::capture::run(&args),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             write_out(|out| {
@@ -36,31 +37,41 @@ fn scan(args: &ScanArgs) -> Result<Exit> {
     Ok(Exit::from_leaks(report.summary.leaked))
 }
 
-/// One look (two with a settle window), diagnosed.
+/// One look (two with a settle window), diagnosed; or a saved look.
 pub fn scan_report(cfg: &ScanConfig) -> Result<Report> {
-    let mut snap = source::read(&cfg.source)
-        .with_context(|| format!("scanning {}", cfg.source.root.display()))?;
+    let snap = match &cfg.from {
+        Some(path) => crate::capture::load(path, cfg.sample)?,
+        None => look(&cfg.source, cfg.settle)?,
+    };
     if let Some(pid) = cfg
         .scope
         .pids
         .iter()
         .find(|p| !snap.processes.iter().any(|q| q.pid == **p))
     {
-        anyhow::bail!(
-            "--pid {pid}: no such process under {}",
-            cfg.source.root.display()
-        );
+        anyhow::bail!("--pid {pid}: no such process in {}", snap.meta.proc_root);
     }
+    Ok(diagnose::diagnose(&snap, &cfg.scope))
+}
+
+/// Read the machine once, then look again at its CLOSE_WAIT sockets after
+/// the settle window.
+pub fn look(
+    source_cfg: &source::SourceConfig,
+    settle: std::time::Duration,
+) -> Result<crate::model::Snapshot> {
+    let mut snap = source::read(source_cfg)
+        .with_context(|| format!("scanning {}", source_cfg.root.display()))?;
     let has_close_wait = snap
         .sockets
         .iter()
         .any(|s| s.state == crate::model::TcpState::CloseWait);
-    if snap.meta.live && !cfg.settle.is_zero() && has_close_wait {
-        std::thread::sleep(cfg.settle);
-        let ms = u64::try_from(cfg.settle.as_millis()).unwrap_or(u64::MAX);
-        source::recheck::settle(&mut snap, cfg.source.method, ms);
+    if snap.meta.live && !settle.is_zero() && has_close_wait {
+        std::thread::sleep(settle);
+        let ms = u64::try_from(settle.as_millis()).unwrap_or(u64::MAX);
+        source::recheck::settle(&mut snap, source_cfg.method, ms);
     }
-    Ok(diagnose::diagnose(&snap, &cfg.scope))
+    Ok(snap)
 }
 
 /// Write to stdout; a reader that went away (EPIPE) is not an error.

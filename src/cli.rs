@@ -23,6 +23,16 @@ pub struct Cli {
 pub enum Command {
     /// Find CLOSE_WAIT sockets and explain each: holders, blamed copy, cause, fix
     Scan(ScanArgs),
+    /// Save everything the diagnosis reads to a file, to analyse later anywhere
+    /// with `cwleak scan --from FILE`.
+    ///
+    /// The file holds processes, parents, socket fds (with O_CLOEXEC), network
+    /// namespaces, their TCP tables and TCP sysctls, kernel and host name. By
+    /// default only program names are kept: command lines often carry
+    /// passwords and tokens. With --cmdline, full command lines are kept with
+    /// values that look like secrets masked (--password=..., token=...,
+    /// user:pass@ in URLs).
+    Capture(CaptureArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout
     Completions {
         #[arg(value_enum)]
@@ -63,9 +73,43 @@ pub struct ScanArgs {
     #[command(flatten)]
     pub source: SourceArgs,
 
+    /// Analyse a snapshot written by `cwleak capture` instead of this machine
+    #[arg(long, value_name = "FILE", conflicts_with = "proc_root")]
+    pub from: Option<PathBuf>,
+
+    /// With --from: which look of a multi-sample capture (1 = first; default: the last)
+    #[arg(long, value_name = "N", requires = "from")]
+    pub sample: Option<usize>,
+
     /// When to colour text output
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
     pub color: ColorArg,
+}
+
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// Where to write the snapshot; compressed when it ends in .gz or .zst
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// How many looks to record (growth and persistence can be judged later)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub samples: u32,
+
+    /// Time between looks
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+
+    /// Settle window of each look, as for `scan`
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub settle: std::time::Duration,
+
+    /// Keep full command lines (secrets masked) of the processes that matter
+    #[arg(long)]
+    pub cmdline: bool,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
 }
 
 #[derive(Debug, Args)]

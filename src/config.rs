@@ -13,6 +13,10 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct ScanConfig {
     pub source: SourceConfig,
+    /// Analyse this snapshot file instead of reading the machine.
+    pub from: Option<std::path::PathBuf>,
+    /// Which look of the snapshot (0-based); None: the last.
+    pub sample: Option<usize>,
     pub scope: Scope,
     pub settle: Duration,
     pub format: Format,
@@ -36,6 +40,8 @@ impl ScanConfig {
                 netns,
             },
             settle: a.settle,
+            from: a.from.clone(),
+            sample: a.sample.map(|n| n.saturating_sub(1)),
             format: match a.format {
                 FormatArg::Text => Format::Text,
                 FormatArg::Json => Format::Json,

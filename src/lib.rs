@@ -5,6 +5,7 @@
 //! `diagnose` -> `report`. The CLI (`cli` -> `config` -> `app`) drives it.
 
 pub mod app;
+pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod diagnose;
