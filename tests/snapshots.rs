@@ -33,6 +33,7 @@ fn text_settings() -> insta::Settings {
     let mut s = insta::Settings::clone_current();
     s.add_filter(r"scanned in \d+ ms", "scanned in [N] ms");
     s.add_filter(r"in\s+\d+ ms", "in [N] ms");
+    s.add_filter(r"taken \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", "taken [time]");
     s
 }
 

@@ -10,6 +10,9 @@ use serde_json::{json, Map, Value};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+#[path = "patterns.rs"]
+mod patterns;
+
 pub type Build = fn(&mut Driver, &Opts) -> Result<Value>;
 
 /// Options from the command line.
@@ -38,6 +41,17 @@ pub const SCENARIOS: &[(&str, Build, &str)] = &[
     ("cgi", cgi, "child dup2()s the socket onto 0 and 1 and execs /bin/sleep; the parent kept its copy"),
     ("accept-queue", accept_queue, "listener never accepts; a CLOSE_WAIT connection waits in its accept queue"),
     ("client-side", client_side, "a client process whose server closed; the client never closes its end"),
+    ("helper-orphaned", patterns::helper_orphaned, "no-CLOEXEC listener and fd inherited by a double-forked daemon re-parented to the driver; server closed its copy"),
+    ("helper-orphaned-cloexec-listener", patterns::helper_orphaned_cloexec_listener, "as helper-orphaned, but the listener has O_CLOEXEC: only the connection is inherited"),
+    ("container", patterns::container, "fork-per-connection server and client in new net+pid namespaces; the parent kept every fd"),
+    ("churn", patterns::churn, "correct server under 50 short connections/s (60 s max) plus a server that never closes 3"),
+    ("many", patterns::many, "fork per connection, 1000 connections; the parent kept every fd"),
+    ("fd-pool", patterns::fd_pool, "master passes each connection to one of 2 forked workers (SCM_RIGHTS) and closes; workers never close"),
+    ("pidfd-getfd", patterns::pidfd_getfd, "a sibling took the server's fd with pidfd_getfd; the server closed its copy"),
+    ("clone-files", patterns::clone_files, "server and a clone(CLONE_FILES) process share one fd table holding the socket"),
+    ("reuseport", patterns::reuseport, "3 workers with their own SO_REUSEPORT listener on one port; accepted fds never closed"),
+    ("pool-client", patterns::pool_client, "a client pool of 3 connections the server closed as idle; the client never notices"),
+    ("stopped", patterns::stopped, "never-closing server stopped with SIGSTOP"),
 ];
 
 const LO4: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);

@@ -1003,3 +1003,264 @@ pub fn all_pids() -> Vec<Pid> {
         })
         .unwrap_or_default()
 }
+
+// ---------------------------------------------------------------- patterns
+//
+// Helpers of the production-pattern scenarios (patterns.rs).
+
+/// A TCP socket with SO_REUSEPORT set before bind (O_CLOEXEC); listening
+/// when `listen`, else only bound (which reserves the port for the others).
+pub fn tcp_reuseport(addr: SocketAddr, listen: bool) -> Result<RawFd> {
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain syscall.
+    let fd = cvt(unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })
+        .context("socket")?;
+    let on: libc::c_int = 1;
+    // SAFETY: the option value is a valid c_int.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            (&raw const on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .context("setsockopt(SO_REUSEPORT)")?;
+    let (ss, len) = to_raw(&addr);
+    // SAFETY: ss holds a valid address of length len.
+    cvt(unsafe { libc::bind(fd, (&raw const ss).cast(), len) })
+        .with_context(|| format!("bind({addr})"))?;
+    if listen {
+        // SAFETY: plain syscall.
+        cvt(unsafe { libc::listen(fd, 64) }).context("listen")?;
+    }
+    Ok(fd)
+}
+
+/// shutdown(fd, SHUT_WR): the request is complete, the peer reads EOF.
+pub fn shutdown_write(fd: RawFd) -> Result<()> {
+    // SAFETY: plain syscall.
+    cvt(unsafe { libc::shutdown(fd, libc::SHUT_WR) }).with_context(|| format!("shutdown({fd})"))?;
+    Ok(())
+}
+
+/// Raises the soft RLIMIT_NOFILE to at least `want` (up to the hard limit).
+pub fn raise_nofile(want: u64) -> Result<u64> {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: rl is valid for writing.
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut rl) }).context("getrlimit")?;
+    if rl.rlim_cur < want {
+        ensure!(
+            rl.rlim_max >= want,
+            "RLIMIT_NOFILE hard limit {} is below {want}",
+            rl.rlim_max
+        );
+        rl.rlim_cur = want;
+        // SAFETY: rl is a valid rlimit.
+        cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const rl) }).context("setrlimit")?;
+    }
+    Ok(rl.rlim_cur)
+}
+
+pub fn signal(pid: Pid, sig: libc::c_int) -> Result<()> {
+    // SAFETY: plain syscall.
+    cvt(unsafe { libc::kill(pid, sig) }).with_context(|| format!("kill({pid}, {sig})"))?;
+    Ok(())
+}
+
+/// A copy of fd `fd` of process `pid`, taken with pidfd_open + pidfd_getfd
+/// (the new fd always has FD_CLOEXEC). The pidfd is closed again.
+pub fn pidfd_getfd(pid: Pid, fd: RawFd) -> Result<RawFd> {
+    // SAFETY: plain syscall; no pointers.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    ensure!(
+        pidfd >= 0,
+        "pidfd_open({pid}): {}",
+        io::Error::last_os_error()
+    );
+    let pidfd = RawFd::try_from(pidfd)?;
+    // SAFETY: plain syscall; no pointers.
+    let got = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) };
+    let err = io::Error::last_os_error();
+    close(pidfd)?;
+    ensure!(got >= 0, "pidfd_getfd({pid}, {fd}): {err}");
+    Ok(RawFd::try_from(got)?)
+}
+
+/// The NSpid line of /proc/PID/status: the pid in each pid namespace,
+/// outermost first.
+pub fn nspid(pid: Pid) -> Option<Vec<Pid>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    line.split_whitespace().map(|p| p.parse().ok()).collect()
+}
+
+/// Inode of /proc/PID/ns/KIND (net, pid, ...).
+pub fn ns_inode(pid: Pid, kind: &str) -> Result<u64> {
+    let path = format!("/proc/{pid}/ns/{kind}");
+    Ok(std::fs::metadata(&path)
+        .with_context(|| format!("stat {path}"))?
+        .ino())
+}
+
+/// The host pid of the process whose pid is `ns_pid` in the pid namespace
+/// `pidns` (as /proc/PID/ns/pid names it).
+pub fn host_pid(pidns: u64, ns_pid: Pid) -> Option<Pid> {
+    all_pids().into_iter().find(|&p| {
+        nspid(p).is_some_and(|v| v.len() > 1 && v.last() == Some(&ns_pid))
+            && ns_inode(p, "pid").is_ok_and(|i| i == pidns)
+    })
+}
+
+/// execv("/bin/sleep", ["sleep", "1000"]); returns only on failure.
+fn exec_sleep() -> Result<()> {
+    let path = CString::new("/bin/sleep")?;
+    let argv = [CString::new("sleep")?, CString::new("1000")?];
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    // SAFETY: path and argv are valid NUL-terminated strings, argv is
+    // NULL-terminated.
+    unsafe { libc::execv(path.as_ptr(), ptrs.as_ptr()) };
+    Err(io::Error::last_os_error()).context("execv /bin/sleep")
+}
+
+impl Ctx {
+    /// Forks the first process of the pid namespace the caller unshared (its
+    /// init). Its parent is outside its namespace, so getppid() there is 0
+    /// and `fork`'s parent check cannot be used.
+    pub fn fork_ns_init(&self, body: impl FnOnce() -> Result<()>) -> Result<Pid> {
+        // SAFETY: the caller is single-threaded.
+        let pid = cvt(unsafe { libc::fork() }).context("fork")?;
+        if pid == 0 {
+            // SAFETY: plain prctl. Should the parent die first, the child is
+            // re-parented to the driver (a subreaper), which kills it.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+            for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGPIPE, libc::SIGCHLD] {
+                set_default(sig);
+            }
+            self.finish("pid-namespace init", no_unwind(body))
+        }
+        Ok(pid)
+    }
+
+    /// Creates a second *process* (no CLONE_THREAD, no CLONE_VM) that shares
+    /// this one's fd table: clone(CLONE_FILES | SIGCHLD). It runs `body`,
+    /// which must close nothing (its closes would be the parent's too).
+    pub fn clone_files(&self, body: impl FnOnce() -> Result<()>) -> Result<Pid> {
+        let parent = getpid();
+        // SAFETY: without CLONE_VM the child gets a copy of the address space
+        // and continues on (its copy of) this stack, as after fork(). The
+        // caller is single-threaded, so no lock is held by another thread.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                libc::CLONE_FILES | libc::SIGCHLD,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+        ensure!(r >= 0, "clone(CLONE_FILES): {}", io::Error::last_os_error());
+        if r == 0 {
+            child_init(parent);
+            self.finish("fd-table sharer", no_unwind(body))
+        }
+        Ok(Pid::try_from(r)?)
+    }
+
+    /// Starts `/bin/sleep 1000` as a daemon, the classic way: fork, setsid,
+    /// fork again, the intermediate exits at once and is reaped here, so the
+    /// daemon is re-parented to the nearest subreaper (the driver). `prepare`
+    /// runs in the daemon before exec. Returns the daemon's pid once it
+    /// exec'd. The daemon dies with the driver (PR_SET_PDEATHSIG set once it
+    /// was re-parented).
+    pub fn spawn_daemon_sleep(&self, prepare: impl FnOnce() -> Result<()>) -> Result<Pid> {
+        let driver = std::os::unix::process::parent_id();
+        let (r, w) = pipe()?;
+        let middle = match fork()? {
+            Some(pid) => pid,
+            None => {
+                let res = no_unwind(|| -> Result<()> {
+                    close(r)?;
+                    // SAFETY: plain syscall.
+                    cvt(unsafe { libc::setsid() }).context("setsid")?;
+                    let me = getpid();
+                    // Not `fork()`: no death signal tied to this process,
+                    // which is about to exit.
+                    // SAFETY: single-threaded.
+                    let pid = cvt(unsafe { libc::fork() }).context("fork")?;
+                    if pid == 0 {
+                        let err = no_unwind(|| -> Result<()> {
+                            // SAFETY: plain syscall.
+                            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+                            wait_until(
+                                "re-parenting",
+                                Instant::now() + Duration::from_secs(5),
+                                || {
+                                    // SAFETY: plain syscall.
+                                    (unsafe { libc::getppid() } != me).then_some(())
+                                },
+                            )?;
+                            // SAFETY: plain syscall.
+                            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+                            // SAFETY: plain syscall.
+                            let ppid = unsafe { libc::getppid() };
+                            ensure!(
+                                u32::try_from(ppid).ok() == Some(driver),
+                                "re-parented to {ppid}, not to the driver {driver}"
+                            );
+                            for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGPIPE, libc::SIGCHLD] {
+                                set_default(sig);
+                            }
+                            prepare()?;
+                            exec_sleep()
+                        });
+                        let msg = match err {
+                            Ok(()) => "exec returned".to_string(),
+                            Err(e) => format!("{e:#}"),
+                        };
+                        let _ = write_all(w, format!("err {msg}\n").as_bytes());
+                        exit_now(127)
+                    }
+                    write_all(w, format!("pid {pid}\n").as_bytes())
+                });
+                if let Err(e) = res {
+                    let _ = write_all(w, format!("err {e:#}\n").as_bytes());
+                    exit_now(2)
+                }
+                exit_now(0)
+            }
+        };
+        close(w)?;
+        let mut msg = Vec::new();
+        let mut buf = [0u8; 512];
+        loop {
+            match read(r, &mut buf)? {
+                0 => break,
+                n => msg.extend_from_slice(&buf[..n]),
+            }
+        }
+        close(r)?;
+        wait_exit(middle)?;
+        let text = String::from_utf8_lossy(&msg);
+        let mut daemon = None;
+        for line in text.lines() {
+            if let Some(e) = line.strip_prefix("err ") {
+                bail!("daemon: {e}");
+            }
+            if let Some(p) = line.strip_prefix("pid ") {
+                daemon = Some(p.parse::<Pid>()?);
+            }
+        }
+        daemon.ok_or_else(|| anyhow!("daemon: no pid reported ({text:?})"))
+    }
+}

@@ -21,22 +21,29 @@ impl<'a> Ctx<'a> {
         let mut pids: Vec<Pid> = lh.iter().map(|(h, _)| h.pid).collect();
         pids.sort_unstable();
         pids.dedup();
+        // Holds listener `l` at the same fd number as `q` does.
+        let same_fd = |p: Pid, q: Pid| {
+            lh.iter().any(|(h, l)| {
+                h.pid == p
+                    && lh
+                        .iter()
+                        .any(|(hq, lq)| hq.pid == q && lq.inode == l.inode && hq.fd == h.fd)
+            })
+        };
         let inherited = |p: Pid| {
-            let Some(a) = self
+            if let Some(a) = self
                 .graph
                 .ancestors(p)
                 .into_iter()
                 .find(|a| pids.contains(a))
-            else {
-                return false;
-            };
-            let same_fd = lh.iter().any(|(h, l)| {
-                h.pid == p
-                    && lh
-                        .iter()
-                        .any(|(ha, la)| ha.pid == a && la.inode == l.inode && ha.fd == h.fd)
-            });
-            same_fd && self.exec_between(a, p).is_some()
+            {
+                return same_fd(p, a) && self.exec_between(a, p).is_some();
+            }
+            // Re-parented (a double-forked helper): an older holder of the same
+            // listener at the same fd, running another program, is where it came from.
+            pids.iter().any(|q| {
+                *q != p && self.started_before(*q, p) && same_fd(p, *q) && self.other_program(p, *q)
+            })
         };
         pids.iter().copied().filter(|p| !inherited(*p)).collect()
     }
@@ -53,6 +60,25 @@ impl<'a> Ctx<'a> {
         );
         path.into_iter()
             .find(|p| self.graph.execd(*p) == Some(true))
+    }
+
+    fn started_before(&self, a: Pid, b: Pid) -> bool {
+        match (self.graph.process(a), self.graph.process(b)) {
+            (Some(a), Some(b)) => (a.start_time, a.pid) < (b.start_time, b.pid),
+            _ => false,
+        }
+    }
+
+    /// Whether `a` runs another program image than `b`: another exe, or a
+    /// memory layout fork would have copied unchanged (a fresh exec).
+    pub fn other_program(&self, a: Pid, b: Pid) -> bool {
+        let (Some(pa), Some(pb)) = (self.graph.process(a), self.graph.process(b)) else {
+            return false;
+        };
+        match (&pa.exe, &pb.exe) {
+            (Some(x), Some(y)) if x != y => true,
+            _ => matches!((pa.layout, pb.layout), (Some(x), Some(y)) if x != y),
+        }
     }
 
     /// The process that started first (the likely creator of an outgoing connection).
@@ -88,22 +114,26 @@ impl<'a> Ctx<'a> {
             } else {
                 owners.to_vec()
             };
-            return match sources
+            let exec_inherited = || match fds.iter().any(|fd| *fd > 2) {
+                true => Role::ExecInherited { exec_pid: pid },
+                false => Role::Handler,
+            };
+            if let Some(o) = sources
                 .iter()
                 .find(|o| self.shares_fd_table_shape(pid, **o, inode))
             {
                 // Re-parented (its parent exited) but holding the owner's other
                 // sockets at the same fd numbers: it inherited them by fork.
-                Some(o) => match self.graph.process(pid).zip(self.graph.process(*o)) {
-                    Some((p, q))
-                        if p.exe.is_some() && p.exe != q.exe && fds.iter().any(|fd| *fd > 2) =>
-                    {
-                        Role::ExecInherited { exec_pid: pid }
-                    }
-                    _ => Role::Handler,
-                },
-                None => Role::Passed,
-            };
+                return if self.other_program(pid, *o) {
+                    exec_inherited()
+                } else {
+                    Role::Handler
+                };
+            }
+            if self.inherited_without_trace(pid, &fds, &sources, holders) {
+                return exec_inherited();
+            }
+            return Role::Passed;
         }
         // Where its copy came from: the nearest ancestor that owns or holds it.
         let source = self.graph.ancestors(pid).into_iter().find(|a| {
@@ -118,6 +148,33 @@ impl<'a> Ctx<'a> {
             Some(exec_pid) => Role::ExecInherited { exec_pid },
             None => Role::Handler,
         }
+    }
+
+    /// An unrelated holder that cannot have received the fd: it has no other
+    /// socket to receive it on (SCM_RIGHTS needs a unix socket), its copy
+    /// lacks O_CLOEXEC (pidfd_getfd always sets it), and it runs another
+    /// program than the owners: a double-forked helper whose parent exited.
+    fn inherited_without_trace(
+        &self,
+        pid: Pid,
+        fds: &[i32],
+        sources: &[Pid],
+        holders: &[HeldBy],
+    ) -> bool {
+        let Some(p) = self.graph.process(pid) else {
+            return false;
+        };
+        let no_cloexec = holders
+            .iter()
+            .filter(|h| h.pid == pid)
+            .all(|h| h.cloexec == Some(false));
+        let only_this = p.sockets.iter().all(|s| fds.contains(&s.fd));
+        !sources.is_empty()
+            && no_cloexec
+            && only_this
+            && sources
+                .iter()
+                .all(|o| self.other_program(pid, *o) && self.started_before(*o, pid))
     }
 
     /// Whether `a` holds another socket than `inode` at the same fd number as
@@ -143,6 +200,8 @@ impl<'a> Ctx<'a> {
         let forks: Vec<Pid> = children
             .iter()
             .filter(|c| c.state != 'Z' && self.graph.execd(c.pid) == Some(false))
+            // A clone(CLONE_FILES) child shares the table: it holds no copy of its own.
+            .filter(|c| c.shares_fd_table_with != Some(pid))
             .map(|c| c.pid)
             .collect();
         if !forks.is_empty() {

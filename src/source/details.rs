@@ -39,6 +39,12 @@ pub fn read_details(
         },
         Err(e) => note(e),
     }
+    // Walked processes without sockets skipped ns/net; ancestors are named in reports.
+    if w.process.netns.is_none() {
+        if let Ok(t) = root.read_link(Some(pid), &w.base.join("ns/net")) {
+            w.process.netns = crate::parse::link::bracket_inode(&t, b"net");
+        }
+    }
     match root.read_link(Some(pid), &proc_dir.join("exe")) {
         Ok(t) => w.process.exe = Some(exe_name(&t)),
         // Kernel threads have no exe; permission errors leave it unknown.

@@ -236,6 +236,12 @@ pub struct Run {
 
 /// Runs the real cwleak binary with `args` (with a timeout).
 pub fn cwleak(args: &[String]) -> Run {
+    cwleak_within(args, CWLEAK_TIMEOUT)
+}
+
+/// Runs the real cwleak binary with `args`; fails the test (after killing
+/// it) if it has not finished within `timeout`.
+pub fn cwleak_within(args: &[String], timeout: Duration) -> Run {
     let mut out = tempfile::tempfile().expect("tempfile");
     let mut err = tempfile::tempfile().expect("tempfile");
     let mut child = Command::new(env!("CARGO_BIN_EXE_cwleak"))
@@ -245,7 +251,7 @@ pub fn cwleak(args: &[String]) -> Run {
         .stderr(err.try_clone().expect("dup"))
         .spawn()
         .expect("spawn cwleak");
-    let deadline = Instant::now() + CWLEAK_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(st) = child.try_wait().expect("wait cwleak") {
             break st;
@@ -253,7 +259,7 @@ pub fn cwleak(args: &[String]) -> Run {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("cwleak {args:?} did not finish within {CWLEAK_TIMEOUT:?}");
+            panic!("cwleak {args:?} did not finish within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
     };
