@@ -1,7 +1,7 @@
 //! Running a command: read, settle, diagnose, render; map the outcome to an exit code.
 
-use crate::cli::{Cli, Command, ScanArgs};
-use crate::config::ScanConfig;
+use crate::cli::{CheckArgs, Cli, Command, ScanArgs};
+use crate::config::{CheckConfig, ScanConfig};
 use crate::diagnose::{self, Report};
 use crate::exit::Exit;
 use crate::report;
@@ -13,7 +13,12 @@ use std::io::{self, Write};
 pub fn run(cli: Cli) -> Result<Exit> {
     match cli.command {
         Command::Scan(args) => scan(&args),
+        Command::Check(args) => check(&args),
         Command::Capture(args) => crate::capture::run(&args),
+        Command::States(args) => crate::states::run(&args),
+        Command::Sysctl(args) => crate::tuning::run(&args),
+        Command::Watch(args) => crate::watch::run(&args),
+        Command::Serve(args) => crate::serve::run(&args),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             write_out(|out| {
@@ -28,6 +33,11 @@ pub fn run(cli: Cli) -> Result<Exit> {
             Ok(Exit::Clean)
         }
     }
+}
+
+fn check(args: &CheckArgs) -> Result<Exit> {
+    let cfg = CheckConfig::from_args(args)?;
+    crate::check::run(&cfg)
 }
 
 fn scan(args: &ScanArgs) -> Result<Exit> {
@@ -60,8 +70,19 @@ pub fn look(
     source_cfg: &source::SourceConfig,
     settle: std::time::Duration,
 ) -> Result<crate::model::Snapshot> {
-    let mut snap = source::read(source_cfg)
-        .with_context(|| format!("scanning {}", source_cfg.root.display()))?;
+    look_with(source_cfg, settle, source::read)
+}
+
+/// As `look`, with the first read done by `read` (an incremental reader).
+pub fn look_with(
+    source_cfg: &source::SourceConfig,
+    settle: std::time::Duration,
+    read: impl FnOnce(
+        &source::SourceConfig,
+    ) -> std::result::Result<crate::model::Snapshot, source::SourceError>,
+) -> Result<crate::model::Snapshot> {
+    let mut snap =
+        read(source_cfg).with_context(|| format!("scanning {}", source_cfg.root.display()))?;
     let has_close_wait = snap
         .sockets
         .iter()
@@ -75,7 +96,7 @@ pub fn look(
 }
 
 /// Write to stdout; a reader that went away (EPIPE) is not an error.
-fn write_out(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<()> {
+pub(crate) fn write_out(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<()> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let result = f(&mut out).and_then(|()| out.flush());

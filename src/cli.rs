@@ -1,7 +1,11 @@
 //! The command line, as clap definitions only. Doc comments become the help.
 
+use crate::diagnose::Cause;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Find TCP sockets stuck in CLOSE_WAIT, every process and fd that keeps each
 /// one alive, the copy to blame, the cause and the fix.
@@ -11,7 +15,8 @@ use std::path::PathBuf;
 /// socket, one forgotten copy is enough. cwleak reads /proc and the TCP table
 /// of every network namespace (containers included) and names that copy.
 ///
-/// Exit status: 0 no leak, 1 leaks found, 2 error.
+/// Exit status: 0 no leak, 1 leaks found, 2 error; `check -- CMD` also passes
+/// CMD's own failure through (see `cwleak check --help`).
 #[derive(Debug, Parser)]
 #[command(name = "cwleak", version, max_term_width = 100)]
 pub struct Cli {
@@ -23,6 +28,9 @@ pub struct Cli {
 pub enum Command {
     /// Find CLOSE_WAIT sockets and explain each: holders, blamed copy, cause, fix
     Scan(ScanArgs),
+    /// CI gate: fail when the processes you own leak CLOSE_WAIT sockets
+    /// (optionally around a test command: `cwleak check --pid PID -- CMD...`)
+    Check(Box<CheckArgs>),
     /// Save everything the diagnosis reads to a file, to analyse later anywhere
     /// with `cwleak scan --from FILE`.
     ///
@@ -33,6 +41,44 @@ pub enum Command {
     /// values that look like secrets masked (--password=..., token=...,
     /// user:pass@ in URLs).
     Capture(CaptureArgs),
+    /// Count TCP sockets in each of the twelve states, host-wide and per
+    /// network namespace, with the processes, ports and peers behind them
+    ///
+    /// TIME_WAIT and orphaned sockets (FIN_WAIT1/2, LAST_ACK, CLOSING) have no
+    /// process any more: they are attributed to the service port, the local
+    /// one for connections this host accepted, the remote one for connections
+    /// it opened. Exit status: 0, or 2 on error.
+    States(StatesArgs),
+    /// TCP settings of each network namespace beside the live counts, with
+    /// findings that say what each setting does and does not do
+    ///
+    /// Findings, never a recipe: TIME_WAIT near tcp_max_tw_buckets, one
+    /// destination near the size of the local port range, SYN_RECV or accept
+    /// queues near their limits, orphans near tcp_max_orphans, tcp_tw_recycle,
+    /// and what tcp_fin_timeout and tcp_tw_reuse really change. No sysctl
+    /// fixes CLOSE_WAIT (see `cwleak scan`). Exit status: 0 whatever the
+    /// findings (1 with --fail-on when one is severe enough), 2 on error.
+    Sysctl(SysctlArgs),
+    /// Look again every few seconds and show, per process holding CLOSE_WAIT
+    /// sockets, how the count moves: a leak is a count that only goes up
+    ///
+    /// On a terminal a table is redrawn in place (pid, command, count now,
+    /// change since the first look and per minute, oldest socket, cause,
+    /// cgroup; growing processes on top). Into a pipe or a file, one logfmt
+    /// line per change (appeared, grew, shrank, gone). A socket counts once
+    /// two looks in a row saw it in CLOSE_WAIT. Ctrl-C, --count or --duration
+    /// stop it with a summary. Exit status: 0 (1 with --fail-on-growth when a
+    /// process ends holding more than at its first look), 2 on error.
+    Watch(WatchArgs),
+    /// Export CLOSE_WAIT leaks to Prometheus: /metrics, /report (the scan
+    /// JSON), /healthz
+    ///
+    /// Scans run on their own schedule (--interval), never per request, so
+    /// scrapers cannot make cwleak load the host. Listens on loopback unless
+    /// told otherwise. Stops cleanly on SIGINT or SIGTERM (status 0); status 2
+    /// when it cannot listen. See docs/fleet.md for metric names, a
+    /// DaemonSet, a systemd unit and alert rules.
+    Serve(ServeArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout
     Completions {
         #[arg(value_enum)]
@@ -112,6 +158,120 @@ pub struct CaptureArgs {
     pub source: SourceArgs,
 }
 
+/// Exit status of `cwleak check`, shown under its --help.
+pub const CHECK_EXIT_STATUS: &str = "\
+Exit status:
+  0    no CLOSE_WAIT leak in scope beyond the thresholds
+  1    leaks in scope beyond the thresholds
+  2    cwleak could not check: bad arguments or cwleak.toml, no scope, a --pid that
+       does not exist, every process in scope exited before the check, a report
+       that could not be written
+  N    with -- CMD: CMD's own non-zero exit status, passed through (128+S when
+       signal S killed it); the check still runs and writes its reports
+  126  with -- CMD: CMD could not be executed
+  127  with -- CMD: CMD was not found";
+
+const SCOPE: &str = "Scope (at least one; kinds combine with AND)";
+
+/// `cwleak check`: scope, thresholds, timing, reports, and the wrapped command.
+///
+/// Checks the processes and ports you name (never the whole machine: a CI host
+/// is shared) for sockets left in CLOSE_WAIT, and fails when there are more
+/// than the thresholds allow. With `-- CMD ARGS...` it runs CMD first (your
+/// tests), waits for it, then checks. Thresholds and allow rules are also read
+/// from cwleak.toml (the current directory or a parent, up to the repository
+/// root); flags win over the file.
+#[derive(Debug, Args)]
+#[command(after_help = CHECK_EXIT_STATUS)]
+pub struct CheckArgs {
+    /// The process and its descendants (repeatable); it must exist when cwleak starts
+    #[arg(short, long = "pid", value_name = "PID", help_heading = SCOPE)]
+    pub pids: Vec<i32>,
+
+    /// A file holding the pid of the process to check (and its descendants),
+    /// read when the check is taken (repeatable)
+    #[arg(long = "pidfile", value_name = "FILE", help_heading = SCOPE)]
+    pub pidfiles: Vec<PathBuf>,
+
+    /// With --pid/--pidfile: those processes only, not their descendants
+    #[arg(long, help_heading = SCOPE)]
+    pub no_children: bool,
+
+    /// Sockets whose local port is PORT: your service's port (repeatable)
+    #[arg(long = "port", value_name = "PORT", help_heading = SCOPE)]
+    pub ports: Vec<u16>,
+
+    /// Processes in this cgroup or below: a systemd unit or a container, as in
+    /// /proc/PID/cgroup or under /sys/fs/cgroup (repeatable)
+    #[arg(long = "cgroup", value_name = "PATH", help_heading = SCOPE)]
+    pub cgroups: Vec<String>,
+
+    /// Sockets of this network namespace: a path (/run/netns/NAME), a pid or an
+    /// inode (repeatable)
+    #[arg(long = "netns", value_name = "NS", help_heading = SCOPE)]
+    pub netns: Vec<String>,
+
+    /// Persistent CLOSE_WAIT sockets tolerated in scope, allowed ones not
+    /// counted [default: 0]
+    #[arg(long, value_name = "N", help_heading = "Thresholds")]
+    pub max: Option<usize>,
+
+    /// Persistent CLOSE_WAIT sockets tolerated per blamed process [default: no limit]
+    #[arg(long, value_name = "N", help_heading = "Thresholds")]
+    pub max_per_process: Option<usize>,
+
+    /// Accept leaks with this cause: listed and marked allowed, not counted (repeatable)
+    #[arg(long = "allow", value_name = "CAUSE", value_parser = cause_parser(), help_heading = "Thresholds")]
+    pub allow: Vec<Cause>,
+
+    /// Accept leaks on sockets whose local or remote port is PORT (repeatable)
+    #[arg(long = "allow-port", value_name = "PORT", help_heading = "Thresholds")]
+    pub allow_ports: Vec<u16>,
+
+    /// Read thresholds from FILE instead of looking for cwleak.toml
+    #[arg(long, value_name = "FILE", help_heading = "Thresholds")]
+    pub config: Option<PathBuf>,
+
+    /// Do not look for cwleak.toml
+    #[arg(long, conflicts_with = "config", help_heading = "Thresholds")]
+    pub no_config: bool,
+
+    /// Look, wait DURATION, look again: only sockets in CLOSE_WAIT both times
+    /// count [default: 1s, or cwleak.toml's]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Timing")]
+    pub settle: Option<Duration>,
+
+    /// With -- CMD: also sample while CMD runs and report how leaks grew
+    /// (first seen, peak count per blamed process)
+    #[arg(long, requires = "command", help_heading = "Timing")]
+    pub during: bool,
+
+    /// With --during: time between samples [default: 1s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "during", help_heading = "Timing")]
+    pub interval: Option<Duration>,
+
+    /// Write the JSON report (the scan schema, plus `check`) to FILE
+    #[arg(long, value_name = "FILE", help_heading = "Reports")]
+    pub report: Option<PathBuf>,
+
+    /// Write a JUnit XML file (one test case per blamed process) to FILE
+    #[arg(long, value_name = "FILE", help_heading = "Reports")]
+    pub junit: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// The command to run before the check (your tests), after `--`
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// `--allow CAUSE`: the cause names, listed in --help and completions.
+fn cause_parser() -> impl TypedValueParser<Value = Cause> {
+    PossibleValuesParser::new(Cause::ALL.map(Cause::name))
+        .try_map(|s| Cause::parse(&s).ok_or_else(|| format!("unknown cause {s:?}")))
+}
+
 #[derive(Debug, Args)]
 pub struct SourceArgs {
     /// Read everything (processes, fds, network tables) under DIR instead of
@@ -149,6 +309,190 @@ pub enum TablesArg {
     Auto,
     Proc,
     SockDiag,
+}
+
+#[derive(Debug, Args)]
+pub struct StatesArgs {
+    /// Output format (with --watch, json prints one document per line)
+    #[arg(short, long, value_enum, default_value_t = TextJsonArg::Text)]
+    pub format: TextJsonArg,
+
+    /// Break each state down by process, port (the service port), netns or
+    /// remote (peer address); comma-separated or repeated [default: process,port]
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "WHAT")]
+    pub by: Vec<ByArg>,
+
+    /// Entries shown per breakdown
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub top: usize,
+
+    /// Look again every DURATION (e.g. 2s) and show the change since the
+    /// previous look, until Ctrl-C; one line per look when stdout is not a terminal
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "from")]
+    pub watch: Option<Duration>,
+
+    /// With --watch: stop after N looks
+    #[arg(long, value_name = "N", requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Only sockets held by this process and its descendants (repeatable);
+    /// TIME_WAIT and orphans belong to no process, so they are left out
+    #[arg(short, long = "pid", value_name = "PID")]
+    pub pids: Vec<i32>,
+
+    /// With --pid: the named processes only, not their descendants
+    #[arg(long, requires = "pids")]
+    pub no_children: bool,
+
+    /// Only sockets whose local or remote port is PORT (repeatable)
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+
+    /// Only this network namespace: an inode number, a path such as
+    /// /run/netns/NAME or /proc/PID/ns/net, or a pid (repeatable)
+    #[arg(long = "netns", value_name = "NS")]
+    pub netns: Vec<String>,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Count a snapshot written by `cwleak capture` instead of this machine
+    #[arg(long, value_name = "FILE", conflicts_with = "proc_root")]
+    pub from: Option<PathBuf>,
+
+    /// With --from: which look of a multi-sample capture (1 = first; default: the last)
+    #[arg(long, value_name = "N", requires = "from")]
+    pub sample: Option<usize>,
+
+    /// When to colour text output
+    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+    pub color: ColorArg,
+}
+
+#[derive(Debug, Args)]
+pub struct SysctlArgs {
+    /// Output format
+    #[arg(short, long, value_enum, default_value_t = TextJsonArg::Text)]
+    pub format: TextJsonArg,
+
+    /// Exit with status 1 when a finding is at least this severe (default:
+    /// status 0 whatever the findings)
+    #[arg(long, value_enum, value_name = "SEVERITY")]
+    pub fail_on: Option<SeverityArg>,
+
+    /// Only this network namespace: an inode number, a path such as
+    /// /run/netns/NAME or /proc/PID/ns/net, or a pid (repeatable)
+    #[arg(long = "netns", value_name = "NS")]
+    pub netns: Vec<String>,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Judge a snapshot written by `cwleak capture` instead of this machine
+    #[arg(long, value_name = "FILE", conflicts_with = "proc_root")]
+    pub from: Option<PathBuf>,
+
+    /// With --from: which look of a multi-sample capture (1 = first; default: the last)
+    #[arg(long, value_name = "N", requires = "from")]
+    pub sample: Option<usize>,
+
+    /// When to colour text output
+    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+    pub color: ColorArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TextJsonArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ByArg {
+    Process,
+    Port,
+    Netns,
+    Remote,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SeverityArg {
+    Warn,
+    Critical,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Time between looks
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Stop after N looks
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Stop after DURATION (e.g. 10m)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Exit with status 1 when a process ends holding more CLOSE_WAIT
+    /// sockets than at its first look
+    #[arg(long)]
+    pub fail_on_growth: bool,
+
+    /// Only sockets held by this process and its descendants (repeatable)
+    #[arg(short, long = "pid", value_name = "PID")]
+    pub pids: Vec<i32>,
+
+    /// With --pid: the named processes only, not their descendants
+    #[arg(long, requires = "pids")]
+    pub no_children: bool,
+
+    /// Only sockets whose local or remote port is PORT (repeatable)
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+
+    /// Only sockets of this network namespace: an inode number, a path such as
+    /// /run/netns/NAME or /proc/PID/ns/net, or a pid (repeatable)
+    #[arg(long = "netns", value_name = "NS")]
+    pub netns: Vec<String>,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// When to colour the table
+    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+    pub color: ColorArg,
+
+    /// Walk every process's fds at every look, reusing nothing (to measure
+    /// what reuse saves)
+    #[arg(long, hide = true)]
+    pub full_walk: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on. Loopback by default: any other address
+    /// exposes process names and cgroups to the network (a warning says so).
+    /// Port 0 picks a free port; the address is printed on stderr either way
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9477")]
+    pub listen: std::net::SocketAddr,
+
+    /// Time between scans
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Blamed processes given their own series (most sockets first); the
+    /// others are summed into one series with pid="other"
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub top: usize,
+
+    /// Settle window of each scan, as for `scan` (at most half the interval)
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub settle: Duration,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
 }
 
 /// "0", "500ms", "2s", "1.5s", "1m".

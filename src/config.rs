@@ -1,13 +1,18 @@
 //! Raw CLI arguments resolved into settings: the scope as numbers, the output
 //! decided (colour, width), the source configured.
 
-use crate::cli::{ColorArg, FormatArg, ScanArgs, SourceArgs, TablesArg};
+use crate::check::config_file::{self, FileSettings};
+use crate::check::roots::RootSpec;
+use crate::check::thresholds::{AllowSpec, Thresholds};
+use crate::cli::{CheckArgs, ColorArg, FormatArg, ScanArgs, SourceArgs, TablesArg};
 use crate::diagnose::Scope;
 use crate::model::Inode;
 use crate::report::{Format, RenderOptions};
 use crate::source::{self, ProcRoot, SourceConfig, TableMethod};
 use anyhow::{bail, Context, Result};
+use std::ffi::OsString;
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -38,6 +43,7 @@ impl ScanConfig {
                 with_children: !a.no_children,
                 ports: a.ports.clone(),
                 netns,
+                ..Scope::default()
             },
             settle: a.settle,
             from: a.from.clone(),
@@ -57,6 +63,146 @@ impl ScanConfig {
     }
 }
 
+/// `cwleak check`, resolved: what to watch, what to tolerate, where to write.
+#[derive(Debug, Clone)]
+pub struct CheckConfig {
+    pub source: SourceConfig,
+    /// Every scope kind but the pids: those come from `roots` when the check
+    /// is taken (a pidfile may be written by the wrapped command).
+    pub scope: Scope,
+    pub roots: Vec<RootSpec>,
+    pub settle: Duration,
+    pub thresholds: Thresholds,
+    /// The cwleak.toml that was read.
+    pub config_file: Option<PathBuf>,
+    /// Wrap mode: the command to run first (empty: check now).
+    pub command: Vec<OsString>,
+    /// `--during`: sample every this long while the command runs.
+    pub during: Option<Duration>,
+    pub report: Option<PathBuf>,
+    pub junit: Option<PathBuf>,
+}
+
+const NO_SCOPE: &str = "cwleak check needs a scope: --pid PID, --pidfile FILE, --port PORT, \
+--cgroup PATH or --netns NS. A CI machine is shared, and other people's sockets must not fail \
+your build (`cwleak scan` looks at the whole machine)";
+
+/// Samples closer than this would spend the run walking /proc.
+const MIN_INTERVAL: Duration = Duration::from_millis(50);
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
+
+impl CheckConfig {
+    pub fn from_args(a: &CheckArgs) -> Result<Self> {
+        if a.pids.is_empty()
+            && a.pidfiles.is_empty()
+            && a.ports.is_empty()
+            && a.cgroups.is_empty()
+            && a.netns.is_empty()
+        {
+            bail!(NO_SCOPE);
+        }
+        let file = config_file(a)?;
+        let source = source_config(&a.source);
+        let root = ProcRoot::new(&source.root);
+        let netns = a
+            .netns
+            .iter()
+            .map(|spec| resolve_netns(&root, spec))
+            .collect::<Result<Vec<Inode>>>()?;
+        let mount = source::cgroup::cgroup2_mount(&root);
+        let interval = a.interval.unwrap_or(DEFAULT_INTERVAL);
+        if a.during && interval < MIN_INTERVAL {
+            bail!("--interval {interval:?}: too short, use at least 50ms");
+        }
+        let roots = a
+            .pids
+            .iter()
+            .map(|p| RootSpec::Pid(*p))
+            .chain(a.pidfiles.iter().map(|f| RootSpec::Pidfile(f.clone())))
+            .collect();
+        Ok(CheckConfig {
+            scope: Scope {
+                pids: Vec::new(),
+                with_children: !a.no_children,
+                ports: Vec::new(),
+                netns,
+                cgroups: a
+                    .cgroups
+                    .iter()
+                    .map(|c| normalize_cgroup(mount.as_deref(), c))
+                    .collect(),
+                local_ports: a.ports.clone(),
+            },
+            roots,
+            settle: a
+                .settle
+                .or(file.as_ref().and_then(|f| f.settle))
+                .unwrap_or(DEFAULT_SETTLE),
+            thresholds: thresholds(a, file.as_ref()),
+            config_file: file.map(|f| f.path),
+            command: a.command.clone(),
+            during: a.during.then_some(interval),
+            report: a.report.clone(),
+            junit: a.junit.clone(),
+            source,
+        })
+    }
+}
+
+/// `--config FILE`, else cwleak.toml found from the current directory.
+fn config_file(a: &CheckArgs) -> Result<Option<FileSettings>> {
+    if a.no_config {
+        return Ok(None);
+    }
+    let path = match &a.config {
+        Some(p) => Some(p.clone()),
+        None => {
+            let cwd =
+                std::env::current_dir().context("finding cwleak.toml: no current directory")?;
+            config_file::discover(&cwd)
+        }
+    };
+    path.map(|p| config_file::load(&p))
+        .transpose()
+        .map_err(anyhow::Error::from)
+}
+
+/// Flags win over the file; allow rules from both apply.
+fn thresholds(a: &CheckArgs, file: Option<&FileSettings>) -> Thresholds {
+    let cli = |cause, port| AllowSpec {
+        cause,
+        port,
+        reason: None,
+        source: "command line".into(),
+    };
+    let mut allow: Vec<AllowSpec> = a
+        .allow
+        .iter()
+        .map(|c| cli(Some(*c), None))
+        .chain(a.allow_ports.iter().map(|p| cli(None, Some(*p))))
+        .collect();
+    if let Some(f) = file {
+        allow.extend(f.allow.iter().cloned());
+    }
+    Thresholds {
+        max: a.max.or(file.and_then(|f| f.max)).unwrap_or(0),
+        max_per_process: a.max_per_process.or(file.and_then(|f| f.max_per_process)),
+        allow,
+    }
+}
+
+/// The path /proc/PID/cgroup shows: "/system.slice/x.service" as given, or
+/// made so from a path under the cgroup2 mount or a relative one.
+fn normalize_cgroup(mount: Option<&Path>, spec: &str) -> String {
+    let under_mount = mount
+        .and_then(|m| Path::new(spec).strip_prefix(m).ok())
+        .map(|rest| rest.to_string_lossy().into_owned());
+    let path = under_mount.unwrap_or_else(|| spec.to_string());
+    let trimmed = path.trim_matches('/');
+    format!("/{trimmed}")
+}
+
 pub fn source_config(a: &SourceArgs) -> SourceConfig {
     SourceConfig {
         root: a.proc_root.clone(),
@@ -73,7 +219,7 @@ pub fn source_config(a: &SourceArgs) -> SourceConfig {
 /// Pids are at most 2^22; namespace inodes are far above that.
 const PID_MAX_LIMIT: u64 = 1 << 22;
 
-fn resolve_netns(root: &ProcRoot, spec: &str) -> Result<Inode> {
+pub fn resolve_netns(root: &ProcRoot, spec: &str) -> Result<Inode> {
     if let Ok(n) = spec.parse::<u64>() {
         if n > PID_MAX_LIMIT {
             return Ok(n);
@@ -90,7 +236,7 @@ fn resolve_netns(root: &ProcRoot, spec: &str) -> Result<Inode> {
     Ok(inode)
 }
 
-fn use_color(c: ColorArg) -> bool {
+pub fn use_color(c: ColorArg) -> bool {
     match c {
         ColorArg::Always => true,
         ColorArg::Never => false,
@@ -101,7 +247,7 @@ fn use_color(c: ColorArg) -> bool {
     }
 }
 
-fn terminal_width() -> usize {
+pub fn terminal_width() -> usize {
     let from_env = std::env::var("COLUMNS")
         .ok()
         .and_then(|c| c.parse::<usize>().ok());
@@ -109,4 +255,28 @@ fn terminal_width() -> usize {
         .or_else(source::tty_width)
         .unwrap_or(80)
         .clamp(40, 200)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroups_are_named_as_proc_shows_them() {
+        let m = Some(Path::new("/sys/fs/cgroup"));
+        assert_eq!(
+            normalize_cgroup(m, "/sys/fs/cgroup/system.slice/a.service/"),
+            "/system.slice/a.service"
+        );
+        assert_eq!(
+            normalize_cgroup(m, "/system.slice/a.service"),
+            "/system.slice/a.service"
+        );
+        assert_eq!(normalize_cgroup(m, "system.slice"), "/system.slice");
+        assert_eq!(normalize_cgroup(m, "/sys/fs/cgroup"), "/");
+        assert_eq!(
+            normalize_cgroup(None, "/sys/fs/cgroup/x"),
+            "/sys/fs/cgroup/x"
+        );
+    }
 }

@@ -2,17 +2,25 @@
 //! that keeps each one alive, and say why.
 //!
 //! Flow: `source` (the only code that reads the OS) -> `model` -> `graph` ->
-//! `diagnose` -> `report`. The CLI (`cli` -> `config` -> `app`) drives it.
+//! `diagnose` -> `report`. The CLI (`cli` -> `config` -> `app`) drives it;
+//! `check` is the CI gate built on the same pipeline.
 
 pub mod app;
 pub mod capture;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod diagnose;
 pub mod exit;
 pub mod graph;
+pub mod growth;
 pub mod model;
 pub mod parse;
 pub mod report;
+pub mod serve;
 pub mod snapshot;
 pub mod source;
+pub mod states;
+pub mod stop;
+pub mod tuning;
+pub mod watch;

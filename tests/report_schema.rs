@@ -10,6 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use cwleak::check::outcome::*;
 use cwleak::diagnose::*;
 use cwleak::model::{Family, Pid, TcpState, WarningKind};
 use cwleak::report::{render, Format, RenderOptions};
@@ -382,6 +383,7 @@ fn finding(
         evidence: vec![format!("evidence for {}", cause.name())],
         fix: format!("fix for {}", cause.name()),
         mitigation: format!("mitigation for {}", cause.name()),
+        allowed: None,
     }
 }
 
@@ -557,6 +559,7 @@ fn full() -> Report {
                 },
             ],
         },
+        check: None,
     }
 }
 
@@ -581,7 +584,144 @@ fn sparse() -> Report {
             proc_root: "/tmp/snapshot/proc".into(),
             ..ScanInfo::default()
         },
+        check: None,
     }
+}
+
+/// `cwleak check --report` around a command, with --during, allow rules
+/// and an exited root: every check field set (nullable ones non-null).
+fn checked() -> Report {
+    let mut r = full();
+    r.findings[3].allowed = Some("cause dup-copy-kept (/repo/cwleak.toml: known)".into());
+    r.scan.scope = Scope {
+        pids: vec![4242],
+        with_children: true,
+        ports: vec![],
+        netns: vec![4_026_531_840],
+        cgroups: vec!["/system.slice/api.service".into()],
+        local_ports: vec![8080],
+    };
+    let growth = Growth {
+        pid: Some(4242),
+        comm: Some("python3".into()),
+        causes: vec![Cause::ForkParentKept],
+        first_seen_ms: 1200,
+        peak: 3,
+        peak_at_ms: 4500,
+        last: 3,
+        series: vec![(1200, 1), (2400, 2), (4500, 3)],
+    };
+    r.check = Some(CheckInfo {
+        passed: false,
+        exit_code: 1,
+        failures: vec![
+            "5 persistent CLOSE_WAIT sockets in scope, more than the 0 allowed (--max)".into(),
+        ],
+        error: Some("nothing left to check".into()),
+        counted: 5,
+        allowed: 1,
+        max: 0,
+        max_per_process: Some(2),
+        allow: vec![AllowRule {
+            cause: Some(Cause::DupCopyKept),
+            port: Some(443),
+            reason: Some("known".into()),
+            source: "/repo/cwleak.toml".into(),
+            matched: 1,
+        }],
+        config_file: Some("/repo/cwleak.toml".into()),
+        blamed: vec![BlamedProcess {
+            pid: Some(4242),
+            comm: Some("python3".into()),
+            causes: vec![Cause::ForkParentKept],
+            counted: 1,
+            allowed: 0,
+            failed: true,
+        }],
+        roots: vec![Root {
+            pid: 4242,
+            from: "--pidfile /run/api.pid".into(),
+            comm: Some("python3".into()),
+            running: false,
+            exited_at_ms: Some(1_700_000_000_000),
+        }],
+        command: Some(CommandRun {
+            argv: vec!["pytest".into(), "-x".into()],
+            exit_code: Some(0),
+            signal: Some(9),
+            started_at_ms: 1_699_999_990_000,
+            duration_ms: 9_000,
+        }),
+        during: Some(During {
+            interval_ms: 1000,
+            samples: 9,
+            failed_samples: 1,
+            last_error: Some("scanning /proc: ...".into()),
+            peak: 3,
+            peak_at_ms: 4500,
+            last: 3,
+            series: vec![(0, 0), (1200, 1), (2400, 2), (4500, 3)],
+            processes: vec![growth],
+        }),
+    });
+    r
+}
+
+/// A killed command, a clean --during: the nested nullable fields null.
+fn checked_nulls() -> Report {
+    let mut r = checked();
+    if let Some(c) = r.check.as_mut() {
+        if let Some(cmd) = c.command.as_mut() {
+            cmd.exit_code = None;
+            cmd.signal = None;
+        }
+        if let Some(d) = c.during.as_mut() {
+            d.last_error = None;
+            d.processes = vec![Growth::default()];
+        }
+    }
+    r
+}
+
+/// The other side of every nullable check field.
+fn checked_sparse() -> Report {
+    let mut r = sparse();
+    r.check = Some(CheckInfo {
+        passed: true,
+        exit_code: 0,
+        failures: vec![],
+        error: None,
+        counted: 0,
+        allowed: 0,
+        max: 0,
+        max_per_process: None,
+        allow: vec![AllowRule {
+            cause: None,
+            port: None,
+            reason: None,
+            source: "command line".into(),
+            matched: 0,
+        }],
+        config_file: None,
+        blamed: vec![BlamedProcess {
+            pid: None,
+            comm: None,
+            causes: vec![Cause::NoVisibleHolder],
+            counted: 0,
+            allowed: 1,
+            failed: false,
+        }],
+        roots: vec![Root {
+            pid: 7,
+            from: "--pid".into(),
+            comm: None,
+            running: true,
+            exited_at_ms: None,
+        }],
+        command: None,
+        during: None,
+    });
+    r
 }
 
 fn emitted(report: &Report) -> Value {
@@ -622,7 +762,13 @@ fn doc_example() -> Value {
 fn emitted_reports_match_the_schema_and_cover_it() {
     let schema = schema();
     let mut v = Validator::new(&schema);
-    for report in [full(), sparse()] {
+    for report in [
+        full(),
+        sparse(),
+        checked(),
+        checked_sparse(),
+        checked_nulls(),
+    ] {
         let doc = emitted(&report);
         let errors = v.validate(&doc);
         assert!(

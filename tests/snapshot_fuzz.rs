@@ -32,9 +32,13 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         any::<usize>().prop_map(Mutation::Truncate),
         (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Flip(i, b)),
-        (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..8)).prop_map(|(i, v)| Mutation::Insert(i, v)),
+        (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..8))
+            .prop_map(|(i, v)| Mutation::Insert(i, v)),
         (any::<usize>(), 1usize..64).prop_map(|(i, n)| Mutation::Delete(i, n)),
-        (any::<usize>(), prop_oneof![Just(0u64), Just(1), Just(u64::MAX), any::<u64>()])
+        (
+            any::<usize>(),
+            prop_oneof![Just(0u64), Just(1), Just(u64::MAX), any::<u64>()]
+        )
             .prop_map(|(i, n)| Mutation::Number(i, n)),
     ]
 }
@@ -95,14 +99,26 @@ fn check(bytes: &[u8]) {
         Err(e) => {
             let msg = e.to_string();
             assert!(!msg.contains('\n'), "multi-line error: {msg}");
-            assert!(msg.contains("fuzz.json"), "error does not name the file: {msg}");
+            assert!(
+                msg.contains("fuzz.json"),
+                "error does not name the file: {msg}"
+            );
         }
         Ok(capture) => {
             for snap in &capture.samples {
                 let report = diagnose(snap, &Scope::everything());
                 for format in [Format::Text, Format::Json, Format::Markdown, Format::Dot] {
                     let mut out = Vec::new();
-                    render(&report, format, &RenderOptions { color: true, width: 80 }, &mut out).unwrap();
+                    render(
+                        &report,
+                        format,
+                        &RenderOptions {
+                            color: true,
+                            width: 80,
+                        },
+                        &mut out,
+                    )
+                    .unwrap();
                 }
             }
         }

@@ -60,6 +60,9 @@ pub struct Report {
     /// Every process named in a finding, and their ancestors.
     pub processes: Vec<ProcessInfo>,
     pub scan: ScanInfo,
+    /// What `cwleak check` concluded; None (null) in scan output.
+    #[serde(default)]
+    pub check: Option<crate::check::CheckInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -99,6 +102,10 @@ pub struct Finding {
     pub fix: String,
     /// What a person can run by hand now; printed, never executed.
     pub mitigation: String,
+    /// `cwleak check`: the allow rule that accepts this leak (it is listed,
+    /// not counted); None when it counts, and always in scan output.
+    #[serde(default)]
+    pub allowed: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

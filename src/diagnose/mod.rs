@@ -70,6 +70,7 @@ pub fn diagnose(snap: &Snapshot, scope: &Scope) -> Report {
         findings,
         processes,
         scan: scan_info(snap, scope),
+        check: None,
     }
 }
 
@@ -134,6 +135,7 @@ fn judge_socket(ctx: &Ctx, s: &TcpSocket) -> Finding {
         blamed,
         cause,
         evidence,
+        allowed: None,
     }
 }
 

@@ -9,14 +9,14 @@ mod dot;
 mod holders;
 mod json;
 mod markdown;
-mod ranges;
-mod style;
+pub(crate) mod ranges;
+pub(crate) mod style;
 mod text;
-mod units;
-mod wrap;
+pub(crate) mod units;
+pub(crate) mod wrap;
 
 #[cfg(test)]
-mod testdata;
+pub(crate) mod testdata;
 
 use crate::diagnose::Report;
 use std::io::{self, Write};

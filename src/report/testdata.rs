@@ -93,6 +93,7 @@ impl Builder {
                     scope: crate::diagnose::Scope::everything(),
                     unreadable: Vec::new(),
                 },
+                check: None,
             },
             next_inode: 100_000,
         }
@@ -165,6 +166,7 @@ impl Builder {
                 evidence: evidence.iter().map(|e| e.to_string()).collect(),
                 fix: fix.into(),
                 mitigation: mitigation.into(),
+                allowed: None,
             });
         }
         fds.sort_unstable();

@@ -2,10 +2,13 @@
 //! a proc root given as a value: the live `/proc`, or a recorded fixture tree.
 //! After this module, all code is pure.
 
+pub mod cgroup;
 pub mod cmdline;
 mod details;
 pub mod error;
+pub mod exits;
 mod fdtable;
+pub mod incremental;
 pub mod recheck;
 pub mod root;
 pub mod sock_diag;
@@ -14,10 +17,11 @@ pub mod tables;
 mod walk;
 
 pub use error::SourceError;
+pub use incremental::Incremental;
 pub use root::ProcRoot;
 pub use tables::TableMethod;
 
-use crate::model::{Inode, Meta, Pid, Snapshot, Warning};
+use crate::model::{Inode, Meta, Pid, Snapshot, TcpSocket, Warning};
 use sock_diag::DumpRequest;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -51,18 +55,60 @@ impl Default for SourceConfig {
 
 /// Read one look at the machine through `cfg.root`.
 pub fn read(cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
-    let started = Instant::now();
-    let root = ProcRoot::new(&cfg.root);
-    let pids = root.pids()?;
-    if pids.is_empty() {
-        return Err(SourceError::NotProc {
-            path: cfg.root.clone(),
-        });
-    }
-    let live = is_live_proc(&root);
-    let mut meta = read_meta(&root, live);
-    let (mut walked, mut warnings) = walk_all(&root, &pids, cfg.threads);
+    let start = Start::new(cfg)?;
+    let (walked, warnings) = walk_all(&start.root, &start.pids, cfg.threads);
+    Ok(finish(cfg, start, walked, warnings, |_, _, _, _| {}))
+}
 
+/// The beginning of every look, full or incremental: the root, its pids,
+/// whether it is a live kernel, and when the look started.
+struct Start {
+    started: Instant,
+    root: ProcRoot,
+    pids: Vec<Pid>,
+    live: bool,
+    meta: Meta,
+}
+
+impl Start {
+    fn new(cfg: &SourceConfig) -> Result<Start, SourceError> {
+        let started = Instant::now();
+        let root = ProcRoot::new(&cfg.root);
+        let pids = root.pids()?;
+        if pids.is_empty() {
+            return Err(SourceError::NotProc {
+                path: cfg.root.clone(),
+            });
+        }
+        let live = is_live_proc(&root);
+        let meta = read_meta(&root, live);
+        Ok(Start {
+            started,
+            root,
+            pids,
+            live,
+            meta,
+        })
+    }
+}
+
+/// Everything after the walk: tables, details, shared fd tables. `refine`
+/// sees the walk and the tables before the details are read, so an
+/// incremental look can walk again the processes its tables contradict.
+fn finish(
+    cfg: &SourceConfig,
+    start: Start,
+    mut walked: Vec<Walked>,
+    mut warnings: Vec<Warning>,
+    mut refine: impl FnMut(&ProcRoot, &mut Vec<Walked>, &[TcpSocket], &mut Vec<Warning>),
+) -> Snapshot {
+    let Start {
+        started,
+        root,
+        live,
+        mut meta,
+        ..
+    } = start;
     let members = namespace_members(&walked);
     let req = DumpRequest::all();
     let mut sockets = Vec::new();
@@ -80,6 +126,7 @@ pub fn read(cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
         sockets.extend(t.sockets);
         namespaces.push(t.namespace);
     }
+    refine(&root, &mut walked, &sockets, &mut warnings);
 
     let interest = crate::model::interesting_inodes(&sockets);
     let wanted = processes_of_interest(&walked, &interest);
@@ -115,7 +162,7 @@ pub fn read(cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     };
     meta.proc_root = cfg.root.display().to_string();
-    Ok(Snapshot {
+    Snapshot {
         meta,
         processes,
         namespaces,
@@ -123,7 +170,7 @@ pub fn read(cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
         warnings,
         stats,
         settle: None,
-    })
+    }
 }
 
 /// Walk every pid, spread over threads; results sorted by pid.
@@ -233,6 +280,38 @@ fn clock_ticks() -> u64 {
     // SAFETY: sysconf has no memory-safety preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     u64::try_from(t).ok().filter(|t| *t > 0).unwrap_or(100)
+}
+
+/// What a process's stat says about its identity and liveness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcStat {
+    pub comm: String,
+    /// Zombie: it has exited and only waits for its parent to reap it.
+    pub zombie: bool,
+    /// Clock ticks since boot: with the pid, it names one process for good.
+    pub start_time: u64,
+}
+
+/// `pid`'s stat, read through the root; None when there is no such process.
+pub fn process_stat(root: &ProcRoot, pid: Pid) -> Result<Option<ProcStat>, SourceError> {
+    let rel = PathBuf::from(format!("{pid}/stat"));
+    let mut buf = Vec::new();
+    match root.read_into(Some(pid), &rel, &mut buf) {
+        Err(e) if e.is_vanished() => return Ok(None),
+        other => other?,
+    }
+    let s = crate::parse::proc_files::stat(&buf)
+        .map_err(|m| SourceError::malformed(Some(pid), root.join(&rel), m))?;
+    Ok(Some(ProcStat {
+        comm: s.comm,
+        zombie: s.state == 'Z' || s.state == 'X',
+        start_time: s.start_time,
+    }))
+}
+
+/// Whether `root` is a mounted proc filesystem (a live system), not a recorded tree.
+pub fn is_live(root: &ProcRoot) -> bool {
+    is_live_proc(root)
 }
 
 /// The network namespace inode of `pid`, read through the root.

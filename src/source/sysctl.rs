@@ -10,9 +10,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// (name as `sysctl` spells it, path under /proc/sys).
-pub const TCP_SYSCTLS: [(&str, &str); 13] = [
+pub const TCP_SYSCTLS: [(&str, &str); 14] = [
     ("net.ipv4.tcp_fin_timeout", "net/ipv4/tcp_fin_timeout"),
     ("net.ipv4.tcp_tw_reuse", "net/ipv4/tcp_tw_reuse"),
+    // Recent kernels: how old (ms) a TIME_WAIT socket must be for tcp_tw_reuse.
+    ("net.ipv4.tcp_tw_reuse_delay", "net/ipv4/tcp_tw_reuse_delay"),
     ("net.ipv4.tcp_max_tw_buckets", "net/ipv4/tcp_max_tw_buckets"),
     ("net.ipv4.tcp_syncookies", "net/ipv4/tcp_syncookies"),
     (

@@ -41,19 +41,9 @@ pub fn walk_process(
             return None;
         }
     };
-    let mut process = Process {
-        pid,
-        ppid: stat.ppid,
-        comm: stat.comm,
-        start_time: stat.start_time,
-        state: stat.state,
-        threads: stat.threads,
-        layout: stat.layout,
-        fork_signs: stat.fork_signs,
-        ..Process::default()
-    };
+    let mut process = from_stat(pid, stat);
     // A zombie leader has dropped its fd table; a live thread still shares it.
-    let base = if stat.state == 'Z' && stat.threads > 1 {
+    let base = if process.state == 'Z' && process.threads > 1 {
         match live_task(root, pid, &mut scratch.buf) {
             Some(tid) => {
                 process.fd_table_tid = Some(tid);
@@ -64,7 +54,7 @@ pub fn walk_process(
     } else {
         base
     };
-    if stat.state != 'Z' || process.fd_table_tid.is_some() {
+    if process.state != 'Z' || process.fd_table_tid.is_some() {
         match walk_fds(root, pid, &base.join("fd"), &mut process) {
             Ok(()) => {}
             Err(e) if e.is_vanished() => {}
@@ -81,7 +71,22 @@ pub fn walk_process(
     Some(Walked { process, base })
 }
 
-fn read_stat(
+/// A process as its stat line describes it, before its fds are read.
+pub(super) fn from_stat(pid: Pid, stat: proc_files::StatLine) -> Process {
+    Process {
+        pid,
+        ppid: stat.ppid,
+        comm: stat.comm,
+        start_time: stat.start_time,
+        state: stat.state,
+        threads: stat.threads,
+        layout: stat.layout,
+        fork_signs: stat.fork_signs,
+        ..Process::default()
+    }
+}
+
+pub(super) fn read_stat(
     root: &ProcRoot,
     pid: Pid,
     base: &Path,

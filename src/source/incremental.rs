@@ -1,0 +1,429 @@
+//! Incremental looks, for `watch` and `serve`, which look again and again:
+//! keep the last walk of every process, keyed by (pid, start time), and walk
+//! again only the processes whose fd directory changed. The signature is the
+//! size of `/proc/PID/fd`, which is the number of open fds since Linux 6.2:
+//! one `stat` instead of a `getdents` and a `readlink` per fd. Every look
+//! still reads each process's `stat` (ppid, state, comm change) and every TCP
+//! table; only the fd walk is skipped.
+//!
+//! The count can stay the same while the fds change (one closed, another
+//! opened). Three checks keep the answer what a full read would give:
+//! - a reused process's fds that point at sockets of interest (CLOSE_WAIT
+//!   and their listeners) are read again, one `readlink` each;
+//! - a socket of interest that no process holds makes every reused process
+//!   that could hold it (same namespace, or no sockets) be walked again;
+//! - every `full_every` looks, everything is walked again.
+//!
+//! On kernels before 6.2 the size is 0 and every process is walked: the
+//! same cost as a full read.
+
+use super::root::ProcRoot;
+use super::walk::{self, Walked};
+use super::{finish, walk_all, SourceConfig, SourceError, Start};
+use crate::model::{interesting_inodes, Inode, Pid, Snapshot, SocketFd, TcpSocket};
+use crate::parse::link;
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+/// Walk everything again every this many looks by default (a minute of
+/// `watch` at its default interval): bounds how long a change the checks
+/// cannot see (a process that traded an fd for a socket nobody looks at
+/// yet) can go unnoticed.
+pub const FULL_EVERY: u64 = 30;
+
+/// What one process's last walk found.
+#[derive(Debug, Clone)]
+struct Entry {
+    start_time: u64,
+    /// Size of its fd directory when it was walked.
+    fd_size: u64,
+    fd_count: u32,
+    sockets: Vec<SocketFd>,
+}
+
+/// How much of the last look was read again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefreshStats {
+    /// Processes in the look.
+    pub processes: usize,
+    /// Processes whose fds were walked (new, changed, or found stale).
+    pub walked: usize,
+    /// Of those, reused ones the checks found stale and walked again.
+    pub rewalked: usize,
+    /// Everything was walked (first look, a periodic full walk, or disabled).
+    pub full: bool,
+}
+
+/// The cache of an incremental reader. Feed it the same `SourceConfig` each time.
+#[derive(Debug, Default)]
+pub struct Incremental {
+    cache: HashMap<Pid, Entry>,
+    looks: u64,
+    /// 0: never reuse (every look is a full read).
+    full_every: u64,
+    /// Sockets of interest nobody held after every candidate was walked
+    /// (held by a process cwleak may not read): not a reason to walk again.
+    known_unheld: HashSet<Inode>,
+    /// The kernel reports fd directory sizes (6.2+): an empty one is empty.
+    sizes_work: bool,
+    last: RefreshStats,
+}
+
+/// What the pre-walk pass decided for one pid.
+enum Plan {
+    Reuse(Box<Walked>, u64),
+    Walk(Option<u64>),
+}
+
+impl Incremental {
+    pub fn new(full_every: u64) -> Self {
+        Incremental {
+            full_every,
+            ..Incremental::default()
+        }
+    }
+
+    /// A reader that walks everything every time (to measure what reuse saves).
+    pub fn disabled() -> Self {
+        Incremental::new(0)
+    }
+
+    pub fn stats(&self) -> RefreshStats {
+        self.last
+    }
+
+    /// One look, reusing what the previous looks read where nothing changed.
+    pub fn read(&mut self, cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
+        let start = Start::new(cfg)?;
+        let full = self.full_every == 0 || self.looks % self.full_every == 0;
+        self.looks += 1;
+        let cache = if full {
+            HashMap::new()
+        } else {
+            std::mem::take(&mut self.cache)
+        };
+        let plans = plan_all(
+            &start.root,
+            &start.pids,
+            cfg.threads,
+            &cache,
+            self.sizes_work,
+        );
+        let mut sizes: HashMap<Pid, u64> = HashMap::new();
+        let mut walked = Vec::with_capacity(plans.len());
+        let mut to_walk = Vec::new();
+        for (pid, plan) in plans {
+            match plan {
+                Plan::Reuse(w, size) => {
+                    sizes.insert(pid, size);
+                    walked.push(*w);
+                }
+                Plan::Walk(size) => {
+                    if let Some(size) = size {
+                        sizes.insert(pid, size);
+                    }
+                    to_walk.push(pid);
+                }
+            }
+        }
+        let reused: HashSet<Pid> = walked.iter().map(|w| w.process.pid).collect();
+        let (fresh, warnings) = walk_all(&start.root, &to_walk, cfg.threads);
+        walked.extend(fresh);
+        walked.sort_unstable_by_key(|w| w.process.pid);
+
+        let mut rewalked = 0;
+        let mut searched_all = full || reused.is_empty();
+        let known = &self.known_unheld;
+        let snap = finish(
+            cfg,
+            start,
+            walked,
+            warnings,
+            |root, walked, sockets, warnings| {
+                let (stale, unheld_search) = stale(root, walked, sockets, &reused, known);
+                searched_all |= unheld_search;
+                if stale.is_empty() {
+                    return;
+                }
+                let (again, w) = walk_all(root, &stale, cfg.threads);
+                rewalked = again.len();
+                warnings.extend(w);
+                let mut again: HashMap<Pid, Walked> =
+                    again.into_iter().map(|w| (w.process.pid, w)).collect();
+                walked.retain_mut(|w| match again.remove(&w.process.pid) {
+                    Some(fresh) => {
+                        *w = fresh;
+                        true
+                    }
+                    // Gone since: its stale fds must not name holders.
+                    None => !stale.contains(&w.process.pid),
+                });
+            },
+        );
+        self.remember(&snap, &sizes, searched_all);
+        self.last = RefreshStats {
+            processes: snap.processes.len(),
+            walked: to_walk.len() + rewalked,
+            rewalked,
+            full,
+        };
+        Ok(snap)
+    }
+
+    fn remember(&mut self, snap: &Snapshot, sizes: &HashMap<Pid, u64>, searched_all: bool) {
+        self.cache = snap
+            .processes
+            .iter()
+            // A table read through a thread (zombie leader) is walked every time.
+            .filter(|p| p.fd_table_tid.is_none() && p.state != 'Z')
+            .filter_map(|p| {
+                let fd_size = *sizes.get(&p.pid)?;
+                Some((
+                    p.pid,
+                    Entry {
+                        start_time: p.start_time,
+                        fd_size,
+                        fd_count: p.fd_count,
+                        sockets: p.sockets.clone(),
+                    },
+                ))
+            })
+            .collect();
+        self.sizes_work |= snap
+            .processes
+            .iter()
+            .any(|p| p.fd_count > 0 && sizes.get(&p.pid).is_some_and(|s| *s > 0));
+        let unheld = unheld_inodes(snap);
+        self.known_unheld = if searched_all {
+            unheld
+        } else {
+            self.known_unheld.intersection(&unheld).copied().collect()
+        };
+    }
+}
+
+/// Sockets of interest with a file that no walked process holds.
+fn unheld_inodes(snap: &Snapshot) -> HashSet<Inode> {
+    let interest = interesting_inodes(&snap.sockets);
+    let held: HashSet<Inode> = snap
+        .processes
+        .iter()
+        .flat_map(|p| p.sockets.iter().map(|s| s.inode))
+        .collect();
+    interest.into_iter().filter(|i| !held.contains(i)).collect()
+}
+
+/// Stat every pid, spread over threads like the walk, and decide for each.
+fn plan_all(
+    root: &ProcRoot,
+    pids: &[Pid],
+    threads: usize,
+    cache: &HashMap<Pid, Entry>,
+    sizes_work: bool,
+) -> Vec<(Pid, Plan)> {
+    let n = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+    .clamp(1, 16)
+    .min(pids.len().max(1));
+    let mut plans: Vec<(Pid, Plan)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|k| {
+                s.spawn(move || {
+                    let mut buf = Vec::new();
+                    pids.iter()
+                        .skip(k)
+                        .step_by(n)
+                        .map(|&pid| (pid, plan(root, pid, cache.get(&pid), sizes_work, &mut buf)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().ok())
+            .flatten()
+            .collect()
+    });
+    plans.sort_unstable_by_key(|(pid, _)| *pid);
+    plans
+}
+
+/// Reuse the cached walk when the process is the same one (start time) and
+/// its fd directory has the same size (0 counts only on a kernel that
+/// reports sizes: before 6.2 it is always 0); otherwise walk it. Any
+/// failure here means "walk it": the walk reports failures properly.
+fn plan(
+    root: &ProcRoot,
+    pid: Pid,
+    cached: Option<&Entry>,
+    sizes_work: bool,
+    buf: &mut Vec<u8>,
+) -> Plan {
+    let base = PathBuf::from(pid.to_string());
+    let size = std::fs::metadata(root.join(base.join("fd")))
+        .ok()
+        .map(|m| m.size());
+    let Some(cached) = cached else {
+        return Plan::Walk(size);
+    };
+    let Ok(stat) = walk::read_stat(root, pid, &base, buf) else {
+        return Plan::Walk(size);
+    };
+    let same_size = size == Some(cached.fd_size) && (cached.fd_size > 0 || sizes_work);
+    if stat.start_time != cached.start_time || stat.state == 'Z' || !same_size {
+        return Plan::Walk(size);
+    }
+    let mut process = walk::from_stat(pid, stat);
+    process.fd_count = cached.fd_count;
+    // As a full walk leaves them: O_CLOEXEC is read later for the fds that matter.
+    process.sockets = cached
+        .sockets
+        .iter()
+        .map(|s| SocketFd {
+            cloexec: None,
+            ..*s
+        })
+        .collect();
+    if !process.sockets.is_empty() {
+        // One readlink: a process can change namespace (setns) and keep its fds.
+        match root.read_link(Some(pid), &base.join("ns/net")) {
+            Ok(t) => process.netns = link::bracket_inode(&t, b"net"),
+            Err(_) => return Plan::Walk(size),
+        }
+    }
+    Plan::Reuse(Box::new(Walked { process, base }), cached.fd_size)
+}
+
+/// Reused processes to walk again: those whose fds of interest no longer
+/// point where the cache says, and, when a socket of interest has no holder
+/// (new and unknown), every reused process that could be holding it. The
+/// bool says whether that search ran.
+fn stale(
+    root: &ProcRoot,
+    walked: &[Walked],
+    sockets: &[TcpSocket],
+    reused: &HashSet<Pid>,
+    known_unheld: &HashSet<Inode>,
+) -> (Vec<Pid>, bool) {
+    let interest = interesting_inodes(sockets);
+    let mut stale: Vec<Pid> = Vec::new();
+    let candidates = walked.iter().filter(|w| reused.contains(&w.process.pid));
+    for w in candidates.clone() {
+        let moved = w
+            .process
+            .sockets
+            .iter()
+            .filter(|s| interest.contains(&s.inode))
+            .any(|s| {
+                let rel = w.base.join(format!("fd/{}", s.fd));
+                !root
+                    .read_link(Some(w.process.pid), &rel)
+                    .is_ok_and(|t| link::bracket_inode(&t, b"socket") == Some(s.inode))
+            });
+        if moved {
+            stale.push(w.process.pid);
+        }
+    }
+    let held: HashSet<Inode> = walked
+        .iter()
+        .flat_map(|w| w.process.sockets.iter().map(|s| s.inode))
+        .collect();
+    let unheld_ns: HashSet<Inode> = sockets
+        .iter()
+        .filter(|s| s.inode != 0 && interest.contains(&s.inode))
+        .filter(|s| !held.contains(&s.inode) && !known_unheld.contains(&s.inode))
+        .map(|s| s.netns)
+        .collect();
+    let search = !unheld_ns.is_empty();
+    if search {
+        stale.extend(
+            candidates
+                .filter(|w| w.process.netns.is_none_or(|ns| unheld_ns.contains(&ns)))
+                .map(|w| w.process.pid),
+        );
+    }
+    stale.sort_unstable();
+    stale.dedup();
+    (stale, search)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// A recorded tree is plain files: its fd directories have a size too,
+    /// so the reuse logic can be driven without a live kernel.
+    fn fixture() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fork-exited/proc")
+    }
+
+    fn cfg(root: PathBuf) -> SourceConfig {
+        SourceConfig {
+            root,
+            threads: 1,
+            ..SourceConfig::default()
+        }
+    }
+
+    /// (pid, fd count, socket fds) of every process.
+    type Shape = Vec<(Pid, u32, Vec<(i32, Inode)>)>;
+
+    /// Processes and sockets as a full read gives them (order-free fields only).
+    fn shape(s: &Snapshot) -> Shape {
+        s.processes
+            .iter()
+            .map(|p| {
+                (
+                    p.pid,
+                    p.fd_count,
+                    p.sockets.iter().map(|s| (s.fd, s.inode)).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_incremental_look_equals_a_full_one() {
+        let root = fixture();
+        if !root.is_dir() {
+            return;
+        }
+        let c = cfg(root);
+        let Ok(full) = super::super::read(&c) else {
+            panic!("fixture unreadable")
+        };
+        let mut inc = Incremental::new(FULL_EVERY);
+        for look in 0..3 {
+            let Ok(snap) = inc.read(&c) else {
+                panic!("incremental read failed")
+            };
+            assert_eq!(shape(&snap), shape(&full), "look {look}");
+            assert_eq!(snap.sockets, full.sockets);
+            let st = inc.stats();
+            assert_eq!(st.full, look == 0);
+            if look > 0 {
+                assert!(st.walked < st.processes, "look {look}: {st:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_disabled_reader_walks_everything() {
+        let root = fixture();
+        if !root.is_dir() {
+            return;
+        }
+        let c = cfg(root);
+        let mut inc = Incremental::disabled();
+        for _ in 0..2 {
+            assert!(inc.read(&c).is_ok());
+            let st = inc.stats();
+            assert!(st.full);
+            assert_eq!(st.walked, st.processes);
+        }
+    }
+}

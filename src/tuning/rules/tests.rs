@@ -1,0 +1,332 @@
+//! Every rule on hand-set settings and counts: where it starts, where it
+//! turns critical, where it stays silent, and that it says what is true.
+
+use super::*;
+use crate::model::TcpState;
+use crate::tuning::finding::{Rule, Value};
+use crate::tuning::observe::{Destination, Listener, Observed};
+use crate::tuning::settings::*;
+use std::collections::BTreeMap;
+
+const NS: u64 = 4_026_532_001;
+
+fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn observed(states: &[(TcpState, u64)]) -> Observed {
+    let mut o = Observed {
+        netns: NS,
+        ..Observed::default()
+    };
+    for &(s, n) in states {
+        o.states.add_n(s, n);
+    }
+    o
+}
+
+fn ns<'a>(raw: &'a BTreeMap<String, String>, o: &'a Observed) -> Namespace<'a> {
+    Namespace {
+        netns: o.netns,
+        settings: Settings::new(raw),
+        observed: o,
+        listener_holders: &[],
+    }
+}
+
+fn rules_of(findings: &[Finding]) -> Vec<(Rule, Severity)> {
+    findings.iter().map(|f| (f.rule, f.severity)).collect()
+}
+
+fn observed_value<'a>(f: &'a Finding, name: &str) -> &'a Value {
+    &f.observed
+        .iter()
+        .find(|o| o.name == name)
+        .unwrap_or_else(|| panic!("no {name} in {f:#?}"))
+        .value
+}
+
+#[test]
+fn time_wait_buckets_warns_from_80_percent_and_never_turns_critical() {
+    let raw = settings(&[(MAX_TW_BUCKETS, "1000")]);
+    let quiet = observed(&[(TcpState::TimeWait, 799)]);
+    assert!(limits::time_wait_buckets(&ns(&raw, &quiet)).is_none());
+    let near = observed(&[(TcpState::TimeWait, 800)]);
+    let f = limits::time_wait_buckets(&ns(&raw, &near)).unwrap();
+    assert_eq!(
+        (f.rule, f.severity),
+        (Rule::TimeWaitBuckets, Severity::Warn)
+    );
+    assert_eq!(f.setting.as_deref(), Some(MAX_TW_BUCKETS));
+    assert_eq!(f.netns, Some(NS));
+    assert_eq!(observed_value(&f, "TIME_WAIT"), &Value::Int(800));
+    assert_eq!(observed_value(&f, "percent"), &Value::Int(80));
+    assert!(f.reason.contains("60 s"), "{}", f.reason);
+    assert!(f.action.contains("tcp_fin_timeout does not shorten"));
+    // At the limit the kernel skips TIME_WAIT: a lost protection, not an outage.
+    let full = observed(&[(TcpState::TimeWait, 1000)]);
+    let f = limits::time_wait_buckets(&ns(&raw, &full)).unwrap();
+    assert_eq!(f.severity, Severity::Warn);
+    assert!(
+        f.title.contains("at the tcp_max_tw_buckets limit"),
+        "{}",
+        f.title
+    );
+    // Unknown limit: silent.
+    assert!(limits::time_wait_buckets(&ns(&BTreeMap::new(), &full)).is_none());
+}
+
+fn destination(sockets: u64, time_wait: u64, remote: &str) -> Destination {
+    Destination {
+        local_ip: "10.0.0.1".parse().unwrap(),
+        remote: remote.parse().unwrap(),
+        sockets,
+        time_wait,
+    }
+}
+
+#[test]
+fn local_port_range_counts_one_destination_against_the_range() {
+    let raw = settings(&[(PORT_RANGE, "40000 40019"), (TW_REUSE, "2")]);
+    let mut o = observed(&[]);
+    o.busiest = Some(destination(15, 0, "10.0.0.9:5432"));
+    assert!(limits::local_port_range(&ns(&raw, &o)).is_none());
+    o.busiest = Some(destination(16, 10, "10.0.0.9:5432"));
+    let f = limits::local_port_range(&ns(&raw, &o)).unwrap();
+    assert_eq!((f.rule, f.severity), (Rule::LocalPortRange, Severity::Warn));
+    assert_eq!(observed_value(&f, "ports in range"), &Value::Int(20));
+    assert_eq!(
+        observed_value(&f, "destination"),
+        &Value::Text("10.0.0.9:5432".into())
+    );
+    assert!(f.reason.contains("EADDRNOTAVAIL"));
+    // Not loopback: tcp_tw_reuse=2 does not help these TIME_WAIT ports.
+    assert!(f.reason.contains("covers loopback only"), "{}", f.reason);
+    o.busiest = Some(destination(20, 10, "127.0.0.1:5432"));
+    let f = limits::local_port_range(&ns(&raw, &o)).unwrap();
+    assert_eq!(f.severity, Severity::Critical);
+    assert!(
+        f.reason.contains("covers this loopback destination"),
+        "{}",
+        f.reason
+    );
+    let raw = settings(&[(PORT_RANGE, "40000 40019"), (TW_REUSE, "0")]);
+    let f = limits::local_port_range(&ns(&raw, &o)).unwrap();
+    assert!(f.reason.contains("tcp_tw_reuse=0"), "{}", f.reason);
+    // The action never pastes a value.
+    assert!(!f.action.contains("40000"), "{}", f.action);
+}
+
+fn listener(addr: &str, accept_queue: u64, backlog: u64, syn_recv: u64) -> Listener {
+    Listener {
+        local: addr.parse().unwrap(),
+        accept_queue,
+        backlog,
+        syn_recv,
+    }
+}
+
+#[test]
+fn syn_backlog_depends_on_syncookies() {
+    let mut o = observed(&[(TcpState::SynRecv, 90)]);
+    o.listeners = vec![listener("0.0.0.0:80", 0, 100, 90)];
+    let cookies = settings(&[(SYNCOOKIES, "1"), (SOMAXCONN, "4096")]);
+    let f = limits::syn_backlog(&ns(&cookies, &o));
+    assert_eq!(rules_of(&f), vec![(Rule::SynBacklog, Severity::Warn)]);
+    assert!(f[0].reason.contains("SYN cookies"), "{}", f[0].reason);
+    assert_eq!(f[0].setting.as_deref(), Some(SOMAXCONN));
+    // A full queue with cookies still completes connections: warn only.
+    o.listeners = vec![listener("0.0.0.0:80", 0, 100, 150)];
+    assert_eq!(
+        limits::syn_backlog(&ns(&cookies, &o))[0].severity,
+        Severity::Warn
+    );
+    // Without cookies a full queue drops SYNs.
+    let none = settings(&[(SYNCOOKIES, "0"), (MAX_SYN_BACKLOG, "4096")]);
+    let f = limits::syn_backlog(&ns(&none, &o));
+    assert_eq!(f[0].severity, Severity::Critical);
+    assert_eq!(f[0].setting.as_deref(), Some(MAX_SYN_BACKLOG));
+    // ... and from 3/4 of tcp_max_syn_backlog, even with a big listener backlog.
+    o.listeners = vec![listener("0.0.0.0:80", 0, 4096, 100)];
+    let small = settings(&[(SYNCOOKIES, "0"), (MAX_SYN_BACKLOG, "128")]);
+    let f = limits::syn_backlog(&ns(&small, &o));
+    assert_eq!(rules_of(&f), vec![(Rule::SynBacklog, Severity::Critical)]);
+    // Quiet listeners say nothing; two listeners of one port are one finding.
+    o.listeners = vec![
+        listener("0.0.0.0:80", 0, 100, 85),
+        listener("[::]:80", 0, 100, 85),
+        listener("0.0.0.0:22", 0, 100, 0),
+    ];
+    let f = limits::syn_backlog(&ns(&cookies, &o));
+    assert!(f.is_empty(), "85 of 200 is below 80%: {f:#?}");
+}
+
+#[test]
+fn accept_queue_names_the_holder() {
+    let raw = settings(&[(SOMAXCONN, "128")]);
+    let mut o = observed(&[(TcpState::Listen, 1)]);
+    o.listeners = vec![listener("0.0.0.0:8080", 128, 128, 0)];
+    let holders = [("0.0.0.0:8080".parse().unwrap(), 4242, "java".to_string())];
+    let n = Namespace {
+        listener_holders: &holders,
+        ..ns(&raw, &o)
+    };
+    let f = limits::accept_queue(&n);
+    assert_eq!(rules_of(&f), vec![(Rule::AcceptQueue, Severity::Critical)]);
+    assert!(f[0].action.contains("pid 4242 (java)"), "{}", f[0].action);
+    assert!(f[0]
+        .reason
+        .contains("caps whatever the application asked for"));
+    // Unknown backlog (tables from /proc): nothing to compare with.
+    o.listeners = vec![listener("0.0.0.0:8080", 128, 0, 0)];
+    assert!(limits::accept_queue(&ns(&raw, &o)).is_empty());
+    o.listeners = vec![listener("0.0.0.0:8080", 79, 100, 0)];
+    assert!(limits::accept_queue(&ns(&raw, &o)).is_empty());
+}
+
+#[test]
+fn orphans_are_host_wide_and_warn_from_half() {
+    let host = settings(&[(MAX_ORPHANS, "100")]);
+    let child = settings(&[]);
+    let mut a = observed(&[]);
+    a.orphans = 30;
+    let mut b = observed(&[]);
+    b.netns = NS + 1;
+    b.orphans = 20;
+    let both = [ns(&host, &a), ns(&child, &b)];
+    let f = limits::orphans(&both).unwrap();
+    assert_eq!(
+        (f.rule, f.severity, f.netns),
+        (Rule::Orphans, Severity::Warn, None)
+    );
+    assert_eq!(observed_value(&f, "orphans"), &Value::Int(50));
+    assert!(f.reason.contains("counts twice"));
+    b.orphans = 70;
+    let both = [ns(&host, &a), ns(&child, &b)];
+    assert_eq!(limits::orphans(&both).unwrap().severity, Severity::Critical);
+    b.orphans = 19;
+    let both = [ns(&host, &a), ns(&child, &b)];
+    assert!(limits::orphans(&both).is_none());
+    // Only the initial namespace shows the limit: without it, silence.
+    assert!(limits::orphans(&[ns(&child, &b)]).is_none());
+}
+
+#[test]
+fn tw_recycle_is_critical_when_on() {
+    let o = observed(&[]);
+    let on = settings(&[(TW_RECYCLE, "1")]);
+    let f = facts::tw_recycle(&ns(&on, &o)).unwrap();
+    assert_eq!(f.severity, Severity::Critical);
+    assert!(f.reason.contains("NAT") && f.reason.contains("4.12"));
+    let off = settings(&[(TW_RECYCLE, "0")]);
+    assert_eq!(
+        facts::tw_recycle(&ns(&off, &o)).unwrap().severity,
+        Severity::Info
+    );
+    assert!(facts::tw_recycle(&ns(&settings(&[]), &o)).is_none());
+}
+
+#[test]
+fn fin_timeout_fact_when_changed_or_when_time_wait_abounds() {
+    let quiet = observed(&[(TcpState::TimeWait, 10)]);
+    let default = settings(&[(FIN_TIMEOUT, "60"), (MAX_TW_BUCKETS, "262144")]);
+    assert!(facts::fin_timeout(&ns(&default, &quiet)).is_none());
+    let lowered = settings(&[(FIN_TIMEOUT, "15")]);
+    let f = facts::fin_timeout(&ns(&lowered, &quiet)).unwrap();
+    assert_eq!(f.severity, Severity::Info);
+    assert!(f.reason.contains("TIME_WAIT lasts 60 s"));
+    assert!(f.reason.contains("orphaned FIN_WAIT2"));
+    assert!(f
+        .reason
+        .contains("Setting it to 15 did not make TIME_WAIT any shorter"));
+    let busy = observed(&[(TcpState::TimeWait, NOTABLE_TIME_WAIT)]);
+    assert!(facts::fin_timeout(&ns(&default, &busy)).is_some());
+}
+
+#[test]
+fn tw_reuse_fact_says_it_never_helps_incoming() {
+    let mut o = observed(&[(TcpState::TimeWait, 5000)]);
+    o.time_wait_incoming = 4000;
+    o.time_wait_outgoing = 1000;
+    o.time_wait_outgoing_loopback = 10;
+    let raw = settings(&[(TW_REUSE, "2"), (TW_REUSE_DELAY, "1000")]);
+    let f = facts::tw_reuse(&ns(&raw, &o)).unwrap();
+    assert_eq!(f.severity, Severity::Info);
+    assert!(f
+        .reason
+        .contains("does nothing for connections this host accepts"));
+    assert!(f.reason.contains("1000 ms"), "{}", f.reason);
+    assert!(f.reason.contains("4,000"));
+    assert_eq!(observed_value(&f, "of those, to loopback"), &Value::Int(10));
+    // Default value, little TIME_WAIT: nothing to say.
+    let few = observed(&[(TcpState::TimeWait, 3)]);
+    assert!(facts::tw_reuse(&ns(&raw, &few)).is_none());
+    // Changed from the default: said even then.
+    let on = settings(&[(TW_REUSE, "1")]);
+    assert!(facts::tw_reuse(&ns(&on, &few))
+        .unwrap()
+        .title
+        .contains("on for all outgoing"));
+}
+
+#[test]
+fn close_wait_points_at_scan_and_no_setting() {
+    let o = observed(&[(TcpState::CloseWait, 3)]);
+    let f = facts::close_wait(&ns(&settings(&[]), &o)).unwrap();
+    assert_eq!(
+        (f.rule, f.severity, f.setting.clone()),
+        (Rule::CloseWait, Severity::Info, None)
+    );
+    assert!(f.title.starts_with("3 sockets in CLOSE_WAIT"));
+    assert!(f.action.contains(&format!("cwleak scan --netns {NS}")));
+    assert!(facts::close_wait(&ns(&settings(&[]), &observed(&[]))).is_none());
+}
+
+#[test]
+fn a_setting_tuned_on_the_host_only_is_reported_once() {
+    let host = settings(&[(FIN_TIMEOUT, "30"), (SOMAXCONN, "4096")]);
+    let pod = settings(&[(FIN_TIMEOUT, "60"), (SOMAXCONN, "4096")]);
+    let a = observed(&[]);
+    let mut b = observed(&[]);
+    b.netns = NS + 1;
+    let mut c = observed(&[]);
+    c.netns = NS + 2;
+    let all = [ns(&host, &a), ns(&pod, &b), ns(&pod, &c)];
+    let f = facts::namespaces_differ(&all);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].setting.as_deref(), Some(FIN_TIMEOUT));
+    assert_eq!(f[0].netns, None);
+    assert_eq!(f[0].observed[0].name, "value 30");
+    assert_eq!(f[0].observed[1].name, "value 60");
+    assert_eq!(
+        f[0].observed[1].value,
+        Value::Text(format!("in netns {}, {}", NS + 1, NS + 2))
+    );
+    assert!(f[0].reason.contains("starts from the kernel's default"));
+}
+
+#[test]
+fn evaluate_orders_by_severity() {
+    let raw = settings(&[
+        (TW_RECYCLE, "1"),
+        (FIN_TIMEOUT, "30"),
+        (MAX_TW_BUCKETS, "10"),
+    ]);
+    let o = observed(&[(TcpState::TimeWait, 9), (TcpState::CloseWait, 1)]);
+    let f = evaluate(&[ns(&raw, &o)]);
+    assert_eq!(
+        rules_of(&f),
+        vec![
+            (Rule::TwRecycle, Severity::Critical),
+            (Rule::TimeWaitBuckets, Severity::Warn),
+            (Rule::FinTimeout, Severity::Info),
+            (Rule::CloseWait, Severity::Info),
+        ]
+    );
+    assert_eq!(level(79, 80), None);
+    assert_eq!(level(80, 80), Some(Severity::Warn));
+    assert_eq!(level(100, 80), Some(Severity::Critical));
+}

@@ -1,0 +1,288 @@
+//! `cwleak serve` on a loopback port (port 0: it prints the address it
+//! bound), against a real leak that grows (`leakyd fork`): the series rise
+//! with the leak, and bad requests (unknown path, wrong method, huge
+//! headers, a client that never finishes its request, more connections than
+//! allowed) get HTTP errors while the server keeps answering. SIGTERM stops
+//! it with status 0. Every process is killed and reaped when its guard
+//! drops, also when a test fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/leakyd.rs"]
+mod leakyd;
+
+use leakyd::{lines_of, Guarded, Leakyd};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+struct Server {
+    proc: Guarded,
+    addr: SocketAddr,
+    stderr: Receiver<String>,
+    agent: ureq::Agent,
+}
+
+impl Server {
+    fn start() -> Server {
+        let mut proc = Guarded::spawn(
+            Command::new(env!("CARGO_BIN_EXE_cwleak"))
+                .args(["serve", "--listen", "127.0.0.1:0", "--interval", "500ms"])
+                .args(["--settle", "200ms"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
+        let stderr = lines_of(proc.child.stderr.take().expect("serve stderr"));
+        let line = stderr
+            .recv_timeout(Duration::from_secs(20))
+            .expect("serve printed no address");
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        Server {
+            proc,
+            addr,
+            stderr,
+            agent,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// (status, body) of GET `path`.
+    fn get(&self, path: &str) -> (u16, String) {
+        let mut resp = self
+            .agent
+            .get(&self.url(path))
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string().expect("body");
+        (status, body)
+    }
+
+    /// Scrape until `pred` holds on /metrics (scans run every 500ms).
+    fn metrics_until(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = self.get("/metrics");
+            assert_eq!(status, 200, "{body}");
+            if pred(&body) {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never saw {what}; last scrape:\n{body}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Raw bytes to the server; the first line of its answer.
+    fn raw(&self, request: &[u8], timeout: Duration) -> String {
+        let mut s = TcpStream::connect(self.addr).expect("connect");
+        s.set_read_timeout(Some(timeout)).expect("timeout");
+        let _ = s.write_all(request);
+        status_line(&mut s)
+    }
+}
+
+fn status_line(s: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => buf.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&buf).trim_end().to_string()
+}
+
+/// The value of `cwleak_close_wait_sockets` for `pid` and `cause`.
+fn close_wait(text: &str, pid: i32, cause: &str) -> Option<u64> {
+    let head = format!("cwleak_close_wait_sockets{{pid=\"{pid}\",");
+    text.lines()
+        .filter(|l| l.starts_with(&head) && l.contains(&format!("cause=\"{cause}\"")))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn value(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn series_rise_with_a_growing_leak() {
+    let mut svc = Leakyd::start();
+    let srv = Server::start();
+    svc.connect(2);
+    let pid = svc.pid;
+    let first = srv.metrics_until("2 sockets for leakyd", |t| {
+        close_wait(t, pid, "fork-parent-kept") == Some(2)
+    });
+    let scans = value(&first, "cwleak_scans_total").expect("cwleak_scans_total");
+    svc.connect(3);
+    let text = srv.metrics_until("5 sockets for leakyd", |t| {
+        close_wait(t, pid, "fork-parent-kept") == Some(5)
+    });
+    assert!(
+        value(&text, "cwleak_scans_total").expect("scans") > scans,
+        "scans go on:\n{text}"
+    );
+    assert!(text.contains("comm=\"leakyd\""), "{text}");
+    let fds = value(&text, &format!("cwleak_process_open_fds{{pid=\"{pid}\""))
+        .expect("open fds of leakyd");
+    assert!(fds >= 5.0, "{text}");
+    assert!(
+        value(&text, &format!("cwleak_process_fd_limit{{pid=\"{pid}\"")).is_some(),
+        "{text}"
+    );
+    let cw: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("cwleak_tcp_sockets{") && l.contains("state=\"CLOSE_WAIT\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(cw >= 5.0, "{text}");
+    assert!(value(&text, "cwleak_findings{cause=\"fork-parent-kept\"}").unwrap_or(0.0) >= 5.0);
+    assert!(
+        value(&text, "cwleak_last_scan_timestamp_seconds").is_some(),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+
+    // /report is the scan JSON, with the same leak in it.
+    let (status, body) = srv.get("/report");
+    assert_eq!(status, 200);
+    let report: serde_json::Value = serde_json::from_str(&body).expect("JSON report");
+    assert_eq!(report["schema_version"], 1);
+    let groups = report["groups"].as_array().expect("groups");
+    assert!(
+        groups
+            .iter()
+            .any(|g| g["pid"] == pid && g["sockets"].as_u64() >= Some(5)),
+        "{body}"
+    );
+    assert_eq!(srv.get("/healthz"), (200, "ok\n".to_string()));
+}
+
+#[test]
+fn bad_requests_get_http_errors_and_the_server_keeps_answering() {
+    let srv = Server::start();
+    srv.metrics_until("a first scan", |t| {
+        t.contains("cwleak_last_scan_timestamp_seconds")
+    });
+
+    assert_eq!(srv.get("/nope").0, 404);
+    let resp = srv
+        .agent
+        .post(&srv.url("/metrics"))
+        .send_empty()
+        .expect("POST");
+    assert_eq!(resp.status().as_u16(), 405);
+    assert_eq!(
+        resp.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("GET, HEAD")
+    );
+
+    let huge = format!(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Huge: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let line = srv.raw(huge.as_bytes(), Duration::from_secs(10));
+    assert!(line.starts_with("HTTP/1.1 431"), "huge headers: {line:?}");
+    let line = srv.raw(b"GARBAGE\r\n\r\n", Duration::from_secs(10));
+    assert!(line.starts_with("HTTP/1.1 400"), "garbage: {line:?}");
+
+    // A client that sends half a request and waits: 408 after the head
+    // timeout, and meanwhile everyone else is served.
+    let addr = srv.addr;
+    let slow = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            .expect("half a request");
+        let started = Instant::now();
+        (status_line(&mut s), started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    assert_eq!(srv.get("/healthz").0, 200);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "healthz waited for the slow client"
+    );
+    let (line, waited) = slow.join().expect("slow client");
+    assert!(line.starts_with("HTTP/1.1 408"), "slow client: {line:?}");
+    assert!(waited < Duration::from_secs(15), "gave up after {waited:?}");
+
+    // More connections than allowed at once: the extra ones get 503 at once.
+    let idle: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect(srv.addr).expect("connect"))
+        .collect();
+    let mut busy = 0;
+    for mut s in idle.iter().skip(32).map(|s| s.try_clone().expect("clone")) {
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        if status_line(&mut s).starts_with("HTTP/1.1 503") {
+            busy += 1;
+        }
+    }
+    assert!(busy >= 1, "no 503 past the connection limit");
+    drop(idle);
+    // The slots come back once those clients are gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while srv.get("/metrics").0 != 200 {
+        assert!(Instant::now() < deadline, "slots never came back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sigterm_stops_it_cleanly() {
+    let mut srv = Server::start();
+    srv.metrics_until("a first scan", |t| {
+        t.contains("cwleak_last_scan_timestamp_seconds")
+    });
+    srv.proc.signal(libc::SIGTERM);
+    let st = srv
+        .proc
+        .wait_for(Duration::from_secs(15))
+        .expect("serve ignored SIGTERM");
+    assert_eq!(st.code(), Some(0));
+    let mut said = Vec::new();
+    while let Ok(l) = srv.stderr.recv_timeout(Duration::from_secs(5)) {
+        said.push(l);
+    }
+    assert!(said.iter().any(|l| l.contains("stopped")), "{said:?}");
+}
+
+#[test]
+fn a_port_in_use_is_an_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let mut g = Guarded::spawn(
+        Command::new(env!("CARGO_BIN_EXE_cwleak"))
+            .args(["serve", "--listen", &addr.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let st = g.wait_for(Duration::from_secs(10)).expect("serve hung");
+    assert_eq!(st.code(), Some(2));
+}

@@ -1,0 +1,125 @@
+//! A known population of TCP sockets in a fresh network namespace, built by
+//! the `tcp_population` example (see its docs) and torn down on drop: the
+//! process is told to exit (stdin EOF), then killed and reaped whatever
+//! happened, also when the test panics.
+//!
+//! Used with `#[path = "support/population.rs"] mod population;`.
+
+#![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Seek};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+const STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn example_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary is not in <target>/<profile>/deps");
+    let bin = profile_dir.join("examples").join("tcp_population");
+    assert!(
+        bin.is_file(),
+        "{} not found: a plain `cargo test` builds it; with a target filter run \
+         `cargo build --examples` first",
+        bin.display()
+    );
+    bin
+}
+
+pub struct Population {
+    pub facts: Value,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stderr: std::fs::File,
+}
+
+impl Population {
+    /// `tcp_population ARGS...`, once its table shows what it built.
+    pub fn start(args: &[&str]) -> Population {
+        let stderr = tempfile::tempfile().expect("tempfile");
+        let mut child = Command::new(example_bin())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr.try_clone().expect("dup"))
+            .spawn()
+            .expect("spawn tcp_population");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let r = BufReader::new(stdout).read_line(&mut line).map(|_| line);
+            let _ = tx.send(r);
+        });
+        let mut p = Population {
+            facts: Value::Null,
+            child,
+            stdin,
+            stderr,
+        };
+        let line = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(Ok(line)) if !line.trim().is_empty() => line,
+            other => p.fail(&format!("printed no facts: {other:?}")),
+        };
+        p.facts = serde_json::from_str(&line)
+            .unwrap_or_else(|e| p.fail(&format!("printed invalid JSON ({e}): {line}")));
+        p
+    }
+
+    fn fail(&mut self, what: &str) -> ! {
+        self.kill();
+        let mut err = String::new();
+        let _ = self.stderr.rewind();
+        let _ = self.stderr.read_to_string(&mut err);
+        panic!("tcp_population {what}; its stderr:\n{err}");
+    }
+
+    fn kill(&mut self) {
+        self.stdin = None;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn netns(&self) -> u64 {
+        self.facts["netns"].as_u64().expect("facts.netns")
+    }
+
+    pub fn pid(&self) -> i64 {
+        self.facts["pid"].as_i64().expect("facts.pid")
+    }
+
+    /// What the namespace's table holds, by state (states not listed: 0).
+    pub fn expect(&self, state: &str) -> u64 {
+        self.facts["expect"][state].as_u64().unwrap_or(0)
+    }
+
+    pub fn fact(&self, key: &str) -> u64 {
+        self.facts[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("facts.{key}"))
+    }
+}
+
+impl Drop for Population {
+    fn drop(&mut self) {
+        // EOF asks it to exit; a kill after the grace period makes sure.
+        self.stdin = None;
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill();
+    }
+}

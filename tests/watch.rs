@@ -1,0 +1,216 @@
+//! `cwleak watch` through a pipe against a real leak that grows: `leakyd
+//! fork` keeps one CLOSE_WAIT socket per connection, and the test opens
+//! connections while watch runs. Every process is killed and reaped when
+//! its guard drops, also when a test fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/leakyd.rs"]
+mod leakyd;
+
+use leakyd::{lines_of, Guarded, Leakyd};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn watch(args: &[String]) -> (Guarded, std::sync::mpsc::Receiver<String>) {
+    let mut g = Guarded::spawn(
+        Command::new(env!("CARGO_BIN_EXE_cwleak"))
+            .arg("watch")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    );
+    let out = lines_of(g.child.stdout.take().expect("watch stdout"));
+    (g, out)
+}
+
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// Every line until the output closes.
+fn drain(out: &std::sync::mpsc::Receiver<String>) -> Vec<String> {
+    let mut lines = Vec::new();
+    while let Ok(l) = out.recv_timeout(Duration::from_secs(30)) {
+        lines.push(l);
+    }
+    lines
+}
+
+#[test]
+fn a_growing_leak_gives_one_line_per_change_and_fails_on_growth() {
+    let mut svc = Leakyd::start();
+    svc.connect(2);
+    let pid = svc.pid.to_string();
+    let (mut w, out) = watch(&[
+        "--pid".into(),
+        pid.clone(),
+        "--interval".into(),
+        "250ms".into(),
+        "--duration".into(),
+        "5s".into(),
+        "--fail-on-growth".into(),
+    ]);
+    // The first look settles for one interval; then the leak grows twice.
+    std::thread::sleep(Duration::from_millis(1500));
+    svc.connect(3);
+    std::thread::sleep(Duration::from_millis(1200));
+    svc.connect(3);
+    let st = w
+        .wait_for(Duration::from_secs(30))
+        .expect("watch did not stop by itself");
+    let lines = drain(&out);
+    let text = lines.join("\n");
+    assert_eq!(st.code(), Some(1), "--fail-on-growth; output:\n{text}");
+    let mine: Vec<&String> = lines
+        .iter()
+        .filter(|l| field(l, "pid") == Some(&pid))
+        .collect();
+    let kind = |l: &str| l.split_whitespace().nth(1).map(str::to_string);
+    let appeared = mine
+        .iter()
+        .find(|l| kind(l).as_deref() == Some("appeared"))
+        .unwrap_or_else(|| panic!("no appeared line for pid {pid}:\n{text}"));
+    assert_eq!(field(appeared, "count"), Some("2"), "{text}");
+    assert_eq!(field(appeared, "comm"), Some("leakyd"), "{text}");
+    assert_eq!(field(appeared, "cause"), Some("fork-parent-kept"), "{text}");
+    let grew: Vec<u64> = mine
+        .iter()
+        .filter(|l| kind(l).as_deref() == Some("grew"))
+        .map(|l| {
+            field(l, "count")
+                .and_then(|c| c.parse().ok())
+                .expect("count")
+        })
+        .collect();
+    assert!(!grew.is_empty(), "no grew line:\n{text}");
+    assert!(
+        grew.windows(2).all(|w| w[0] < w[1]),
+        "grew lines go up: {grew:?}\n{text}"
+    );
+    assert_eq!(grew.last(), Some(&8), "{text}");
+    let last = mine
+        .iter()
+        .find(|l| kind(l).as_deref() == Some("final"))
+        .unwrap_or_else(|| panic!("no final line:\n{text}"));
+    assert_eq!(
+        (
+            field(last, "first"),
+            field(last, "count"),
+            field(last, "change")
+        ),
+        (Some("2"), Some("8"), Some("+6")),
+        "{text}"
+    );
+    let summary = lines
+        .iter()
+        .find(|l| kind(l).as_deref() == Some("summary"))
+        .unwrap_or_else(|| panic!("no summary:\n{text}"));
+    assert_eq!(field(summary, "grew"), Some("1"), "{text}");
+    // Nothing but logfmt lines into a pipe: no escape sequences.
+    assert!(!text.contains('\x1b'), "{text}");
+}
+
+#[test]
+fn ctrl_c_prints_the_summary_and_exits_0() {
+    let mut svc = Leakyd::start();
+    svc.connect(1);
+    let (mut w, out) = watch(&[
+        "--pid".into(),
+        svc.pid.to_string(),
+        "--interval".into(),
+        "200ms".into(),
+    ]);
+    // Wait for the first look (the leak appears), then interrupt.
+    let first = out
+        .recv_timeout(Duration::from_secs(30))
+        .expect("watch printed nothing");
+    assert!(first.contains(" appeared "), "{first}");
+    svc.connect(1);
+    std::thread::sleep(Duration::from_millis(800));
+    w.signal(libc::SIGINT);
+    let st = w
+        .wait_for(Duration::from_secs(20))
+        .expect("watch ignored SIGINT");
+    let text = drain(&out).join("\n");
+    assert_eq!(st.code(), Some(0), "{text}");
+    assert!(text.contains(" summary looks="), "{text}");
+    assert!(text.contains(" grew=1 "), "{text}");
+}
+
+#[test]
+fn an_unknown_pid_is_an_error() {
+    let (mut w, out) = watch(&[
+        "--pid".into(),
+        "999999999".into(),
+        "--count".into(),
+        "1".into(),
+    ]);
+    let st = w.wait_for(Duration::from_secs(30)).expect("watch hung");
+    assert_eq!(st.code(), Some(2));
+    assert!(drain(&out).is_empty());
+}
+
+#[test]
+fn a_recorded_tree_is_watched_like_a_live_one() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/fork-exited/proc");
+    let (mut w, out) = watch(&[
+        "--proc-root".into(),
+        root.into(),
+        "--interval".into(),
+        "100ms".into(),
+        "--count".into(),
+        "3".into(),
+    ]);
+    let st = w.wait_for(Duration::from_secs(30)).expect("watch hung");
+    let lines = drain(&out);
+    let text = lines.join("\n");
+    assert_eq!(st.code(), Some(0), "{text}");
+    // The first look counts what it sees (a recorded tree has no settle
+    // window); nothing changes after it.
+    let appeared: Vec<&String> = lines.iter().filter(|l| l.contains(" appeared ")).collect();
+    assert!(!appeared.is_empty(), "{text}");
+    assert!(
+        appeared
+            .iter()
+            .any(|l| field(l, "cause") == Some("fork-parent-kept")),
+        "{text}"
+    );
+    assert!(!text.contains(" grew "), "{text}");
+    assert!(text.contains(" summary looks=3 "), "{text}");
+}
+
+#[test]
+fn help_lists_the_flags() {
+    for (cmd, flags) in [
+        (
+            "watch",
+            &[
+                "--interval",
+                "--count",
+                "--duration",
+                "--fail-on-growth",
+                "--pid",
+                "--port",
+                "--netns",
+                "--proc-root",
+            ][..],
+        ),
+        (
+            "serve",
+            &["--listen", "--interval", "--top", "--settle", "--proc-root"][..],
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cwleak"))
+            .args([cmd, "--help"])
+            .output()
+            .expect("help");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{cmd} --help");
+        for f in flags {
+            assert!(text.contains(f), "{cmd} --help lacks {f}:\n{text}");
+        }
+    }
+}
