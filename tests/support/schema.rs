@@ -5,8 +5,8 @@
 //!
 //! It is the validator of tests/report_schema.rs, moved here so that every
 //! schema test can share it (src/states/schema_tests.rs includes it for
-//! docs/states.schema.json and docs/sysctl.schema.json); report_schema.rs
-//! still carries its own copy until it switches to this file.
+//! docs/states.schema.json and docs/sysctl.schema.json, and
+//! tests/report_schema.rs for docs/report.schema.json).
 //!
 //! Used with `#[path = ".../tests/support/schema.rs"] mod schema;`.
 
