@@ -74,10 +74,32 @@ fn make_group(
             .iter()
             .map(|f| u64::from(f.socket.recv_q.saturating_sub(1)))
             .sum(),
-        evidence: first.map(|f| f.evidence.clone()).unwrap_or_default(),
+        evidence: group_evidence(members),
         fix: first.map(|f| f.fix.clone()).unwrap_or_default(),
         findings: (start..start + members.len()).collect(),
     }
+}
+
+/// What all members show is said once; a line only some show is marked as
+/// the first socket's, so a group never claims what is true of one socket only.
+fn group_evidence(members: &[Finding]) -> Vec<String> {
+    let Some(first) = members.first() else {
+        return Vec::new();
+    };
+    first
+        .evidence
+        .iter()
+        .map(|line| {
+            if members.iter().all(|m| m.evidence.contains(line)) {
+                line.clone()
+            } else {
+                format!(
+                    "{line} (for the socket to {}; this varies across the group)",
+                    first.socket.remote
+                )
+            }
+        })
+        .collect()
 }
 
 /// One command for all the group's fds when there are a few; a restart beyond.
