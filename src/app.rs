@@ -43,7 +43,9 @@ fn check(args: &CheckArgs) -> Result<Exit> {
 fn scan(args: &ScanArgs) -> Result<Exit> {
     let cfg = ScanConfig::from_args(args)?;
     let report = scan_report(&cfg)?;
+    let mut t = std::time::Instant::now();
     write_out(|out| report::render(&report, cfg.format, &cfg.render, out))?;
+    source::phase_done("render", &mut t);
     Ok(Exit::from_leaks(report.summary.leaked))
 }
 
@@ -61,7 +63,10 @@ pub fn scan_report(cfg: &ScanConfig) -> Result<Report> {
     {
         anyhow::bail!("--pid {pid}: no such process in {}", snap.meta.proc_root);
     }
-    Ok(diagnose::diagnose(&snap, &cfg.scope))
+    let mut t = std::time::Instant::now();
+    let report = diagnose::diagnose(&snap, &cfg.scope);
+    source::phase_done("diagnose", &mut t);
+    Ok(report)
 }
 
 /// Read the machine once, then look again at its CLOSE_WAIT sockets after
@@ -90,7 +95,9 @@ pub fn look_with(
     if snap.meta.live && !settle.is_zero() && has_close_wait {
         std::thread::sleep(settle);
         let ms = u64::try_from(settle.as_millis()).unwrap_or(u64::MAX);
+        let mut t = std::time::Instant::now();
         source::recheck::settle(&mut snap, source_cfg.method, ms);
+        source::phase_done("settle re-check", &mut t);
     }
     Ok(snap)
 }

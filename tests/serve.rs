@@ -10,6 +10,8 @@
 
 #[path = "support/leakyd.rs"]
 mod leakyd;
+#[path = "support/schema.rs"]
+mod schema;
 
 use leakyd::{lines_of, Guarded, Leakyd};
 use std::io::{Read, Write};
@@ -170,6 +172,13 @@ fn series_rise_with_a_growing_leak() {
     assert_eq!(status, 200);
     let report: serde_json::Value = serde_json::from_str(&body).expect("JSON report");
     assert_eq!(report["schema_version"], 1);
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../docs/report.schema.json")).expect("schema");
+    let errors = schema::Validator::new(&schema).validate(&report);
+    assert!(
+        errors.is_empty(),
+        "/report against docs/report.schema.json: {errors:#?}"
+    );
     let groups = report["groups"].as_array().expect("groups");
     assert!(
         groups

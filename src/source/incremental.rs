@@ -151,6 +151,7 @@ impl Incremental {
                 warnings.extend(w);
                 let mut again: HashMap<Pid, Walked> =
                     again.into_iter().map(|w| (w.process.pid, w)).collect();
+                let stale: HashSet<Pid> = stale.into_iter().collect();
                 walked.retain_mut(|w| match again.remove(&w.process.pid) {
                     Some(fresh) => {
                         *w = fresh;

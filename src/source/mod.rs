@@ -53,10 +53,25 @@ impl Default for SourceConfig {
     }
 }
 
+/// With `CWLEAK_TIMINGS` set, the time of each phase goes to stderr (for
+/// `bench/run.sh`; not part of any output format).
+pub fn phase_done(label: &str, since: &mut Instant) {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("CWLEAK_TIMINGS").is_some()) {
+        eprintln!(
+            "cwleak timing: {label} {:.4} s",
+            since.elapsed().as_secs_f64()
+        );
+    }
+    *since = Instant::now();
+}
+
 /// Read one look at the machine through `cfg.root`.
 pub fn read(cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
     let start = Start::new(cfg)?;
+    let mut t = start.started;
     let (walked, warnings) = walk_all(&start.root, &start.pids, cfg.threads);
+    phase_done("walk", &mut t);
     Ok(finish(cfg, start, walked, warnings, |_, _, _, _| {}))
 }
 
@@ -109,6 +124,7 @@ fn finish(
         mut meta,
         ..
     } = start;
+    let mut t = Instant::now();
     let members = namespace_members(&walked);
     let req = DumpRequest::all();
     let mut sockets = Vec::new();
@@ -126,24 +142,13 @@ fn finish(
         sockets.extend(t.sockets);
         namespaces.push(t.namespace);
     }
+    phase_done("tables", &mut t);
     refine(&root, &mut walked, &sockets, &mut warnings);
 
     let interest = crate::model::interesting_inodes(&sockets);
     let wanted = processes_of_interest(&walked, &interest);
-    for w in walked
-        .iter_mut()
-        .filter(|w| wanted.contains(&w.process.pid))
-    {
-        details::read_details(&root, w, &interest, &mut warnings);
-        if cfg.cmdline {
-            match cmdline::read(&root, w.process.pid, cmdline::DEADLINE) {
-                Ok(c) => w.process.cmdline = Some(c),
-                Err(e) if e.is_vanished() => {}
-                Err(e) => warnings.push(e.to_warning()),
-            }
-        }
-    }
-
+    read_all_details(cfg, &root, &mut walked, &wanted, &interest, &mut warnings);
+    phase_done("details", &mut t);
     let mut processes: Vec<_> = walked.into_iter().map(|w| w.process).collect();
     if live && !fdtable::link_shared_tables(&mut processes, &interest) {
         warnings.push(Warning {
@@ -153,6 +158,7 @@ fn finish(
             message: "kcmp(KCMP_FILES) refused: processes sharing one fd table (CLONE_FILES) may be listed as separate holders".into(),
         });
     }
+    phase_done("shared fd tables", &mut t);
     let stats = crate::model::ScanStats {
         processes: processes.len(),
         fds: processes.iter().map(|p| p.fd_count as usize).sum(),
@@ -173,14 +179,68 @@ fn finish(
     }
 }
 
-/// Walk every pid, spread over threads; results sorted by pid.
-fn walk_all(root: &ProcRoot, pids: &[Pid], threads: usize) -> (Vec<Walked>, Vec<Warning>) {
-    let n = match threads {
+/// Details of the processes of interest, spread over the same threads as the
+/// walk: each is a handful of small /proc reads, thousands on a big host.
+fn read_all_details(
+    cfg: &SourceConfig,
+    root: &ProcRoot,
+    walked: &mut [Walked],
+    wanted: &HashSet<Pid>,
+    interest: &HashSet<Inode>,
+    warnings: &mut Vec<Warning>,
+) {
+    let mut todo: Vec<&mut Walked> = walked
+        .iter_mut()
+        .filter(|w| wanted.contains(&w.process.pid))
+        .collect();
+    let n = thread_count(cfg.threads, todo.len());
+    let one = |w: &mut Walked, warnings: &mut Vec<Warning>| {
+        details::read_details(root, w, interest, warnings);
+        if cfg.cmdline {
+            match cmdline::read(root, w.process.pid, cmdline::DEADLINE) {
+                Ok(c) => w.process.cmdline = Some(c),
+                Err(e) if e.is_vanished() => {}
+                Err(e) => warnings.push(e.to_warning()),
+            }
+        }
+    };
+    if n <= 1 || todo.len() < 64 {
+        for w in todo {
+            one(w, warnings);
+        }
+        return;
+    }
+    let per = todo.len().div_ceil(n);
+    let found: Vec<Vec<Warning>> = std::thread::scope(|s| {
+        let handles: Vec<_> = todo
+            .chunks_mut(per)
+            .map(|chunk| {
+                s.spawn(move || {
+                    let mut warnings = Vec::new();
+                    for w in chunk.iter_mut() {
+                        one(w, &mut warnings);
+                    }
+                    warnings
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    warnings.extend(found.into_iter().flatten());
+}
+
+fn thread_count(threads: usize, items: usize) -> usize {
+    match threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     }
     .clamp(1, 16)
-    .min(pids.len().max(1));
+    .min(items.max(1))
+}
+
+/// Walk every pid, spread over threads; results sorted by pid.
+fn walk_all(root: &ProcRoot, pids: &[Pid], threads: usize) -> (Vec<Walked>, Vec<Warning>) {
+    let n = thread_count(threads, pids.len());
     let results: Vec<(Vec<Walked>, Vec<Warning>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..n)
             .map(|k| {
@@ -330,8 +390,18 @@ pub fn netns_of_path(path: &std::path::Path) -> Result<Inode, SourceError> {
         .map_err(|e| SourceError::io(None, path, e))
 }
 
+/// Rows of the terminal on stdout, if it is one.
+pub fn tty_height() -> Option<usize> {
+    tty_size().map(|(_, rows)| rows)
+}
+
 /// Columns of the terminal on stdout, if it is one.
 pub fn tty_width() -> Option<usize> {
+    tty_size().map(|(cols, _)| cols)
+}
+
+/// (columns, rows) of the terminal on stdout, if it is one.
+fn tty_size() -> Option<(usize, usize)> {
     let mut ws = libc::winsize {
         ws_row: 0,
         ws_col: 0,
@@ -340,5 +410,5 @@ pub fn tty_width() -> Option<usize> {
     };
     // SAFETY: TIOCGWINSZ writes a winsize into the struct we pass.
     let r = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
-    (r == 0 && ws.ws_col > 0).then_some(usize::from(ws.ws_col))
+    (r == 0 && ws.ws_col > 0).then_some((usize::from(ws.ws_col), usize::from(ws.ws_row)))
 }

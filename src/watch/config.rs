@@ -30,6 +30,7 @@ pub struct WatchConfig {
     pub tty: bool,
     pub color: bool,
     pub width: usize,
+    pub height: usize,
     /// Reuse the fd walks of unchanged processes (off: `--full-walk`).
     pub incremental: bool,
 }
@@ -67,6 +68,7 @@ impl WatchConfig {
             tty: std::io::stdout().is_terminal(),
             color: use_color(a.color),
             width: terminal_width(),
+            height: crate::source::tty_height().filter(|h| *h > 0).unwrap_or(24),
             incremental: !a.full_walk,
             source,
         })

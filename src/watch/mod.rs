@@ -71,8 +71,11 @@ pub fn run(args: &WatchArgs) -> Result<Exit> {
             screen::in_place(&table::render(
                 &header,
                 &tracker.rows(),
-                cfg.color,
-                cfg.width,
+                table::Screen {
+                    color: cfg.color,
+                    width: cfg.width,
+                    height: cfg.height,
+                },
             ))
         } else {
             let now = now_ms();

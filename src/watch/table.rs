@@ -27,8 +27,23 @@ fn columns() -> String {
     )
 }
 
-/// The whole frame: header, column names, rows (or a line saying there are none).
-pub fn render(h: &Header, rows: &[Row], color: bool, width: usize) -> String {
+/// The terminal the frame is drawn on.
+#[derive(Debug, Clone, Copy)]
+pub struct Screen {
+    pub color: bool,
+    pub width: usize,
+    /// Rows: a frame taller than the screen would scroll and break the redraw.
+    pub height: usize,
+}
+
+/// The whole frame: header, column names, rows (or a line saying there are
+/// none), as many as the screen holds.
+pub fn render(h: &Header, rows: &[Row], screen: Screen) -> String {
+    let Screen {
+        color,
+        width,
+        height,
+    } = screen;
     let st = Style::new(color);
     let mut out = String::new();
     let total: usize = rows.iter().map(|r| r.count).sum();
@@ -62,10 +77,25 @@ pub fn render(h: &Header, rows: &[Row], color: bool, width: usize) -> String {
             ))
         );
     }
-    for r in rows {
+    // Header, column names, the footer, and the line the cursor rests on.
+    let room = height.saturating_sub(4).max(1);
+    let (shown, hidden) = if rows.len() > room {
+        rows.split_at(room - 1)
+    } else {
+        (rows, &[][..])
+    };
+    for r in shown {
         let line = fit(&row(r), width);
         let line = if r.change() > 0 { st.red(&line) } else { line };
         let _ = writeln!(out, "{line}");
+    }
+    if !hidden.is_empty() {
+        let more = format!(
+            "  ... {} more process(es) holding {} socket(s): a taller terminal, or --pid/--port",
+            hidden.len(),
+            hidden.iter().map(|r| r.count).sum::<usize>()
+        );
+        let _ = writeln!(out, "{}", fit(&more, width));
     }
     let _ = writeln!(
         out,
@@ -194,6 +224,11 @@ mod tests {
 
     #[test]
     fn frames_fit_the_width_and_say_when_nothing_is_held() {
+        let screen = |color, width, height| Screen {
+            color,
+            width,
+            height,
+        };
         let h = Header {
             interval_ms: 2000,
             elapsed_ms: 64_000,
@@ -203,17 +238,24 @@ mod tests {
             processes: 412,
             scope: String::new(),
         };
-        let frame = render(&h, &[r(Some(1), 0, 4)], false, 60);
+        let frame = render(&h, &[r(Some(1), 0, 4)], screen(false, 60, 24));
         assert!(frame.lines().all(|l| l.chars().count() <= 60), "{frame}");
-        let wide = render(&h, &[r(Some(1), 0, 4)], false, 200);
+        let wide = render(&h, &[r(Some(1), 0, 4)], screen(false, 200, 24));
         assert!(
             wide.starts_with("cwleak watch: 4 CLOSE_WAIT in 1 process(es); every 2s for 1m04s (33 looks); read 6 ms, 3/412 walked\n"),
             "{wide}"
         );
-        let empty = render(&h, &[], false, 100);
+        let empty = render(&h, &[], screen(false, 100, 24));
         assert!(empty.contains("no process holds a persistent CLOSE_WAIT socket"));
-        let coloured = render(&h, &[r(Some(1), 0, 4)], true, 200);
+        let coloured = render(&h, &[r(Some(1), 0, 4)], screen(true, 200, 24));
         assert!(coloured.contains("\x1b[1;31m"), "growth is red");
+        let many: Vec<Row> = (1..=30).map(|p| r(Some(p), 0, 2)).collect();
+        let short = render(&h, &many, screen(false, 120, 10));
+        assert_eq!(short.lines().count(), 9, "{short}");
+        assert!(
+            short.contains("... 25 more process(es) holding 50 socket(s)"),
+            "{short}"
+        );
     }
 
     #[test]

@@ -1,0 +1,128 @@
+//! The incremental source against the live kernel, in the cases its fd-count
+//! signature cannot see: a process that trades one fd for another keeps
+//! its count. The test process itself holds the sockets (loopback only), so
+//! it controls its own fd table exactly; one test function, so no other test
+//! thread opens fds meanwhile.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use cwleak::model::{Inode, Snapshot, TcpState};
+use cwleak::source::{self, Incremental, SourceConfig};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+fn me() -> i32 {
+    i32::try_from(std::process::id()).expect("pid")
+}
+
+/// Our (fd, inode) pairs for sockets, sorted.
+fn mine(s: &Snapshot) -> Vec<(i32, Inode)> {
+    let mut v: Vec<(i32, Inode)> = s
+        .processes
+        .iter()
+        .find(|p| p.pid == me())
+        .expect("this process in the snapshot")
+        .sockets
+        .iter()
+        .map(|s| (s.fd, s.inode))
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+fn inode_of(fd: RawFd) -> Inode {
+    let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).expect("fd link");
+    let text = link.to_string_lossy();
+    text.strip_prefix("socket:[")
+        .and_then(|r| r.strip_suffix(']'))
+        .and_then(|i| i.parse().ok())
+        .unwrap_or_else(|| panic!("fd {fd} is {text}"))
+}
+
+/// A server-side socket in CLOSE_WAIT: accepted, and the client has closed.
+fn close_wait(listener: &TcpListener) -> TcpStream {
+    let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    let (server, _) = listener.accept().expect("accept");
+    drop(client);
+    let inode = inode_of(server.as_raw_fd());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let snap = source::read(&cfg()).expect("read");
+        if snap
+            .sockets
+            .iter()
+            .any(|s| s.inode == inode && s.state == TcpState::CloseWait)
+        {
+            return server;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "socket {inode} never reached CLOSE_WAIT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One walking thread: while a look reads this process's fd directory, no
+/// other thread of the look has a file open, so its size is this test's.
+fn cfg() -> SourceConfig {
+    SourceConfig {
+        threads: 1,
+        ..SourceConfig::default()
+    }
+}
+
+fn dup(fd: RawFd) -> OwnedFd {
+    // SAFETY: dup returns a new fd we own, or -1.
+    let n = unsafe { libc::dup(fd) };
+    assert!(n >= 0, "dup: {}", std::io::Error::last_os_error());
+    // SAFETY: `n` is a fresh fd nobody else owns.
+    unsafe { OwnedFd::from_raw_fd(n) }
+}
+
+#[test]
+fn fds_traded_at_the_same_count_are_still_seen() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let devnull = std::fs::File::open("/dev/null").expect("/dev/null");
+    // Far apart periodic full walks: only the checks can catch the trades.
+    let mut inc = Incremental::new(1000);
+
+    // 1. A CLOSE_WAIT socket held through two fds; one of them then becomes
+    //    /dev/null (dup2): same count, one holder fewer.
+    let first = close_wait(&listener);
+    let copy = dup(first.as_raw_fd());
+    let inode = inode_of(first.as_raw_fd());
+    let snap = inc.read(&cfg()).expect("first look");
+    assert!(mine(&snap).contains(&(copy.as_raw_fd(), inode)));
+    // SAFETY: both fds are open; dup2 replaces `copy`'s target atomically.
+    assert!(unsafe { libc::dup2(devnull.as_raw_fd(), copy.as_raw_fd()) } >= 0);
+    let snap = inc.read(&cfg()).expect("second look");
+    let full = source::read(&cfg()).expect("full look");
+    assert!(
+        !mine(&snap).contains(&(copy.as_raw_fd(), inode)),
+        "{:?}",
+        mine(&snap)
+    );
+    assert_eq!(mine(&snap), mine(&full));
+    assert!(inc.stats().rewalked >= 1, "{:?}", inc.stats());
+
+    // 2. A new CLOSE_WAIT socket opened while another fd is closed: same
+    //    count, a socket the cache has never seen.
+    let spare = std::fs::File::open("/dev/null").expect("/dev/null");
+    let snap = inc.read(&cfg()).expect("third look");
+    assert!(!inc.stats().full);
+    let before = mine(&snap);
+    let second = close_wait(&listener);
+    drop(spare);
+    let snap = inc.read(&cfg()).expect("look after the trade");
+    assert!(inc.stats().rewalked >= 1, "{:?}", inc.stats());
+    let inode2 = inode_of(second.as_raw_fd());
+    assert!(
+        mine(&snap).contains(&(second.as_raw_fd(), inode2)),
+        "new socket missed: before {before:?}, now {:?}",
+        mine(&snap)
+    );
+    assert_eq!(mine(&snap), mine(&source::read(&cfg()).expect("full look")));
+    drop((first, copy, second, devnull, listener));
+}
