@@ -119,17 +119,31 @@ pub struct ScanArgs {
     #[command(flatten)]
     pub source: SourceArgs,
 
-    /// Analyse a snapshot written by `cwleak capture` instead of this machine
+    #[command(flatten)]
+    pub snapshot: FromArgs,
+
+    /// When to colour text output
+    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+    pub color: ColorArg,
+}
+
+/// Reading a saved snapshot instead of the machine (scan, states, sysctl).
+#[derive(Debug, Args)]
+pub struct FromArgs {
+    /// Read a snapshot written by `cwleak capture` instead of this machine
     #[arg(long, value_name = "FILE", conflicts_with = "proc_root")]
     pub from: Option<PathBuf>,
 
     /// With --from: which look of a multi-sample capture (1 = first; default: the last)
     #[arg(long, value_name = "N", requires = "from")]
     pub sample: Option<usize>,
+}
 
-    /// When to colour text output
-    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
-    pub color: ColorArg,
+impl FromArgs {
+    /// The 0-based look asked for (None: the last).
+    pub fn sample_index(&self) -> Option<usize> {
+        self.sample.map(|n| n.saturating_sub(1))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -356,13 +370,8 @@ pub struct StatesArgs {
     #[command(flatten)]
     pub source: SourceArgs,
 
-    /// Count a snapshot written by `cwleak capture` instead of this machine
-    #[arg(long, value_name = "FILE", conflicts_with = "proc_root")]
-    pub from: Option<PathBuf>,
-
-    /// With --from: which look of a multi-sample capture (1 = first; default: the last)
-    #[arg(long, value_name = "N", requires = "from")]
-    pub sample: Option<usize>,
+    #[command(flatten)]
+    pub snapshot: FromArgs,
 
     /// When to colour text output
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
@@ -388,13 +397,8 @@ pub struct SysctlArgs {
     #[command(flatten)]
     pub source: SourceArgs,
 
-    /// Judge a snapshot written by `cwleak capture` instead of this machine
-    #[arg(long, value_name = "FILE", conflicts_with = "proc_root")]
-    pub from: Option<PathBuf>,
-
-    /// With --from: which look of a multi-sample capture (1 = first; default: the last)
-    #[arg(long, value_name = "N", requires = "from")]
-    pub sample: Option<usize>,
+    #[command(flatten)]
+    pub snapshot: FromArgs,
 
     /// When to colour text output
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]

@@ -46,8 +46,8 @@ impl ScanConfig {
                 ..Scope::default()
             },
             settle: a.settle,
-            from: a.from.clone(),
-            sample: a.sample.map(|n| n.saturating_sub(1)),
+            from: a.snapshot.from.clone(),
+            sample: a.snapshot.sample_index(),
             format: match a.format {
                 FormatArg::Text => Format::Text,
                 FormatArg::Json => Format::Json,

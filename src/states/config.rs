@@ -48,8 +48,8 @@ impl StatesConfig {
         }
         Ok(StatesConfig {
             source,
-            from: a.from.clone(),
-            sample: a.sample.map(|n| n.saturating_sub(1)),
+            from: a.snapshot.from.clone(),
+            sample: a.snapshot.sample_index(),
             options: Options {
                 scope: StatesScope {
                     pids: a.pids.clone(),

@@ -20,13 +20,13 @@ pub fn run(a: &SysctlArgs) -> Result<Exit> {
         .iter()
         .map(|spec| resolve_netns(&root, spec))
         .collect::<Result<Vec<_>>>()?;
-    let snap = match &a.from {
-        Some(path) => crate::capture::load(path, a.sample.map(|n| n.saturating_sub(1)))?,
+    let snap = match &a.snapshot.from {
+        Some(path) => crate::capture::load(path, a.snapshot.sample_index())?,
         None => crate::source::read(&source)
             .with_context(|| format!("reading {}", source.root.display()))?,
     };
     let mut report = build(&snap, &netns);
-    report.scan.from = a.from.as_ref().map(|p| p.display().to_string());
+    report.scan.from = a.snapshot.from.as_ref().map(|p| p.display().to_string());
     let opts = RenderOptions {
         color: use_color(a.color),
         width: terminal_width(),
