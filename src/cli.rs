@@ -94,6 +94,28 @@ pub struct ScanArgs {
     #[arg(short, long, value_enum, default_value_t = FormatArg::Text)]
     pub format: FormatArg,
 
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+
+    /// Look again after DURATION and report only sockets still in CLOSE_WAIT
+    /// (e.g. 0, 500ms, 2s); the others are counted as transient
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub settle: std::time::Duration,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    #[command(flatten)]
+    pub snapshot: FromArgs,
+
+    /// When to colour text output
+    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+    pub color: ColorArg,
+}
+
+/// Which sockets a command looks at (scan, watch).
+#[derive(Debug, Args)]
+pub struct ScopeArgs {
     /// Only sockets held by this process and its descendants (repeatable)
     #[arg(short, long = "pid", value_name = "PID")]
     pub pids: Vec<i32>,
@@ -110,21 +132,6 @@ pub struct ScanArgs {
     /// /run/netns/NAME or /proc/PID/ns/net, or a pid (repeatable)
     #[arg(long = "netns", value_name = "NS")]
     pub netns: Vec<String>,
-
-    /// Look again after DURATION and report only sockets still in CLOSE_WAIT
-    /// (e.g. 0, 500ms, 2s); the others are counted as transient
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
-    pub settle: std::time::Duration,
-
-    #[command(flatten)]
-    pub source: SourceArgs,
-
-    #[command(flatten)]
-    pub snapshot: FromArgs,
-
-    /// When to colour text output
-    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
-    pub color: ColorArg,
 }
 
 /// Reading a saved snapshot instead of the machine (scan, states, sysctl).
@@ -444,22 +451,8 @@ pub struct WatchArgs {
     #[arg(long)]
     pub fail_on_growth: bool,
 
-    /// Only sockets held by this process and its descendants (repeatable)
-    #[arg(short, long = "pid", value_name = "PID")]
-    pub pids: Vec<i32>,
-
-    /// With --pid: the named processes only, not their descendants
-    #[arg(long, requires = "pids")]
-    pub no_children: bool,
-
-    /// Only sockets whose local or remote port is PORT (repeatable)
-    #[arg(long = "port", value_name = "PORT")]
-    pub ports: Vec<u16>,
-
-    /// Only sockets of this network namespace: an inode number, a path such as
-    /// /run/netns/NAME or /proc/PID/ns/net, or a pid (repeatable)
-    #[arg(long = "netns", value_name = "NS")]
-    pub netns: Vec<String>,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
 
     #[command(flatten)]
     pub source: SourceArgs,

@@ -4,7 +4,7 @@
 use crate::check::config_file::{self, FileSettings};
 use crate::check::roots::RootSpec;
 use crate::check::thresholds::{AllowSpec, Thresholds};
-use crate::cli::{CheckArgs, ColorArg, FormatArg, ScanArgs, SourceArgs, TablesArg};
+use crate::cli::{CheckArgs, ColorArg, FormatArg, ScanArgs, ScopeArgs, SourceArgs, TablesArg};
 use crate::diagnose::Scope;
 use crate::model::Inode;
 use crate::report::{Format, RenderOptions};
@@ -31,20 +31,8 @@ pub struct ScanConfig {
 impl ScanConfig {
     pub fn from_args(a: &ScanArgs) -> Result<Self> {
         let source = source_config(&a.source);
-        let root = ProcRoot::new(&source.root);
-        let netns = a
-            .netns
-            .iter()
-            .map(|spec| resolve_netns(&root, spec))
-            .collect::<Result<Vec<Inode>>>()?;
         Ok(ScanConfig {
-            scope: Scope {
-                pids: a.pids.clone(),
-                with_children: !a.no_children,
-                ports: a.ports.clone(),
-                netns,
-                ..Scope::default()
-            },
+            scope: scope(&a.scope, &ProcRoot::new(&source.root))?,
             settle: a.settle,
             from: a.snapshot.from.clone(),
             sample: a.snapshot.sample_index(),
@@ -218,6 +206,22 @@ pub fn source_config(a: &SourceArgs) -> SourceConfig {
 
 /// Pids are at most 2^22; namespace inodes are far above that.
 const PID_MAX_LIMIT: u64 = 1 << 22;
+
+/// The scope flags as numbers: --netns specs resolved through the proc root.
+pub fn scope(a: &ScopeArgs, root: &ProcRoot) -> Result<Scope> {
+    let netns = a
+        .netns
+        .iter()
+        .map(|spec| resolve_netns(root, spec))
+        .collect::<Result<Vec<Inode>>>()?;
+    Ok(Scope {
+        pids: a.pids.clone(),
+        with_children: !a.no_children,
+        ports: a.ports.clone(),
+        netns,
+        ..Scope::default()
+    })
+}
 
 pub fn resolve_netns(root: &ProcRoot, spec: &str) -> Result<Inode> {
     if let Ok(n) = spec.parse::<u64>() {

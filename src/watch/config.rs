@@ -2,7 +2,7 @@
 //! how to draw.
 
 use crate::cli::WatchArgs;
-use crate::config::{resolve_netns, source_config, terminal_width, use_color};
+use crate::config::{source_config, terminal_width, use_color};
 use crate::diagnose::Scope;
 use crate::source::{ProcRoot, SourceConfig};
 use anyhow::{bail, Result};
@@ -41,24 +41,13 @@ impl WatchConfig {
             bail!("--interval {:?}: too short, use at least 100ms", a.interval);
         }
         let source = source_config(&a.source);
-        let root = ProcRoot::new(&source.root);
-        let netns = a
-            .netns
-            .iter()
-            .map(|spec| resolve_netns(&root, spec))
-            .collect::<Result<Vec<_>>>()?;
+        let scope = crate::config::scope(&a.scope, &ProcRoot::new(&source.root))?;
         let mut scope_text = Vec::new();
-        scope_text.extend(a.pids.iter().map(|p| format!("--pid {p}")));
-        scope_text.extend(a.ports.iter().map(|p| format!("--port {p}")));
-        scope_text.extend(netns.iter().map(|n| format!("--netns {n}")));
+        scope_text.extend(scope.pids.iter().map(|p| format!("--pid {p}")));
+        scope_text.extend(scope.ports.iter().map(|p| format!("--port {p}")));
+        scope_text.extend(scope.netns.iter().map(|n| format!("--netns {n}")));
         Ok(WatchConfig {
-            scope: Scope {
-                pids: a.pids.clone(),
-                with_children: !a.no_children,
-                ports: a.ports.clone(),
-                netns,
-                ..Scope::default()
-            },
+            scope,
             scope_text: scope_text.join(" "),
             interval: a.interval,
             settle: a.interval.min(FIRST_SETTLE),
