@@ -8,7 +8,7 @@ use crate::cli::{CheckArgs, ColorArg, FormatArg, ScanArgs, ScopeArgs, SourceArgs
 use crate::diagnose::Scope;
 use crate::model::Inode;
 use crate::report::{Format, RenderOptions};
-use crate::source::{self, ProcRoot, SourceConfig, TableMethod};
+use crate::source::{self, ProcRoot, SourceConfig, TableMethod, TableStates};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -30,7 +30,10 @@ pub struct ScanConfig {
 
 impl ScanConfig {
     pub fn from_args(a: &ScanArgs) -> Result<Self> {
-        let source = source_config(&a.source);
+        let source = SourceConfig {
+            states: TableStates::Leaks,
+            ..source_config(&a.source)
+        };
         Ok(ScanConfig {
             scope: scope(&a.scope, &ProcRoot::new(&source.root))?,
             settle: a.settle,
@@ -91,7 +94,10 @@ impl CheckConfig {
             bail!(NO_SCOPE);
         }
         let file = config_file(a)?;
-        let source = source_config(&a.source);
+        let source = SourceConfig {
+            states: TableStates::Leaks,
+            ..source_config(&a.source)
+        };
         let root = ProcRoot::new(&source.root);
         let netns = a
             .netns

@@ -56,6 +56,9 @@ pub struct Meta {
     pub uptime_s: Option<f64>,
     /// The network namespace cwleak itself ran in (live scans only).
     pub netns: Option<Inode>,
+    /// The TCP states the tables were read for; None: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub states: Option<Vec<TcpState>>,
 }
 
 /// A thread group (what users call a process): one fd table, one holder.

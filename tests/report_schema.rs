@@ -67,9 +67,9 @@ fn finding(
         holders,
         blamed: blamed.iter().map(|&(pid, fd)| Blame { pid, fd }).collect(),
         cause,
-        evidence: vec![format!("evidence for {}", cause.name())],
-        fix: format!("fix for {}", cause.name()),
-        mitigation: format!("mitigation for {}", cause.name()),
+        evidence: vec![format!("evidence for {}", cause.name()).into()],
+        fix: format!("fix for {}", cause.name()).into(),
+        mitigation: format!("mitigation for {}", cause.name()).as_str().into(),
         allowed: None,
     }
 }
@@ -152,7 +152,7 @@ fn full() -> Report {
                 .blamed
                 .first()
                 .and_then(|b| f.holders.iter().find(|h| h.pid == b.pid))
-                .map(|h| h.comm.clone()),
+                .map(|h| h.comm.to_string()),
             cause: f.cause,
             sockets: 1,
             fds: f.blamed.iter().map(|b| b.fd).collect(),
@@ -161,7 +161,7 @@ fn full() -> Report {
             unread_bytes: u64::from(f.socket.recv_q),
             evidence: f.evidence.clone(),
             fix: f.fix.clone(),
-            mitigation: f.mitigation.clone(),
+            mitigation: f.mitigation_text(),
             findings: vec![i],
         })
         .collect();
@@ -208,6 +208,7 @@ fn full() -> Report {
             fds: 40_210,
             socket_fds: 5_300,
             tcp_sockets: 6_100,
+            states_read: TcpState::ALL.to_vec(),
             namespaces: vec![
                 NamespaceInfo {
                     inode: 4_026_531_840,
@@ -269,6 +270,7 @@ fn sparse() -> Report {
         processes: vec![],
         scan: ScanInfo {
             proc_root: "/tmp/snapshot/proc".into(),
+            states_read: vec![TcpState::CloseWait, TcpState::Listen],
             ..ScanInfo::default()
         },
         check: None,

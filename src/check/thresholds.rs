@@ -62,7 +62,7 @@ pub fn apply(report: &mut Report, t: &Thresholds) -> Verdict {
     for f in &mut report.findings {
         f.allowed = t.allow.iter().position(|a| a.matches(f)).map(|i| {
             matched[i] += 1;
-            t.allow[i].describe()
+            t.allow[i].describe().into()
         });
     }
     let mut blamed = blamed_processes(report);
@@ -250,7 +250,7 @@ mod tests {
         let allowed: Vec<_> = r
             .findings
             .iter()
-            .filter_map(|f| f.allowed.clone())
+            .filter_map(|f| f.allowed.as_deref())
             .collect();
         assert_eq!(allowed, vec!["cause fork-parent-kept (command line)"; 3]);
         assert!(v.blamed.iter().all(|b| !b.failed));

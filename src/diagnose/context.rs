@@ -2,14 +2,33 @@
 //! holders, signs of forking, and the names to print.
 
 use super::classify::{join_fds, Role};
+use super::finding::Line;
 use super::listeners::Listeners;
 use crate::graph::{HeldBy, HoldGraph};
 use crate::model::{Pid, Snapshot, TcpSocket};
+use std::collections::HashSet;
 
 pub struct Ctx<'a> {
     pub snap: &'a Snapshot,
     pub graph: HoldGraph<'a>,
     pub listeners: Listeners<'a>,
+}
+
+/// Every distinct line of text the findings hold, once (one set per thread
+/// that judges sockets).
+#[derive(Default)]
+pub struct Lines(HashSet<Line>);
+
+impl Lines {
+    /// The shared copy of `text`.
+    pub fn get(&mut self, text: &str) -> Line {
+        if let Some(l) = self.0.get(text) {
+            return l.clone();
+        }
+        let l = Line::from(text);
+        self.0.insert(l.clone());
+        l
+    }
 }
 
 impl<'a> Ctx<'a> {

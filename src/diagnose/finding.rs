@@ -8,6 +8,10 @@ use std::net::SocketAddr;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// A line of text that thousands of findings can share (the same fix, the
+/// same "pid 10 listens on :80"): one allocation, not one per socket.
+pub type Line = std::sync::Arc<str>;
+
 /// The mechanism that made the forgotten copy; it decides the fix.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
@@ -91,21 +95,74 @@ pub struct Summary {
     pub by_state: BTreeMap<TcpState, usize>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Serialized through `FindingView` (the mitigation is written from the
+/// socket's addresses); equal when they print the same.
+#[derive(Debug, Clone, Deserialize)]
 pub struct Finding {
     pub socket: SocketInfo,
     pub holders: Vec<Holder>,
     pub blamed: Vec<Blame>,
     pub cause: Cause,
-    pub evidence: Vec<String>,
+    pub evidence: Vec<Line>,
     /// The code change that removes the leak.
-    pub fix: String,
+    pub fix: Line,
     /// What a person can run by hand now; printed, never executed.
-    pub mitigation: String,
+    pub mitigation: super::mitigation::Mitigation,
     /// `cwleak check`: the allow rule that accepts this leak (it is listed,
     /// not counted); None when it counts, and always in scan output.
     #[serde(default)]
-    pub allowed: Option<String>,
+    pub allowed: Option<Line>,
+}
+
+impl Finding {
+    pub fn mitigation_text(&self) -> String {
+        self.mitigation.text(&self.socket).to_string()
+    }
+
+    fn view(&self) -> FindingView<'_> {
+        FindingView {
+            socket: &self.socket,
+            holders: &self.holders,
+            blamed: &self.blamed,
+            cause: self.cause,
+            evidence: &self.evidence,
+            fix: &self.fix,
+            mitigation: self.mitigation.text(&self.socket),
+            allowed: &self.allowed,
+        }
+    }
+}
+
+/// The JSON shape of a finding (docs/report.schema.json).
+#[derive(Serialize)]
+struct FindingView<'a> {
+    socket: &'a SocketInfo,
+    holders: &'a [Holder],
+    blamed: &'a [Blame],
+    cause: Cause,
+    evidence: &'a [Line],
+    fix: &'a Line,
+    mitigation: super::mitigation::Text<'a>,
+    allowed: &'a Option<Line>,
+}
+
+impl Serialize for Finding {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.view().serialize(s)
+    }
+}
+
+impl PartialEq for Finding {
+    fn eq(&self, o: &Self) -> bool {
+        self.socket == o.socket
+            && self.holders == o.holders
+            && self.blamed == o.blamed
+            && self.cause == o.cause
+            && self.evidence == o.evidence
+            && self.fix == o.fix
+            && self.mitigation_text() == o.mitigation_text()
+            && self.allowed == o.allowed
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -127,7 +184,7 @@ pub struct SocketInfo {
 pub struct Holder {
     pub pid: Pid,
     pub ppid: Pid,
-    pub comm: String,
+    pub comm: Line,
     pub fd: i32,
     pub cloexec: Option<bool>,
 }
@@ -154,8 +211,8 @@ pub struct Group {
     /// Data bytes no holder has read (the FIN itself not counted).
     pub unread_bytes: u64,
     /// Evidence shared by the group, from its first finding.
-    pub evidence: Vec<String>,
-    pub fix: String,
+    pub evidence: Vec<Line>,
+    pub fix: Line,
     pub mitigation: String,
     /// Indexes into `findings`.
     pub findings: Vec<usize>,
@@ -189,6 +246,9 @@ pub struct ScanInfo {
     pub fds: usize,
     pub socket_fds: usize,
     pub tcp_sockets: usize,
+    /// The TCP states read from the tables: `tcp_sockets`, the namespaces'
+    /// `sockets` and `summary.by_state` count sockets in these states only.
+    pub states_read: Vec<crate::model::TcpState>,
     pub namespaces: Vec<NamespaceInfo>,
     pub duration_ms: u64,
     pub settle_ms: u64,

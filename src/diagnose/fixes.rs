@@ -1,51 +1,32 @@
 //! The fix (a code change that removes the leak) and the mitigation (what a
 //! person can run by hand now; printed, never executed), per cause.
 
-use super::finding::{Blame, Cause};
-use crate::model::TcpSocket;
+use super::finding::Cause;
 
-pub fn fix(cause: Cause, accept_queue: bool) -> String {
+pub fn fix(cause: Cause, accept_queue: bool) -> &'static str {
     match cause {
         Cause::ForkParentKept => "close the accepted socket in the parent right after fork(): the child owns the connection now \
             (C: `if (fork() > 0) close(connfd);`; Python: `conn.close()` in the parent branch)"
-            .into(),
+           ,
         Cause::InheritedNoCloexec => "create sockets close-on-exec (SOCK_CLOEXEC on socket()/accept4(), or fcntl FD_CLOEXEC) \
             and spawn helpers without inherited fds (Python subprocess close_fds=True, posix_spawn with closefrom, \
             systemd-run); then an exec'd helper never holds a connection it does not use"
-            .into(),
+           ,
         Cause::NeverClosed => "close the socket when the peer's FIN arrives: read()/recv() returning 0 means the peer closed, \
             so call close() there, and on every error and timeout path (a finally/defer/RAII guard makes it impossible to forget)"
-            .into(),
+           ,
         Cause::DupCopyKept => "close every copy: dup()/dup2()/F_DUPFD (or fdopen, or an fd handed to a second wrapper object) \
             made another reference and close() of one drops only that one; close the duplicate, or call shutdown(fd, SHUT_RDWR) \
             when the connection is finished"
-            .into(),
+           ,
         Cause::PassedFdKept => "the process that received the fd (recvmsg SCM_RIGHTS, pidfd_getfd) must close it when the \
             connection ends, and the sender should close its own copy right after sendmsg()"
-            .into(),
+           ,
         Cause::NoVisibleHolder if accept_queue => "the owner of the listener is not calling accept(): its accept loop is \
             blocked, hung or overloaded; fix that loop (or raise workers), and closed connections will be accepted and closed"
-            .into(),
+           ,
         Cause::NoVisibleHolder => "find the holder first: run cwleak as root (and from the host's pid namespace); if the socket \
             is in flight over a unix socket, the receiver must recvmsg() it and close it"
-            .into(),
-    }
-}
-
-/// Commands for the blamed copies of one socket, inside its namespace.
-pub fn mitigation(sock: &TcpSocket, blamed: &[Blame], ns_pid: Option<i32>) -> String {
-    let nsenter = ns_pid
-        .map(|p| format!("nsenter --net=/proc/{p}/ns/net "))
-        .unwrap_or_default();
-    let kill = format!(
-        "{nsenter}ss -K src {} dst {}   # destroys the socket in the kernel (needs CONFIG_INET_DIAG_DESTROY)",
-        sock.local, sock.remote
-    );
-    match blamed.first() {
-        Some(b) => format!(
-            "gdb -p {} -batch -ex 'call (int)close({})'   # closes the blamed copy; only if the program will not use fd {} again\n{kill}",
-            b.pid, b.fd, b.fd
-        ),
-        None => kill,
+           ,
     }
 }

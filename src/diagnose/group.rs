@@ -2,37 +2,63 @@
 //! sockets is one group), and the processes the report names.
 
 use super::context::Ctx;
-use super::finding::{Cause, Finding, Group, ProcessInfo};
+use super::finding::{Cause, Finding, Group, Line, ProcessInfo};
 use crate::model::Pid;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Group findings, most sockets first, and reorder `findings` to match.
-pub fn groups(ctx: &Ctx, findings: &mut Vec<Finding>) -> Vec<Group> {
-    let mut buckets: HashMap<(Option<Pid>, Cause), Vec<Finding>> = HashMap::new();
-    for f in findings.drain(..) {
-        buckets
-            .entry((f.blamed.first().map(|b| b.pid), f.cause))
-            .or_default()
-            .push(f);
+/// Sorted in place: a host with 40,000 findings must not hold them twice.
+pub fn groups(ctx: &Ctx, findings: &mut [Finding]) -> Vec<Group> {
+    let key = |f: &Finding| (f.blamed.first().map(|b| b.pid), f.cause);
+    let order = |f: &Finding| {
+        (
+            key(f),
+            f.blamed.first().map_or(i32::MAX, |b| b.fd),
+            f.socket.inode,
+            f.socket.remote,
+            f.socket.local,
+        )
+    };
+    findings.sort_unstable_by_key(order);
+    // Runs of one key are the groups; biggest first, then by key.
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut start = 0;
+    while start < findings.len() {
+        let k = key(&findings[start]);
+        let len = findings[start..].iter().take_while(|f| key(f) == k).count();
+        runs.push((start, len));
+        start += len;
     }
-    let mut keyed: Vec<_> = buckets.into_iter().collect();
-    keyed.sort_by(|((pa, ca), a), ((pb, cb), b)| {
-        b.len().cmp(&a.len()).then(pa.cmp(pb)).then(ca.cmp(cb))
-    });
-    let mut out = Vec::with_capacity(keyed.len());
-    for ((pid, cause), mut members) in keyed {
-        members.sort_by_key(|f| {
-            (
-                f.blamed.first().map_or(i32::MAX, |b| b.fd),
-                f.socket.inode,
-                f.socket.remote,
-            )
-        });
-        let start = findings.len();
-        out.push(make_group(ctx, pid, cause, &members, start));
-        findings.extend(members);
+    runs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut dest = vec![0usize; findings.len()];
+    let mut next = 0;
+    for &(start, len) in &runs {
+        for (i, d) in dest[start..start + len].iter_mut().enumerate() {
+            *d = next + i;
+        }
+        next += len;
+    }
+    permute(findings, &mut dest);
+    let mut out = Vec::with_capacity(runs.len());
+    let mut start = 0;
+    for &(_, len) in &runs {
+        let members = &findings[start..start + len];
+        let (pid, cause) = key(&members[0]);
+        out.push(make_group(ctx, pid, cause, members, start));
+        start += len;
     }
     out
+}
+
+/// Move item i to dest[i], in place (cycle by cycle).
+fn permute<T>(items: &mut [T], dest: &mut [usize]) {
+    for i in 0..items.len() {
+        while dest[i] != i {
+            let d = dest[i];
+            items.swap(i, d);
+            dest.swap(i, d);
+        }
+    }
 }
 
 fn make_group(
@@ -65,7 +91,7 @@ fn make_group(
         mitigation: group_mitigation(
             pid,
             &fds,
-            first.map(|f| f.mitigation.clone()).unwrap_or_default(),
+            first.map(Finding::mitigation_text).unwrap_or_default(),
         ),
         fds,
         local_ports,
@@ -82,7 +108,7 @@ fn make_group(
 
 /// What all members show is said once; a line only some show is marked as
 /// the first socket's, so a group never claims what is true of one socket only.
-fn group_evidence(members: &[Finding]) -> Vec<String> {
+fn group_evidence(members: &[Finding]) -> Vec<Line> {
     let Some(first) = members.first() else {
         return Vec::new();
     };
@@ -90,13 +116,19 @@ fn group_evidence(members: &[Finding]) -> Vec<String> {
         .evidence
         .iter()
         .map(|line| {
-            if members.iter().all(|m| m.evidence.contains(line)) {
+            // Shared lines are usually the same allocation: compare pointers first.
+            let shown = |m: &Finding| {
+                m.evidence
+                    .iter()
+                    .any(|l| std::sync::Arc::ptr_eq(l, line) || l == line)
+            };
+            if members.iter().all(shown) {
                 line.clone()
             } else {
-                format!(
+                Line::from(format!(
                     "{line} (for the socket to {}; this varies across the group)",
                     first.socket.remote
-                )
+                ))
             }
         })
         .collect()
@@ -173,5 +205,18 @@ pub fn duration(ms: u64) -> String {
         1..=59 => format!("{}.{}s", s, (ms % 1000) / 100),
         60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
         _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::permute;
+
+    #[test]
+    fn permute_moves_each_item_to_its_place() {
+        let mut items = vec!['a', 'b', 'c', 'd', 'e'];
+        let mut dest = vec![2, 0, 1, 4, 3];
+        permute(&mut items, &mut dest);
+        assert_eq!(items, vec!['b', 'c', 'a', 'e', 'd']);
     }
 }

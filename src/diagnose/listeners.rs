@@ -4,35 +4,57 @@
 use crate::graph::{HeldBy, HoldGraph};
 use crate::model::{Inode, TcpSocket, TcpState};
 use std::collections::HashMap;
+use std::net::IpAddr;
 
+/// Listeners indexed by exact address and by port (wildcards): a host with
+/// thousands of addresses on one port (virtual hosting, the benchmark's
+/// 127.1.X.Y:5000) would make a per-port list a linear search per socket.
+/// Each list holds indices into the snapshot's sockets, ascending.
 pub struct Listeners<'a> {
-    by_port: HashMap<(Inode, u16), Vec<&'a TcpSocket>>,
+    sockets: &'a [TcpSocket],
+    exact: HashMap<(Inode, u16, IpAddr), Vec<usize>>,
+    wildcard: HashMap<(Inode, u16), Vec<usize>>,
 }
 
 impl<'a> Listeners<'a> {
     pub fn new(sockets: &'a [TcpSocket]) -> Self {
-        let mut by_port: HashMap<(Inode, u16), Vec<&TcpSocket>> = HashMap::new();
-        for s in sockets.iter().filter(|s| s.state == TcpState::Listen) {
-            by_port
-                .entry((s.netns, s.local.port()))
-                .or_default()
-                .push(s);
+        let mut exact: HashMap<_, Vec<usize>> = HashMap::new();
+        let mut wildcard: HashMap<_, Vec<usize>> = HashMap::new();
+        for (i, s) in sockets.iter().enumerate() {
+            if s.state != TcpState::Listen {
+                continue;
+            }
+            let port = s.local.port();
+            if s.local.ip().is_unspecified() {
+                wildcard.entry((s.netns, port)).or_default().push(i);
+            } else {
+                exact
+                    .entry((s.netns, port, canonical(s.local.ip())))
+                    .or_default()
+                    .push(i);
+            }
         }
-        Listeners { by_port }
+        Listeners {
+            sockets,
+            exact,
+            wildcard,
+        }
     }
 
-    /// The listening sockets a connection could have been accepted from.
+    /// The listening sockets a connection could have been accepted from:
+    /// same address first (a v4-mapped v6 address is its v4 one), then wildcards.
     pub fn of(&self, conn: &TcpSocket) -> Vec<&'a TcpSocket> {
-        let Some(candidates) = self.by_port.get(&(conn.netns, conn.local.port())) else {
-            return Vec::new();
-        };
-        candidates
-            .iter()
-            .filter(|l| {
-                l.local.ip().is_unspecified() || l.local.ip() == conn.local.ip() || same_v4(l, conn)
-            })
-            .copied()
-            .collect()
+        let port = conn.local.port();
+        let exact = self
+            .exact
+            .get(&(conn.netns, port, canonical(conn.local.ip())))
+            .into_iter()
+            .flatten();
+        let wild = self.wildcard.get(&(conn.netns, port)).into_iter().flatten();
+        // In snapshot order, whichever list a listener came from.
+        let mut found: Vec<usize> = exact.chain(wild).copied().collect();
+        found.sort_unstable();
+        found.into_iter().map(|i| &self.sockets[i]).collect()
     }
 
     /// Holders of those listening sockets.
@@ -44,12 +66,9 @@ impl<'a> Listeners<'a> {
     }
 }
 
-/// A v6 socket with a v4-mapped address accepted on a v4-mapped listener.
-fn same_v4(l: &TcpSocket, conn: &TcpSocket) -> bool {
-    use std::net::IpAddr;
-    let v4 = |ip: IpAddr| match ip {
-        IpAddr::V4(a) => Some(a),
-        IpAddr::V6(a) => a.to_ipv4_mapped(),
-    };
-    v4(l.local.ip()).is_some() && v4(l.local.ip()) == v4(conn.local.ip())
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
 }

@@ -7,15 +7,17 @@ pub mod finding;
 mod fixes;
 mod group;
 mod listeners;
+pub mod mitigation;
 pub mod scope;
 mod unheld;
 
 pub use finding::*;
+pub use mitigation::Mitigation;
 pub use scope::Scope;
 
 use crate::graph::HoldGraph;
 use crate::model::{interesting_inodes, Pid, Snapshot, SocketKey, TcpSocket, TcpState};
-use context::Ctx;
+use context::{Ctx, Lines};
 use listeners::Listeners;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -36,7 +38,7 @@ pub fn diagnose(snap: &Snapshot, scope: &Scope) -> Report {
 
     let mut by_state: BTreeMap<TcpState, usize> = BTreeMap::new();
     let mut n_transient = 0;
-    let mut findings = Vec::new();
+    let mut todo = Vec::new();
     for s in &snap.sockets {
         if !resolved.socket_in(s, &unheld_listeners(&ctx, s)) {
             continue;
@@ -49,8 +51,9 @@ pub fn diagnose(snap: &Snapshot, scope: &Scope) -> Report {
             n_transient += 1;
             continue;
         }
-        findings.push(judge_socket(&ctx, s));
+        todo.push(s);
     }
+    let mut findings = judge_all(&ctx, &todo);
     add_shared_evidence(&ctx, &mut findings);
     let groups = group::groups(&ctx, &mut findings);
     let processes = group::processes(&ctx, &findings);
@@ -82,7 +85,34 @@ fn unheld_listeners(ctx: &Ctx, s: &TcpSocket) -> Vec<crate::model::Inode> {
     ctx.listeners.of(s).iter().map(|l| l.inode).collect()
 }
 
-fn judge_socket(ctx: &Ctx, s: &TcpSocket) -> Finding {
+/// Sockets are judged independently: spread them over the cores. Each
+/// thread fills its own slice of the result, so findings are never held twice.
+fn judge_all(ctx: &Ctx, todo: &[&TcpSocket]) -> Vec<Finding> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if threads == 1 || todo.len() < 512 {
+        let mut lines = Lines::default();
+        return todo
+            .iter()
+            .map(|s| judge_socket(ctx, s, &mut lines))
+            .collect();
+    }
+    let mut slots: Vec<Option<Finding>> = Vec::new();
+    slots.resize_with(todo.len(), || None);
+    let per = todo.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (socks, out) in todo.chunks(per).zip(slots.chunks_mut(per)) {
+            scope.spawn(move || {
+                let mut lines = Lines::default();
+                for (s, slot) in socks.iter().zip(out) {
+                    *slot = Some(judge_socket(ctx, s, &mut lines));
+                }
+            });
+        }
+    });
+    slots.into_iter().flatten().collect()
+}
+
+fn judge_socket(ctx: &Ctx, s: &TcpSocket, lines: &mut Lines) -> Finding {
     let holders = if s.inode == 0 {
         Vec::new()
     } else {
@@ -101,6 +131,10 @@ fn judge_socket(ctx: &Ctx, s: &TcpSocket) -> Finding {
             group::duration(ms)
         ));
     }
+    // One more line comes later (add_shared_evidence): room for it now.
+    let mut shared = Vec::with_capacity(evidence.len() + 1);
+    shared.extend(evidence.iter().map(|l| lines.get(l)));
+    let evidence = shared;
     let ns_pid = holders
         .first()
         .map(|h| h.pid)
@@ -124,14 +158,17 @@ fn judge_socket(ctx: &Ctx, s: &TcpSocket) -> Finding {
                 Holder {
                     pid: h.pid,
                     ppid: p.map_or(0, |p| p.ppid),
-                    comm: p.map(|p| p.comm.clone()).unwrap_or_default(),
+                    comm: lines.get(p.map_or("", |p| p.comm.as_str())),
                     fd: h.fd,
                     cloexec: h.cloexec,
                 }
             })
             .collect(),
-        fix: fixes::fix(cause, s.inode == 0),
-        mitigation: fixes::mitigation(s, &blamed, ns_pid),
+        fix: lines.get(fixes::fix(cause, s.inode == 0)),
+        mitigation: Mitigation::Commands {
+            close: blamed.first().copied(),
+            ns_pid,
+        },
         blamed,
         cause,
         evidence,
@@ -162,24 +199,28 @@ fn add_shared_evidence(ctx: &Ctx, findings: &mut [Finding]) {
             *counts.entry(b.pid).or_default() += 1;
         }
     }
+    let mut lines: HashMap<Pid, Line> = HashMap::new();
     for f in findings.iter_mut() {
         let Some(b) = f.blamed.first() else { continue };
         let Some(p) = ctx.graph.process(b.pid) else {
             continue;
         };
-        let n = counts.get(&b.pid).copied().unwrap_or(0);
-        let mut line = format!(
-            "{} is blamed for {n} CLOSE_WAIT socket(s) in scope",
-            ctx.name(b.pid)
-        );
-        // Only worth saying when the fd limit is in sight.
-        if let Some(limit) = p.fd_limit.filter(|l| u64::from(p.fd_count) * 2 >= *l) {
-            line.push_str(&format!(
-                "; {} of its {limit} fds are open: accept() fails with EMFILE at the limit",
-                p.fd_count
-            ));
-        }
-        f.evidence.push(line);
+        let line = lines.entry(b.pid).or_insert_with(|| {
+            let n = counts.get(&b.pid).copied().unwrap_or(0);
+            let mut line = format!(
+                "{} is blamed for {n} CLOSE_WAIT socket(s) in scope",
+                ctx.name(b.pid)
+            );
+            // Only worth saying when the fd limit is in sight.
+            if let Some(limit) = p.fd_limit.filter(|l| u64::from(p.fd_count) * 2 >= *l) {
+                line.push_str(&format!(
+                    "; {} of its {limit} fds are open: accept() fails with EMFILE at the limit",
+                    p.fd_count
+                ));
+            }
+            Line::from(line)
+        });
+        f.evidence.push(line.clone());
     }
 }
 
@@ -211,6 +252,11 @@ fn scan_info(snap: &Snapshot, scope: &Scope) -> ScanInfo {
         fds: snap.stats.fds,
         socket_fds: snap.stats.socket_fds,
         tcp_sockets: snap.stats.tcp_sockets,
+        states_read: snap
+            .meta
+            .states
+            .clone()
+            .unwrap_or_else(|| TcpState::ALL.to_vec()),
         namespaces: snap
             .namespaces
             .iter()

@@ -66,7 +66,7 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         *node.ports.entry(f.socket.local.port()).or_default() += 1;
         node.states.insert(f.socket.state.name());
         for h in &f.holders {
-            comms.entry(h.pid).or_insert_with(|| h.comm.clone());
+            comms.entry(h.pid).or_insert_with(|| h.comm.to_string());
             let entry = node.fds.entry(h.pid).or_default();
             if f.blamed.iter().any(|b| b.pid == h.pid && b.fd == h.fd) {
                 entry.0.push(h.fd);

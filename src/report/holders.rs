@@ -64,7 +64,7 @@ pub fn holders(report: &Report, group: &Group) -> Vec<HolderRow> {
             let row = rows.entry(h.pid).or_insert_with(|| HolderRow {
                 pid: h.pid,
                 ppid: h.ppid,
-                comm: h.comm.clone(),
+                comm: h.comm.to_string(),
                 fds: Vec::new(),
                 blamed: false,
                 cloexec: [0; 3],

@@ -310,7 +310,19 @@ fn scan(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         .map(|(st, n)| format!("{} {n}", st.name()))
         .collect();
     if !states.is_empty() {
-        writeln!(out, "- TCP states: {}.", esc(&states.join(", ")))?;
+        // Say so when only some states were read: the counts are not the whole table.
+        let read = if s.states_read.len() < crate::model::TcpState::ALL.len() {
+            let names: Vec<&str> = s.states_read.iter().map(|st| st.name()).collect();
+            format!(" (only {} read)", names.join(" and "))
+        } else {
+            String::new()
+        };
+        writeln!(
+            out,
+            "- TCP states{}: {}.",
+            esc(&read),
+            esc(&states.join(", "))
+        )?;
     }
     if report.summary.transient > 0 {
         writeln!(

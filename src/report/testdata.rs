@@ -26,7 +26,7 @@ pub fn holder(pid: Pid, ppid: Pid, comm: &str, fd: i32, cloexec: Option<bool>) -
     Holder {
         pid,
         ppid,
-        comm: comm.to_string(),
+        comm: comm.into(),
         fd,
         cloexec,
     }
@@ -74,6 +74,7 @@ impl Builder {
                     fds: 40_210,
                     socket_fds: 5_300,
                     tcp_sockets: 6_100,
+                    states_read: crate::model::TcpState::ALL.to_vec(),
                     namespaces: vec![
                         NamespaceInfo {
                             inode: HOST_NS,
@@ -163,7 +164,7 @@ impl Builder {
                 holders: s.holders,
                 blamed: s.blamed,
                 cause,
-                evidence: evidence.iter().map(|e| e.to_string()).collect(),
+                evidence: evidence.iter().map(|e| (*e).into()).collect(),
                 fix: fix.into(),
                 mitigation: mitigation.into(),
                 allowed: None,
@@ -181,7 +182,7 @@ impl Builder {
             local_ports,
             oldest_close_wait_ms: oldest,
             unread_bytes: unread,
-            evidence: evidence.iter().map(|e| e.to_string()).collect(),
+            evidence: evidence.iter().map(|e| (*e).into()).collect(),
             fix: fix.into(),
             mitigation: mitigation.into(),
             findings: indexes,

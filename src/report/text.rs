@@ -266,7 +266,7 @@ fn group_block(o: &mut Out, report: &Report, procs: &Processes, g: &Group) -> io
             &format!("(and {} more)", g.evidence.len() - MAX_EVIDENCE),
         )?;
     }
-    for (label, text) in [("fix:", &g.fix), ("now:", &g.mitigation)] {
+    for (label, text) in [("fix:", &*g.fix), ("now:", g.mitigation.as_str())] {
         for (i, l) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
             o.labelled(if i == 0 { label } else { "" }, &clean(l))?;
         }
@@ -564,7 +564,7 @@ mod tests {
         let mut r = testdata::realistic();
         r.groups[0].findings.push(99_999);
         r.groups[1].evidence.clear();
-        r.groups[1].fix.clear();
+        r.groups[1].fix = "".into();
         r.groups[1].local_ports.clear();
         r.processes.clear();
         let _ = text(&r, 0, true);

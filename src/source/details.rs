@@ -2,18 +2,18 @@
 //! sockets of interest and their ancestors): uid, exe, cgroup, fd limit, and
 //! the cloexec flag of the fds that matter.
 
+use super::flags::FlagPolicy;
 use super::root::ProcRoot;
 use super::walk::Walked;
-use crate::model::{Inode, Warning};
+use crate::model::Warning;
 use crate::parse::{fdinfo, proc_files};
-use std::collections::HashSet;
 use std::path::Path;
 
-/// Fill in the details of one process; `inodes` selects the fds whose fdinfo to read.
+/// Fill in the details of one process; `flags` selects the fds whose fdinfo to read.
 pub fn read_details(
     root: &ProcRoot,
     w: &mut Walked,
-    inodes: &HashSet<Inode>,
+    flags: &FlagPolicy,
     warnings: &mut Vec<Warning>,
 ) {
     let pid = w.process.pid;
@@ -56,12 +56,8 @@ pub fn read_details(
     if let Ok(text) = root.read_string(Some(pid), &proc_dir.join("limits")) {
         w.process.fd_limit = proc_files::max_open_files(&text);
     }
-    for s in w
-        .process
-        .sockets
-        .iter_mut()
-        .filter(|s| inodes.contains(&s.inode))
-    {
+    let fds = flags.wanted(&w.process);
+    for s in w.process.sockets.iter_mut().filter(|s| fds.contains(&s.fd)) {
         let rel = w.base.join(format!("fdinfo/{}", s.fd));
         match root.read_string(Some(pid), &rel) {
             Ok(text) => match fdinfo::cloexec(&text) {

@@ -8,6 +8,7 @@ mod details;
 pub mod error;
 pub mod exits;
 mod fdtable;
+mod flags;
 pub mod incremental;
 pub mod recheck;
 pub mod root;
@@ -21,7 +22,7 @@ pub use incremental::Incremental;
 pub use root::ProcRoot;
 pub use tables::TableMethod;
 
-use crate::model::{Inode, Meta, Pid, Snapshot, TcpSocket, Warning};
+use crate::model::{Inode, Meta, Pid, Snapshot, TcpSocket, TcpState, Warning};
 use sock_diag::DumpRequest;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -39,6 +40,40 @@ pub struct SourceConfig {
     pub cmdline: bool,
     /// Read the TCP sysctls of every namespace.
     pub sysctls: bool,
+    /// Which TCP states to read from the tables.
+    pub states: TableStates,
+}
+
+/// `All` for the whole picture (`states`, `serve`, captures); `Leaks` when
+/// only CLOSE_WAIT sockets and the listeners that own them matter: the kernel
+/// then skips every other socket, which on a busy host is most of the dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TableStates {
+    #[default]
+    All,
+    Leaks,
+}
+
+impl TableStates {
+    /// What the diagnosis needs: CLOSE_WAIT sockets and the listeners they came from.
+    pub const LEAKS: [TcpState; 2] = [TcpState::CloseWait, TcpState::Listen];
+
+    fn request(self) -> DumpRequest {
+        match self {
+            TableStates::All => DumpRequest::all(),
+            // One dump with tcp_info (the ages of CLOSE_WAIT sockets): the
+            // listeners' tcp_info is a few thousand records at most.
+            TableStates::Leaks => DumpRequest::only(&Self::LEAKS, true),
+        }
+    }
+
+    /// The states a snapshot holds; None means all of them.
+    pub fn read(self) -> Option<Vec<TcpState>> {
+        match self {
+            TableStates::All => None,
+            TableStates::Leaks => Some(Self::LEAKS.to_vec()),
+        }
+    }
 }
 
 impl Default for SourceConfig {
@@ -49,6 +84,7 @@ impl Default for SourceConfig {
             threads: 0,
             cmdline: false,
             sysctls: false,
+            states: TableStates::All,
         }
     }
 }
@@ -126,7 +162,8 @@ fn finish(
     } = start;
     let mut t = Instant::now();
     let members = namespace_members(&walked);
-    let req = DumpRequest::all();
+    let req = cfg.states.request();
+    meta.states = cfg.states.read();
     let mut sockets = Vec::new();
     let mut namespaces = Vec::new();
     let own = meta.netns;
@@ -147,7 +184,8 @@ fn finish(
 
     let interest = crate::model::interesting_inodes(&sockets);
     let wanted = processes_of_interest(&walked, &interest);
-    read_all_details(cfg, &root, &mut walked, &wanted, &interest, &mut warnings);
+    let flags = flags::FlagPolicy::new(&walked, &sockets);
+    read_all_details(cfg, &root, &mut walked, &wanted, &flags, &mut warnings);
     phase_done("details", &mut t);
     let mut processes: Vec<_> = walked.into_iter().map(|w| w.process).collect();
     if live && !fdtable::link_shared_tables(&mut processes, &interest) {
@@ -186,7 +224,7 @@ fn read_all_details(
     root: &ProcRoot,
     walked: &mut [Walked],
     wanted: &HashSet<Pid>,
-    interest: &HashSet<Inode>,
+    flags: &flags::FlagPolicy,
     warnings: &mut Vec<Warning>,
 ) {
     let mut todo: Vec<&mut Walked> = walked
@@ -195,7 +233,7 @@ fn read_all_details(
         .collect();
     let n = thread_count(cfg.threads, todo.len());
     let one = |w: &mut Walked, warnings: &mut Vec<Warning>| {
-        details::read_details(root, w, interest, warnings);
+        details::read_details(root, w, flags, warnings);
         if cfg.cmdline {
             match cmdline::read(root, w.process.pid, cmdline::DEADLINE) {
                 Ok(c) => w.process.cmdline = Some(c),
@@ -333,6 +371,7 @@ fn read_meta(root: &ProcRoot, live: bool) -> Meta {
         clk_tck: clock_ticks(),
         uptime_s: text("uptime").and_then(|u| u.split_whitespace().next()?.parse().ok()),
         netns: if live { tables::own_netns(root) } else { None },
+        states: None,
     }
 }
 

@@ -40,7 +40,10 @@ impl WatchConfig {
         if a.interval < MIN_INTERVAL {
             bail!("--interval {:?}: too short, use at least 100ms", a.interval);
         }
-        let source = source_config(&a.source);
+        let source = crate::source::SourceConfig {
+            states: crate::source::TableStates::Leaks,
+            ..source_config(&a.source)
+        };
         let scope = crate::config::scope(&a.scope, &ProcRoot::new(&source.root))?;
         let mut scope_text = Vec::new();
         scope_text.extend(scope.pids.iter().map(|p| format!("--pid {p}")));

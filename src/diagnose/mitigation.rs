@@ -1,0 +1,108 @@
+//! What a person can run by hand for one socket (printed, never executed).
+//! Kept as the facts and written out when rendered: 40,000 leaked sockets
+//! would otherwise mean 40,000 near-identical command strings in memory.
+
+use super::finding::{Blame, Line, SocketInfo};
+use crate::model::Pid;
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mitigation {
+    /// Close the blamed copy with a debugger, or destroy the socket (`ss -K`),
+    /// inside its network namespace (entered through `ns_pid`) when not ours.
+    Commands {
+        close: Option<Blame>,
+        ns_pid: Option<Pid>,
+    },
+    /// As read back from a JSON report.
+    Text(Line),
+}
+
+impl Mitigation {
+    /// The commands for `sock` (the socket of the finding this belongs to).
+    pub fn text<'a>(&'a self, sock: &'a SocketInfo) -> Text<'a> {
+        Text(self, sock)
+    }
+}
+
+pub struct Text<'a>(&'a Mitigation, &'a SocketInfo);
+
+impl fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Text(m, sock) = self;
+        match m {
+            Mitigation::Text(t) => f.write_str(t),
+            Mitigation::Commands { close, ns_pid } => {
+                if let Some(b) = close {
+                    writeln!(
+                        f,
+                        "gdb -p {} -batch -ex 'call (int)close({})'   # closes the blamed copy; only if the program will not use fd {} again",
+                        b.pid, b.fd, b.fd
+                    )?;
+                }
+                if let Some(p) = ns_pid {
+                    write!(f, "nsenter --net=/proc/{p}/ns/net ")?;
+                }
+                write!(
+                    f,
+                    "ss -K src {} dst {}   # destroys the socket in the kernel (needs CONFIG_INET_DIAG_DESTROY)",
+                    sock.local, sock.remote
+                )
+            }
+        }
+    }
+}
+
+impl serde::Serialize for Text<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mitigation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|t| Mitigation::Text(t.into()))
+    }
+}
+
+impl From<&str> for Mitigation {
+    fn from(text: &str) -> Self {
+        Mitigation::Text(text.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Family, TcpState};
+
+    #[test]
+    fn prints_commands_for_the_socket() {
+        let sock = SocketInfo {
+            inode: 5,
+            netns: 1,
+            family: Family::Ipv4,
+            local: "127.0.0.1:80".parse().unwrap(),
+            remote: "127.0.0.1:4000".parse().unwrap(),
+            state: TcpState::CloseWait,
+            recv_q: 1,
+            send_q: 0,
+            close_wait_ms: None,
+        };
+        let m = Mitigation::Commands {
+            close: Some(Blame { pid: 10, fd: 7 }),
+            ns_pid: Some(10),
+        };
+        let text = m.text(&sock).to_string();
+        assert!(
+            text.starts_with("gdb -p 10 -batch -ex 'call (int)close(7)'"),
+            "{text}"
+        );
+        assert!(text
+            .contains("\nnsenter --net=/proc/10/ns/net ss -K src 127.0.0.1:80 dst 127.0.0.1:4000"));
+        let json = serde_json::to_string(&m.text(&sock)).unwrap();
+        let back: Mitigation = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.text(&sock).to_string(), text);
+    }
+}
