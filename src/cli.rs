@@ -108,6 +108,11 @@ pub struct ScanArgs {
     #[command(flatten)]
     pub snapshot: FromArgs,
 
+    /// Indent JSON output (the default on a terminal; into a pipe or a file
+    /// it is compact, one line, which is faster to write and to parse)
+    #[arg(long)]
+    pub pretty: bool,
+
     /// When to colour text output
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
     pub color: ColorArg,

@@ -48,6 +48,7 @@ impl ScanConfig {
             render: RenderOptions {
                 color: use_color(a.color),
                 width: terminal_width(),
+                pretty: a.pretty || std::io::stdout().is_terminal(),
             },
             source,
         })

@@ -9,6 +9,12 @@ use std::net::SocketAddr;
 pub type Pid = i32;
 pub type Inode = u64;
 
+/// Sets and maps keyed by inodes and pids: kernel-assigned integers, not
+/// attacker-chosen strings, so a fast non-DoS-resistant hash is the right one
+/// (a 200k-socket host looks up every socket fd several times).
+pub type InodeSet = rustc_hash::FxHashSet<Inode>;
+pub type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
+
 /// One look at the machine, as the source read it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Snapshot {
@@ -96,6 +102,11 @@ pub struct Process {
     pub fd_count: u32,
     pub fd_limit: Option<u64>,
     pub sockets: Vec<SocketFd>,
+    /// Socket fds left out of `sockets` by a scan that read only CLOSE_WAIT
+    /// and LISTEN (source/prune.rs): they explain nothing, but still count
+    /// as "this process holds other sockets".
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub other_sockets: u32,
 }
 
 /// Addresses from stat that fork copies and exec replaces.
@@ -285,7 +296,7 @@ pub struct ScanStats {
 
 /// The sockets worth explaining: CLOSE_WAIT sockets with a file, and the
 /// listeners of their local ports (they tell who accepted the connection).
-pub fn interesting_inodes(sockets: &[TcpSocket]) -> HashSet<Inode> {
+pub fn interesting_inodes(sockets: &[TcpSocket]) -> InodeSet {
     let cw_ports: HashSet<(Inode, u16)> = sockets
         .iter()
         .filter(|s| s.state == TcpState::CloseWait)
@@ -300,4 +311,8 @@ pub fn interesting_inodes(sockets: &[TcpSocket]) -> HashSet<Inode> {
         })
         .map(|s| s.inode)
         .collect()
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -161,7 +161,7 @@ fn full() -> Report {
             unread_bytes: u64::from(f.socket.recv_q),
             evidence: f.evidence.clone(),
             fix: f.fix.clone(),
-            mitigation: f.mitigation_text(),
+            mitigation: f.mitigation_text().as_str().into(),
             findings: vec![i],
         })
         .collect();
@@ -421,6 +421,7 @@ fn emitted(report: &Report) -> Value {
         &RenderOptions {
             color: false,
             width: 80,
+            pretty: true,
         },
         &mut buf,
     )

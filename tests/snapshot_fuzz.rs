@@ -115,6 +115,7 @@ fn check(bytes: &[u8]) {
                         &RenderOptions {
                             color: true,
                             width: 80,
+                            pretty: false,
                         },
                         &mut out,
                     )

@@ -245,8 +245,9 @@ fn findings_text(report: &Report, pid: Option<Pid>) -> String {
             plural(g.sockets, "socket", "sockets")
         ));
         text.push_str(&format!("  fix: {}\n", g.fix));
-        if !g.mitigation.is_empty() {
-            text.push_str(&format!("  now: {}\n", g.mitigation));
+        let mitigation = g.mitigation_text();
+        if !mitigation.is_empty() {
+            text.push_str(&format!("  now: {mitigation}\n"));
         }
         for (i, e) in g.evidence.iter().take(MAX_EVIDENCE).enumerate() {
             let label = if i == 0 { "  why: " } else { "       " };

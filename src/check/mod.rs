@@ -262,12 +262,12 @@ fn write_files(
     };
     if let Some(path) = &cfg.report {
         save(path, "report", &|out| {
-            crate::report::render(
-                report,
-                crate::report::Format::Json,
-                &Default::default(),
-                out,
-            )
+            // A CI artifact people open: indented.
+            let opts = crate::report::RenderOptions {
+                pretty: true,
+                ..Default::default()
+            };
+            crate::report::render(report, crate::report::Format::Json, &opts, out)
         });
     }
     if let Some(path) = &cfg.junit {

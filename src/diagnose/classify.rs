@@ -1,7 +1,7 @@
 //! The rules: for one CLOSE_WAIT socket and its holders, whose copy is the
 //! forgotten one and which mechanism made it. See docs/causes.md.
 
-use super::context::Ctx;
+use super::context::{Ctx, Memo};
 use super::finding::{Blame, Cause};
 use crate::graph::HeldBy;
 use crate::model::{Pid, TcpSocket};
@@ -27,16 +27,15 @@ pub struct Verdict {
 }
 
 /// Judge a socket that has at least one holder.
-pub fn judge(ctx: &Ctx, sock: &TcpSocket, holders: &[HeldBy]) -> Verdict {
+pub fn judge(ctx: &Ctx, memo: &mut Memo, sock: &TcpSocket, holders: &[HeldBy]) -> Verdict {
     let pids = distinct_pids(holders);
-    let owners = ctx.owners(sock);
+    let (owners, mut evidence) = memo.owners(ctx, sock);
     let roots: Vec<Pid> = pids
         .iter()
         .copied()
         .filter(|h| !pids.iter().any(|o| o != h && ctx.graph.is_ancestor(*o, *h)))
         .collect();
     let creator = (owners.is_empty()).then(|| ctx.oldest(&roots)).flatten();
-    let mut evidence = ctx.listener_evidence(sock);
     let role_of = |pid: Pid| {
         ctx.role(
             pid,

@@ -5,8 +5,8 @@ use super::classify::{join_fds, Role};
 use super::finding::Line;
 use super::listeners::Listeners;
 use crate::graph::{HeldBy, HoldGraph};
-use crate::model::{Pid, Snapshot, TcpSocket};
-use std::collections::HashSet;
+use crate::model::{Inode, Pid, Snapshot, TcpSocket};
+use std::collections::{HashMap, HashSet};
 
 pub struct Ctx<'a> {
     pub snap: &'a Snapshot,
@@ -14,20 +14,43 @@ pub struct Ctx<'a> {
     pub listeners: Listeners<'a>,
 }
 
-/// Every distinct line of text the findings hold, once (one set per thread
-/// that judges sockets).
+/// What one judging thread remembers between sockets: every distinct line
+/// of text the findings hold (once), and what depends only on a connection's
+/// listeners (owners, the "listens on" line), which thousands of sockets
+/// accepted on one port share: a prefork server's listener has as many
+/// holders as workers, too many to look at again for every socket.
 #[derive(Default)]
-pub struct Lines(HashSet<Line>);
+pub struct Memo {
+    lines: HashSet<Line>,
+    by_listeners: HashMap<ListenerKey, Owners>,
+}
 
-impl Lines {
+/// A connection's local port and the listeners it could come from.
+type ListenerKey = (u16, Vec<Inode>);
+/// The owners of those listeners, and the evidence line naming them.
+type Owners = (Vec<Pid>, Vec<String>);
+
+impl Memo {
     /// The shared copy of `text`.
-    pub fn get(&mut self, text: &str) -> Line {
-        if let Some(l) = self.0.get(text) {
+    pub fn line(&mut self, text: &str) -> Line {
+        if let Some(l) = self.lines.get(text) {
             return l.clone();
         }
         let l = Line::from(text);
-        self.0.insert(l.clone());
+        self.lines.insert(l.clone());
         l
+    }
+
+    /// `Ctx::owners` and `Ctx::listener_evidence` of `sock`.
+    pub fn owners(&mut self, ctx: &Ctx, sock: &TcpSocket) -> Owners {
+        let key = (
+            sock.local.port(),
+            ctx.listeners.of(sock).iter().map(|l| l.inode).collect(),
+        );
+        self.by_listeners
+            .entry(key)
+            .or_insert_with(|| (ctx.owners(sock), ctx.listener_evidence(sock)))
+            .clone()
     }
 }
 
@@ -187,7 +210,7 @@ impl<'a> Ctx<'a> {
             .iter()
             .filter(|h| h.pid == pid)
             .all(|h| h.cloexec == Some(false));
-        let only_this = p.sockets.iter().all(|s| fds.contains(&s.fd));
+        let only_this = p.other_sockets == 0 && p.sockets.iter().all(|s| fds.contains(&s.fd));
         !sources.is_empty()
             && no_cloexec
             && only_this

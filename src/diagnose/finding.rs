@@ -196,7 +196,8 @@ pub struct Blame {
 }
 
 /// Findings that share a blamed process and a cause, for people to read.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Serialized through `GroupView` (the mitigation is written from `fds`).
+#[derive(Debug, Clone, Deserialize)]
 pub struct Group {
     /// None for sockets nobody visibly holds.
     pub pid: Option<Pid>,
@@ -213,9 +214,69 @@ pub struct Group {
     /// Evidence shared by the group, from its first finding.
     pub evidence: Vec<Line>,
     pub fix: Line,
-    pub mitigation: String,
+    pub mitigation: super::mitigation::GroupMitigation,
     /// Indexes into `findings`.
     pub findings: Vec<usize>,
+}
+
+impl Group {
+    pub fn mitigation_text(&self) -> String {
+        self.mitigation.text(self.pid, &self.fds).to_string()
+    }
+}
+
+/// The JSON shape of a group (docs/report.schema.json).
+#[derive(Serialize)]
+struct GroupView<'a> {
+    pid: Option<Pid>,
+    comm: &'a Option<String>,
+    cause: Cause,
+    sockets: usize,
+    fds: &'a [i32],
+    local_ports: &'a [(u16, usize)],
+    oldest_close_wait_ms: Option<u64>,
+    unread_bytes: u64,
+    evidence: &'a [Line],
+    fix: &'a Line,
+    mitigation: super::mitigation::GroupText<'a>,
+    findings: &'a [usize],
+}
+
+impl Serialize for Group {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        GroupView {
+            pid: self.pid,
+            comm: &self.comm,
+            cause: self.cause,
+            sockets: self.sockets,
+            fds: &self.fds,
+            local_ports: &self.local_ports,
+            oldest_close_wait_ms: self.oldest_close_wait_ms,
+            unread_bytes: self.unread_bytes,
+            evidence: &self.evidence,
+            fix: &self.fix,
+            mitigation: self.mitigation.text(self.pid, &self.fds),
+            findings: &self.findings,
+        }
+        .serialize(s)
+    }
+}
+
+impl PartialEq for Group {
+    fn eq(&self, o: &Self) -> bool {
+        self.pid == o.pid
+            && self.comm == o.comm
+            && self.cause == o.cause
+            && self.sockets == o.sockets
+            && self.fds == o.fds
+            && self.local_ports == o.local_ports
+            && self.oldest_close_wait_ms == o.oldest_close_wait_ms
+            && self.unread_bytes == o.unread_bytes
+            && self.evidence == o.evidence
+            && self.fix == o.fix
+            && self.mitigation_text() == o.mitigation_text()
+            && self.findings == o.findings
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -3,6 +3,7 @@
 
 use super::context::Ctx;
 use super::finding::{Cause, Finding, Group, Line, ProcessInfo};
+use super::mitigation::GroupMitigation;
 use crate::model::Pid;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -88,11 +89,7 @@ fn make_group(
             .map(|p| p.comm.clone()),
         cause,
         sockets: members.len(),
-        mitigation: group_mitigation(
-            pid,
-            &fds,
-            first.map(Finding::mitigation_text).unwrap_or_default(),
-        ),
+        mitigation: GroupMitigation::new(pid, &fds, first.map(|f| (&f.mitigation, &f.socket))),
         fds,
         local_ports,
         oldest_close_wait_ms: members.iter().filter_map(|f| f.socket.close_wait_ms).max(),
@@ -132,27 +129,6 @@ fn group_evidence(members: &[Finding]) -> Vec<Line> {
             }
         })
         .collect()
-}
-
-/// One command for all the group's fds when there are a few; a restart beyond.
-fn group_mitigation(pid: Option<Pid>, fds: &[i32], single: String) -> String {
-    match pid {
-        Some(pid) if fds.len() > 1 && fds.len() <= 64 => {
-            let calls: Vec<String> = fds
-                .iter()
-                .map(|fd| format!("-ex 'call (int)close({fd})'"))
-                .collect();
-            format!(
-                "gdb -p {pid} -batch {}   # closes the blamed copies; only if the program will not use these fds again",
-                calls.join(" ")
-            )
-        }
-        Some(pid) if fds.len() > 64 => format!(
-            "restart pid {pid} gracefully (its {} leaked fds close on exit), then deploy the fix",
-            fds.len()
-        ),
-        _ => single,
-    }
 }
 
 /// Every process named in a finding, with its ancestors.

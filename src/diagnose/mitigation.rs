@@ -60,6 +60,79 @@ impl serde::Serialize for Text<'_> {
     }
 }
 
+/// A group's commands: one gdb call closing all of its fds when there are a
+/// few, a restart beyond, or the single finding's commands. Written from the
+/// group's `fds` when rendered, like a finding's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupMitigation {
+    CloseAll,
+    Restart,
+    One(Box<(Mitigation, SocketInfo)>),
+    Text(Line),
+}
+
+/// gdb takes one `-ex` per fd: beyond this many, restarting is the way.
+const MAX_GDB_FDS: usize = 64;
+
+impl GroupMitigation {
+    /// For a group blamed on `pid` with these fds; `first` is its first finding's.
+    pub fn new(pid: Option<Pid>, fds: &[i32], first: Option<(&Mitigation, &SocketInfo)>) -> Self {
+        match (pid, first) {
+            (Some(_), _) if fds.len() > 1 && fds.len() <= MAX_GDB_FDS => GroupMitigation::CloseAll,
+            (Some(_), _) if fds.len() > MAX_GDB_FDS => GroupMitigation::Restart,
+            (_, Some((m, s))) => GroupMitigation::One(Box::new((m.clone(), s.clone()))),
+            (_, None) => GroupMitigation::Text("".into()),
+        }
+    }
+
+    pub fn text<'a>(&'a self, pid: Option<Pid>, fds: &'a [i32]) -> GroupText<'a> {
+        GroupText(self, pid, fds)
+    }
+}
+
+pub struct GroupText<'a>(&'a GroupMitigation, Option<Pid>, &'a [i32]);
+
+impl fmt::Display for GroupText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let GroupText(m, pid, fds) = *self;
+        let pid = pid.unwrap_or(0);
+        match m {
+            GroupMitigation::CloseAll => {
+                write!(f, "gdb -p {pid} -batch")?;
+                for fd in fds {
+                    write!(f, " -ex 'call (int)close({fd})'")?;
+                }
+                f.write_str("   # closes the blamed copies; only if the program will not use these fds again")
+            }
+            GroupMitigation::Restart => write!(
+                f,
+                "restart pid {pid} gracefully (its {} leaked fds close on exit), then deploy the fix",
+                fds.len()
+            ),
+            GroupMitigation::One(one) => one.0.text(&one.1).fmt(f),
+            GroupMitigation::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+impl serde::Serialize for GroupText<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for GroupMitigation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|t| GroupMitigation::Text(t.into()))
+    }
+}
+
+impl From<&str> for GroupMitigation {
+    fn from(text: &str) -> Self {
+        GroupMitigation::Text(text.into())
+    }
+}
+
 impl<'de> Deserialize<'de> for Mitigation {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d).map(|t| Mitigation::Text(t.into()))

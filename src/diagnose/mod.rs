@@ -17,7 +17,7 @@ pub use scope::Scope;
 
 use crate::graph::HoldGraph;
 use crate::model::{interesting_inodes, Pid, Snapshot, SocketKey, TcpSocket, TcpState};
-use context::{Ctx, Lines};
+use context::{Ctx, Memo};
 use listeners::Listeners;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -29,6 +29,8 @@ pub fn diagnose(snap: &Snapshot, scope: &Scope) -> Report {
         graph: HoldGraph::build(snap, &inodes),
         listeners: Listeners::new(&snap.sockets),
     };
+    // Big hosts: what is no longer needed goes before the findings are made.
+    drop(inodes);
     let resolved = scope::Resolved::new(scope, snap, &ctx.graph);
     let transient: HashSet<SocketKey> = snap
         .settle
@@ -54,6 +56,7 @@ pub fn diagnose(snap: &Snapshot, scope: &Scope) -> Report {
         todo.push(s);
     }
     let mut findings = judge_all(&ctx, &todo);
+    drop(todo);
     add_shared_evidence(&ctx, &mut findings);
     let groups = group::groups(&ctx, &mut findings);
     let processes = group::processes(&ctx, &findings);
@@ -90,10 +93,10 @@ fn unheld_listeners(ctx: &Ctx, s: &TcpSocket) -> Vec<crate::model::Inode> {
 fn judge_all(ctx: &Ctx, todo: &[&TcpSocket]) -> Vec<Finding> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     if threads == 1 || todo.len() < 512 {
-        let mut lines = Lines::default();
+        let mut memo = Memo::default();
         return todo
             .iter()
-            .map(|s| judge_socket(ctx, s, &mut lines))
+            .map(|s| judge_socket(ctx, s, &mut memo))
             .collect();
     }
     let mut slots: Vec<Option<Finding>> = Vec::new();
@@ -102,17 +105,19 @@ fn judge_all(ctx: &Ctx, todo: &[&TcpSocket]) -> Vec<Finding> {
     std::thread::scope(|scope| {
         for (socks, out) in todo.chunks(per).zip(slots.chunks_mut(per)) {
             scope.spawn(move || {
-                let mut lines = Lines::default();
+                let mut memo = Memo::default();
                 for (s, slot) in socks.iter().zip(out) {
-                    *slot = Some(judge_socket(ctx, s, &mut lines));
+                    *slot = Some(judge_socket(ctx, s, &mut memo));
                 }
             });
         }
     });
-    slots.into_iter().flatten().collect()
+    // Every slot is filled; map_while (unlike flatten) lets collect reuse
+    // the slots' allocation in place (Option<Finding> is a Finding's size).
+    slots.into_iter().map_while(|f| f).collect()
 }
 
-fn judge_socket(ctx: &Ctx, s: &TcpSocket, lines: &mut Lines) -> Finding {
+fn judge_socket(ctx: &Ctx, s: &TcpSocket, memo: &mut Memo) -> Finding {
     let holders = if s.inode == 0 {
         Vec::new()
     } else {
@@ -121,7 +126,9 @@ fn judge_socket(ctx: &Ctx, s: &TcpSocket, lines: &mut Lines) -> Finding {
     let (cause, blamed, mut evidence) = if holders.is_empty() {
         (Cause::NoVisibleHolder, Vec::new(), unheld::evidence(ctx, s))
     } else {
-        let v = classify::judge(ctx, s, &holders);
+        let mut v = classify::judge(ctx, memo, s, &holders);
+        // Kept for the whole report, one per socket: no spare room.
+        v.blamed.shrink_to_fit();
         (v.cause, v.blamed, v.evidence)
     };
     evidence.push(receive_queue_evidence(s.recv_q));
@@ -133,7 +140,7 @@ fn judge_socket(ctx: &Ctx, s: &TcpSocket, lines: &mut Lines) -> Finding {
     }
     // One more line comes later (add_shared_evidence): room for it now.
     let mut shared = Vec::with_capacity(evidence.len() + 1);
-    shared.extend(evidence.iter().map(|l| lines.get(l)));
+    shared.extend(evidence.iter().map(|l| memo.line(l)));
     let evidence = shared;
     let ns_pid = holders
         .first()
@@ -158,13 +165,13 @@ fn judge_socket(ctx: &Ctx, s: &TcpSocket, lines: &mut Lines) -> Finding {
                 Holder {
                     pid: h.pid,
                     ppid: p.map_or(0, |p| p.ppid),
-                    comm: lines.get(p.map_or("", |p| p.comm.as_str())),
+                    comm: memo.line(p.map_or("", |p| p.comm.as_str())),
                     fd: h.fd,
                     cloexec: h.cloexec,
                 }
             })
             .collect(),
-        fix: lines.get(fixes::fix(cause, s.inode == 0)),
+        fix: memo.line(fixes::fix(cause, s.inode == 0)),
         mitigation: Mitigation::Commands {
             close: blamed.first().copied(),
             ns_pid,

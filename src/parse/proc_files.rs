@@ -1,5 +1,7 @@
-//! Per-process text files: stat, status, cgroup, limits. Stat and status go
-//! through procfs-core's parsers; we keep only what the diagnosis needs.
+//! Per-process text files: stat, status, cgroup, limits. Stat goes through
+//! procfs-core's parser; of status, two lines are wanted out of about sixty,
+//! so they are picked out directly (procfs would parse and store every field,
+//! for each of thousands of processes).
 
 use super::ParseResult;
 use crate::model::{ForkSigns, Layout, Pid};
@@ -53,16 +55,28 @@ pub struct StatusInfo {
 }
 
 pub fn status(text: &[u8]) -> ParseResult<StatusInfo> {
-    let s = procfs::process::Status::from_read(text).map_err(|e| e.to_string())?;
-    let ns_pid = s
-        .nspid
-        .as_ref()
-        .filter(|v| v.len() > 1)
-        .and_then(|v| v.last().copied());
-    Ok(StatusInfo {
-        uid: s.ruid,
-        ns_pid,
-    })
+    let text = std::str::from_utf8(text).map_err(|e| format!("status: {e}"))?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::split_whitespace)
+    };
+    // Uid: real, effective, saved, filesystem.
+    let uid = field("Uid")
+        .and_then(|mut v| v.next()?.parse().ok())
+        .ok_or("status: no Uid line")?;
+    // NSpid: the pid in each pid namespace, outermost first (kernels >= 4.1).
+    let ns_pid = match field("NSpid") {
+        Some(v) => {
+            let pids = v
+                .map(str::parse::<Pid>)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("status: NSpid: {e}"))?;
+            pids.last().copied().filter(|_| pids.len() > 1)
+        }
+        None => None,
+    };
+    Ok(StatusInfo { uid, ns_pid })
 }
 
 /// The cgroup that names a unit or container: the v2 path if present, else the
@@ -150,5 +164,24 @@ mod tests {
             max_open_files("Max open files  unlimited unlimited files\n"),
             None
         );
+    }
+
+    #[test]
+    fn status_takes_the_real_uid_and_the_innermost_pid() {
+        let host = "Name:\tnginx\nUmask:\t0022\nState:\tS (sleeping)\nPid:\t812\nUid:\t33\t0\t0\t0\nGid:\t33\t33\t33\t33\nNSpid:\t812\n";
+        assert_eq!(
+            status(host.as_bytes()),
+            Ok(StatusInfo {
+                uid: 33,
+                ns_pid: None
+            })
+        );
+        let pod = "Name:\tapp\nUid:\t1000\t1000\t1000\t1000\nNSpid:\t41234\t7\t1\n";
+        assert_eq!(status(pod.as_bytes()).map(|s| s.ns_pid), Ok(Some(1)));
+        // Old kernels have no NSpid line.
+        assert_eq!(status(b"Uid:\t0\t0\t0\t0\n").map(|s| s.ns_pid), Ok(None));
+        assert!(status(b"Name:\tx\n").is_err());
+        assert!(status(b"Uid:\tx\nNSpid:\t1\n").is_err());
+        assert!(status(b"Uid:\t1\nNSpid:\t1\tz\n").is_err());
     }
 }

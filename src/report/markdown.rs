@@ -246,14 +246,15 @@ fn section(
         writeln!(out)?;
         writeln!(out, "**Fix:** {}", esc(&g.fix).replace('\n', " "))?;
     }
-    if !g.mitigation.trim().is_empty() {
+    let mitigation = g.mitigation_text();
+    if !mitigation.trim().is_empty() {
         writeln!(out)?;
         writeln!(
             out,
             "**Mitigation** (run by hand once checked; cwleak never runs it):"
         )?;
         writeln!(out)?;
-        code_block(out, "sh", &g.mitigation)?;
+        code_block(out, "sh", &mitigation)?;
     }
     Ok(())
 }

@@ -52,6 +52,8 @@ pub struct RenderOptions {
     pub color: bool,
     /// Terminal width to wrap text output to (80 when unknown).
     pub width: usize,
+    /// Indented JSON (the default on a terminal); compact otherwise.
+    pub pretty: bool,
 }
 
 impl Default for RenderOptions {
@@ -59,6 +61,7 @@ impl Default for RenderOptions {
         RenderOptions {
             color: false,
             width: 80,
+            pretty: false,
         }
     }
 }
@@ -71,7 +74,7 @@ pub fn render(
 ) -> io::Result<()> {
     match format {
         Format::Text => text::render(report, opts, out),
-        Format::Json => json::render(report, out),
+        Format::Json => json::render(report, opts.pretty, out),
         Format::Markdown => markdown::render(report, out),
         Format::Dot => dot::render(report, out),
     }?;

@@ -266,7 +266,8 @@ fn group_block(o: &mut Out, report: &Report, procs: &Processes, g: &Group) -> io
             &format!("(and {} more)", g.evidence.len() - MAX_EVIDENCE),
         )?;
     }
-    for (label, text) in [("fix:", &*g.fix), ("now:", g.mitigation.as_str())] {
+    let mitigation = g.mitigation_text();
+    for (label, text) in [("fix:", &*g.fix), ("now:", mitigation.as_str())] {
         for (i, l) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
             o.labelled(if i == 0 { label } else { "" }, &clean(l))?;
         }
@@ -419,7 +420,16 @@ mod tests {
 
     fn text(report: &Report, width: usize, color: bool) -> String {
         let mut buf = Vec::new();
-        render(report, &RenderOptions { color, width }, &mut buf).unwrap();
+        render(
+            report,
+            &RenderOptions {
+                color,
+                width,
+                pretty: false,
+            },
+            &mut buf,
+        )
+        .unwrap();
         String::from_utf8(buf).unwrap()
     }
 

@@ -4,16 +4,16 @@
 //! identical. kcmp also orders tables, so each group is sorted with it:
 //! O(n log n) calls even for thousands of identical-looking workers.
 
-use crate::model::{Inode, Pid, Process};
+use crate::model::{Inode, InodeSet, Pid, Process};
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 const KCMP_FILES: libc::c_long = 2;
 
 /// Set `shares_fd_table_with` on every process whose table is the same as a
 /// lower pid's. Returns false when the kernel refused kcmp (no CONFIG_KCMP,
 /// no permission): tables are then assumed distinct.
-pub fn link_shared_tables(processes: &mut [Process], interest: &HashSet<Inode>) -> bool {
+pub fn link_shared_tables(processes: &mut [Process], interest: &InodeSet) -> bool {
     let mut by_sig: HashMap<Vec<(i32, Inode)>, Vec<usize>> = HashMap::new();
     for (i, p) in processes.iter().enumerate() {
         if !p.sockets.iter().any(|s| interest.contains(&s.inode)) {

@@ -8,39 +8,39 @@
 //! open/read per leaked socket on a host with tens of thousands of them.
 
 use super::walk::Walked;
-use crate::model::{Inode, Pid, Process, TcpSocket, TcpState};
-use std::collections::{HashMap, HashSet};
+use crate::model::{FastMap, Inode, InodeSet, Pid, Process, TcpSocket, TcpState};
+use std::collections::HashSet;
 
 /// (network namespace, local port): how a connection finds its listener.
 type PortKey = (Inode, u16);
 
 pub struct FlagPolicy {
     /// CLOSE_WAIT inodes and their port.
-    close_wait: HashMap<Inode, PortKey>,
+    close_wait: FastMap<Inode, PortKey>,
     /// Listener inodes and their port.
-    listeners: HashMap<Inode, PortKey>,
+    listeners: FastMap<Inode, PortKey>,
     /// Per listener, its oldest holder (start time, pid): the one that created it.
-    creators: HashMap<Inode, (u64, Pid)>,
+    creators: FastMap<Inode, (u64, Pid)>,
     /// CLOSE_WAIT inodes held by more than one fd (in one process or several).
-    copied: HashSet<Inode>,
+    copied: InodeSet,
 }
 
 impl FlagPolicy {
     pub fn new(walked: &[Walked], sockets: &[TcpSocket]) -> Self {
         let key = |s: &TcpSocket| (s.inode, (s.netns, s.local.port()));
-        let close_wait: HashMap<Inode, PortKey> = sockets
+        let close_wait: FastMap<Inode, PortKey> = sockets
             .iter()
             .filter(|s| s.state == TcpState::CloseWait && s.inode != 0)
             .map(key)
             .collect();
-        let listeners: HashMap<Inode, PortKey> = sockets
+        let listeners: FastMap<Inode, PortKey> = sockets
             .iter()
             .filter(|s| s.state == TcpState::Listen && s.inode != 0)
             .map(key)
             .collect();
-        let mut seen = HashSet::new();
-        let mut copied = HashSet::new();
-        let mut creators: HashMap<Inode, (u64, Pid)> = HashMap::new();
+        let mut seen = InodeSet::default();
+        let mut copied = InodeSet::default();
+        let mut creators: FastMap<Inode, (u64, Pid)> = FastMap::default();
         for p in walked.iter().map(|w| &w.process) {
             for s in &p.sockets {
                 if close_wait.contains_key(&s.inode) && !seen.insert(s.inode) {

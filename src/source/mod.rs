@@ -10,6 +10,7 @@ pub mod exits;
 mod fdtable;
 mod flags;
 pub mod incremental;
+mod prune;
 pub mod recheck;
 pub mod root;
 pub mod sock_diag;
@@ -22,7 +23,7 @@ pub use incremental::Incremental;
 pub use root::ProcRoot;
 pub use tables::TableMethod;
 
-use crate::model::{Inode, Meta, Pid, Snapshot, TcpSocket, TcpState, Warning};
+use crate::model::{Inode, InodeSet, Meta, Pid, Snapshot, TcpSocket, TcpState, Warning};
 use sock_diag::DumpRequest;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -108,7 +109,11 @@ pub fn read(cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
     let mut t = start.started;
     let (walked, warnings) = walk_all(&start.root, &start.pids, cfg.threads);
     phase_done("walk", &mut t);
-    Ok(finish(cfg, start, walked, warnings, |_, _, _, _| {}))
+    let mut snap = finish(cfg, start, walked, warnings, |_, _, _, _| {});
+    if cfg.states == TableStates::Leaks {
+        prune::socket_fds(&mut snap);
+    }
+    Ok(snap)
 }
 
 /// The beginning of every look, full or incremental: the root, its pids,
@@ -326,7 +331,7 @@ fn namespace_members(walked: &[Walked]) -> BTreeMap<Inode, NsMember> {
 }
 
 /// Holders of interesting sockets and all their ancestors.
-fn processes_of_interest(walked: &[Walked], interest: &HashSet<Inode>) -> HashSet<Pid> {
+fn processes_of_interest(walked: &[Walked], interest: &InodeSet) -> HashSet<Pid> {
     let parent: HashMap<Pid, Pid> = walked
         .iter()
         .map(|w| (w.process.pid, w.process.ppid))

@@ -64,6 +64,7 @@ impl StatesConfig {
             render: RenderOptions {
                 color: use_color(a.color),
                 width: terminal_width(),
+                pretty: false,
             },
             watch: a.watch,
             count: a.count,

@@ -30,6 +30,7 @@ pub fn run(a: &SysctlArgs) -> Result<Exit> {
     let opts = RenderOptions {
         color: use_color(a.color),
         width: terminal_width(),
+        pretty: false,
     };
     crate::app::write_out(|out| match a.format {
         TextJsonArg::Json => render::json(&report, out),
