@@ -98,6 +98,15 @@ impl<'a> HoldGraph<'a> {
         }
     }
 
+    /// Whether any process holds the socket (without listing them).
+    pub fn is_held(&self, inode: Inode) -> bool {
+        self.sockets.get(&inode).is_some_and(|&sn| {
+            self.graph
+                .edges_directed(sn, Direction::Incoming)
+                .any(|e| matches!(e.weight(), Edge::Holds { .. }))
+        })
+    }
+
     /// Every (process, fd) holding the socket, sorted by pid then fd.
     pub fn holders(&self, inode: Inode) -> Vec<HeldBy> {
         let Some(&sn) = self.sockets.get(&inode) else {

@@ -82,7 +82,7 @@ pub fn diagnose(snap: &Snapshot, scope: &Scope) -> Report {
 
 /// Listeners an unheld CLOSE_WAIT socket waits on (they place it in a pid scope).
 fn unheld_listeners(ctx: &Ctx, s: &TcpSocket) -> Vec<crate::model::Inode> {
-    if s.state != TcpState::CloseWait || (s.inode != 0 && !ctx.graph.holders(s.inode).is_empty()) {
+    if s.state != TcpState::CloseWait || (s.inode != 0 && ctx.graph.is_held(s.inode)) {
         return Vec::new();
     }
     ctx.listeners.of(s).iter().map(|l| l.inode).collect()
