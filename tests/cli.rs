@@ -185,3 +185,29 @@ fn a_pid_that_does_not_exist_is_an_error() {
     let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
     assert!(err.contains("no such process"), "{err}");
 }
+
+#[test]
+fn json_is_compact_into_a_pipe_and_indented_with_pretty() {
+    let scan = |extra: &[&str]| {
+        let out = cwleak()
+            .args(["scan", "--settle", "0", "--format", "json", "--proc-root"])
+            .arg("fixtures/fork-exited/proc")
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "the fixture leaks");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let compact = scan(&[]);
+    let pretty = scan(&["--pretty"]);
+    assert_eq!(compact.matches('\n').count(), 1, "one line: {compact}");
+    assert!(pretty.matches('\n').count() > 20, "indented: {pretty}");
+    let mut a: serde_json::Value = serde_json::from_str(&compact).unwrap();
+    let mut b: serde_json::Value = serde_json::from_str(&pretty).unwrap();
+    // The same document apart from the timing of each run.
+    for v in [&mut a, &mut b] {
+        v["scan"]["duration_ms"] = 0.into();
+        v["host"]["taken_at_ms"] = 0.into();
+    }
+    assert_eq!(a, b);
+}
