@@ -30,12 +30,14 @@ pub struct ScanConfig {
 
 impl ScanConfig {
     pub fn from_args(a: &ScanArgs) -> Result<Self> {
-        let source = SourceConfig {
+        let mut source = SourceConfig {
             states: TableStates::Leaks,
             ..source_config(&a.source)
         };
+        let scope = scope(&a.scope, &ProcRoot::new(&source.root))?;
+        source.tables_for = tables_for(&scope);
         Ok(ScanConfig {
-            scope: scope(&a.scope, &ProcRoot::new(&source.root))?,
+            scope,
             settle: a.settle,
             from: a.snapshot.from.clone(),
             sample: a.snapshot.sample_index(),
@@ -208,6 +210,16 @@ pub fn source_config(a: &SourceArgs) -> SourceConfig {
         },
         threads: a.threads,
         ..SourceConfig::default()
+    }
+}
+
+/// The namespaces a scope can find sockets in: those of its processes and
+/// namespaces. A port or cgroup scope alone can be anywhere: every one.
+pub fn tables_for(scope: &Scope) -> source::TableScope {
+    source::TableScope {
+        netns: scope.netns.clone(),
+        pids: scope.pids.clone(),
+        with_children: scope.with_children,
     }
 }
 

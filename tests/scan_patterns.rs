@@ -171,6 +171,22 @@ fn container_blames_the_server_by_host_pid() {
         sorted(s.inodes()),
         "report: {by_ns:#}"
     );
+    // Only that namespace's table was read: the host's and other containers' were not.
+    let read: Vec<u64> = by_ns["scan"]["namespaces"]
+        .as_array()
+        .expect("namespaces")
+        .iter()
+        .filter_map(|n| n["inode"].as_u64())
+        .collect();
+    assert_eq!(read, vec![netns], "scan: {:#}", by_ns["scan"]);
+    // A scope by process reads the namespaces of the process and its descendants.
+    let tree: Vec<u64> = r["scan"]["namespaces"]
+        .as_array()
+        .expect("namespaces")
+        .iter()
+        .filter_map(|n| n["inode"].as_u64())
+        .collect();
+    assert!(tree.contains(&netns), "scan: {:#}", r["scan"]);
 }
 
 // ------------------------------------------------------------ churn

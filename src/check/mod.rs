@@ -166,7 +166,11 @@ fn sample(cfg: &CheckConfig, roots: &mut Roots) -> Result<Option<Report>> {
     let Some(scope) = scope_now(&cfg.scope, &now, !roots.is_empty()) else {
         return Ok(None);
     };
-    let snap = source::read(&cfg.source)?;
+    let source = source::SourceConfig {
+        tables_for: crate::config::tables_for(&scope),
+        ..cfg.source.clone()
+    };
+    let snap = source::read(&source)?;
     Ok(Some(diagnose::diagnose(&snap, &scope)))
 }
 
@@ -196,7 +200,14 @@ fn take(cfg: &CheckConfig, roots: &mut Roots) -> Result<Look> {
     } else {
         Duration::ZERO
     };
-    let mut snap = crate::app::look(&cfg.source, settle)?;
+    let source = source::SourceConfig {
+        tables_for: scope
+            .as_ref()
+            .map(crate::config::tables_for)
+            .unwrap_or_default(),
+        ..cfg.source.clone()
+    };
+    let mut snap = crate::app::look(&source, settle)?;
     // A root that exited within the settle window is gone too.
     let after = roots.resolve(false)?;
     let error =

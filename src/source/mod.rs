@@ -15,12 +15,14 @@ pub mod recheck;
 pub mod root;
 pub mod sock_diag;
 pub mod sysctl;
+pub mod table_scope;
 pub mod tables;
 mod walk;
 
 pub use error::SourceError;
 pub use incremental::Incremental;
 pub use root::ProcRoot;
+pub use table_scope::TableScope;
 pub use tables::TableMethod;
 
 use crate::model::{Inode, InodeSet, Meta, Pid, Snapshot, TcpSocket, TcpState, Warning};
@@ -43,6 +45,8 @@ pub struct SourceConfig {
     pub sysctls: bool,
     /// Which TCP states to read from the tables.
     pub states: TableStates,
+    /// Which namespaces' tables to read (default: all).
+    pub tables_for: TableScope,
 }
 
 /// `All` for the whole picture (`states`, `serve`, captures); `Leaks` when
@@ -86,6 +90,7 @@ impl Default for SourceConfig {
             cmdline: false,
             sysctls: false,
             states: TableStates::All,
+            tables_for: TableScope::default(),
         }
     }
 }
@@ -166,7 +171,10 @@ fn finish(
         ..
     } = start;
     let mut t = Instant::now();
-    let members = namespace_members(&walked);
+    let mut members = namespace_members(&walked);
+    if let Some(keep) = cfg.tables_for.namespaces(&walked) {
+        members.retain(|netns, _| keep.contains(netns));
+    }
     let req = cfg.states.request();
     meta.states = cfg.states.read();
     let mut sockets = Vec::new();
