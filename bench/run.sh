@@ -85,6 +85,14 @@ for r in $(seq "$ROUNDS"); do
   measure s100 settle
 done
 
+# Where cwleak's time goes on this load (three looks, phase by phase; it
+# exits 1 when it finds leaks, hence the || true under pipefail).
+for r in 1 2 3; do
+  CWLEAK_TIMINGS=1 $CW scan --settle 0 --format json 2>&1 >/dev/null |
+    sed -n 's/^cwleak timing: //p' | tr '\n' ' ' >>"$work/phases" || true
+  echo >>"$work/phases"
+done
+
 python3 - "$work/results.rounds" "$work/results.settle" "$S" "$P" "$ROUNDS" <<'PY'
 import sys, statistics as st
 from collections import defaultdict
@@ -110,3 +118,6 @@ if s:
     a = st.median(x[0] for x in s['s0']); b = st.median(x[0] for x in s['s100'])
     print(f"settle: --settle 0 {a:.3f} s, --settle 100ms {b:.3f} s -> re-check cost {b - a - 0.1:+.3f} s")
 PY
+echo "cwleak phases (CWLEAK_TIMINGS=1, s):"
+sed 's/^/  /' "$work/phases"
+
