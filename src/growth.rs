@@ -77,39 +77,7 @@ fn key(f: &Finding) -> SocketKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::testdata::{sock, Builder};
-
-    /// pid 10 blamed for sockets to remote ports `ports`, each with a stable inode.
-    fn sample(ports: &[u16]) -> Report {
-        let mut b = Builder::new();
-        let socks: Vec<_> = ports
-            .iter()
-            .map(|p| {
-                sock(
-                    "10.0.0.1:8080",
-                    &format!("10.0.0.9:{p}"),
-                    vec![],
-                    &[(10, 4)],
-                )
-            })
-            .collect();
-        if !socks.is_empty() {
-            b.group(
-                Some(10),
-                Some("leakyd"),
-                Cause::ForkParentKept,
-                &[],
-                "f",
-                "m",
-                socks,
-            );
-        }
-        let mut r = b.build();
-        for f in &mut r.findings {
-            f.socket.inode = u64::from(f.socket.remote.port());
-        }
-        r
-    }
+    use crate::report::testdata::leaking_to_ports as sample;
 
     #[test]
     fn a_socket_counts_from_its_second_look() {

@@ -141,56 +141,19 @@ fn thin(series: &mut Vec<(u64, usize)>) {
 mod tests {
     use super::*;
     use crate::diagnose::Cause;
-    use crate::report::testdata::{sock, Builder};
-
-    /// pid 10 blamed for sockets to remote ports `ports`.
-    fn sample(ports: &[u16]) -> Report {
-        let mut b = Builder::new();
-        let socks: Vec<_> = ports
-            .iter()
-            .map(|p| {
-                sock(
-                    "10.0.0.1:8080",
-                    &format!("10.0.0.9:{p}"),
-                    vec![],
-                    &[(10, 4)],
-                )
-            })
-            .collect();
-        if !socks.is_empty() {
-            b.group(
-                Some(10),
-                Some("leakyd"),
-                Cause::ForkParentKept,
-                &[],
-                "f",
-                "m",
-                socks,
-            );
-        }
-        b.build()
-    }
-
-    /// Builder hands out inodes in order: give each remote port its own
-    /// stable inode so the same socket has the same key in every sample.
-    fn stable(mut r: Report) -> Report {
-        for f in &mut r.findings {
-            f.socket.inode = u64::from(f.socket.remote.port());
-        }
-        r
-    }
+    use crate::report::testdata::leaking_to_ports as sample;
 
     #[test]
     fn growth_first_seen_peak_and_series() {
         let mut t = Tracker::default();
-        t.add(0, &stable(sample(&[])));
-        t.add(100, &stable(sample(&[1])));
+        t.add(0, &sample(&[]));
+        t.add(100, &sample(&[1]));
         // Socket 1 seen twice: it counts from here.
-        t.add(200, &stable(sample(&[1, 2])));
-        t.add(300, &stable(sample(&[1, 2, 3])));
-        t.add(400, &stable(sample(&[1, 2, 3])));
+        t.add(200, &sample(&[1, 2]));
+        t.add(300, &sample(&[1, 2, 3]));
+        t.add(400, &sample(&[1, 2, 3]));
         // Closed at last: the count drops to 0.
-        t.add(500, &stable(sample(&[])));
+        t.add(500, &sample(&[]));
         let d = t.finish(100);
         assert_eq!((d.samples, d.failed_samples), (6, 0));
         assert_eq!(d.processes.len(), 1);
@@ -212,8 +175,8 @@ mod tests {
     #[test]
     fn a_socket_seen_once_is_not_counted() {
         let mut t = Tracker::default();
-        t.add(0, &stable(sample(&[1])));
-        t.add(100, &stable(sample(&[2])));
+        t.add(0, &sample(&[1]));
+        t.add(100, &sample(&[2]));
         t.failed("scan failed".into());
         let d = t.finish(100);
         assert!(d.processes.is_empty());

@@ -248,6 +248,40 @@ impl Builder {
 }
 
 /// No leak at all: 3 transient CLOSE_WAIT sockets, nothing unreadable.
+/// pid 10 (leakyd) blamed for fork-parent-kept sockets to remote ports
+/// `ports`, each socket's inode its remote port: the same socket keeps the
+/// same key from one sample to the next (growth tracking).
+pub fn leaking_to_ports(ports: &[u16]) -> Report {
+    let mut b = Builder::new();
+    let socks: Vec<_> = ports
+        .iter()
+        .map(|p| {
+            sock(
+                "10.0.0.1:8080",
+                &format!("10.0.0.9:{p}"),
+                vec![],
+                &[(10, 4)],
+            )
+        })
+        .collect();
+    if !socks.is_empty() {
+        b.group(
+            Some(10),
+            Some("leakyd"),
+            Cause::ForkParentKept,
+            &[],
+            "f",
+            "m",
+            socks,
+        );
+    }
+    let mut r = b.build();
+    for f in &mut r.findings {
+        f.socket.inode = u64::from(f.socket.remote.port());
+    }
+    r
+}
+
 pub fn clean() -> Report {
     let mut b = Builder::new();
     b.transient(3);
