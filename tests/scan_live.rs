@@ -11,30 +11,6 @@ mod support;
 use serde_json::Value;
 use support::*;
 
-/// `cwleak scan --format json --settle 0 --pid <driver>`.
-fn scan(s: &Scenario) -> (i32, Value) {
-    cwleak_json(&s.scope())
-}
-
-fn sorted(mut v: Vec<u64>) -> Vec<u64> {
-    v.sort_unstable();
-    v
-}
-
-fn sorted_pairs(mut v: Vec<(Pid, i32)>) -> Vec<(Pid, i32)> {
-    v.sort_unstable();
-    v
-}
-
-/// Every finding in scope is one of the scenario's sockets, and all are there.
-fn assert_exactly_scenario_sockets(r: &Value, s: &Scenario) {
-    assert_eq!(
-        finding_inodes(r),
-        sorted(s.inodes()),
-        "findings in scope vs the scenario's sockets\nreport: {r:#}"
-    );
-}
-
 fn assert_summary(r: &Value, leaked: usize, cause: &str) {
     assert_eq!(
         r["summary"]["leaked"], leaked,
@@ -93,7 +69,7 @@ fn fork_alive_blames_the_parent_first() {
         let child = child["pid"].as_i64().expect("child pid") as Pid;
         assert_eq!(
             sock.holders,
-            sorted_pairs(vec![(server, fd), (child, fd)]),
+            sorted(vec![(server, fd), (child, fd)]),
             "facts: {}",
             s.facts
         );
@@ -140,7 +116,7 @@ fn helper_inherits_kept_blames_the_helper_first() {
     let sock = &s.sockets()[0];
     assert_eq!(
         sock.holders,
-        sorted_pairs(vec![(server, fd), (helper, fd)]),
+        sorted(vec![(server, fd), (helper, fd)]),
         "facts: {}",
         s.facts
     );
@@ -162,7 +138,7 @@ fn cgi_blames_the_parent_that_kept_its_copy() {
     let sock = &s.sockets()[0];
     assert_eq!(
         sock.holders,
-        sorted_pairs(vec![(server, fd), (cgi, 0), (cgi, 1)]),
+        sorted(vec![(server, fd), (cgi, 0), (cgi, 1)]),
         "facts: {}",
         s.facts
     );

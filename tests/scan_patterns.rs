@@ -13,24 +13,6 @@ use serde_json::Value;
 use std::time::Duration;
 use support::*;
 
-/// `cwleak scan --format json --settle 0 --pid <driver>`.
-fn scan(s: &Scenario) -> (i32, Value) {
-    cwleak_json(&s.scope())
-}
-
-fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
-    v.sort_unstable();
-    v
-}
-
-fn assert_exactly_scenario_sockets(r: &Value, s: &Scenario) {
-    assert_eq!(
-        finding_inodes(r),
-        sorted(s.inodes()),
-        "findings in scope vs the scenario's sockets\nreport: {r:#}"
-    );
-}
-
 fn as_pid(v: &Value) -> Pid {
     v.as_i64().unwrap_or_else(|| panic!("not a pid: {v}")) as Pid
 }

@@ -345,6 +345,25 @@ pub fn finding(report: &Value, inode: u64) -> &Value {
     found[0]
 }
 
+/// `cwleak scan --format json --settle 0 --pid <driver>`.
+pub fn scan(s: &Scenario) -> (i32, Value) {
+    cwleak_json(&s.scope())
+}
+
+pub fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort_unstable();
+    v
+}
+
+/// Every finding in scope is one of the scenario's sockets, and all are there.
+pub fn assert_exactly_scenario_sockets(r: &Value, s: &Scenario) {
+    assert_eq!(
+        finding_inodes(r),
+        sorted(s.inodes()),
+        "findings in scope vs the scenario's sockets\nreport: {r:#}"
+    );
+}
+
 /// Inodes of every finding, sorted.
 pub fn finding_inodes(report: &Value) -> Vec<u64> {
     let mut v: Vec<u64> = findings(report)
