@@ -33,14 +33,20 @@
 //! (SIGKILL), and the init is killed on exit, which ends the whole pid
 //! namespace: nothing outlives it.
 
+#[path = "common/netns.rs"]
+mod netns;
+
 use anyhow::{bail, ensure, Context, Result};
 use nix::sys::signal::Signal;
 use nix::unistd::{fork, ForkResult, Pid};
 use std::io::Write;
-use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
+
+/// Listen backlog of every worker's listeners (the clients connect all at once).
+const BACKLOG: i32 = 4096;
 
 #[derive(Debug, Clone)]
 struct Opts {
@@ -124,7 +130,7 @@ fn run() -> Result<()> {
         use nix::sched::CloneFlags;
         nix::sched::unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWPID)
             .context("unshare(CLONE_NEWNET | CLONE_NEWPID)")?;
-        loopback_up()?;
+        netns::loopback_up()?;
         // Per namespace: more ephemeral ports, room for the accept queues.
         let _ = std::fs::write("/proc/sys/net/ipv4/ip_local_port_range", "10000 65000");
     }
@@ -365,9 +371,9 @@ fn build(o: &Opts, share: Share) -> Result<Held> {
         let f = std::fs::File::open("/dev/null").context("open /dev/null")?;
         held.other.push(std::os::fd::IntoRawFd::into_raw_fd(f));
     }
-    let l4 = listen(v4)?;
+    let l4 = netns::listen(v4, BACKLOG)?;
     let l6 = if o.ipv6 > 0.0 {
-        Some(listen(v6)?)
+        Some(netns::listen(v6, BACKLOG)?)
     } else {
         None
     };
@@ -400,14 +406,6 @@ fn build(o: &Opts, share: Share) -> Result<Held> {
     Ok(held)
 }
 
-fn listen(addr: SocketAddr) -> Result<TcpListener> {
-    let l = TcpListener::bind(addr).with_context(|| format!("bind {addr}"))?;
-    // SAFETY: plain syscall on a socket we own.
-    let r = unsafe { libc::listen(l.as_raw_fd(), 4096) };
-    ensure!(r == 0, "listen: {}", std::io::Error::last_os_error());
-    Ok(l)
-}
-
 /// RLIMIT_NOFILE soft (and, when allowed, hard) up to `need`.
 fn raise_nofile(need: u64) -> Result<()> {
     let mut lim = libc::rlimit {
@@ -438,31 +436,4 @@ fn raise_nofile(need: u64) -> Result<()> {
         "a worker needs {need} fds but RLIMIT_NOFILE is capped at {} here: use more --procs",
         lim.rlim_max
     )
-}
-
-/// SIOCSIFFLAGS |= IFF_UP on "lo": a new namespace starts with it down.
-fn loopback_up() -> Result<()> {
-    // SAFETY: plain syscalls on a fresh socket and a zeroed ifreq.
-    unsafe {
-        let raw = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        ensure!(raw >= 0, "socket: {}", std::io::Error::last_os_error());
-        let fd = OwnedFd::from_raw_fd(raw);
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo") {
-            *dst = *src as libc::c_char;
-        }
-        let fd = fd.as_raw_fd();
-        ensure!(
-            libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) == 0,
-            "SIOCGIFFLAGS lo: {}",
-            std::io::Error::last_os_error()
-        );
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        ensure!(
-            libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) == 0,
-            "SIOCSIFFLAGS lo: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
 }

@@ -36,6 +36,8 @@
 //!
 //! Exit status: 0 after a clean run, 2 on a usage or setup error.
 
+#[path = "common/netns.rs"]
+mod netns;
 #[path = "scenario/scenarios.rs"]
 mod scenarios;
 #[path = "scenario/sys.rs"]

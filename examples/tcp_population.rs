@@ -27,11 +27,13 @@
 //!
 //! Exit status: 0 after a clean run, 2 on a usage or setup error.
 
+#[path = "common/netns.rs"]
+mod netns;
+
 use anyhow::{bail, ensure, Context, Result};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -88,13 +90,13 @@ fn run() -> Result<()> {
     let o = parse_args()?;
     // Single-threaded here, so the whole process moves to the new namespace.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).context("unshare(CLONE_NEWNET)")?;
-    loopback_up()?;
+    netns::loopback_up()?;
     for (name, value) in &o.sysctls {
         let path = format!("/proc/sys/{}", name.replace('.', "/"));
         std::fs::write(&path, value).with_context(|| format!("write {value} to {path}"))?;
     }
     let addr: SocketAddr = ([127, 0, 0, 1], o.port).into();
-    let listener = listen(addr, o.backlog)?;
+    let listener = netns::listen(addr, o.backlog)?;
     let mut keep: Vec<TcpStream> = Vec::new();
 
     for _ in 0..o.established {
@@ -156,43 +158,6 @@ fn run() -> Result<()> {
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
     drop(keep);
     drop(listener);
-    Ok(())
-}
-
-/// A listener with a chosen backlog (std's is fixed at 128): listen() again
-/// on a listening socket only changes its backlog.
-fn listen(addr: SocketAddr, backlog: i32) -> Result<TcpListener> {
-    let l = TcpListener::bind(addr).with_context(|| format!("bind {addr}"))?;
-    // SAFETY: plain syscall on a socket we own.
-    let r = unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&l), backlog) };
-    ensure!(r == 0, "listen: {}", std::io::Error::last_os_error());
-    Ok(l)
-}
-
-/// SIOCSIFFLAGS |= IFF_UP on "lo": a new namespace starts with it down.
-fn loopback_up() -> Result<()> {
-    // SAFETY: plain syscalls on a fresh socket and a zeroed ifreq.
-    unsafe {
-        let raw = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        ensure!(raw >= 0, "socket: {}", std::io::Error::last_os_error());
-        let fd = OwnedFd::from_raw_fd(raw);
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo") {
-            *dst = *src as libc::c_char;
-        }
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&fd);
-        ensure!(
-            libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) == 0,
-            "SIOCGIFFLAGS lo: {}",
-            std::io::Error::last_os_error()
-        );
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        ensure!(
-            libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) == 0,
-            "SIOCSIFFLAGS lo: {}",
-            std::io::Error::last_os_error()
-        );
-    }
     Ok(())
 }
 

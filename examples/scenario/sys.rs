@@ -341,27 +341,7 @@ pub fn recv_fd(sock: RawFd) -> Result<RawFd> {
     bail!("recvmsg({sock}): no fd received")
 }
 
-/// Brings `lo` up in the current network namespace (SIOCSIFFLAGS).
-pub fn loopback_up() -> Result<()> {
-    // SAFETY: plain syscall.
-    let s = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })
-        .context("socket for SIOCSIFFLAGS")?;
-    // SAFETY: ifreq is plain old data.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: req is a valid ifreq naming "lo".
-    cvt(unsafe { libc::ioctl(s, libc::SIOCGIFFLAGS, &raw mut req) }).context("SIOCGIFFLAGS lo")?;
-    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
-    unsafe {
-        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-    }
-    // SAFETY: as above.
-    cvt(unsafe { libc::ioctl(s, libc::SIOCSIFFLAGS, &raw const req) })
-        .context("SIOCSIFFLAGS lo")?;
-    close(s)
-}
+pub use crate::netns::loopback_up;
 
 pub fn unshare_net() -> Result<()> {
     // SAFETY: plain syscall; the caller is single-threaded.
