@@ -23,8 +23,9 @@
 //! - `stopped`: as `never-closed`, plus `server.state` ("T").
 
 use super::{
-    addr_of, base, conns_of, deadline, finish, holder, inode_of, listener_facts, never_closing,
-    pid_of, role, send_listening, socket, state_deadline, target, wait_comm, Opts, LO4,
+    addr_of, base, conns_of, deadline, finish, fork_per_connection, holder, inode_of,
+    listener_facts, never_closing, pid_of, role, send_listening, socket, state_deadline, target,
+    wait_comm, Opts, LO4,
 };
 use crate::sys::{self, Ctx, Pid, CLOSE_WAIT};
 use crate::Driver;
@@ -155,32 +156,7 @@ fn container_server(ctx: Ctx) -> Result<()> {
     let any = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), CONTAINER_PORT);
     let l = sys::tcp_listen(any, true, None)?;
     send_listening(&ctx, l)?;
-    let mut conns = Vec::new();
-    let mut kids = Vec::new();
-    let mut earlier: Vec<RawFd> = Vec::new();
-    for _ in 0..3 {
-        let c = sys::accept(l, false)?;
-        let mut facts = sys::conn_facts(c)?;
-        let inherited = earlier.clone();
-        let kid = ctx.fork(move || {
-            sys::close(l)?;
-            for fd in inherited {
-                sys::close(fd)?;
-            }
-            sys::read_to_eof(c)?;
-            sys::close(c)
-        })?;
-        facts["child_ns_pid"] = json!(kid);
-        conns.push(facts);
-        kids.push(kid);
-        earlier.push(c);
-    }
-    ctx.send(json!({"ev": "accepted", "conns": conns}))?;
-    for k in kids {
-        sys::wait_exit(k)?;
-    }
-    ctx.send(json!({"ev": "reaped"}))?;
-    sys::sleep_forever()
+    fork_per_connection(ctx, l, false, "child_ns_pid")
 }
 
 fn container_client(ctx: Ctx) -> Result<()> {

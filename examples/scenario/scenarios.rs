@@ -164,6 +164,50 @@ fn wait_comm(pid: Pid, want: &str, dl: Instant) -> Result<()> {
 
 // ------------------------------------------------------------ fork servers
 
+/// The leak of a forking server, on listener `l` (3 connections): fork per
+/// connection and keep every accepted fd. Each child closes the listener and
+/// the parent's earlier copies, then keeps its copy (`alive`, it says so) or
+/// reads to EOF, closes and exits; dead children are reaped. Each child's pid
+/// goes into its connection's facts under `child_key`.
+pub fn fork_per_connection(ctx: Ctx, l: i32, alive: bool, child_key: &str) -> Result<()> {
+    let mut conns = Vec::new();
+    let mut kids = Vec::new();
+    let mut earlier: Vec<i32> = Vec::new();
+    for _ in 0..3 {
+        let c = sys::accept(l, false)?;
+        let mut facts = sys::conn_facts(c)?;
+        let inherited = earlier.clone();
+        let kid = ctx.fork(move || {
+            // Only this connection: not the listener, nor the copies of
+            // earlier connections the parent (wrongly) still holds.
+            sys::close(l)?;
+            for fd in inherited {
+                sys::close(fd)?;
+            }
+            if alive {
+                ctx.send(json!({
+                    "ev": "child", "pid": sys::getpid(), "fd": c, "cloexec": sys::cloexec(c)?,
+                }))?;
+                sys::sleep_forever()
+            }
+            sys::read_to_eof(c)?;
+            sys::close(c)
+        })?;
+        facts[child_key] = json!(kid);
+        conns.push(facts);
+        kids.push(kid);
+        earlier.push(c);
+    }
+    ctx.send(json!({"ev": "accepted", "conns": conns}))?;
+    if !alive {
+        for k in kids {
+            sys::wait_exit(k)?;
+        }
+        ctx.send(json!({"ev": "reaped"}))?;
+    }
+    sys::sleep_forever()
+}
+
 /// fork per connection; the parent never closes the accepted fd. Children
 /// either read to EOF, close and exit (`alive` false), or keep their copy.
 fn fork_server(d: &mut Driver, alive: bool) -> Result<Value> {
@@ -171,42 +215,7 @@ fn fork_server(d: &mut Driver, alive: bool) -> Result<Value> {
     let s = d.spawn("server", &[], move |ctx| {
         let l = sys::tcp_listen(LO4, true, None)?;
         send_listening(&ctx, l)?;
-        let mut conns = Vec::new();
-        let mut kids = Vec::new();
-        let mut earlier: Vec<i32> = Vec::new();
-        for _ in 0..3 {
-            let c = sys::accept(l, false)?;
-            let mut facts = sys::conn_facts(c)?;
-            let inherited = earlier.clone();
-            let kid = ctx.fork(move || {
-                // Only this connection: not the listener, nor the copies of
-                // earlier connections the parent (wrongly) still holds.
-                sys::close(l)?;
-                for fd in inherited {
-                    sys::close(fd)?;
-                }
-                if alive {
-                    ctx.send(json!({
-                        "ev": "child", "pid": sys::getpid(), "fd": c, "cloexec": sys::cloexec(c)?,
-                    }))?;
-                    sys::sleep_forever()
-                }
-                sys::read_to_eof(c)?;
-                sys::close(c)
-            })?;
-            facts["child"] = json!(kid);
-            conns.push(facts);
-            kids.push(kid);
-            earlier.push(c);
-        }
-        ctx.send(json!({"ev": "accepted", "conns": conns}))?;
-        if !alive {
-            for k in kids {
-                sys::wait_exit(k)?;
-            }
-            ctx.send(json!({"ev": "reaped"}))?;
-        }
-        sys::sleep_forever()
+        fork_per_connection(ctx, l, alive, "child")
     })?;
     let l = d.child(s).take("listening", dl)?;
     let clients = connect_n(target(&l, Ipv4Addr::LOCALHOST.into())?, 3)?;
