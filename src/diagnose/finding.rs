@@ -75,11 +75,32 @@ pub struct Tool {
     pub version: String,
 }
 
+impl Tool {
+    /// This program, as every report names it.
+    pub fn this() -> Tool {
+        Tool {
+            name: "cwleak".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Host {
     pub hostname: Option<String>,
     pub kernel: Option<String>,
     pub taken_at_ms: u64,
+}
+
+impl Host {
+    /// The host a look was taken on, from the look's metadata.
+    pub fn of(meta: &crate::model::Meta) -> Host {
+        Host {
+            hostname: meta.hostname.clone(),
+            kernel: meta.kernel.clone(),
+            taken_at_ms: meta.taken_at_ms,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -333,4 +354,19 @@ pub struct Unreadable {
     pub path: Option<String>,
     pub kind: crate::model::WarningKind,
     pub message: String,
+}
+
+impl Unreadable {
+    /// The source's warnings as every report lists them.
+    pub fn all(warnings: &[crate::model::Warning]) -> Vec<Unreadable> {
+        warnings
+            .iter()
+            .map(|w| Unreadable {
+                pid: w.pid,
+                path: w.path.clone(),
+                kind: w.kind,
+                message: w.message.clone(),
+            })
+            .collect()
+    }
 }

@@ -62,15 +62,8 @@ pub fn diagnose(snap: &Snapshot, scope: &Scope) -> Report {
     let processes = group::processes(&ctx, &findings);
     Report {
         schema_version: SCHEMA_VERSION,
-        tool: Tool {
-            name: "cwleak".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        },
-        host: Host {
-            hostname: snap.meta.hostname.clone(),
-            kernel: snap.meta.kernel.clone(),
-            taken_at_ms: snap.meta.taken_at_ms,
-        },
+        tool: Tool::this(),
+        host: Host::of(&snap.meta),
         summary: summary(&findings, &groups, n_transient, by_state),
         groups,
         findings,
@@ -277,15 +270,6 @@ fn scan_info(snap: &Snapshot, scope: &Scope) -> ScanInfo {
         duration_ms: snap.stats.duration_ms,
         settle_ms: snap.settle.as_ref().map_or(0, |s| s.window_ms),
         scope: scope.clone(),
-        unreadable: snap
-            .warnings
-            .iter()
-            .map(|w| Unreadable {
-                pid: w.pid,
-                path: w.path.clone(),
-                kind: w.kind,
-                message: w.message.clone(),
-            })
-            .collect(),
+        unreadable: Unreadable::all(&snap.warnings),
     }
 }

@@ -70,15 +70,8 @@ pub fn build(snap: &Snapshot, opts: &Options) -> StatesReport {
         .collect();
     StatesReport {
         schema_version: SCHEMA_VERSION,
-        tool: Tool {
-            name: "cwleak".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        },
-        host: Host {
-            hostname: snap.meta.hostname.clone(),
-            kernel: snap.meta.kernel.clone(),
-            taken_at_ms: snap.meta.taken_at_ms,
-        },
+        tool: Tool::this(),
+        host: Host::of(&snap.meta),
         sockets: total.total(),
         total,
         change: None,
@@ -262,16 +255,7 @@ fn read_info(snap: &Snapshot, scope: &StatesScope) -> ReadInfo {
         tcp_sockets: snap.sockets.len(),
         duration_ms: snap.stats.duration_ms,
         scope: scope.clone(),
-        unreadable: snap
-            .warnings
-            .iter()
-            .map(|w| Unreadable {
-                pid: w.pid,
-                path: w.path.clone(),
-                kind: w.kind,
-                message: w.message.clone(),
-            })
-            .collect(),
+        unreadable: Unreadable::all(&snap.warnings),
     }
 }
 

@@ -127,15 +127,8 @@ pub fn build(snap: &Snapshot, scope: &[Inode]) -> TuningReport {
     let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
     TuningReport {
         schema_version: SCHEMA_VERSION,
-        tool: Tool {
-            name: "cwleak".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        },
-        host: Host {
-            hostname: snap.meta.hostname.clone(),
-            kernel: snap.meta.kernel.clone(),
-            taken_at_ms: snap.meta.taken_at_ms,
-        },
+        tool: Tool::this(),
+        host: Host::of(&snap.meta),
         summary: Summary {
             critical: count(Severity::Critical),
             warn: count(Severity::Warn),
@@ -152,16 +145,7 @@ pub fn build(snap: &Snapshot, scope: &[Inode]) -> TuningReport {
             live: snap.meta.live,
             duration_ms: snap.stats.duration_ms,
             netns: scope.to_vec(),
-            unreadable: snap
-                .warnings
-                .iter()
-                .map(|w| Unreadable {
-                    pid: w.pid,
-                    path: w.path.clone(),
-                    kind: w.kind,
-                    message: w.message.clone(),
-                })
-                .collect(),
+            unreadable: Unreadable::all(&snap.warnings),
         },
     }
 }
