@@ -9,6 +9,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/leakyd.rs"]
+mod leakyd_support;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Seek};
 use std::os::unix::process::CommandExt;
@@ -24,25 +27,8 @@ const CWLEAK_TIMEOUT: Duration = Duration::from_secs(60);
 
 // ------------------------------------------------------------- helpers
 
-/// An example binary, built next to the test binaries.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary is not in <target>/<profile>/deps");
-    let bin = profile.join("examples").join(name);
-    assert!(
-        bin.is_file(),
-        "{} not found: a plain `cargo test` builds it; with a filter such as \
-         `cargo test --test check`, run `cargo build --examples` first",
-        bin.display()
-    );
-    bin
-}
-
 fn leakyd() -> String {
-    example("leakyd").display().to_string()
+    leakyd_support::example("leakyd").display().to_string()
 }
 
 /// SIGKILL to a whole process group.

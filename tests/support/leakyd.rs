@@ -30,7 +30,7 @@ pub fn example(name: &str) -> PathBuf {
     assert!(
         bin.is_file(),
         "{} not found: a plain `cargo test` builds it; with a filter such as \
-         `cargo test --test serve`, run `cargo build --examples` first",
+         `cargo test --test check`, run `cargo build --examples` first",
         bin.display()
     );
     bin
