@@ -102,11 +102,7 @@ impl CheckConfig {
             ..source_config(&a.source)
         };
         let root = ProcRoot::new(&source.root);
-        let netns = a
-            .netns
-            .iter()
-            .map(|spec| resolve_netns(&root, spec))
-            .collect::<Result<Vec<Inode>>>()?;
+        let netns = resolve_netns_all(&root, &a.netns)?;
         let mount = source::cgroup::cgroup2_mount(&root);
         let interval = a.interval.unwrap_or(DEFAULT_INTERVAL);
         if a.during && interval < MIN_INTERVAL {
@@ -228,11 +224,7 @@ const PID_MAX_LIMIT: u64 = 1 << 22;
 
 /// The scope flags as numbers: --netns specs resolved through the proc root.
 pub fn scope(a: &ScopeArgs, root: &ProcRoot) -> Result<Scope> {
-    let netns = a
-        .netns
-        .iter()
-        .map(|spec| resolve_netns(root, spec))
-        .collect::<Result<Vec<Inode>>>()?;
+    let netns = resolve_netns_all(root, &a.netns)?;
     Ok(Scope {
         pids: a.pids.clone(),
         with_children: !a.no_children,
@@ -240,6 +232,11 @@ pub fn scope(a: &ScopeArgs, root: &ProcRoot) -> Result<Scope> {
         netns,
         ..Scope::default()
     })
+}
+
+/// Every `--netns` value, resolved.
+pub fn resolve_netns_all(root: &ProcRoot, specs: &[String]) -> Result<Vec<Inode>> {
+    specs.iter().map(|spec| resolve_netns(root, spec)).collect()
 }
 
 pub fn resolve_netns(root: &ProcRoot, spec: &str) -> Result<Inode> {

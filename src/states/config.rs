@@ -3,7 +3,7 @@
 use super::build::Options;
 use super::report::{Dimension, StatesScope};
 use crate::cli::{ByArg, StatesArgs, TextJsonArg};
-use crate::config::{resolve_netns, source_config, terminal_width, use_color};
+use crate::config::{resolve_netns_all, source_config, terminal_width, use_color};
 use crate::report::RenderOptions;
 use crate::source::{ProcRoot, SourceConfig};
 use anyhow::{bail, Result};
@@ -36,11 +36,7 @@ impl StatesConfig {
         // connection is the service; a few small files per namespace.
         source.sysctls = true;
         let root = ProcRoot::new(&source.root);
-        let netns = a
-            .netns
-            .iter()
-            .map(|spec| resolve_netns(&root, spec))
-            .collect::<Result<Vec<_>>>()?;
+        let netns = resolve_netns_all(&root, &a.netns)?;
         if let Some(w) = a.watch {
             if w < MIN_WATCH {
                 bail!("--watch {w:?}: too short, use at least 100ms");

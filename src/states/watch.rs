@@ -93,19 +93,7 @@ fn terminal_rows() -> usize {
     if let Some(n) = std::env::var("LINES").ok().and_then(|l| l.parse().ok()) {
         return n;
     }
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes a winsize into the struct we pass.
-    let r = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
-    if r == 0 && ws.ws_row > 0 {
-        usize::from(ws.ws_row)
-    } else {
-        50
-    }
+    crate::source::tty_height().filter(|h| *h > 0).unwrap_or(50)
 }
 
 #[cfg(test)]

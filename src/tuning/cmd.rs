@@ -5,7 +5,7 @@ use super::finding::Severity;
 use super::render;
 use super::report::build;
 use crate::cli::{SeverityArg, SysctlArgs, TextJsonArg};
-use crate::config::{resolve_netns, source_config, terminal_width, use_color};
+use crate::config::{resolve_netns_all, source_config, terminal_width, use_color};
 use crate::exit::Exit;
 use crate::report::RenderOptions;
 use crate::source::ProcRoot;
@@ -15,11 +15,7 @@ pub fn run(a: &SysctlArgs) -> Result<Exit> {
     let mut source = source_config(&a.source);
     source.sysctls = true;
     let root = ProcRoot::new(&source.root);
-    let netns = a
-        .netns
-        .iter()
-        .map(|spec| resolve_netns(&root, spec))
-        .collect::<Result<Vec<_>>>()?;
+    let netns = resolve_netns_all(&root, &a.netns)?;
     let snap = match &a.snapshot.from {
         Some(path) => crate::capture::load(path, a.snapshot.sample_index())?,
         None => crate::source::read(&source)
