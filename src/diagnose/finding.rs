@@ -357,6 +357,18 @@ pub struct Unreadable {
 }
 
 impl Unreadable {
+    /// (failed table reads, unreadable process files): what a summary warns
+    /// about. A process that exited while it was read held nothing any more.
+    pub fn counts(list: &[Unreadable]) -> (usize, usize) {
+        use crate::model::WarningKind::{NetTable, Vanished};
+        let tables = list.iter().filter(|w| w.kind == NetTable).count();
+        let others = list
+            .iter()
+            .filter(|w| !matches!(w.kind, NetTable | Vanished))
+            .count();
+        (tables, others)
+    }
+
     /// The source's warnings as every report lists them.
     pub fn all(warnings: &[crate::model::Warning]) -> Vec<Unreadable> {
         warnings

@@ -5,7 +5,7 @@
 use super::count::Owners;
 use super::numbers::{grouped, signed};
 use super::report::{NamespaceStates, StateDetail, StatesReport};
-use crate::model::{TcpState, WarningKind};
+use crate::model::TcpState;
 use crate::report::style::Style;
 use crate::report::units::{duration_ms, utc};
 use crate::report::wrap::{clean, wrap};
@@ -236,13 +236,7 @@ pub fn owners_note(state: TcpState, o: &Owners, count: u64) -> String {
 }
 
 fn unreadable(r: &StatesReport, width: usize, out: &mut dyn Write) -> io::Result<()> {
-    let u = &r.scan.unreadable;
-    let tables = u.iter().filter(|w| w.kind == WarningKind::NetTable).count();
-    // A process that exited while it was read held nothing any more.
-    let others = u
-        .iter()
-        .filter(|w| !matches!(w.kind, WarningKind::NetTable | WarningKind::Vanished))
-        .count();
+    let (tables, others) = crate::diagnose::Unreadable::counts(&r.scan.unreadable);
     let mut lines = vec![];
     if tables > 0 {
         lines.push(format!(

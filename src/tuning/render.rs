@@ -3,7 +3,6 @@
 
 use super::finding::{Finding, Observation, Severity, Value};
 use super::report::TuningReport;
-use crate::model::WarningKind;
 use crate::report::style::Style;
 use crate::report::units::utc;
 use crate::report::wrap::{clean, wrap};
@@ -44,13 +43,7 @@ pub fn text(r: &TuningReport, opts: &RenderOptions, out: &mut dyn Write) -> io::
 }
 
 fn unreadable(r: &TuningReport, width: usize, out: &mut dyn Write) -> io::Result<()> {
-    let u = &r.scan.unreadable;
-    let tables = u.iter().filter(|w| w.kind == WarningKind::NetTable).count();
-    // A process that exited while it was read held nothing any more.
-    let others = u
-        .iter()
-        .filter(|w| !matches!(w.kind, WarningKind::NetTable | WarningKind::Vanished))
-        .count();
+    let (tables, others) = crate::diagnose::Unreadable::counts(&r.scan.unreadable);
     let mut lines = vec![];
     if tables > 0 {
         lines.push(format!(
