@@ -223,31 +223,14 @@ fn plan_all(
     cache: &HashMap<Pid, Entry>,
     sizes_work: bool,
 ) -> Vec<(Pid, Plan)> {
-    let n = match threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    }
-    .clamp(1, 16)
-    .min(pids.len().max(1));
-    let mut plans: Vec<(Pid, Plan)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..n)
-            .map(|k| {
-                s.spawn(move || {
-                    let mut buf = Vec::new();
-                    pids.iter()
-                        .skip(k)
-                        .step_by(n)
-                        .map(|&pid| (pid, plan(root, pid, cache.get(&pid), sizes_work, &mut buf)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().ok())
-            .flatten()
-            .collect()
-    });
+    let mut plans: Vec<(Pid, Plan)> = super::spread(pids, threads, |mine| {
+        let mut buf = Vec::new();
+        mine.map(|&pid| (pid, plan(root, pid, cache.get(&pid), sizes_work, &mut buf)))
+            .collect::<Vec<_>>()
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     plans.sort_unstable_by_key(|(pid, _)| *pid);
     plans
 }

@@ -291,26 +291,13 @@ fn thread_count(threads: usize, items: usize) -> usize {
 
 /// Walk every pid, spread over threads; results sorted by pid.
 fn walk_all(root: &ProcRoot, pids: &[Pid], threads: usize) -> (Vec<Walked>, Vec<Warning>) {
-    let n = thread_count(threads, pids.len());
-    let results: Vec<(Vec<Walked>, Vec<Warning>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..n)
-            .map(|k| {
-                s.spawn(move || {
-                    let mut scratch = Scratch::default();
-                    let mut warnings = Vec::new();
-                    let walked: Vec<Walked> = pids
-                        .iter()
-                        .skip(k)
-                        .step_by(n)
-                        .filter_map(|&pid| {
-                            walk::walk_process(root, pid, &mut scratch, &mut warnings)
-                        })
-                        .collect();
-                    (walked, warnings)
-                })
-            })
+    let results = spread(pids, threads, |mine| {
+        let mut scratch = Scratch::default();
+        let mut warnings = Vec::new();
+        let walked: Vec<Walked> = mine
+            .filter_map(|&pid| walk::walk_process(root, pid, &mut scratch, &mut warnings))
             .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        (walked, warnings)
     });
     let mut walked = Vec::with_capacity(pids.len());
     let mut warnings = Vec::new();
@@ -320,6 +307,25 @@ fn walk_all(root: &ProcRoot, pids: &[Pid], threads: usize) -> (Vec<Walked>, Vec<
     }
     walked.sort_unstable_by_key(|w| w.process.pid);
     (walked, warnings)
+}
+
+/// Run `work` on one thread per core (or `threads`), thread k getting items
+/// k, k+n, k+2n... (neighbouring pids cost alike, so every thread gets its
+/// share of the big ones); one result per thread. A thread that panicked
+/// gives none.
+fn spread<'a, T: Sync, R: Send>(
+    items: &'a [T],
+    threads: usize,
+    work: impl Fn(&mut dyn Iterator<Item = &'a T>) -> R + Sync,
+) -> Vec<R> {
+    let n = thread_count(threads, items.len());
+    let work = &work;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|k| s.spawn(move || work(&mut items.iter().skip(k).step_by(n))))
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    })
 }
 
 /// One member per network namespace that holds sockets: the lowest pid whose

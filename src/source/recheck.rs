@@ -80,9 +80,7 @@ fn closed_fds(snap: &Snapshot, root: &ProcRoot, cw: &HashSet<SocketKey>) -> Hash
         .iter()
         .filter(|p| p.sockets.iter().any(|s| cw_inodes.contains(&s.inode)))
         .collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    let per = todo.len().div_ceil(threads).max(1);
-    let check = |procs: &[&Process]| {
+    super::spread(&todo, 0, |procs| {
         let mut closed = Vec::new();
         for p in procs {
             let wanted = p.sockets.iter().filter(|s| cw_inodes.contains(&s.inode));
@@ -111,21 +109,10 @@ fn closed_fds(snap: &Snapshot, root: &ProcRoot, cw: &HashSet<SocketKey>) -> Hash
             }
         }
         closed
-    };
-    if threads == 1 || todo.len() < 2 {
-        return check(&todo).into_iter().collect();
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = todo
-            .chunks(per)
-            .map(|chunk| scope.spawn(move || check(chunk)))
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().ok())
-            .flatten()
-            .collect()
     })
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 fn task_base(pid: Pid, tid: Option<Pid>) -> PathBuf {
