@@ -183,6 +183,38 @@ fn state_filter_keeps_listen_out_of_close_wait_dump() {
     assert!(find(&cw, pair.inode).is_some());
 }
 
+/// The one-walk request (both families) and the per-family v2 requests see
+/// the same sockets, with the same fields.
+#[test]
+fn one_walk_for_both_families_matches_one_dump_per_family() {
+    let v4 = loopback_pair("127.0.0.1:0").unwrap();
+    let v6 = loopback_pair("[::1]:0");
+    let listen_inode = inode_of(&v4.listener);
+    let req = DumpRequest::only(&[TcpState::CloseWait, TcpState::Listen], true);
+    let both = dump_tables(Tables::Both, NETNS, &req)
+        .map_err(String::from)
+        .unwrap();
+    let split = dump_families(NETNS, &req).unwrap();
+    let mut ours = vec![v4.inode, listen_inode];
+    ours.extend(v6.iter().flat_map(|p| [p.inode, inode_of(&p.listener)]));
+    for inode in ours {
+        let (a, b) = (find(&both, inode), find(&split, inode));
+        let (a, b) = (
+            a.expect("in the one-walk dump"),
+            b.expect("in a family dump"),
+        );
+        assert_eq!(
+            (a.family, a.local, a.remote, a.state, a.netns, a.uid),
+            (b.family, b.local, b.remote, b.state, b.netns, b.uid)
+        );
+        assert_eq!(a.last_ack_ms.is_some(), b.last_ack_ms.is_some());
+    }
+    assert_matches(find(&both, v4.inode).unwrap(), &v4, Family::Ipv4);
+    if let Some(p) = &v6 {
+        assert_matches(find(&both, p.inode).unwrap(), p, Family::Ipv6);
+    }
+}
+
 #[test]
 fn request_masks_use_kernel_state_numbers() {
     assert_eq!(close_wait(false).states, 1 << 8);
@@ -436,6 +468,25 @@ fn request_layout_matches_inet_diag_req_v2() {
     assert_eq!(&r[16..20], &[libc::AF_INET6 as u8, 6, 2, 0]);
     assert_eq!(u32::from_ne_bytes(r[20..24].try_into().unwrap()), 1 << 8);
     assert!(r[24..].iter().all(|&b| b == 0));
+}
+
+#[test]
+fn both_families_request_matches_inet_diag_req() {
+    let r = wire::dump_request_both(1 << 8 | 1 << 10, true, 78);
+    assert_eq!(r.len(), 76);
+    assert_eq!(u32::from_ne_bytes(r[0..4].try_into().unwrap()), 76);
+    // TCPDIAG_GETSOCK, NLM_F_REQUEST | NLM_F_DUMP.
+    assert_eq!(u16::from_ne_bytes(r[4..6].try_into().unwrap()), 18);
+    assert_eq!(u16::from_ne_bytes(r[6..8].try_into().unwrap()), 0x301);
+    assert_eq!(u32::from_ne_bytes(r[8..12].try_into().unwrap()), 78);
+    // family, src_len, dst_len, ext (INET_DIAG_INFO), then a zero sockid.
+    assert_eq!(&r[16..20], &[libc::AF_INET as u8, 0, 0, 2]);
+    assert!(r[20..68].iter().all(|&b| b == 0));
+    assert_eq!(
+        u32::from_ne_bytes(r[68..72].try_into().unwrap()),
+        1 << 8 | 1 << 10
+    );
+    assert_eq!(&r[72..76], &[0, 0, 0, 0]);
 }
 
 #[test]

@@ -10,6 +10,9 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 const NLMSG_HDRLEN: usize = 16;
 /// sizeof(struct inet_diag_req_v2): family, protocol, ext, pad, states, 48-byte sockid.
 const REQ_V2_LEN: usize = 56;
+/// sizeof(struct inet_diag_req), the original request: family, src_len, dst_len,
+/// ext, 48-byte sockid, states, dbs.
+const REQ_V1_LEN: usize = 60;
 /// sizeof(struct inet_diag_msg); attributes follow it (already 4-byte aligned).
 const DIAG_MSG_LEN: usize = 72;
 
@@ -17,6 +20,8 @@ pub(super) const NLMSG_ERROR: u16 = libc::NLMSG_ERROR as u16;
 pub(super) const NLMSG_DONE: u16 = libc::NLMSG_DONE as u16;
 /// linux/sock_diag.h: the request and reply type of every sock_diag dump.
 pub(super) const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// linux/inet_diag.h: the original TCP dump request, and the type of its replies.
+pub(super) const TCPDIAG_GETSOCK: u16 = 18;
 /// The dump changed under the kernel's feet (a table was resized or reordered).
 pub(super) const NLM_F_DUMP_INTR: u16 = libc::NLM_F_DUMP_INTR as u16;
 const NLM_F_REQUEST: u16 = libc::NLM_F_REQUEST as u16;
@@ -47,14 +52,41 @@ pub(super) fn dump_request(
     // nlmsg_pid stays 0: the kernel fills in our port id.
     m[16] = family;
     m[17] = libc::IPPROTO_TCP as u8;
-    // idiag_ext: bit (n - 1) asks for attribute n.
-    m[18] = if with_info {
+    m[18] = ext_bits(with_info);
+    m[20..24].copy_from_slice(&states.to_ne_bytes());
+    m
+}
+
+/// The original request (TCPDIAG_GETSOCK + struct inet_diag_req): the kernel
+/// answers it with both address families in one walk of its tables (the
+/// compat path sets sdiag_family to AF_UNSPEC), where inet_diag_req_v2 takes
+/// one walk per family. Replies are inet_diag_msg, as for v2.
+pub(super) fn dump_request_both(
+    states: u32,
+    with_info: bool,
+    seq: u32,
+) -> [u8; NLMSG_HDRLEN + REQ_V1_LEN] {
+    const LEN: usize = NLMSG_HDRLEN + REQ_V1_LEN;
+    let mut m = [0u8; LEN];
+    m[0..4].copy_from_slice(&(LEN as u32).to_ne_bytes());
+    m[4..6].copy_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
+    m[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    m[8..12].copy_from_slice(&seq.to_ne_bytes());
+    // idiag_family is ignored by the dump; AF_INET is what ss sends.
+    m[16] = libc::AF_INET as u8;
+    m[19] = ext_bits(with_info);
+    // After the 48-byte sockid: idiag_states, then idiag_dbs (0).
+    m[68..72].copy_from_slice(&states.to_ne_bytes());
+    m
+}
+
+/// idiag_ext: bit (n - 1) asks for attribute n.
+fn ext_bits(with_info: bool) -> u8 {
+    if with_info {
         1 << (INET_DIAG_INFO - 1)
     } else {
         0
-    };
-    m[20..24].copy_from_slice(&states.to_ne_bytes());
-    m
+    }
 }
 
 /// One netlink message inside a received datagram.
