@@ -1,36 +1,45 @@
 //! Phase three: details read only for the processes that matter (holders of
 //! sockets of interest and their ancestors): uid, exe, cgroup, fd limit, and
 //! the cloexec flag of the fds that matter.
+//!
+//! The per-process files do not depend on the TCP tables, so they can be read
+//! ahead while the kernel dumps them (`read_ahead`); only the fdinfo of the
+//! fds that matter waits for the tables.
 
 use super::flags::FlagPolicy;
 use super::root::ProcRoot;
 use super::walk::Walked;
-use crate::model::Warning;
+use crate::model::{FastMap, Pid, Warning};
 use crate::parse::{fdinfo, proc_files};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Fill in the details of one process; `flags` selects the fds whose fdinfo to read.
-pub fn read_details(
-    root: &ProcRoot,
-    w: &mut Walked,
-    flags: &FlagPolicy,
-    warnings: &mut Vec<Warning>,
-) {
+/// What a process's own files say about it, read before it is applied.
+#[derive(Debug, Default)]
+pub struct ProcFiles {
+    status: Option<proc_files::StatusInfo>,
+    netns: Option<crate::model::Inode>,
+    exe: Option<String>,
+    /// Outer None: the file could not be read (what the process had stays).
+    cgroup: Option<Option<String>>,
+    fd_limit: Option<Option<u64>>,
+    warnings: Vec<Warning>,
+}
+
+/// Read status, exe, cgroup and limits of one walked process.
+pub fn read_files(root: &ProcRoot, w: &Walked, buf: &mut Vec<u8>) -> ProcFiles {
     let pid = w.process.pid;
     let proc_dir = Path::new(&pid.to_string()).to_path_buf();
-    let mut buf = Vec::new();
+    let mut out = ProcFiles::default();
     // A process that exits now has still been seen; missing details are not worth a warning.
     let mut note = |e: super::SourceError| {
         if !e.is_vanished() {
-            warnings.push(e.to_warning());
+            out.warnings.push(e.to_warning());
         }
     };
-    match root.read_into(Some(pid), &w.base.join("status"), &mut buf) {
-        Ok(()) => match proc_files::status(&buf) {
-            Ok(s) => {
-                w.process.uid = s.uid;
-                w.process.ns_pid = s.ns_pid;
-            }
+    match root.read_into(Some(pid), &w.base.join("status"), buf) {
+        Ok(()) => match proc_files::status(buf) {
+            Ok(s) => out.status = Some(s),
             Err(m) => note(super::SourceError::malformed(
                 Some(pid),
                 root.join(w.base.join("status")),
@@ -42,29 +51,81 @@ pub fn read_details(
     // Walked processes without sockets skipped ns/net; ancestors are named in reports.
     if w.process.netns.is_none() {
         if let Ok(t) = root.read_link(Some(pid), &w.base.join("ns/net")) {
-            w.process.netns = crate::parse::link::bracket_inode(&t, b"net");
+            out.netns = crate::parse::link::bracket_inode(&t, b"net");
         }
     }
-    match root.read_link(Some(pid), &proc_dir.join("exe")) {
-        Ok(t) => w.process.exe = Some(exe_name(&t)),
-        // Kernel threads have no exe; permission errors leave it unknown.
-        Err(_) => w.process.exe = None,
+    // Kernel threads have no exe; permission errors leave it unknown.
+    if let Ok(t) = root.read_link(Some(pid), &proc_dir.join("exe")) {
+        out.exe = Some(exe_name(&t));
     }
     if let Ok(text) = root.read_string(Some(pid), &proc_dir.join("cgroup")) {
-        w.process.cgroup = proc_files::cgroup(&text);
+        out.cgroup = Some(proc_files::cgroup(&text));
     }
     if let Ok(text) = root.read_string(Some(pid), &proc_dir.join("limits")) {
-        w.process.fd_limit = proc_files::max_open_files(&text);
+        out.fd_limit = Some(proc_files::max_open_files(&text));
     }
+    out
+}
+
+impl ProcFiles {
+    pub fn apply(self, w: &mut Walked, warnings: &mut Vec<Warning>) {
+        if let Some(s) = self.status {
+            w.process.uid = s.uid;
+            w.process.ns_pid = s.ns_pid;
+        }
+        if self.netns.is_some() {
+            w.process.netns = self.netns;
+        }
+        w.process.exe = self.exe;
+        if let Some(c) = self.cgroup {
+            w.process.cgroup = c;
+        }
+        if let Some(l) = self.fd_limit {
+            w.process.fd_limit = l;
+        }
+        warnings.extend(self.warnings);
+    }
+}
+
+/// Read the files of socket holders, in walk order, until `stop` is set: the
+/// work of one otherwise idle core while the kernel dumps its tables. What is
+/// read for a process that turns out not to matter is dropped unused.
+pub fn read_ahead(
+    root: &ProcRoot,
+    walked: &[Walked],
+    stop: &AtomicBool,
+) -> FastMap<Pid, ProcFiles> {
+    let mut out = FastMap::default();
+    let mut buf = Vec::new();
+    for w in walked.iter().filter(|w| !w.process.sockets.is_empty()) {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        out.insert(w.process.pid, read_files(root, w, &mut buf));
+    }
+    out
+}
+
+/// The cloexec flag of the fds `flags` selects.
+pub fn read_flags(
+    root: &ProcRoot,
+    w: &mut Walked,
+    flags: &FlagPolicy,
+    warnings: &mut Vec<Warning>,
+) {
+    let pid = w.process.pid;
     let fds = flags.wanted(&w.process);
     for s in w.process.sockets.iter_mut().filter(|s| fds.contains(&s.fd)) {
         let rel = w.base.join(format!("fdinfo/{}", s.fd));
         match root.read_string(Some(pid), &rel) {
             Ok(text) => match fdinfo::cloexec(&text) {
                 Ok(c) => s.cloexec = Some(c),
-                Err(m) => note(super::SourceError::malformed(Some(pid), root.join(&rel), m)),
+                Err(m) => warnings.push(
+                    super::SourceError::malformed(Some(pid), root.join(&rel), m).to_warning(),
+                ),
             },
-            Err(e) => note(e),
+            Err(e) if e.is_vanished() => {}
+            Err(e) => warnings.push(e.to_warning()),
         }
     }
 }

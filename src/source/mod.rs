@@ -25,10 +25,11 @@ pub use root::ProcRoot;
 pub use table_scope::TableScope;
 pub use tables::TableMethod;
 
-use crate::model::{Inode, InodeSet, Meta, Pid, Snapshot, TcpSocket, TcpState, Warning};
+use crate::model::{FastMap, Inode, InodeSet, Meta, Pid, Snapshot, TcpSocket, TcpState, Warning};
 use sock_diag::DumpRequest;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tables::NsMember;
 use walk::{Scratch, Walked};
@@ -177,20 +178,58 @@ fn finish(
     }
     let req = cfg.states.request();
     meta.states = cfg.states.read();
-    let mut sockets = Vec::new();
-    let mut namespaces = Vec::new();
     let own = meta.netns;
-    for member in members.values() {
-        let mut t = tables::read_namespace(&root, live, cfg.method, member, &req, &mut warnings);
-        if cfg.sysctls {
-            let ns_file = root.join(member.base.join("ns/net"));
-            match sysctl::read(&root, live, own, member.netns, &ns_file) {
-                Ok(values) => t.namespace.sysctls = values,
-                Err(e) => warnings.push(e.to_warning()),
-            }
-        }
+    let members: Vec<NsMember> = members.into_values().collect();
+    let read_tables = || {
+        // Each dump walks the kernel's whole table (all namespaces' sockets):
+        // with many namespaces, that is the work to spread over the cores.
+        let mut reads: Vec<(tables::TableRead, Vec<Warning>)> =
+            spread(&members, cfg.threads, |ms| {
+                ms.map(|member| {
+                    let mut warnings = Vec::new();
+                    let mut t = tables::read_namespace(
+                        &root,
+                        live,
+                        cfg.method,
+                        member,
+                        &req,
+                        &mut warnings,
+                    );
+                    if cfg.sysctls {
+                        let ns_file = root.join(member.base.join("ns/net"));
+                        match sysctl::read(&root, live, own, member.netns, &ns_file) {
+                            Ok(values) => t.namespace.sysctls = values,
+                            Err(e) => warnings.push(e.to_warning()),
+                        }
+                    }
+                    (t, warnings)
+                })
+                .collect::<Vec<_>>()
+            })
+            .into_iter()
+            .flatten()
+            .collect();
+        // In namespace order, whichever thread read them.
+        reads.sort_by_key(|(t, _)| t.namespace.inode);
+        reads
+    };
+    // A dump keeps one core busy in the kernel; when there are fewer dumps
+    // than cores, a spare core reads the holders' own files meanwhile.
+    let spare = thread_count(cfg.threads, usize::MAX) > members.len();
+    let stop = AtomicBool::new(false);
+    let (reads, mut ahead) = std::thread::scope(|s| {
+        let ahead = spare.then(|| s.spawn(|| details::read_ahead(&root, &walked, &stop)));
+        let reads = read_tables();
+        stop.store(true, Ordering::Relaxed);
+        let ahead = ahead.and_then(|h| h.join().ok()).unwrap_or_default();
+        (reads, ahead)
+    });
+    let mut sockets = Vec::with_capacity(reads.iter().map(|(t, _)| t.sockets.len()).sum());
+    let mut namespaces = Vec::with_capacity(reads.len());
+    for (t, w) in reads {
         sockets.extend(t.sockets);
         namespaces.push(t.namespace);
+        warnings.extend(w);
     }
     phase_done("tables", &mut t);
     refine(&root, &mut walked, &sockets, &mut warnings);
@@ -198,7 +237,15 @@ fn finish(
     let interest = crate::model::interesting_inodes(&sockets);
     let wanted = processes_of_interest(&walked, &interest);
     let flags = flags::FlagPolicy::new(&walked, &sockets);
-    read_all_details(cfg, &root, &mut walked, &wanted, &flags, &mut warnings);
+    read_all_details(
+        cfg,
+        &root,
+        &mut walked,
+        &wanted,
+        &flags,
+        &mut ahead,
+        &mut warnings,
+    );
     phase_done("details", &mut t);
     let mut processes: Vec<_> = walked.into_iter().map(|w| w.process).collect();
     if live && !fdtable::link_shared_tables(&mut processes, &interest) {
@@ -238,15 +285,26 @@ fn read_all_details(
     walked: &mut [Walked],
     wanted: &HashSet<Pid>,
     flags: &flags::FlagPolicy,
+    ahead: &mut FastMap<Pid, details::ProcFiles>,
     warnings: &mut Vec<Warning>,
 ) {
-    let mut todo: Vec<&mut Walked> = walked
+    let mut todo: Vec<(&mut Walked, Option<details::ProcFiles>)> = walked
         .iter_mut()
         .filter(|w| wanted.contains(&w.process.pid))
+        .map(|w| {
+            let early = ahead.remove(&w.process.pid);
+            (w, early)
+        })
         .collect();
     let n = thread_count(cfg.threads, todo.len());
-    let one = |w: &mut Walked, warnings: &mut Vec<Warning>| {
-        details::read_details(root, w, flags, warnings);
+    let one = |(w, early): &mut (&mut Walked, Option<details::ProcFiles>),
+               warnings: &mut Vec<Warning>| {
+        let files = match early.take() {
+            Some(f) => f,
+            None => details::read_files(root, w, &mut Vec::new()),
+        };
+        files.apply(w, warnings);
+        details::read_flags(root, w, flags, warnings);
         if cfg.cmdline {
             match cmdline::read(root, w.process.pid, cmdline::DEADLINE) {
                 Ok(c) => w.process.cmdline = Some(c),
@@ -256,7 +314,7 @@ fn read_all_details(
         }
     };
     if n <= 1 || todo.len() < 64 {
-        for w in todo {
+        for w in &mut todo {
             one(w, warnings);
         }
         return;
