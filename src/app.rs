@@ -11,6 +11,7 @@ use clap::CommandFactory;
 use std::io::{self, Write};
 
 pub fn run(cli: Cli) -> Result<Exit> {
+    one_malloc_arena_per_core();
     match cli.command {
         Command::Scan(args) => scan(&args),
         Command::Check(args) => check(&args),
@@ -72,6 +73,7 @@ pub fn scan_report(cfg: &ScanConfig) -> Result<Report> {
     source::phase_done("diagnose", &mut t);
     drop(snap);
     give_back_freed_memory();
+    source::phase_done("free snapshot", &mut t);
     Ok(report)
 }
 
@@ -83,6 +85,23 @@ fn give_back_freed_memory() {
     // SAFETY: malloc_trim only releases free memory; it touches no live allocation.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// glibc gives threads up to eight arenas per core; each keeps its own
+/// freed memory. The walk, details and judging threads are as many as the
+/// cores, so one arena each is enough: on a 2-core host with 200k sockets
+/// the default costs ~2 MiB of peak RSS for no speed.
+fn one_malloc_arena_per_core() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // One arena would serialize every thread's malloc.
+        let arenas = libc::c_int::try_from(cores.clamp(2, 64)).unwrap_or(64);
+        // SAFETY: mallopt only sets an allocator parameter, before any thread starts.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! forgotten one and which mechanism made it. See docs/causes.md.
 
 use super::context::{Ctx, Memo};
-use super::finding::{Blame, Cause};
+use super::finding::{Blame, Cause, Line};
 use crate::graph::HeldBy;
 use crate::model::{Pid, TcpSocket};
 
@@ -23,13 +23,15 @@ pub enum Role {
 pub struct Verdict {
     pub cause: Cause,
     pub blamed: Vec<Blame>,
-    pub evidence: Vec<String>,
+    pub evidence: Vec<Line>,
 }
 
 /// Judge a socket that has at least one holder.
 pub fn judge(ctx: &Ctx, memo: &mut Memo, sock: &TcpSocket, holders: &[HeldBy]) -> Verdict {
     let pids = distinct_pids(holders);
-    let (owners, mut evidence) = memo.owners(ctx, sock);
+    let owned = memo.owners(ctx, sock);
+    let owners = &owned.pids;
+    let mut evidence = owned.evidence.clone();
     let roots: Vec<Pid> = pids
         .iter()
         .copied()
@@ -40,7 +42,7 @@ pub fn judge(ctx: &Ctx, memo: &mut Memo, sock: &TcpSocket, holders: &[HeldBy]) -
         ctx.role(
             pid,
             fds_of(holders, pid),
-            &owners,
+            owners,
             creator,
             holders,
             sock.inode,
@@ -54,7 +56,8 @@ pub fn judge(ctx: &Ctx, memo: &mut Memo, sock: &TcpSocket, holders: &[HeldBy]) -
         .collect();
     if !passed.is_empty() {
         for r in &passed {
-            evidence.push(ctx.passed_evidence(*r, &owners, creator));
+            let line = ctx.passed_evidence(*r, owners, creator);
+            evidence.push(memo.line(&line));
         }
         let rest: Vec<Pid> = pids
             .iter()
@@ -72,7 +75,9 @@ pub fn judge(ctx: &Ctx, memo: &mut Memo, sock: &TcpSocket, holders: &[HeldBy]) -
     if !inherited.is_empty() {
         for p in &inherited {
             if let Role::ExecInherited { exec_pid } = role_of(*p) {
-                evidence.extend(ctx.exec_evidence(*p, exec_pid, holders));
+                for line in ctx.exec_evidence(*p, exec_pid, holders) {
+                    evidence.push(memo.line(&line));
+                }
             }
         }
         let rest: Vec<Pid> = roots
@@ -81,10 +86,10 @@ pub fn judge(ctx: &Ctx, memo: &mut Memo, sock: &TcpSocket, holders: &[HeldBy]) -
             .filter(|p| !inherited.contains(p))
             .collect();
         if !rest.is_empty() {
-            evidence.push(format!(
+            evidence.push(memo.fmt(format_args!(
                 "the owner {} still holds its copy too",
                 ctx.names(&rest)
-            ));
+            )));
         }
         return verdict(
             Cause::InheritedNoCloexec,
@@ -106,37 +111,28 @@ pub fn judge(ctx: &Ctx, memo: &mut Memo, sock: &TcpSocket, holders: &[HeldBy]) -
             .collect();
         let n_fds = fds_of(holders, *r).len();
         let cause = if !below.is_empty() {
-            evidence.push(format!(
+            evidence.push(memo.fmt(format_args!(
                 "{} forked and kept its copy; {} still hold(s) the child's copy",
                 ctx.name(*r),
                 ctx.names(&below)
-            ));
+            )));
             Cause::ForkParentKept
         } else if n_fds > 1 {
-            evidence.push(format!(
+            evidence.push(memo.fmt(format_args!(
                 "{} holds the socket at {} fds ({}): dup()/dup2()/F_DUPFD made extra references and close() drops only one",
                 ctx.name(*r),
                 n_fds,
                 join_fds(&fds_of(holders, *r))
-            ));
+            )));
             Cause::DupCopyKept
+        } else if owners.contains(r) {
+            // Depends on the owner alone: thousands of its connections share it.
+            let (cause, line) = memo.lone_owner(ctx, *r, |ctx| lone_owner(ctx, *r, owners));
+            evidence.push(line);
+            cause
         } else {
-            let signs = if owners.contains(r) {
-                ctx.fork_signs(*r)
-            } else {
-                Vec::new()
-            };
-            if signs.is_empty() {
-                evidence.push(never_closed_evidence(ctx, *r, &owners));
-                Cause::NeverClosed
-            } else {
-                evidence.push(format!(
-                    "{} accepted the connection and forks: {}; its children have closed their copies or exited",
-                    ctx.name(*r),
-                    signs.join("; ")
-                ));
-                Cause::ForkParentKept
-            }
+            evidence.push(memo.line(&never_closed_evidence(ctx, *r, owners)));
+            Cause::NeverClosed
         };
         blamed_order.push(*r);
         if best
@@ -152,6 +148,23 @@ pub fn judge(ctx: &Ctx, memo: &mut Memo, sock: &TcpSocket, holders: &[HeldBy]) -
         .filter(|p| !first.contains(p))
         .collect();
     verdict(cause, holders, &[&first, &rest], evidence)
+}
+
+/// An owner holding a connection at one fd, no descendant holding it: it
+/// forks (its children closed their copies) or it never closed it.
+fn lone_owner(ctx: &Ctx, r: Pid, owners: &[Pid]) -> (Cause, String) {
+    let signs = ctx.fork_signs(r);
+    if signs.is_empty() {
+        return (Cause::NeverClosed, never_closed_evidence(ctx, r, owners));
+    }
+    (
+        Cause::ForkParentKept,
+        format!(
+            "{} accepted the connection and forks: {}; its children have closed their copies or exited",
+            ctx.name(r),
+            signs.join("; ")
+        ),
+    )
 }
 
 fn never_closed_evidence(ctx: &Ctx, r: Pid, owners: &[Pid]) -> String {
@@ -184,7 +197,7 @@ fn precedence(c: Cause) -> u8 {
 }
 
 /// Blame every fd of the listed pids, tiers in order, each pid once.
-fn verdict(cause: Cause, holders: &[HeldBy], tiers: &[&[Pid]], evidence: Vec<String>) -> Verdict {
+fn verdict(cause: Cause, holders: &[HeldBy], tiers: &[&[Pid]], evidence: Vec<Line>) -> Verdict {
     let mut blamed = Vec::new();
     for pid in tiers.iter().flat_map(|t| t.iter()) {
         for fd in fds_of(holders, *pid) {

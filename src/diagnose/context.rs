@@ -2,11 +2,11 @@
 //! holders, signs of forking, and the names to print.
 
 use super::classify::{join_fds, Role};
-use super::finding::Line;
-use super::listeners::Listeners;
+use super::finding::{Cause, Line};
+use super::listeners::{ListenAddress, Listeners};
 use crate::graph::{HeldBy, HoldGraph};
-use crate::model::{Inode, Pid, Snapshot, TcpSocket};
-use std::collections::{HashMap, HashSet};
+use crate::model::{FastMap, Inode, Pid, Snapshot, TcpSocket};
+use std::rc::Rc;
 
 pub struct Ctx<'a> {
     pub snap: &'a Snapshot,
@@ -21,14 +21,23 @@ pub struct Ctx<'a> {
 /// holders as workers, too many to look at again for every socket.
 #[derive(Default)]
 pub struct Memo {
-    lines: HashSet<Line>,
-    by_listeners: HashMap<ListenerKey, Owners>,
+    lines: rustc_hash::FxHashSet<Line>,
+    /// By local address first: no listener list to build for a known address.
+    by_address: FastMap<ListenAddress, Rc<Owners>>,
+    by_listeners: FastMap<ListenerKey, Rc<Owners>>,
+    /// An owner's verdict on a connection it alone holds depends on it alone.
+    lone_owner: FastMap<Pid, (Cause, Line)>,
+    scratch: String,
 }
 
 /// A connection's local port and the listeners it could come from.
 type ListenerKey = (u16, Vec<Inode>);
-/// The owners of those listeners, and the evidence line naming them.
-type Owners = (Vec<Pid>, Vec<String>);
+
+/// The owners of a connection's listeners, and the evidence line naming them.
+pub struct Owners {
+    pub pids: Vec<Pid>,
+    pub evidence: Vec<Line>,
+}
 
 impl Memo {
     /// The shared copy of `text`.
@@ -41,16 +50,58 @@ impl Memo {
         l
     }
 
+    /// The shared copy of a formatted line, formatted without allocating.
+    pub fn fmt(&mut self, args: std::fmt::Arguments) -> Line {
+        use std::fmt::Write;
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        // Writing into a String cannot fail.
+        let _ = buf.write_fmt(args);
+        let l = self.line(&buf);
+        self.scratch = buf;
+        l
+    }
+
     /// `Ctx::owners` and `Ctx::listener_evidence` of `sock`.
-    pub fn owners(&mut self, ctx: &Ctx, sock: &TcpSocket) -> Owners {
+    pub fn owners(&mut self, ctx: &Ctx, sock: &TcpSocket) -> Rc<Owners> {
+        let address = ctx.listeners.address(sock);
+        if let Some(o) = self.by_address.get(&address) {
+            return o.clone();
+        }
         let key = (
             sock.local.port(),
             ctx.listeners.of(sock).iter().map(|l| l.inode).collect(),
         );
-        self.by_listeners
-            .entry(key)
-            .or_insert_with(|| (ctx.owners(sock), ctx.listener_evidence(sock)))
-            .clone()
+        let owners = match self.by_listeners.get(&key) {
+            Some(o) => o.clone(),
+            None => {
+                let evidence = ctx.listener_evidence(sock);
+                let o = Rc::new(Owners {
+                    pids: ctx.owners(sock),
+                    evidence: evidence.iter().map(|l| self.line(l)).collect(),
+                });
+                self.by_listeners.insert(key, o.clone());
+                o
+            }
+        };
+        self.by_address.insert(address, owners.clone());
+        owners
+    }
+
+    /// The cause and line for an owner that alone holds a connection at one fd.
+    pub fn lone_owner(
+        &mut self,
+        ctx: &Ctx,
+        pid: Pid,
+        make: impl FnOnce(&Ctx) -> (Cause, String),
+    ) -> (Cause, Line) {
+        if let Some((c, l)) = self.lone_owner.get(&pid) {
+            return (*c, l.clone());
+        }
+        let (cause, text) = make(ctx);
+        let line = self.line(&text);
+        self.lone_owner.insert(pid, (cause, line.clone()));
+        (cause, line)
     }
 }
 

@@ -4,29 +4,37 @@
 use super::context::Ctx;
 use super::finding::{Cause, Finding, Group, Line, ProcessInfo};
 use super::mitigation::GroupMitigation;
-use crate::model::Pid;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use crate::model::{FastMap, Pid};
+use std::collections::BTreeMap;
 
 /// Group findings, most sockets first, and reorder `findings` to match.
 /// Sorted in place: a host with 40,000 findings must not hold them twice.
 pub fn groups(ctx: &Ctx, findings: &mut [Finding]) -> Vec<Group> {
     let key = |f: &Finding| (f.blamed.first().map(|b| b.pid), f.cause);
-    let order = |f: &Finding| {
-        (
-            key(f),
-            f.blamed.first().map_or(i32::MAX, |b| b.fd),
-            f.socket.inode,
-            f.socket.remote,
-            f.socket.local,
-        )
-    };
-    findings.sort_unstable_by_key(order);
+    // Sorted as small (key, index) pairs, then moved once: sorting the
+    // findings themselves would move each 250-byte finding a dozen times.
+    let mut order: Vec<_> = findings
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let fd = f.blamed.first().map_or(i32::MAX, |b| b.fd);
+            (key(f), fd, f.socket.inode, i)
+        })
+        .collect();
+    // Addresses only break ties (sockets without an inode).
+    let addresses = |i: usize| (findings[i].socket.remote, findings[i].socket.local);
+    order.sort_unstable_by(|a, b| {
+        (a.0, a.1, a.2)
+            .cmp(&(b.0, b.1, b.2))
+            .then_with(|| addresses(a.3).cmp(&addresses(b.3)))
+            .then(a.3.cmp(&b.3))
+    });
     // Runs of one key are the groups; biggest first, then by key.
     let mut runs: Vec<(usize, usize)> = Vec::new();
     let mut start = 0;
-    while start < findings.len() {
-        let k = key(&findings[start]);
-        let len = findings[start..].iter().take_while(|f| key(f) == k).count();
+    while start < order.len() {
+        let k = order[start].0;
+        let len = order[start..].iter().take_while(|o| o.0 == k).count();
         runs.push((start, len));
         start += len;
     }
@@ -34,11 +42,12 @@ pub fn groups(ctx: &Ctx, findings: &mut [Finding]) -> Vec<Group> {
     let mut dest = vec![0usize; findings.len()];
     let mut next = 0;
     for &(start, len) in &runs {
-        for (i, d) in dest[start..start + len].iter_mut().enumerate() {
-            *d = next + i;
+        for (i, o) in order[start..start + len].iter().enumerate() {
+            dest[o.3] = next + i;
         }
         next += len;
     }
+    drop(order);
     permute(findings, &mut dest);
     let mut out = Vec::with_capacity(runs.len());
     let mut start = 0;
@@ -133,12 +142,14 @@ fn group_evidence(members: &[Finding]) -> Vec<Line> {
 
 /// Every process named in a finding, with its ancestors.
 pub fn processes(ctx: &Ctx, findings: &[Finding]) -> Vec<ProcessInfo> {
-    let mut held: HashMap<Pid, usize> = HashMap::new();
-    let mut blamed: HashMap<Pid, usize> = HashMap::new();
+    let mut held: FastMap<Pid, usize> = FastMap::default();
+    let mut blamed: FastMap<Pid, usize> = FastMap::default();
     for f in findings {
-        let holders: HashSet<Pid> = f.holders.iter().map(|h| h.pid).collect();
-        for p in holders {
-            *held.entry(p).or_default() += 1;
+        // Holders are sorted by pid: each process counts once per socket.
+        for (i, h) in f.holders.iter().enumerate() {
+            if i == 0 || f.holders[i - 1].pid != h.pid {
+                *held.entry(h.pid).or_default() += 1;
+            }
         }
         if let Some(b) = f.blamed.first() {
             *blamed.entry(b.pid).or_default() += 1;

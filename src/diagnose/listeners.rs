@@ -2,9 +2,12 @@
 //! local port was accepted on (same namespace, same or wildcard address).
 
 use crate::graph::{HeldBy, HoldGraph};
-use crate::model::{Inode, TcpSocket, TcpState};
-use std::collections::HashMap;
+use crate::model::{FastMap, Inode, TcpSocket, TcpState};
 use std::net::IpAddr;
+
+/// Where a connection was accepted: namespace, local port, local address
+/// (v4-mapped as v4). Connections with one address share their listeners.
+pub type ListenAddress = (Inode, u16, IpAddr);
 
 /// Listeners indexed by exact address and by port (wildcards): a host with
 /// thousands of addresses on one port (virtual hosting, the benchmark's
@@ -12,14 +15,14 @@ use std::net::IpAddr;
 /// Each list holds indices into the snapshot's sockets, ascending.
 pub struct Listeners<'a> {
     sockets: &'a [TcpSocket],
-    exact: HashMap<(Inode, u16, IpAddr), Vec<usize>>,
-    wildcard: HashMap<(Inode, u16), Vec<usize>>,
+    exact: FastMap<ListenAddress, Vec<usize>>,
+    wildcard: FastMap<(Inode, u16), Vec<usize>>,
 }
 
 impl<'a> Listeners<'a> {
     pub fn new(sockets: &'a [TcpSocket]) -> Self {
-        let mut exact: HashMap<_, Vec<usize>> = HashMap::new();
-        let mut wildcard: HashMap<_, Vec<usize>> = HashMap::new();
+        let mut exact: FastMap<_, Vec<usize>> = FastMap::default();
+        let mut wildcard: FastMap<_, Vec<usize>> = FastMap::default();
         for (i, s) in sockets.iter().enumerate() {
             if s.state != TcpState::Listen {
                 continue;
@@ -41,15 +44,15 @@ impl<'a> Listeners<'a> {
         }
     }
 
+    pub fn address(&self, conn: &TcpSocket) -> ListenAddress {
+        (conn.netns, conn.local.port(), canonical(conn.local.ip()))
+    }
+
     /// The listening sockets a connection could have been accepted from:
     /// same address first (a v4-mapped v6 address is its v4 one), then wildcards.
     pub fn of(&self, conn: &TcpSocket) -> Vec<&'a TcpSocket> {
         let port = conn.local.port();
-        let exact = self
-            .exact
-            .get(&(conn.netns, port, canonical(conn.local.ip())))
-            .into_iter()
-            .flatten();
+        let exact = self.exact.get(&self.address(conn)).into_iter().flatten();
         let wild = self.wildcard.get(&(conn.netns, port)).into_iter().flatten();
         // In snapshot order, whichever list a listener came from.
         let mut found: Vec<usize> = exact.chain(wild).copied().collect();

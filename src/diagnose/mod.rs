@@ -16,13 +16,15 @@ pub use mitigation::Mitigation;
 pub use scope::Scope;
 
 use crate::graph::HoldGraph;
-use crate::model::{interesting_inodes, Pid, Snapshot, SocketKey, TcpSocket, TcpState};
+use crate::model::{interesting_inodes, FastMap, Pid, Snapshot, SocketKey, TcpSocket, TcpState};
 use context::{Ctx, Memo};
 use listeners::Listeners;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 /// Diagnose every CLOSE_WAIT socket of `snap` that falls in `scope`.
 pub fn diagnose(snap: &Snapshot, scope: &Scope) -> Report {
+    // Phase times for bench/run.sh (CWLEAK_TIMINGS), like the source's.
+    let mut tt = std::time::Instant::now();
     let inodes = interesting_inodes(&snap.sockets);
     let ctx = Ctx {
         snap,
@@ -31,8 +33,9 @@ pub fn diagnose(snap: &Snapshot, scope: &Scope) -> Report {
     };
     // Big hosts: what is no longer needed goes before the findings are made.
     drop(inodes);
+    crate::source::phase_done("diagnose: graph", &mut tt);
     let resolved = scope::Resolved::new(scope, snap, &ctx.graph);
-    let transient: HashSet<SocketKey> = snap
+    let transient: rustc_hash::FxHashSet<SocketKey> = snap
         .settle
         .as_ref()
         .map(|s| s.transient.iter().copied().collect())
@@ -55,11 +58,16 @@ pub fn diagnose(snap: &Snapshot, scope: &Scope) -> Report {
         }
         todo.push(s);
     }
+    crate::source::phase_done("diagnose: sockets in scope", &mut tt);
     let mut findings = judge_all(&ctx, &todo);
     drop(todo);
+    crate::source::phase_done("diagnose: judge", &mut tt);
     add_shared_evidence(&ctx, &mut findings);
+    crate::source::phase_done("diagnose: per-process evidence", &mut tt);
     let groups = group::groups(&ctx, &mut findings);
+    crate::source::phase_done("diagnose: groups", &mut tt);
     let processes = group::processes(&ctx, &findings);
+    crate::source::phase_done("diagnose: processes", &mut tt);
     Report {
         schema_version: SCHEMA_VERSION,
         tool: Tool::this(),
@@ -117,24 +125,24 @@ fn judge_socket(ctx: &Ctx, s: &TcpSocket, memo: &mut Memo) -> Finding {
         ctx.graph.holders(s.inode)
     };
     let (cause, blamed, mut evidence) = if holders.is_empty() {
-        (Cause::NoVisibleHolder, Vec::new(), unheld::evidence(ctx, s))
+        let evidence = unheld::evidence(ctx, s);
+        let lines = evidence.iter().map(|l| memo.line(l)).collect();
+        (Cause::NoVisibleHolder, Vec::new(), lines)
     } else {
         let mut v = classify::judge(ctx, memo, s, &holders);
         // Kept for the whole report, one per socket: no spare room.
         v.blamed.shrink_to_fit();
         (v.cause, v.blamed, v.evidence)
     };
-    evidence.push(receive_queue_evidence(s.recv_q));
+    // Two lines come here and one later (add_shared_evidence): room for them now.
+    evidence.reserve_exact(3);
+    evidence.push(receive_queue_evidence(s.recv_q, memo));
     if let Some(ms) = s.last_ack_ms {
-        evidence.push(format!(
+        evidence.push(memo.fmt(format_args!(
             "no ACK from the peer for {}: in CLOSE_WAIT at least that long",
             group::duration(ms)
-        ));
+        )));
     }
-    // One more line comes later (add_shared_evidence): room for it now.
-    let mut shared = Vec::with_capacity(evidence.len() + 1);
-    shared.extend(evidence.iter().map(|l| memo.line(l)));
-    let evidence = shared;
     let ns_pid = holders
         .first()
         .map(|h| h.pid)
@@ -178,11 +186,11 @@ fn judge_socket(ctx: &Ctx, s: &TcpSocket, memo: &mut Memo) -> Finding {
 
 /// In CLOSE_WAIT the receive queue counts the peer's FIN as one byte until a
 /// read() returns 0 (end of stream), so it tells whether anyone read the EOF.
-fn receive_queue_evidence(recv_q: u32) -> String {
+fn receive_queue_evidence(recv_q: u32, memo: &mut Memo) -> Line {
     match recv_q {
-        0 => "a holder read the end of stream (read() returned 0): the peer's close was seen, yet this copy stays open".into(),
-        1 => "the peer's FIN is unread: no holder has read from the socket since the peer closed".into(),
-        n => format!("{} bytes unread before the peer's FIN: the program stopped reading", n - 1),
+        0 => memo.line("a holder read the end of stream (read() returned 0): the peer's close was seen, yet this copy stays open"),
+        1 => memo.line("the peer's FIN is unread: no holder has read from the socket since the peer closed"),
+        n => memo.fmt(format_args!("{} bytes unread before the peer's FIN: the program stopped reading", n - 1)),
     }
 }
 
@@ -193,13 +201,13 @@ fn in_own_netns(ctx: &Ctx, s: &TcpSocket) -> bool {
 
 /// Per blamed process: how many CLOSE_WAIT sockets, and how close to its fd limit.
 fn add_shared_evidence(ctx: &Ctx, findings: &mut [Finding]) {
-    let mut counts: HashMap<Pid, usize> = HashMap::new();
+    let mut counts: FastMap<Pid, usize> = FastMap::default();
     for f in findings.iter() {
         if let Some(b) = f.blamed.first() {
             *counts.entry(b.pid).or_default() += 1;
         }
     }
-    let mut lines: HashMap<Pid, Line> = HashMap::new();
+    let mut lines: FastMap<Pid, Line> = FastMap::default();
     for f in findings.iter_mut() {
         let Some(b) = f.blamed.first() else { continue };
         let Some(p) = ctx.graph.process(b.pid) else {
