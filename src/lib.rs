@@ -15,6 +15,7 @@ pub mod exit;
 pub mod graph;
 pub mod growth;
 pub mod model;
+pub mod par;
 pub mod parse;
 pub mod report;
 pub mod serve;

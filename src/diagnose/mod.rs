@@ -90,10 +90,9 @@ fn unheld_listeners(ctx: &Ctx, s: &TcpSocket) -> Vec<crate::model::Inode> {
 }
 
 /// Sockets are judged independently: spread them over the cores. Each
-/// thread fills its own slice of the result, so findings are never held twice.
+/// thread fills its own chunks of the result, so findings are never held twice.
 fn judge_all(ctx: &Ctx, todo: &[&TcpSocket]) -> Vec<Finding> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    if threads == 1 || todo.len() < 512 {
+    if todo.len() < 512 {
         let mut memo = Memo::default();
         return todo
             .iter()
@@ -102,15 +101,12 @@ fn judge_all(ctx: &Ctx, todo: &[&TcpSocket]) -> Vec<Finding> {
     }
     let mut slots: Vec<Option<Finding>> = Vec::new();
     slots.resize_with(todo.len(), || None);
-    let per = todo.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        for (socks, out) in todo.chunks(per).zip(slots.chunks_mut(per)) {
-            scope.spawn(move || {
-                let mut memo = Memo::default();
-                for (s, slot) in socks.iter().zip(out) {
-                    *slot = Some(judge_socket(ctx, s, &mut memo));
-                }
-            });
+    crate::par::spread_mut(&mut slots, 256, 0, |chunks| {
+        let mut memo = Memo::default();
+        for (at, out) in chunks {
+            for (s, slot) in todo[at..].iter().zip(out) {
+                *slot = Some(judge_socket(ctx, s, &mut memo));
+            }
         }
     });
     // Every slot is filled; map_while (unlike flatten) lets collect reuse

@@ -140,6 +140,7 @@ impl Incremental {
             start,
             walked,
             warnings,
+            false,
             |root, walked, sockets, warnings| {
                 let (stale, unheld_search) = stale(root, walked, sockets, &reused, known);
                 searched_all |= unheld_search;
@@ -223,7 +224,7 @@ fn plan_all(
     cache: &HashMap<Pid, Entry>,
     sizes_work: bool,
 ) -> Vec<(Pid, Plan)> {
-    let mut plans: Vec<(Pid, Plan)> = super::spread(pids, threads, |mine| {
+    let mut plans: Vec<(Pid, Plan)> = crate::par::spread(pids, threads, |mine| {
         let mut buf = Vec::new();
         mine.map(|&pid| (pid, plan(root, pid, cache.get(&pid), sizes_work, &mut buf)))
             .collect::<Vec<_>>()

@@ -25,7 +25,10 @@ pub use root::ProcRoot;
 pub use table_scope::TableScope;
 pub use tables::TableMethod;
 
-use crate::model::{FastMap, Inode, InodeSet, Meta, Pid, Snapshot, TcpSocket, TcpState, Warning};
+use crate::model::{
+    FastMap, Inode, InodeSet, Meta, Pid, Process, Snapshot, TcpSocket, TcpState, Warning,
+};
+use crate::par::{spread, thread_count};
 use sock_diag::DumpRequest;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -115,11 +118,9 @@ pub fn read(cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
     let mut t = start.started;
     let (walked, warnings) = walk_all(&start.root, &start.pids, cfg.threads);
     phase_done("walk", &mut t);
-    let mut snap = finish(cfg, start, walked, warnings, |_, _, _, _| {});
-    if cfg.states == TableStates::Leaks {
-        prune::socket_fds(&mut snap);
-    }
-    Ok(snap)
+    // Incremental looks keep every fd: they reuse fd lists between looks.
+    let prune = cfg.states == TableStates::Leaks;
+    Ok(finish(cfg, start, walked, warnings, prune, |_, _, _, _| {}))
 }
 
 /// The beginning of every look, full or incremental: the root, its pids,
@@ -162,6 +163,7 @@ fn finish(
     start: Start,
     mut walked: Vec<Walked>,
     mut warnings: Vec<Warning>,
+    prune: bool,
     mut refine: impl FnMut(&ProcRoot, &mut Vec<Walked>, &[TcpSocket], &mut Vec<Warning>),
 ) -> Snapshot {
     let Start {
@@ -217,12 +219,22 @@ fn finish(
     // than cores, a spare core reads the holders' own files meanwhile.
     let spare = thread_count(cfg.threads, usize::MAX) > members.len();
     let stop = AtomicBool::new(false);
-    let (reads, mut ahead) = std::thread::scope(|s| {
-        let ahead = spare.then(|| s.spawn(|| details::read_ahead(&root, &walked, &stop)));
+    let shared = || prune.then(|| prune::shared_inodes(walked.iter().map(|w| &w.process)));
+    let (reads, mut ahead, shared) = std::thread::scope(|s| {
+        let spare = spare.then(|| {
+            s.spawn(|| {
+                let shared = shared();
+                (details::read_ahead(&root, &walked, &stop), shared)
+            })
+        });
         let reads = read_tables();
         stop.store(true, Ordering::Relaxed);
-        let ahead = ahead.and_then(|h| h.join().ok()).unwrap_or_default();
-        (reads, ahead)
+        let (ahead, shared) = match spare.map(|h| h.join()) {
+            Some(Ok(done)) => done,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => (FastMap::default(), shared()),
+        };
+        (reads, ahead, shared)
     });
     let mut sockets = Vec::with_capacity(reads.iter().map(|(t, _)| t.sockets.len()).sum());
     let mut namespaces = Vec::with_capacity(reads.len());
@@ -233,6 +245,10 @@ fn finish(
     }
     phase_done("tables", &mut t);
     refine(&root, &mut walked, &sockets, &mut warnings);
+    if let Some(shared) = shared {
+        let mut processes: Vec<&mut Process> = walked.iter_mut().map(|w| &mut w.process).collect();
+        prune::socket_fds(&mut processes, &sockets, &shared);
+    }
 
     let interest = crate::model::interesting_inodes(&sockets);
     let wanted = processes_of_interest(&walked, &interest);
@@ -260,12 +276,17 @@ fn finish(
     let stats = crate::model::ScanStats {
         processes: processes.len(),
         fds: processes.iter().map(|p| p.fd_count as usize).sum(),
-        socket_fds: processes.iter().map(|p| p.sockets.len()).sum(),
+        socket_fds: processes
+            .iter()
+            .map(|p| p.sockets.len() + p.other_sockets as usize)
+            .sum(),
         namespaces: namespaces.len(),
         tcp_sockets: sockets.len(),
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     };
     meta.proc_root = cfg.root.display().to_string();
+    // Threads found them in no set order; reports list them by process.
+    warnings.sort_by_key(|w| w.pid);
     Snapshot {
         meta,
         processes,
@@ -296,7 +317,6 @@ fn read_all_details(
             (w, early)
         })
         .collect();
-    let n = thread_count(cfg.threads, todo.len());
     let one = |(w, early): &mut (&mut Walked, Option<details::ProcFiles>),
                warnings: &mut Vec<Warning>| {
         let files = match early.take() {
@@ -313,38 +333,24 @@ fn read_all_details(
             }
         }
     };
-    if n <= 1 || todo.len() < 64 {
+    if todo.len() < 64 {
         for w in &mut todo {
             one(w, warnings);
         }
         return;
     }
-    let per = todo.len().div_ceil(n);
-    let found: Vec<Vec<Warning>> = std::thread::scope(|s| {
-        let handles: Vec<_> = todo
-            .chunks_mut(per)
-            .map(|chunk| {
-                s.spawn(move || {
-                    let mut warnings = Vec::new();
-                    for w in chunk.iter_mut() {
-                        one(w, &mut warnings);
-                    }
-                    warnings
-                })
-            })
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    // Small chunks: the processes read ahead cost next to nothing, the others
+    // a dozen /proc reads each, and they come in runs.
+    let found = crate::par::spread_mut(&mut todo, 8, cfg.threads, |chunks| {
+        let mut warnings = Vec::new();
+        for (_, chunk) in chunks {
+            for w in chunk {
+                one(w, &mut warnings);
+            }
+        }
+        warnings
     });
     warnings.extend(found.into_iter().flatten());
-}
-
-fn thread_count(threads: usize, items: usize) -> usize {
-    match threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    }
-    .clamp(1, 16)
-    .min(items.max(1))
 }
 
 /// Walk every pid, spread over threads; results sorted by pid.
@@ -365,25 +371,6 @@ fn walk_all(root: &ProcRoot, pids: &[Pid], threads: usize) -> (Vec<Walked>, Vec<
     }
     walked.sort_unstable_by_key(|w| w.process.pid);
     (walked, warnings)
-}
-
-/// Run `work` on one thread per core (or `threads`), thread k getting items
-/// k, k+n, k+2n... (neighbouring pids cost alike, so every thread gets its
-/// share of the big ones); one result per thread. A thread that panicked
-/// gives none.
-fn spread<'a, T: Sync, R: Send>(
-    items: &'a [T],
-    threads: usize,
-    work: impl Fn(&mut dyn Iterator<Item = &'a T>) -> R + Sync,
-) -> Vec<R> {
-    let n = thread_count(threads, items.len());
-    let work = &work;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..n)
-            .map(|k| s.spawn(move || work(&mut items.iter().skip(k).step_by(n))))
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
-    })
 }
 
 /// One member per network namespace that holds sockets: the lowest pid whose

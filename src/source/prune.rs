@@ -5,28 +5,30 @@
 //! rest, most of them, would only take memory; they are counted instead.
 //! Not for `watch`'s incremental looks, which reuse fd lists between looks.
 
-use crate::model::{Inode, InodeSet, Snapshot};
+use crate::model::{Inode, InodeSet, Process, TcpSocket};
 
-pub fn socket_fds(snap: &mut Snapshot) {
-    let in_tables: InodeSet = snap
-        .sockets
+/// Inodes held by more than one fd (in one process or several): found before
+/// the tables are read, on a core the table dump leaves free.
+pub fn shared_inodes<'a>(processes: impl Iterator<Item = &'a Process>) -> InodeSet {
+    let mut all: Vec<Inode> = processes
+        .flat_map(|p| p.sockets.iter().map(|s| s.inode))
+        .collect();
+    all.sort_unstable();
+    all.windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .collect()
+}
+
+/// Done as soon as the tables are read: everything after (fdinfo policy,
+/// details, kcmp, the graph) then goes through a fifth of the fds.
+pub fn socket_fds(processes: &mut [&mut Process], sockets: &[TcpSocket], shared: &InodeSet) {
+    let in_tables: InodeSet = sockets
         .iter()
         .filter(|s| s.inode != 0)
         .map(|s| s.inode)
         .collect();
-    let mut all: Vec<Inode> = snap
-        .processes
-        .iter()
-        .flat_map(|p| p.sockets.iter().map(|s| s.inode))
-        .collect();
-    all.sort_unstable();
-    let shared: InodeSet = all
-        .windows(2)
-        .filter(|w| w[0] == w[1])
-        .map(|w| w[0])
-        .collect();
-    drop(all);
-    for p in &mut snap.processes {
+    for p in processes.iter_mut() {
         let before = p.sockets.len();
         p.sockets
             .retain(|s| in_tables.contains(&s.inode) || shared.contains(&s.inode));
@@ -78,7 +80,9 @@ mod tests {
                 ..Process::default()
             },
         ];
-        super::socket_fds(&mut snap);
+        let shared = super::shared_inodes(snap.processes.iter());
+        let mut processes: Vec<&mut Process> = snap.processes.iter_mut().collect();
+        super::socket_fds(&mut processes, &snap.sockets, &shared);
         let kept =
             |i: usize| -> Vec<u64> { snap.processes[i].sockets.iter().map(|s| s.inode).collect() };
         assert_eq!(kept(0), vec![10, 20]);

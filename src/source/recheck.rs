@@ -80,7 +80,7 @@ fn closed_fds(snap: &Snapshot, root: &ProcRoot, cw: &HashSet<SocketKey>) -> Hash
         .iter()
         .filter(|p| p.sockets.iter().any(|s| cw_inodes.contains(&s.inode)))
         .collect();
-    super::spread(&todo, 0, |procs| {
+    crate::par::spread(&todo, 0, |procs| {
         let mut closed = Vec::new();
         for p in procs {
             let wanted = p.sockets.iter().filter(|s| cw_inodes.contains(&s.inode));
