@@ -43,13 +43,8 @@ pub(super) fn dump_request(
     with_info: bool,
     seq: u32,
 ) -> [u8; NLMSG_HDRLEN + REQ_V2_LEN] {
-    const LEN: usize = NLMSG_HDRLEN + REQ_V2_LEN;
-    let mut m = [0u8; LEN];
-    m[0..4].copy_from_slice(&(LEN as u32).to_ne_bytes());
-    m[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    m[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    m[8..12].copy_from_slice(&seq.to_ne_bytes());
-    // nlmsg_pid stays 0: the kernel fills in our port id.
+    let mut m = [0u8; NLMSG_HDRLEN + REQ_V2_LEN];
+    dump_header(&mut m, SOCK_DIAG_BY_FAMILY, seq);
     m[16] = family;
     m[17] = libc::IPPROTO_TCP as u8;
     m[18] = ext_bits(with_info);
@@ -66,18 +61,24 @@ pub(super) fn dump_request_both(
     with_info: bool,
     seq: u32,
 ) -> [u8; NLMSG_HDRLEN + REQ_V1_LEN] {
-    const LEN: usize = NLMSG_HDRLEN + REQ_V1_LEN;
-    let mut m = [0u8; LEN];
-    m[0..4].copy_from_slice(&(LEN as u32).to_ne_bytes());
-    m[4..6].copy_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
-    m[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    m[8..12].copy_from_slice(&seq.to_ne_bytes());
+    let mut m = [0u8; NLMSG_HDRLEN + REQ_V1_LEN];
+    dump_header(&mut m, TCPDIAG_GETSOCK, seq);
     // idiag_family is ignored by the dump; AF_INET is what ss sends.
     m[16] = libc::AF_INET as u8;
     m[19] = ext_bits(with_info);
     // After the 48-byte sockid: idiag_states, then idiag_dbs (0).
     m[68..72].copy_from_slice(&states.to_ne_bytes());
     m
+}
+
+/// The nlmsghdr of a dump request filling all of `m`; nlmsg_pid stays 0
+/// (the kernel fills in our port id).
+fn dump_header(m: &mut [u8], kind: u16, seq: u32) {
+    let len = u32::try_from(m.len()).unwrap_or(u32::MAX);
+    m[0..4].copy_from_slice(&len.to_ne_bytes());
+    m[4..6].copy_from_slice(&kind.to_ne_bytes());
+    m[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    m[8..12].copy_from_slice(&seq.to_ne_bytes());
 }
 
 /// idiag_ext: bit (n - 1) asks for attribute n.
