@@ -161,7 +161,9 @@ struct FindingView<'a> {
     holders: &'a [Holder],
     blamed: &'a [Blame],
     cause: Cause,
+    #[serde(serialize_with = "super::escaped::lines")]
     evidence: &'a [Line],
+    #[serde(serialize_with = "super::escaped::line")]
     fix: &'a Line,
     mitigation: super::mitigation::Text<'a>,
     allowed: &'a Option<Line>,
@@ -191,7 +193,9 @@ pub struct SocketInfo {
     pub inode: Inode,
     pub netns: Inode,
     pub family: Family,
+    #[serde(serialize_with = "super::addr::serialize")]
     pub local: SocketAddr,
+    #[serde(serialize_with = "super::addr::serialize")]
     pub remote: SocketAddr,
     pub state: TcpState,
     pub recv_q: u32,
@@ -205,6 +209,7 @@ pub struct SocketInfo {
 pub struct Holder {
     pub pid: Pid,
     pub ppid: Pid,
+    #[serde(serialize_with = "super::escaped::line")]
     pub comm: Line,
     pub fd: i32,
     pub cloexec: Option<bool>,

@@ -2,6 +2,7 @@
 //! Kept as the facts and written out when rendered: 40,000 leaked sockets
 //! would otherwise mean 40,000 near-identical command strings in memory.
 
+use super::addr::AddrText;
 use super::finding::{Blame, Line, SocketInfo};
 use crate::model::Pid;
 use serde::{Deserialize, Deserializer};
@@ -47,7 +48,8 @@ impl fmt::Display for Text<'_> {
                 write!(
                     f,
                     "ss -K src {} dst {}   # destroys the socket in the kernel (needs CONFIG_INET_DIAG_DESTROY)",
-                    sock.local, sock.remote
+                    AddrText::of(&sock.local).as_str(),
+                    AddrText::of(&sock.remote).as_str()
                 )
             }
         }

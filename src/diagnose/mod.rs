@@ -1,8 +1,10 @@
 //! From a snapshot to findings: who holds each CLOSE_WAIT socket, whose copy is
 //! the forgotten one, why, and the fix. Pure code: no OS access.
 
+mod addr;
 mod classify;
 mod context;
+pub mod escaped;
 pub mod finding;
 mod fixes;
 mod group;

@@ -76,7 +76,11 @@ impl Serialize for Parallel<'_> {
                 let mine = batches.iter().skip(k).step_by(threads);
                 scope.spawn(move || {
                     for batch in mine {
-                        let raw = batch.iter().map(serde_json::value::to_raw_value).collect();
+                        // Lines repeated within a batch (findings come in
+                        // groups) are escaped once; the cache goes with it.
+                        let raw = crate::diagnose::escaped::with_cache(|| {
+                            batch.iter().map(serde_json::value::to_raw_value).collect()
+                        });
                         // The writer gave up (an error): stop.
                         if tx.send(raw).is_err() {
                             break;
