@@ -11,7 +11,7 @@ use clap::CommandFactory;
 use std::io::{self, Write};
 
 pub fn run(cli: Cli) -> Result<Exit> {
-    one_malloc_arena_per_core();
+    crate::memory::tune_allocator();
     match cli.command {
         Command::Scan(args) => scan(&args),
         Command::Check(args) => check(&args),
@@ -72,37 +72,11 @@ pub fn scan_report(cfg: &ScanConfig) -> Result<Report> {
     let report = diagnose::diagnose(&snap, &cfg.scope);
     source::phase_done("diagnose", &mut t);
     drop(snap);
-    give_back_freed_memory();
+    // Before the report is written: the rendering's peak is then the report
+    // alone, not the report and the snapshot's freed memory.
+    crate::memory::give_back_freed();
     source::phase_done("free snapshot", &mut t);
     Ok(report)
-}
-
-/// Return the snapshot's freed memory to the kernel before the report is
-/// written: the allocator would otherwise keep it, and the peak RSS of a
-/// big scan would be the snapshot plus the rendering.
-fn give_back_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory; it touches no live allocation.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// glibc gives threads up to eight arenas per core; each keeps its own
-/// freed memory. The walk, details and judging threads are as many as the
-/// cores, so one arena each is enough: on a 2-core host with 200k sockets
-/// the default costs ~2 MiB of peak RSS for no speed.
-fn one_malloc_arena_per_core() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        // One arena would serialize every thread's malloc.
-        let arenas = libc::c_int::try_from(cores.clamp(2, 64)).unwrap_or(64);
-        // SAFETY: mallopt only sets an allocator parameter, before any thread starts.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, arenas);
-        }
-    }
 }
 
 /// Read the machine once, then look again at its CLOSE_WAIT sockets after

@@ -14,6 +14,7 @@ pub mod diagnose;
 pub mod exit;
 pub mod graph;
 pub mod growth;
+pub mod memory;
 pub mod model;
 pub mod par;
 pub mod parse;

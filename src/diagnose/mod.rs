@@ -63,6 +63,9 @@ pub fn diagnose(snap: &Snapshot, scope: &Scope) -> Report {
     crate::source::phase_done("diagnose: sockets in scope", &mut tt);
     let mut findings = judge_all(&ctx, &todo);
     drop(todo);
+    // The judging threads' scratch memory goes back before groups are made:
+    // the end of the diagnosis is a big scan's peak.
+    crate::memory::give_back_freed();
     crate::source::phase_done("diagnose: judge", &mut tt);
     add_shared_evidence(&ctx, &mut findings);
     crate::source::phase_done("diagnose: per-process evidence", &mut tt);
