@@ -180,62 +180,15 @@ fn finish(
     }
     let req = cfg.states.request();
     meta.states = cfg.states.read();
-    let own = meta.netns;
     let members: Vec<NsMember> = members.into_values().collect();
-    let read_tables = || {
-        // Each dump walks the kernel's whole table (all namespaces' sockets):
-        // with many namespaces, that is the work to spread over the cores.
-        let mut reads: Vec<(tables::TableRead, Vec<Warning>)> =
-            spread(&members, cfg.threads, |ms| {
-                ms.map(|member| {
-                    let mut warnings = Vec::new();
-                    let mut t = tables::read_namespace(
-                        &root,
-                        live,
-                        cfg.method,
-                        member,
-                        &req,
-                        &mut warnings,
-                    );
-                    if cfg.sysctls {
-                        let ns_file = root.join(member.base.join("ns/net"));
-                        match sysctl::read(&root, live, own, member.netns, &ns_file) {
-                            Ok(values) => t.namespace.sysctls = values,
-                            Err(e) => warnings.push(e.to_warning()),
-                        }
-                    }
-                    (t, warnings)
-                })
-                .collect::<Vec<_>>()
-            })
-            .into_iter()
-            .flatten()
-            .collect();
-        // In namespace order, whichever thread read them.
-        reads.sort_by_key(|(t, _)| t.namespace.inode);
-        reads
+    let look = TablesLook {
+        cfg,
+        root: &root,
+        live,
+        own: meta.netns,
+        req,
     };
-    // A dump keeps one core busy in the kernel; when there are fewer dumps
-    // than cores, a spare core reads the holders' own files meanwhile.
-    let spare = thread_count(cfg.threads, usize::MAX) > members.len();
-    let stop = AtomicBool::new(false);
-    let shared = || prune.then(|| prune::shared_inodes(walked.iter().map(|w| &w.process)));
-    let (reads, mut ahead, shared) = std::thread::scope(|s| {
-        let spare = spare.then(|| {
-            s.spawn(|| {
-                let shared = shared();
-                (details::read_ahead(&root, &walked, &stop), shared)
-            })
-        });
-        let reads = read_tables();
-        stop.store(true, Ordering::Relaxed);
-        let (ahead, shared) = match spare.map(|h| h.join()) {
-            Some(Ok(done)) => done,
-            Some(Err(panic)) => std::panic::resume_unwind(panic),
-            None => (FastMap::default(), shared()),
-        };
-        (reads, ahead, shared)
-    });
+    let (reads, mut ahead, shared) = look.read(&members, &walked, prune);
     let mut sockets = Vec::with_capacity(reads.iter().map(|(t, _)| t.sockets.len()).sum());
     let mut namespaces = Vec::with_capacity(reads.len());
     for (t, w) in reads {
@@ -295,6 +248,89 @@ fn finish(
         warnings,
         stats,
         settle: None,
+    }
+}
+
+/// Phase two with what runs beside it: every namespace's table (side by
+/// side), and on a core the dumps leave free, the holders' own files and the
+/// inodes held twice (for the pruning that follows).
+struct TablesLook<'a> {
+    cfg: &'a SourceConfig,
+    root: &'a ProcRoot,
+    live: bool,
+    own: Option<Inode>,
+    req: DumpRequest,
+}
+
+type NamespaceRead = (tables::TableRead, Vec<Warning>);
+
+impl TablesLook<'_> {
+    fn read(
+        &self,
+        members: &[NsMember],
+        walked: &[Walked],
+        prune: bool,
+    ) -> (
+        Vec<NamespaceRead>,
+        FastMap<Pid, details::ProcFiles>,
+        Option<InodeSet>,
+    ) {
+        // A dump keeps one core busy in the kernel; when there are fewer dumps
+        // than cores, a spare core reads the holders' own files meanwhile.
+        let spare = thread_count(self.cfg.threads, usize::MAX) > members.len();
+        let stop = AtomicBool::new(false);
+        let shared = || prune.then(|| prune::shared_inodes(walked.iter().map(|w| &w.process)));
+        std::thread::scope(|s| {
+            let spare = spare.then(|| {
+                s.spawn(|| {
+                    let shared = shared();
+                    (details::read_ahead(self.root, walked, &stop), shared)
+                })
+            });
+            let reads = self.namespaces(members);
+            stop.store(true, Ordering::Relaxed);
+            let (ahead, shared) = match spare.map(|h| h.join()) {
+                Some(Ok(done)) => done,
+                Some(Err(panic)) => std::panic::resume_unwind(panic),
+                None => (FastMap::default(), shared()),
+            };
+            (reads, ahead, shared)
+        })
+    }
+
+    /// Each dump walks the kernel's whole table (all namespaces' sockets):
+    /// with many namespaces, that is the work to spread over the cores.
+    fn namespaces(&self, members: &[NsMember]) -> Vec<NamespaceRead> {
+        let mut reads: Vec<NamespaceRead> = spread(members, self.cfg.threads, |ms| {
+            ms.map(|member| self.namespace(member)).collect::<Vec<_>>()
+        })
+        .into_iter()
+        .flatten()
+        .collect();
+        // In namespace order, whichever thread read them.
+        reads.sort_by_key(|(t, _)| t.namespace.inode);
+        reads
+    }
+
+    fn namespace(&self, member: &NsMember) -> NamespaceRead {
+        let (root, cfg) = (self.root, self.cfg);
+        let mut warnings = Vec::new();
+        let mut t = tables::read_namespace(
+            root,
+            self.live,
+            cfg.method,
+            member,
+            &self.req,
+            &mut warnings,
+        );
+        if cfg.sysctls {
+            let ns_file = root.join(member.base.join("ns/net"));
+            match sysctl::read(root, self.live, self.own, member.netns, &ns_file) {
+                Ok(values) => t.namespace.sysctls = values,
+                Err(e) => warnings.push(e.to_warning()),
+            }
+        }
+        (t, warnings)
     }
 }
 
