@@ -70,7 +70,8 @@ pub fn spread_mut<T: Send, R: Send>(
     })
 }
 
-fn join<R>(h: std::thread::ScopedJoinHandle<'_, R>) -> R {
+/// A scoped thread's result; its panic, if it panicked, raised again here.
+pub fn join<R>(h: std::thread::ScopedJoinHandle<'_, R>) -> R {
     h.join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }

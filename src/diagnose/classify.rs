@@ -127,7 +127,7 @@ pub fn judge(ctx: &Ctx, memo: &mut Memo, sock: &TcpSocket, holders: &[HeldBy]) -
             Cause::DupCopyKept
         } else if owners.contains(r) {
             // Depends on the owner alone: thousands of its connections share it.
-            let (cause, line) = memo.lone_owner(ctx, *r, |ctx| lone_owner(ctx, *r, owners));
+            let (cause, line) = memo.lone_owner(*r, || lone_owner(ctx, *r, owners));
             evidence.push(line);
             cause
         } else {

@@ -91,14 +91,13 @@ impl Memo {
     /// The cause and line for an owner that alone holds a connection at one fd.
     pub fn lone_owner(
         &mut self,
-        ctx: &Ctx,
         pid: Pid,
-        make: impl FnOnce(&Ctx) -> (Cause, String),
+        make: impl FnOnce() -> (Cause, String),
     ) -> (Cause, Line) {
         if let Some((c, l)) = self.lone_owner.get(&pid) {
             return (*c, l.clone());
         }
-        let (cause, text) = make(ctx);
+        let (cause, text) = make();
         let line = self.line(&text);
         self.lone_owner.insert(pid, (cause, line.clone()));
         (cause, line)

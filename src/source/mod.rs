@@ -289,11 +289,9 @@ impl TablesLook<'_> {
             });
             let reads = self.namespaces(members);
             stop.store(true, Ordering::Relaxed);
-            let (ahead, shared) = match spare.map(|h| h.join()) {
-                Some(Ok(done)) => done,
-                Some(Err(panic)) => std::panic::resume_unwind(panic),
-                None => (FastMap::default(), shared()),
-            };
+            let (ahead, shared) = spare
+                .map(crate::par::join)
+                .unwrap_or_else(|| (FastMap::default(), shared()));
             (reads, ahead, shared)
         })
     }

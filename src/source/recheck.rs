@@ -66,14 +66,11 @@ pub fn settle(snap: &mut Snapshot, method: TableMethod, window_ms: u64) {
 /// still in CLOSE_WAIT is still held, and closing that one fd would have
 /// moved it to LAST_ACK.
 fn closed_fds(snap: &Snapshot, root: &ProcRoot, cw: &HashSet<SocketKey>) -> HashSet<(Pid, i32)> {
-    let cw_inodes: HashSet<Inode> = cw.iter().map(|k| k.inode).filter(|i| *i != 0).collect();
-    let mut seen = HashSet::new();
-    let cw_inodes: HashSet<Inode> = snap
-        .processes
+    let shared = super::prune::shared_inodes(snap.processes.iter());
+    let cw_inodes: HashSet<Inode> = cw
         .iter()
-        .flat_map(|p| &p.sockets)
-        .filter(|s| cw_inodes.contains(&s.inode) && !seen.insert(s.inode))
-        .map(|s| s.inode)
+        .map(|k| k.inode)
+        .filter(|i| *i != 0 && shared.contains(i))
         .collect();
     let todo: Vec<&Process> = snap
         .processes
