@@ -310,6 +310,12 @@ pub struct SourceArgs {
     #[arg(long, value_enum, default_value_t = TablesArg::Auto)]
     pub tables: TablesArg,
 
+    /// How to read every process's fd table: the kernel's task_file BPF
+    /// iterator on a busy live host (auto), readlink of each /proc/PID/fd
+    /// entry (proc), or the iterator whenever the host is live (bpf)
+    #[arg(long, value_enum, default_value_t = FdsArg::Auto)]
+    pub fds: FdsArg,
+
     /// Threads for the /proc walk (0: one per core)
     #[arg(long, value_name = "N", default_value_t = 0, hide = true)]
     pub threads: usize,
@@ -328,6 +334,13 @@ pub enum ColorArg {
     Auto,
     Always,
     Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FdsArg {
+    Auto,
+    Proc,
+    Bpf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -4,11 +4,13 @@
 use crate::check::config_file::{self, FileSettings};
 use crate::check::roots::RootSpec;
 use crate::check::thresholds::{AllowSpec, Thresholds};
-use crate::cli::{CheckArgs, ColorArg, FormatArg, ScanArgs, ScopeArgs, SourceArgs, TablesArg};
+use crate::cli::{
+    CheckArgs, ColorArg, FdsArg, FormatArg, ScanArgs, ScopeArgs, SourceArgs, TablesArg,
+};
 use crate::diagnose::Scope;
 use crate::model::Inode;
 use crate::report::{Format, RenderOptions};
-use crate::source::{self, ProcRoot, SourceConfig, TableMethod, TableStates};
+use crate::source::{self, FdMethod, ProcRoot, SourceConfig, TableMethod, TableStates};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -203,6 +205,11 @@ pub fn source_config(a: &SourceArgs) -> SourceConfig {
             TablesArg::Auto => TableMethod::Auto,
             TablesArg::Proc => TableMethod::Proc,
             TablesArg::SockDiag => TableMethod::SockDiag,
+        },
+        fds: match a.fds {
+            FdsArg::Auto => FdMethod::Auto,
+            FdsArg::Proc => FdMethod::Proc,
+            FdsArg::Bpf => FdMethod::Bpf,
         },
         threads: a.threads,
         ..SourceConfig::default()

@@ -61,6 +61,9 @@ pub fn diagnose(snap: &Snapshot, scope: &Scope) -> Report {
         todo.push(s);
     }
     crate::source::phase_done("diagnose: sockets in scope", &mut tt);
+    // What the look freed (fd tables, dump buffers) may sit in an arena the
+    // judging threads do not draw from: give it back before they allocate.
+    crate::memory::give_back_freed();
     let mut findings = judge_all(&ctx, &todo);
     drop(todo);
     // The judging threads' scratch memory goes back before groups are made:

@@ -2,6 +2,7 @@
 //! text and live text go through the same code. Errors are plain messages; the
 //! reader adds the pid and path.
 
+pub mod btf;
 pub mod cmdline;
 pub mod fdinfo;
 pub mod link;

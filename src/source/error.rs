@@ -21,6 +21,8 @@ pub enum SourceError {
     },
     #[error("{} is not a proc filesystem (no numeric process entries, no self/stat)", path.display())]
     NotProc { path: PathBuf },
+    #[error("--fds bpf: the task_file iterator cannot run here: {message}")]
+    FdIterator { message: String },
     #[error("sock_diag in network namespace {netns}: {message}")]
     Netlink { netns: u64, message: String },
 }
@@ -82,6 +84,7 @@ impl SourceError {
                 (None, Some(path.display().to_string()), WarningKind::Io)
             }
             SourceError::Netlink { .. } => (None, None, WarningKind::NetTable),
+            SourceError::FdIterator { .. } => (None, None, WarningKind::Io),
         };
         Warning {
             pid,

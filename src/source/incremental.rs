@@ -128,7 +128,7 @@ impl Incremental {
             }
         }
         let reused: HashSet<Pid> = walked.iter().map(|w| w.process.pid).collect();
-        let (fresh, warnings) = walk_all(&start.root, &to_walk, cfg.threads);
+        let (fresh, warnings) = walk_all(&start.root, &to_walk, None, cfg.threads);
         walked.extend(fresh);
         walked.sort_unstable_by_key(|w| w.process.pid);
 
@@ -147,7 +147,7 @@ impl Incremental {
                 if stale.is_empty() {
                     return;
                 }
-                let (again, w) = walk_all(root, &stale, cfg.threads);
+                let (again, w) = walk_all(root, &stale, None, cfg.threads);
                 rewalked = again.len();
                 warnings.extend(w);
                 let mut again: HashMap<Pid, Walked> =

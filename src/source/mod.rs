@@ -17,6 +17,7 @@ pub mod sock_diag;
 pub mod sysctl;
 pub mod table_scope;
 pub mod tables;
+mod task_files;
 mod walk;
 
 pub use error::SourceError;
@@ -24,11 +25,12 @@ pub use incremental::Incremental;
 pub use root::ProcRoot;
 pub use table_scope::TableScope;
 pub use tables::TableMethod;
+pub use task_files::FdMethod;
 
 use crate::model::{
     FastMap, Inode, InodeSet, Meta, Pid, Process, Snapshot, TcpSocket, TcpState, Warning,
 };
-use crate::par::{spread, thread_count};
+use crate::par::{spread, spread_mut, thread_count};
 use sock_diag::DumpRequest;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -41,6 +43,8 @@ use walk::{Scratch, Walked};
 pub struct SourceConfig {
     pub root: PathBuf,
     pub method: TableMethod,
+    /// How every process's fd table is read.
+    pub fds: FdMethod,
     /// Threads for the fd walk (0 = one per core).
     pub threads: usize,
     /// Read command lines (masked) of the processes that matter.
@@ -90,6 +94,7 @@ impl Default for SourceConfig {
         SourceConfig {
             root: PathBuf::from("/proc"),
             method: TableMethod::Auto,
+            fds: FdMethod::Auto,
             threads: 0,
             cmdline: false,
             sysctls: false,
@@ -102,21 +107,28 @@ impl Default for SourceConfig {
 /// With `CWLEAK_TIMINGS` set, the time of each phase goes to stderr (for
 /// `bench/run.sh`; not part of any output format).
 pub fn phase_done(label: &str, since: &mut Instant) {
+    timing_note(&format!("{label} {:.4} s", since.elapsed().as_secs_f64()));
+    *since = Instant::now();
+}
+
+fn timing_note(note: &str) {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     if *ON.get_or_init(|| std::env::var_os("CWLEAK_TIMINGS").is_some()) {
-        eprintln!(
-            "cwleak timing: {label} {:.4} s",
-            since.elapsed().as_secs_f64()
-        );
+        eprintln!("cwleak timing: {note}");
     }
-    *since = Instant::now();
 }
 
 /// Read one look at the machine through `cfg.root`.
 pub fn read(cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
     let start = Start::new(cfg)?;
     let mut t = start.started;
-    let (walked, warnings) = walk_all(&start.root, &start.pids, cfg.threads);
+    let iterated = task_files::read(cfg.fds, &start.root, start.live)?;
+    timing_note(match iterated {
+        Some(_) => "fd tables: task_file iterator",
+        None => "fd tables: /proc/PID/fd",
+    });
+    phase_done("fd tables", &mut t);
+    let (walked, warnings) = walk_all(&start.root, &start.pids, iterated, cfg.threads);
     phase_done("walk", &mut t);
     // Incremental looks keep every fd: they reuse fd lists between looks.
     let prune = cfg.states == TableStates::Leaks;
@@ -387,14 +399,46 @@ fn read_all_details(
     warnings.extend(found.into_iter().flatten());
 }
 
-/// Walk every pid, spread over threads; results sorted by pid.
-fn walk_all(root: &ProcRoot, pids: &[Pid], threads: usize) -> (Vec<Walked>, Vec<Warning>) {
-    let results = spread(pids, threads, |mine| {
+/// Walk every pid, spread over threads; results sorted by pid. With
+/// `iterated` fd tables, the walk takes a process's fds from them instead of
+/// reading its fd directory. A process they lack is read from /proc: it may
+/// have been born since, or be hidden from the iterator but not from /proc.
+fn walk_all(
+    root: &ProcRoot,
+    pids: &[Pid],
+    iterated: Option<task_files::Tables>,
+    threads: usize,
+) -> (Vec<Walked>, Vec<Warning>) {
+    let mut work: Vec<(Pid, walk::Fds)> = match iterated {
+        Some(mut tables) => pids
+            .iter()
+            .map(|&pid| {
+                (
+                    pid,
+                    tables
+                        .remove(&pid)
+                        .map_or(walk::Fds::Read, walk::Fds::Known),
+                )
+            })
+            .collect(),
+        None => pids.iter().map(|&pid| (pid, walk::Fds::Read)).collect(),
+    };
+    let results = spread_mut(&mut work, 4, threads, |chunks| {
         let mut scratch = Scratch::default();
         let mut warnings = Vec::new();
-        let walked: Vec<Walked> = mine
-            .filter_map(|&pid| walk::walk_process(root, pid, &mut scratch, &mut warnings))
-            .collect();
+        let mut walked = Vec::new();
+        for (_, chunk) in chunks {
+            for (pid, fds) in chunk {
+                let fds = std::mem::replace(fds, walk::Fds::Read);
+                walked.extend(walk::walk_process(
+                    root,
+                    *pid,
+                    fds,
+                    &mut scratch,
+                    &mut warnings,
+                ));
+            }
+        }
         (walked, warnings)
     });
     let mut walked = Vec::with_capacity(pids.len());

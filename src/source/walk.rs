@@ -25,11 +25,19 @@ pub struct Scratch {
     buf: Vec<u8>,
 }
 
+/// Where a process's fds come from: its fd directory, or the table the
+/// task_file iterator already read.
+pub enum Fds {
+    Read,
+    Known(super::task_files::Table),
+}
+
 /// Walk one process. Returns None when it vanished or could not be read at all;
 /// the reason is pushed to `warnings`.
 pub fn walk_process(
     root: &ProcRoot,
     pid: Pid,
+    fds: Fds,
     scratch: &mut Scratch,
     warnings: &mut Vec<Warning>,
 ) -> Option<Walked> {
@@ -54,12 +62,19 @@ pub fn walk_process(
     } else {
         base
     };
-    if process.state != 'Z' || process.fd_table_tid.is_some() {
-        match walk_fds(root, pid, &base.join("fd"), &mut process) {
-            Ok(()) => {}
-            Err(e) if e.is_vanished() => {}
-            Err(e) => warnings.push(e.to_warning()),
+    match fds {
+        Fds::Known(t) => {
+            process.fd_count = t.fd_count;
+            process.sockets = t.sockets;
         }
+        Fds::Read if process.state != 'Z' || process.fd_table_tid.is_some() => {
+            match walk_fds(root, pid, &base.join("fd"), &mut process) {
+                Ok(()) => {}
+                Err(e) if e.is_vanished() => {}
+                Err(e) => warnings.push(e.to_warning()),
+            }
+        }
+        Fds::Read => {}
     }
     if !process.sockets.is_empty() {
         match root.read_link(Some(pid), &base.join("ns/net")) {
@@ -130,6 +145,7 @@ fn walk_fds(
     // SAFETY: `dir` owns `raw` and outlives every use of `dfd` below.
     let dfd = unsafe { BorrowedFd::borrow_raw(raw) };
     let mut buf = [0u8; 256];
+    let mut unreadable = None;
     for entry in dir.iter() {
         let entry = entry.map_err(|e| SourceError::io(Some(pid), &path, e.into()))?;
         let name = entry.file_name();
@@ -137,9 +153,18 @@ fn walk_fds(
             continue;
         };
         process.fd_count += 1;
-        // An fd closed between readdir and readlink is simply gone.
-        let Ok(target) = readlink_at(dfd, name, &mut buf) else {
-            continue;
+        let target = match readlink_at(dfd, name, &mut buf) {
+            Ok(t) => t,
+            // An fd closed between readdir and readlink is simply gone.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            // Listed but not readable (a protected process): the report must
+            // say its fds were not seen, once per process.
+            Err(e) => {
+                unreadable.get_or_insert_with(|| {
+                    SourceError::io(Some(pid), path.join(fd.to_string()), e)
+                });
+                continue;
+            }
         };
         if let Some(inode) = link::bracket_inode(target, b"socket") {
             process.sockets.push(SocketFd {
@@ -149,5 +174,41 @@ fn walk_fds(
             });
         }
     }
-    Ok(())
+    unreadable.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_fd_listed_but_unreadable_is_a_warning_not_a_silent_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let proc = dir.path().join("100");
+        std::fs::create_dir_all(proc.join("fd")).unwrap();
+        std::fs::write(
+            proc.join("stat"),
+            "100 (server) S 1 100 100 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 14 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("socket:[4242]", proc.join("fd/3")).unwrap();
+        // Not a link: readlink fails (as it does for a protected process).
+        std::fs::write(proc.join("fd/4"), "").unwrap();
+        let root = ProcRoot::new(dir.path());
+        let mut warnings = Vec::new();
+        let w = walk_process(
+            &root,
+            100,
+            Fds::Read,
+            &mut Scratch::default(),
+            &mut warnings,
+        )
+        .unwrap();
+        assert_eq!(w.process.fd_count, 2);
+        assert_eq!(w.process.sockets.len(), 1);
+        assert_eq!(w.process.sockets[0].inode, 4242);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].pid, Some(100));
+        assert!(warnings[0].message.contains("fd/4"), "{warnings:?}");
+    }
 }

@@ -1,0 +1,320 @@
+//! Every process's open files in one pass of the kernel's task_file BPF
+//! iterator (the way bpftool lists the pids that hold BPF objects), instead of
+//! one readlink per fd under `/proc/PID/fd`. On a busy host the readlinks are
+//! most of a scan: each is a path lookup and a fresh proc inode in the kernel,
+//! where the iterator reads the fd table directly.
+//!
+//! It is only a faster way to read the same facts, used when it is sure to
+//! give the same answer: a live `/proc` of the initial pid namespace (the
+//! iterator reports global pids), root with BPF allowed, and a kernel with
+//! BTF. Anything else, and the walk reads `/proc/PID/fd`. So does any
+//! process the iterator did not report.
+
+mod prog;
+mod sys;
+
+use super::root::ProcRoot;
+use super::SourceError;
+use crate::model::{FastMap, Pid, SocketFd};
+use crate::parse::btf::Btf;
+use prog::{Record, RECORD};
+use std::io::Read;
+
+/// `super_block.s_magic` of sockfs: the files /proc shows as `socket:[N]`.
+const SOCKFS_MAGIC: u32 = 0x534f_434b;
+/// The inode of the initial pid namespace (PROC_PID_INIT_INO).
+const INIT_PID_NS: &[u8] = b"pid:[4026531836]";
+const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
+
+/// One process's fd table as the iterator saw it: read from thread `tid`
+/// (the leader, unless the leader has exited and a thread holds the table).
+#[derive(Debug, Default, PartialEq)]
+pub struct Table {
+    pub tid: Pid,
+    pub fd_count: u32,
+    pub sockets: Vec<SocketFd>,
+}
+
+pub type Tables = FastMap<Pid, Table>;
+
+/// How fd tables are read (`--fds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FdMethod {
+    /// The iterator when it can run and the host is busy enough to repay
+    /// setting it up; /proc otherwise.
+    #[default]
+    Auto,
+    Proc,
+    /// The iterator on any live host; an error when it cannot run.
+    Bpf,
+}
+
+/// Below this many open files (all processes), readlink under /proc is
+/// done before the iterator is ready: loading it costs a few milliseconds.
+const BUSY: u64 = 2_000;
+
+/// Every process's fd table from the iterator, or None when /proc is to be
+/// walked instead. An error only when `--fds bpf` asked for the iterator.
+pub fn read(method: FdMethod, root: &ProcRoot, live: bool) -> Result<Option<Tables>, SourceError> {
+    let wanted = match method {
+        FdMethod::Proc => false,
+        FdMethod::Bpf => true,
+        FdMethod::Auto => live && open_files(root).is_some_and(|n| n >= BUSY),
+    };
+    if !wanted {
+        return Ok(None);
+    }
+    let read = if live {
+        iterate(root)
+    } else {
+        Err("the proc root is not a live /proc".into())
+    };
+    match (read, method) {
+        (Ok(tables), _) => Ok(Some(tables)),
+        (Err(message), FdMethod::Bpf) => Err(SourceError::FdIterator { message }),
+        // Not allowed here (no root, no BTF, an old kernel): /proc gives the
+        // same facts, only slower.
+        (Err(_), _) => Ok(None),
+    }
+}
+
+/// Open files on the whole host: the first field of fs/file-nr.
+fn open_files(root: &ProcRoot) -> Option<u64> {
+    let text = root
+        .read_string(None, std::path::Path::new("sys/fs/file-nr"))
+        .ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+fn iterate(root: &ProcRoot) -> Result<Tables, String> {
+    let me = std::process::id();
+    let link = |rel: &str| root.read_link(None, std::path::Path::new(rel)).ok();
+    if link("self") != Some(me.to_string().into_bytes()) {
+        return Err("the proc root is not this process's /proc".into());
+    }
+    if link("self/ns/pid").as_deref() != Some(INIT_PID_NS) {
+        return Err("not in the initial pid namespace (the iterator reports global pids)".into());
+    }
+    let blob = Blob::open(BTF_PATH).map_err(|e| format!("{BTF_PATH}: {e}"))?;
+    let btf = Btf::parse(blob.bytes()).map_err(|e| format!("{BTF_PATH}: {e}"))?;
+    let func = btf
+        .func_id("bpf_iter_task_file")
+        .ok_or("no task_file iterator in this kernel")?;
+    let insns = prog::program(&prog::Offsets::from_btf(&btf)?)?;
+    drop(btf);
+    drop(blob);
+    let prog = sys::load(&insns, func).map_err(|e| format!("loading the program: {e}"))?;
+    let link = sys::link(&prog).map_err(|e| format!("attaching the iterator: {e}"))?;
+    let iter = sys::iterate(&link).map_err(|e| format!("opening the iterator: {e}"))?;
+    let tables = collect(std::fs::File::from(iter)).map_err(|e| format!("reading it: {e}"))?;
+    // Our own table must be there under our pid, or pids do not match /proc's.
+    match tables.get(&(me as Pid)) {
+        Some(t) if t.fd_count > 0 => Ok(tables),
+        _ => Err("its pids do not match /proc's".into()),
+    }
+}
+
+/// The kernel's BTF, mapped (recent kernels allow it; no 5 MB copy) or read.
+enum Blob {
+    Mapped(*const u8, usize),
+    Read(Vec<u8>),
+}
+
+impl Blob {
+    fn open(path: &str) -> std::io::Result<Blob> {
+        let file = std::fs::File::open(path)?;
+        let len = usize::try_from(file.metadata()?.len()).unwrap_or(0);
+        if len > 0 {
+            // SAFETY: a fresh read-only private mapping of a file we opened;
+            // the result is checked before use and unmapped in Drop.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ,
+                    libc::MAP_PRIVATE,
+                    std::os::fd::AsRawFd::as_raw_fd(&file),
+                    0,
+                )
+            };
+            if p != libc::MAP_FAILED {
+                return Ok(Blob::Mapped(p.cast(), len));
+            }
+        }
+        let mut v = Vec::with_capacity(len);
+        (&file).read_to_end(&mut v)?;
+        Ok(Blob::Read(v))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            // SAFETY: the mapping is `len` readable bytes until Drop.
+            Blob::Mapped(p, len) => unsafe { std::slice::from_raw_parts(*p, *len) },
+            Blob::Read(v) => v,
+        }
+    }
+}
+
+impl Drop for Blob {
+    fn drop(&mut self) {
+        if let Blob::Mapped(p, len) = self {
+            // SAFETY: unmapping exactly the mapping made in `open`.
+            unsafe { libc::munmap(p.cast_mut().cast(), *len) };
+        }
+    }
+}
+
+/// Read records as they come, without holding the whole output.
+fn collect(mut from: impl Read) -> std::io::Result<Tables> {
+    let mut grouper = Grouper::default();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut held = 0;
+    loop {
+        let n = match from.read(&mut buf[held..]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let end = held + n;
+        let whole = end - end % RECORD;
+        for r in buf[..whole].chunks_exact(RECORD) {
+            if let Ok(r) = <&[u8; RECORD]>::try_from(r) {
+                grouper.push(Record::parse(r));
+            }
+        }
+        buf.copy_within(whole..end, 0);
+        held = end - whole;
+    }
+    if held != 0 {
+        return Err(std::io::Error::other("output ends inside a record"));
+    }
+    Ok(grouper.finish())
+}
+
+/// Records arrive task by task, in tid order. Threads that share their
+/// leader's table are skipped by the kernel; a thread with a table of its own
+/// is not, and `/proc/PID/fd` shows the leader's table, so that is the one
+/// kept. Without the leader (it exited), the lowest tid's is kept, as the
+/// walk does.
+#[derive(Default)]
+struct Grouper {
+    tables: Tables,
+    run: Option<(Pid, Table)>,
+}
+
+impl Grouper {
+    fn push(&mut self, r: Record) {
+        match &mut self.run {
+            Some((tgid, t)) if *tgid == r.tgid && t.tid == r.tid => add(t, r),
+            _ => {
+                self.end_run();
+                let mut t = Table {
+                    tid: r.tid,
+                    ..Table::default()
+                };
+                add(&mut t, r);
+                self.run = Some((r.tgid, t));
+            }
+        }
+    }
+
+    fn end_run(&mut self) {
+        let Some((tgid, t)) = self.run.take() else {
+            return;
+        };
+        match self.tables.entry(tgid) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(t);
+            }
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                if t.tid == tgid {
+                    o.insert(t);
+                }
+            }
+        }
+    }
+
+    fn finish(mut self) -> Tables {
+        self.end_run();
+        self.tables
+    }
+}
+
+fn add(t: &mut Table, r: Record) {
+    t.fd_count += 1;
+    if r.magic == SOCKFS_MAGIC {
+        t.sockets.push(SocketFd {
+            fd: r.fd,
+            inode: r.inode,
+            cloexec: None,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(tgid: Pid, tid: Pid, fd: i32, socket: bool) -> Record {
+        Record {
+            tgid,
+            tid,
+            fd,
+            magic: if socket { SOCKFS_MAGIC } else { 0xef53 },
+            inode: 1000 + fd as u64,
+        }
+    }
+
+    #[test]
+    fn keeps_the_leaders_table_or_the_lowest_threads() {
+        let mut g = Grouper::default();
+        for r in [
+            rec(10, 10, 0, false),
+            rec(10, 10, 3, true),
+            rec(20, 20, 1, true),
+            // A thread of 10 with a table of its own: /proc/10/fd does not show it.
+            rec(10, 30, 5, true),
+            // 40's leader exited: its threads 41 and 42 both show the shared table.
+            rec(40, 41, 7, true),
+            rec(40, 42, 7, true),
+        ] {
+            g.push(r);
+        }
+        let t = g.finish();
+        assert_eq!(t[&10].tid, 10);
+        assert_eq!(t[&10].fd_count, 2);
+        assert_eq!(t[&10].sockets.len(), 1);
+        assert_eq!(t[&10].sockets[0].inode, 1003);
+        assert_eq!(t[&20].sockets[0].fd, 1);
+        assert_eq!(t[&40].tid, 41);
+        assert_eq!(t[&40].fd_count, 1);
+    }
+
+    #[test]
+    fn a_record_split_across_reads_is_joined() {
+        let mut bytes = Vec::new();
+        for r in [rec(1, 1, 0, true), rec(1, 1, 1, false)] {
+            bytes.extend(r.tgid.to_ne_bytes());
+            bytes.extend(r.tid.to_ne_bytes());
+            bytes.extend(r.fd.to_ne_bytes());
+            bytes.extend(r.magic.to_ne_bytes());
+            bytes.extend(r.inode.to_ne_bytes());
+        }
+        // A reader that hands out 7 bytes at a time.
+        struct Trickle(Vec<u8>, usize);
+        impl Read for Trickle {
+            fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+                let n = 7.min(self.0.len() - self.1).min(out.len());
+                out[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
+                self.1 += n;
+                Ok(n)
+            }
+        }
+        let t = collect(Trickle(bytes.clone(), 0)).unwrap();
+        assert_eq!(t[&1].fd_count, 2);
+        assert_eq!(t[&1].sockets.len(), 1);
+        bytes.pop();
+        assert!(collect(Trickle(bytes, 0)).is_err());
+    }
+}
