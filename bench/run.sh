@@ -4,7 +4,9 @@
 #   CLOSE_WAIT) across P processes, built by examples/loadgen.rs in its own
 #   network and pid namespace (needs root). Then, on that one load, ROUNDS
 #   (default 7) alternating rounds of: cwleak scan --settle 0 --format json,
-#   ss -tanp, lsof -nP -iTCP, floor_nl, floor_nl -c; then the settle
+#   the same with --fds proc (cwleak_proc: /proc/PID/fd readlinks instead of
+#   the task_file iterator), ss -tanp, lsof -nP -iTCP, floor_nl, floor_nl -c;
+#   then the settle
 #   re-check cost. Prints medians, min-max, peak RSS and ratios.
 # Environment: ROUNDS=7  SKIP="ss lsof" (tools to leave out)  CW_ARGS (extra
 #   cwleak args)  CARGO_TARGET_DIR (default target/).
@@ -49,12 +51,13 @@ NS=/proc/$lg/ns/net
 
 declare -A CMD
 CMD[cwleak]="$CW scan --settle 0 --format json ${CW_ARGS:-}"
+CMD[cwleak_proc]="$CW scan --settle 0 --format json --fds proc ${CW_ARGS:-}"
 CMD[ss]="nsenter --net=$NS ss -tanp"
 CMD[lsof]="nsenter --net=$NS lsof -nP -iTCP"
 CMD[floor]="nsenter --net=$NS $work/floor_nl"
 CMD[floor_c]="nsenter --net=$NS $work/floor_nl -c"
 tools=()
-for t in cwleak ss lsof floor floor_c; do
+for t in cwleak cwleak_proc ss lsof floor floor_c; do
   case " $SKIP " in *" $t "*) ;; *) tools+=("$t") ;; esac
 done
 
@@ -109,10 +112,12 @@ med = {}
 for t, v in d.items():
     secs = [x[0] for x in v]; med[t] = st.median(secs)
     print(f"{t:10} {med[t]:8.3f} {min(secs):7.3f}-{max(secs):<7.3f} {max(x[1] for x in v)/1024:8.1f}")
-if 'cwleak' in med:
+for cw in ('cwleak', 'cwleak_proc'):
+    if cw not in med:
+        continue
     for other in ('ss', 'lsof', 'floor', 'floor_c'):
         if other in med and med[other] > 0:
-            print(f"cwleak/{other}: {med['cwleak']/med[other]:.2f}x")
+            print(f"{cw}/{other}: {med[cw]/med[other]:.2f}x")
 s = load(sys.argv[2])
 if s:
     a = st.median(x[0] for x in s['s0']); b = st.median(x[0] for x in s['s100'])
