@@ -10,6 +10,7 @@
 //! BTF. Anything else, and the walk reads `/proc/PID/fd`. So does any
 //! process the iterator did not report.
 
+mod blob;
 mod prog;
 mod sys;
 
@@ -17,6 +18,7 @@ use super::root::ProcRoot;
 use super::SourceError;
 use crate::model::{FastMap, Pid, SocketFd};
 use crate::parse::btf::Btf;
+use blob::Blob;
 use prog::{Record, RECORD};
 use std::io::Read;
 
@@ -111,56 +113,6 @@ fn iterate(root: &ProcRoot) -> Result<Tables, String> {
     match tables.get(&(me as Pid)) {
         Some(t) if t.fd_count > 0 => Ok(tables),
         _ => Err("its pids do not match /proc's".into()),
-    }
-}
-
-/// The kernel's BTF, mapped (recent kernels allow it; no 5 MB copy) or read.
-enum Blob {
-    Mapped(*const u8, usize),
-    Read(Vec<u8>),
-}
-
-impl Blob {
-    fn open(path: &str) -> std::io::Result<Blob> {
-        let file = std::fs::File::open(path)?;
-        let len = usize::try_from(file.metadata()?.len()).unwrap_or(0);
-        if len > 0 {
-            // SAFETY: a fresh read-only private mapping of a file we opened;
-            // the result is checked before use and unmapped in Drop.
-            let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ,
-                    libc::MAP_PRIVATE,
-                    std::os::fd::AsRawFd::as_raw_fd(&file),
-                    0,
-                )
-            };
-            if p != libc::MAP_FAILED {
-                return Ok(Blob::Mapped(p.cast(), len));
-            }
-        }
-        let mut v = Vec::with_capacity(len);
-        (&file).read_to_end(&mut v)?;
-        Ok(Blob::Read(v))
-    }
-
-    fn bytes(&self) -> &[u8] {
-        match self {
-            // SAFETY: the mapping is `len` readable bytes until Drop.
-            Blob::Mapped(p, len) => unsafe { std::slice::from_raw_parts(*p, *len) },
-            Blob::Read(v) => v,
-        }
-    }
-}
-
-impl Drop for Blob {
-    fn drop(&mut self) {
-        if let Blob::Mapped(p, len) = self {
-            // SAFETY: unmapping exactly the mapping made in `open`.
-            unsafe { libc::munmap(p.cast_mut().cast(), *len) };
-        }
     }
 }
 
