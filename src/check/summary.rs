@@ -51,7 +51,7 @@ pub fn render(report: &Report, scope: &str, settle_ms: u64, files: &[String]) ->
         .count();
     if unreadable > 0 {
         out.push(format!(
-            "  warning: {unreadable} {} could not be read (run as root to see every holder)",
+            "  warning: {unreadable} {} could not be read (a holder may be among them; run as root if you are not)",
             plural(unreadable, "path", "paths")
         ));
     }

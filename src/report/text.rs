@@ -398,7 +398,9 @@ fn unreadable(o: &mut Out, report: &Report) -> io::Result<()> {
             .iter()
             .any(|u| u.kind == WarningKind::PermissionDenied)
         {
-            text.push_str(" (the answer may be incomplete: run as root to see every holder)");
+            text.push_str(
+                " (the answer may be incomplete: a holder may be among them; run as root if you are not)",
+            );
         }
         o.para(&text, "", INDENT, |l| st.yellow(l))?;
     }
