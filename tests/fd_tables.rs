@@ -15,14 +15,31 @@ use serde_json::Value;
 use support::*;
 
 /// A report without what depends on the clock (the ages of sockets and the
-/// evidence lines that quote them) or on other tests: this test binary is an
-/// ancestor of every scenario, and its fds and threads come and go as tests
-/// run beside it.
-fn comparable(r: &Value) -> Value {
+/// evidence lines that quote them) or on processes outside the scenario: its
+/// ancestors (this test binary, cargo, the shell, init) are listed too, and
+/// their fds and threads come and go as other work runs beside it.
+fn comparable(r: &Value, driver: Pid) -> Value {
     let mut r = r.clone();
-    let me = u64::from(std::process::id());
+    let parent: std::collections::HashMap<u64, u64> = r["processes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some((p["pid"].as_u64()?, p["ppid"].as_u64()?)))
+        .collect();
+    let in_scenario = |mut pid: u64| {
+        for _ in 0..parent.len() + 1 {
+            if pid == driver as u64 {
+                return true;
+            }
+            match parent.get(&pid) {
+                Some(&pp) => pid = pp,
+                None => return false,
+            }
+        }
+        false
+    };
     if let Some(ps) = r["processes"].as_array_mut() {
-        ps.retain(|p| p["pid"].as_u64() != Some(me));
+        ps.retain(|p| p["pid"].as_u64().is_some_and(in_scenario));
     }
     let timed = |v: &mut Value| {
         if let Some(lines) = v["evidence"].as_array_mut() {
@@ -70,7 +87,7 @@ fn same_both_ways(name: &str) {
     let (code_bpf, bpf) = scan_with(&s, "bpf");
     let (code_proc, proc) = scan_with(&s, "proc");
     assert_eq!(code_bpf, code_proc, "exit codes differ for {name}");
-    let (bpf, proc) = (comparable(&bpf), comparable(&proc));
+    let (bpf, proc) = (comparable(&bpf, s.driver()), comparable(&proc, s.driver()));
     assert_eq!(
         bpf, proc,
         "scenario {name}: --fds bpf report\n{bpf:#}\n--fds proc report\n{proc:#}"
@@ -80,6 +97,15 @@ fn same_both_ways(name: &str) {
         assert!(
             !bpf["findings"].as_array().unwrap().is_empty(),
             "scenario {name}: no findings\n{bpf:#}"
+        );
+        let held = bpf["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| !holders(f).is_empty());
+        assert!(
+            !held || !bpf["processes"].as_array().unwrap().is_empty(),
+            "scenario {name}: none of its holders listed\n{bpf:#}"
         );
     }
 }
