@@ -9,7 +9,7 @@ use crate::parse::link;
 use nix::dir::Dir;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::PathBuf;
@@ -19,24 +19,39 @@ use std::path::PathBuf;
 /// the first look stop being holders, and close-wait ages are refreshed.
 pub fn settle(snap: &mut Snapshot, method: TableMethod, window_ms: u64) {
     let root = ProcRoot::new(&snap.meta.proc_root);
-    let cw: HashSet<SocketKey> = snap
+    let cw: FxHashSet<SocketKey> = snap
         .sockets
         .iter()
         .filter(|s| s.state == TcpState::CloseWait)
         .map(|s| s.key())
         .collect();
     let req = DumpRequest::only(&[TcpState::CloseWait], true);
-    let mut still: HashMap<SocketKey, Option<u64>> = HashMap::new();
+    let members = members_with_close_wait(snap, &cw);
+    let live = snap.meta.live;
+    // The namespaces' dumps side by side (each walks the kernel's whole
+    // socket hash), and the fds re-read meanwhile: they do not depend on them.
+    let (reads, closed) = std::thread::scope(|s| {
+        let closed = s.spawn(|| closed_fds(snap, &root, &cw));
+        let reads = crate::par::spread(&members, 0, |ms| {
+            ms.map(|member| {
+                let mut warnings = Vec::new();
+                let t = tables::read_namespace(&root, live, method, member, &req, &mut warnings);
+                (t, warnings)
+            })
+            .collect::<Vec<_>>()
+        });
+        (reads, crate::par::join(closed))
+    });
+    let mut still: FxHashMap<SocketKey, Option<u64>> = FxHashMap::default();
     let mut warnings = Vec::new();
-    for member in members_with_close_wait(snap, &cw) {
-        let t = tables::read_namespace(&root, snap.meta.live, method, &member, &req, &mut warnings);
+    for (t, w) in reads.into_iter().flatten() {
+        warnings.extend(w);
         for s in t.sockets.iter().filter(|s| s.state == TcpState::CloseWait) {
             if cw.contains(&s.key()) {
                 still.insert(s.key(), s.last_ack_ms);
             }
         }
     }
-    let closed = closed_fds(snap, &root, &cw);
     for p in &mut snap.processes {
         p.sockets.retain(|s| !closed.contains(&(p.pid, s.fd)));
     }
@@ -51,6 +66,8 @@ pub fn settle(snap: &mut Snapshot, method: TableMethod, window_ms: u64) {
     }
     let mut transient: Vec<SocketKey> = cw.into_iter().filter(|k| !still.contains_key(k)).collect();
     transient.sort_by_key(|k| (k.netns, k.inode, k.local, k.remote));
+    // Warnings in pid order, as the first look's.
+    warnings.sort_by_key(|w| w.pid);
     snap.warnings.extend(warnings);
     snap.settle = Some(Settle {
         window_ms,
@@ -65,9 +82,13 @@ pub fn settle(snap: &mut Snapshot, method: TableMethod, window_ms: u64) {
 /// Only sockets held by more than one fd: a socket with one holder that is
 /// still in CLOSE_WAIT is still held, and closing that one fd would have
 /// moved it to LAST_ACK.
-fn closed_fds(snap: &Snapshot, root: &ProcRoot, cw: &HashSet<SocketKey>) -> HashSet<(Pid, i32)> {
+fn closed_fds(
+    snap: &Snapshot,
+    root: &ProcRoot,
+    cw: &FxHashSet<SocketKey>,
+) -> FxHashSet<(Pid, i32)> {
     let shared = super::prune::shared_inodes(snap.processes.iter());
-    let cw_inodes: HashSet<Inode> = cw
+    let cw_inodes: FxHashSet<Inode> = cw
         .iter()
         .map(|k| k.inode)
         .filter(|i| *i != 0 && shared.contains(i))
@@ -119,8 +140,8 @@ fn task_base(pid: Pid, tid: Option<Pid>) -> PathBuf {
     }
 }
 
-fn members_with_close_wait(snap: &Snapshot, cw: &HashSet<SocketKey>) -> Vec<NsMember> {
-    let namespaces: HashSet<Inode> = cw.iter().map(|k| k.netns).collect();
+fn members_with_close_wait(snap: &Snapshot, cw: &FxHashSet<SocketKey>) -> Vec<NsMember> {
+    let namespaces: FxHashSet<Inode> = cw.iter().map(|k| k.netns).collect();
     snap.namespaces
         .iter()
         .filter(|n| namespaces.contains(&n.inode))
