@@ -111,6 +111,7 @@ pub fn phase_done(label: &str, since: &mut Instant) {
     *since = Instant::now();
 }
 
+/// One line on stderr with `CWLEAK_TIMINGS` set.
 fn timing_note(note: &str) {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     if *ON.get_or_init(|| std::env::var_os("CWLEAK_TIMINGS").is_some()) {

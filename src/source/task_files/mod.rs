@@ -76,7 +76,10 @@ pub fn read(method: FdMethod, root: &ProcRoot, live: bool) -> Result<Option<Tabl
         (Err(message), FdMethod::Bpf) => Err(SourceError::FdIterator { message }),
         // Not allowed here (no root, no BTF, an old kernel): /proc gives the
         // same facts, only slower.
-        (Err(_), _) => Ok(None),
+        (Err(why), _) => {
+            super::timing_note(&format!("task_file iterator not used: {why}"));
+            Ok(None)
+        }
     }
 }
 
