@@ -410,20 +410,16 @@ fn walk_all(
     iterated: Option<task_files::Tables>,
     threads: usize,
 ) -> (Vec<Walked>, Vec<Warning>) {
-    let mut work: Vec<(Pid, walk::Fds)> = match iterated {
-        Some(mut tables) => pids
-            .iter()
-            .map(|&pid| {
-                (
-                    pid,
-                    tables
-                        .remove(&pid)
-                        .map_or(walk::Fds::Read, walk::Fds::Known),
-                )
-            })
-            .collect(),
-        None => pids.iter().map(|&pid| (pid, walk::Fds::Read)).collect(),
-    };
+    let mut tables = iterated.unwrap_or_default();
+    let mut work: Vec<(Pid, walk::Fds)> = pids
+        .iter()
+        .map(|&pid| {
+            let fds = tables
+                .remove(&pid)
+                .map_or(walk::Fds::Read, walk::Fds::Known);
+            (pid, fds)
+        })
+        .collect();
     let results = spread_mut(&mut work, 4, threads, |chunks| {
         let mut scratch = Scratch::default();
         let mut warnings = Vec::new();

@@ -457,14 +457,22 @@ fn rejects_short_messages_and_skips_unknown_states() {
     assert!(wire::parse_socket(&m, 9, false).unwrap().is_none());
 }
 
+/// A request's nlmsghdr: (nlmsg_len, nlmsg_type, nlmsg_flags, nlmsg_seq).
+fn header(r: &[u8]) -> (u32, u16, u16, u32) {
+    (
+        u32::from_ne_bytes(r[0..4].try_into().unwrap()),
+        u16::from_ne_bytes(r[4..6].try_into().unwrap()),
+        u16::from_ne_bytes(r[6..8].try_into().unwrap()),
+        u32::from_ne_bytes(r[8..12].try_into().unwrap()),
+    )
+}
+
 #[test]
 fn request_layout_matches_inet_diag_req_v2() {
     let r = wire::dump_request(libc::AF_INET6 as u8, 1 << 8, true, 77);
     assert_eq!(r.len(), 72);
-    assert_eq!(u32::from_ne_bytes(r[0..4].try_into().unwrap()), 72);
-    assert_eq!(u16::from_ne_bytes(r[4..6].try_into().unwrap()), 20);
-    assert_eq!(u16::from_ne_bytes(r[6..8].try_into().unwrap()), 0x301);
-    assert_eq!(u32::from_ne_bytes(r[8..12].try_into().unwrap()), 77);
+    // SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP.
+    assert_eq!(header(&r), (72, 20, 0x301, 77));
     assert_eq!(&r[16..20], &[libc::AF_INET6 as u8, 6, 2, 0]);
     assert_eq!(u32::from_ne_bytes(r[20..24].try_into().unwrap()), 1 << 8);
     assert!(r[24..].iter().all(|&b| b == 0));
@@ -474,11 +482,8 @@ fn request_layout_matches_inet_diag_req_v2() {
 fn both_families_request_matches_inet_diag_req() {
     let r = wire::dump_request_both(1 << 8 | 1 << 10, true, 78);
     assert_eq!(r.len(), 76);
-    assert_eq!(u32::from_ne_bytes(r[0..4].try_into().unwrap()), 76);
     // TCPDIAG_GETSOCK, NLM_F_REQUEST | NLM_F_DUMP.
-    assert_eq!(u16::from_ne_bytes(r[4..6].try_into().unwrap()), 18);
-    assert_eq!(u16::from_ne_bytes(r[6..8].try_into().unwrap()), 0x301);
-    assert_eq!(u32::from_ne_bytes(r[8..12].try_into().unwrap()), 78);
+    assert_eq!(header(&r), (76, 18, 0x301, 78));
     // family, src_len, dst_len, ext (INET_DIAG_INFO), then a zero sockid.
     assert_eq!(&r[16..20], &[libc::AF_INET as u8, 0, 0, 2]);
     assert!(r[20..68].iter().all(|&b| b == 0));
