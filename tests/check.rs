@@ -11,6 +11,8 @@
 
 #[path = "support/leakyd.rs"]
 mod leakyd_support;
+#[path = "support/skip.rs"]
+mod skip;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Seek};
@@ -794,12 +796,18 @@ impl Drop for Cgroup {
 #[test]
 fn cgroup_scope_finds_the_leak_and_refuses_a_missing_cgroup() {
     let Some(cg) = Cgroup::create() else {
-        eprintln!("skipped: cannot create a cgroup2 group (needs root and cgroup2)");
+        skip::skip(
+            "cgroup_scope_finds_the_leak_and_refuses_a_missing_cgroup",
+            "cannot create a cgroup2 group (needs root and cgroup2)",
+        );
         return;
     };
     let mut svc = Service::start("fork", &[]);
     if !cg.enter(svc.pid) {
-        eprintln!("skipped: cannot move a process into {}", cg.dir.display());
+        skip::skip(
+            "cgroup_scope_finds_the_leak_and_refuses_a_missing_cgroup",
+            &format!("cannot move a process into {}", cg.dir.display()),
+        );
         return;
     }
     let acc = svc.connect(2);

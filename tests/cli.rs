@@ -3,6 +3,9 @@
 //! The command line as users meet it: help, man page, completions, exit codes,
 //! bad input, closed pipes and running without privileges.
 
+#[path = "support/skip.rs"]
+mod skip;
+
 use assert_cmd::Command;
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -151,9 +154,11 @@ fn a_closed_pipe_is_not_an_error() {
 #[test]
 fn unprivileged_scan_lists_what_it_could_not_read() {
     use std::os::unix::process::CommandExt;
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root to drop to another user");
+    if !skip::is_root() {
+        skip::skip(
+            "unprivileged_scan_lists_what_it_could_not_read",
+            "needs root to drop to another user",
+        );
         return;
     }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cwleak"))

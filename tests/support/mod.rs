@@ -10,6 +10,8 @@
 // A panic is how a helper fails the test that called it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod skip;
+
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Seek};
