@@ -155,15 +155,28 @@ fn counters_inherited_across_exec_are_not_fork_evidence() {
 }
 
 #[test]
-fn an_ignored_sigchld_after_exec_is_not_fork_evidence() {
+fn an_ignored_sigchld_inherited_from_the_parent_is_not_fork_evidence() {
+    let ignored = ForkSigns {
+        sigchld_handled: true,
+        ..ForkSigns::default()
+    };
+    let (mut b, _, c) = wrapped_server(ignored);
+    b.get(10).fork_signs = ignored;
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
+    assert_eq!(alts(&f), vec![Cause::ForkParentKept]);
+    assert!(says(&f, "as its parent does"), "{f:#?}");
+}
+
+#[test]
+fn an_ignored_sigchld_its_parent_does_not_ignore_is_a_likely_sign() {
     let (b, _, c) = wrapped_server(ForkSigns {
         sigchld_handled: true,
         ..ForkSigns::default()
     });
     let f = b.finding(c);
-    assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
-    assert_eq!(alts(&f), vec![Cause::ForkParentKept]);
-    assert!(says(&f, "ignores SIGCHLD; that disposition survives exec"));
+    assert_eq!(f.cause, Cause::ForkParentKept, "{f:#?}");
+    assert_eq!(alts(&f), vec![Cause::NeverClosed]);
 }
 
 #[test]

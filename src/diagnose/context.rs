@@ -431,14 +431,28 @@ impl<'a> Ctx<'a> {
                 .push("it catches SIGCHLD but has reaped no child".to_string());
         }
         if ignored {
+            // An ignored SIGCHLD survives fork and exec: inherited when the
+            // parent ignores it too; otherwise set here (or by a launcher
+            // in this very process just before its exec, which one look
+            // cannot rule out).
+            let parent_ignores = self
+                .graph
+                .parent(pid)
+                .and_then(|pp| self.graph.process(pp))
+                .is_some_and(|pp| pp.fork_signs.sigchld_handled && !pp.fork_signs.sigchld_caught);
             if own_counters {
                 ev.own.push(
                     "it ignores SIGCHLD (children reaped automatically) since it was forked"
                         .to_string(),
                 );
-            } else {
+            } else if parent_ignores {
                 ev.inherited.push(
-                    "it ignores SIGCHLD; that disposition survives exec, so it does not show that this program forks"
+                    "it ignores SIGCHLD, as its parent does; that disposition is inherited across fork and exec, so it does not show that this program forks"
+                        .to_string(),
+                );
+            } else {
+                ev.own.push(
+                    "it ignores SIGCHLD (children reaped automatically) and its parent does not: set by this program, or by a launcher just before exec'ing it"
                         .to_string(),
                 );
             }
