@@ -535,3 +535,45 @@ fn a_socket_still_sending_is_counted_apart() {
     assert_eq!(r.findings.len(), 1);
     assert_eq!(r.findings[0].socket.inode, frozen);
 }
+
+// ------------------------------------------------------------ precedence
+
+/// Two unrelated owners (SO_REUSEPORT listeners of one port) both hold the
+/// connection: the cause whose fix removes the leak comes first.
+#[test]
+fn unrelated_roots_take_the_cause_first_in_precedence() {
+    // 10: one copy, reaped children since its fork (fork-parent-kept);
+    // 20: two fds (dup-copy-kept); 30: one copy, no sign (never-closed).
+    let build = |with: &[Pid]| {
+        let mut b = B::new();
+        b.proc(5, 1, "launcher", "/usr/bin/server", 5);
+        let c = b.conn();
+        for &pid in with {
+            b.proc(
+                pid,
+                5,
+                "server",
+                "/usr/bin/server",
+                if pid == 10 { 5 } else { pid as u64 },
+            );
+            let l = b.listener();
+            b.hold(pid, 3, l, None).hold(pid, 4, c, Some(true));
+        }
+        if with.contains(&10) {
+            b.get(10).fork_signs.reaped_child_faults = 9;
+        }
+        if with.contains(&20) {
+            b.hold(20, 5, c, Some(true));
+        }
+        b.finding(c)
+    };
+    let f = build(&[10, 20, 30]);
+    assert_eq!(f.cause, Cause::ForkParentKept, "{f:#?}");
+    assert_eq!(f.blamed[0].pid, 10);
+    let f = build(&[20, 30]);
+    assert_eq!(f.cause, Cause::DupCopyKept, "{f:#?}");
+    assert_eq!(f.blamed[0].pid, 20);
+    assert!(f.blamed.iter().any(|b| b.pid == 30), "every root blamed");
+    let f = build(&[30]);
+    assert_eq!(f.cause, Cause::NeverClosed);
+}
