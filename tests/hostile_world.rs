@@ -115,3 +115,189 @@ fn a_discovered_symlink_to_someone_elses_file_is_refused() {
     assert_no_secret("a symlink we own", &read);
     assert!(Path::new(&target).exists());
 }
+
+/// A real process holding one CLOSE_WAIT socket, with a name it chose
+/// itself (prctl(PR_SET_NAME), any bytes) and a hostile command line; run as
+/// `uid` when given. Killed and reaped on drop.
+struct NamedHolder {
+    child: std::process::Child,
+    pid: i32,
+    port: u16,
+}
+
+/// The holder: listen, connect to itself, accept, close the client end (the
+/// accepted socket is then in CLOSE_WAIT), print "PORT PID", wait for EOF.
+const HOLDER: &str = r#"
+import ctypes, os, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(15, ctypes.c_char_p(bytes.fromhex(sys.argv[1])), 0, 0, 0) != 0:
+    sys.exit("prctl(PR_SET_NAME) failed")
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(1)
+cli = socket.create_connection(srv.getsockname())
+acc, _ = srv.accept()
+cli.close()
+print(srv.getsockname()[1], os.getpid(), flush=True)
+sys.stdin.read()
+"#;
+
+impl NamedHolder {
+    fn start(name: &[u8], arg: &str, uid: Option<u32>) -> NamedHolder {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        let hex: String = name.iter().map(|b| format!("{b:02x}")).collect();
+        let mut cmd = Command::new("python3");
+        cmd.args(["-c", HOLDER, &hex, arg])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(uid) = uid {
+            cmd.uid(uid).gid(uid);
+        }
+        let mut child = cmd.spawn().expect("spawn python3");
+        let out = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        let read = std::io::BufReader::new(out).read_line(&mut line);
+        let mut h = NamedHolder {
+            child,
+            pid: 0,
+            port: 0,
+        };
+        let mut words = line.split_whitespace();
+        match (read, words.next(), words.next()) {
+            (Ok(_), Some(port), Some(pid)) => {
+                h.port = port.parse().expect("port");
+                h.pid = pid.parse().expect("pid");
+            }
+            _ => panic!("the holder said {line:?}"),
+        }
+        h
+    }
+}
+
+impl Drop for NamedHolder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Controls, CSI (ESC [ and U+009B), CR, a bidi override, zero-width.
+const SPOOFS: [&str; 7] = [
+    "\u{1b}", "\r", "\u{9b}", "\u{202e}", "\u{200b}", "\u{2066}", "\u{feff}",
+];
+
+fn assert_neutral(what: &str, text: &str) {
+    for s in SPOOFS {
+        assert!(
+            !text.contains(s),
+            "{what} shows {s:?} as it is:\n{}",
+            text.escape_debug()
+        );
+    }
+}
+
+/// Not UTF-8 (0xff), an escape sequence, a bidi override, a CR, a C1 CSI:
+/// 13 bytes, under the kernel's 15.
+const HOSTILE_NAME: &[u8] = b"\xffe\x1b[2J\xe2\x80\xae\r\xc2\x9bz";
+
+#[test]
+fn a_name_that_is_not_utf8_is_data_and_the_uid_is_still_read() {
+    if !skip::is_root() {
+        skip::skip(
+            "a_name_that_is_not_utf8_is_data_and_the_uid_is_still_read",
+            "running the holder as another user needs root",
+        );
+        return;
+    }
+    let h = NamedHolder::start(HOSTILE_NAME, "plain", Some(65534));
+    // Truth from outside cwleak: the kernel has the bytes, and the uid.
+    let comm = std::fs::read(format!("/proc/{}/comm", h.pid)).expect("comm");
+    assert_eq!(comm.strip_suffix(b"\n"), Some(HOSTILE_NAME));
+    let meta = std::fs::metadata(format!("/proc/{}", h.pid)).expect("proc dir");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 65534);
+
+    let (code, r) = support::cwleak_json(&args(["--pid", &h.pid.to_string()]));
+    assert_eq!(code, 1, "its CLOSE_WAIT socket is a leak");
+    let procs = r["processes"].as_array().expect("processes");
+    let p = procs
+        .iter()
+        .find(|p| p["pid"] == h.pid)
+        .unwrap_or_else(|| panic!("pid {} not in {procs:?}", h.pid));
+    assert_eq!(p["uid"], 65534, "{p}");
+    let malformed: Vec<_> = r["scan"]["unreadable"]
+        .as_array()
+        .expect("unreadable")
+        .iter()
+        .filter(|u| u["pid"] == h.pid)
+        .collect();
+    assert!(malformed.is_empty(), "{malformed:?}");
+    assert!(
+        p["comm"].as_str().expect("comm").ends_with('z'),
+        "the name is kept (lossily): {p}"
+    );
+}
+
+#[test]
+fn hostile_names_and_command_lines_are_shown_neutralised() {
+    let h = NamedHolder::start(
+        HOSTILE_NAME,
+        "\u{202e}txt.exe\u{200b}\r\u{1b}]0;owned\u{7}\u{2066}\u{feff}",
+        None,
+    );
+    let pid = h.pid.to_string();
+    for format in ["text", "markdown"] {
+        let run = support::cwleak_scan(format, &args(["--pid", &pid, "--color", "never"]));
+        assert_eq!(run.code, 1, "{format}: {}", run.stderr);
+        assert!(run.stdout.contains(&h.port.to_string()), "{}", run.stdout);
+        assert_neutral(format, &run.stdout);
+        assert_neutral(&format!("{format} stderr"), &run.stderr);
+    }
+    // JUnit: the case name and the failure text.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junit = dir.path().join("junit.xml");
+    let run = cwleak(&args([
+        "check",
+        "--no-config",
+        "--settle",
+        "0",
+        "--pid",
+        &pid,
+        "--junit",
+        &junit.display().to_string(),
+    ]));
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_neutral("check's summary", &run.stderr);
+    let xml = std::fs::read_to_string(&junit).expect("junit");
+    assert!(xml.contains(&format!("pid {pid}")), "{xml}");
+    let doc = roxmltree::Document::parse(&xml).expect("well-formed JUnit");
+    let text: String = doc
+        .descendants()
+        .flat_map(|n| {
+            let attrs: Vec<String> = n.attributes().map(|a| a.value().to_string()).collect();
+            attrs.into_iter().chain(n.text().map(str::to_string))
+        })
+        .collect();
+    assert_neutral("junit", &text);
+    // The command line is data: kept in a capture as it is (JSON-escaped
+    // controls, the rest verbatim), for a consumer to treat as text.
+    let cap = dir.path().join("cap.json");
+    let run = cwleak(&args([
+        "capture",
+        "--cmdline",
+        "--settle",
+        "0",
+        "-o",
+        &cap.display().to_string(),
+    ]));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let raw = std::fs::read_to_string(&cap).expect("capture");
+    let v: serde_json::Value = serde_json::from_str(&raw).expect("capture is JSON");
+    assert!(
+        !raw.contains('\u{1b}') && !raw.contains('\r'),
+        "controls escaped"
+    );
+    let found = v.to_string().contains("\u{202e}txt.exe\u{200b}");
+    assert!(found, "the command line kept as data");
+}
