@@ -57,7 +57,7 @@ fn scan(args: &ScanArgs) -> Result<Exit> {
 /// One look (two with a settle window), diagnosed; or a saved look.
 pub fn scan_report(cfg: &ScanConfig) -> Result<Report> {
     let snap = match &cfg.from {
-        Some(path) => crate::capture::load(path, cfg.sample)?,
+        Some(path) => crate::capture::load(path, cfg.sample, cfg.max_snapshot)?,
         None => look(&cfg.source, cfg.settle)?,
     };
     if let Some(pid) = cfg
