@@ -147,7 +147,8 @@ pub struct FromArgs {
     pub from: Option<PathBuf>,
 
     /// With --from: which look of a multi-sample capture (1 = first; default: the last)
-    #[arg(long, value_name = "N", requires = "from")]
+    #[arg(long, value_name = "N", requires = "from",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub sample: Option<usize>,
 
     /// With --from: refuse a snapshot larger than SIZE once decompressed
