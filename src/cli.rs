@@ -84,8 +84,14 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout
-    Man,
+    /// Print the man page (roff) to stdout, or write one page per command
+    /// into a directory (`cwleak man --dir /usr/local/share/man/man1`)
+    Man {
+        /// Write cwleak.1 and cwleak-SUBCOMMAND.1 for every subcommand into
+        /// DIR (created if missing) instead of printing cwleak.1
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
