@@ -371,6 +371,26 @@ pub fn ppid(pid: Pid) -> Option<Pid> {
     stat_fields(pid)?.get(1)?.parse().ok()
 }
 
+/// `cminflt` of /proc/PID/stat: page faults of children it waited for
+/// (inherited across exec from whatever ran in the process before).
+pub fn cminflt(pid: Pid) -> u64 {
+    stat_fields(pid)
+        .and_then(|f| f.get(8)?.parse().ok())
+        .unwrap_or_else(|| panic!("cminflt of pid {pid}"))
+}
+
+/// True when SIGCHLD is in `SigIgn` of /proc/PID/status.
+pub fn sigchld_ignored(pid: Pid) -> bool {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    let mask = st
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("SigIgn of pid {pid}"));
+    mask & (1 << (libc::SIGCHLD - 1)) != 0
+}
+
 /// Process state letter (R, S, Z...).
 pub fn state(pid: Pid) -> Option<char> {
     stat_fields(pid)?.first()?.chars().next()
@@ -638,16 +658,48 @@ pub fn wait_listening(procs: &Procs, port: u16) -> BTreeSet<Pid> {
 /// `cwleak scan --format json --port PORT --settle 0`: every finding of
 /// the scenario's port.
 pub fn scan_port(port: u16) -> Value {
+    scan_port_settle(port, "0")
+}
+
+/// `cwleak scan --format json --port PORT --settle SETTLE`; checks that the
+/// exit status matches the findings.
+pub fn scan_port_settle(port: u16, settle: &str) -> Value {
     let args = vec![
         "--port".to_string(),
         port.to_string(),
         "--settle".to_string(),
-        "0".to_string(),
+        settle.to_string(),
     ];
     let (code, r) = super::cwleak_json(&args);
     let n = super::findings(&r).len();
     assert_eq!(code, if n > 0 { 1 } else { 0 }, "exit code; report: {r:#}");
     r
+}
+
+/// `bytes_acked` of the CLOSE_WAIT socket `inode` on `port`, from
+/// `ss -tanie` (tcp_info), or None when ss does not show it.
+pub fn bytes_acked(port: u16, inode: u64) -> Option<u64> {
+    let p = format!(":{port}");
+    let out = Command::new("ss")
+        .args(["-tanieH", "state", "close-wait"])
+        .args(["(", "sport", "=", &p, "or", "dport", "=", &p, ")"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ss");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // -i prints tcp_info on a continuation line after each socket's line.
+    let ino = format!("ino:{inode} ");
+    let mut lines = text.lines();
+    while let Some(l) = lines.next() {
+        if l.contains(&ino) {
+            let info = lines.next()?;
+            return info
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("bytes_acked:"))
+                .and_then(|n| n.parse().ok());
+        }
+    }
+    None
 }
 
 /// What the truth says the cause is.
