@@ -331,7 +331,12 @@ impl<'a> Ctx<'a> {
             .iter()
             .filter(|h| h.pid == pid)
             .all(|h| h.cloexec == Some(false));
-        let only_this = p.other_sockets == 0 && p.sockets.iter().all(|s| fds.contains(&s.fd));
+        // A received fd takes the lowest free number, never a stdio one a
+        // program still uses: a copy on stdio only was inherited (a job of a
+        // handler), whatever other sockets it holds.
+        let stdio_only = fds.iter().all(|fd| *fd <= 2);
+        let only_this =
+            stdio_only || (p.other_sockets == 0 && p.sockets.iter().all(|s| fds.contains(&s.fd)));
         !sources.is_empty()
             && no_cloexec
             && only_this
@@ -431,28 +436,17 @@ impl<'a> Ctx<'a> {
                 .push("it catches SIGCHLD but has reaped no child".to_string());
         }
         if ignored {
-            // An ignored SIGCHLD survives fork and exec: inherited when the
-            // parent ignores it too; otherwise set here (or by a launcher
-            // in this very process just before its exec, which one look
-            // cannot rule out).
-            let parent_ignores = self
-                .graph
-                .parent(pid)
-                .and_then(|pp| self.graph.process(pp))
-                .is_some_and(|pp| pp.fork_signs.sigchld_handled && !pp.fork_signs.sigchld_caught);
             if own_counters {
                 ev.own.push(
                     "it ignores SIGCHLD (children reaped automatically) since it was forked"
                         .to_string(),
                 );
-            } else if parent_ignores {
-                ev.inherited.push(
-                    "it ignores SIGCHLD, as its parent does; that disposition is inherited across fork and exec, so it does not show that this program forks"
-                        .to_string(),
-                );
             } else {
-                ev.own.push(
-                    "it ignores SIGCHLD (children reaped automatically) and its parent does not: set by this program, or by a launcher just before exec'ing it"
+                // Set by this program, or inherited: an ignored signal stays
+                // ignored across fork and exec (a launcher that set it, in
+                // this process before its exec or in a parent).
+                ev.inherited.push(
+                    "it ignores SIGCHLD; that disposition survives exec, so it does not show that this program forks"
                         .to_string(),
                 );
             }
