@@ -255,7 +255,7 @@ fn section(
     }
     if !g.fix.trim().is_empty() {
         writeln!(out)?;
-        writeln!(out, "**Fix:** {}", esc(&g.fix).replace('\n', " "))?;
+        writeln!(out, "**Fix:** {}", esc(&g.fix.replace('\n', "; ")))?;
     }
     let mitigation = g.mitigation_text();
     if !mitigation.trim().is_empty() {
