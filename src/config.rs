@@ -24,6 +24,8 @@ pub struct ScanConfig {
     pub from: Option<std::path::PathBuf>,
     /// Which look of the snapshot (0-based); None: the last.
     pub sample: Option<usize>,
+    /// With `from`: the cap on its decompressed size.
+    pub max_snapshot: u64,
     pub scope: Scope,
     pub settle: Duration,
     pub format: Format,
@@ -43,6 +45,7 @@ impl ScanConfig {
             settle: a.settle,
             from: a.snapshot.from.clone(),
             sample: a.snapshot.sample_index(),
+            max_snapshot: a.snapshot.max_bytes(),
             format: match a.format {
                 FormatArg::Text => Format::Text,
                 FormatArg::Json => Format::Json,

@@ -115,7 +115,7 @@ pub fn phase_done(label: &str, since: &mut Instant) {
 fn timing_note(note: &str) {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     if *ON.get_or_init(|| std::env::var_os("CWLEAK_TIMINGS").is_some()) {
-        eprintln!("cwleak timing: {note}");
+        crate::diag!("cwleak timing: {note}");
     }
 }
 
