@@ -197,6 +197,15 @@ fn finish(
         }
         warnings.extend(hidden_processes(&root));
     }
+    // A namespace named by --netns is read even when no process in it holds
+    // a socket (the walk reads ns/net only for holders): find any member.
+    for &netns in &cfg.tables_for.netns {
+        if let std::collections::btree_map::Entry::Vacant(e) = members.entry(netns) {
+            if let Some(m) = any_member(&root, &walked, netns) {
+                e.insert(m);
+            }
+        }
+    }
     if let Some(keep) = cfg.tables_for.namespaces(&walked) {
         members.retain(|netns, _| keep.contains(netns));
     }
@@ -471,6 +480,23 @@ fn namespace_members(walked: &[Walked]) -> BTreeMap<Inode, NsMember> {
         }
     }
     members
+}
+
+/// The first walked process in network namespace `netns`, whatever it holds.
+fn any_member(root: &ProcRoot, walked: &[Walked], netns: Inode) -> Option<NsMember> {
+    walked.iter().find_map(|w| {
+        let inode = w.process.netns.or_else(|| {
+            let t = root
+                .read_link(Some(w.process.pid), &w.base.join("ns/net"))
+                .ok()?;
+            crate::parse::link::bracket_inode(&t, b"net")
+        })?;
+        (inode == netns).then(|| NsMember {
+            netns,
+            pid: w.process.pid,
+            base: w.base.clone(),
+        })
+    })
 }
 
 /// This process, as the member that reads its own namespace's table.
