@@ -205,6 +205,9 @@ Exit status:
        that could not be written
   N    with -- CMD: CMD's own non-zero exit status, passed through (128+S when
        signal S killed it); the check still runs and writes its reports
+  130, 143
+       with -- CMD: cwleak got SIGINT or SIGTERM while CMD ran and CMD exited 0:
+       no check taken, no report (a cancelled run never passes)
   126  with -- CMD: CMD could not be executed
   127  with -- CMD: CMD was not found";
 
