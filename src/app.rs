@@ -28,12 +28,41 @@ pub fn run(cli: Cli) -> Result<Exit> {
             })?;
             Ok(Exit::Clean)
         }
-        Command::Man => {
+        Command::Man { dir: None } => {
             let man = clap_mangen::Man::new(Cli::command());
             write_out(|out| man.render(out))?;
             Ok(Exit::Clean)
         }
+        Command::Man { dir: Some(dir) } => {
+            man_pages(&dir)?;
+            Ok(Exit::Clean)
+        }
     }
+}
+
+/// One page per command: cwleak.1 names cwleak-scan(1) and the others, so
+/// they must exist too.
+fn man_pages(dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let source = format!("cwleak {}", env!("CARGO_PKG_VERSION"));
+    let subs = cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned();
+    let pages: Vec<clap::Command> = std::iter::once(cmd.clone()).chain(subs).collect();
+    let mut written = Vec::new();
+    for page in pages {
+        let path = clap_mangen::Man::new(page)
+            .source(source.clone())
+            .generate_to(dir)
+            .with_context(|| format!("writing a man page into {}", dir.display()))?;
+        written.push(path);
+    }
+    write_out(|out| {
+        for p in &written {
+            writeln!(out, "{}", p.display())?;
+        }
+        Ok(())
+    })
 }
 
 fn check(args: &CheckArgs) -> Result<Exit> {

@@ -84,8 +84,14 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout
-    Man,
+    /// Print the man page (roff) to stdout, or write one page per command
+    /// into a directory (`cwleak man --dir /usr/local/share/man/man1`)
+    Man {
+        /// Write cwleak.1 and cwleak-SUBCOMMAND.1 for every subcommand into
+        /// DIR (created if missing) instead of printing cwleak.1
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -147,7 +153,8 @@ pub struct FromArgs {
     pub from: Option<PathBuf>,
 
     /// With --from: which look of a multi-sample capture (1 = first; default: the last)
-    #[arg(long, value_name = "N", requires = "from")]
+    #[arg(long, value_name = "N", requires = "from",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub sample: Option<usize>,
 
     /// With --from: refuse a snapshot larger than SIZE once decompressed

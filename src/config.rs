@@ -158,7 +158,11 @@ fn config_file(a: &CheckArgs) -> Result<Option<FileSettings>> {
         None => {
             let cwd =
                 std::env::current_dir().context("finding cwleak.toml: no current directory")?;
-            config_file::discover(&cwd)
+            let found = config_file::discover(&cwd);
+            if let Some(p) = &found {
+                config_file::check_discovered(p)?;
+            }
+            found
         }
     };
     path.map(|p| config_file::load(&p))

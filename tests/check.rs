@@ -1014,7 +1014,7 @@ fn thresholds_from_cwleak_toml_found_up_to_the_repository_root() {
     let run = cwleak_in(Some(&sub), &base);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
-        run.stderr.contains("cwleak.toml") && run.stderr.contains("max-per-proces"),
+        run.stderr.contains("cwleak.toml") && run.stderr.contains("line 2, column 1"),
         "{}",
         run.stderr
     );
