@@ -76,7 +76,7 @@ fn scan(args: &ScanArgs) -> Result<Exit> {
     let mut t = std::time::Instant::now();
     write_out(|out| report::render(&report, cfg.format, &cfg.render, out))?;
     source::phase_done("render", &mut t);
-    let exit = Exit::from_leaks(report.summary.leaked);
+    let exit = Exit::of_report(&report);
     // The process ends now: freeing 40,000 findings one by one would only
     // delay the exit. The kernel takes the memory back at once.
     std::mem::forget(report);
