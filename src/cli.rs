@@ -440,6 +440,16 @@ pub struct SysctlArgs {
     #[arg(long = "netns", value_name = "NS")]
     pub netns: Vec<String>,
 
+    /// Read the kernel's TcpExt counters again after DURATION, to report
+    /// overflows happening now (0 reads them once)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    pub window: Duration,
+
+    /// The directory holding sysctl.conf and sysctl.d/ to compare with the
+    /// running values
+    #[arg(long, value_name = "DIR", default_value = "/etc")]
+    pub etc: PathBuf,
+
     #[command(flatten)]
     pub source: SourceArgs,
 

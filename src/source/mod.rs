@@ -5,16 +5,20 @@
 pub mod cgroup;
 pub mod cmdline;
 mod details;
+mod enter;
 pub mod error;
 pub mod exits;
 mod fdtable;
 mod flags;
 pub mod incremental;
+pub mod kernel_counts;
+pub mod netns_files;
 mod prune;
 pub mod recheck;
 pub mod root;
 pub mod sock_diag;
 pub mod sysctl;
+pub mod sysctl_conf;
 pub mod table_scope;
 pub mod tables;
 mod task_files;
@@ -55,6 +59,14 @@ pub struct SourceConfig {
     pub states: TableStates,
     /// Which namespaces' tables to read (default: all).
     pub tables_for: TableScope,
+    /// Read each namespace's net/sockstat TCP line and TcpExt counters.
+    pub kernel_counts: bool,
+    /// Namespace files to read even when no process sits in them
+    /// (`--netns PATH`); live only.
+    pub netns_files: Vec<PathBuf>,
+    /// The directory of named namespaces (`ip netns add`), read on a live
+    /// system; None: only namespaces with a process in them and `netns_files`.
+    pub netns_dir: Option<PathBuf>,
 }
 
 /// `All` for the whole picture (`states`, `serve`, captures); `Leaks` when
@@ -100,6 +112,9 @@ impl Default for SourceConfig {
             sysctls: false,
             states: TableStates::All,
             tables_for: TableScope::default(),
+            kernel_counts: false,
+            netns_files: Vec::new(),
+            netns_dir: Some(PathBuf::from(netns_files::NAMED_DIR)),
         }
     }
 }
@@ -196,6 +211,12 @@ fn finish(
             members.entry(own).or_insert_with(|| own_member(own));
         }
         warnings.extend(hidden_processes(&root));
+        // Namespaces no process sits in: only their files lead to them.
+        for (netns, file) in netns_files::discover(cfg.netns_dir.as_deref(), &cfg.netns_files) {
+            members
+                .entry(netns)
+                .or_insert_with(|| NsMember::file(netns, file));
+        }
     }
     if let Some(keep) = cfg.tables_for.namespaces(&walked) {
         members.retain(|netns, _| keep.contains(netns));
@@ -344,9 +365,20 @@ impl TablesLook<'_> {
             &mut warnings,
         );
         if cfg.sysctls {
-            let ns_file = root.join(member.base.join("ns/net"));
+            let ns_file = member.ns_file(root);
             match sysctl::read(root, self.live, self.own, member.netns, &ns_file) {
                 Ok(values) => t.namespace.sysctls = values,
+                Err(e) => warnings.push(e.to_warning()),
+            }
+        }
+        if cfg.kernel_counts {
+            match kernel_counts::read(root, &member.place(), member.netns) {
+                Ok(c) => {
+                    t.namespace.kernel = Some(c.kernel);
+                    t.namespace.counters = c.counters;
+                }
+                // A recorded tree may predate these files: nothing to say.
+                Err(_) if !self.live => {}
                 Err(e) => warnings.push(e.to_warning()),
             }
         }
@@ -467,6 +499,7 @@ fn namespace_members(walked: &[Walked]) -> BTreeMap<Inode, NsMember> {
                 netns,
                 pid: w.process.pid,
                 base: w.base.clone(),
+                file: None,
             });
         }
     }
@@ -480,6 +513,7 @@ fn own_member(netns: Inode) -> NsMember {
         netns,
         pid,
         base: PathBuf::from(pid.to_string()),
+        file: None,
     }
 }
 
