@@ -25,7 +25,7 @@
 //! `accept-queue`, whose socket has inode 0). `port` is the server's port.
 //! Roles, by scenario: `server` everywhere except `prefork` (`master`,
 //! `workers[]`); `children[]` (fork-*), `helper` (helper-inherits*), `cgi`,
-//! `receiver` (scm-rights), `client` (netns, client-side), `clients`
+//! `receiver` (scm-rights*: its `fds` are empty while the fd is in flight), `client` (netns, client-side), `clients`
 //! (healthy: the driver's own fds), `netns_owner`; plus `netns` and
 //! `host_netns` (netns), `server.tids` (threaded*), `closes_after_ms`
 //! (transient).

@@ -218,6 +218,34 @@ fn scm_rights_blames_the_receiver() {
 }
 
 #[test]
+fn scm_rights_sender_that_kept_its_copy_is_blamed_after_the_receiver() {
+    let s = Scenario::start("scm-rights-kept");
+    let (server, receiver) = (s.pid("server"), s.pid("receiver"));
+    let (sfd, rfd) = (s.fds("server")[0], s.fds("receiver")[0]);
+    let sock = &s.sockets()[0];
+    assert_eq!(
+        sock.holders,
+        sorted(vec![(server, sfd), (receiver, rfd)]),
+        "facts: {}",
+        s.facts
+    );
+
+    let (code, r) = scan(&s);
+    assert_exactly_scenario_sockets(&r, &s);
+    let f = finding(&r, sock.inode);
+    assert_socket(f, sock);
+    assert_eq!(cause(f), "passed-fd-kept", "finding: {f:#}");
+    // The receiver first (it closes what it received), then the sender
+    // that kept its copy after sendmsg().
+    assert_eq!(
+        blamed(f),
+        vec![(receiver, rfd), (server, sfd)],
+        "finding: {f:#}"
+    );
+    assert_eq!(code, 1);
+}
+
+#[test]
 fn client_side_blames_the_client() {
     let s = Scenario::start("client-side");
     let client = s.pid("client");

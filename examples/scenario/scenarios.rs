@@ -30,6 +30,8 @@ pub const SCENARIOS: &[(&str, Build, &str)] = &[
     ("never-closed", never_closed, "one process read two connections to EOF and never closed them"),
     ("dup", dup, "one process holds an accepted socket and its dup() copy"),
     ("scm-rights", scm_rights, "server passed the fd over SCM_RIGHTS to a sibling and closed its copy; the receiver kept it"),
+    ("scm-rights-kept", scm_rights_kept, "as scm-rights, but the server kept its copy after sending it"),
+    ("scm-rights-in-flight", scm_rights_in_flight, "server sent the fd over SCM_RIGHTS and closed it; the sibling never receives: only the message holds it"),
     ("threaded", threaded, "4-thread process; a non-main thread accepted and kept 2 connections"),
     ("threaded-leader-exit", threaded_leader_exit, "as threaded, but the main thread exited: the leader is a zombie"),
     ("netns", netns, "never-closing server and its client, siblings inside a new network namespace"),
@@ -430,6 +432,30 @@ fn dup(d: &mut Driver, _: &Opts) -> Result<Value> {
 // ------------------------------------------------------------ SCM_RIGHTS
 
 fn scm_rights(d: &mut Driver, _: &Opts) -> Result<Value> {
+    scm_passed(d, Pass::Closed)
+}
+
+fn scm_rights_kept(d: &mut Driver, _: &Opts) -> Result<Value> {
+    scm_passed(d, Pass::Kept)
+}
+
+fn scm_rights_in_flight(d: &mut Driver, _: &Opts) -> Result<Value> {
+    scm_passed(d, Pass::InFlight)
+}
+
+/// What the sender and the receiver of an SCM_RIGHTS message do.
+#[derive(Clone, Copy, PartialEq)]
+enum Pass {
+    /// The sender closes its copy; the receiver takes the fd and keeps it.
+    Closed,
+    /// The sender keeps its copy too; the receiver keeps its own.
+    Kept,
+    /// The sender closes its copy; the receiver never calls recvmsg, so the
+    /// only reference is the message queued on its unix socket.
+    InFlight,
+}
+
+fn scm_passed(d: &mut Driver, pass: Pass) -> Result<Value> {
     let dl = deadline();
     let (a, b) = sys::socketpair()?;
     let s = d.spawn("server", &[a], move |ctx| {
@@ -438,11 +464,17 @@ fn scm_rights(d: &mut Driver, _: &Opts) -> Result<Value> {
         let c = sys::accept(l, false)?;
         let conn = sys::conn_facts(c)?;
         sys::send_fd(a, c)?;
-        sys::close(c)?;
+        if pass != Pass::Kept {
+            sys::close(c)?;
+        }
         ctx.send(json!({"ev": "sent", "conn": conn, "unix_fd": a}))?;
         sys::sleep_forever()
     })?;
     let r = d.spawn("receiver", &[b], move |ctx| {
+        if pass == Pass::InFlight {
+            ctx.send(json!({"ev": "received", "unix_fd": b}))?;
+            sys::sleep_forever()
+        }
         let fd = sys::recv_fd(b)?;
         ctx.send(json!({
             "ev": "received", "fd": fd, "inode": sys::inode(fd)?, "cloexec": sys::cloexec(fd)?,
@@ -457,27 +489,43 @@ fn scm_rights(d: &mut Driver, _: &Opts) -> Result<Value> {
     let sent = d.child(s).take("sent", dl)?;
     let got = d.child(r).take("received", dl)?;
     let conn = &sent["conn"];
-    ensure!(
-        got["inode"] == conn["inode"],
-        "received inode {} is not the sent {}",
-        got["inode"],
-        conn["inode"]
-    );
+    if pass != Pass::InFlight {
+        ensure!(
+            got["inode"] == conn["inode"],
+            "received inode {} is not the sent {}",
+            got["inode"],
+            conn["inode"]
+        );
+    }
     drop(client);
     sys::wait_inodes(None, &[inode_of(conn)?], CLOSE_WAIT, state_deadline())?;
 
     let (spid, rpid) = (d.child(s).pid, d.child(r).pid);
     let mut m = base(d, addr_of(&l["addr"])?.port(), "ipv4");
     m.insert("listener".into(), listener_facts(spid, &l));
+    let kept: Vec<Value> = match pass {
+        Pass::Kept => vec![conn["fd"].clone()],
+        Pass::Closed | Pass::InFlight => vec![],
+    };
     m.insert(
         "server".into(),
-        json!({"pid": spid, "fds": [], "sent_fd": conn["fd"], "unix_fd": sent["unix_fd"]}),
+        json!({"pid": spid, "fds": kept, "sent_fd": conn["fd"], "unix_fd": sent["unix_fd"]}),
     );
+    let received: Vec<Value> = match pass {
+        Pass::InFlight => vec![],
+        Pass::Closed | Pass::Kept => vec![got["fd"].clone()],
+    };
     m.insert(
         "receiver".into(),
-        json!({"pid": rpid, "fds": [got["fd"]], "unix_fd": got["unix_fd"]}),
+        json!({"pid": rpid, "fds": received, "unix_fd": got["unix_fd"]}),
     );
-    let holders = vec![holder(rpid, &got["fd"], &got["cloexec"])];
+    let mut holders = Vec::new();
+    if pass == Pass::Kept {
+        holders.push(holder(spid, &conn["fd"], &conn["cloexec"]));
+    }
+    if pass != Pass::InFlight {
+        holders.push(holder(rpid, &got["fd"], &got["cloexec"]));
+    }
     Ok(finish(m, vec![socket(conn, holders)]))
 }
 

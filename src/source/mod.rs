@@ -188,6 +188,9 @@ fn finish(
     } = start;
     let mut t = Instant::now();
     let mut members = namespace_members(&walked);
+    if live {
+        add_own_namespace(&root, meta.netns, &mut members);
+    }
     if let Some(keep) = cfg.tables_for.namespaces(&walked) {
         members.retain(|netns, _| keep.contains(netns));
     }
@@ -462,6 +465,34 @@ fn namespace_members(walked: &[Walked]) -> BTreeMap<Inode, NsMember> {
         }
     }
     members
+}
+
+/// cwleak's own network namespace is read even when no process it can see
+/// holds a socket there: holders it cannot see (another user's fd tables
+/// when not root, processes of another pid namespace) still leave their
+/// sockets in its tables, where they show as held by nobody visible instead
+/// of not at all.
+fn add_own_namespace(root: &ProcRoot, own: Option<Inode>, members: &mut BTreeMap<Inode, NsMember>) {
+    let Some(netns) = own else { return };
+    if members.contains_key(&netns) {
+        return;
+    }
+    // Our pid as this proc mount numbers it.
+    let Some(pid) = root
+        .read_link(None, std::path::Path::new("self"))
+        .ok()
+        .and_then(|t| std::str::from_utf8(&t).ok()?.parse::<Pid>().ok())
+    else {
+        return;
+    };
+    members.insert(
+        netns,
+        NsMember {
+            netns,
+            pid,
+            base: PathBuf::from(pid.to_string()),
+        },
+    );
 }
 
 /// Holders of interesting sockets and all their ancestors.
