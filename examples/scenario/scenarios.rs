@@ -20,6 +20,8 @@ pub type Build = fn(&mut Driver, &Opts) -> Result<Value>;
 pub struct Opts {
     /// `transient`: how long after the line the server closes its copy.
     pub close_after_ms: u64,
+    /// `transient`: close on SIGUSR1 instead, whenever the test says so.
+    pub close_on_sigusr1: bool,
 }
 
 pub const SCENARIOS: &[(&str, Build, &str)] = &[
@@ -693,7 +695,14 @@ fn netns(d: &mut Driver, _: &Opts) -> Result<Value> {
 fn transient(d: &mut Driver, o: &Opts) -> Result<Value> {
     let dl = deadline();
     let delay = Duration::from_millis(o.close_after_ms);
+    let on_signal = o.close_on_sigusr1;
     let s = d.spawn("server", &[], move |ctx| {
+        // Blocked before the line is printed, so a SIGUSR1 sent any time
+        // after it waits for sigwait below instead of killing the server.
+        let usr1 = nix::sys::signal::SigSet::from(nix::sys::signal::Signal::SIGUSR1);
+        if on_signal {
+            usr1.thread_block()?;
+        }
         let l = sys::tcp_listen(LO4, true, None)?;
         send_listening(&ctx, l)?;
         let c = sys::accept(l, true)?;
@@ -701,7 +710,11 @@ fn transient(d: &mut Driver, o: &Opts) -> Result<Value> {
         sys::read_to_eof(c)?;
         ctx.send(json!({"ev": "eof"}))?;
         ctx.wait_ctl()?;
-        std::thread::sleep(delay);
+        if on_signal {
+            usr1.wait()?;
+        } else {
+            std::thread::sleep(delay);
+        }
         sys::close(c)?;
         ctx.send(json!({"ev": "closed"}))?;
         sys::sleep_forever()
@@ -719,7 +732,11 @@ fn transient(d: &mut Driver, o: &Opts) -> Result<Value> {
     let mut m = base(d, addr_of(&l["addr"])?.port(), "ipv4");
     m.insert("listener".into(), listener_facts(spid, &l));
     m.insert("server".into(), role(spid, vec![conn["fd"].clone()]));
-    m.insert("closes_after_ms".into(), json!(o.close_after_ms));
+    if on_signal {
+        m.insert("closes_on".into(), json!("SIGUSR1"));
+    } else {
+        m.insert("closes_after_ms".into(), json!(o.close_after_ms));
+    }
     let holders = vec![holder(spid, &conn["fd"], &conn["cloexec"])];
     Ok(finish(m, vec![socket(conn, holders)]))
 }
