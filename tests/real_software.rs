@@ -770,6 +770,56 @@ fn scm_rights_worker_keeps_received_connection() {
     assert_report(&r, &truth, |_| worker, Expect::Cause("passed-fd-kept"));
 }
 
+// ------------------------------------------------------------ thread-private fd table
+
+/// A Python server whose accepting thread called unshare(CLONE_FILES): its
+/// connections live only in that thread's private fd table. ss -p and
+/// /proc/PID/fd show no holder; /proc/PID/task/TID/fd does. The process
+/// accepted them itself and never closes them: holder (pid, fd) with the
+/// thread's `tid`, blamed: the process, `never-closed`; not
+/// `no-visible-holder`.
+#[test]
+#[ignore = "rule pending (causes branch): a thread-private fd table (unshare(CLONE_FILES)) is not read: no holder, no-visible-holder"]
+fn thread_private_fd_table_holder_found_with_its_tid() {
+    const T: &str = "thread_private_fd_table_holder_found_with_its_tid";
+    let Some(py) = need_python(T, &["ctypes"]) else {
+        return;
+    };
+    let mut procs = Procs::new();
+    let (server, line) = procs.start(
+        "thread_private_fds.py",
+        Command::new(&py).arg(script("thread_private_fds.py")),
+    );
+    let (port, tid) = line.split_once(' ').expect("PORT TID");
+    let (port, tid): (u16, Pid) = (port.parse().expect("port"), tid.parse().expect("tid"));
+    assert_ne!(tid, server);
+    connect_and_close(port, b"", 0);
+    connect_and_close(port, b"", 0);
+    // ss sees no holder (it reads /proc/PID/fd only): the truth is the
+    // thread's own table.
+    let truth: Vec<SsSocket> = wait_close_wait(&procs, port, 2, |s| {
+        s.holders.is_empty() && task_fds_of(server, tid, s.inode).len() == 1
+    })
+    .into_iter()
+    .map(|mut s| {
+        assert!(
+            fds_of(server, s.inode).is_empty(),
+            "not in the leader's table"
+        );
+        s.holders = vec![(server, task_fds_of(server, tid, s.inode)[0])];
+        s
+    })
+    .collect();
+    let r = scan_port(port);
+    assert_report(&r, &truth, |_| server, Expect::Cause("never-closed"));
+    for s in &truth {
+        let f = support::finding(&r, s.inode);
+        for h in f["holders"].as_array().expect("holders") {
+            assert_eq!(h["tid"], tid, "the holder's thread; finding: {f:#}");
+        }
+    }
+}
+
 // ------------------------------------------------------------ still sending
 
 /// A client that half-closed (shutdown(SHUT_WR)) and keeps reading slowly

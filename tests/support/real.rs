@@ -464,6 +464,26 @@ pub fn fds_of(pid: Pid, inode: u64) -> Vec<i32> {
     v
 }
 
+/// The fds of thread `tid`'s own table (/proc/PID/task/TID/fd) that refer
+/// to socket `inode`: differs from `fds_of` for a thread that called
+/// unshare(CLONE_FILES).
+pub fn task_fds_of(pid: Pid, tid: Pid, inode: u64) -> Vec<i32> {
+    let want = format!("socket:[{inode}]");
+    let mut v: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task/{tid}/fd"))
+        .map(|rd| {
+            rd.filter_map(|e| {
+                let e = e.ok()?;
+                let link = std::fs::read_link(e.path()).ok()?;
+                (link.to_str() == Some(want.as_str()))
+                    .then(|| e.file_name().to_str()?.parse().ok())?
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    v.sort_unstable();
+    v
+}
+
 /// An environment variable of `pid`, from /proc/PID/environ.
 pub fn env_of(pid: Pid, var: &str) -> Option<String> {
     let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
