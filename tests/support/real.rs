@@ -676,25 +676,27 @@ pub fn wait_listening(procs: &Procs, port: u16) -> BTreeSet<Pid> {
 // ------------------------------------------------------------ cwleak
 
 /// The ways cwleak reads a live host that the scenarios are checked with:
-/// its defaults, and (as root, where the BPF iterator can be loaded) the
-/// other readers: fd tables through the task_file iterator and TCP tables
-/// from /proc/PID/net/tcp. Each must give the same answer.
+/// its defaults, fd tables through the task_file BPF iterator (as root,
+/// where it can be loaded), and TCP tables from /proc/PID/net/tcp instead
+/// of sock_diag. Each must give the same answer.
 pub fn readers() -> Vec<Vec<String>> {
     let mut v = vec![Vec::new()];
     if super::skip::is_root() {
-        v.push(
-            ["--fds", "bpf", "--tables", "proc"]
-                .map(String::from)
-                .to_vec(),
-        );
+        v.push(vec!["--fds".into(), "bpf".into()]);
     }
+    v.push(vec!["--tables".into(), "proc".into()]);
     v
 }
 
 /// One `cwleak scan --format json --port PORT --settle SETTLE` per reader
 /// (see `readers`), with the reader's flags as its label.
 pub fn scans(port: u16, settle: &str) -> Vec<(String, Value)> {
-    readers()
+    scans_with(port, settle, readers())
+}
+
+/// One scan per reader of `readers`.
+pub fn scans_with(port: u16, settle: &str, readers: Vec<Vec<String>>) -> Vec<(String, Value)> {
+    readers
         .into_iter()
         .map(|extra| {
             let mut args = vec![
