@@ -47,8 +47,18 @@ pub fn run(cfg: &CheckConfig) -> Result<Exit> {
     let look = take(cfg, &mut roots)?;
     let mut report = look.report;
     let verdict = thresholds::apply(&mut report, &cfg.thresholds);
-    let passed = verdict.passed && look.error.is_none();
-    let own = match (&look.error, passed) {
+    // Missing data never passes: a verdict met on a look that could not see
+    // everything in scope is an error (2), not a PASS.
+    let error = look.error.or_else(|| {
+        (verdict.passed && !report.scan.incomplete.is_empty()).then(|| {
+            format!(
+                "cannot pass on missing data: {}",
+                report.scan.incomplete.join("; ")
+            )
+        })
+    });
+    let passed = verdict.passed && error.is_none();
+    let own = match (&error, passed) {
         (Some(_), _) => Exit::Error,
         (None, true) => Exit::Clean,
         (None, false) => Exit::Leaks,
@@ -59,7 +69,7 @@ pub fn run(cfg: &CheckConfig) -> Result<Exit> {
         passed,
         exit_code: exit.code(),
         failures: verdict.failures,
-        error: look.error,
+        error,
         counted: verdict.counted,
         allowed: verdict.allowed,
         max: cfg.thresholds.max,
