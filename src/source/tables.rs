@@ -90,6 +90,7 @@ pub fn read_namespace(
                     w.message.push_str("; read /proc/PID/net/tcp{,6} instead");
                 } else {
                     warnings.push(w);
+                    warnings.push(unread(Some(member.pid), member.netns));
                     return finish(member, "sock_diag", Vec::new());
                 }
                 warnings.push(w);
@@ -163,10 +164,12 @@ fn read_proc_files(
     warnings: &mut Vec<Warning>,
 ) -> Vec<TcpSocket> {
     let mut sockets = Vec::new();
+    let mut read_ipv4 = false;
     for (file, family) in [("net/tcp", Family::Ipv4), ("net/tcp6", Family::Ipv6)] {
         let rel = base.join(file);
         match root.read_string(pid, &rel) {
             Ok(text) => {
+                read_ipv4 |= family == Family::Ipv4;
                 let (rows, errors) = net_tcp::parse_table(&text, family, netns);
                 sockets.extend(rows.into_iter().filter(|s| wanted(req, s.state)));
                 for e in errors.into_iter().take(5) {
@@ -181,7 +184,22 @@ fn read_proc_files(
             Err(e) => warnings.push(e.to_warning()),
         }
     }
+    if !read_ipv4 {
+        warnings.push(unread(pid, netns));
+    }
     sockets
+}
+
+/// No table at all for a namespace: none of its sockets can have been seen.
+fn unread(pid: Option<Pid>, netns: Inode) -> Warning {
+    Warning {
+        pid,
+        path: None,
+        kind: crate::model::WarningKind::Incomplete,
+        message: format!(
+            "no TCP table was read for network namespace {netns}: its sockets are unknown"
+        ),
+    }
 }
 
 /// The /proc files hold every state; keep what a sock_diag dump would have returned.

@@ -21,7 +21,7 @@ pub fn run(a: &SysctlArgs) -> Result<Exit> {
     let netns = resolve_netns_all(&root, &a.netns)?;
     let (snap, extra) = match &a.snapshot.from {
         Some(path) => (
-            crate::capture::load(path, a.snapshot.sample_index())?,
+            crate::capture::load(path, a.snapshot.sample_index(), a.snapshot.max_bytes())?,
             Extra::default(),
         ),
         None => {
