@@ -159,10 +159,11 @@ pub fn tw_reuse(ns: &Namespace) -> Option<Finding> {
              TIME_WAIT socket is older than {delay}. It does nothing for connections this host \
              accepts and does not end TIME_WAIT sockets early. 0 is off, 1 is on, 2 (the \
              default) is on for loopback only. Here {} TIME_WAIT sockets are on connections this \
-             host accepted and {} on connections it opened ({} to loopback).",
+             host accepted and {} on connections it opened ({} to loopback).{}",
             grouped(o.time_wait_incoming),
             grouped(o.time_wait_outgoing),
-            grouped(o.time_wait_outgoing_loopback)
+            grouped(o.time_wait_outgoing_loopback),
+            super::limits::incoming_words(ns)
         ),
         action: action.into(),
     })
