@@ -31,3 +31,8 @@ pub mod states;
 pub mod stop;
 pub mod tuning;
 pub mod watch;
+
+/// Visible skips for the unit tests, shared with the integration tests.
+#[cfg(test)]
+#[path = "../tests/support/skip.rs"]
+pub(crate) mod skip;

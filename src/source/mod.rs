@@ -204,12 +204,9 @@ fn finish(
     let mut t = Instant::now();
     let mut members = namespace_members(&walked);
     if live {
-        // cwleak's own namespace is read even when no visible process holds
-        // a socket in it: under hidepid, or as a user who can read no other
-        // process, it is the one table sock_diag still gives.
-        if let Some(own) = meta.netns {
-            members.entry(own).or_insert_with(|| own_member(own));
-        }
+        // Under hidepid, or as a user who can read no other process, the
+        // own namespace is the one table sock_diag still gives.
+        add_own_namespace(&root, meta.netns, &mut members);
         warnings.extend(hidden_processes(&root));
         // Namespaces no process sits in: only their files lead to them.
         for (netns, file) in netns_files::discover(cfg.netns_dir.as_deref(), &cfg.netns_files) {
@@ -506,17 +503,6 @@ fn namespace_members(walked: &[Walked]) -> BTreeMap<Inode, NsMember> {
     members
 }
 
-/// This process, as the member that reads its own namespace's table.
-fn own_member(netns: Inode) -> NsMember {
-    let pid = Pid::try_from(std::process::id()).unwrap_or(0);
-    NsMember {
-        netns,
-        pid,
-        base: PathBuf::from(pid.to_string()),
-        file: None,
-    }
-}
-
 /// A live proc filesystem always has a pid 1 (the namespace's init, visible
 /// to it and to whoever may ptrace it): missing, the listing is filtered
 /// (`hidepid=2`/`invisible`), and other users' processes are not in it.
@@ -557,6 +543,35 @@ fn proc_mount_options(root: &ProcRoot) -> Option<String> {
             (f.next()? == "proc").then(|| f.nth(1).map(str::to_string))?
         })
         .next_back()
+}
+
+/// cwleak's own network namespace is read even when no process it can see
+/// holds a socket there: holders it cannot see (another user's fd tables
+/// when not root, processes of another pid namespace) still leave their
+/// sockets in its tables, where they show as held by nobody visible instead
+/// of not at all.
+fn add_own_namespace(root: &ProcRoot, own: Option<Inode>, members: &mut BTreeMap<Inode, NsMember>) {
+    let Some(netns) = own else { return };
+    if members.contains_key(&netns) {
+        return;
+    }
+    // Our pid as this proc mount numbers it.
+    let Some(pid) = root
+        .read_link(None, std::path::Path::new("self"))
+        .ok()
+        .and_then(|t| std::str::from_utf8(&t).ok()?.parse::<Pid>().ok())
+    else {
+        return;
+    };
+    members.insert(
+        netns,
+        NsMember {
+            netns,
+            pid,
+            base: PathBuf::from(pid.to_string()),
+            file: None,
+        },
+    );
 }
 
 /// Holders of interesting sockets and all their ancestors.
