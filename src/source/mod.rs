@@ -18,6 +18,7 @@ pub mod sysctl;
 pub mod table_scope;
 pub mod tables;
 mod task_files;
+pub mod trace;
 mod walk;
 
 pub use error::SourceError;
