@@ -282,6 +282,10 @@ pub enum WarningKind {
     Io,
     /// A read given up on because it did not finish in time.
     TimedOut,
+    /// A whole part of the machine this look could not see: processes the
+    /// proc root hides (hidepid), a namespace whose TCP table was not read.
+    /// A look with one cannot support "no leak".
+    Incomplete,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]

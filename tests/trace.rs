@@ -299,21 +299,21 @@ fn without_bpf_it_says_why_and_checks_as_usual() {
         return skip::skip("without_bpf", "no setpriv");
     };
     // An unprivileged user cannot load BPF: one line says so, and the check
-    // runs (here: a port nobody listens on, so it passes).
-    let out = Command::new(setpriv)
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+    // runs as without --trace (here on a process of that user that holds
+    // no socket: it passes).
+    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let service = Command::new(&setpriv)
+        .args(nobody)
+        .args(["sleep", "600"])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let _group = Group(service.id() as Pid);
+    let out = Command::new(&setpriv)
+        .args(nobody)
         .arg(env!("CARGO_BIN_EXE_cwleak"))
-        .args([
-            "check",
-            "--trace",
-            "--port",
-            "1",
-            "--settle",
-            "0",
-            "--no-config",
-            "--",
-            "true",
-        ])
+        .args(["check", "--trace", "--pid", &service.id().to_string()])
+        .args(["--settle", "0", "--no-config", "--", "true"])
         .current_dir("/")
         .output()
         .unwrap();

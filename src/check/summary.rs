@@ -55,6 +55,11 @@ pub fn render(report: &Report, scope: &str, settle_ms: u64, files: &[String]) ->
             plural(unreadable, "path", "paths")
         ));
     }
+    if c.error.is_none() {
+        for gap in &report.scan.incomplete {
+            out.push(format!("  incomplete: {}", clean(gap)));
+        }
+    }
     if let Some(t) = &report.trace {
         out.push(trace_line(t));
     }

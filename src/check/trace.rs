@@ -25,14 +25,14 @@ impl Tracing {
                 for spec in &cfg.roots {
                     if let crate::check::roots::RootSpec::Pid(pid) = spec {
                         if let Err(e) = t.track(*pid) {
-                            eprintln!("cwleak check: --trace: cannot follow pid {pid}: {e}");
+                            crate::diag!("cwleak check: --trace: cannot follow pid {pid}: {e}");
                         }
                     }
                 }
                 Tracing::On(t)
             }
             Err(why) => {
-                eprintln!(
+                crate::diag!(
                     "cwleak check: --trace is not available here: {why}; checking without it"
                 );
                 Tracing::Unavailable(why)

@@ -4,6 +4,7 @@
 mod addr;
 mod classify;
 mod context;
+pub mod coverage;
 pub mod escaped;
 pub mod finding;
 mod fixes;
@@ -102,7 +103,10 @@ pub fn diagnose_traced(
         groups,
         findings,
         processes,
-        scan: scan_info(snap, scope),
+        scan: ScanInfo {
+            incomplete: coverage::gaps(snap, scope, &resolved),
+            ..scan_info(snap, scope)
+        },
         check: None,
         trace: trace.map(|t| t.info.clone()),
     }
@@ -304,5 +308,6 @@ fn scan_info(snap: &Snapshot, scope: &Scope) -> ScanInfo {
         settle_ms: snap.settle.as_ref().map_or(0, |s| s.window_ms),
         scope: scope.clone(),
         unreadable: Unreadable::all(&snap.warnings),
+        incomplete: Vec::new(),
     }
 }

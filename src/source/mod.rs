@@ -116,7 +116,7 @@ pub fn phase_done(label: &str, since: &mut Instant) {
 fn timing_note(note: &str) {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     if *ON.get_or_init(|| std::env::var_os("CWLEAK_TIMINGS").is_some()) {
-        eprintln!("cwleak timing: {note}");
+        crate::diag!("cwleak timing: {note}");
     }
 }
 
@@ -189,6 +189,15 @@ fn finish(
     } = start;
     let mut t = Instant::now();
     let mut members = namespace_members(&walked);
+    if live {
+        // cwleak's own namespace is read even when no visible process holds
+        // a socket in it: under hidepid, or as a user who can read no other
+        // process, it is the one table sock_diag still gives.
+        if let Some(own) = meta.netns {
+            members.entry(own).or_insert_with(|| own_member(own));
+        }
+        warnings.extend(hidden_processes(&root));
+    }
     if let Some(keep) = cfg.tables_for.namespaces(&walked) {
         members.retain(|netns, _| keep.contains(netns));
     }
@@ -465,6 +474,58 @@ fn namespace_members(walked: &[Walked]) -> BTreeMap<Inode, NsMember> {
     members
 }
 
+/// This process, as the member that reads its own namespace's table.
+fn own_member(netns: Inode) -> NsMember {
+    let pid = Pid::try_from(std::process::id()).unwrap_or(0);
+    NsMember {
+        netns,
+        pid,
+        base: PathBuf::from(pid.to_string()),
+    }
+}
+
+/// A live proc filesystem always has a pid 1 (the namespace's init, visible
+/// to it and to whoever may ptrace it): missing, the listing is filtered
+/// (`hidepid=2`/`invisible`), and other users' processes are not in it.
+fn hidden_processes(root: &ProcRoot) -> Option<Warning> {
+    if root.join("1").exists() {
+        return None;
+    }
+    let how = proc_mount_options(root)
+        .and_then(|o| {
+            o.split(',')
+                .find(|o| o.starts_with("hidepid="))
+                .map(str::to_string)
+        })
+        .map_or_else(String::new, |o| format!(" (mounted {o})"));
+    Some(Warning {
+        pid: None,
+        path: Some(root.path().display().to_string()),
+        kind: crate::model::WarningKind::Incomplete,
+        message: format!(
+            "this /proc hides other users' processes{how}: their sockets cannot be attributed and \
+             network namespaces only they are in were not read; run as root (or as a member of \
+             the proc mount's gid= group)"
+        ),
+    })
+}
+
+/// The super options of the proc mount at `root` (its last mountinfo line).
+fn proc_mount_options(root: &ProcRoot) -> Option<String> {
+    let text = root
+        .read_string(None, std::path::Path::new("self/mountinfo"))
+        .ok()?;
+    let at = root.path().to_str()?;
+    text.lines()
+        .filter(|l| l.split(' ').nth(4) == Some(at))
+        .filter_map(|l| {
+            let (_, after) = l.split_once(" - ")?;
+            let mut f = after.split(' ');
+            (f.next()? == "proc").then(|| f.nth(1).map(str::to_string))?
+        })
+        .next_back()
+}
+
 /// Holders of interesting sockets and all their ancestors.
 fn processes_of_interest(walked: &[Walked], interest: &InodeSet) -> HashSet<Pid> {
     let parent: HashMap<Pid, Pid> = walked
@@ -561,12 +622,58 @@ pub fn netns_of_pid(root: &ProcRoot, pid: Pid) -> Result<Inode, SourceError> {
         .ok_or_else(|| SourceError::malformed(Some(pid), root.join(&rel), "not a net:[inode] link"))
 }
 
-/// The inode of a namespace file (/run/netns/NAME, /proc/PID/ns/net).
+/// The inode of a network namespace file (/run/netns/NAME, /proc/PID/ns/net).
+/// Anything else (a plain file, another kind of namespace) is refused: its
+/// inode would name no table, and a scope on it would pass on nothing read.
 pub fn netns_of_path(path: &std::path::Path) -> Result<Inode, SourceError> {
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path)
+    let file = std::fs::File::open(path).map_err(|e| SourceError::io(None, path, e))?;
+    let not =
+        |what: &str| SourceError::malformed(None, path, format!("not a network namespace: {what}"));
+    let fs = nix::sys::statfs::fstatfs(&file).map_err(|e| SourceError::io(None, path, e.into()))?;
+    if fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
+        return Err(not(
+            "not a namespace file (expected /run/netns/NAME or /proc/PID/ns/net)",
+        ));
+    }
+    // SAFETY: NS_GET_NSTYPE takes no argument and only returns a value.
+    let kind = unsafe { libc::ioctl(file.as_raw_fd(), libc::NS_GET_NSTYPE) };
+    if kind != libc::CLONE_NEWNET {
+        return Err(not(match kind {
+            libc::CLONE_NEWNS => "a mount namespace",
+            libc::CLONE_NEWPID => "a pid namespace",
+            libc::CLONE_NEWUTS => "a UTS namespace",
+            libc::CLONE_NEWIPC => "an IPC namespace",
+            libc::CLONE_NEWUSER => "a user namespace",
+            libc::CLONE_NEWCGROUP => "a cgroup namespace",
+            libc::CLONE_NEWTIME => "a time namespace",
+            _ => "another kind of namespace",
+        }));
+    }
+    file.metadata()
         .map(|m| m.ino())
         .map_err(|e| SourceError::io(None, path, e))
+}
+
+/// Whether network namespace `inode` exists as far as `root` shows: some
+/// process is in it, or (live) it is mounted under /run/netns. An inode no
+/// one is in names no table: a scope on it could only pass on nothing.
+pub fn netns_known(root: &ProcRoot, inode: Inode) -> bool {
+    let in_use = root.pids().unwrap_or_default().into_iter().any(|pid| {
+        root.read_link(Some(pid), &PathBuf::from(format!("{pid}/ns/net")))
+            .ok()
+            .and_then(|t| crate::parse::link::bracket_inode(&t, b"net"))
+            == Some(inode)
+    });
+    in_use
+        || (is_live_proc(root)
+            && ["/run/netns", "/var/run/netns"].iter().any(|dir| {
+                std::fs::read_dir(dir).is_ok_and(|d| {
+                    d.filter_map(Result::ok)
+                        .any(|e| netns_of_path(&e.path()).is_ok_and(|i| i == inode))
+                })
+            }))
 }
 
 /// Rows of the terminal on stdout, if it is one.

@@ -53,6 +53,7 @@ pub fn read_namespace(
                     w.message.push_str("; read /proc/PID/net/tcp{,6} instead");
                 } else {
                     warnings.push(w);
+                    warnings.push(unread(member));
                     return finish(member, "sock_diag", Vec::new());
                 }
                 warnings.push(w);
@@ -60,10 +61,12 @@ pub fn read_namespace(
         }
     }
     let mut sockets = Vec::new();
+    let mut read_ipv4 = false;
     for (file, family) in [("net/tcp", Family::Ipv4), ("net/tcp6", Family::Ipv6)] {
         let rel = member.base.join(file);
         match root.read_string(Some(member.pid), &rel) {
             Ok(text) => {
+                read_ipv4 |= family == Family::Ipv4;
                 let (rows, errors) = net_tcp::parse_table(&text, family, member.netns);
                 sockets.extend(rows.into_iter().filter(|s| wanted(req, s.state)));
                 for e in errors.into_iter().take(5) {
@@ -80,7 +83,23 @@ pub fn read_namespace(
             Err(e) => warnings.push(e.to_warning()),
         }
     }
+    if !read_ipv4 {
+        warnings.push(unread(member));
+    }
     finish(member, "proc", sockets)
+}
+
+/// No table at all for a namespace: none of its sockets can have been seen.
+fn unread(member: &NsMember) -> Warning {
+    Warning {
+        pid: Some(member.pid),
+        path: None,
+        kind: crate::model::WarningKind::Incomplete,
+        message: format!(
+            "no TCP table was read for network namespace {}: its sockets are unknown",
+            member.netns
+        ),
+    }
 }
 
 /// The /proc files hold every state; keep what a sock_diag dump would have returned.

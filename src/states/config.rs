@@ -20,6 +20,8 @@ pub struct StatesConfig {
     pub from: Option<PathBuf>,
     /// Which look of the snapshot (0-based); None: the last.
     pub sample: Option<usize>,
+    /// With `from`: the cap on its decompressed size.
+    pub max_snapshot: u64,
     pub options: Options,
     pub json: bool,
     pub render: RenderOptions,
@@ -46,6 +48,7 @@ impl StatesConfig {
             source,
             from: a.snapshot.from.clone(),
             sample: a.snapshot.sample_index(),
+            max_snapshot: a.snapshot.max_bytes(),
             options: Options {
                 scope: StatesScope {
                     pids: a.pids.clone(),

@@ -17,7 +17,9 @@ pub fn run(a: &SysctlArgs) -> Result<Exit> {
     let root = ProcRoot::new(&source.root);
     let netns = resolve_netns_all(&root, &a.netns)?;
     let snap = match &a.snapshot.from {
-        Some(path) => crate::capture::load(path, a.snapshot.sample_index())?,
+        Some(path) => {
+            crate::capture::load(path, a.snapshot.sample_index(), a.snapshot.max_bytes())?
+        }
         None => crate::source::read(&source)
             .with_context(|| format!("reading {}", source.root.display()))?,
     };

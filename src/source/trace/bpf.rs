@@ -121,7 +121,7 @@ pub fn load(insns: &[u64], name: &str) -> io::Result<OwnedFd> {
                 let text = String::from_utf8_lossy(&log);
                 let text = text.trim_end_matches('\0');
                 if std::env::var_os("CWLEAK_BPF_LOG").is_some() {
-                    eprintln!("{text}");
+                    crate::diag!("{text}");
                 }
                 let last = text.lines().rev().find(|l| !l.trim().is_empty());
                 Err(match last {

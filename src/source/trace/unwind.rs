@@ -125,14 +125,26 @@ impl Unwinding {
                 continue;
             };
             // The load bias: where the file's address 0 is in this process.
+            // The mapping starts at its segment's page-aligned offset (a
+            // segment's offset and address may differ by a page or more).
+            let page = |x: u64| x & !0xfff;
             let Some(&(vaddr, off, _)) = sec
                 .segments
                 .iter()
-                .find(|(_, off, size)| m.offset >= *off && m.offset < off + size)
+                .find(|(_, off, _)| page(*off) == m.offset)
+                .or_else(|| {
+                    sec.segments
+                        .iter()
+                        .find(|(_, off, size)| m.offset >= *off && m.offset < off + size)
+                })
             else {
                 continue;
             };
-            let base = m.start.wrapping_sub(vaddr + (m.offset - off));
+            let base = m
+                .start
+                .wrapping_sub(page(vaddr))
+                .wrapping_add(page(off))
+                .wrapping_sub(m.offset);
             let info = ExplicitModuleSectionInfo {
                 base_svma: 0,
                 text_svma: sec.text.clone(),
@@ -195,7 +207,12 @@ impl Unwinding {
                     clean = true;
                     break;
                 }
-                Err(_) => break,
+                Err(e) => {
+                    if std::env::var_os("CWLEAK_UNWIND_DEBUG").is_some() {
+                        crate::diag!("unwind: {e:?} after {} frames", frames.len());
+                    }
+                    break;
+                }
             }
         }
         if !clean && frames.len() < 2 {
@@ -252,7 +269,8 @@ mod tests {
             std::arch::asm!("lea {0}, [rip]", "mov {1}, rsp", "mov {2}, rbp",
                 out(reg) ip, out(reg) sp, out(reg) bp);
         }
-        // Up to 8 KiB above sp, within the mapping that holds the stack.
+        // Up to 64 KiB above sp (a debug build's test frames are big), within
+        // the mapping that holds the stack.
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
         let end = maps
             .lines()
@@ -266,7 +284,7 @@ mod tests {
             .find(|(a, b)| sp >= *a && sp < *b)
             .unwrap()
             .1;
-        let len = (end - sp).min(8192) as usize;
+        let len = (end - sp).min(1 << 16) as usize;
         // SAFETY: these bytes are this thread's mapped, live stack.
         let stack = unsafe { std::slice::from_raw_parts(sp as *const u8, len) }.to_vec();
         let frames = u.unwind(std::process::id() as Pid, ip, sp, bp, &stack);
