@@ -302,21 +302,21 @@ fn without_bpf_it_says_why_and_checks_as_usual() {
     // runs as without --trace (here on a process of that user that holds
     // no socket: it passes).
     let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
-    let service = Command::new(&setpriv)
+    let mut service = Command::new(&setpriv)
         .args(nobody)
         .args(["sleep", "600"])
-        .process_group(0)
         .spawn()
         .unwrap();
-    let _group = Group(service.id() as Pid);
     let out = Command::new(&setpriv)
         .args(nobody)
         .arg(env!("CARGO_BIN_EXE_cwleak"))
         .args(["check", "--trace", "--pid", &service.id().to_string()])
         .args(["--settle", "0", "--no-config", "--", "true"])
         .current_dir("/")
-        .output()
-        .unwrap();
+        .output();
+    let _ = service.kill();
+    let _ = service.wait();
+    let out = out.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let why: Vec<&str> = stderr
