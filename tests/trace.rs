@@ -15,6 +15,8 @@
 
 #[path = "support/skip.rs"]
 mod skip;
+#[path = "support/leakyd.rs"]
+mod support;
 
 use serde_json::Value;
 use std::os::unix::process::CommandExt;
@@ -93,6 +95,18 @@ struct Run {
 
 fn check_traced(server: &Path, mode: &str, dir: &Path, trace: bool) -> Run {
     let pidfile = dir.join(format!("{mode}.pid"));
+    let cmd = vec![
+        server.display().to_string(),
+        mode.to_string(),
+        pidfile.display().to_string(),
+    ];
+    check_command(mode, dir, trace, &cmd)
+}
+
+/// `cwleak check [--trace] --pidfile DIR/NAME.pid ... -- CMD`.
+fn check_command(name: &str, dir: &Path, trace: bool, argv: &[String]) -> Run {
+    let mode = name;
+    let pidfile = dir.join(format!("{mode}.pid"));
     let report = dir.join(format!("{mode}.json"));
     let junit = dir.join(format!("{mode}.xml"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cwleak"));
@@ -107,9 +121,7 @@ fn check_traced(server: &Path, mode: &str, dir: &Path, trace: bool) -> Run {
         .arg("--junit")
         .arg(&junit)
         .arg("--")
-        .arg(server)
-        .arg(mode)
-        .arg(&pidfile)
+        .args(argv)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -158,13 +170,19 @@ fn ppid_comm(pid: i64) -> (i64, String) {
     (ppid, comm)
 }
 
-/// The program's frame of a step: the first with a source line.
+/// The program's frame of a step: the first with a source line in the
+/// program's own code (not Rust's std, not a crate from the registry).
 fn source_line(step: &Value) -> (String, u64) {
+    let own = |f: &&Value| {
+        f["file"]
+            .as_str()
+            .is_some_and(|p| !p.starts_with("/rustc/") && !p.contains("/.cargo/registry/"))
+    };
     let f = step["stack"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|f| f["line"].is_u64())
+        .find(|f| f["line"].is_u64() && own(f))
         .unwrap_or_else(|| panic!("no frame with a line in {step}"));
     (
         f["file"].as_str().unwrap().to_string(),
@@ -175,6 +193,10 @@ fn source_line(step: &Value) -> (String, u64) {
 /// Every finding: traced, of `cause`, its blamed copy really holding the
 /// socket (per /proc), its origin's last step `event` at line `line`.
 fn assert_traced(run: &Run, cause: &str, event: &str, line: u64) -> Vec<Value> {
+    assert_traced_in(run, "leaky_server.c", cause, event, line)
+}
+
+fn assert_traced_in(run: &Run, src: &str, cause: &str, event: &str, line: u64) -> Vec<Value> {
     let findings = run.report["findings"].as_array().unwrap();
     assert_eq!(findings.len(), 2, "{}", run.report);
     assert_eq!(run.report["trace"]["active"], true);
@@ -199,13 +221,13 @@ fn assert_traced(run: &Run, cause: &str, event: &str, line: u64) -> Vec<Value> {
         let o = &h["origin"];
         assert_eq!(o["event"], event, "{o}");
         let (file, l) = source_line(o);
-        assert!(file.ends_with("leaky_server.c"), "{file}");
+        assert!(file.ends_with(src), "{file}");
         assert_eq!(l, line, "{event} at the wrong line: {o}");
         assert!(f["evidence"][0].as_str().unwrap().starts_with("traced: "));
         origins.push(o.clone());
     }
     let stderr = String::from_utf8_lossy(&run.out.stderr);
-    let at = format!("leaky_server.c:{line}");
+    let at = format!("{src}:{line}");
     assert!(
         stderr.contains("made: ") && stderr.contains(&at),
         "{stderr}"
@@ -336,4 +358,84 @@ fn which(name: &str) -> Result<PathBuf, ()> {
                 .find(|p| p.is_file())
         })
         .ok_or(())
+}
+
+const LEAKYD_SOURCE: &str = include_str!("../examples/leakyd.rs");
+
+/// The line of examples/leakyd.rs that holds `text`.
+fn leakyd_line(text: &str) -> u64 {
+    LEAKYD_SOURCE
+        .lines()
+        .position(|l| l.contains(text))
+        .unwrap_or_else(|| panic!("no {text:?} in leakyd.rs")) as u64
+        + 1
+}
+
+/// The example leaky service (Rust), started in the background by a shell
+/// script that then runs its client: the traced history goes through the
+/// shell's fork and exec to the service's own calls.
+fn check_leakyd(mode: &str, dir: &Path) -> Run {
+    let leakyd = support::example("leakyd");
+    let pidfile = dir.join(format!("leakyd-{mode}.pid"));
+    let out = dir.join(format!("leakyd-{mode}.out"));
+    let script = format!(
+        "{l} {mode} --pidfile {p} >{o} 2>/dev/null </dev/null &\n\
+         until grep -q '^listening' {o}; do sleep 0.05; done\n\
+         port=$(sed -n 's/^listening 127.0.0.1:\\([0-9]*\\) .*/\\1/p' {o})\n\
+         {l} client --port \"$port\" -n 2",
+        l = leakyd.display(),
+        p = pidfile.display(),
+        o = out.display(),
+    );
+    check_command(
+        &format!("leakyd-{mode}"),
+        dir,
+        true,
+        &["sh".to_string(), "-c".to_string(), script],
+    )
+}
+
+#[test]
+fn the_rust_service_started_by_a_shell_script_is_traced_to_its_lines() {
+    if let Some(why) = cannot_trace() {
+        return skip::skip("rust_service", &why);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let accept = leakyd_line("libc::accept4(");
+
+    let run = check_leakyd("fork", dir.path());
+    assert_traced_in(&run, "leakyd.rs", "fork-parent-kept", "accept4", accept);
+    for f in run.report["findings"].as_array().unwrap() {
+        let fact = f["evidence"][0].as_str().unwrap();
+        let fork = format!("fork() at leakyd.rs:{}", leakyd_line("unistd::fork()"));
+        assert!(fact.contains(&fork), "{fact}");
+    }
+    drop(run);
+
+    let run = check_leakyd("helper", dir.path());
+    let origins = assert_traced_in(
+        &run,
+        "leakyd.rs",
+        "inherited-no-cloexec",
+        "execve",
+        leakyd_line("cmd.spawn()"),
+    );
+    for o in &origins {
+        assert_eq!(o["earlier"][0]["event"], "accept4", "{o}");
+        assert_eq!(source_line(&o["earlier"][0]).1, accept);
+    }
+    drop(run);
+
+    let run = check_leakyd("dup", dir.path());
+    assert_traced_in(
+        &run,
+        "leakyd.rs",
+        "dup-copy-kept",
+        "dup",
+        leakyd_line("libc::dup(fd)"),
+    );
+    drop(run);
+
+    let run = check_leakyd("never", dir.path());
+    assert_traced_in(&run, "leakyd.rs", "never-closed", "accept4", accept);
 }

@@ -71,12 +71,14 @@ fn call_at(s: &Step) -> String {
     out
 }
 
-/// The program's own frame: the first with a source line (past libc's
-/// syscall wrappers), else the first named one.
+/// The program's own frame: the first of its code (past libc's syscall
+/// wrappers, std and library crates), else the first with a source line,
+/// else the first named one.
 pub fn top_frame(stack: &[Frame]) -> Option<&Frame> {
     stack
         .iter()
-        .find(|f| f.has_source())
+        .find(|f| f.is_own())
+        .or_else(|| stack.iter().find(|f| f.has_source()))
         .or_else(|| stack.iter().find(|f| f.function.is_some()))
 }
 

@@ -18,12 +18,13 @@ pub fn call(s: &Step) -> String {
 }
 
 /// "take (server.c:51) < serve (server.c:56) < main (server.c:129)": the
-/// program's frames (those with a source line), else the named ones.
+/// program's own frames, else those with a source line, else the named ones.
 pub fn frames(s: &Step) -> String {
+    let own = s.stack.iter().any(|f| f.is_own());
     let with_source: Vec<String> = s
         .stack
         .iter()
-        .filter(|f| f.has_source())
+        .filter(|f| if own { f.is_own() } else { f.has_source() })
         .take(TOP)
         .map(|f| f.short())
         .collect();

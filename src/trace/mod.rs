@@ -139,9 +139,20 @@ impl Frame {
         }
     }
 
-    /// The frame of the program's own code: the first with a source line.
     pub fn has_source(&self) -> bool {
         self.file.is_some() && self.line.is_some()
+    }
+
+    /// Code of the program itself: a source line outside the Rust standard
+    /// library and the crates a build downloads (whose wrappers, like
+    /// nix::unistd::fork, are not the line to fix).
+    pub fn is_own(&self) -> bool {
+        self.has_source()
+            && self.file.as_deref().is_some_and(|f| {
+                !f.starts_with("/rustc/")
+                    && !f.contains("/.cargo/registry/")
+                    && !f.contains("/.cargo/git/")
+            })
     }
 }
 
