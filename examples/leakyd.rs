@@ -280,7 +280,7 @@ fn keep_open(stream: TcpStream) {
     if reader.read_line(&mut line).is_ok() {
         let _ = (&*stream).write_all(b"ok\n");
         let mut rest = Vec::new();
-        let _ = (&mut *stream).read_to_end(&mut rest);
+        let _ = (*stream).read_to_end(&mut rest);
     }
 }
 
