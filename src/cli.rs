@@ -212,6 +212,9 @@ Exit status:
        that could not be written
   N    with -- CMD: CMD's own non-zero exit status, passed through (128+S when
        signal S killed it); the check still runs and writes its reports
+  130, 143
+       with -- CMD: cwleak got SIGINT or SIGTERM while CMD ran and CMD exited 0:
+       no check taken, no report (a cancelled run never passes)
   126  with -- CMD: CMD could not be executed
   127  with -- CMD: CMD was not found";
 
@@ -293,6 +296,14 @@ pub struct CheckArgs {
     /// With --during: time between samples [default: 1s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "during", help_heading = "Timing")]
     pub interval: Option<Duration>,
+
+    /// Record, in the kernel (BPF; root and BTF), every call by which the
+    /// processes in scope make, copy or close socket fds, with its stack: each
+    /// holder then shows the line of code that made its copy, and the cause
+    /// comes from that history (basis "traced"). Without root or BTF: says
+    /// why and checks as usual
+    #[arg(long, help_heading = "Timing")]
+    pub trace: bool,
 
     /// Write the JSON report (the scan schema, plus `check`) to FILE
     #[arg(long, value_name = "FILE", help_heading = "Reports")]
@@ -436,6 +447,16 @@ pub struct SysctlArgs {
     /// /run/netns/NAME or /proc/PID/ns/net, or a pid (repeatable)
     #[arg(long = "netns", value_name = "NS")]
     pub netns: Vec<String>,
+
+    /// Read the kernel's TcpExt counters again after DURATION, to report
+    /// overflows happening now (0 reads them once)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    pub window: Duration,
+
+    /// The directory holding sysctl.conf and sysctl.d/ to compare with the
+    /// running values
+    #[arg(long, value_name = "DIR", default_value = "/etc")]
+    pub etc: PathBuf,
 
     #[command(flatten)]
     pub source: SourceArgs,

@@ -40,6 +40,7 @@ impl ScanConfig {
         };
         let scope = scope(&a.scope, &ProcRoot::new(&source.root))?;
         source.tables_for = tables_for(&scope);
+        source.netns_files = netns_paths(&a.scope.netns);
         Ok(ScanConfig {
             scope,
             settle: a.settle,
@@ -80,6 +81,8 @@ pub struct CheckConfig {
     pub during: Option<Duration>,
     pub report: Option<PathBuf>,
     pub junit: Option<PathBuf>,
+    /// `--trace`: record how every socket fd in scope was made.
+    pub trace: bool,
 }
 
 const NO_SCOPE: &str = "cwleak check needs a scope: --pid PID, --pidfile FILE, --port PORT, \
@@ -143,6 +146,7 @@ impl CheckConfig {
             during: a.during.then_some(interval),
             report: a.report.clone(),
             junit: a.junit.clone(),
+            trace: a.trace,
             source,
         })
     }
@@ -248,6 +252,16 @@ pub fn scope(a: &ScopeArgs, root: &ProcRoot) -> Result<Scope> {
     })
 }
 
+/// The `--netns` values that are paths (not inodes or pids): namespace files
+/// the source reads even when no process sits in the namespace.
+pub fn netns_paths(specs: &[String]) -> Vec<std::path::PathBuf> {
+    specs
+        .iter()
+        .filter(|s| s.parse::<u64>().is_err())
+        .map(std::path::PathBuf::from)
+        .collect()
+}
+
 /// Every `--netns` value, resolved.
 pub fn resolve_netns_all(root: &ProcRoot, specs: &[String]) -> Result<Vec<Inode>> {
     specs.iter().map(|spec| resolve_netns(root, spec)).collect()
@@ -256,14 +270,25 @@ pub fn resolve_netns_all(root: &ProcRoot, specs: &[String]) -> Result<Vec<Inode>
 pub fn resolve_netns(root: &ProcRoot, spec: &str) -> Result<Inode> {
     if let Ok(n) = spec.parse::<u64>() {
         if n > PID_MAX_LIMIT {
+            if !source::netns_known(root, n) {
+                bail!(
+                    "--netns {spec}: no network namespace with this inode: no process visible \
+                     in {} is in one, and none is mounted under /run/netns",
+                    root.path().display()
+                );
+            }
             return Ok(n);
         }
         return source::netns_of_pid(root, n as i32).with_context(|| {
             format!("--netns {spec}: cannot read the network namespace of pid {n}")
         });
     }
-    let inode = source::netns_of_path(std::path::Path::new(spec))
-        .with_context(|| format!("--netns {spec}"))?;
+    let inode = source::netns_of_path(std::path::Path::new(spec)).map_err(|e| match e {
+        source::SourceError::Malformed { message, .. } => {
+            anyhow::anyhow!("--netns {spec}: {message}")
+        }
+        e => anyhow::anyhow!("--netns {spec}: {}", e.full_message()),
+    })?;
     if inode == 0 {
         bail!("--netns {spec}: not a namespace file");
     }

@@ -29,5 +29,11 @@ pub mod snapshot;
 pub mod source;
 pub mod states;
 pub mod stop;
+pub mod trace;
 pub mod tuning;
 pub mod watch;
+
+/// Visible skips for the unit tests, shared with the integration tests.
+#[cfg(test)]
+#[path = "../tests/support/skip.rs"]
+pub(crate) mod skip;

@@ -301,3 +301,301 @@ fn hostile_names_and_command_lines_are_shown_neutralised() {
     let found = v.to_string().contains("\u{202e}txt.exe\u{200b}");
     assert!(found, "the command line kept as data");
 }
+
+// ------------------------------------------------- a restricted /proc
+
+const NOBODY: u32 = 65534;
+
+/// cwleak's binary where `nobody` can run it (the build tree may sit in a
+/// directory only root can enter).
+struct SharedBinary {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl SharedBinary {
+    fn new() -> SharedBinary {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("cwleak-hostile-")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let path = dir.path().join("cwleak");
+        std::fs::copy(env!("CARGO_BIN_EXE_cwleak"), &path).expect("copy cwleak");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        SharedBinary { _dir: dir, path }
+    }
+}
+
+/// Run `program args` as nobody; with `hidepid`, in a private mount
+/// namespace whose /proc is mounted `hidepid=2`.
+fn as_nobody(program: &Path, argv: &[String], hidepid: bool) -> support::Run {
+    use std::ffi::CString;
+    use std::os::unix::process::CommandExt;
+    let c = |s: &str| CString::new(s).expect("no NUL");
+    let (none, root, proc_, opts) = (c("none"), c("/"), c("proc"), c("hidepid=2"));
+    let mut cmd = Command::new(program);
+    cmd.args(argv)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe syscalls between fork and exec, on
+    // strings made before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fail = || Err(std::io::Error::last_os_error());
+            if hidepid {
+                if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                    return fail();
+                }
+                let flags = libc::MS_REC | libc::MS_PRIVATE;
+                if libc::mount(
+                    none.as_ptr(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    flags,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return fail();
+                }
+                let target = c"/proc".as_ptr();
+                if libc::mount(
+                    proc_.as_ptr(),
+                    target,
+                    proc_.as_ptr(),
+                    0,
+                    opts.as_ptr().cast(),
+                ) != 0
+                {
+                    return fail();
+                }
+            }
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(NOBODY) != 0
+                || libc::setuid(NOBODY) != 0
+            {
+                return fail();
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run as nobody");
+    support::Run {
+        code: out.status.code().expect("exit code"),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+fn root_only(test: &str) -> bool {
+    if skip::is_root() {
+        return true;
+    }
+    skip::skip(
+        test,
+        "mounting /proc hidepid=2 and becoming nobody need root",
+    );
+    false
+}
+
+/// /proc mounted hidepid=2, cwleak run as nobody: the scenario's root-owned
+/// holders are invisible, yet `ss` as the same user sees the sockets. cwleak
+/// must find them too (its own namespace's table), and say what it could
+/// not see; with nothing found it must not call that clean.
+#[test]
+fn hidepid_is_never_a_false_all_clear() {
+    if !root_only("hidepid_is_never_a_false_all_clear") {
+        return;
+    }
+    let s = support::Scenario::start("never-closed");
+    let bin = SharedBinary::new();
+    let port = s.port().to_string();
+
+    // The truth, as the same user in the same /proc sees it.
+    let ss = as_nobody(
+        Path::new("ss"),
+        &args([
+            "-tanH",
+            "state",
+            "close-wait",
+            "sport",
+            &format!("= :{port}"),
+        ]),
+        true,
+    );
+    assert_eq!(ss.code, 0, "{}", ss.stderr);
+    assert_eq!(
+        ss.stdout.lines().count(),
+        s.inodes().len(),
+        "ss sees: {}",
+        ss.stdout
+    );
+
+    let run = as_nobody(
+        &bin.path,
+        &args(["scan", "--format", "json", "--settle", "0", "--port", &port]),
+        true,
+    );
+    assert_eq!(run.code, 1, "the leak is seen: {}", run.stderr);
+    let r: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(
+        support::finding_inodes(&r),
+        support::sorted(s.inodes()),
+        "{r:#}"
+    );
+    let gaps = r["scan"]["incomplete"].as_array().expect("scan.incomplete");
+    assert!(
+        gaps.iter().any(|g| g
+            .as_str()
+            .is_some_and(|g| g.contains("hides other users' processes"))),
+        "{gaps:?}"
+    );
+    assert!(r["scan"]["unreadable"]
+        .as_array()
+        .expect("unreadable")
+        .iter()
+        .any(|u| u["kind"] == "incomplete"));
+
+    // Nothing found in a scope it could not fully see: no all-clear.
+    let run = as_nobody(
+        &bin.path,
+        &args(["scan", "--settle", "0", "--port", "1"]),
+        true,
+    );
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("INCOMPLETE"), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains("no CLOSE_WAIT leak;"),
+        "{}",
+        run.stdout
+    );
+    let run = as_nobody(
+        &bin.path,
+        &args(["check", "--no-config", "--settle", "0", "--port", "1"]),
+        true,
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot pass on missing data"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("PASS"), "{}", run.stderr);
+}
+
+/// Without hidepid, a user who can read only their own processes: a check
+/// of their own process stands (its fds and namespace are readable); a look
+/// at the whole host, where most processes are unreadable, does not.
+#[test]
+fn an_unprivileged_user_checks_their_own_process_but_not_the_host() {
+    if !root_only("an_unprivileged_user_checks_their_own_process_but_not_the_host") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let mut sleeper = Command::new("sleep")
+        .arg("600")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn sleep");
+    struct Reap<'a>(&'a mut std::process::Child);
+    impl Drop for Reap<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let sleeper = Reap(&mut sleeper);
+    let pid = sleeper.0.id().to_string();
+    let bin = SharedBinary::new();
+    let run = as_nobody(
+        &bin.path,
+        &args(["check", "--no-config", "--settle", "0", "--pid", &pid]),
+        false,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("PASS"), "{}", run.stderr);
+
+    // Truth: how much of the host nobody can read.
+    let total = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        })
+        .count();
+    let theirs = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| {
+            std::fs::metadata(e.path())
+                .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) != NOBODY)
+        })
+        .count();
+    let run = as_nobody(
+        &bin.path,
+        &args(["scan", "--settle", "0", "--port", "1"]),
+        false,
+    );
+    if theirs * 2 > total + 2 {
+        assert_eq!(
+            run.code, 2,
+            "{theirs} of {total} unreadable: {}",
+            run.stdout
+        );
+        assert!(run.stdout.contains("could not be read"), "{}", run.stdout);
+    } else {
+        skip::skip(
+            "an_unprivileged_user_checks_their_own_process_but_not_the_host (second half)",
+            "most processes here belong to nobody",
+        );
+    }
+}
+
+/// `--netns` that names no network namespace is an error, like a bad --pid.
+#[test]
+fn a_netns_that_is_not_a_network_namespace_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = dir.path().join("not-a-namespace");
+    std::fs::write(&plain, "").expect("write");
+    let bad = [
+        (plain.display().to_string(), "not a namespace file"),
+        ("/proc/self/ns/mnt".to_string(), "a mount namespace"),
+        ("/proc/self/ns/uts".to_string(), "a UTS namespace"),
+        (
+            "99999999999".to_string(),
+            "no network namespace with this inode",
+        ),
+    ];
+    for (spec, why) in bad {
+        for cmd in [
+            &["check", "--no-config", "--settle", "0"][..],
+            &["scan", "--settle", "0"][..],
+        ] {
+            let mut a = args(cmd);
+            a.extend(args(["--netns", &spec]));
+            let run = cwleak(&a);
+            assert_eq!(run.code, 2, "{a:?}: {}", run.stderr);
+            assert!(run.stderr.contains(why), "{a:?}: {}", run.stderr);
+            assert!(!run.stderr.contains("PASS"), "{}", run.stderr);
+        }
+    }
+    // A real one (our own) is accepted.
+    let run = cwleak(&args([
+        "check",
+        "--no-config",
+        "--settle",
+        "0",
+        "--netns",
+        "/proc/self/ns/net",
+        "--port",
+        "1",
+    ]));
+    assert_ne!(run.code, 2, "{}", run.stderr);
+}

@@ -80,6 +80,7 @@ impl B {
             uid: 0,
             last_ack_ms: None,
             bytes_acked: None,
+            timewait: false,
         });
         self.inode
     }

@@ -126,7 +126,7 @@ fn resolve(path: &Path) -> io::Result<(PathBuf, bool)> {
     let mut via_proc = false;
     // As the kernel's own limit on nested links.
     for _ in 0..40 {
-        via_proc |= p.starts_with("/proc") || p.starts_with("/dev/fd");
+        via_proc |= is_fd_link(&p);
         match fs::symlink_metadata(&p) {
             Ok(m) if m.file_type().is_symlink() => {
                 let to = fs::read_link(&p)?;
@@ -141,6 +141,21 @@ fn resolve(path: &Path) -> io::Result<(PathBuf, bool)> {
         }
     }
     Err(io::Error::from_raw_os_error(libc::ELOOP))
+}
+
+/// `/proc/PID/fd/N`, `/proc/PID/task/TID/fd/N`, `/dev/fd/N`: a name for an
+/// open file (`/dev/stdout` is a link to `/proc/self/fd/1`).
+fn is_fd_link(p: &Path) -> bool {
+    let parts: Vec<&std::ffi::OsStr> = p.iter().collect();
+    let s = |i: usize| parts.get(i).and_then(|c| c.to_str());
+    match (s(0), s(1)) {
+        (Some("/"), Some("dev")) => parts.len() == 4 && s(2) == Some("fd"),
+        (Some("/"), Some("proc")) => {
+            (parts.len() == 5 && s(3) == Some("fd"))
+                || (parts.len() == 7 && s(3) == Some("task") && s(5) == Some("fd"))
+        }
+        _ => false,
+    }
 }
 
 fn replace(
@@ -336,6 +351,22 @@ mod tests {
         let e = put(d.path(), b"x").unwrap_err();
         assert!(format!("{:#}", anyhow::Error::from(e)).contains("is a directory"));
         assert!(put(Path::new("/"), b"x").is_err());
+    }
+
+    #[test]
+    fn fd_links_are_told_from_other_paths_in_proc() {
+        for p in ["/proc/self/fd/1", "/proc/42/task/42/fd/3", "/dev/fd/2"] {
+            assert!(is_fd_link(Path::new(p)), "{p}");
+        }
+        for p in [
+            "/proc/self/cwd/report.json",
+            "/proc/self/fd",
+            "/dev/stdout",
+            "fd/1",
+        ] {
+            assert!(!is_fd_link(Path::new(p)), "{p}");
+        }
+        assert!(resolve(Path::new("/dev/stdout")).unwrap().1);
     }
 
     #[test]

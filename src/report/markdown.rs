@@ -362,6 +362,14 @@ fn scan(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             esc(&ns.method)
         )?;
     }
+    if !s.incomplete.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "**Incomplete:** this look cannot support \"no leak\":")?;
+        writeln!(out)?;
+        for gap in &s.incomplete {
+            writeln!(out, "- {}", esc(gap))?;
+        }
+    }
     if !s.unreadable.is_empty() {
         writeln!(out)?;
         writeln!(out, "Could not read ({}):", s.unreadable.len())?;

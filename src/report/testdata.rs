@@ -29,6 +29,7 @@ pub fn holder(pid: Pid, ppid: Pid, comm: &str, fd: i32, cloexec: Option<bool>) -
         comm: comm.into(),
         fd,
         cloexec,
+        origin: None,
     }
 }
 
@@ -93,8 +94,10 @@ impl Builder {
                     settle_ms: 1000,
                     scope: crate::diagnose::Scope::everything(),
                     unreadable: Vec::new(),
+                    incomplete: Vec::new(),
                 },
                 check: None,
+                trace: None,
             },
             next_inode: 100_000,
         }
@@ -169,6 +172,7 @@ impl Builder {
                 fix: fix.into(),
                 mitigation: mitigation.into(),
                 allowed: None,
+                basis: Default::default(),
             });
         }
         fds.sort_unstable();

@@ -179,6 +179,9 @@ fn members_with_close_wait(snap: &Snapshot, cw: &FxHashSet<SocketKey>) -> Vec<Ns
         .iter()
         .filter(|n| namespaces.contains(&n.inode))
         .filter_map(|n| {
+            if let Some(file) = &n.file {
+                return Some(NsMember::file(n.inode, file.into()));
+            }
             let pid = n.via_pid?;
             let tid = snap
                 .processes
@@ -189,6 +192,7 @@ fn members_with_close_wait(snap: &Snapshot, cw: &FxHashSet<SocketKey>) -> Vec<Ns
                 netns: n.inode,
                 pid,
                 base: task_base(pid, tid),
+                file: None,
             })
         })
         .collect()
@@ -465,6 +469,7 @@ mod progress_tests {
             uid: 0,
             last_ack_ms: None,
             bytes_acked,
+            timewait: false,
         }
     }
 
