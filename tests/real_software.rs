@@ -14,6 +14,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use support::real::*;
@@ -610,6 +611,35 @@ fn node_half_open_server_never_ends() {
         assert_eq!(s.holders[0].0, node);
         assert!(cloexec(node, s.holders[0].1));
     }
+    check_port(port, "0", &truth, |_| node, Expect::Cause("never-closed"));
+}
+
+/// The same Node.js server on IPv6 loopback ([::1]): the leak is found with
+/// the same holders, blame and cause, addresses as IPv6.
+#[test]
+fn node_half_open_server_on_ipv6_loopback() {
+    const T: &str = "node_half_open_server_on_ipv6_loopback";
+    let Some(t) = need(T, &["node"]) else {
+        return;
+    };
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        skip::skip(T, "no IPv6 loopback (::1) here");
+        return;
+    }
+    let mut procs = Procs::new();
+    let (node, line) = procs.start(
+        "node",
+        Command::new(&t[0])
+            .arg(script("node_half_open.js"))
+            .arg("::1"),
+    );
+    let port: u16 = line.parse().expect("port");
+    let addr = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+    connect_to_and_close(addr, b"", 0);
+    let truth = wait_close_wait(&procs, port, 1, |s| s.holders.len() == 1);
+    let s = &truth[0];
+    assert_eq!(s.holders[0].0, node);
+    assert_eq!(s.local, addr, "the server's end, on ::1");
     check_port(port, "0", &truth, |_| node, Expect::Cause("never-closed"));
 }
 
