@@ -591,6 +591,65 @@ fn launcher_ignoring_sigchld_exec_server_never_closes() {
     );
 }
 
+/// `unshare --fork --pid --mount-proc python3 server.py`: unshare forks
+/// the server into a new pid namespace (where it is pid 1) and waits for
+/// it. The server never forks, accepts itself and never closes: holder the
+/// server (host pid; `ns_pid` 1 in `processes[]`), `never-closed`.
+#[test]
+fn unshare_pid_namespace_server_never_closes() {
+    const T: &str = "unshare_pid_namespace_server_never_closes";
+    if !skip::is_root() {
+        skip::skip(T, "needs root (unshare --pid)");
+        return;
+    }
+    let Some(t) = need(T, &["unshare"]) else {
+        return;
+    };
+    let Some(py) = need_python(T, &[]) else {
+        return;
+    };
+    let mut procs = Procs::new();
+    let port = free_port();
+    let (unshare, ready) = procs.start(
+        "unshare",
+        Command::new(&t[0])
+            .args(["--fork", "--pid", "--mount-proc"])
+            .arg(&py)
+            .arg(script("never_close_server.py"))
+            .arg(port.to_string()),
+    );
+    assert_eq!(ready, "ready");
+    let kids = children(unshare);
+    assert_eq!(kids.len(), 1, "unshare forked the server");
+    let server = kids[0];
+    assert_eq!(exe(server), canonical(&py));
+    let nspid = std::fs::read_to_string(format!("/proc/{server}/status"))
+        .expect("status")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("NSpid:")
+                .map(|v| v.split_whitespace().map(String::from).collect::<Vec<_>>())
+        })
+        .expect("NSpid");
+    assert_eq!(
+        nspid.last().map(String::as_str),
+        Some("1"),
+        "pid 1 in its namespace"
+    );
+    connect_and_close(port, b"", 0);
+    let truth = wait_close_wait(&procs, port, 1, |s| s.holders.len() == 1);
+    assert_eq!(truth[0].holders[0].0, server);
+    for r in check_port(port, "0", &truth, |_| server, Expect::Cause("never-closed")) {
+        let p = r["processes"]
+            .as_array()
+            .expect("processes")
+            .iter()
+            .find(|p| p["pid"] == server)
+            .unwrap_or_else(|| panic!("pid {server} in processes[]: {r:#}"));
+        assert_eq!(p["ns_pid"], 1, "process: {p:#}");
+    }
+}
+
 // ------------------------------------------------------------ Node.js
 
 /// A Node.js net.Server with allowHalfOpen that never calls socket.end()
