@@ -849,6 +849,49 @@ fn perl_prefork_worker_never_closes() {
     );
 }
 
+// ------------------------------------------------------------ Python socketserver
+
+/// Python's socketserver.ForkingTCPServer with a handler that never
+/// returns: the parent closes its copy after fork (the framework does it),
+/// each forked child keeps its connection. Held by the child alone, which
+/// was handed it by fork and never closes it: `never-closed`, blamed: the
+/// child, not the parent (which has forked and reaped children, but holds
+/// no copy).
+#[test]
+fn python_forking_socketserver_handler_never_returns() {
+    const T: &str = "python_forking_socketserver_handler_never_returns";
+    let Some(py) = need_python(T, &["socketserver"]) else {
+        return;
+    };
+    let mut procs = Procs::new();
+    let (parent, line) = procs.start(
+        "ForkingTCPServer",
+        Command::new(&py).arg(script("forking_socketserver.py")),
+    );
+    let port: u16 = line.parse().expect("port");
+    connect_and_close(port, b"", 0);
+    connect_and_close(port, b"", 0);
+    let truth = wait_close_wait(&procs, port, 2, |s| {
+        s.holder_pids().len() == 1 && s.holders[0].0 != parent
+    });
+    for s in &truth {
+        let child = the_only_holder(s);
+        assert_eq!(ppid(child), Some(parent));
+        assert_eq!(exe(child), exe(parent), "forked, not exec'd");
+        assert!(
+            fds_of(parent, s.inode).is_empty(),
+            "the parent closed its copy"
+        );
+    }
+    check_port(
+        port,
+        "0",
+        &truth,
+        the_only_holder,
+        Expect::Cause("never-closed"),
+    );
+}
+
 // ------------------------------------------------------------ fd passing
 
 /// A Python front end accepts and sends each connection to a separate
