@@ -22,6 +22,7 @@ pub mod sysctl_conf;
 pub mod table_scope;
 pub mod tables;
 mod task_files;
+pub mod trace;
 mod walk;
 
 pub use error::SourceError;
