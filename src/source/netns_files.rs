@@ -73,7 +73,11 @@ mod tests {
         };
         let mnt = PathBuf::from("/proc/self/ns/mnt");
         let found = discover(Some(dir.path()), &[own.clone(), mnt, own.clone()]);
-        assert_eq!(found, vec![(ino, own)], "one net namespace, the mnt one left out");
+        assert_eq!(
+            found,
+            vec![(ino, own)],
+            "one net namespace, the mnt one left out"
+        );
         assert!(discover(Some(&dir.path().join("missing")), &[]).is_empty());
     }
 }
