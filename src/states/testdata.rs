@@ -251,6 +251,7 @@ pub fn tuned_extra() -> crate::tuning::report::Extra {
             TUNED_COUNTERS.iter().map(|c| (c.to_string(), 4)).collect(),
         )]
         .into(),
+        earlier: Default::default(),
         conf: vec![
             conf("net.ipv4.tcp_tw_recycle", "1", None),
             conf("net.ipv4.tcp_fin_timeout", "15", Some("30")),
