@@ -282,12 +282,14 @@ fn socket_line(f: &Finding) -> String {
         .holders
         .iter()
         .map(|h| {
+            // The flag is read only where it explains a copy: say nothing
+            // where it was not read.
             let cloexec = match h.cloexec {
-                Some(true) => "cloexec",
-                Some(false) => "no cloexec",
-                None => "cloexec ?",
+                Some(true) => " (cloexec)",
+                Some(false) => " (no cloexec)",
+                None => "",
             };
-            format!("pid {} {} fd {} ({cloexec})", h.pid, h.comm, h.fd)
+            format!("pid {} {} fd {}{cloexec}", h.pid, h.comm, h.fd)
         })
         .collect();
     let mut line = format!(

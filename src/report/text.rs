@@ -226,6 +226,14 @@ fn group_block(o: &mut Out, report: &Report, procs: &Processes, g: &Group) -> io
     o.para(&what, INDENT, INDENT, |l| {
         l.replacen(cause, &st.red(cause), 1)
     })?;
+    // Recorded only by `capture --cmdline`; a live scan never reads it.
+    if let Some(cmd) = g
+        .pid
+        .and_then(|pid| procs.get(pid))
+        .and_then(|p| p.cmdline.as_deref())
+    {
+        o.labelled("cmd:", &clean(cmd))?;
+    }
 
     let mut facts = Vec::new();
     if !g.fds.is_empty() {

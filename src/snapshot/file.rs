@@ -12,8 +12,10 @@ const MAX_JSON_BYTES: u64 = 2 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    /// The OS error is part of the message, not a `source`: a chain would
+    /// print it twice ("...: No such file...: No such file...").
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
     #[error("{}: not a cwleak snapshot ({reason})", path.display())]
     NotSnapshot { path: PathBuf, reason: String },
     #[error("{}: snapshot schema_version {found}, this cwleak reads {SCHEMA_VERSION}", path.display())]
@@ -23,9 +25,9 @@ pub enum SnapshotError {
 }
 
 pub fn read(path: &Path) -> Result<Capture, SnapshotError> {
-    let io_err = |source| SnapshotError::Io {
+    let io_err = |error| SnapshotError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let mut head = [0u8; 4];
     let mut f = File::open(path).map_err(io_err)?;
@@ -113,9 +115,9 @@ fn read_up_to(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Write atomically, compressed according to the file name.
 pub fn write(path: &Path, capture: &Capture) -> Result<(), SnapshotError> {
-    let io_err = |source| SnapshotError::Io {
+    let io_err = |error| SnapshotError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let dir = path
         .parent()
