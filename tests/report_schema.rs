@@ -423,6 +423,7 @@ fn emitted(report: &Report) -> Value {
             color: false,
             width: 80,
             pretty: true,
+            ..RenderOptions::default()
         },
         &mut buf,
     )

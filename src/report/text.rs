@@ -106,7 +106,7 @@ pub fn render(report: &Report, opts: &RenderOptions, out: &mut dyn Write) -> io:
             break;
         }
     }
-    unreadable(&mut o, report)
+    unreadable(&mut o, report, opts.read_as_root)
 }
 
 /// "cwleak: 5003 sockets leaked in CLOSE_WAIT by 2 processes (...); 4 transient; ..."
@@ -361,7 +361,7 @@ fn brief_line(g: &Group) -> String {
     s
 }
 
-fn unreadable(o: &mut Out, report: &Report) -> io::Result<()> {
+fn unreadable(o: &mut Out, report: &Report, read_as_root: bool) -> io::Result<()> {
     let all = &report.scan.unreadable;
     let (vanished, failed): (Vec<_>, Vec<_>) =
         all.iter().partition(|u| u.kind == WarningKind::Vanished);
@@ -406,9 +406,10 @@ fn unreadable(o: &mut Out, report: &Report) -> io::Result<()> {
             .iter()
             .any(|u| u.kind == WarningKind::PermissionDenied)
         {
-            text.push_str(
-                " (the answer may be incomplete: a holder may be among them; run as root if you are not)",
-            );
+            text.push_str(&format!(
+                " (the answer may be incomplete: a holder may be among them; {})",
+                super::unreadable_hint(read_as_root)
+            ));
         }
         o.para(&text, "", INDENT, |l| st.yellow(l))?;
     }
@@ -436,6 +437,7 @@ mod tests {
                 color,
                 width,
                 pretty: false,
+                read_as_root: false,
             },
             &mut buf,
         )
