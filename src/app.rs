@@ -51,10 +51,10 @@ fn man_pages(dir: &std::path::Path) -> Result<()> {
     let pages: Vec<clap::Command> = std::iter::once(cmd.clone()).chain(subs).collect();
     let mut written = Vec::new();
     for page in pages {
-        let path = clap_mangen::Man::new(page)
-            .source(source.clone())
-            .generate_to(dir)
-            .with_context(|| format!("writing a man page into {}", dir.display()))?;
+        let man = clap_mangen::Man::new(page).source(source.clone());
+        // Complete or absent, as every file cwleak writes (crate::output).
+        let path = dir.join(man.get_filename());
+        crate::output::write(&path, crate::output::Access::Default, |out| man.render(out))?;
         written.push(path);
     }
     write_out(|out| {
@@ -76,7 +76,7 @@ fn scan(args: &ScanArgs) -> Result<Exit> {
     let mut t = std::time::Instant::now();
     write_out(|out| report::render(&report, cfg.format, &cfg.render, out))?;
     source::phase_done("render", &mut t);
-    let exit = Exit::from_leaks(report.summary.leaked);
+    let exit = Exit::of_report(&report);
     // The process ends now: freeing 40,000 findings one by one would only
     // delay the exit. The kernel takes the memory back at once.
     std::mem::forget(report);
@@ -86,7 +86,7 @@ fn scan(args: &ScanArgs) -> Result<Exit> {
 /// One look (two with a settle window), diagnosed; or a saved look.
 pub fn scan_report(cfg: &ScanConfig) -> Result<Report> {
     let snap = match &cfg.from {
-        Some(path) => crate::capture::load(path, cfg.sample)?,
+        Some(path) => crate::capture::load(path, cfg.sample, cfg.max_snapshot)?,
         None => look(&cfg.source, cfg.settle)?,
     };
     if let Some(pid) = cfg

@@ -547,17 +547,27 @@ fn sigterm_is_forwarded_to_the_command_and_no_check_is_taken() {
     let _group = Group(child.id());
     // Wait until `sleep` runs under cwleak.
     let deadline = Instant::now() + START_TIMEOUT;
-    while !children_of(child.id()).iter().any(|c| c == "sleep") {
+    let sleep_pid = loop {
+        if let Some((pid, _)) = children_of(child.id())
+            .into_iter()
+            .find(|(_, c)| c == "sleep")
+        {
+            break pid;
+        }
         assert!(Instant::now() < deadline, "sleep never started");
         std::thread::sleep(Duration::from_millis(20));
-    }
-    let started = Instant::now();
+    };
     // SAFETY: plain syscall to our own child, not reaped yet.
     unsafe { libc::kill(Pid::try_from(child.id()).expect("pid"), libc::SIGTERM) };
     let out = child.wait_with_output().expect("wait cwleak");
+    // cwleak has exited; an unstopped sleep would still run (re-parented)
+    // for most of its 30 s. Its group is ours, so the pid is not reused
+    // before the guard kills the group.
     assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "sleep was not stopped"
+        !Path::new(&format!("/proc/{sleep_pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{sleep_pid}/stat"))
+                .is_ok_and(|st| st.contains(") Z ")),
+        "sleep (pid {sleep_pid}) was not stopped"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(128 + 15), "stderr:\n{stderr}");
@@ -568,16 +578,62 @@ fn sigterm_is_forwarded_to_the_command_and_no_check_is_taken() {
     );
 }
 
-/// comm of the children of `pid`.
-fn children_of(pid: u32) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
+/// A cancelled job never passes: CMD traps SIGTERM and exits 0, cwleak still
+/// exits 128+15 (docs/ci.md), takes no check and writes no report.
+#[test]
+fn a_cancelled_run_exits_143_even_when_the_command_exits_0() {
+    let svc = Service::start("correct", &[]);
+    let files = Files::new();
+    let ready = files.0.path().join("trap-set");
+    let script = format!(
+        "trap 'exit 0' TERM; touch '{}'; sleep 30 >/dev/null 2>&1 & wait",
+        ready.display()
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_cwleak"))
+        .args(s([
+            "check",
+            "--pid",
+            &svc.pid.to_string(),
+            "--report",
+            &files.report(),
+        ]))
+        .args(["--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("spawn cwleak");
+    struct Group(u32);
+    impl Drop for Group {
+        fn drop(&mut self) {
+            kill_group(self.0);
+        }
+    }
+    let _group = Group(child.id());
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "the command never set its trap");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: plain syscall to our own child, not reaped yet.
+    unsafe { libc::kill(Pid::try_from(child.id()).expect("pid"), libc::SIGTERM) };
+    let out = child.wait_with_output().expect("wait cwleak");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "stderr:\n{stderr}");
+    assert!(stderr.contains("no check taken"), "{stderr}");
+    assert!(!Path::new(&files.report()).exists());
+}
+
+/// (pid, comm) of the children of `pid`.
+fn children_of(pid: u32) -> Vec<(u32, String)> {
+    let dir = std::fs::read_dir("/proc").expect("/proc");
     dir.filter_map(|e| {
-        let stat = std::fs::read_to_string(e.ok()?.path().join("stat")).ok()?;
+        let e = e.ok()?;
+        let child: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
         let (comm, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
         let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
-        (ppid == pid).then(|| comm.to_string())
+        (ppid == pid).then(|| (child, comm.to_string()))
     })
     .collect()
 }
@@ -1044,7 +1100,7 @@ fn thresholds_from_cwleak_toml_found_up_to_the_repository_root() {
     let run = cwleak_in(Some(&sub), &base);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
-        run.stderr.contains("cwleak.toml") && run.stderr.contains("max-per-proces"),
+        run.stderr.contains("cwleak.toml") && run.stderr.contains("line 2, column 1"),
         "{}",
         run.stderr
     );

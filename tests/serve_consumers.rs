@@ -174,12 +174,29 @@ fn both_formats_pass_their_own_checkers() {
         value(&text, &format!("cwleak_process_max_fds{{pid=\"{pid}\"}}")).is_some(),
         "{text}"
     );
-    // Zero series stay.
-    for zero in [
-        "cwleak_findings{cause=\"passed-fd-kept\"}",
-        "cwleak_unreadable{kind=\"timed-out\"}",
+    // Every cause and every kind of unreadable path has its series, 0
+    // included (other tests' leaks may be on this host: no value is assumed).
+    for cause in [
+        "fork-parent-kept",
+        "inherited-no-cloexec",
+        "never-closed",
+        "dup-copy-kept",
+        "passed-fd-kept",
+        "no-visible-holder",
     ] {
-        assert_eq!(value(&text, zero), Some(0.0), "{zero}: {text}");
+        let s = format!("cwleak_findings{{cause=\"{cause}\"}}");
+        assert!(value(&text, &s).is_some(), "{s}: {text}");
+    }
+    for kind in [
+        "permission-denied",
+        "vanished",
+        "malformed",
+        "net-table",
+        "io",
+        "timed-out",
+    ] {
+        let s = format!("cwleak_unreadable{{kind=\"{kind}\"}}");
+        assert!(value(&text, &s).is_some(), "{s}: {text}");
     }
 
     // Asked for OpenMetrics (as Prometheus asks): OpenMetrics, which the

@@ -9,13 +9,20 @@ use cwleak::report::{render, Format, RenderOptions};
 use proptest::prelude::*;
 use std::path::PathBuf;
 
-fn corpus() -> Vec<Vec<u8>> {
+fn corpus_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir("tests/corpus/snapshots")
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    files
+}
+
+fn corpus() -> Vec<Vec<u8>> {
+    corpus_files()
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -148,7 +155,31 @@ proptest! {
 
 #[test]
 fn the_corpus_itself_reads_and_diagnoses() {
-    for bytes in corpus() {
-        check(&bytes);
+    // Real captures: each must read (an Err here is a broken reader, not a
+    // rejected input), hold at least one look, and that look its leak.
+    let files = corpus_files();
+    assert!(files.len() >= 5, "corpus: {files:?}");
+    for path in files {
+        let capture = cwleak::snapshot::read(&path)
+            .unwrap_or_else(|e| panic!("{} does not read: {e}", path.display()));
+        assert!(
+            !capture.samples.is_empty(),
+            "{}: no samples",
+            path.display()
+        );
+        for snap in &capture.samples {
+            assert!(
+                !snap.processes.is_empty() && !snap.sockets.is_empty(),
+                "{}: an empty look",
+                path.display()
+            );
+            let report = diagnose(snap, &Scope::everything());
+            assert!(
+                !report.findings.is_empty(),
+                "{}: a recorded leak diagnosed as none",
+                path.display()
+            );
+        }
+        check(&std::fs::read(&path).unwrap());
     }
 }

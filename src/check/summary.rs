@@ -62,6 +62,11 @@ pub fn render(
             crate::report::unreadable_hint(read_as_root)
         ));
     }
+    if c.error.is_none() {
+        for gap in &report.scan.incomplete {
+            out.push(format!("  incomplete: {}", clean(gap)));
+        }
+    }
     out.push(format!(
         "  scope: {scope}; settle {}; {} processes read in {} ms",
         duration_ms(settle_ms),

@@ -49,14 +49,16 @@ pub struct Input<'a> {
 
 const OTHER: &str = "other";
 
-/// Every warning kind, so that each has a series (0 included).
-const KINDS: [WarningKind; 6] = [
+/// Every warning kind, so that each has a series (0 included); `kind_name`
+/// below fails to build when a kind is added, a reminder to list it here.
+const KINDS: [WarningKind; 7] = [
     WarningKind::PermissionDenied,
     WarningKind::Vanished,
     WarningKind::Malformed,
     WarningKind::NetTable,
     WarningKind::Io,
     WarningKind::TimedOut,
+    WarningKind::Incomplete,
 ];
 
 /// The whole exposition in one format (`# EOF` included for OpenMetrics).
@@ -130,16 +132,18 @@ fn scanner_metrics(out: &mut Vec<Family>, c: &Counters) {
         .seconds()
         .with(Value::Float(c.last_duration_s)),
     );
-    let mut ts = Family::new(
-        "cwleak_last_scan_timestamp_seconds",
-        Kind::Gauge,
-        "When the last successful scan ended (Unix time); no sample before the first",
-    )
-    .seconds();
+    // Absent before the first success: there is no time to give.
     if let Some(t) = c.last_success_s {
-        ts.push(Vec::new(), Value::Float(t));
+        out.push(
+            Family::new(
+                "cwleak_last_scan_timestamp_seconds",
+                Kind::Gauge,
+                "When the last successful scan ended (Unix time)",
+            )
+            .seconds()
+            .with(Value::Float(t)),
+        );
     }
-    out.push(ts);
 }
 
 /// Per blamed process: sockets (by cause), open fds, the fd limit, and one
@@ -338,6 +342,7 @@ fn kind_name(k: WarningKind) -> &'static str {
         WarningKind::NetTable => "net-table",
         WarningKind::Io => "io",
         WarningKind::TimedOut => "timed-out",
+        WarningKind::Incomplete => "incomplete",
     }
 }
 

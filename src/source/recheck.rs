@@ -146,6 +146,9 @@ fn members_with_close_wait(snap: &Snapshot, cw: &FxHashSet<SocketKey>) -> Vec<Ns
         .iter()
         .filter(|n| namespaces.contains(&n.inode))
         .filter_map(|n| {
+            if let Some(file) = &n.file {
+                return Some(NsMember::file(n.inode, file.into()));
+            }
             let pid = n.via_pid?;
             let tid = snap
                 .processes
@@ -156,7 +159,261 @@ fn members_with_close_wait(snap: &Snapshot, cw: &FxHashSet<SocketKey>) -> Vec<Ns
                 netns: n.inode,
                 pid,
                 base: task_base(pid, tid),
+                file: None,
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The second look driven through a recorded tree: a copy of a fixture is
+    //! read once, then changed the way a live system changes during the window
+    //! (an fd closed, a process gone, a socket moved to LAST_ACK), then looked
+    //! at again.
+
+    use super::*;
+    use crate::source::{read, SourceConfig};
+    use std::path::Path;
+
+    /// A writable copy of `fixtures/NAME/proc` (symlinks kept as symlinks).
+    fn tree(name: &str) -> tempfile::TempDir {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(name)
+            .join("proc");
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy(&from, dir.path());
+        dir
+    }
+
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for e in std::fs::read_dir(from).expect("fixture tree") {
+            let e = e.expect("entry");
+            let (src, dst) = (e.path(), to.join(e.file_name()));
+            let kind = e.file_type().expect("file type");
+            if kind.is_symlink() {
+                let target = std::fs::read_link(&src).expect("readlink");
+                std::os::unix::fs::symlink(target, &dst).expect("symlink");
+            } else if kind.is_dir() {
+                copy(&src, &dst);
+            } else {
+                std::fs::copy(&src, &dst).expect("copy");
+            }
+        }
+    }
+
+    fn look(root: &Path) -> Snapshot {
+        let snap = read(&SourceConfig {
+            root: root.to_path_buf(),
+            method: TableMethod::Proc,
+            threads: 1,
+            ..SourceConfig::default()
+        })
+        .expect("read the tree");
+        assert!(!snap.meta.live, "a recorded tree is not live");
+        snap
+    }
+
+    /// Points `pid`'s fd at something else (or removes it with `None`).
+    fn relink(root: &Path, fd_dir: &str, fd: i32, to: Option<&str>) {
+        let link = root.join(fd_dir).join(fd.to_string());
+        std::fs::remove_file(&link).expect("remove fd link");
+        if let Some(to) = to {
+            std::os::unix::fs::symlink(to, &link).expect("symlink");
+        }
+    }
+
+    /// Rewrites the state column of `inode`'s row in `pid`'s net/tcp.
+    fn set_state(root: &Path, pid: Pid, inode: Inode, hex: &str) {
+        let path = root.join(pid.to_string()).join("net/tcp");
+        let text = std::fs::read_to_string(&path).expect("net/tcp");
+        let needle = format!(" {inode} ");
+        let mut hit = false;
+        let out: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if !l.contains(&needle) {
+                    return l.to_string();
+                }
+                hit = true;
+                let mut cols: Vec<&str> = l.split_whitespace().collect();
+                cols[3] = hex;
+                cols.join(" ")
+            })
+            .collect();
+        assert!(hit, "no row for inode {inode} in {}", path.display());
+        std::fs::write(&path, out.join("\n") + "\n").expect("write net/tcp");
+    }
+
+    fn socket_fds(snap: &Snapshot, pid: Pid) -> Vec<(i32, Inode)> {
+        let p = snap
+            .processes
+            .iter()
+            .find(|p| p.pid == pid)
+            .unwrap_or_else(|| panic!("no process {pid}"));
+        let mut v: Vec<(i32, Inode)> = p.sockets.iter().map(|s| (s.fd, s.inode)).collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn key_of(snap: &Snapshot, inode: Inode) -> SocketKey {
+        snap.sockets
+            .iter()
+            .find(|s| s.inode == inode)
+            .unwrap_or_else(|| panic!("no socket {inode}"))
+            .key()
+    }
+
+    // fork-alive: the server 775 holds 1517327/1517331/1517332 at fds 4/5/6,
+    // and each child 776/777/778 holds one of them at the same fd.
+    const S4: Inode = 1_517_327;
+    const S5: Inode = 1_517_331;
+    const S6: Inode = 1_517_332;
+
+    #[test]
+    fn nothing_changed_means_nothing_dropped() {
+        let dir = tree("fork-alive");
+        let mut snap = look(dir.path());
+        let before: Vec<_> = (775..=778).map(|p| socket_fds(&snap, p)).collect();
+        settle(&mut snap, TableMethod::Proc, 250);
+        let after: Vec<_> = (775..=778).map(|p| socket_fds(&snap, p)).collect();
+        assert_eq!(before, after);
+        let settle = snap.settle.expect("a settle record");
+        assert_eq!(settle.window_ms, 250);
+        assert_eq!(settle.transient, Vec::new());
+        assert!(snap.warnings.is_empty(), "{:?}", snap.warnings);
+    }
+
+    #[test]
+    fn holders_that_closed_or_exited_are_dropped() {
+        let dir = tree("fork-alive");
+        let root = dir.path();
+        let mut snap = look(root);
+        assert!(socket_fds(&snap, 777).contains(&(5, S5)));
+        // 777 closed fd 5; 776 reused fd 4 for another socket; 778 exited.
+        relink(root, "777/fd", 5, None);
+        relink(root, "776/fd", 4, Some("socket:[999]"));
+        std::fs::remove_dir_all(root.join("778")).expect("rm 778");
+        settle(&mut snap, TableMethod::Proc, 100);
+        assert!(!socket_fds(&snap, 777).iter().any(|&(fd, _)| fd == 5));
+        assert!(!socket_fds(&snap, 776).iter().any(|&(fd, _)| fd == 4));
+        assert!(!socket_fds(&snap, 778).iter().any(|&(fd, _)| fd == 6));
+        // The server's copies are untouched, and no socket left CLOSE_WAIT.
+        let server = socket_fds(&snap, 775);
+        for held in [(4, S4), (5, S5), (6, S6)] {
+            assert!(server.contains(&held), "{server:?}");
+        }
+        assert_eq!(snap.settle.expect("settle").transient, Vec::new());
+    }
+
+    #[test]
+    fn a_socket_out_of_close_wait_is_transient() {
+        let dir = tree("fork-alive");
+        let root = dir.path();
+        let mut snap = look(root);
+        // The server closed its copy and the child then its own: LAST_ACK.
+        set_state(root, 775, S4, "09");
+        settle(&mut snap, TableMethod::Proc, 100);
+        let settle = snap.settle.clone().expect("settle");
+        assert_eq!(settle.transient, vec![key_of(&snap, S4)]);
+    }
+
+    #[test]
+    fn every_socket_gone_is_transient_in_a_stable_order() {
+        let dir = tree("fork-alive");
+        let root = dir.path();
+        let mut snap = look(root);
+        for s in [S4, S5, S6] {
+            set_state(root, 775, s, "09");
+        }
+        settle(&mut snap, TableMethod::Proc, 100);
+        let mut want: Vec<SocketKey> = [S4, S5, S6].map(|s| key_of(&snap, s)).to_vec();
+        want.sort_by_key(|k| (k.netns, k.inode, k.local, k.remote));
+        assert_eq!(snap.settle.expect("settle").transient, want);
+    }
+
+    #[test]
+    fn a_lone_holder_is_not_read_again() {
+        // never-closed: one process holds the socket at one fd. Still in
+        // CLOSE_WAIT means still held (closing the only fd would have moved
+        // it to LAST_ACK), so its fd is not read again and not dropped even
+        // when the tree's link is gone.
+        let dir = tree("never-closed");
+        let root = dir.path();
+        let facts: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/never-closed/facts.json"),
+            )
+            .expect("facts"),
+        )
+        .expect("facts JSON");
+        let sock = &facts["sockets"][0];
+        let pid = sock["holders"][0]["pid"].as_i64().expect("pid") as Pid;
+        let fd = sock["holders"][0]["fd"].as_i64().expect("fd") as i32;
+        let inode = sock["inode"].as_u64().expect("inode");
+        let mut snap = look(root);
+        assert!(socket_fds(&snap, pid).contains(&(fd, inode)));
+        relink(root, &format!("{pid}/fd"), fd, None);
+        settle(&mut snap, TableMethod::Proc, 100);
+        assert!(socket_fds(&snap, pid).contains(&(fd, inode)));
+    }
+
+    #[test]
+    fn a_missing_table_is_a_warning_and_its_sockets_transient() {
+        let dir = tree("fork-alive");
+        let root = dir.path();
+        let mut snap = look(root);
+        std::fs::remove_file(root.join("775/net/tcp")).expect("rm net/tcp");
+        settle(&mut snap, TableMethod::Proc, 100);
+        assert!(
+            snap.warnings
+                .iter()
+                .any(|w| w.pid == Some(775) && w.message.contains("net/tcp")),
+            "{:?}",
+            snap.warnings
+        );
+        assert_eq!(snap.settle.expect("settle").transient.len(), 3);
+    }
+
+    #[test]
+    fn a_thread_led_table_is_read_through_its_live_thread() {
+        // threaded-leader-exit: the leader is a zombie, so the fd table is
+        // read at /proc/PID/task/TID/fd. One of its CLOSE_WAIT sockets gets a
+        // second fd there, which is then closed during the window: the drop
+        // is seen through the thread's fd directory.
+        let dir = tree("threaded-leader-exit");
+        let root = dir.path();
+        let snap = look(root);
+        let p = snap
+            .processes
+            .iter()
+            .find(|p| p.fd_table_tid.is_some())
+            .expect("a process read through a thread");
+        let (pid, tid) = (p.pid, p.fd_table_tid.expect("tid"));
+        let base = task_base(pid, Some(tid));
+        assert_eq!(base, PathBuf::from(format!("{pid}/task/{tid}")));
+        assert_eq!(task_base(pid, None), PathBuf::from(pid.to_string()));
+        let fd_dir = root.join(&base).join("fd");
+        let (fd, inode) = socket_fds(&snap, pid)
+            .into_iter()
+            .find(|(_, i)| {
+                snap.sockets
+                    .iter()
+                    .any(|s| s.inode == *i && s.state == TcpState::CloseWait)
+            })
+            .expect("a CLOSE_WAIT socket of the threaded server");
+        // A second copy of the socket at fd 900, seen by a fresh look.
+        std::os::unix::fs::symlink(format!("socket:[{inode}]"), fd_dir.join("900"))
+            .expect("symlink");
+        let mut snap = look(root);
+        assert!(socket_fds(&snap, pid).contains(&(900, inode)));
+        // Then closed during the window; the first copy stays.
+        std::fs::remove_file(fd_dir.join("900")).expect("rm");
+        settle(&mut snap, TableMethod::Proc, 100);
+        let now = socket_fds(&snap, pid);
+        assert!(!now.contains(&(900, inode)), "{now:?}");
+        assert!(now.contains(&(fd, inode)), "{now:?}");
+    }
 }
