@@ -299,6 +299,14 @@ pub struct CheckArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "during", help_heading = "Timing")]
     pub interval: Option<Duration>,
 
+    /// Record, in the kernel (BPF; root and BTF), every call by which the
+    /// processes in scope make, copy or close socket fds, with its stack: each
+    /// holder then shows the line of code that made its copy, and the cause
+    /// comes from that history (basis "traced"). Without root or BTF: says
+    /// why and checks as usual
+    #[arg(long, help_heading = "Timing")]
+    pub trace: bool,
+
     /// Write the JSON report (the scan schema, plus `check`) to FILE
     #[arg(long, value_name = "FILE", help_heading = "Reports")]
     pub report: Option<PathBuf>,

@@ -156,7 +156,7 @@ fn kernel(r: &StatesReport, width: usize, out: &mut dyn Write) -> io::Result<()>
     writeln!(out)?;
     writeln!(
         out,
-        "What the kernel counts (/proc/net/sockstat and the TcpExt lines of /proc/net/netstat):"
+        "What the kernel counts (net/sockstat, TcpExt of net/netstat):"
     )?;
     for n in read {
         let first = format!("  {:<11} ", n.netns);

@@ -125,7 +125,8 @@ pub fn moving(ns: &Namespace) -> Vec<Finding> {
         for (c, d) in &deltas {
             observed.push(int(&format!("{c} in the window"), d.unsigned_abs()));
             if let Some(total) = o.counters.get(*c) {
-                observed.push(int(&format!("{c} since the namespace was created"), *total));
+                let now = total.saturating_add(d.unsigned_abs());
+                observed.push(int(&format!("{c} since the namespace was created"), now));
             }
         }
         out.push(Finding {
