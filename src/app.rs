@@ -144,6 +144,7 @@ pub fn look_with(
         snap.settle = Some(crate::model::Settle {
             window_ms: ms,
             transient: Vec::new(),
+            still_sending: Vec::new(),
         });
     }
     Ok(snap)

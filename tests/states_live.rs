@@ -535,6 +535,11 @@ fn a_capture_is_counted_and_judged_like_the_live_machine() {
     ]));
     assert_counts(&r["total"], &p, "states --from");
     assert_eq!(r["scan"]["from"], file);
+    // The capture kept what the kernel counted: 5 TIME_WAIT and the orphaned
+    // FIN_WAIT2 handed to timewait.
+    let n = namespace(&r, p.netns());
+    assert_eq!(n["kernel"]["tw"].as_u64(), Some(6), "{n:#}");
+    assert_eq!(n["tw_buckets"].as_u64(), Some(6));
     let (_, r) = json(&args([
         "sysctl", "--format", "json", "--from", file, "--netns", &ns,
     ]));

@@ -116,38 +116,48 @@ pub async fn serve(listener: TcpListener, shared: Shared) {
                 continue;
             }
         };
-        let mut table = lock(&conns);
-        if !make_room(&mut table) {
-            let _ = stream.try_write(BUSY);
-            continue;
-        }
-        let id = table.next_id;
-        table.next_id += 1;
-        let requested = Arc::new(AtomicBool::new(false));
-        let socket = stream
-            .as_fd()
-            .try_clone_to_owned()
-            .ok()
-            .map(std::net::TcpStream::from);
-        let (shared, flag, done) = (shared.clone(), requested.clone(), conns.clone());
-        let task = tokio::spawn(async move {
-            // Dropped when the connection ends or is shed (aborted).
-            let _gone = Gone { conns: done, id };
-            connection(stream, shared, flag).await;
-        });
-        table.open.push(Open {
-            id,
-            accepted: Instant::now(),
-            requested,
-            socket,
-            task: task.abort_handle(),
-        });
+        admit(&conns, stream, &shared);
+        // Let the new connection read a request that is already there before
+        // the next accept: in a burst of connects, a scraper accepted first
+        // must not be shed by those behind it for want of a turn.
+        tokio::task::yield_now().await;
     }
     drop(listener);
     let deadline = Instant::now() + DRAIN;
     while !lock(&conns).open.is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Starts answering `stream`, shedding a slow connection to make room; 503
+/// when every slot is being answered.
+fn admit(conns: &Conns, stream: TcpStream, shared: &Shared) {
+    let mut table = lock(conns);
+    if !make_room(&mut table) {
+        let _ = stream.try_write(BUSY);
+        return;
+    }
+    let id = table.next_id;
+    table.next_id += 1;
+    let requested = Arc::new(AtomicBool::new(false));
+    let socket = stream
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .map(std::net::TcpStream::from);
+    let (shared, flag, done) = (shared.clone(), requested.clone(), conns.clone());
+    let task = tokio::spawn(async move {
+        // Dropped when the connection ends or is shed (aborted).
+        let _gone = Gone { conns: done, id };
+        connection(stream, shared, flag).await;
+    });
+    table.open.push(Open {
+        id,
+        accepted: Instant::now(),
+        requested,
+        socket,
+        task: task.abort_handle(),
+    });
 }
 
 /// Takes a finished connection out of the table (its socket handle with it).

@@ -117,7 +117,9 @@ fn table(r: &StatesReport, st: Style, out: &mut dyn Write) -> io::Result<()> {
 }
 
 fn namespaces(r: &StatesReport, width: usize, out: &mut dyn Write) -> io::Result<()> {
-    if r.namespaces.len() < 2 {
+    // One namespace needs no list, unless it was read through its file (no
+    // process in it): say so.
+    if r.namespaces.len() < 2 && r.namespaces.iter().all(|n| n.file.is_none()) {
         return Ok(());
     }
     writeln!(out)?;

@@ -120,9 +120,15 @@ pub fn free_port() -> u16 {
 /// Connects to 127.0.0.1:port, sends `send`, reads `read_line` lines, then
 /// closes: the server side is left in CLOSE_WAIT unless it closes too.
 pub fn connect_and_close(port: u16, send: &[u8], read_lines: usize) {
+    connect_to_and_close(SocketAddr::from(([127, 0, 0, 1], port)), send, read_lines);
+}
+
+/// `connect_and_close` to any address (e.g. [::1]:port).
+pub fn connect_to_and_close(addr: SocketAddr, send: &[u8], read_lines: usize) {
     use std::io::Write;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))
-        .unwrap_or_else(|e| panic!("connect 127.0.0.1:{port}: {e}"));
+    let port = addr.port();
+    let mut s =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     if !send.is_empty() {
         s.write_all(send).expect("send");
     }
@@ -132,7 +138,7 @@ pub fn connect_and_close(port: u16, send: &[u8], read_lines: usize) {
         for _ in 0..read_lines {
             let mut line = String::new();
             r.read_line(&mut line)
-                .unwrap_or_else(|e| panic!("reading from 127.0.0.1:{port}: {e}"));
+                .unwrap_or_else(|e| panic!("reading from {addr} (port {port}): {e}"));
         }
     }
 }

@@ -142,8 +142,8 @@ pub fn moving(ns: &Namespace) -> Vec<Finding> {
             ),
             observed,
             reason: format!(
-                "{} ({} counted while cwleak watched; the counters are the namespace's \
-                 own, /proc/net/netstat).",
+                "{} ({} counted during the window: while cwleak watched, or between two \
+                 looks of a capture; the counters are the namespace's own, /proc/net/netstat).",
                 ov.reason,
                 grouped(first.unsigned_abs())
             ),
