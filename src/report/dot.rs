@@ -14,7 +14,8 @@ const MAX_SOCKET_NODES: usize = 200;
 const BLAMED_EDGE: &str = "color=red, fontcolor=red, penwidth=2.5, style=bold";
 
 /// A DOT double-quoted string: quotes and backslashes escaped, line breaks
-/// as `\n`, other control characters dropped to '?'.
+/// as `\n`, every other character `wrap::hostile` names (controls, bidi
+/// overrides, zero-width) dropped to '?', as in the other renderers.
 pub fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -23,7 +24,7 @@ pub fn quote(s: &str) -> String {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
-            c if c.is_control() => out.push('?'),
+            c if super::wrap::hostile(c) => out.push('?'),
             c => out.push(c),
         }
     }
@@ -311,6 +312,14 @@ mod tests {
         let mut buf = Vec::new();
         render(report, &mut buf).unwrap();
         String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn neutralises_bidi_and_zero_width_characters() {
+        assert_eq!(
+            quote("a\u{202E}b\u{200B}c\u{9B}d\re"),
+            "\"a?b?c?d?e\""
+        );
     }
 
     #[test]
