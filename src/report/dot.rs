@@ -316,10 +316,7 @@ mod tests {
 
     #[test]
     fn neutralises_bidi_and_zero_width_characters() {
-        assert_eq!(
-            quote("a\u{202E}b\u{200B}c\u{9B}d\re"),
-            "\"a?b?c?d?e\""
-        );
+        assert_eq!(quote("a\u{202E}b\u{200B}c\u{9B}d\re"), "\"a?b?c?d?e\"");
     }
 
     #[test]
