@@ -5,7 +5,7 @@
 //! every process it started.
 //!
 //! ```text
-//! scenario <name> [--close-after-ms N]
+//! scenario <name> [--close-after-ms N | --close-on-sigusr1]
 //! scenario --list
 //! ```
 //!
@@ -25,10 +25,10 @@
 //! `accept-queue`, whose socket has inode 0). `port` is the server's port.
 //! Roles, by scenario: `server` everywhere except `prefork` (`master`,
 //! `workers[]`); `children[]` (fork-*), `helper` (helper-inherits*), `cgi`,
-//! `receiver` (scm-rights), `client` (netns, client-side), `clients`
+//! `receiver` (scm-rights*: its `fds` are empty while the fd is in flight), `client` (netns, client-side), `clients`
 //! (healthy: the driver's own fds), `netns_owner`; plus `netns` and
 //! `host_netns` (netns), `server.tids` (threaded*), `closes_after_ms`
-//! (transient).
+//! or `closes_on` (transient).
 //!
 //! The driver is the TCP client (except in `netns` and `client-side`), and
 //! stays single-threaded: it forks. Every child has PR_SET_PDEATHSIG=SIGKILL,
@@ -216,6 +216,7 @@ fn parse_args() -> Result<Option<(String, Opts)>> {
     let mut name = None;
     let mut opts = Opts {
         close_after_ms: 300,
+        close_on_sigusr1: false,
     };
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -224,6 +225,7 @@ fn parse_args() -> Result<Option<(String, Opts)>> {
                 let v = args.next().context("--close-after-ms needs a value")?;
                 opts.close_after_ms = v.parse().with_context(|| format!("bad number {v}"))?;
             }
+            "--close-on-sigusr1" => opts.close_on_sigusr1 = true,
             _ if name.is_none() && !a.starts_with('-') => name = Some(a),
             _ => bail!("unexpected argument {a:?}"),
         }

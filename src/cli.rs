@@ -15,8 +15,9 @@ use std::time::Duration;
 /// socket, one forgotten copy is enough. cwleak reads /proc and the TCP table
 /// of every network namespace (containers included) and names that copy.
 ///
-/// Exit status: 0 no leak, 1 leaks found, 2 error; `check -- CMD` also passes
-/// CMD's own failure through (see `cwleak check --help`).
+/// Exit status: 0 no leak, 1 leaks found, 2 error or no leak seen by a look
+/// that could not see enough (hidden processes, a table not read); `check --
+/// CMD` also passes CMD's own failure through (see `cwleak check --help`).
 #[derive(Debug, Parser)]
 #[command(name = "cwleak", version, max_term_width = 100)]
 pub struct Cli {
@@ -208,8 +209,10 @@ Exit status:
   0    no CLOSE_WAIT leak in scope beyond the thresholds
   1    leaks in scope beyond the thresholds
   2    cwleak could not check: bad arguments or cwleak.toml, no scope, a --pid that
-       does not exist, every process in scope exited before the check, a report
-       that could not be written
+       does not exist, a --netns that is not a network namespace, every process in
+       scope exited before the check, a report that could not be written, or
+       missing data: no leak seen, but the look could not see everything in scope
+       (hidden processes, a table not read); a check never passes on it
   N    with -- CMD: CMD's own non-zero exit status, passed through (128+S when
        signal S killed it); the check still runs and writes its reports
   130, 143
@@ -447,6 +450,16 @@ pub struct SysctlArgs {
     /// /run/netns/NAME or /proc/PID/ns/net, or a pid (repeatable)
     #[arg(long = "netns", value_name = "NS")]
     pub netns: Vec<String>,
+
+    /// Read the kernel's TcpExt counters again after DURATION, to report
+    /// overflows happening now (0 reads them once)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    pub window: Duration,
+
+    /// The directory holding sysctl.conf and sysctl.d/ to compare with the
+    /// running values
+    #[arg(long, value_name = "DIR", default_value = "/etc")]
+    pub etc: PathBuf,
 
     #[command(flatten)]
     pub source: SourceArgs,

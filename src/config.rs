@@ -40,6 +40,7 @@ impl ScanConfig {
         };
         let scope = scope(&a.scope, &ProcRoot::new(&source.root))?;
         source.tables_for = tables_for(&scope);
+        source.netns_files = netns_paths(&a.scope.netns);
         Ok(ScanConfig {
             scope,
             settle: a.settle,
@@ -249,6 +250,16 @@ pub fn scope(a: &ScopeArgs, root: &ProcRoot) -> Result<Scope> {
         netns,
         ..Scope::default()
     })
+}
+
+/// The `--netns` values that are paths (not inodes or pids): namespace files
+/// the source reads even when no process sits in the namespace.
+pub fn netns_paths(specs: &[String]) -> Vec<std::path::PathBuf> {
+    specs
+        .iter()
+        .filter(|s| s.parse::<u64>().is_err())
+        .map(std::path::PathBuf::from)
+        .collect()
 }
 
 /// Every `--netns` value, resolved.

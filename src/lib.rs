@@ -32,3 +32,8 @@ pub mod stop;
 pub mod trace;
 pub mod tuning;
 pub mod watch;
+
+/// Visible skips for the unit tests, shared with the integration tests.
+#[cfg(test)]
+#[path = "../tests/support/skip.rs"]
+pub(crate) mod skip;

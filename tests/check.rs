@@ -524,17 +524,27 @@ fn sigterm_is_forwarded_to_the_command_and_no_check_is_taken() {
     let _group = Group(child.id());
     // Wait until `sleep` runs under cwleak.
     let deadline = Instant::now() + START_TIMEOUT;
-    while !children_of(child.id()).iter().any(|c| c == "sleep") {
+    let sleep_pid = loop {
+        if let Some((pid, _)) = children_of(child.id())
+            .into_iter()
+            .find(|(_, c)| c == "sleep")
+        {
+            break pid;
+        }
         assert!(Instant::now() < deadline, "sleep never started");
         std::thread::sleep(Duration::from_millis(20));
-    }
-    let started = Instant::now();
+    };
     // SAFETY: plain syscall to our own child, not reaped yet.
     unsafe { libc::kill(Pid::try_from(child.id()).expect("pid"), libc::SIGTERM) };
     let out = child.wait_with_output().expect("wait cwleak");
+    // cwleak has exited; an unstopped sleep would still run (re-parented)
+    // for most of its 30 s. Its group is ours, so the pid is not reused
+    // before the guard kills the group.
     assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "sleep was not stopped"
+        !Path::new(&format!("/proc/{sleep_pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{sleep_pid}/stat"))
+                .is_ok_and(|st| st.contains(") Z ")),
+        "sleep (pid {sleep_pid}) was not stopped"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(128 + 15), "stderr:\n{stderr}");
@@ -591,16 +601,16 @@ fn a_cancelled_run_exits_143_even_when_the_command_exits_0() {
     assert!(!Path::new(&files.report()).exists());
 }
 
-/// comm of the children of `pid`.
-fn children_of(pid: u32) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
+/// (pid, comm) of the children of `pid`.
+fn children_of(pid: u32) -> Vec<(u32, String)> {
+    let dir = std::fs::read_dir("/proc").expect("/proc");
     dir.filter_map(|e| {
-        let stat = std::fs::read_to_string(e.ok()?.path().join("stat")).ok()?;
+        let e = e.ok()?;
+        let child: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
         let (comm, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
         let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
-        (ppid == pid).then(|| comm.to_string())
+        (ppid == pid).then(|| (child, comm.to_string()))
     })
     .collect()
 }

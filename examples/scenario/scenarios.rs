@@ -20,6 +20,8 @@ pub type Build = fn(&mut Driver, &Opts) -> Result<Value>;
 pub struct Opts {
     /// `transient`: how long after the line the server closes its copy.
     pub close_after_ms: u64,
+    /// `transient`: close on SIGUSR1 instead, whenever the test says so.
+    pub close_on_sigusr1: bool,
 }
 
 pub const SCENARIOS: &[(&str, Build, &str)] = &[
@@ -30,6 +32,8 @@ pub const SCENARIOS: &[(&str, Build, &str)] = &[
     ("never-closed", never_closed, "one process read two connections to EOF and never closed them"),
     ("dup", dup, "one process holds an accepted socket and its dup() copy"),
     ("scm-rights", scm_rights, "server passed the fd over SCM_RIGHTS to a sibling and closed its copy; the receiver kept it"),
+    ("scm-rights-kept", scm_rights_kept, "as scm-rights, but the server kept its copy after sending it"),
+    ("scm-rights-in-flight", scm_rights_in_flight, "server sent the fd over SCM_RIGHTS and closed it; the sibling never receives: only the message holds it"),
     ("threaded", threaded, "4-thread process; a non-main thread accepted and kept 2 connections"),
     ("threaded-leader-exit", threaded_leader_exit, "as threaded, but the main thread exited: the leader is a zombie"),
     ("netns", netns, "never-closing server and its client, siblings inside a new network namespace"),
@@ -430,6 +434,30 @@ fn dup(d: &mut Driver, _: &Opts) -> Result<Value> {
 // ------------------------------------------------------------ SCM_RIGHTS
 
 fn scm_rights(d: &mut Driver, _: &Opts) -> Result<Value> {
+    scm_passed(d, Pass::Closed)
+}
+
+fn scm_rights_kept(d: &mut Driver, _: &Opts) -> Result<Value> {
+    scm_passed(d, Pass::Kept)
+}
+
+fn scm_rights_in_flight(d: &mut Driver, _: &Opts) -> Result<Value> {
+    scm_passed(d, Pass::InFlight)
+}
+
+/// What the sender and the receiver of an SCM_RIGHTS message do.
+#[derive(Clone, Copy, PartialEq)]
+enum Pass {
+    /// The sender closes its copy; the receiver takes the fd and keeps it.
+    Closed,
+    /// The sender keeps its copy too; the receiver keeps its own.
+    Kept,
+    /// The sender closes its copy; the receiver never calls recvmsg, so the
+    /// only reference is the message queued on its unix socket.
+    InFlight,
+}
+
+fn scm_passed(d: &mut Driver, pass: Pass) -> Result<Value> {
     let dl = deadline();
     let (a, b) = sys::socketpair()?;
     let s = d.spawn("server", &[a], move |ctx| {
@@ -438,11 +466,17 @@ fn scm_rights(d: &mut Driver, _: &Opts) -> Result<Value> {
         let c = sys::accept(l, false)?;
         let conn = sys::conn_facts(c)?;
         sys::send_fd(a, c)?;
-        sys::close(c)?;
+        if pass != Pass::Kept {
+            sys::close(c)?;
+        }
         ctx.send(json!({"ev": "sent", "conn": conn, "unix_fd": a}))?;
         sys::sleep_forever()
     })?;
     let r = d.spawn("receiver", &[b], move |ctx| {
+        if pass == Pass::InFlight {
+            ctx.send(json!({"ev": "received", "unix_fd": b}))?;
+            sys::sleep_forever()
+        }
         let fd = sys::recv_fd(b)?;
         ctx.send(json!({
             "ev": "received", "fd": fd, "inode": sys::inode(fd)?, "cloexec": sys::cloexec(fd)?,
@@ -457,27 +491,43 @@ fn scm_rights(d: &mut Driver, _: &Opts) -> Result<Value> {
     let sent = d.child(s).take("sent", dl)?;
     let got = d.child(r).take("received", dl)?;
     let conn = &sent["conn"];
-    ensure!(
-        got["inode"] == conn["inode"],
-        "received inode {} is not the sent {}",
-        got["inode"],
-        conn["inode"]
-    );
+    if pass != Pass::InFlight {
+        ensure!(
+            got["inode"] == conn["inode"],
+            "received inode {} is not the sent {}",
+            got["inode"],
+            conn["inode"]
+        );
+    }
     drop(client);
     sys::wait_inodes(None, &[inode_of(conn)?], CLOSE_WAIT, state_deadline())?;
 
     let (spid, rpid) = (d.child(s).pid, d.child(r).pid);
     let mut m = base(d, addr_of(&l["addr"])?.port(), "ipv4");
     m.insert("listener".into(), listener_facts(spid, &l));
+    let kept: Vec<Value> = match pass {
+        Pass::Kept => vec![conn["fd"].clone()],
+        Pass::Closed | Pass::InFlight => vec![],
+    };
     m.insert(
         "server".into(),
-        json!({"pid": spid, "fds": [], "sent_fd": conn["fd"], "unix_fd": sent["unix_fd"]}),
+        json!({"pid": spid, "fds": kept, "sent_fd": conn["fd"], "unix_fd": sent["unix_fd"]}),
     );
+    let received: Vec<Value> = match pass {
+        Pass::InFlight => vec![],
+        Pass::Closed | Pass::Kept => vec![got["fd"].clone()],
+    };
     m.insert(
         "receiver".into(),
-        json!({"pid": rpid, "fds": [got["fd"]], "unix_fd": got["unix_fd"]}),
+        json!({"pid": rpid, "fds": received, "unix_fd": got["unix_fd"]}),
     );
-    let holders = vec![holder(rpid, &got["fd"], &got["cloexec"])];
+    let mut holders = Vec::new();
+    if pass == Pass::Kept {
+        holders.push(holder(spid, &conn["fd"], &conn["cloexec"]));
+    }
+    if pass != Pass::InFlight {
+        holders.push(holder(rpid, &got["fd"], &got["cloexec"]));
+    }
     Ok(finish(m, vec![socket(conn, holders)]))
 }
 
@@ -645,7 +695,14 @@ fn netns(d: &mut Driver, _: &Opts) -> Result<Value> {
 fn transient(d: &mut Driver, o: &Opts) -> Result<Value> {
     let dl = deadline();
     let delay = Duration::from_millis(o.close_after_ms);
+    let on_signal = o.close_on_sigusr1;
     let s = d.spawn("server", &[], move |ctx| {
+        // Blocked before the line is printed, so a SIGUSR1 sent any time
+        // after it waits for sigwait below instead of killing the server.
+        let usr1 = nix::sys::signal::SigSet::from(nix::sys::signal::Signal::SIGUSR1);
+        if on_signal {
+            usr1.thread_block()?;
+        }
         let l = sys::tcp_listen(LO4, true, None)?;
         send_listening(&ctx, l)?;
         let c = sys::accept(l, true)?;
@@ -653,7 +710,11 @@ fn transient(d: &mut Driver, o: &Opts) -> Result<Value> {
         sys::read_to_eof(c)?;
         ctx.send(json!({"ev": "eof"}))?;
         ctx.wait_ctl()?;
-        std::thread::sleep(delay);
+        if on_signal {
+            usr1.wait()?;
+        } else {
+            std::thread::sleep(delay);
+        }
         sys::close(c)?;
         ctx.send(json!({"ev": "closed"}))?;
         sys::sleep_forever()
@@ -671,7 +732,11 @@ fn transient(d: &mut Driver, o: &Opts) -> Result<Value> {
     let mut m = base(d, addr_of(&l["addr"])?.port(), "ipv4");
     m.insert("listener".into(), listener_facts(spid, &l));
     m.insert("server".into(), role(spid, vec![conn["fd"].clone()]));
-    m.insert("closes_after_ms".into(), json!(o.close_after_ms));
+    if on_signal {
+        m.insert("closes_on".into(), json!("SIGUSR1"));
+    } else {
+        m.insert("closes_after_ms".into(), json!(o.close_after_ms));
+    }
     let holders = vec![holder(spid, &conn["fd"], &conn["cloexec"])];
     Ok(finish(m, vec![socket(conn, holders)]))
 }

@@ -187,7 +187,8 @@ mod tests {
     #[test]
     fn records_the_exit_of_a_child() {
         let Ok(mut child) = std::process::Command::new("sleep").arg("0.3").spawn() else {
-            return; // no sleep binary: nothing to watch
+            crate::skip::skip("exits::records_the_exit_of_a_child", "no sleep binary");
+            return;
         };
         let pid = Pid::try_from(child.id()).unwrap_or(0);
         let root = ProcRoot::new("/proc");

@@ -5,16 +5,20 @@
 pub mod cgroup;
 pub mod cmdline;
 mod details;
+mod enter;
 pub mod error;
 pub mod exits;
 mod fdtable;
 mod flags;
 pub mod incremental;
+pub mod kernel_counts;
+pub mod netns_files;
 mod prune;
 pub mod recheck;
 pub mod root;
 pub mod sock_diag;
 pub mod sysctl;
+pub mod sysctl_conf;
 pub mod table_scope;
 pub mod tables;
 mod task_files;
@@ -56,6 +60,14 @@ pub struct SourceConfig {
     pub states: TableStates,
     /// Which namespaces' tables to read (default: all).
     pub tables_for: TableScope,
+    /// Read each namespace's net/sockstat TCP line and TcpExt counters.
+    pub kernel_counts: bool,
+    /// Namespace files to read even when no process sits in them
+    /// (`--netns PATH`); live only.
+    pub netns_files: Vec<PathBuf>,
+    /// The directory of named namespaces (`ip netns add`), read on a live
+    /// system; None: only namespaces with a process in them and `netns_files`.
+    pub netns_dir: Option<PathBuf>,
 }
 
 /// `All` for the whole picture (`states`, `serve`, captures); `Leaks` when
@@ -101,6 +113,9 @@ impl Default for SourceConfig {
             sysctls: false,
             states: TableStates::All,
             tables_for: TableScope::default(),
+            kernel_counts: false,
+            netns_files: Vec::new(),
+            netns_dir: Some(PathBuf::from(netns_files::NAMED_DIR)),
         }
     }
 }
@@ -190,13 +205,25 @@ fn finish(
     let mut t = Instant::now();
     let mut members = namespace_members(&walked);
     if live {
-        // cwleak's own namespace is read even when no visible process holds
-        // a socket in it: under hidepid, or as a user who can read no other
-        // process, it is the one table sock_diag still gives.
-        if let Some(own) = meta.netns {
-            members.entry(own).or_insert_with(|| own_member(own));
-        }
+        // Under hidepid, or as a user who can read no other process, the
+        // own namespace is the one table sock_diag still gives.
+        add_own_namespace(&root, meta.netns, &mut members);
         warnings.extend(hidden_processes(&root));
+        // Namespaces no process sits in: only their files lead to them.
+        for (netns, file) in netns_files::discover(cfg.netns_dir.as_deref(), &cfg.netns_files) {
+            members
+                .entry(netns)
+                .or_insert_with(|| NsMember::file(netns, file));
+        }
+    }
+    // A namespace named by --netns is read even when no process in it holds
+    // a socket (the walk reads ns/net only for holders): find any member.
+    for &netns in &cfg.tables_for.netns {
+        if let std::collections::btree_map::Entry::Vacant(e) = members.entry(netns) {
+            if let Some(m) = any_member(&root, &walked, netns) {
+                e.insert(m);
+            }
+        }
     }
     if let Some(keep) = cfg.tables_for.namespaces(&walked) {
         members.retain(|netns, _| keep.contains(netns));
@@ -345,9 +372,20 @@ impl TablesLook<'_> {
             &mut warnings,
         );
         if cfg.sysctls {
-            let ns_file = root.join(member.base.join("ns/net"));
+            let ns_file = member.ns_file(root);
             match sysctl::read(root, self.live, self.own, member.netns, &ns_file) {
                 Ok(values) => t.namespace.sysctls = values,
+                Err(e) => warnings.push(e.to_warning()),
+            }
+        }
+        if cfg.kernel_counts {
+            match kernel_counts::read(root, &member.place(), member.netns) {
+                Ok(c) => {
+                    t.namespace.kernel = Some(c.kernel);
+                    t.namespace.counters = c.counters;
+                }
+                // A recorded tree may predate these files: nothing to say.
+                Err(_) if !self.live => {}
                 Err(e) => warnings.push(e.to_warning()),
             }
         }
@@ -468,20 +506,29 @@ fn namespace_members(walked: &[Walked]) -> BTreeMap<Inode, NsMember> {
                 netns,
                 pid: w.process.pid,
                 base: w.base.clone(),
+                file: None,
             });
         }
     }
     members
 }
 
-/// This process, as the member that reads its own namespace's table.
-fn own_member(netns: Inode) -> NsMember {
-    let pid = Pid::try_from(std::process::id()).unwrap_or(0);
-    NsMember {
-        netns,
-        pid,
-        base: PathBuf::from(pid.to_string()),
-    }
+/// The first walked process in network namespace `netns`, whatever it holds.
+fn any_member(root: &ProcRoot, walked: &[Walked], netns: Inode) -> Option<NsMember> {
+    walked.iter().find_map(|w| {
+        let inode = w.process.netns.or_else(|| {
+            let t = root
+                .read_link(Some(w.process.pid), &w.base.join("ns/net"))
+                .ok()?;
+            crate::parse::link::bracket_inode(&t, b"net")
+        })?;
+        (inode == netns).then(|| NsMember {
+            netns,
+            pid: w.process.pid,
+            base: w.base.clone(),
+            file: None,
+        })
+    })
 }
 
 /// A live proc filesystem always has a pid 1 (the namespace's init, visible
@@ -524,6 +571,35 @@ fn proc_mount_options(root: &ProcRoot) -> Option<String> {
             (f.next()? == "proc").then(|| f.nth(1).map(str::to_string))?
         })
         .next_back()
+}
+
+/// cwleak's own network namespace is read even when no process it can see
+/// holds a socket there: holders it cannot see (another user's fd tables
+/// when not root, processes of another pid namespace) still leave their
+/// sockets in its tables, where they show as held by nobody visible instead
+/// of not at all.
+fn add_own_namespace(root: &ProcRoot, own: Option<Inode>, members: &mut BTreeMap<Inode, NsMember>) {
+    let Some(netns) = own else { return };
+    if members.contains_key(&netns) {
+        return;
+    }
+    // Our pid as this proc mount numbers it.
+    let Some(pid) = root
+        .read_link(None, std::path::Path::new("self"))
+        .ok()
+        .and_then(|t| std::str::from_utf8(&t).ok()?.parse::<Pid>().ok())
+    else {
+        return;
+    };
+    members.insert(
+        netns,
+        NsMember {
+            netns,
+            pid,
+            base: PathBuf::from(pid.to_string()),
+            file: None,
+        },
+    );
 }
 
 /// Holders of interesting sockets and all their ancestors.

@@ -37,6 +37,8 @@ impl StatesConfig {
         // Each namespace's ephemeral port range tells which end of a
         // connection is the service; a few small files per namespace.
         source.sysctls = true;
+        source.kernel_counts = true;
+        source.netns_files = crate::config::netns_paths(&a.netns);
         let root = ProcRoot::new(&source.root);
         let netns = resolve_netns_all(&root, &a.netns)?;
         if let Some(w) = a.watch {

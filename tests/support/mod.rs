@@ -245,15 +245,29 @@ pub fn cwleak(args: &[String]) -> Run {
 /// Runs the real cwleak binary with `args`; fails the test (after killing
 /// it) if it has not finished within `timeout`.
 pub fn cwleak_within(args: &[String], timeout: Duration) -> Run {
+    let mut cmd = Command::new(cwleak_bin());
+    cmd.args(args);
+    run_within(cmd, timeout)
+}
+
+/// The cwleak binary under test.
+pub fn cwleak_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cwleak"))
+}
+
+/// Runs `cmd` (cwleak, or cwleak behind a wrapper such as `unshare`, or as
+/// another user) with stdin closed; fails the test (after killing it) if it
+/// has not finished within `timeout`, or if a signal killed it.
+pub fn run_within(mut cmd: Command, timeout: Duration) -> Run {
     let mut out = tempfile::tempfile().expect("tempfile");
     let mut err = tempfile::tempfile().expect("tempfile");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cwleak"))
-        .args(args)
+    let what = format!("{cmd:?}");
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(out.try_clone().expect("dup"))
         .stderr(err.try_clone().expect("dup"))
         .spawn()
-        .expect("spawn cwleak");
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(st) = child.try_wait().expect("wait cwleak") {
@@ -262,7 +276,7 @@ pub fn cwleak_within(args: &[String], timeout: Duration) -> Run {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("cwleak {args:?} did not finish within {timeout:?}");
+            panic!("{what} did not finish within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -272,15 +286,18 @@ pub fn cwleak_within(args: &[String], timeout: Duration) -> Run {
     out.read_to_string(&mut stdout).expect("read stdout");
     err.rewind().expect("rewind");
     err.read_to_string(&mut stderr).expect("read stderr");
-    let code = status.code().unwrap_or_else(|| {
-        panic!("cwleak {args:?} killed by a signal: {status}; stderr:\n{stderr}")
-    });
+    let code = status
+        .code()
+        .unwrap_or_else(|| panic!("{what} killed by a signal: {status}; stderr:\n{stderr}"));
     Run {
         code,
         stdout,
         stderr,
     }
 }
+
+/// `CWLEAK_TIMEOUT` for callers of `run_within`.
+pub const CWLEAK_RUN_TIMEOUT: Duration = CWLEAK_TIMEOUT;
 
 /// `cwleak scan --format FORMAT --settle 0 ARGS...` (no `--settle 0` when
 /// ARGS has its own `--settle`).
