@@ -28,12 +28,41 @@ pub fn run(cli: Cli) -> Result<Exit> {
             })?;
             Ok(Exit::Clean)
         }
-        Command::Man => {
+        Command::Man { dir: None } => {
             let man = clap_mangen::Man::new(Cli::command());
             write_out(|out| man.render(out))?;
             Ok(Exit::Clean)
         }
+        Command::Man { dir: Some(dir) } => {
+            man_pages(&dir)?;
+            Ok(Exit::Clean)
+        }
     }
+}
+
+/// One page per command: cwleak.1 names cwleak-scan(1) and the others, so
+/// they must exist too.
+fn man_pages(dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let source = format!("cwleak {}", env!("CARGO_PKG_VERSION"));
+    let subs = cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned();
+    let pages: Vec<clap::Command> = std::iter::once(cmd.clone()).chain(subs).collect();
+    let mut written = Vec::new();
+    for page in pages {
+        let man = clap_mangen::Man::new(page).source(source.clone());
+        // Complete or absent, as every file cwleak writes (crate::output).
+        let path = dir.join(man.get_filename());
+        crate::output::write(&path, crate::output::Access::Default, |out| man.render(out))?;
+        written.push(path);
+    }
+    write_out(|out| {
+        for p in &written {
+            writeln!(out, "{}", p.display())?;
+        }
+        Ok(())
+    })
 }
 
 fn check(args: &CheckArgs) -> Result<Exit> {
@@ -47,7 +76,7 @@ fn scan(args: &ScanArgs) -> Result<Exit> {
     let mut t = std::time::Instant::now();
     write_out(|out| report::render(&report, cfg.format, &cfg.render, out))?;
     source::phase_done("render", &mut t);
-    let exit = Exit::from_leaks(report.summary.leaked);
+    let exit = Exit::of_report(&report);
     // The process ends now: freeing 40,000 findings one by one would only
     // delay the exit. The kernel takes the memory back at once.
     std::mem::forget(report);
@@ -57,7 +86,7 @@ fn scan(args: &ScanArgs) -> Result<Exit> {
 /// One look (two with a settle window), diagnosed; or a saved look.
 pub fn scan_report(cfg: &ScanConfig) -> Result<Report> {
     let snap = match &cfg.from {
-        Some(path) => crate::capture::load(path, cfg.sample)?,
+        Some(path) => crate::capture::load(path, cfg.sample, cfg.max_snapshot)?,
         None => look(&cfg.source, cfg.settle)?,
     };
     if let Some(pid) = cfg

@@ -5,9 +5,9 @@ use crate::cli::CaptureArgs;
 use crate::config::source_config;
 use crate::exit::Exit;
 use crate::model::{Snapshot, TcpState};
-use crate::snapshot::{self, Capture};
-use anyhow::{bail, Context, Result};
-use std::io::{IsTerminal, Write};
+use crate::snapshot::{self, Capture, Keep};
+use anyhow::{bail, Result};
+use std::io::IsTerminal;
 use std::path::Path;
 
 pub fn run(args: &CaptureArgs) -> Result<Exit> {
@@ -23,51 +23,54 @@ pub fn run(args: &CaptureArgs) -> Result<Exit> {
         }
         let snap = crate::app::look(&source, args.settle)?;
         if progress {
-            eprint!(
+            crate::diag_part!(
                 "\rcwleak capture: look {}/{}: {} processes, {} sockets in CLOSE_WAIT   ",
                 i + 1,
                 total,
                 snap.processes.len(),
                 close_wait(&snap)
             );
-            let _ = std::io::stderr().flush();
         }
         samples.push(snap);
     }
     if progress {
-        eprintln!();
+        crate::diag!();
     }
     let settle_ms = u64::try_from(args.settle.as_millis()).unwrap_or(u64::MAX);
     let interval_ms = u64::try_from(args.interval.as_millis()).unwrap_or(u64::MAX);
     let capture = Capture::new(samples, args.cmdline, settle_ms, interval_ms);
-    snapshot::write(&args.output, &capture).context("writing the snapshot")?;
-    let size = std::fs::metadata(&args.output)
-        .map(|m| m.len())
-        .unwrap_or(0);
-    eprintln!(
-        "cwleak: wrote {} ({} look(s), {} KiB); analyse it anywhere with: cwleak scan --from {}",
+    let written = snapshot::write(&args.output, &capture)?;
+    let analyse = if written.streamed {
+        String::new()
+    } else {
+        format!(
+            "; analyse it anywhere with: cwleak scan --from {}",
+            args.output.display()
+        )
+    };
+    crate::diag!(
+        "cwleak: wrote {} ({} look(s), {} KiB){analyse}",
         args.output.display(),
         total,
-        size.div_ceil(1024),
-        args.output.display()
+        written.bytes.div_ceil(1024),
     );
     Ok(Exit::Clean)
 }
 
-/// One look of a snapshot file (`sample` 0-based; None: the last).
-pub fn load(path: &Path, sample: Option<usize>) -> Result<Snapshot> {
-    let capture = snapshot::read(path)?;
-    let n = capture.samples.len();
-    let index = sample.unwrap_or(n.saturating_sub(1));
-    if index >= n {
-        bail!(
+/// One look of a snapshot file (`sample` 0-based; None: the last), read
+/// with at most `max_bytes` of decompressed JSON.
+pub fn load(path: &Path, sample: Option<usize>, max_bytes: u64) -> Result<Snapshot> {
+    let keep = sample.map_or(Keep::Last, Keep::Index);
+    let loaded = snapshot::read_keeping(path, keep, max_bytes)?;
+    let n = loaded.looks;
+    match loaded.capture.samples.into_iter().next() {
+        Some(look) => Ok(look),
+        None => bail!(
             "{}: --sample {} but the snapshot has {n} look(s)",
             path.display(),
-            index + 1
-        );
+            sample.unwrap_or(0) + 1
+        ),
     }
-    let mut samples = capture.samples;
-    Ok(samples.swap_remove(index))
 }
 
 fn close_wait(snap: &Snapshot) -> usize {

@@ -84,8 +84,14 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout
-    Man,
+    /// Print the man page (roff) to stdout, or write one page per command
+    /// into a directory (`cwleak man --dir /usr/local/share/man/man1`)
+    Man {
+        /// Write cwleak.1 and cwleak-SUBCOMMAND.1 for every subcommand into
+        /// DIR (created if missing) instead of printing cwleak.1
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -150,12 +156,23 @@ pub struct FromArgs {
     #[arg(long, value_name = "N", requires = "from",
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub sample: Option<usize>,
+
+    /// With --from: refuse a snapshot larger than SIZE once decompressed
+    /// (a decompression bomb costs neither the memory nor the time) [default: 1G]
+    #[arg(long, value_name = "SIZE", requires = "from", value_parser = parse_size)]
+    pub max_snapshot_size: Option<u64>,
 }
 
 impl FromArgs {
     /// The 0-based look asked for (None: the last).
     pub fn sample_index(&self) -> Option<usize> {
         self.sample.map(|n| n.saturating_sub(1))
+    }
+
+    /// The cap on the snapshot's decompressed size, in bytes.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_snapshot_size
+            .unwrap_or(crate::snapshot::DEFAULT_MAX_BYTES)
     }
 }
 
@@ -195,6 +212,9 @@ Exit status:
        that could not be written
   N    with -- CMD: CMD's own non-zero exit status, passed through (128+S when
        signal S killed it); the check still runs and writes its reports
+  130, 143
+       with -- CMD: cwleak got SIGINT or SIGTERM while CMD ran and CMD exited 0:
+       no check taken, no report (a cancelled run never passes)
   126  with -- CMD: CMD could not be executed
   127  with -- CMD: CMD was not found";
 
@@ -420,6 +440,16 @@ pub struct SysctlArgs {
     #[arg(long = "netns", value_name = "NS")]
     pub netns: Vec<String>,
 
+    /// Read the kernel's TcpExt counters again after DURATION, to report
+    /// overflows happening now (0 reads them once)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    pub window: Duration,
+
+    /// The directory holding sysctl.conf and sysctl.d/ to compare with the
+    /// running values
+    #[arg(long, value_name = "DIR", default_value = "/etc")]
+    pub etc: PathBuf,
+
     #[command(flatten)]
     pub source: SourceArgs,
 
@@ -509,6 +539,32 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub source: SourceArgs,
+}
+
+/// "1048576", "512K", "64M", "2G", "2GiB" (binary units).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (try 512M, 2G)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{s}' (use K, M, G or T)"
+            ))
+        }
+    };
+    value
+        .checked_mul(1 << shift)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("'{s}' is out of range"))
 }
 
 /// "0", "500ms", "2s", "1.5s", "1m".

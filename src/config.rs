@@ -24,6 +24,8 @@ pub struct ScanConfig {
     pub from: Option<std::path::PathBuf>,
     /// Which look of the snapshot (0-based); None: the last.
     pub sample: Option<usize>,
+    /// With `from`: the cap on its decompressed size.
+    pub max_snapshot: u64,
     pub scope: Scope,
     pub settle: Duration,
     pub format: Format,
@@ -38,11 +40,13 @@ impl ScanConfig {
         };
         let scope = scope(&a.scope, &ProcRoot::new(&source.root))?;
         source.tables_for = tables_for(&scope);
+        source.netns_files = netns_paths(&a.scope.netns);
         Ok(ScanConfig {
             scope,
             settle: a.settle,
             from: a.snapshot.from.clone(),
             sample: a.snapshot.sample_index(),
+            max_snapshot: a.snapshot.max_bytes(),
             format: match a.format {
                 FormatArg::Text => Format::Text,
                 FormatArg::Json => Format::Json,
@@ -155,7 +159,11 @@ fn config_file(a: &CheckArgs) -> Result<Option<FileSettings>> {
         None => {
             let cwd =
                 std::env::current_dir().context("finding cwleak.toml: no current directory")?;
-            config_file::discover(&cwd)
+            let found = config_file::discover(&cwd);
+            if let Some(p) = &found {
+                config_file::check_discovered(p)?;
+            }
+            found
         }
     };
     path.map(|p| config_file::load(&p))
@@ -241,6 +249,16 @@ pub fn scope(a: &ScopeArgs, root: &ProcRoot) -> Result<Scope> {
     })
 }
 
+/// The `--netns` values that are paths (not inodes or pids): namespace files
+/// the source reads even when no process sits in the namespace.
+pub fn netns_paths(specs: &[String]) -> Vec<std::path::PathBuf> {
+    specs
+        .iter()
+        .filter(|s| s.parse::<u64>().is_err())
+        .map(std::path::PathBuf::from)
+        .collect()
+}
+
 /// Every `--netns` value, resolved.
 pub fn resolve_netns_all(root: &ProcRoot, specs: &[String]) -> Result<Vec<Inode>> {
     specs.iter().map(|spec| resolve_netns(root, spec)).collect()
@@ -249,14 +267,25 @@ pub fn resolve_netns_all(root: &ProcRoot, specs: &[String]) -> Result<Vec<Inode>
 pub fn resolve_netns(root: &ProcRoot, spec: &str) -> Result<Inode> {
     if let Ok(n) = spec.parse::<u64>() {
         if n > PID_MAX_LIMIT {
+            if !source::netns_known(root, n) {
+                bail!(
+                    "--netns {spec}: no network namespace with this inode: no process visible \
+                     in {} is in one, and none is mounted under /run/netns",
+                    root.path().display()
+                );
+            }
             return Ok(n);
         }
         return source::netns_of_pid(root, n as i32).with_context(|| {
             format!("--netns {spec}: cannot read the network namespace of pid {n}")
         });
     }
-    let inode = source::netns_of_path(std::path::Path::new(spec))
-        .with_context(|| format!("--netns {spec}"))?;
+    let inode = source::netns_of_path(std::path::Path::new(spec)).map_err(|e| match e {
+        source::SourceError::Malformed { message, .. } => {
+            anyhow::anyhow!("--netns {spec}: {message}")
+        }
+        e => anyhow::anyhow!("--netns {spec}: {}", e.full_message()),
+    })?;
     if inode == 0 {
         bail!("--netns {spec}: not a namespace file");
     }

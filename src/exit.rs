@@ -45,6 +45,17 @@ impl Exit {
         }
     }
 
+    /// A scan's status: leaks found are leaks (1) whatever was not seen; no
+    /// leak found is clean (0) only when the look could support it (2 when
+    /// `scan.incomplete` names what it could not see).
+    pub fn of_report(report: &crate::diagnose::Report) -> Self {
+        if report.summary.leaked == 0 && !report.scan.incomplete.is_empty() {
+            Exit::Error
+        } else {
+            Exit::from_leaks(report.summary.leaked)
+        }
+    }
+
     /// The status a wrapped command ended with: its exit code, or 128+N when
     /// signal N killed it. None for success (the check then decides).
     pub fn from_command(code: Option<i32>, signal: Option<i32>) -> Option<Self> {

@@ -5,17 +5,22 @@
 //! `diagnose` -> `report`. The CLI (`cli` -> `config` -> `app`) drives it;
 //! `check` is the CI gate built on the same pipeline.
 
+// Diagnostics go through `diag!`: a failed write on stderr is ignored.
+#![cfg_attr(not(test), deny(clippy::print_stderr))]
+
 pub mod app;
 pub mod capture;
 pub mod check;
 pub mod cli;
 pub mod config;
+mod diag;
 pub mod diagnose;
 pub mod exit;
 pub mod graph;
 pub mod growth;
 pub mod memory;
 pub mod model;
+pub mod output;
 pub mod par;
 pub mod parse;
 pub mod report;

@@ -1,3 +1,5 @@
+#![deny(clippy::print_stderr)]
+
 use clap::Parser;
 use cwleak::cli::Cli;
 use cwleak::exit::Exit;
@@ -7,7 +9,7 @@ fn main() {
     let code = match cwleak::app::run(cli) {
         Ok(exit) => exit,
         Err(e) => {
-            eprintln!("cwleak: error: {e:#}");
+            cwleak::diag!("cwleak: error: {e:#}");
             Exit::Error
         }
     };

@@ -147,6 +147,36 @@ pub struct NetNs {
     /// TCP settings of this namespace (net.ipv4.tcp_*, net.core.somaxconn), when read.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub sysctls: std::collections::BTreeMap<String, String>,
+    /// The TCP line of the namespace's /proc/net/sockstat, when read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelCounts>,
+    /// TcpExt counters of the namespace's /proc/net/netstat, when read.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub counters: std::collections::BTreeMap<String, u64>,
+    /// The namespace file read when no process sits in the namespace (a
+    /// bind mount such as /run/netns/NAME); `via_pid` is then None.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// What the kernel counts for TCP (the `TCP:` line of /proc/net/sockstat,
+/// `sockstat_seq_show` in net/ipv4/proc.c). `inuse` and `tw` belong to the
+/// namespace; `orphans`, `alloc` and `mem_pages` are host-wide sums the
+/// kernel prints the same in every namespace.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KernelCounts {
+    /// TCP sockets in the namespace's hash tables (not TIME_WAIT, not
+    /// request sockets).
+    pub inuse: u64,
+    /// Orphans, host-wide: closed by their application, still finishing.
+    pub orphans: u64,
+    /// TIME_WAIT mini-sockets of the namespace (TIME_WAIT, and orphaned
+    /// FIN_WAIT2 handed to the timewait machinery).
+    pub tw: u64,
+    /// TCP sockets allocated, host-wide.
+    pub alloc: u64,
+    /// Pages of TCP buffer memory, host-wide (what tcp_mem limits).
+    pub mem_pages: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
@@ -245,6 +275,12 @@ pub struct TcpSocket {
     pub uid: u32,
     /// Lower bound of the time since the peer's last ACK (sock_diag tcp_info); None from /proc.
     pub last_ack_ms: Option<u64>,
+    /// A timewait mini-socket (its timer is the timewait timer): every
+    /// TIME_WAIT, and an orphaned FIN_WAIT2 the kernel handed to the timewait
+    /// machinery (tcp_time_wait(sk, TCP_FIN_WAIT2, ...)). Those count against
+    /// tcp_max_tw_buckets, not tcp_max_orphans.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub timewait: bool,
 }
 
 impl TcpSocket {
@@ -282,6 +318,10 @@ pub enum WarningKind {
     Io,
     /// A read given up on because it did not finish in time.
     TimedOut,
+    /// A whole part of the machine this look could not see: processes the
+    /// proc root hides (hidepid), a namespace whose TCP table was not read.
+    /// A look with one cannot support "no leak".
+    Incomplete,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -311,6 +351,10 @@ pub fn interesting_inodes(sockets: &[TcpSocket]) -> InodeSet {
         })
         .map(|s| s.inode)
         .collect()
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn is_zero(n: &u32) -> bool {

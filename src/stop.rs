@@ -48,8 +48,19 @@ pub fn request() {
 
 /// Sleep until `deadline` in short steps; false when asked to stop.
 pub fn sleep_until(deadline: Instant) -> bool {
+    sleep_until_unless(deadline, || false)
+}
+
+/// Like `sleep_until`, also false as soon as stdout's reader has gone away:
+/// `watch | head -1` must end when head does, not at its next write, which
+/// may never come when nothing changes.
+pub fn sleep_while_read(deadline: Instant) -> bool {
+    sleep_until_unless(deadline, stdout_reader_gone)
+}
+
+fn sleep_until_unless(deadline: Instant, gone: impl Fn() -> bool) -> bool {
     loop {
-        if requested() {
+        if requested() || gone() {
             return false;
         }
         let now = Instant::now();
@@ -58,4 +69,18 @@ pub fn sleep_until(deadline: Instant) -> bool {
         }
         std::thread::sleep((deadline - now).min(STEP));
     }
+}
+
+/// A pipe or socket on stdout whose other end is closed: poll reports
+/// POLLERR (pipe) or POLLHUP (socket, hung-up terminal) without writing.
+/// Regular files and /dev/null never do.
+pub fn stdout_reader_gone() -> bool {
+    let mut fds = [libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    }];
+    // SAFETY: one valid pollfd, zero timeout: poll only fills revents.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
+    n > 0 && fds[0].revents & (libc::POLLERR | libc::POLLHUP) != 0
 }

@@ -555,6 +555,52 @@ fn sigterm_is_forwarded_to_the_command_and_no_check_is_taken() {
     );
 }
 
+/// A cancelled job never passes: CMD traps SIGTERM and exits 0, cwleak still
+/// exits 128+15 (docs/ci.md), takes no check and writes no report.
+#[test]
+fn a_cancelled_run_exits_143_even_when_the_command_exits_0() {
+    let svc = Service::start("correct", &[]);
+    let files = Files::new();
+    let ready = files.0.path().join("trap-set");
+    let script = format!(
+        "trap 'exit 0' TERM; touch '{}'; sleep 30 >/dev/null 2>&1 & wait",
+        ready.display()
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_cwleak"))
+        .args(s([
+            "check",
+            "--pid",
+            &svc.pid.to_string(),
+            "--report",
+            &files.report(),
+        ]))
+        .args(["--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("spawn cwleak");
+    struct Group(u32);
+    impl Drop for Group {
+        fn drop(&mut self) {
+            kill_group(self.0);
+        }
+    }
+    let _group = Group(child.id());
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "the command never set its trap");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: plain syscall to our own child, not reaped yet.
+    unsafe { libc::kill(Pid::try_from(child.id()).expect("pid"), libc::SIGTERM) };
+    let out = child.wait_with_output().expect("wait cwleak");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "stderr:\n{stderr}");
+    assert!(stderr.contains("no check taken"), "{stderr}");
+    assert!(!Path::new(&files.report()).exists());
+}
+
 /// (pid, comm) of the children of `pid`.
 fn children_of(pid: u32) -> Vec<(u32, String)> {
     let dir = std::fs::read_dir("/proc").expect("/proc");
@@ -978,7 +1024,7 @@ fn thresholds_from_cwleak_toml_found_up_to_the_repository_root() {
     let run = cwleak_in(Some(&sub), &base);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
-        run.stderr.contains("cwleak.toml") && run.stderr.contains("max-per-proces"),
+        run.stderr.contains("cwleak.toml") && run.stderr.contains("line 2, column 1"),
         "{}",
         run.stderr
     );

@@ -245,7 +245,14 @@ fn full() -> Report {
                     kind: WarningKind::NetTable,
                     message: "no such file".into(),
                 },
+                Unreadable {
+                    pid: None,
+                    path: Some("/proc".into()),
+                    kind: WarningKind::Incomplete,
+                    message: "this /proc hides other users' processes".into(),
+                },
             ],
+            incomplete: vec!["this /proc hides other users' processes".into()],
         },
         check: None,
     }
@@ -503,6 +510,7 @@ fn schema_enums_match_the_code() {
         WarningKind::NetTable => "net-table",
         WarningKind::Io => "io",
         WarningKind::TimedOut => "timed-out",
+        WarningKind::Incomplete => "incomplete",
     };
     let kinds = [
         WarningKind::PermissionDenied,
@@ -511,6 +519,7 @@ fn schema_enums_match_the_code() {
         WarningKind::NetTable,
         WarningKind::Io,
         WarningKind::TimedOut,
+        WarningKind::Incomplete,
     ];
     for k in kinds {
         assert_eq!(serde_json::to_value(k).unwrap(), json!(kind_name(k)));

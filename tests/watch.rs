@@ -214,3 +214,36 @@ fn help_lists_the_flags() {
         }
     }
 }
+
+/// `cwleak watch | head -1`: the reader takes one line and exits; nothing
+/// changes after it, so watch never writes again, and must still notice.
+#[test]
+fn a_reader_that_goes_away_ends_watch_with_status_0() {
+    use std::io::{BufRead, BufReader};
+    let mut svc = Leakyd::start();
+    svc.connect(1);
+    let mut w = Guarded::spawn(
+        Command::new(env!("CARGO_BIN_EXE_cwleak"))
+            .args(["watch", "--pid", &svc.pid.to_string()])
+            .args(["--interval", "200ms"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let stdout = w.child.stdout.take().expect("watch stdout");
+    let mut first = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("read the first line");
+    assert!(first.contains(" appeared "), "{first}");
+    // The BufReader and the pipe's only read end are dropped here: head exited.
+    let st = w
+        .wait_for(Duration::from_secs(30))
+        .expect("watch kept running after its reader went away");
+    let mut err = String::new();
+    if let Some(mut e) = w.child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    assert_eq!(st.code(), Some(0), "a closed pipe is not an error: {err}");
+    assert!(err.is_empty(), "nothing to say about it: {err}");
+}

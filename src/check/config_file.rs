@@ -16,6 +16,10 @@
 //! ```
 //!
 //! Unknown keys are errors: a misspelt threshold must not silently pass a gate.
+//!
+//! Errors name the place (line, column) and what was expected, never the
+//! text found there: `--config` may name any file cwleak can read (under sudo,
+//! `/etc/shadow`), and its error lands in a CI log.
 
 use super::thresholds::AllowSpec;
 use crate::cli::parse_duration;
@@ -36,7 +40,22 @@ pub enum ConfigFileError {
     },
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
+    #[error(
+        "{}: refused: a symlink to {} owned by uid {owner}, not by you (uid {uid}); \
+         pass --config to use it",
+        path.display(),
+        target.display()
+    )]
+    ForeignSymlink {
+        path: PathBuf,
+        target: PathBuf,
+        owner: u32,
+        uid: u32,
+    },
 }
+
+/// More than any real cwleak.toml: a config naming /dev/zero is refused, not read forever.
+const MAX_BYTES: u64 = 1 << 20;
 
 /// What the file says; every field optional (flags win over it).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -60,9 +79,9 @@ struct Doc {
 struct CheckTable {
     max: Option<usize>,
     max_per_process: Option<usize>,
-    settle: Option<String>,
+    settle: Option<toml::Spanned<String>>,
     #[serde(default)]
-    allow: Vec<AllowEntry>,
+    allow: Vec<toml::Spanned<AllowEntry>>,
     #[serde(default)]
     allow_ports: Vec<u16>,
 }
@@ -100,30 +119,169 @@ pub fn discover(start: &Path) -> Option<PathBuf> {
     None
 }
 
-pub fn load(path: &Path) -> Result<FileSettings, ConfigFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+/// A discovered file that is a symlink must lead to a file the invoking user
+/// owns, and the symlink's owner too: a checked-out `cwleak.toml ->
+/// /etc/shadow` must not make `sudo cwleak check` read root's file.
+pub fn check_discovered(path: &Path) -> Result<(), ConfigFileError> {
+    use std::os::unix::fs::MetadataExt;
+    let read = |source| ConfigFileError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
-    parse(&text, path).map_err(|message| ConfigFileError::Invalid {
+    };
+    let link = std::fs::symlink_metadata(path).map_err(read)?;
+    if !link.file_type().is_symlink() {
+        return Ok(());
+    }
+    let target = std::fs::metadata(path).map_err(read)?;
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    if target.uid() == uid && target.uid() == link.uid() {
+        return Ok(());
+    }
+    Err(ConfigFileError::ForeignSymlink {
+        path: path.to_path_buf(),
+        target: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+        owner: target.uid(),
+        uid,
+    })
+}
+
+pub fn load(path: &Path) -> Result<FileSettings, ConfigFileError> {
+    use std::io::Read;
+    let read = |source| ConfigFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(read)?
+        .take(MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read)?;
+    let invalid = |message: String| ConfigFileError::Invalid {
         path: path.to_path_buf(),
         message,
+    };
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(invalid(format!(
+            "larger than {} KiB: not a cwleak.toml",
+            MAX_BYTES / 1024
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let (line, column) = position(e.as_bytes(), e.utf8_error().valid_up_to());
+        invalid(format!(
+            "line {line}, column {column}: not UTF-8 text (expected a TOML file)"
+        ))
+    })?;
+    parse(&text, path).map_err(invalid)
+}
+
+/// 1-based line and column (in characters) of byte `at` in `text`.
+fn position(text: &[u8], at: usize) -> (usize, usize) {
+    let at = at.min(text.len());
+    let before = &text[..at];
+    let line_start = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    (line, column)
+}
+
+/// "line L, column C: " for a span of the text, or nothing without one.
+fn place(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    span.map(|s| {
+        let (line, column) = position(text.as_bytes(), s.start);
+        format!("line {line}, column {column}: ")
     })
+    .unwrap_or_default()
+}
+
+/// The words a message may quote: this file format's own names.
+fn vocabulary(word: &str) -> bool {
+    const KEYS: [&str; 9] = [
+        "check",
+        "max",
+        "max-per-process",
+        "settle",
+        "allow",
+        "allow-ports",
+        "cause",
+        "port",
+        "reason",
+    ];
+    KEYS.contains(&word)
+        || Cause::parse(word).is_some()
+        || word.chars().all(|c| c.is_ascii_punctuation() && c != '\\')
+}
+
+/// The parser's message with every quoted piece of the file's text taken out
+/// (serde quotes what it found: "invalid type: string \"hunter2\"", "unknown
+/// field `root`"); what it expected, our own names, stays.
+fn redact(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find(['`', '"']) {
+        let quote = rest[open..].chars().next().unwrap_or('`');
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        // A Debug-quoted string escapes its quotes: find the closing one.
+        let mut close = None;
+        let mut escaped = false;
+        for (i, c) in after.char_indices() {
+            match c {
+                '\\' if quote == '"' && !escaped => escaped = true,
+                c if c == quote && !escaped => {
+                    close = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        let Some(close) = close else {
+            out.push_str("(text not shown)");
+            return out;
+        };
+        let inner = &after[..close];
+        if !inner.is_empty() && vocabulary(inner) {
+            out.push(quote);
+            out.push_str(inner);
+            out.push(quote);
+        } else {
+            out.push_str("(text not shown)");
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    out.trim_end().to_string()
 }
 
 /// Parse the text of `path` (pure: the path only names the rules' source).
 pub fn parse(text: &str, path: &Path) -> Result<FileSettings, String> {
-    let doc: Doc = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+    let doc: Doc = toml::from_str(text)
+        .map_err(|e| format!("{}{}", place(text, e.span()), redact(e.message())))?;
     let c = doc.check;
     let source = path.display().to_string();
     let settle = c
         .settle
-        .as_deref()
-        .map(|s| parse_duration(s).map_err(|e| format!("check.settle: {e}")))
+        .map(|s| {
+            parse_duration(s.get_ref()).map_err(|_| {
+                format!(
+                    "{}check.settle: expected a duration such as \"500ms\" or \"2s\"",
+                    place(text, Some(s.span()))
+                )
+            })
+        })
         .transpose()?;
     let mut allow = Vec::new();
     for (i, entry) in c.allow.into_iter().enumerate() {
-        let (cause, port, reason) = match entry {
+        let at = place(text, Some(entry.span()));
+        let (cause, port, reason) = match entry.into_inner() {
             AllowEntry::Cause(name) => (Some(name), None, None),
             AllowEntry::Rule(r) => (r.cause, r.port, r.reason),
         };
@@ -131,7 +289,7 @@ pub fn parse(text: &str, path: &Path) -> Result<FileSettings, String> {
             .map(|name| {
                 Cause::parse(&name).ok_or_else(|| {
                     format!(
-                        "check.allow[{i}]: unknown cause {name:?} (causes: {})",
+                        "{at}check.allow[{i}]: not a cause name (expected one of: {})",
                         Cause::ALL.map(Cause::name).join(", ")
                     )
                 })
@@ -139,7 +297,7 @@ pub fn parse(text: &str, path: &Path) -> Result<FileSettings, String> {
             .transpose()?;
         if cause.is_none() && port.is_none() {
             return Err(format!(
-                "check.allow[{i}]: a rule needs a cause, a port or both"
+                "{at}check.allow[{i}]: a rule needs a cause, a port or both"
             ));
         }
         allow.push(AllowSpec {
@@ -217,19 +375,64 @@ allow-ports = [9090]
     #[test]
     fn mistakes_are_errors_with_their_place() {
         let e = p("[check]\nmax-per-proces = 1\n").unwrap_err();
-        assert!(e.contains("max-per-proces") && e.contains("line 2"), "{e}");
+        assert!(
+            e.contains("line 2, column 1") && e.contains("unknown field"),
+            "{e}"
+        );
+        assert!(e.contains("`max-per-process`"), "what was expected: {e}");
         let e = p("[check]\nallow = [\"fork-parent\"]\n").unwrap_err();
-        assert!(e.contains("unknown cause \"fork-parent\""), "{e}");
+        assert!(
+            e.contains("line 2, column 10") && e.contains("not a cause name"),
+            "{e}"
+        );
         let e = p("[check]\nallow = [{ reason = \"x\" }]\n").unwrap_err();
         assert!(e.contains("needs a cause, a port or both"), "{e}");
         let e = p("[check]\nallow = [{ prot = 1 }]\n").unwrap_err();
         assert!(e.contains("a cause name, or a table"), "{e}");
         let e = p("[check]\nmax = -1\n").unwrap_err();
-        assert!(e.contains("max"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
         let e = p("[check]\nsettle = \"soon\"\n").unwrap_err();
-        assert!(e.contains("check.settle"), "{e}");
+        assert!(e.contains("check.settle") && e.contains("line 2"), "{e}");
         assert!(p("[scan]\nx = 1\n").is_err());
         assert!(p("max = 1\n").is_err(), "thresholds belong in [check]");
+    }
+
+    #[test]
+    fn errors_never_quote_the_file() {
+        let secrets = [
+            "root:$6$SECRETSALT$SECRETHASH:19000:0:99999:7:::\n",
+            "[check]\nmax = \"SECRETVALUE\"\n",
+            "[check]\nSECRETKEY = 1\n",
+            "[check]\nallow = [\"SECRETCAUSE\"]\n",
+            "[check]\nsettle = \"SECRETTIME\"\n",
+            "SECRETTOP = 1\n",
+            "[SECRETTABLE]\n",
+            "[check]\nmax = 1\nmax = SECRETDUP\n",
+            "[check]\nallow = [{ port = \"SECRETPORT\" }]\n",
+            "[check]\nallow = [{ cause = \"never-closed\", SECRETFIELD = 1 }]\n",
+            "password = \"SECRET\\\"QUOTED\"\n",
+            "token = 'SECRETLITERAL'\n",
+            "a = \"\"\"SECRETMULTI\n",
+        ];
+        for text in secrets {
+            let e = p(text).unwrap_err();
+            assert!(!e.contains("SECRET"), "{text:?} gave {e}");
+            assert!(e.contains("line "), "{text:?} gave {e}");
+        }
+    }
+
+    #[test]
+    fn redaction_keeps_our_own_names_and_punctuation() {
+        assert_eq!(
+            redact("unknown field `pasword`, expected one of `max`, `settle`"),
+            "unknown field (text not shown), expected one of `max`, `settle`"
+        );
+        assert_eq!(
+            redact("invalid type: string \"a\\\"b\", expected usize"),
+            "invalid type: string (text not shown), expected usize"
+        );
+        assert_eq!(redact("expected `.`, `=`"), "expected `.`, `=`");
+        assert_eq!(redact("unclosed `abc"), "unclosed (text not shown)");
     }
 
     #[test]

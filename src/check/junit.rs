@@ -337,7 +337,9 @@ pub fn esc_text(s: &str) -> String {
     escape(s, false)
 }
 
-/// Characters XML 1.0 cannot carry at all become U+FFFD.
+/// Characters XML 1.0 cannot carry at all become U+FFFD; the others a CI
+/// page must not show as they are (CR, C1 controls, bidi overrides,
+/// zero-width characters) become '?', as in every renderer.
 fn escape(s: &str, attribute: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -349,8 +351,10 @@ fn escape(s: &str, attribute: bool) -> String {
             '\n' if attribute => out.push_str("&#10;"),
             '\t' if attribute => out.push_str("&#9;"),
             '\n' | '\t' => out.push(c),
-            '\r' => out.push_str("&#13;"),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c if (c as u32) < 0x20 && c != '\r' || c == '\u{FFFE}' || c == '\u{FFFF}' => {
+                out.push('\u{FFFD}')
+            }
+            c if crate::report::wrap::hostile(c) => out.push('?'),
             c => out.push(c),
         }
     }
@@ -470,7 +474,7 @@ mod tests {
     #[test]
     fn hostile_names_stay_well_formed() {
         let mut r = testdata::realistic();
-        r.groups[0].comm = Some("a<b>&\"c'\u{1}\u{1b}]0;x\u{7}".into());
+        r.groups[0].comm = Some("a<b>&\"c'\u{1}\u{1b}]0;x\u{7}\u{9b}\u{202e}\u{200b}".into());
         r.groups[0].fix = "close ]]> & <tags>\r\n\ttab".into();
         r.host.hostname = Some("h\"<".into());
         let r = with_check(r, &Thresholds::default());
@@ -482,14 +486,15 @@ mod tests {
             .unwrap();
         assert_eq!(
             case.attribute("name"),
-            Some("a<b>&\"c'\u{FFFD}\u{FFFD}]0;x\u{FFFD} (pid 4242)")
+            Some("a<b>&\"c'\u{FFFD}\u{FFFD}]0;x\u{FFFD}??? (pid 4242)")
         );
         let body = case
             .descendants()
             .find(|n| n.has_tag_name("failure"))
             .and_then(|n| n.text())
             .unwrap();
-        assert!(body.contains("fix: close ]]> & <tags>\r\n\ttab"), "{body}");
+        // A CR could rewrite the line a CI page shows: neutralised too.
+        assert!(body.contains("fix: close ]]> & <tags>?\n\ttab"), "{body}");
     }
 
     #[test]

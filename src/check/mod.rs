@@ -4,11 +4,10 @@
 //!
 //! Module map: `roots` (--pid/--pidfile, exits), `wrap` (the command and its
 //! signals), `during` (growth while it runs), `thresholds` (allow rules and
-//! the verdict), `config_file` (cwleak.toml), `junit`, `summary`, `atomic`
-//! (complete-or-absent files), `outcome` (the report's `check` data).
+//! the verdict), `config_file` (cwleak.toml), `junit`, `summary`, `outcome`
+//! (the report's `check` data). Files are written by `crate::output`.
 //! Reading the system stays in `crate::source`.
 
-pub mod atomic;
 pub mod config_file;
 mod during;
 pub mod junit;
@@ -48,8 +47,18 @@ pub fn run(cfg: &CheckConfig) -> Result<Exit> {
     let look = take(cfg, &mut roots)?;
     let mut report = look.report;
     let verdict = thresholds::apply(&mut report, &cfg.thresholds);
-    let passed = verdict.passed && look.error.is_none();
-    let own = match (&look.error, passed) {
+    // Missing data never passes: a verdict met on a look that could not see
+    // everything in scope is an error (2), not a PASS.
+    let error = look.error.or_else(|| {
+        (verdict.passed && !report.scan.incomplete.is_empty()).then(|| {
+            format!(
+                "cannot pass on missing data: {}",
+                report.scan.incomplete.join("; ")
+            )
+        })
+    });
+    let passed = verdict.passed && error.is_none();
+    let own = match (&error, passed) {
         (Some(_), _) => Exit::Error,
         (None, true) => Exit::Clean,
         (None, false) => Exit::Leaks,
@@ -60,7 +69,7 @@ pub fn run(cfg: &CheckConfig) -> Result<Exit> {
         passed,
         exit_code: exit.code(),
         failures: verdict.failures,
-        error: look.error,
+        error,
         counted: verdict.counted,
         allowed: verdict.allowed,
         max: cfg.thresholds.max,
@@ -74,7 +83,7 @@ pub fn run(cfg: &CheckConfig) -> Result<Exit> {
     });
     let elapsed = ms(started.elapsed());
     let (written, failed) = write_files(cfg, &report, &scope, elapsed);
-    eprint!(
+    crate::diag_part!(
         "{}",
         summary::render(&report, &scope, ms(cfg.settle), &written)
     );
@@ -100,7 +109,7 @@ fn run_command(cfg: &CheckConfig, roots: &mut Roots) -> Result<Ran> {
                 wrap::WrapError::NotFound { .. } => Exit::NotFound,
                 _ => Exit::CannotExecute,
             };
-            eprintln!("cwleak: error: {:#}", anyhow::Error::from(e));
+            crate::diag!("cwleak: error: {:#}", anyhow::Error::from(e));
             return Ok(Ran::Stop(exit));
         }
     };
@@ -117,7 +126,7 @@ fn run_command(cfg: &CheckConfig, roots: &mut Roots) -> Result<Ran> {
     });
     let f = finished?;
     if let Some(sig) = f.interrupted {
-        eprintln!("cwleak check: stopped by signal {sig} while the command ran; no check taken");
+        crate::diag!("cwleak check: stopped by signal {sig} while the command ran; no check taken");
         let exit = Exit::from_command(f.code, f.signal).unwrap_or(Exit::Command(128 + sig));
         return Ok(Ran::Stop(exit));
     }
@@ -263,10 +272,10 @@ fn write_files(
     let mut save = |path: &std::path::Path,
                     what: &str,
                     r: &dyn Fn(&mut dyn std::io::Write) -> std::io::Result<()>| {
-        match atomic::write(path, r) {
-            Ok(()) => written.push(format!("{what} {}", path.display())),
+        match crate::output::write(path, crate::output::Access::Default, r) {
+            Ok(_) => written.push(format!("{what} {}", path.display())),
             Err(e) => {
-                eprintln!("cwleak: error: {:#}", anyhow::Error::from(e));
+                crate::diag!("cwleak: error: {:#}", anyhow::Error::from(e));
                 failed = true;
             }
         }

@@ -153,24 +153,42 @@ impl Roots {
     }
 }
 
+/// A pid and a newline; anything longer is not a pidfile (and /dev/zero is not read forever).
+const PIDFILE_MAX: u64 = 4096;
+
 fn read_pidfile(path: &Path) -> Result<Pid, RootError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RootError::PidfileRead {
+    use std::io::Read;
+    let read = |source| RootError::PidfileRead {
         path: path.to_path_buf(),
         source,
-    })?;
-    parse_pidfile(&text).map_err(|message| RootError::PidfileContent {
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(read)?
+        .take(PIDFILE_MAX)
+        .read_to_end(&mut bytes)
+        .map_err(read)?;
+    parse_pidfile(&bytes).map_err(|message| RootError::PidfileContent {
         path: path.to_path_buf(),
         message,
     })
 }
 
-/// The pid on the first line of a pidfile (surrounding blanks ignored).
-pub fn parse_pidfile(text: &str) -> Result<Pid, String> {
-    let first = text.lines().next().unwrap_or("").trim();
-    match first.parse::<Pid>() {
-        Ok(pid) if pid > 0 => Ok(pid),
-        _ if first.is_empty() => Err("empty: no pid in it".into()),
-        _ => Err(format!("expected a pid, found {first:?}")),
+/// The pid on the first line of a pidfile (surrounding blanks ignored). The
+/// error never quotes the text: `--pidfile` may name a secret-bearing file.
+pub fn parse_pidfile(bytes: &[u8]) -> Result<Pid, String> {
+    let first = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+    let first = first.trim_ascii();
+    match std::str::from_utf8(first)
+        .ok()
+        .and_then(|t| t.parse::<Pid>().ok())
+    {
+        Some(pid) if pid > 0 => Ok(pid),
+        _ if first.is_empty() => Err("line 1: empty (expected a pid)".into()),
+        _ => Err(format!(
+            "line 1: expected a positive decimal pid, found {} byte(s) of other text (not shown)",
+            first.len()
+        )),
     }
 }
 
@@ -180,12 +198,14 @@ mod tests {
 
     #[test]
     fn pidfiles_hold_one_positive_pid() {
-        assert_eq!(parse_pidfile("1234\n"), Ok(1234));
-        assert_eq!(parse_pidfile("  77  \nignored"), Ok(77));
-        assert!(parse_pidfile("").unwrap_err().contains("empty"));
-        assert!(parse_pidfile("0\n").is_err());
-        assert!(parse_pidfile("-5").is_err());
-        assert!(parse_pidfile("nginx").unwrap_err().contains("\"nginx\""));
+        assert_eq!(parse_pidfile(b"1234\n"), Ok(1234));
+        assert_eq!(parse_pidfile(b"  77  \nignored"), Ok(77));
+        assert!(parse_pidfile(b"").unwrap_err().contains("empty"));
+        assert!(parse_pidfile(b"0\n").is_err());
+        assert!(parse_pidfile(b"-5").is_err());
+        let e = parse_pidfile(b"root:$6$s3cr3t:19000::::::\n").unwrap_err();
+        assert!(!e.contains("root") && !e.contains("s3cr3t"), "{e}");
+        assert!(parse_pidfile(b"\xff\xfe").is_err());
     }
 
     #[test]

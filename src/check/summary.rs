@@ -55,6 +55,11 @@ pub fn render(report: &Report, scope: &str, settle_ms: u64, files: &[String]) ->
             plural(unreadable, "path", "paths")
         ));
     }
+    if c.error.is_none() {
+        for gap in &report.scan.incomplete {
+            out.push(format!("  incomplete: {}", clean(gap)));
+        }
+    }
     out.push(format!(
         "  scope: {scope}; settle {}; {} processes read in {} ms",
         duration_ms(settle_ms),

@@ -343,6 +343,11 @@ pub struct ScanInfo {
     pub scope: super::Scope,
     /// Every pid or path that could not be read, and why.
     pub unreadable: Vec<Unreadable>,
+    /// Why this look cannot support "no leak" (hidden processes, a table not
+    /// read, the processes in scope unreadable); empty when it can. Not
+    /// empty, a report without findings is no all-clear: exit 2.
+    #[serde(default)]
+    pub incomplete: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

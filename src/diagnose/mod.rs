@@ -4,6 +4,7 @@
 mod addr;
 mod classify;
 mod context;
+pub mod coverage;
 pub mod escaped;
 pub mod finding;
 mod fixes;
@@ -88,7 +89,10 @@ pub fn diagnose(snap: &Snapshot, scope: &Scope) -> Report {
         groups,
         findings,
         processes,
-        scan: scan_info(snap, scope),
+        scan: ScanInfo {
+            incomplete: coverage::gaps(snap, scope, &resolved),
+            ..scan_info(snap, scope)
+        },
         check: None,
     }
 }
@@ -287,5 +291,6 @@ fn scan_info(snap: &Snapshot, scope: &Scope) -> ScanInfo {
         settle_ms: snap.settle.as_ref().map_or(0, |s| s.window_ms),
         scope: scope.clone(),
         unreadable: Unreadable::all(&snap.warnings),
+        incomplete: Vec::new(),
     }
 }

@@ -8,5 +8,7 @@ pub mod fdinfo;
 pub mod link;
 pub mod net_tcp;
 pub mod proc_files;
+pub mod sockstat;
+pub mod sysctl_conf;
 
 pub type ParseResult<T> = Result<T, String>;

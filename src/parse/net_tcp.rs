@@ -33,7 +33,10 @@ pub fn parse_line(line: &str, family: Family, netns: Inode) -> ParseResult<TcpSo
     let (tx, rx) = next("queues")?.split_once(':').ok_or("queues: no ':'")?;
     let send_q = hex_u32(tx, "tx_queue")?;
     let recv_q = hex_u32(rx, "rx_queue")?;
-    next("tr:tm")?;
+    // tr 3: the timewait timer, which only timewait mini-sockets run
+    // (get_timewait4_sock in net/ipv4/tcp_ipv4.c).
+    let timer = next("tr:tm")?.split(':').next().unwrap_or("");
+    let timewait = timer == "03";
     next("retrnsmt")?;
     let uid = next("uid")?.parse().map_err(|e| format!("uid: {e}"))?;
     next("timeout")?;
@@ -49,6 +52,7 @@ pub fn parse_line(line: &str, family: Family, netns: Inode) -> ParseResult<TcpSo
         send_q,
         uid,
         last_ack_ms: None,
+        timewait,
     })
 }
 
@@ -102,6 +106,7 @@ mod tests {
         assert_eq!(cw.state, TcpState::CloseWait);
         assert_eq!(cw.remote.to_string(), "127.0.0.1:54004");
         assert_eq!((cw.inode, cw.uid, cw.recv_q, cw.netns), (36001, 1000, 5, 7));
+        assert!(!cw.timewait);
     }
 
     #[test]
@@ -111,6 +116,15 @@ mod tests {
         assert_eq!(rows[0].local.to_string(), "[::1]:8081");
         assert_eq!(rows[1].local.to_string(), "[::ffff:127.0.0.1]:8081");
         assert_eq!(rows[1].state, TcpState::CloseWait);
+    }
+
+    #[test]
+    fn timewait_timer_marks_mini_sockets() {
+        // An orphaned FIN_WAIT2 handed to timewait: state 05, timer 03, inode 0.
+        let line = "   2: 0100007F:D2F4 0100007F:1F90 05 00000000:00000000 03:00000BB8 00000000     0        0 0 3 0000000000000000";
+        let s = parse_line(line, Family::Ipv4, 7).unwrap();
+        assert_eq!(s.state, TcpState::FinWait2);
+        assert!(s.timewait);
     }
 
     #[test]

@@ -54,19 +54,24 @@ pub struct StatusInfo {
     pub ns_pid: Option<Pid>,
 }
 
+/// Bytes, not text: the Name line is whatever the process chose
+/// (prctl(PR_SET_NAME) takes any bytes), and must not cost us the Uid line.
 pub fn status(text: &[u8]) -> ParseResult<StatusInfo> {
-    let text = std::str::from_utf8(text).map_err(|e| format!("status: {e}"))?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-            .map(str::split_whitespace)
+    let field = |name: &[u8]| {
+        text.split(|b| *b == b'\n')
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(b":"))
+            .map(|v| {
+                v.split(u8::is_ascii_whitespace)
+                    .filter(|w| !w.is_empty())
+                    .map(|w| std::str::from_utf8(w).unwrap_or("\u{fffd}"))
+            })
     };
     // Uid: real, effective, saved, filesystem.
-    let uid = field("Uid")
+    let uid = field(b"Uid")
         .and_then(|mut v| v.next()?.parse().ok())
         .ok_or("status: no Uid line")?;
     // NSpid: the pid in each pid namespace, outermost first (kernels >= 4.1).
-    let ns_pid = match field("NSpid") {
+    let ns_pid = match field(b"NSpid") {
         Some(v) => {
             let pids = v
                 .map(str::parse::<Pid>)
@@ -181,6 +186,9 @@ mod tests {
         // Old kernels have no NSpid line.
         assert_eq!(status(b"Uid:\t0\t0\t0\t0\n").map(|s| s.ns_pid), Ok(None));
         assert!(status(b"Name:\tx\n").is_err());
+        // A name that is not UTF-8 is data; the uid is still read.
+        let hostile = b"Name:\t\xff\xfe\x1b[2J\xe2\x80\xae\nUid:\t1000\t1000\t1000\t1000\n";
+        assert_eq!(status(hostile).map(|s| s.uid), Ok(1000));
         assert!(status(b"Uid:\tx\nNSpid:\t1\n").is_err());
         assert!(status(b"Uid:\t1\nNSpid:\t1\tz\n").is_err());
     }

@@ -14,8 +14,9 @@ const MAX_SECTIONS: usize = 20;
 const MAX_HOLDER_ROWS: usize = 20;
 const MAX_UNREADABLE: usize = 50;
 
-/// Text safe in a paragraph or a table cell: control characters replaced,
-/// Markdown punctuation and HTML escaped.
+/// Text safe in a paragraph or a table cell: hostile characters replaced
+/// (`wrap::clean`), Markdown punctuation escaped, and `<` as `&lt;` (a
+/// backslash before `<` is not honoured by every renderer: some start a tag).
 pub fn esc(s: &str) -> String {
     let chars: Vec<char> = clean(s).chars().collect();
     let mut out = String::with_capacity(s.len());
@@ -32,13 +33,13 @@ pub fn esc(s: &str) -> String {
             && i > 0
             && chars[..i].iter().all(char::is_ascii_digit)
             && chars.get(i + 1).is_none_or(|c| c.is_whitespace());
+        if c == '<' {
+            out.push_str("&lt;");
+            continue;
+        }
         if at_start
             || list_number
-            || (!intraword
-                && matches!(
-                    c,
-                    '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '|' | '~' | '&'
-                ))
+            || (!intraword && matches!(c, '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '~' | '&'))
         {
             out.push('\\');
         }
@@ -75,7 +76,13 @@ fn code_block(out: &mut dyn Write, lang: &str, text: &str) -> io::Result<()> {
     for line in text.lines() {
         let line: String = line
             .chars()
-            .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+            .map(|c| {
+                if c != '\t' && super::wrap::hostile(c) {
+                    '?'
+                } else {
+                    c
+                }
+            })
             .collect();
         writeln!(out, "{line}")?;
     }
@@ -344,6 +351,14 @@ fn scan(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             esc(&ns.method)
         )?;
     }
+    if !s.incomplete.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "**Incomplete:** this look cannot support \"no leak\":")?;
+        writeln!(out)?;
+        for gap in &s.incomplete {
+            writeln!(out, "- {}", esc(gap))?;
+        }
+    }
     if !s.unreadable.is_empty() {
         writeln!(out)?;
         writeln!(out, "Could not read ({}):", s.unreadable.len())?;
@@ -399,7 +414,7 @@ mod tests {
     fn escapes_what_would_break_the_markdown() {
         assert_eq!(
             esc("a|b *c* <d> _e_ x_y"),
-            "a\\|b \\*c\\* \\<d> \\_e\\_ x_y"
+            "a\\|b \\*c\\* &lt;d> \\_e\\_ x_y"
         );
         assert_eq!(esc("> 1. #x"), "\\> 1. #x");
         assert_eq!(esc("12. x"), "12\\. x");

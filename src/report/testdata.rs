@@ -93,6 +93,7 @@ impl Builder {
                     settle_ms: 1000,
                     scope: crate::diagnose::Scope::everything(),
                     unreadable: Vec::new(),
+                    incomplete: Vec::new(),
                 },
                 check: None,
             },

@@ -77,7 +77,7 @@ pub fn render(report: &Report, opts: &RenderOptions, out: &mut dyn Write) -> io:
         st: Style::new(opts.color),
     };
     let st = o.st;
-    let leaked = report.summary.leaked > 0;
+    let leaked = report.summary.leaked > 0 || !report.scan.incomplete.is_empty();
     o.para(&summary_line(report), "", INDENT, |l| {
         if leaked {
             st.bold(l)
@@ -113,7 +113,12 @@ pub fn render(report: &Report, opts: &RenderOptions, out: &mut dyn Write) -> io:
 pub fn summary_line(report: &Report) -> String {
     let s = &report.summary;
     let mut line = String::from("cwleak: ");
-    if s.leaked == 0 {
+    if s.leaked == 0 && !report.scan.incomplete.is_empty() {
+        line.push_str("no CLOSE_WAIT leak seen, but this look is INCOMPLETE (no all-clear)");
+        if s.transient > 0 {
+            line.push_str(&format!(" ({} transient)", s.transient));
+        }
+    } else if s.leaked == 0 {
         line.push_str("no CLOSE_WAIT leak");
         if s.transient > 0 {
             line.push_str(&format!(" ({} transient)", s.transient));
@@ -353,10 +358,30 @@ fn brief_line(g: &Group) -> String {
     s
 }
 
+/// What the look could not see, each on its own line: it decides whether
+/// the answer stands (scan.incomplete in JSON).
+fn incomplete(o: &mut Out, report: &Report) -> io::Result<()> {
+    if report.scan.incomplete.is_empty() {
+        return Ok(());
+    }
+    o.line("")?;
+    let st = o.st;
+    for gap in &report.scan.incomplete {
+        o.para(&format!("incomplete: {}", clean(gap)), "", INDENT, |l| {
+            st.yellow(l)
+        })?;
+    }
+    Ok(())
+}
+
 fn unreadable(o: &mut Out, report: &Report) -> io::Result<()> {
+    incomplete(o, report)?;
     let all = &report.scan.unreadable;
-    let (vanished, failed): (Vec<_>, Vec<_>) =
-        all.iter().partition(|u| u.kind == WarningKind::Vanished);
+    // Incomplete ones were said above, each on its line.
+    let (vanished, failed): (Vec<_>, Vec<_>) = all
+        .iter()
+        .filter(|u| u.kind != WarningKind::Incomplete)
+        .partition(|u| u.kind == WarningKind::Vanished);
     if failed.is_empty() && vanished.is_empty() {
         return Ok(());
     }

@@ -2,18 +2,38 @@
 
 use std::borrow::Cow;
 
-/// Control characters (escape sequences, newlines, tabs) replaced by '?', so
-/// a process name or path can neither drive the terminal nor break a line.
+/// Text from the system (names, paths, command lines) made safe to show:
+/// every character `hostile` names replaced by '?', so a process name can
+/// neither drive the terminal, break a line, nor reorder or hide what a
+/// reader sees. Every renderer (text, markdown, JUnit, watch) goes through it.
 pub fn clean(s: &str) -> Cow<'_, str> {
-    if s.chars().any(char::is_control) {
+    if s.chars().any(hostile) {
         Cow::Owned(
             s.chars()
-                .map(|c| if c.is_control() { '?' } else { c })
+                .map(|c| if hostile(c) { '?' } else { c })
                 .collect(),
         )
     } else {
         Cow::Borrowed(s)
     }
+}
+
+/// C0 and C1 controls (ESC, CR, LF, TAB, U+009B CSI included), bidirectional
+/// overrides, embeddings, isolates and marks (a "txt.exe" shown as "exe.txt"),
+/// zero-width and invisible characters (two names that look the same), and
+/// the Unicode line and paragraph separators.
+pub fn hostile(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+        )
 }
 
 /// Display width, counted in chars (good enough for names and paths).
@@ -94,5 +114,15 @@ mod tests {
     fn cleans_control_characters() {
         assert_eq!(clean("py\x1b[2Jthon\n"), "py?[2Jthon?");
         assert!(matches!(clean("python3"), Cow::Borrowed(_)));
+        assert_eq!(clean("a\rb\u{9b}31mc\u{85}d"), "a?b?31mc?d");
+        // "exe.txt" that a bidi override would show as "txt.exe".
+        assert_eq!(clean("\u{202E}txt.exe\u{202C}"), "?txt.exe?");
+        assert_eq!(clean("a\u{2066}b\u{2069}c\u{202A}d"), "a?b?c?d");
+        assert_eq!(clean("n\u{200B}g\u{200D}i\u{2060}n\u{FEFF}x"), "n?g?i?n?x");
+        assert_eq!(
+            clean("caf\u{e9} \u{4e2d}\u{6587}"),
+            "caf\u{e9} \u{4e2d}\u{6587}"
+        );
+        assert_eq!(clean("\u{fffd}\u{fffd}name"), "\u{fffd}\u{fffd}name");
     }
 }

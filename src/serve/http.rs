@@ -53,7 +53,7 @@ pub async fn serve(listener: TcpListener, shared: Shared) {
             Ok((s, _)) => s,
             Err(e) => {
                 // EMFILE and the like: do not spin; the next tick may succeed.
-                eprintln!("cwleak serve: accept: {e}");
+                crate::diag!("cwleak serve: accept: {e}");
                 tokio::time::sleep(TICK).await;
                 continue;
             }

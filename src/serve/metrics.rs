@@ -309,6 +309,7 @@ fn kind_name(k: WarningKind) -> &'static str {
         WarningKind::NetTable => "net-table",
         WarningKind::Io => "io",
         WarningKind::TimedOut => "timed-out",
+        WarningKind::Incomplete => "incomplete",
     }
 }
 

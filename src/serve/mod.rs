@@ -36,13 +36,13 @@ pub fn run(args: &ServeArgs) -> Result<Exit> {
         .context("making the listening socket non-blocking")?;
     let addr = listener.local_addr().context("reading the bound address")?;
     stop::install()?;
-    eprintln!(
+    crate::diag!(
         "cwleak serve: listening on http://{addr}/metrics (also /report, /healthz); scanning {} every {}",
         cfg.source.root.display(),
         duration_ms(u64::try_from(cfg.interval.as_millis()).unwrap_or(u64::MAX))
     );
     if !addr.ip().is_loopback() {
-        eprintln!(
+        crate::diag!(
             "cwleak serve: warning: {addr} is reachable from other hosts, and /report names \
              processes, cgroups and connections; restrict it (firewall, NetworkPolicy) to your \
              Prometheus"
@@ -85,8 +85,8 @@ pub fn run(args: &ServeArgs) -> Result<Exit> {
     stop::request();
     served.context("serving HTTP")?;
     if done_rx.recv_timeout(SCAN_GRACE).is_err() {
-        eprintln!("cwleak serve: a scan was still running; leaving without it");
+        crate::diag!("cwleak serve: a scan was still running; leaving without it");
     }
-    eprintln!("cwleak serve: stopped");
+    crate::diag!("cwleak serve: stopped");
     Ok(Exit::Clean)
 }

@@ -38,7 +38,7 @@ pub fn run(cfg: &ServeConfig, shared: &Shared) {
             Err(e) => {
                 counters.errors += 1;
                 let msg = format!("{e:#}");
-                eprintln!("cwleak serve: scan failed: {msg}");
+                crate::diag!("cwleak serve: scan failed: {msg}");
                 Some(msg)
             }
         };
@@ -73,7 +73,7 @@ fn publish(
     let json = match last.map(|(r, _)| json(r)).transpose() {
         Ok(j) => j,
         Err(e) => {
-            eprintln!("cwleak serve: {e:#}");
+            crate::diag!("cwleak serve: {e:#}");
             None
         }
     };

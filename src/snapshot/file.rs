@@ -1,152 +1,428 @@
 //! Reading and writing snapshot files: JSON, gzip'd when the name ends in .gz,
 //! zstd when .zst (readers detect it from the magic bytes, whatever the name).
-//! Writes go to a temporary file renamed into place: complete or absent.
+//! Writes go through `crate::output`: a file is complete or absent.
+//!
+//! A reader opens the file once (a pipe or a FIFO can be read only once),
+//! refuses what does not start as a JSON object, parses while decompressing,
+//! keeps only the look asked for, and stops at a cap on the decompressed
+//! size and on any one string: a small decompression bomb costs neither
+//! gigabytes of memory nor minutes.
 
 use super::{Capture, FORMAT, SCHEMA_VERSION};
+use crate::model::Snapshot;
+use crate::output::{self, Access, Written};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::cell::Cell;
+use std::fmt;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
-/// Decompressed size beyond which a file is refused (a 100k-socket host is ~50 MB).
-const MAX_JSON_BYTES: u64 = 2 << 30;
+/// Default cap on a snapshot's decompressed size (`--max-snapshot-size`).
+/// A look at a 100k-socket host is about 50 MB of JSON.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+/// No string in a snapshot comes near this (command lines are the longest).
+const MAX_STRING_BYTES: u64 = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("{}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Io { path: PathBuf, source: io::Error },
+    #[error("cannot write {}", path.display())]
+    Write { path: PathBuf, source: io::Error },
     #[error("{}: not a cwleak snapshot ({reason})", path.display())]
     NotSnapshot { path: PathBuf, reason: String },
     #[error("{}: snapshot schema_version {found}, this cwleak reads {SCHEMA_VERSION}", path.display())]
     Version { path: PathBuf, found: u64 },
     #[error("{}: truncated or corrupted: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "{}: more than {} once decompressed; refused (raise the cap with --max-snapshot-size)",
+        path.display(),
+        size_text(*max)
+    )]
+    TooLarge { path: PathBuf, max: u64 },
 }
 
+/// Which looks to keep while reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    All,
+    /// The last one.
+    Last,
+    /// 0-based.
+    Index(usize),
+}
+
+/// A snapshot file's header, the looks kept, and how many it holds.
+#[derive(Debug)]
+pub struct Loaded {
+    pub capture: Capture,
+    pub looks: usize,
+}
+
+/// Every look of `path`, with the default cap.
 pub fn read(path: &Path) -> Result<Capture, SnapshotError> {
+    read_keeping(path, Keep::All, DEFAULT_MAX_BYTES).map(|l| l.capture)
+}
+
+/// Read `path`, keeping the looks `keep` names, refusing more than
+/// `max_bytes` of decompressed JSON.
+pub fn read_keeping(path: &Path, keep: Keep, max_bytes: u64) -> Result<Loaded, SnapshotError> {
     let io_err = |source| SnapshotError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let mut head = [0u8; 4];
-    let mut f = File::open(path).map_err(io_err)?;
-    let n = read_up_to(&mut f, &mut head).map_err(io_err)?;
-    let f = File::open(path).map_err(io_err)?;
-    let reader: Box<dyn Read> = match &head[..n] {
-        [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(BufReader::new(f))),
-        [0x28, 0xb5, 0x2f, 0xfd] => Box::new(zstd::Decoder::new(f).map_err(io_err)?),
-        _ => Box::new(BufReader::new(f)),
+    let corrupt = |reason: String| SnapshotError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
     };
-    let mut json = Vec::new();
-    reader
-        .take(MAX_JSON_BYTES)
-        .read_to_end(&mut json)
-        .map_err(|e| SnapshotError::Corrupt {
+    let mut f = File::open(path).map_err(io_err)?;
+    if f.metadata().map_err(io_err)?.is_dir() {
+        return Err(io_err(io::Error::other("is a directory")));
+    }
+    // Peek at the magic bytes of the one open file, then read on from them.
+    let mut head = [0u8; 4];
+    let n = read_up_to(&mut f, &mut head).map_err(io_err)?;
+    let raw = io::Cursor::new(head[..n].to_vec()).chain(f);
+    let decoded: Box<dyn Read> = match &head[..n] {
+        [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(raw))),
+        [0x28, 0xb5, 0x2f, 0xfd] => Box::new(zstd::Decoder::new(raw).map_err(io_err)?),
+        _ => Box::new(raw),
+    };
+    let over = Rc::new(Cell::new(None));
+    let mut json = BufReader::with_capacity(
+        1 << 16,
+        Capped {
+            inner: decoded,
+            left: max_bytes,
+            string: None,
+            over: Rc::clone(&over),
+        },
+    );
+    let too_large = |e: Option<Over>, other: String| match e {
+        Some(Over::Total) => SnapshotError::TooLarge {
             path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    parse(path, &json)
+            max: max_bytes,
+        },
+        Some(Over::String) => SnapshotError::NotSnapshot {
+            path: path.to_path_buf(),
+            reason: format!("a string longer than {}", size_text(MAX_STRING_BYTES)),
+        },
+        None => corrupt(other),
+    };
+    match first_byte(&mut json) {
+        Ok(Some(b'{')) => {}
+        Ok(Some(_)) => {
+            return Err(SnapshotError::NotSnapshot {
+                path: path.to_path_buf(),
+                reason: "not a JSON object".into(),
+            })
+        }
+        Ok(None) => return Err(corrupt("empty".into())),
+        Err(e) => return Err(too_large(over.get(), e.to_string())),
+    }
+    let rejected = Cell::new(None);
+    let mut de = serde_json::Deserializer::from_reader(json);
+    let parsed = Top {
+        keep,
+        rejected: &rejected,
+    }
+    .deserialize(&mut de)
+    .and_then(|l| de.end().map(|()| l));
+    match (parsed, rejected.take()) {
+        (_, Some(Reject::NotSnapshot(reason))) => Err(SnapshotError::NotSnapshot {
+            path: path.to_path_buf(),
+            reason,
+        }),
+        (_, Some(Reject::Version(found))) => Err(SnapshotError::Version {
+            path: path.to_path_buf(),
+            found,
+        }),
+        (Ok(l), None) => Ok(l),
+        (Err(e), None) => Err(too_large(over.get(), e.to_string())),
+    }
 }
 
-/// Check the envelope first, so a wrong file says what it is not.
-fn parse(path: &Path, json: &[u8]) -> Result<Capture, SnapshotError> {
-    let not = |reason: &str| SnapshotError::NotSnapshot {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    };
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        format: Option<String>,
-        schema_version: Option<u64>,
-    }
-    let env: Envelope = match serde_json::from_slice(json) {
-        Ok(e) => e,
-        Err(e) if e.is_eof() => {
-            return Err(SnapshotError::Corrupt {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })
+/// The first byte that is not JSON whitespace (None: there is none).
+fn first_byte(r: &mut impl io::BufRead) -> io::Result<Option<u8>> {
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(None);
         }
-        Err(e) if e.is_syntax() && json.first().is_some_and(|b| *b == b'{') => {
-            return Err(SnapshotError::Corrupt {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })
+        match buf.iter().position(|b| !b" \t\r\n".contains(b)) {
+            Some(i) => return Ok(Some(buf[i])),
+            None => {
+                let n = buf.len();
+                r.consume(n);
+            }
         }
-        Err(_) => return Err(not("not a JSON object")),
-    };
-    if env.format.as_deref() != Some(FORMAT) {
-        return Err(not("no \"format\": \"cwleak-snapshot\" field"));
     }
-    match env.schema_version {
-        Some(v) if v == u64::from(SCHEMA_VERSION) => {}
-        Some(found) => {
-            return Err(SnapshotError::Version {
-                path: path.to_path_buf(),
-                found,
-            })
-        }
-        None => return Err(not("no schema_version")),
-    }
-    let capture: Capture = serde_json::from_slice(json).map_err(|e| SnapshotError::Corrupt {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    if capture.samples.is_empty() {
-        return Err(SnapshotError::Corrupt {
-            path: path.to_path_buf(),
-            reason: "no samples".into(),
-        });
-    }
-    Ok(capture)
 }
 
 fn read_up_to(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
-        match f.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(n)
 }
 
-/// Write atomically, compressed according to the file name.
-pub fn write(path: &Path, capture: &Capture) -> Result<(), SnapshotError> {
-    let io_err = |source| SnapshotError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err)?;
-    {
-        let out = BufWriter::new(tmp.as_file());
-        let name = path.to_string_lossy();
-        let result = if name.ends_with(".gz") {
-            let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::default());
-            serde_json::to_writer(&mut enc, capture)
-                .map_err(io::Error::other)
-                .and_then(|()| enc.finish().map(drop))
-        } else if name.ends_with(".zst") {
-            zstd::Encoder::new(out, 6).and_then(|mut enc| {
-                serde_json::to_writer(&mut enc, capture).map_err(io::Error::other)?;
-                enc.finish().map(drop)
-            })
-        } else {
-            let mut out = out;
-            serde_json::to_writer(&mut out, capture)
-                .map_err(io::Error::other)
-                .and_then(|()| out.write_all(b"\n"))
-                .and_then(|()| out.flush())
-        };
-        result.map_err(io_err)?;
+/// "1 GiB", "16 MiB", "1000 bytes".
+pub fn size_text(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (unit, name) in UNITS {
+        if bytes >= unit && bytes % unit == 0 {
+            return format!("{} {name}", bytes / unit);
+        }
     }
-    tmp.as_file().sync_all().map_err(io_err)?;
-    tmp.persist(path).map_err(|e| io_err(e.error))?;
-    Ok(())
+    format!("{bytes} bytes")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Over {
+    Total,
+    String,
+}
+
+/// The decompressed stream, cut off (with an error) past `left` bytes or
+/// inside a string longer than `MAX_STRING_BYTES`.
+struct Capped {
+    inner: Box<dyn Read>,
+    left: u64,
+    /// Inside a string: its length so far, and whether the last byte was a
+    /// backslash.
+    string: Option<(u64, bool)>,
+    over: Rc<Cell<Option<Over>>>,
+}
+
+impl Read for Capped {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n as u64 > self.left {
+            return Err(self.fail(Over::Total));
+        }
+        self.left -= n as u64;
+        for &b in &buf[..n] {
+            self.string = match self.string {
+                None if b == b'"' => Some((0, false)),
+                None => None,
+                Some((len, _)) if len >= MAX_STRING_BYTES => return Err(self.fail(Over::String)),
+                Some((len, true)) => Some((len + 1, false)),
+                Some((_, false)) if b == b'"' => None,
+                Some((len, false)) => Some((len + 1, b == b'\\')),
+            };
+        }
+        Ok(n)
+    }
+}
+
+impl Capped {
+    fn fail(&self, what: Over) -> io::Error {
+        self.over.set(Some(what));
+        io::Error::other("size cap reached")
+    }
+}
+
+/// Why the envelope was refused (told apart from a parse error).
+#[derive(Debug)]
+enum Reject {
+    NotSnapshot(String),
+    Version(u64),
+}
+
+/// The top-level object: the envelope is checked as soon as it is read (our
+/// writer puts it first), so a foreign or newer file is refused before its
+/// looks are parsed.
+struct Top<'a> {
+    keep: Keep,
+    rejected: &'a Cell<Option<Reject>>,
+}
+
+impl Top<'_> {
+    fn reject<E: de::Error>(&self, why: Reject) -> E {
+        let text = format!("{why:?}");
+        self.rejected.set(Some(why));
+        E::custom(text)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Top<'_> {
+    type Value = Loaded;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Loaded, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Top<'_> {
+    type Value = Loaded;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a cwleak snapshot object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Loaded, A::Error> {
+        let mut format = None;
+        let mut version = None;
+        let mut tool_version = None;
+        let mut cmdline_kept = None;
+        let mut settle_ms = None;
+        let mut interval_ms = None;
+        let mut samples = None;
+        // Looks met before the envelope (a reordered file): parsed after it.
+        let mut early: Option<Box<serde_json::value::RawValue>> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "format" => {
+                    let f: String = map.next_value()?;
+                    if f != FORMAT {
+                        return Err(self.reject(Reject::NotSnapshot(
+                            "no \"format\": \"cwleak-snapshot\" field".into(),
+                        )));
+                    }
+                    format = Some(f);
+                }
+                "schema_version" => {
+                    let v: u64 = map.next_value()?;
+                    if v != u64::from(SCHEMA_VERSION) {
+                        return Err(self.reject(Reject::Version(v)));
+                    }
+                    version = Some(v);
+                }
+                "tool_version" => tool_version = Some(map.next_value::<String>()?),
+                "cmdline_kept" => cmdline_kept = Some(map.next_value::<bool>()?),
+                "settle_ms" => settle_ms = Some(map.next_value::<u64>()?),
+                "interval_ms" => interval_ms = Some(map.next_value::<u64>()?),
+                "samples" if format.is_some() && version.is_some() => {
+                    samples = Some(map.next_value_seed(Samples(self.keep))?);
+                }
+                "samples" => early = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if format.is_none() {
+            return Err(self.reject(Reject::NotSnapshot(
+                "no \"format\": \"cwleak-snapshot\" field".into(),
+            )));
+        }
+        if version.is_none() {
+            return Err(self.reject(Reject::NotSnapshot("no schema_version".into())));
+        }
+        if let Some(raw) = early {
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            samples = Some(
+                Samples(self.keep)
+                    .deserialize(&mut de)
+                    .map_err(de::Error::custom)?,
+            );
+        }
+        let (samples, looks) = samples.ok_or_else(|| de::Error::missing_field("samples"))?;
+        if looks == 0 {
+            return Err(de::Error::custom("no samples"));
+        }
+        Ok(Loaded {
+            capture: Capture {
+                format: FORMAT.to_string(),
+                schema_version: SCHEMA_VERSION,
+                tool_version: tool_version
+                    .ok_or_else(|| de::Error::missing_field("tool_version"))?,
+                cmdline_kept: cmdline_kept
+                    .ok_or_else(|| de::Error::missing_field("cmdline_kept"))?,
+                settle_ms: settle_ms.ok_or_else(|| de::Error::missing_field("settle_ms"))?,
+                interval_ms: interval_ms.ok_or_else(|| de::Error::missing_field("interval_ms"))?,
+                samples,
+            },
+            looks,
+        })
+    }
+}
+
+/// The looks, parsed one at a time; only the kept ones stay in memory.
+struct Samples(Keep);
+
+impl<'de> DeserializeSeed<'de> for Samples {
+    type Value = (Vec<Snapshot>, usize);
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Samples {
+    type Value = (Vec<Snapshot>, usize);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of looks")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut kept = Vec::new();
+        let mut n = 0;
+        while let Some(look) = seq.next_element::<Snapshot>()? {
+            match self.0 {
+                Keep::All => kept.push(look),
+                Keep::Last => kept = vec![look],
+                Keep::Index(i) if i == n => kept.push(look),
+                Keep::Index(_) => {}
+            }
+            n += 1;
+        }
+        Ok((kept, n))
+    }
+}
+
+/// Write `path` (atomically when it is a file: `crate::output`), compressed
+/// according to its name. Every write, flush and compressor-finish error is
+/// an error.
+pub fn write(path: &Path, capture: &Capture) -> Result<Written, SnapshotError> {
+    let name = path.to_string_lossy();
+    let kind = if name.ends_with(".gz") {
+        Compression::Gzip
+    } else if name.ends_with(".zst") {
+        Compression::Zstd
+    } else {
+        Compression::None
+    };
+    output::write(path, Access::Owner, |out| encode(out, kind, capture)).map_err(|e| {
+        SnapshotError::Write {
+            path: path.to_path_buf(),
+            source: e.source,
+        }
+    })
+}
+
+enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+fn encode(out: &mut dyn Write, kind: Compression, capture: &Capture) -> io::Result<()> {
+    match kind {
+        Compression::Gzip => {
+            let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+            serde_json::to_writer(&mut enc, capture).map_err(io::Error::from)?;
+            enc.finish()?.flush()
+        }
+        Compression::Zstd => {
+            let mut enc = zstd::Encoder::new(out, 6)?;
+            serde_json::to_writer(&mut enc, capture).map_err(io::Error::from)?;
+            enc.finish()?.flush()
+        }
+        Compression::None => {
+            serde_json::to_writer(&mut *out, capture).map_err(io::Error::from)?;
+            out.write_all(b"\n")?;
+            out.flush()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -195,5 +471,64 @@ mod tests {
         }
         std::fs::write(&p, [0x1f, 0x8b, 0x08, 0x00, 0x01]).unwrap();
         assert!(read(&p).unwrap_err().to_string().contains("x.json"));
+    }
+
+    #[test]
+    fn keeps_the_look_asked_for_and_reads_a_reordered_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("three.json");
+        let mut looks = vec![Snapshot::default(); 3];
+        for (i, l) in looks.iter_mut().enumerate() {
+            l.meta.hostname = Some(format!("look-{i}"));
+        }
+        write(&p, &Capture::new(looks, false, 1000, 0)).unwrap();
+        let host = |keep| {
+            let l = read_keeping(&p, keep, DEFAULT_MAX_BYTES).unwrap();
+            assert_eq!(l.looks, 3);
+            l.capture
+                .samples
+                .iter()
+                .filter_map(|s| s.meta.hostname.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(host(Keep::Last), ["look-2"]);
+        assert_eq!(host(Keep::Index(0)), ["look-0"]);
+        assert!(host(Keep::Index(7)).is_empty());
+        assert_eq!(host(Keep::All).len(), 3);
+        // Keys in another order (jq -S sorts them): looks before the envelope.
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        let sorted: std::collections::BTreeMap<String, serde_json::Value> =
+            serde_json::from_value(v).unwrap();
+        std::fs::write(&p, serde_json::to_vec(&sorted).unwrap()).unwrap();
+        assert_eq!(host(Keep::Last), ["look-2"]);
+    }
+
+    #[test]
+    fn caps_the_decompressed_size_and_any_one_string() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.json");
+        write(&p, &sample()).unwrap();
+        let size = std::fs::metadata(&p).unwrap().len();
+        assert!(read_keeping(&p, Keep::Last, size).is_ok());
+        let e = read_keeping(&p, Keep::Last, size - 1).unwrap_err();
+        assert!(matches!(e, SnapshotError::TooLarge { .. }), "{e}");
+        assert!(e.to_string().contains("--max-snapshot-size"), "{e}");
+        let mut long = b"{\"format\":\"".to_vec();
+        long.resize(long.len() + (MAX_STRING_BYTES as usize) + 10, b'a');
+        std::fs::write(&p, &long).unwrap();
+        let e = read(&p).unwrap_err().to_string();
+        assert!(e.contains("a string longer than 16 MiB"), "{e}");
+        std::fs::write(&p, [0u8; 64]).unwrap();
+        assert!(read(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("not a JSON object"));
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(size_text(1 << 30), "1 GiB");
+        assert_eq!(size_text(3 << 20), "3 MiB");
+        assert_eq!(size_text(1000), "1000 bytes");
     }
 }

@@ -6,7 +6,9 @@
 
 mod file;
 
-pub use file::{read, write, SnapshotError};
+pub use file::{
+    read, read_keeping, size_text, write, Keep, Loaded, SnapshotError, DEFAULT_MAX_BYTES,
+};
 
 use crate::model::Snapshot;
 use serde::{Deserialize, Serialize};

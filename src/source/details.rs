@@ -58,8 +58,12 @@ pub fn read_files(root: &ProcRoot, w: &Walked, buf: &mut Vec<u8>) -> ProcFiles {
     if let Ok(t) = root.read_link(Some(pid), &proc_dir.join("exe")) {
         out.exe = Some(exe_name(&t));
     }
-    if let Ok(text) = root.read_string(Some(pid), &proc_dir.join("cgroup")) {
-        out.cgroup = Some(proc_files::cgroup(&text));
+    // A cgroup directory's name is any bytes: shown lossily, never dropped.
+    if root
+        .read_into(Some(pid), &proc_dir.join("cgroup"), buf)
+        .is_ok()
+    {
+        out.cgroup = Some(proc_files::cgroup(&String::from_utf8_lossy(buf)));
     }
     if let Ok(text) = root.read_string(Some(pid), &proc_dir.join("limits")) {
         out.fd_limit = Some(proc_files::max_open_files(&text));

@@ -5,16 +5,20 @@
 pub mod cgroup;
 pub mod cmdline;
 mod details;
+mod enter;
 pub mod error;
 pub mod exits;
 mod fdtable;
 mod flags;
 pub mod incremental;
+pub mod kernel_counts;
+pub mod netns_files;
 mod prune;
 pub mod recheck;
 pub mod root;
 pub mod sock_diag;
 pub mod sysctl;
+pub mod sysctl_conf;
 pub mod table_scope;
 pub mod tables;
 mod task_files;
@@ -55,6 +59,14 @@ pub struct SourceConfig {
     pub states: TableStates,
     /// Which namespaces' tables to read (default: all).
     pub tables_for: TableScope,
+    /// Read each namespace's net/sockstat TCP line and TcpExt counters.
+    pub kernel_counts: bool,
+    /// Namespace files to read even when no process sits in them
+    /// (`--netns PATH`); live only.
+    pub netns_files: Vec<PathBuf>,
+    /// The directory of named namespaces (`ip netns add`), read on a live
+    /// system; None: only namespaces with a process in them and `netns_files`.
+    pub netns_dir: Option<PathBuf>,
 }
 
 /// `All` for the whole picture (`states`, `serve`, captures); `Leaks` when
@@ -100,6 +112,9 @@ impl Default for SourceConfig {
             sysctls: false,
             states: TableStates::All,
             tables_for: TableScope::default(),
+            kernel_counts: false,
+            netns_files: Vec::new(),
+            netns_dir: Some(PathBuf::from(netns_files::NAMED_DIR)),
         }
     }
 }
@@ -115,7 +130,7 @@ pub fn phase_done(label: &str, since: &mut Instant) {
 fn timing_note(note: &str) {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     if *ON.get_or_init(|| std::env::var_os("CWLEAK_TIMINGS").is_some()) {
-        eprintln!("cwleak timing: {note}");
+        crate::diag!("cwleak timing: {note}");
     }
 }
 
@@ -189,7 +204,16 @@ fn finish(
     let mut t = Instant::now();
     let mut members = namespace_members(&walked);
     if live {
+        // Under hidepid, or as a user who can read no other process, the
+        // own namespace is the one table sock_diag still gives.
         add_own_namespace(&root, meta.netns, &mut members);
+        warnings.extend(hidden_processes(&root));
+        // Namespaces no process sits in: only their files lead to them.
+        for (netns, file) in netns_files::discover(cfg.netns_dir.as_deref(), &cfg.netns_files) {
+            members
+                .entry(netns)
+                .or_insert_with(|| NsMember::file(netns, file));
+        }
     }
     if let Some(keep) = cfg.tables_for.namespaces(&walked) {
         members.retain(|netns, _| keep.contains(netns));
@@ -338,9 +362,20 @@ impl TablesLook<'_> {
             &mut warnings,
         );
         if cfg.sysctls {
-            let ns_file = root.join(member.base.join("ns/net"));
+            let ns_file = member.ns_file(root);
             match sysctl::read(root, self.live, self.own, member.netns, &ns_file) {
                 Ok(values) => t.namespace.sysctls = values,
+                Err(e) => warnings.push(e.to_warning()),
+            }
+        }
+        if cfg.kernel_counts {
+            match kernel_counts::read(root, &member.place(), member.netns) {
+                Ok(c) => {
+                    t.namespace.kernel = Some(c.kernel);
+                    t.namespace.counters = c.counters;
+                }
+                // A recorded tree may predate these files: nothing to say.
+                Err(_) if !self.live => {}
                 Err(e) => warnings.push(e.to_warning()),
             }
         }
@@ -461,10 +496,53 @@ fn namespace_members(walked: &[Walked]) -> BTreeMap<Inode, NsMember> {
                 netns,
                 pid: w.process.pid,
                 base: w.base.clone(),
+                file: None,
             });
         }
     }
     members
+}
+
+/// A live proc filesystem always has a pid 1 (the namespace's init, visible
+/// to it and to whoever may ptrace it): missing, the listing is filtered
+/// (`hidepid=2`/`invisible`), and other users' processes are not in it.
+fn hidden_processes(root: &ProcRoot) -> Option<Warning> {
+    if root.join("1").exists() {
+        return None;
+    }
+    let how = proc_mount_options(root)
+        .and_then(|o| {
+            o.split(',')
+                .find(|o| o.starts_with("hidepid="))
+                .map(str::to_string)
+        })
+        .map_or_else(String::new, |o| format!(" (mounted {o})"));
+    Some(Warning {
+        pid: None,
+        path: Some(root.path().display().to_string()),
+        kind: crate::model::WarningKind::Incomplete,
+        message: format!(
+            "this /proc hides other users' processes{how}: their sockets cannot be attributed and \
+             network namespaces only they are in were not read; run as root (or as a member of \
+             the proc mount's gid= group)"
+        ),
+    })
+}
+
+/// The super options of the proc mount at `root` (its last mountinfo line).
+fn proc_mount_options(root: &ProcRoot) -> Option<String> {
+    let text = root
+        .read_string(None, std::path::Path::new("self/mountinfo"))
+        .ok()?;
+    let at = root.path().to_str()?;
+    text.lines()
+        .filter(|l| l.split(' ').nth(4) == Some(at))
+        .filter_map(|l| {
+            let (_, after) = l.split_once(" - ")?;
+            let mut f = after.split(' ');
+            (f.next()? == "proc").then(|| f.nth(1).map(str::to_string))?
+        })
+        .next_back()
 }
 
 /// cwleak's own network namespace is read even when no process it can see
@@ -491,6 +569,7 @@ fn add_own_namespace(root: &ProcRoot, own: Option<Inode>, members: &mut BTreeMap
             netns,
             pid,
             base: PathBuf::from(pid.to_string()),
+            file: None,
         },
     );
 }
@@ -591,12 +670,58 @@ pub fn netns_of_pid(root: &ProcRoot, pid: Pid) -> Result<Inode, SourceError> {
         .ok_or_else(|| SourceError::malformed(Some(pid), root.join(&rel), "not a net:[inode] link"))
 }
 
-/// The inode of a namespace file (/run/netns/NAME, /proc/PID/ns/net).
+/// The inode of a network namespace file (/run/netns/NAME, /proc/PID/ns/net).
+/// Anything else (a plain file, another kind of namespace) is refused: its
+/// inode would name no table, and a scope on it would pass on nothing read.
 pub fn netns_of_path(path: &std::path::Path) -> Result<Inode, SourceError> {
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path)
+    let file = std::fs::File::open(path).map_err(|e| SourceError::io(None, path, e))?;
+    let not =
+        |what: &str| SourceError::malformed(None, path, format!("not a network namespace: {what}"));
+    let fs = nix::sys::statfs::fstatfs(&file).map_err(|e| SourceError::io(None, path, e.into()))?;
+    if fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
+        return Err(not(
+            "not a namespace file (expected /run/netns/NAME or /proc/PID/ns/net)",
+        ));
+    }
+    // SAFETY: NS_GET_NSTYPE takes no argument and only returns a value.
+    let kind = unsafe { libc::ioctl(file.as_raw_fd(), libc::NS_GET_NSTYPE) };
+    if kind != libc::CLONE_NEWNET {
+        return Err(not(match kind {
+            libc::CLONE_NEWNS => "a mount namespace",
+            libc::CLONE_NEWPID => "a pid namespace",
+            libc::CLONE_NEWUTS => "a UTS namespace",
+            libc::CLONE_NEWIPC => "an IPC namespace",
+            libc::CLONE_NEWUSER => "a user namespace",
+            libc::CLONE_NEWCGROUP => "a cgroup namespace",
+            libc::CLONE_NEWTIME => "a time namespace",
+            _ => "another kind of namespace",
+        }));
+    }
+    file.metadata()
         .map(|m| m.ino())
         .map_err(|e| SourceError::io(None, path, e))
+}
+
+/// Whether network namespace `inode` exists as far as `root` shows: some
+/// process is in it, or (live) it is mounted under /run/netns. An inode no
+/// one is in names no table: a scope on it could only pass on nothing.
+pub fn netns_known(root: &ProcRoot, inode: Inode) -> bool {
+    let in_use = root.pids().unwrap_or_default().into_iter().any(|pid| {
+        root.read_link(Some(pid), &PathBuf::from(format!("{pid}/ns/net")))
+            .ok()
+            .and_then(|t| crate::parse::link::bracket_inode(&t, b"net"))
+            == Some(inode)
+    });
+    in_use
+        || (is_live_proc(root)
+            && ["/run/netns", "/var/run/netns"].iter().any(|dir| {
+                std::fs::read_dir(dir).is_ok_and(|d| {
+                    d.filter_map(Result::ok)
+                        .any(|e| netns_of_path(&e.path()).is_ok_and(|i| i == inode))
+                })
+            }))
 }
 
 /// Rows of the terminal on stdout, if it is one.

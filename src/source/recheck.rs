@@ -146,6 +146,9 @@ fn members_with_close_wait(snap: &Snapshot, cw: &FxHashSet<SocketKey>) -> Vec<Ns
         .iter()
         .filter(|n| namespaces.contains(&n.inode))
         .filter_map(|n| {
+            if let Some(file) = &n.file {
+                return Some(NsMember::file(n.inode, file.into()));
+            }
             let pid = n.via_pid?;
             let tid = snap
                 .processes
@@ -156,6 +159,7 @@ fn members_with_close_wait(snap: &Snapshot, cw: &FxHashSet<SocketKey>) -> Vec<Ns
                 netns: n.inode,
                 pid,
                 base: task_base(pid, tid),
+                file: None,
             })
         })
         .collect()

@@ -1,7 +1,7 @@
 //! TCP settings of a network namespace. /proc/sys/net shows the namespace of
 //! the thread that opens it, so another namespace's values are read from a
-//! short-lived thread that setns()es into it; a fixture tree's are read from
-//! ROOT/sys/net as recorded.
+//! short-lived thread that setns()es into it (`enter`); a fixture tree's are
+//! read from ROOT/sys/net as recorded.
 
 use super::root::ProcRoot;
 use super::SourceError;
@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// (name as `sysctl` spells it, path under /proc/sys).
-pub const TCP_SYSCTLS: [(&str, &str); 14] = [
+pub const TCP_SYSCTLS: [(&str, &str); 20] = [
     ("net.ipv4.tcp_fin_timeout", "net/ipv4/tcp_fin_timeout"),
     ("net.ipv4.tcp_tw_reuse", "net/ipv4/tcp_tw_reuse"),
     // Recent kernels: how old (ms) a TIME_WAIT socket must be for tcp_tw_reuse.
@@ -38,6 +38,19 @@ pub const TCP_SYSCTLS: [(&str, &str); 14] = [
     ("net.ipv4.tcp_orphan_retries", "net/ipv4/tcp_orphan_retries"),
     ("net.ipv4.tcp_max_orphans", "net/ipv4/tcp_max_orphans"),
     ("net.ipv4.tcp_tw_recycle", "net/ipv4/tcp_tw_recycle"),
+    ("net.ipv4.tcp_timestamps", "net/ipv4/tcp_timestamps"),
+    ("net.ipv4.tcp_rfc1337", "net/ipv4/tcp_rfc1337"),
+    (
+        "net.ipv4.tcp_abort_on_overflow",
+        "net/ipv4/tcp_abort_on_overflow",
+    ),
+    // Host-wide (the initial namespace only shows it), in pages.
+    ("net.ipv4.tcp_mem", "net/ipv4/tcp_mem"),
+    ("net.ipv4.tcp_wmem", "net/ipv4/tcp_wmem"),
+    (
+        "net.ipv4.ip_local_reserved_ports",
+        "net/ipv4/ip_local_reserved_ports",
+    ),
 ];
 
 /// Read the settings of one namespace. Missing files (tcp_tw_recycle since
@@ -52,27 +65,8 @@ pub fn read(
     if !live || own == Some(netns) {
         return Ok(read_under(&root.join("sys")));
     }
-    let ns_file = ns_file.to_path_buf();
     let sys = root.join("sys");
-    let handle = std::thread::Builder::new()
-        .name("cwleak-sysctl".into())
-        .spawn(move || -> Result<BTreeMap<String, String>, String> {
-            let f = std::fs::File::open(&ns_file)
-                .map_err(|e| format!("open {}: {e}", ns_file.display()))?;
-            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(|e| format!("setns {}: {e}", ns_file.display()))?;
-            Ok(read_under(&sys))
-        })
-        .map_err(|e| SourceError::Netlink {
-            netns,
-            message: e.to_string(),
-        })?;
-    handle
-        .join()
-        .map_err(|_| SourceError::Netlink {
-            netns,
-            message: "sysctl reader panicked".into(),
-        })?
+    super::enter::in_netns(ns_file, move || read_under(&sys))
         .map_err(|message| SourceError::Netlink { netns, message })
 }
 

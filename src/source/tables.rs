@@ -19,13 +19,47 @@ pub enum TableMethod {
     SockDiag,
 }
 
-/// Where a namespace's tables can be read from: one member process.
+/// Where a namespace's tables can be read from: one member process, or a
+/// namespace file when no process sits in it.
 #[derive(Debug, Clone)]
 pub struct NsMember {
     pub netns: Inode,
+    /// 0 with `file`.
     pub pid: Pid,
     /// `PID` or `PID/task/TID` under the root.
     pub base: PathBuf,
+    /// A namespace file (/run/netns/NAME) to enter: no process sits in it.
+    pub file: Option<PathBuf>,
+}
+
+impl NsMember {
+    pub fn file(netns: Inode, file: PathBuf) -> NsMember {
+        NsMember {
+            netns,
+            pid: 0,
+            base: PathBuf::new(),
+            file: Some(file),
+        }
+    }
+
+    /// The namespace file to setns() into.
+    pub fn ns_file(&self, root: &ProcRoot) -> PathBuf {
+        match &self.file {
+            Some(f) => f.clone(),
+            None => root.join(self.base.join("ns/net")),
+        }
+    }
+
+    /// Where its kernel counters are read.
+    pub fn place(&self) -> super::kernel_counts::Place<'_> {
+        match &self.file {
+            Some(f) => super::kernel_counts::Place::File(f),
+            None => super::kernel_counts::Place::Member {
+                pid: self.pid,
+                base: &self.base,
+            },
+        }
+    }
 }
 
 pub struct TableRead {
@@ -43,6 +77,9 @@ pub fn read_namespace(
     req: &DumpRequest,
     warnings: &mut Vec<Warning>,
 ) -> TableRead {
+    if let Some(file) = &member.file {
+        return read_by_file(root, live, method, member, file, req, warnings);
+    }
     let use_diag = live && method != TableMethod::Proc;
     if use_diag {
         match dump_diag(root, member, req) {
@@ -53,34 +90,116 @@ pub fn read_namespace(
                     w.message.push_str("; read /proc/PID/net/tcp{,6} instead");
                 } else {
                     warnings.push(w);
+                    warnings.push(unread(Some(member.pid), member.netns));
                     return finish(member, "sock_diag", Vec::new());
                 }
                 warnings.push(w);
             }
         }
     }
+    let sockets = read_proc_files(
+        root,
+        Some(member.pid),
+        &member.base,
+        member.netns,
+        req,
+        warnings,
+    );
+    finish(member, "proc", sockets)
+}
+
+/// A namespace no process sits in: a sock_diag dump from inside it, or its
+/// /proc files read by a thread inside it (`thread-self/net/tcp`).
+fn read_by_file(
+    root: &ProcRoot,
+    live: bool,
+    method: TableMethod,
+    member: &NsMember,
+    file: &Path,
+    req: &DumpRequest,
+    warnings: &mut Vec<Warning>,
+) -> TableRead {
+    if !live {
+        return finish(member, "proc", Vec::new());
+    }
+    if method != TableMethod::Proc {
+        match sock_diag::dump_in_netns(file, member.netns, req) {
+            Ok(sockets) => return finish(member, "sock_diag", sockets),
+            Err(e) if method == TableMethod::SockDiag => {
+                warnings.push(e.to_warning());
+                return finish(member, "sock_diag", Vec::new());
+            }
+            Err(e) => {
+                let mut w = e.to_warning();
+                w.message.push_str("; read thread-self/net/tcp{,6} instead");
+                warnings.push(w);
+            }
+        }
+    }
+    let (root2, netns, req2) = (root.clone(), member.netns, *req);
+    let read = move || {
+        let mut w = Vec::new();
+        let s = read_proc_files(&root2, None, Path::new("thread-self"), netns, &req2, &mut w);
+        (s, w)
+    };
+    match super::enter::in_netns(file, read) {
+        Ok((sockets, w)) => {
+            warnings.extend(w);
+            finish(member, "proc", sockets)
+        }
+        Err(message) => {
+            warnings.push(SourceError::Netlink { netns, message }.to_warning());
+            finish(member, "proc", Vec::new())
+        }
+    }
+}
+
+/// `base/net/tcp` and `base/net/tcp6` under the root.
+fn read_proc_files(
+    root: &ProcRoot,
+    pid: Option<Pid>,
+    base: &Path,
+    netns: Inode,
+    req: &DumpRequest,
+    warnings: &mut Vec<Warning>,
+) -> Vec<TcpSocket> {
     let mut sockets = Vec::new();
+    let mut read_ipv4 = false;
     for (file, family) in [("net/tcp", Family::Ipv4), ("net/tcp6", Family::Ipv6)] {
-        let rel = member.base.join(file);
-        match root.read_string(Some(member.pid), &rel) {
+        let rel = base.join(file);
+        match root.read_string(pid, &rel) {
             Ok(text) => {
-                let (rows, errors) = net_tcp::parse_table(&text, family, member.netns);
+                read_ipv4 |= family == Family::Ipv4;
+                let (rows, errors) = net_tcp::parse_table(&text, family, netns);
                 sockets.extend(rows.into_iter().filter(|s| wanted(req, s.state)));
                 for e in errors.into_iter().take(5) {
-                    warnings.push(
-                        SourceError::malformed(Some(member.pid), root.join(&rel), e).to_warning(),
-                    );
+                    warnings.push(SourceError::malformed(pid, root.join(&rel), e).to_warning());
                 }
             }
             // No IPv6 in this kernel or namespace: nothing to read, nothing lost.
             Err(e)
                 if family == Family::Ipv6
                     && e.is_vanished()
-                    && root.join(member.base.join("net/tcp")).exists() => {}
+                    && root.join(base.join("net/tcp")).exists() => {}
             Err(e) => warnings.push(e.to_warning()),
         }
     }
-    finish(member, "proc", sockets)
+    if !read_ipv4 {
+        warnings.push(unread(pid, netns));
+    }
+    sockets
+}
+
+/// No table at all for a namespace: none of its sockets can have been seen.
+fn unread(pid: Option<Pid>, netns: Inode) -> Warning {
+    Warning {
+        pid,
+        path: None,
+        kind: crate::model::WarningKind::Incomplete,
+        message: format!(
+            "no TCP table was read for network namespace {netns}: its sockets are unknown"
+        ),
+    }
 }
 
 /// The /proc files hold every state; keep what a sock_diag dump would have returned.
@@ -92,10 +211,13 @@ fn finish(member: &NsMember, method: &str, sockets: Vec<TcpSocket>) -> TableRead
     TableRead {
         namespace: NetNs {
             inode: member.netns,
-            via_pid: Some(member.pid),
+            via_pid: member.file.is_none().then_some(member.pid),
             method: method.to_string(),
             sockets: sockets.len(),
             sysctls: Default::default(),
+            kernel: None,
+            counters: Default::default(),
+            file: member.file.as_ref().map(|f| f.display().to_string()),
         },
         sockets,
     }
@@ -110,7 +232,7 @@ fn dump_diag(
         if own_netns(root) == Some(member.netns) {
             sock_diag::dump_current(member.netns, r)
         } else {
-            sock_diag::dump_in_netns(&root.join(member.base.join("ns/net")), member.netns, r)
+            sock_diag::dump_in_netns(&member.ns_file(root), member.netns, r)
         }
     };
     let mut sockets = dump(req)?;

@@ -2,7 +2,7 @@
 //! ports are asked for: listeners first), counting into arrays indexed by
 //! state. Pure: reads the snapshot only.
 
-use super::count::{index, is_orphan, Owner, Owners, StateCounts, STATES};
+use super::count::{index, is_orphan, is_tw_bucket, Owner, Owners, StateCounts, STATES};
 use super::holders::Holders;
 use super::report::*;
 use super::side::{service_port, PortRange, PortSet};
@@ -149,6 +149,7 @@ struct Acc {
     netns: Inode,
     counts: StateCounts,
     orphans: u64,
+    tw_buckets: u64,
     listening: PortSet,
     range: PortRange,
 }
@@ -188,6 +189,7 @@ impl Namespaces {
                 netns,
                 counts: StateCounts::default(),
                 orphans: 0,
+                tw_buckets: 0,
                 listening: PortSet::default(),
                 range: PortRange::LINUX_DEFAULT,
             });
@@ -200,9 +202,8 @@ impl Namespaces {
     fn count(&mut self, i: usize, s: &TcpSocket) {
         let a = &mut self.list[i];
         a.counts.add(s.state);
-        if is_orphan(s.state, s.inode) {
-            a.orphans += 1;
-        }
+        a.orphans += u64::from(is_orphan(s));
+        a.tw_buckets += u64::from(is_tw_bucket(s));
     }
 
     fn service_port(&self, i: usize, s: &TcpSocket) -> (u16, super::side::Side) {
@@ -235,9 +236,14 @@ impl Namespaces {
                     comm: comm(via_pid),
                     own: snap.meta.netns == Some(a.netns),
                     method: n.map_or_else(String::new, |n| n.method.clone()),
+                    file: n.and_then(|n| n.file.clone()),
                     sockets: a.counts.total(),
                     orphans: a.orphans,
+                    tw_buckets: a.tw_buckets,
                     states: a.counts,
+                    kernel: n.and_then(|n| n.kernel),
+                    counters: n.map(|n| n.counters.clone()).unwrap_or_default(),
+                    counters_change: None,
                 }
             })
             .collect();

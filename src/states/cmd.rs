@@ -23,7 +23,7 @@ pub fn run(args: &StatesArgs) -> Result<Exit> {
 /// Read the machine (or the snapshot file) once and count it.
 pub fn look(cfg: &StatesConfig) -> Result<StatesReport> {
     let snap = match &cfg.from {
-        Some(path) => crate::capture::load(path, cfg.sample)?,
+        Some(path) => crate::capture::load(path, cfg.sample, cfg.max_snapshot)?,
         None => crate::source::read(&cfg.source)
             .with_context(|| format!("reading {}", cfg.source.root.display()))?,
     };

@@ -20,6 +20,8 @@ pub struct StatesConfig {
     pub from: Option<PathBuf>,
     /// Which look of the snapshot (0-based); None: the last.
     pub sample: Option<usize>,
+    /// With `from`: the cap on its decompressed size.
+    pub max_snapshot: u64,
     pub options: Options,
     pub json: bool,
     pub render: RenderOptions,
@@ -35,6 +37,8 @@ impl StatesConfig {
         // Each namespace's ephemeral port range tells which end of a
         // connection is the service; a few small files per namespace.
         source.sysctls = true;
+        source.kernel_counts = true;
+        source.netns_files = crate::config::netns_paths(&a.netns);
         let root = ProcRoot::new(&source.root);
         let netns = resolve_netns_all(&root, &a.netns)?;
         if let Some(w) = a.watch {
@@ -46,6 +50,7 @@ impl StatesConfig {
             source,
             from: a.snapshot.from.clone(),
             sample: a.snapshot.sample_index(),
+            max_snapshot: a.snapshot.max_bytes(),
             options: Options {
                 scope: StatesScope {
                     pids: a.pids.clone(),

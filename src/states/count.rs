@@ -1,7 +1,7 @@
 //! Counting sockets per TCP state with a plain array indexed by state: one
 //! add per socket, no string, no hashing, no allocation.
 
-use crate::model::{Inode, TcpState};
+use crate::model::{Inode, TcpSocket, TcpState};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
@@ -117,15 +117,25 @@ impl Owner {
     }
 }
 
-/// An orphan in the kernel's sense (what tcp_max_orphans limits): closed by
-/// the application, still finishing its close. TIME_WAIT is counted apart
-/// (tcp_max_tw_buckets).
-pub fn is_orphan(state: TcpState, inode: Inode) -> bool {
-    inode == 0
+/// An orphan in the kernel's sense (what tcp_max_orphans limits): a full
+/// socket closed by the application, still finishing its close. A timewait
+/// mini-socket is not one, even in FIN_WAIT2: with tcp_fin_timeout <= 60 the
+/// kernel hands an orphaned FIN_WAIT2 to the timewait machinery
+/// (tcp_time_wait(sk, TCP_FIN_WAIT2, tmo) in tcp_close and tcp_rcv_state_process),
+/// where it counts against tcp_max_tw_buckets.
+pub fn is_orphan(s: &TcpSocket) -> bool {
+    s.inode == 0
+        && !s.timewait
         && matches!(
-            state,
+            s.state,
             TcpState::FinWait1 | TcpState::FinWait2 | TcpState::LastAck | TcpState::Closing
         )
+}
+
+/// A timewait mini-socket: TIME_WAIT, or an orphaned FIN_WAIT2 handed to
+/// timewait. The kernel's `tw` in /proc/net/sockstat counts these.
+pub fn is_tw_bucket(s: &TcpSocket) -> bool {
+    s.timewait || s.state == TcpState::TimeWait
 }
 
 /// Sockets per owner class.
@@ -260,8 +270,19 @@ mod tests {
         assert_eq!(Owner::of(CloseWait, 0, false), Owner::AcceptQueue);
         assert_eq!(Owner::of(FinWait2, 7, true), Owner::Process);
         assert_eq!(Owner::of(Established, 7, false), Owner::Unknown);
-        assert!(is_orphan(FinWait1, 0) && is_orphan(LastAck, 0) && is_orphan(Closing, 0));
-        assert!(!is_orphan(TimeWait, 0) && !is_orphan(FinWait2, 9));
+        let sock = |state, inode, timewait| TcpSocket {
+            state,
+            inode,
+            timewait,
+            ..crate::states::testdata::sock(1, state, inode, "127.0.0.1:1", "127.0.0.1:2")
+        };
+        assert!(is_orphan(&sock(FinWait1, 0, false)) && is_orphan(&sock(LastAck, 0, false)));
+        assert!(is_orphan(&sock(Closing, 0, false)) && is_orphan(&sock(FinWait2, 0, false)));
+        assert!(!is_orphan(&sock(TimeWait, 0, true)) && !is_orphan(&sock(FinWait2, 9, false)));
+        // An orphaned FIN_WAIT2 handed to timewait: a bucket, not an orphan.
+        let tw_fw2 = sock(FinWait2, 0, true);
+        assert!(!is_orphan(&tw_fw2) && is_tw_bucket(&tw_fw2));
+        assert!(is_tw_bucket(&sock(TimeWait, 0, true)));
     }
 
     #[test]

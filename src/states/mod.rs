@@ -25,3 +25,4 @@ pub use build::{build, with_descendants, Options};
 pub use cmd::{look, run};
 pub use count::{Owner, Owners, StateChange, StateCounts};
 pub use report::*;
+pub use watch::counter_change;

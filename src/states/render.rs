@@ -47,6 +47,7 @@ pub fn text(
     writeln!(out)?;
     table(r, st, out)?;
     namespaces(r, width, out)?;
+    kernel(r, width, out)?;
     let mut details: Vec<&StateDetail> = r.by_state.iter().collect();
     details.sort_by(|a, b| b.count.cmp(&a.count).then(a.state.cmp(&b.state)));
     for d in details {
@@ -140,6 +141,79 @@ fn namespaces(r: &StatesReport, width: usize, out: &mut dyn Write) -> io::Result
     Ok(())
 }
 
+/// What the kernel itself counts, per namespace: sockstat beside the table's
+/// own counts, and the TcpExt counters that are not zero (moving ones first).
+fn kernel(r: &StatesReport, width: usize, out: &mut dyn Write) -> io::Result<()> {
+    let read: Vec<&NamespaceStates> = r
+        .namespaces
+        .iter()
+        .filter(|n| n.kernel.is_some())
+        .take(MAX_NAMESPACES)
+        .collect();
+    if read.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "What the kernel counts (/proc/net/sockstat and the TcpExt lines of /proc/net/netstat):"
+    )?;
+    for n in read {
+        let first = format!("  {:<11} ", n.netns);
+        let pad = " ".repeat(first.len());
+        for l in wrap(&kernel_line(n), width, &first, &pad) {
+            writeln!(out, "{l}")?;
+        }
+        if let Some(moving) = moving_counters(n) {
+            for l in wrap(&moving, width, &pad, &pad) {
+                writeln!(out, "{l}")?;
+            }
+        }
+        let totals: Vec<String> = n
+            .counters
+            .iter()
+            .filter(|(_, &v)| v > 0)
+            .map(|(k, v)| format!("{k} {}", grouped(*v)))
+            .collect();
+        if !totals.is_empty() {
+            let line = format!("since the namespace was created: {}", totals.join(", "));
+            for l in wrap(&line, width, &pad, &pad) {
+                writeln!(out, "{l}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// "tw 4,518 (4,518 in the table), inuse 12; host-wide: orphans 45 (...)".
+fn kernel_line(n: &NamespaceStates) -> String {
+    let Some(k) = n.kernel else {
+        return String::new();
+    };
+    format!(
+        "tw {} ({} timewait sockets in the table), inuse {}; host-wide: orphans {} \
+         ({} in this namespace's table), alloc {}, mem {} pages",
+        grouped(k.tw),
+        grouped(n.tw_buckets),
+        grouped(k.inuse),
+        grouped(k.orphans),
+        grouped(n.orphans),
+        grouped(k.alloc),
+        grouped(k.mem_pages)
+    )
+}
+
+/// "moving: ListenOverflows +12, TCPTimeWaitOverflow +3", None when nothing moved.
+pub fn moving_counters(n: &NamespaceStates) -> Option<String> {
+    let c = n.counters_change.as_ref()?;
+    let moving: Vec<String> = c
+        .iter()
+        .filter(|(_, &d)| d != 0)
+        .map(|(k, d)| format!("{k} {}", signed(*d)))
+        .collect();
+    (!moving.is_empty()).then(|| format!("moving since the last look: {}", moving.join(", ")))
+}
+
 /// "(this namespace; pid 1 systemd) 1,000,100 sockets: TIME_WAIT 1,000,000, ..."
 fn namespace_line(n: &NamespaceStates) -> String {
     let mut who = vec![];
@@ -149,6 +223,9 @@ fn namespace_line(n: &NamespaceStates) -> String {
     if let Some(pid) = n.via_pid {
         let comm = n.comm.as_deref().map(clean).unwrap_or_default();
         who.push(format!("pid {pid} {comm}").trim_end().to_string());
+    }
+    if let Some(f) = &n.file {
+        who.push(format!("{}, no process in it", clean(f)));
     }
     let states: Vec<String> = n
         .states

@@ -5,8 +5,9 @@
 use super::count::{Owners, StateChange, StateCounts};
 use super::side::Side;
 use crate::diagnose::{Host, Tool, Unreadable};
-use crate::model::{Inode, Pid, TcpState};
+use crate::model::{Inode, KernelCounts, Pid, TcpState};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -44,10 +45,28 @@ pub struct NamespaceStates {
     /// "sock_diag" or "proc".
     pub method: String,
     pub sockets: u64,
-    /// FIN_WAIT1, FIN_WAIT2, LAST_ACK and CLOSING sockets no process holds
-    /// any more (what net.ipv4.tcp_max_orphans limits).
+    /// The namespace file read when no process sits in the namespace (a
+    /// named one under /run/netns, or a path given with --netns).
+    pub file: Option<String>,
+    /// Full sockets in FIN_WAIT1, FIN_WAIT2, LAST_ACK or CLOSING that no
+    /// process holds any more (what net.ipv4.tcp_max_orphans limits). An
+    /// orphaned FIN_WAIT2 handed to timewait is not one: see `tw_buckets`.
     pub orphans: u64,
+    /// Timewait mini-sockets: TIME_WAIT, and orphaned FIN_WAIT2 sockets the
+    /// kernel handed to timewait (tcp_fin_timeout <= 60). What
+    /// net.ipv4.tcp_max_tw_buckets limits; the kernel's `tw`.
+    pub tw_buckets: u64,
     pub states: StateCounts,
+    /// What the kernel counts (the TCP line of the namespace's
+    /// /proc/net/sockstat); null when not read. `orphans`, `alloc` and
+    /// `mem_pages` are host-wide: the same in every namespace.
+    pub kernel: Option<KernelCounts>,
+    /// TcpExt counters of the namespace's /proc/net/netstat (events since
+    /// the namespace was created); empty when not read.
+    pub counters: BTreeMap<String, u64>,
+    /// Per counter, the change since the previous look of `--watch`; null
+    /// on the first look and without --watch.
+    pub counters_change: Option<BTreeMap<String, i64>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

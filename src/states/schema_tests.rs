@@ -27,6 +27,17 @@ fn states_reports() -> Vec<StatesReport> {
         message: "sock_diag in network namespace 1: refused".into(),
     });
     snap.processes[3].netns = None;
+    // The pod: read through its file, no process in it, with the kernel's counts.
+    snap.namespaces[1].via_pid = None;
+    snap.namespaces[1].file = Some("/run/netns/pod".into());
+    snap.namespaces[1].kernel = Some(crate::model::KernelCounts {
+        inuse: 2,
+        orphans: 2,
+        tw: 0,
+        alloc: 9,
+        mem_pages: 3,
+    });
+    snap.namespaces[1].counters = [("ListenOverflows".to_string(), 4)].into();
     let all = Options {
         scope: StatesScope {
             pids: vec![1],
@@ -44,6 +55,12 @@ fn states_reports() -> Vec<StatesReport> {
     };
     let mut watched = build(&snap, &all);
     watched.change = Some(watched.total.change_since(&Default::default()));
+    for n in &mut watched.namespaces {
+        n.counters_change = Some(crate::states::counter_change(
+            &Default::default(),
+            &n.counters,
+        ));
+    }
     watched.scan.from = Some("/tmp/look.json.zst".into());
     let mut bare = web();
     bare.meta.hostname = None;
@@ -72,9 +89,15 @@ fn sysctl_reports() -> Vec<TuningReport> {
     let mut bare = tuned();
     bare.meta.hostname = None;
     bare.meta.kernel = None;
+    snap.namespaces[1].via_pid = None;
+    snap.namespaces[1].file = Some("/run/netns/pod".into());
     let mut loaded = crate::tuning::build(&bare, &[]);
     loaded.scan.from = Some("/tmp/look.json.zst".into());
-    vec![crate::tuning::build(&snap, &[]), loaded]
+    let extra = super::testdata::tuned_extra();
+    vec![
+        crate::tuning::report::build_with(&snap, &[], &extra),
+        loaded,
+    ]
 }
 
 fn check_all<T: serde::Serialize>(file: &str, text: &str, docs: &[T]) {

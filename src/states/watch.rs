@@ -9,8 +9,10 @@ use super::config::StatesConfig;
 use super::count::StateCounts;
 use super::render;
 use crate::exit::Exit;
+use crate::model::Inode;
 use crate::report::units::duration_ms;
 use anyhow::{Context, Result};
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
@@ -22,12 +24,25 @@ pub fn run(cfg: &StatesConfig, every: Duration) -> Result<Exit> {
         duration_ms(u64::try_from(every.as_millis()).unwrap_or(u64::MAX))
     );
     let mut before: Option<StateCounts> = None;
+    let mut counters_before: Option<HashMap<Inode, BTreeMap<String, u64>>> = None;
     let mut looks = 0u64;
     loop {
         let started = Instant::now();
         let mut report = look(cfg)?;
         report.change = before.map(|b| report.total.change_since(&b));
         before = Some(report.total);
+        if let Some(prev) = &counters_before {
+            for n in &mut report.namespaces {
+                n.counters_change = prev.get(&n.netns).map(|p| counter_change(p, &n.counters));
+            }
+        }
+        counters_before = Some(
+            report
+                .namespaces
+                .iter()
+                .map(|n| (n.netns, n.counters.clone()))
+                .collect(),
+        );
         let mut frame = Vec::new();
         if cfg.json {
             render::json_line(&report, &mut frame)?;
@@ -45,6 +60,21 @@ pub fn run(cfg: &StatesConfig, every: Duration) -> Result<Exit> {
             return Ok(Exit::Clean);
         }
     }
+}
+
+/// Per counter present now, its change since `before` (a counter new since
+/// then changed by its whole value; the namespace is young).
+pub fn counter_change(
+    before: &BTreeMap<String, u64>,
+    now: &BTreeMap<String, u64>,
+) -> BTreeMap<String, i64> {
+    let signed = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    now.iter()
+        .map(|(k, &v)| {
+            let was = before.get(k).copied().unwrap_or(0);
+            (k.clone(), signed(v) - signed(was))
+        })
+        .collect()
 }
 
 /// Write one frame; false when the reader has gone away.
@@ -99,6 +129,17 @@ fn terminal_rows() -> usize {
 #[cfg(test)]
 mod tests {
     use super::in_place;
+
+    #[test]
+    fn counters_change_per_name() {
+        let a: super::BTreeMap<String, u64> =
+            [("TW".into(), 5), ("ListenOverflows".into(), 2)].into();
+        let b: super::BTreeMap<String, u64> =
+            [("TW".into(), 9), ("ListenOverflows".into(), 2)].into();
+        let d = super::counter_change(&a, &b);
+        assert_eq!(d["TW"], 4);
+        assert_eq!(d["ListenOverflows"], 0);
+    }
 
     #[test]
     fn frames_overwrite_in_place() {

@@ -3,10 +3,11 @@
 
 use super::finding::Severity;
 use super::render;
-use super::report::build;
+use super::report::{build_with, Extra};
 use crate::cli::{SeverityArg, SysctlArgs, TextJsonArg};
 use crate::config::{resolve_netns_all, source_config, terminal_width, use_color};
 use crate::exit::Exit;
+use crate::model::{Inode, Snapshot};
 use crate::report::RenderOptions;
 use crate::source::ProcRoot;
 use anyhow::{Context, Result};
@@ -14,14 +15,23 @@ use anyhow::{Context, Result};
 pub fn run(a: &SysctlArgs) -> Result<Exit> {
     let mut source = source_config(&a.source);
     source.sysctls = true;
+    source.kernel_counts = true;
+    source.netns_files = crate::config::netns_paths(&a.netns);
     let root = ProcRoot::new(&source.root);
     let netns = resolve_netns_all(&root, &a.netns)?;
-    let snap = match &a.snapshot.from {
-        Some(path) => crate::capture::load(path, a.snapshot.sample_index())?,
-        None => crate::source::read(&source)
-            .with_context(|| format!("reading {}", source.root.display()))?,
+    let (snap, extra) = match &a.snapshot.from {
+        Some(path) => (
+            crate::capture::load(path, a.snapshot.sample_index(), a.snapshot.max_bytes())?,
+            Extra::default(),
+        ),
+        None => {
+            let mut snap = crate::source::read(&source)
+                .with_context(|| format!("reading {}", source.root.display()))?;
+            let extra = live_extra(&root, &mut snap, &netns, a)?;
+            (snap, extra)
+        }
     };
-    let mut report = build(&snap, &netns);
+    let mut report = build_with(&snap, &netns, &extra);
     report.scan.from = a.snapshot.from.as_ref().map(|p| p.display().to_string());
     let opts = RenderOptions {
         color: use_color(a.color),
@@ -33,6 +43,44 @@ pub fn run(a: &SysctlArgs) -> Result<Exit> {
         TextJsonArg::Text => render::text(&report, &opts, out),
     })?;
     Ok(exit_for(report.worst(), a.fail_on))
+}
+
+/// The counters again after the window, and the host's configuration files.
+fn live_extra(
+    root: &ProcRoot,
+    snap: &mut Snapshot,
+    scope: &[Inode],
+    a: &SysctlArgs,
+) -> Result<Extra> {
+    let mut extra = Extra::default();
+    // This host's /etc against a recorded tree would compare unrelated
+    // things: only when live, or when --etc names the tree's own files.
+    if snap.meta.live || a.etc != std::path::Path::new("/etc") {
+        let (conf, warnings) = crate::source::sysctl_conf::read(&a.etc, root);
+        extra.conf = conf;
+        snap.warnings.extend(warnings);
+    }
+    if a.window.is_zero() || !snap.meta.live {
+        return Ok(extra);
+    }
+    crate::stop::install()?;
+    if !crate::stop::sleep_until(std::time::Instant::now() + a.window) {
+        // Interrupted: judge what was read, without movement.
+        return Ok(extra);
+    }
+    extra.window_ms = u64::try_from(a.window.as_millis()).unwrap_or(u64::MAX);
+    for n in snap
+        .namespaces
+        .iter()
+        .filter(|n| scope.is_empty() || scope.contains(&n.inode))
+        .filter(|n| !n.counters.is_empty())
+    {
+        // A namespace gone meanwhile has no movement to report.
+        if let Ok(c) = crate::source::kernel_counts::reread(root, n) {
+            extra.later.insert(n.inode, c.counters);
+        }
+    }
+    Ok(extra)
 }
 
 /// 0 whatever the findings, unless `--fail-on` names a severity reached.

@@ -50,10 +50,27 @@ pub enum Rule {
     CloseWait,
     /// A setting differs between network namespaces.
     NamespacesDiffer,
+    /// TCPTimeWaitOverflow moving: connections closed without TIME_WAIT.
+    TimeWaitOverflow,
+    /// ListenOverflows/ListenDrops moving: a full accept queue drops SYNs and ACKs.
+    ListenOverflow,
+    /// TCPReqQFullDrop moving: SYNs dropped on a full SYN queue.
+    SynQueueOverflow,
+    /// TCPReqQFullDoCookies/SyncookiesSent moving: a full SYN queue answered with cookies.
+    SynCookies,
+    /// TCPAbortOnMemory moving: sockets reset for too many orphans or tcp_mem.
+    MemoryAbort,
+    /// TCPMemoryPressures moving: TCP memory past tcp_mem[1].
+    MemoryPressure,
+    /// TCP buffer memory (host-wide) close to tcp_mem.
+    TcpMem,
+    /// A line of /etc/sysctl.conf or /etc/sysctl.d/*.conf this kernel lacks,
+    /// or whose value the running system does not have.
+    SysctlConf,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 10] = [
+    pub const ALL: [Rule; 18] = [
         Rule::TimeWaitBuckets,
         Rule::LocalPortRange,
         Rule::SynBacklog,
@@ -64,6 +81,14 @@ impl Rule {
         Rule::TwReuse,
         Rule::CloseWait,
         Rule::NamespacesDiffer,
+        Rule::TimeWaitOverflow,
+        Rule::ListenOverflow,
+        Rule::SynQueueOverflow,
+        Rule::SynCookies,
+        Rule::MemoryAbort,
+        Rule::MemoryPressure,
+        Rule::TcpMem,
+        Rule::SysctlConf,
     ];
 }
 

@@ -7,6 +7,7 @@
 //! `SourceConfig::sysctls`). `cmd` drives the source and the output.
 
 mod cmd;
+pub mod explain;
 pub mod finding;
 pub mod observe;
 pub mod render;

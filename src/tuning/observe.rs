@@ -3,9 +3,10 @@
 //! or outgoing), the busiest destination of outgoing connections, and how
 //! full each listener's queues are. Pure.
 
-use crate::model::{Inode, Snapshot, TcpState};
-use crate::states::count::{is_orphan, StateCounts};
+use crate::model::{Inode, KernelCounts, Snapshot, TcpState};
+use crate::states::count::{is_orphan, is_tw_bucket, StateCounts};
 use crate::states::side::{service_port, PortRange, PortSet, Side};
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
@@ -13,10 +14,15 @@ use std::net::{IpAddr, SocketAddr};
 pub struct Observed {
     pub netns: Inode,
     pub states: StateCounts,
-    /// FIN_WAIT1/2, LAST_ACK, CLOSING without a file.
+    /// Full sockets in FIN_WAIT1/2, LAST_ACK, CLOSING without a file.
     pub orphans: u64,
-    /// Orphaned FIN_WAIT2: what tcp_fin_timeout bounds.
+    /// Orphaned FIN_WAIT2 still a full socket (tcp_fin_timeout > 60, or
+    /// waiting for the timeout's part beyond 60 s).
     pub orphan_fin_wait2: u64,
+    /// Timewait mini-sockets: TIME_WAIT and FIN_WAIT2 handed to timewait.
+    pub tw_buckets: u64,
+    /// Orphaned FIN_WAIT2 handed to timewait (counted in `tw_buckets`).
+    pub fin_wait2_timewait: u64,
     /// TIME_WAIT of connections this namespace accepted (its local port is the service).
     pub time_wait_incoming: u64,
     /// TIME_WAIT of connections it opened.
@@ -28,6 +34,18 @@ pub struct Observed {
     pub busiest: Option<Destination>,
     /// Listeners, fullest first (by the larger of their two queues' fill).
     pub listeners: Vec<Listener>,
+    /// Ports listened on, ascending, each once.
+    pub listening_ports: Vec<u16>,
+    /// TIME_WAIT on accepted connections per local (service) port, most first.
+    pub time_wait_incoming_ports: Vec<(u16, u64)>,
+    /// The kernel's own counts (net/sockstat), when read.
+    pub kernel: Option<KernelCounts>,
+    /// TcpExt counters (net/netstat), when read.
+    pub counters: BTreeMap<String, u64>,
+    /// How much each counter moved while cwleak watched (`window_ms`);
+    /// None when the counters were read once.
+    pub moved: Option<BTreeMap<String, i64>>,
+    pub window_ms: u64,
 }
 
 /// Outgoing connections from one local address to one remote address and port:
@@ -72,6 +90,8 @@ pub fn observe(snap: &Snapshot) -> Vec<Observed> {
         };
     for n in &snap.namespaces {
         let i = slot(n.inode, &mut out, &mut listening, &mut ranges);
+        out[i].kernel = n.kernel;
+        out[i].counters = n.counters.clone();
         if let Some(r) = n
             .sysctls
             .get(super::settings::PORT_RANGE)
@@ -86,14 +106,21 @@ pub fn observe(snap: &Snapshot) -> Vec<Observed> {
         listening[i].insert(s.local.port());
     }
     let mut dests: HashMap<(usize, IpAddr, SocketAddr), (u64, u64)> = HashMap::new();
+    let mut tw_in: HashMap<(usize, u16), u64> = HashMap::new();
     for s in &snap.sockets {
         let i = slot(s.netns, &mut out, &mut listening, &mut ranges);
         let o = &mut out[i];
         o.states.add(s.state);
-        if is_orphan(s.state, s.inode) {
+        if is_orphan(s) {
             o.orphans += 1;
             if s.state == TcpState::FinWait2 {
                 o.orphan_fin_wait2 += 1;
+            }
+        }
+        if is_tw_bucket(s) {
+            o.tw_buckets += 1;
+            if s.state == TcpState::FinWait2 {
+                o.fin_wait2_timewait += 1;
             }
         }
         match s.state {
@@ -108,7 +135,10 @@ pub fn observe(snap: &Snapshot) -> Vec<Observed> {
         let tw = s.state == TcpState::TimeWait;
         if tw {
             match side {
-                Side::Local => o.time_wait_incoming += 1,
+                Side::Local => {
+                    o.time_wait_incoming += 1;
+                    *tw_in.entry((i, s.local.port())).or_default() += 1;
+                }
                 Side::Remote => {
                     o.time_wait_outgoing += 1;
                     if s.remote.ip().to_canonical().is_loopback() {
@@ -150,7 +180,15 @@ pub fn observe(snap: &Snapshot) -> Vec<Observed> {
             syn_recv: syn_recv.get(&(i, s.local.port())).copied().unwrap_or(0),
         });
     }
+    for ((i, port), n) in tw_in {
+        out[i].time_wait_incoming_ports.push((port, n));
+    }
     for o in &mut out {
+        o.time_wait_incoming_ports
+            .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        o.listening_ports = o.listeners.iter().map(|l| l.local.port()).collect();
+        o.listening_ports.sort_unstable();
+        o.listening_ports.dedup();
         o.listeners.sort_by(|a, b| {
             fill(b)
                 .cmp(&fill(a))

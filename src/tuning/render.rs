@@ -39,6 +39,7 @@ pub fn text(r: &TuningReport, opts: &RenderOptions, out: &mut dyn Write) -> io::
         finding(r, f, width, st, out)?;
     }
     table::tables(r, width, out)?;
+    explain::settings(r, width, st, out)?;
     unreadable(r, width, out)
 }
 
@@ -73,6 +74,16 @@ fn heading(r: &TuningReport) -> String {
         "in {ns} network namespace{}",
         if ns == 1 { "" } else { "s" }
     );
+    if ns == 0 {
+        // Nothing read: no claim about any limit.
+        return "cwleak sysctl: no network namespace read: nothing judged".into();
+    }
+    let unread = r.namespaces.iter().filter(|n| n.sysctls.is_empty()).count();
+    if r.findings.is_empty() && unread > 0 {
+        return format!(
+            "cwleak sysctl: no findings {where_}, but the settings of {unread} could not be read"
+        );
+    }
     if r.findings.is_empty() {
         return format!("cwleak sysctl: no findings {where_}: no limit is near");
     }
@@ -159,6 +170,8 @@ fn finding(
 fn observation(o: &Observation) -> String {
     match &o.value {
         Value::Int(n) if o.name == "percent" => format!("{n}% of the limit"),
+        // A port is a name, not a quantity: never "port 8,086".
+        Value::Int(n) if o.name == "port" => format!("port {n}"),
         // A setting reads as sysctl prints it.
         Value::Int(n) if o.name.starts_with("net.") => format!("{} {n}", o.name),
         Value::Int(n) if *n >= 0 => format!("{} {}", o.name, grouped(n.unsigned_abs())),
@@ -178,6 +191,9 @@ pub(super) fn namespace_label(r: &TuningReport, netns: u64) -> String {
         let comm = n.comm.as_deref().map(clean).unwrap_or_default();
         who.push(format!("pid {pid} {comm}").trim_end().to_string());
     }
+    if let Some(f) = &n.file {
+        who.push(format!("{}, no process in it", clean(f)));
+    }
     if who.is_empty() {
         netns.to_string()
     } else {
@@ -190,6 +206,7 @@ pub fn json(r: &TuningReport, out: &mut dyn Write) -> io::Result<()> {
     out.write_all(b"\n")
 }
 
+mod explain;
 mod table;
 
 #[cfg(test)]

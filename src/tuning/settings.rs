@@ -16,6 +16,15 @@ pub const SOMAXCONN: &str = "net.core.somaxconn";
 pub const MAX_SYN_BACKLOG: &str = "net.ipv4.tcp_max_syn_backlog";
 pub const MAX_ORPHANS: &str = "net.ipv4.tcp_max_orphans";
 pub const KEEPALIVE_TIME: &str = "net.ipv4.tcp_keepalive_time";
+pub const KEEPALIVE_INTVL: &str = "net.ipv4.tcp_keepalive_intvl";
+pub const KEEPALIVE_PROBES: &str = "net.ipv4.tcp_keepalive_probes";
+pub const ORPHAN_RETRIES: &str = "net.ipv4.tcp_orphan_retries";
+pub const TIMESTAMPS: &str = "net.ipv4.tcp_timestamps";
+pub const RFC1337: &str = "net.ipv4.tcp_rfc1337";
+pub const ABORT_ON_OVERFLOW: &str = "net.ipv4.tcp_abort_on_overflow";
+pub const TCP_MEM: &str = "net.ipv4.tcp_mem";
+pub const TCP_WMEM: &str = "net.ipv4.tcp_wmem";
+pub const RESERVED_PORTS: &str = "net.ipv4.ip_local_reserved_ports";
 
 /// tcp_fin_timeout's default (TCP_FIN_TIMEOUT), and the fixed length of
 /// TIME_WAIT (TCP_TIMEWAIT_LEN): both 60 s, which is half of the confusion.
@@ -41,6 +50,11 @@ impl<'a> Settings<'a> {
 
     pub fn num(&self, name: &str) -> Option<u64> {
         self.raw(name)?.trim().parse().ok()
+    }
+
+    /// The `i`th of a setting of several numbers (tcp_mem, tcp_wmem).
+    pub fn nth(&self, name: &str, i: usize) -> Option<u64> {
+        self.raw(name)?.split_whitespace().nth(i)?.parse().ok()
     }
 
     pub fn port_range(&self) -> Option<PortRange> {

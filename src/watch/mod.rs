@@ -92,7 +92,9 @@ pub fn run(args: &WatchArgs) -> Result<Exit> {
         }
         let next = look_started + cfg.interval;
         let next = end.map_or(next, |e| next.min(e));
-        if !stop::sleep_until(next) {
+        if !stop::sleep_while_read(next) {
+            // A reader gone is no error: end quietly, status as usual.
+            open = !stop::stdout_reader_gone();
             break;
         }
     }

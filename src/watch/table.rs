@@ -171,9 +171,7 @@ pub fn short_cgroup(path: &str) -> String {
 
 /// Process names are chosen by the process: no control characters on our screen.
 pub fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    crate::report::wrap::clean(s).into_owned()
 }
 
 fn clip(s: &str, n: usize) -> String {

@@ -10,6 +10,7 @@
 // A panic is how a helper fails the test that called it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod real;
 pub mod skip;
 
 use serde_json::Value;

@@ -177,6 +177,9 @@ pub(super) fn parse_socket(
         send_q: field(60),
         uid: field(64),
         last_ack_ms,
+        // idiag_timer 3: the timewait timer (inet_diag_msg_common_fill /
+        // inet_twsk_diag_fill in net/ipv4/inet_diag.c).
+        timewait: msg[2] == 3,
     }))
 }
 

@@ -39,5 +39,11 @@ pub fn plain_line(r: &StatesReport, out: &mut dyn Write) -> io::Result<()> {
             line.push_str(&format!(" {} {}{}", s.name(), grouped(n), change(d)));
         }
     }
+    for n in &r.namespaces {
+        let moved = n.counters_change.iter().flatten().filter(|(_, &d)| d != 0);
+        for (k, d) in moved {
+            line.push_str(&format!(" netns {} {k} {}", n.netns, signed(*d)));
+        }
+    }
     writeln!(out, "{line}")
 }

@@ -56,14 +56,25 @@ fn table(
     let get = |name: &str| n.sysctls.get(name).map(String::as_str);
     let num = |name: &str| get(name).and_then(|v| v.trim().parse::<u64>().ok());
     let tw = n.states.get(TcpState::TimeWait);
+    let buckets = n.kernel.map_or(n.tw_buckets.max(tw), |k| k.tw);
     let mut rows: Vec<(&str, String)> = vec![];
     rows.push((
         MAX_TW_BUCKETS,
-        format!(
-            "TIME_WAIT {} ({})",
-            grouped(tw),
-            percent(tw, num(MAX_TW_BUCKETS).unwrap_or(0))
-        ),
+        if n.fin_wait2_timewait > 0 {
+            format!(
+                "timewait {} ({}): TIME_WAIT {}, FIN_WAIT2 {}",
+                grouped(buckets),
+                percent(buckets, num(MAX_TW_BUCKETS).unwrap_or(0)),
+                grouped(tw),
+                grouped(n.fin_wait2_timewait)
+            )
+        } else {
+            format!(
+                "TIME_WAIT {} ({})",
+                grouped(buckets),
+                percent(buckets, num(MAX_TW_BUCKETS).unwrap_or(0))
+            )
+        },
     ));
     rows.push((
         PORT_RANGE,
@@ -136,6 +147,40 @@ fn table(
         let head = format!("    {short:<22} {:<13} ", clean(value));
         for l in wrap(&live, width, &head, &" ".repeat(head.len())) {
             writeln!(out, "{}", l.trim_end())?;
+        }
+    }
+    if let Some(k) = n.kernel {
+        let line = format!(
+            "kernel (sockstat): tw {}, inuse {}; host-wide: orphans {}, mem {} pages",
+            grouped(k.tw),
+            grouped(k.inuse),
+            grouped(k.orphans),
+            grouped(k.mem_pages)
+        );
+        for l in wrap(&line, width, "    ", "      ") {
+            writeln!(out, "{l}")?;
+        }
+    }
+    if let Some(moved) = &n.counters_change {
+        let moving: Vec<String> = moved
+            .iter()
+            .filter(|(_, &d)| d != 0)
+            .map(|(k, d)| format!("{k} {}", crate::states::numbers::signed(*d)))
+            .collect();
+        let line = if moving.is_empty() {
+            format!(
+                "TcpExt counters: none moved in {:.1} s",
+                r.scan.window_ms as f64 / 1000.0
+            )
+        } else {
+            format!(
+                "TcpExt counters moving in {:.1} s: {}",
+                r.scan.window_ms as f64 / 1000.0,
+                moving.join(", ")
+            )
+        };
+        for l in wrap(&line, width, "    ", "      ") {
+            writeln!(out, "{l}")?;
         }
     }
     let cw = n.states.get(TcpState::CloseWait);

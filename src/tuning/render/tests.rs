@@ -1,7 +1,7 @@
 use super::*;
-use crate::states::testdata::{tuned, HOST, POD};
+use crate::states::testdata::{tuned, tuned_extra, HOST, POD};
 use crate::tuning::finding::Rule;
-use crate::tuning::report::build;
+use crate::tuning::report::{build, build_with};
 
 fn text_of(r: &TuningReport) -> String {
     let mut buf = Vec::new();
@@ -11,7 +11,7 @@ fn text_of(r: &TuningReport) -> String {
 
 #[test]
 fn every_rule_speaks_on_the_tuned_host() {
-    let r = build(&tuned(), &[]);
+    let r = build_with(&tuned(), &[], &tuned_extra());
     let mut rules: Vec<Rule> = r.findings.iter().map(|f| f.rule).collect();
     rules.sort();
     rules.dedup();
@@ -58,6 +58,7 @@ fn no_findings_says_so() {
         .sysctls
         .remove("net.ipv4.tcp_fin_timeout");
     snap.namespaces[0].sysctls.remove("net.ipv4.tcp_tw_reuse");
+    snap.namespaces[0].kernel = None;
     let r = build(&snap, &[]);
     assert!(r.findings.is_empty(), "{:#?}", r.findings);
     assert!(text_of(&r).starts_with("cwleak sysctl: no findings in 1 network namespace"));

@@ -3,6 +3,8 @@
 //! that carry their own evidence, reason and advice. Pure functions: the
 //! unit tests feed them hand-set values.
 
+pub mod conf;
+mod counters;
 mod facts;
 mod limits;
 
@@ -42,8 +44,10 @@ pub fn evaluate(namespaces: &[Namespace]) -> Vec<Finding> {
         out.extend(facts::fin_timeout(ns));
         out.extend(facts::tw_reuse(ns));
         out.extend(facts::close_wait(ns));
+        out.extend(counters::moving(ns));
     }
     out.extend(limits::orphans(namespaces));
+    out.extend(limits::tcp_mem(namespaces));
     out.extend(facts::namespaces_differ(namespaces));
     // Stable: within a severity, namespaces keep their order and rules theirs.
     out.sort_by_key(|f| std::cmp::Reverse(f.severity));

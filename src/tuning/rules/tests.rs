@@ -105,16 +105,37 @@ fn local_port_range_counts_one_destination_against_the_range() {
     assert!(f.reason.contains("EADDRNOTAVAIL"));
     // Not loopback: tcp_tw_reuse=2 does not help these TIME_WAIT ports.
     assert!(f.reason.contains("covers loopback only"), "{}", f.reason);
+    // Every port taken, half by TIME_WAIT to loopback: tcp_tw_reuse=2 with
+    // timestamps lets connect() take those over, so the range is not out.
     o.busiest = Some(destination(20, 10, "127.0.0.1:5432"));
     let f = limits::local_port_range(&ns(&raw, &o)).unwrap();
-    assert_eq!(f.severity, Severity::Critical);
+    assert_eq!(f.severity, Severity::Info);
+    assert_eq!(observed_value(&f, "ports not reusable"), &Value::Int(10));
     assert!(
         f.reason.contains("covers this loopback destination"),
         "{}",
         f.reason
     );
+    assert!(f.reason.contains("Reuse applies here"), "{}", f.reason);
+    assert!(f.reason.contains("cannot see failed"), "{}", f.reason);
+    // ... and a moving TWRecycled proves it.
+    o.moved = Some([("TWRecycled".to_string(), 7)].into());
+    let f = limits::local_port_range(&ns(&raw, &o)).unwrap();
+    assert!(f.reason.contains("TWRecycled moved by 7"), "{}", f.reason);
+    o.moved = None;
+    // Timestamps off: no reuse, the range is out.
+    let raw = settings(&[
+        (PORT_RANGE, "40000 40019"),
+        (TW_REUSE, "2"),
+        (TIMESTAMPS, "0"),
+    ]);
+    assert_eq!(
+        limits::local_port_range(&ns(&raw, &o)).unwrap().severity,
+        Severity::Critical
+    );
     let raw = settings(&[(PORT_RANGE, "40000 40019"), (TW_REUSE, "0")]);
     let f = limits::local_port_range(&ns(&raw, &o)).unwrap();
+    assert_eq!(f.severity, Severity::Critical);
     assert!(f.reason.contains("tcp_tw_reuse=0"), "{}", f.reason);
     // The action never pastes a value.
     assert!(!f.action.contains("40000"), "{}", f.action);
@@ -203,7 +224,8 @@ fn orphans_are_host_wide_and_warn_from_half() {
         (Rule::Orphans, Severity::Warn, None)
     );
     assert_eq!(observed_value(&f, "orphans"), &Value::Int(50));
-    assert!(f.reason.contains("counts twice"));
+    assert!(f.reason.contains("counts double"));
+    assert!(f.reason.contains("tcp_mem[2]") && f.reason.contains("tcp_wmem[2]"));
     b.orphans = 70;
     let both = [ns(&host, &a), ns(&child, &b)];
     assert_eq!(limits::orphans(&both).unwrap().severity, Severity::Critical);
@@ -212,6 +234,65 @@ fn orphans_are_host_wide_and_warn_from_half() {
     assert!(limits::orphans(&both).is_none());
     // Only the initial namespace shows the limit: without it, silence.
     assert!(limits::orphans(&[ns(&child, &b)]).is_none());
+    // The kernel's own count (host-wide) wins over the tables read.
+    a.kernel = Some(crate::model::KernelCounts {
+        orphans: 90,
+        ..Default::default()
+    });
+    let both = [ns(&host, &a), ns(&child, &b)];
+    let f = limits::orphans(&both).unwrap();
+    assert_eq!(f.severity, Severity::Warn);
+    assert_eq!(observed_value(&f, "orphans"), &Value::Int(90));
+    assert_eq!(
+        observed_value(&f, "orphans in the tables read"),
+        &Value::Int(49)
+    );
+}
+
+#[test]
+fn time_wait_buckets_count_fin_wait2_handed_to_timewait() {
+    let raw = settings(&[(MAX_TW_BUCKETS, "100")]);
+    let mut o = observed(&[(TcpState::TimeWait, 70), (TcpState::FinWait2, 15)]);
+    o.tw_buckets = 85;
+    o.fin_wait2_timewait = 15;
+    let f = limits::time_wait_buckets(&ns(&raw, &o)).unwrap();
+    assert_eq!(observed_value(&f, "timewait sockets"), &Value::Int(85));
+    assert_eq!(
+        observed_value(&f, "FIN_WAIT2 handed to timewait"),
+        &Value::Int(15)
+    );
+}
+
+#[test]
+fn moving_counters_are_overflows_happening() {
+    let raw = settings(&[]);
+    let mut o = observed(&[]);
+    o.counters = [
+        ("ListenOverflows".to_string(), 40),
+        ("TCPTimeWaitOverflow".to_string(), 9),
+    ]
+    .into();
+    // Read once: totals since boot are no finding.
+    assert!(counters::moving(&ns(&raw, &o)).is_empty());
+    o.moved = Some(
+        [
+            ("ListenOverflows".to_string(), 12),
+            ("TCPTimeWaitOverflow".to_string(), 0),
+        ]
+        .into(),
+    );
+    o.window_ms = 1000;
+    let f = counters::moving(&ns(&raw, &o));
+    assert_eq!(
+        rules_of(&f),
+        vec![(Rule::ListenOverflow, Severity::Critical)]
+    );
+    assert!(
+        f[0].title.starts_with("ListenOverflows +12 in 1.0 s"),
+        "{}",
+        f[0].title
+    );
+    assert!(f[0].reason.contains("SYN_SENT"), "{}", f[0].reason);
 }
 
 #[test]
