@@ -67,6 +67,15 @@ fn finding(
         holders,
         blamed: blamed.iter().map(|&(pid, fd)| Blame { pid, fd }).collect(),
         cause,
+        // One finding with an alternative, so the schema checks its shape.
+        alternatives: if cause == Cause::ForkParentKept {
+            vec![Alternative {
+                cause: Cause::NeverClosed,
+                why: "if it never handed it to a child".into(),
+            }]
+        } else {
+            Vec::new()
+        },
         evidence: vec![format!("evidence for {}", cause.name()).into()],
         fix: format!("fix for {}", cause.name()).into(),
         mitigation: format!("mitigation for {}", cause.name()).as_str().into(),
@@ -154,6 +163,7 @@ fn full() -> Report {
                 .and_then(|b| f.holders.iter().find(|h| h.pid == b.pid))
                 .map(|h| h.comm.to_string()),
             cause: f.cause,
+            alternatives: f.alternatives.clone(),
             sockets: 1,
             fds: f.blamed.iter().map(|b| b.fd).collect(),
             local_ports: vec![(f.socket.local.port(), 1)],
@@ -184,6 +194,7 @@ fn full() -> Report {
         summary: Summary {
             leaked: findings.len(),
             transient: 4,
+            still_sending: 2,
             processes_blamed: 5,
             by_cause,
             by_state,

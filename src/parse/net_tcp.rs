@@ -53,6 +53,7 @@ pub fn parse_line(line: &str, family: Family, netns: Inode) -> ParseResult<TcpSo
         uid,
         last_ack_ms: None,
         timewait,
+        bytes_acked: None,
     })
 }
 

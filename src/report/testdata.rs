@@ -165,6 +165,7 @@ impl Builder {
                 holders: s.holders,
                 blamed: s.blamed,
                 cause,
+                alternatives: Vec::new(),
                 evidence: evidence.iter().map(|e| (*e).into()).collect(),
                 fix: fix.into(),
                 mitigation: mitigation.into(),
@@ -178,6 +179,7 @@ impl Builder {
             pid,
             comm: comm.map(str::to_string),
             cause,
+            alternatives: Vec::new(),
             sockets: indexes.len(),
             fds,
             local_ports,
@@ -240,6 +242,7 @@ impl Builder {
         r.summary = Summary {
             leaked: r.findings.len(),
             transient: r.summary.transient,
+            still_sending: r.summary.still_sending,
             processes_blamed: blamed.len(),
             by_cause,
             by_state,

@@ -120,8 +120,15 @@ pub fn summary_line(report: &Report) -> String {
         }
     } else if s.leaked == 0 {
         line.push_str("no CLOSE_WAIT leak");
+        let mut apart = Vec::new();
         if s.transient > 0 {
-            line.push_str(&format!(" ({} transient)", s.transient));
+            apart.push(format!("{} transient", s.transient));
+        }
+        if s.still_sending > 0 {
+            apart.push(format!("{} still sending", s.still_sending));
+        }
+        if !apart.is_empty() {
+            line.push_str(&format!(" ({})", apart.join(", ")));
         }
     } else {
         line.push_str(&format!(
@@ -152,6 +159,10 @@ pub fn summary_line(report: &Report) -> String {
         }
         if s.transient > 0 {
             line.push_str(&format!("; {} transient", s.transient));
+        }
+        // Half-closed streams the owner is still finishing: not leaks.
+        if s.still_sending > 0 {
+            line.push_str(&format!("; {} still sending", s.still_sending));
         }
     }
     let scan = &report.scan;
@@ -231,6 +242,14 @@ fn group_block(o: &mut Out, report: &Report, procs: &Processes, g: &Group) -> io
     o.para(&what, INDENT, INDENT, |l| {
         l.replacen(cause, &st.red(cause), 1)
     })?;
+    // One look could not decide: the other causes, and what tells them apart.
+    for alt in &g.alternatives {
+        o.labelled_hanging(
+            "or:",
+            &clean(&format!("{}: {}", alt.cause.name(), alt.why)),
+            &format!("{LABEL_INDENT}  "),
+        )?;
+    }
 
     let mut facts = Vec::new();
     if !g.fds.is_empty() {

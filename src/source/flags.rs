@@ -101,6 +101,7 @@ mod tests {
             uid: 0,
             last_ack_ms: None,
             timewait: false,
+            bytes_acked: None,
         }
     }
 

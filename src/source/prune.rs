@@ -67,6 +67,7 @@ mod tests {
             uid: 0,
             last_ack_ms: None,
             timewait: false,
+            bytes_acked: None,
         });
         // 10 is in the table; 20 is shared by both; 30 and 40 are neither.
         snap.processes = vec![

@@ -42,28 +42,45 @@ pub fn settle(snap: &mut Snapshot, method: TableMethod, window_ms: u64) {
         });
         (reads, crate::par::join(closed))
     });
-    let mut still: FxHashMap<SocketKey, Option<u64>> = FxHashMap::default();
+    let mut still: FxHashMap<SocketKey, Progress> = FxHashMap::default();
     let mut warnings = Vec::new();
     for (t, w) in reads.into_iter().flatten() {
         warnings.extend(w);
         for s in t.sockets.iter().filter(|s| s.state == TcpState::CloseWait) {
             if cw.contains(&s.key()) {
-                still.insert(s.key(), s.last_ack_ms);
+                still.insert(
+                    s.key(),
+                    Progress {
+                        last_ack_ms: s.last_ack_ms,
+                        bytes_acked: s.bytes_acked,
+                        send_q: s.send_q,
+                    },
+                );
             }
         }
     }
     for p in &mut snap.processes {
         p.sockets.retain(|s| !closed.contains(&(p.pid, s.fd)));
     }
+    let mut still_sending = Vec::new();
     for s in snap
         .sockets
         .iter_mut()
         .filter(|s| s.state == TcpState::CloseWait)
     {
-        if let Some(Some(age)) = still.get(&s.key()) {
-            s.last_ack_ms = Some(*age);
+        let Some(now) = still.get(&s.key()) else {
+            continue;
+        };
+        if sent_since(s, now) {
+            still_sending.push(s.key());
         }
+        if let Some(age) = now.last_ack_ms {
+            s.last_ack_ms = Some(age);
+        }
+        s.bytes_acked = now.bytes_acked.or(s.bytes_acked);
+        s.send_q = now.send_q;
     }
+    still_sending.sort_by_key(|k| (k.netns, k.inode, k.local, k.remote));
     let mut transient: Vec<SocketKey> = cw.into_iter().filter(|k| !still.contains_key(k)).collect();
     transient.sort_by_key(|k| (k.netns, k.inode, k.local, k.remote));
     // Warnings in pid order, as the first look's.
@@ -72,7 +89,23 @@ pub fn settle(snap: &mut Snapshot, method: TableMethod, window_ms: u64) {
     snap.settle = Some(Settle {
         window_ms,
         transient,
+        still_sending,
     });
+}
+
+/// A CLOSE_WAIT socket's sending side, as the second look saw it.
+struct Progress {
+    last_ack_ms: Option<u64>,
+    bytes_acked: Option<u64>,
+    send_q: u32,
+}
+
+/// Whether the owner kept sending between the looks: the peer acknowledged
+/// more bytes, or the send queue drained. A frozen sender (a full send queue
+/// the peer no longer reads, or nothing sent at all) shows neither.
+fn sent_since(first: &crate::model::TcpSocket, now: &Progress) -> bool {
+    let acked_more = matches!((first.bytes_acked, now.bytes_acked), (Some(a), Some(b)) if b > a);
+    acked_more || now.send_q < first.send_q
 }
 
 /// (pid, fd) pairs that held a CLOSE_WAIT socket and no longer point at it.
@@ -473,5 +506,62 @@ mod tests {
         let now = socket_fds(&snap, pid);
         assert!(!now.contains(&(900, inode)), "{now:?}");
         assert!(now.contains(&(fd, inode)), "{now:?}");
+        // The namespace's table is read through the live thread too: the
+        // zombie leader has none, so reading it there would lose every
+        // socket (all transient) with a warning.
+        assert!(snap.warnings.is_empty(), "{:?}", snap.warnings);
+        assert_eq!(snap.settle.expect("settle").transient, Vec::new());
+    }
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::{sent_since, Progress};
+    use crate::model::{Family, TcpSocket, TcpState};
+
+    fn first(bytes_acked: Option<u64>, send_q: u32) -> TcpSocket {
+        TcpSocket {
+            inode: 1,
+            netns: 1,
+            family: Family::Ipv4,
+            local: "127.0.0.1:80".parse().unwrap(),
+            remote: "127.0.0.1:4000".parse().unwrap(),
+            state: TcpState::CloseWait,
+            recv_q: 0,
+            send_q,
+            uid: 0,
+            last_ack_ms: None,
+            bytes_acked,
+            timewait: false,
+        }
+    }
+
+    fn now(bytes_acked: Option<u64>, send_q: u32) -> Progress {
+        Progress {
+            last_ack_ms: None,
+            bytes_acked,
+            send_q,
+        }
+    }
+
+    #[test]
+    fn more_bytes_acked_is_still_sending() {
+        assert!(sent_since(&first(Some(100), 0), &now(Some(101), 0)));
+        assert!(!sent_since(&first(Some(100), 0), &now(Some(100), 0)));
+    }
+
+    #[test]
+    fn a_draining_send_queue_is_still_sending() {
+        // /proc/net/tcp has no tcp_info: the queue alone tells.
+        assert!(sent_since(&first(None, 5000), &now(None, 4000)));
+        assert!(!sent_since(&first(None, 5000), &now(None, 5000)));
+    }
+
+    #[test]
+    fn a_frozen_sender_is_not() {
+        // A full send queue the peer stopped reading: nothing moves.
+        assert!(!sent_since(&first(Some(7), 65536), &now(Some(7), 65536)));
+        // Counters from one look only decide nothing.
+        assert!(!sent_since(&first(None, 0), &now(Some(9), 0)));
     }
 }

@@ -25,6 +25,7 @@ pub fn sock(netns: Inode, state: TcpState, inode: Inode, local: &str, remote: &s
         last_ack_ms: None,
         // As the kernel reports them: every TIME_WAIT is a timewait mini-socket.
         timewait: state == TcpState::TimeWait,
+        bytes_acked: None,
     }
 }
 
