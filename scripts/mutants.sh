@@ -47,6 +47,7 @@ tests_for() {
   local t
   case "$1" in
     src/source/recheck.rs) t="lib scan_live" ;;
+    src/diagnose/classify.rs) t="lib fixtures scan_live" ;;
     src/source/prune.rs) t="lib scan_live fd_tables" ;;
     src/snapshot/*) t="lib capture snapshot_fuzz" ;;
     src/check/*) t="lib check" ;;
