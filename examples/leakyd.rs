@@ -4,6 +4,8 @@
 //! ```text
 //! leakyd fork    [--port N] [--pidfile FILE]   fork per connection; the parent never closes its copy
 //! leakyd helper  [--port N] [--pidfile FILE]   spawn a helper (sleep) per connection; it inherits the socket
+//! leakyd dup     [--port N] [--pidfile FILE]   dup() each accepted fd, close the original, keep the copy
+//! leakyd never   [--port N] [--pidfile FILE]   read to end of stream, never close
 //! leakyd correct [--port N] [--pidfile FILE] [--linger-ms N]
 //!                                              fork per connection done right (optionally closing
 //!                                              N ms after the peer did)
@@ -37,6 +39,8 @@ enum Mode {
     Fork,
     Helper,
     Correct,
+    Dup,
+    Never,
 }
 
 #[derive(Debug)]
@@ -49,7 +53,8 @@ struct Opts {
     pidfile: Option<String>,
 }
 
-const USAGE: &str = "usage: leakyd fork|helper|correct [--port N] [--pidfile FILE] [--linger-ms N]
+const USAGE: &str =
+    "usage: leakyd fork|helper|correct|dup|never [--port N] [--pidfile FILE] [--linger-ms N]
        leakyd client --port N [-n COUNT] [--delay-ms N] [--addr IP]";
 
 fn main() -> ExitCode {
@@ -59,6 +64,8 @@ fn main() -> ExitCode {
             "fork" => serve(Mode::Fork, &o),
             "helper" => serve(Mode::Helper, &o),
             "correct" => serve(Mode::Correct, &o),
+            "dup" => serve(Mode::Dup, &o),
+            "never" => serve(Mode::Never, &o),
             "client" => client(&o),
             other => Err(format!("unknown mode {other:?}")),
         }),
@@ -170,6 +177,22 @@ fn serve(mode: Mode, o: &Opts) -> Result<(), String> {
                 let stream = unsafe { TcpStream::from_raw_fd(fd) };
                 handle(stream, Duration::ZERO, false);
             }
+            Mode::Dup => {
+                // The bug: a duplicate made for later use, never closed; the
+                // original is closed at the end of stream.
+                let copy = duplicate(fd)?;
+                say(&format!("accepted fd={fd} peer={peer} dup={copy}"))?;
+                // SAFETY: `fd` is ours; the stream closes it when dropped.
+                let stream = unsafe { TcpStream::from_raw_fd(fd) };
+                handle(stream, Duration::ZERO, true);
+            }
+            Mode::Never => {
+                say(&format!("accepted fd={fd} peer={peer}"))?;
+                // The bug: the end of stream is read, the fd is never closed.
+                // SAFETY: `fd` is ours; ManuallyDrop keeps it open.
+                let stream = unsafe { TcpStream::from_raw_fd(fd) };
+                keep_open(stream);
+            }
         }
     }
 }
@@ -251,6 +274,27 @@ fn spawn_helper() -> Result<u32, String> {
     cmd.spawn()
         .map(|c| c.id())
         .map_err(|e| format!("spawn helper: {e}"))
+}
+
+fn duplicate(fd: RawFd) -> Result<RawFd, String> {
+    // SAFETY: dup of an fd we own; the copy is deliberately never closed.
+    let copy = unsafe { libc::dup(fd) };
+    if copy < 0 {
+        return Err(format!("dup: {}", std::io::Error::last_os_error()));
+    }
+    Ok(copy)
+}
+
+/// Serve the connection to its end and forget to close it.
+fn keep_open(stream: TcpStream) {
+    let mut stream = std::mem::ManuallyDrop::new(stream);
+    let mut reader = BufReader::new(&*stream);
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_ok() {
+        let _ = (&*stream).write_all(b"ok\n");
+        let mut rest = Vec::new();
+        let _ = (*stream).read_to_end(&mut rest);
+    }
 }
 
 fn close(fd: RawFd) {

@@ -14,6 +14,8 @@ pub fn run(args: &CaptureArgs) -> Result<Exit> {
     let mut source = source_config(&args.source);
     source.cmdline = args.cmdline;
     source.sysctls = true;
+    // So that `states --from` and `sysctl --from` show what the kernel counted.
+    source.kernel_counts = true;
     let progress = std::io::stderr().is_terminal();
     let total = args.samples as usize;
     let mut samples = Vec::with_capacity(total);

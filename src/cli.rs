@@ -15,8 +15,9 @@ use std::time::Duration;
 /// socket, one forgotten copy is enough. cwleak reads /proc and the TCP table
 /// of every network namespace (containers included) and names that copy.
 ///
-/// Exit status: 0 no leak, 1 leaks found, 2 error; `check -- CMD` also passes
-/// CMD's own failure through (see `cwleak check --help`).
+/// Exit status: 0 no leak, 1 leaks found, 2 error or no leak seen by a look
+/// that could not see enough (hidden processes, a table not read); `check --
+/// CMD` also passes CMD's own failure through (see `cwleak check --help`).
 #[derive(Debug, Parser)]
 #[command(name = "cwleak", version, max_term_width = 100)]
 pub struct Cli {
@@ -208,8 +209,10 @@ Exit status:
   0    no CLOSE_WAIT leak in scope beyond the thresholds
   1    leaks in scope beyond the thresholds
   2    cwleak could not check: bad arguments or cwleak.toml, no scope, a --pid that
-       does not exist, every process in scope exited before the check, a report
-       that could not be written
+       does not exist, a --netns that is not a network namespace, every process in
+       scope exited before the check, a report that could not be written, or
+       missing data: no leak seen, but the look could not see everything in scope
+       (hidden processes, a table not read); a check never passes on it
   N    with -- CMD: CMD's own non-zero exit status, passed through (128+S when
        signal S killed it); the check still runs and writes its reports
   130, 143
@@ -296,6 +299,14 @@ pub struct CheckArgs {
     /// With --during: time between samples [default: 1s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "during", help_heading = "Timing")]
     pub interval: Option<Duration>,
+
+    /// Record, in the kernel (BPF; root and BTF), every call by which the
+    /// processes in scope make, copy or close socket fds, with its stack: each
+    /// holder then shows the line of code that made its copy, and the cause
+    /// comes from that history (basis "traced"). Without root or BTF: says
+    /// why and checks as usual
+    #[arg(long, help_heading = "Timing")]
+    pub trace: bool,
 
     /// Write the JSON report (the scan schema, plus `check`) to FILE
     #[arg(long, value_name = "FILE", help_heading = "Reports")]

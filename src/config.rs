@@ -81,6 +81,8 @@ pub struct CheckConfig {
     pub during: Option<Duration>,
     pub report: Option<PathBuf>,
     pub junit: Option<PathBuf>,
+    /// `--trace`: record how every socket fd in scope was made.
+    pub trace: bool,
 }
 
 const NO_SCOPE: &str = "cwleak check needs a scope: --pid PID, --pidfile FILE, --port PORT, \
@@ -144,6 +146,7 @@ impl CheckConfig {
             during: a.during.then_some(interval),
             report: a.report.clone(),
             junit: a.junit.clone(),
+            trace: a.trace,
             source,
         })
     }

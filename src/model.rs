@@ -283,16 +283,16 @@ pub struct TcpSocket {
     pub uid: u32,
     /// Lower bound of the time since the peer's last ACK (sock_diag tcp_info); None from /proc.
     pub last_ack_ms: Option<u64>,
+    /// Bytes the peer acknowledged (tcp_info tcpi_bytes_acked); None from /proc
+    /// and on kernels too old to report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_acked: Option<u64>,
     /// A timewait mini-socket (its timer is the timewait timer): every
     /// TIME_WAIT, and an orphaned FIN_WAIT2 the kernel handed to the timewait
     /// machinery (tcp_time_wait(sk, TCP_FIN_WAIT2, ...)). Those count against
     /// tcp_max_tw_buckets, not tcp_max_orphans.
     #[serde(default, skip_serializing_if = "is_false")]
     pub timewait: bool,
-    /// Bytes the peer acknowledged (tcp_info tcpi_bytes_acked); None from /proc
-    /// and on kernels too old to report it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes_acked: Option<u64>,
 }
 
 impl TcpSocket {

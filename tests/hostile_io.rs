@@ -196,9 +196,10 @@ fn a_filesystem_that_fills_up_fails_the_capture_and_leaves_nothing() {
 
 // ------------------------------------------------------------- signals
 
-/// A capture whose writes are slowed down (strace delays each write(2))
-/// is sent SIGTERM, then SIGINT, while its temporary file exists: it dies
-/// of the signal (as a shell reports it: 128+N) and leaves no file.
+/// A capture (and a check writing its report) whose writes are slowed down
+/// (strace delays each write(2)) is sent SIGTERM or SIGINT while its
+/// temporary file exists: it dies of the signal (as a shell reports it:
+/// 128+N) and leaves no file.
 #[test]
 fn a_signal_while_writing_leaves_no_temporary_file() {
     const TEST: &str = "a_signal_while_writing_leaves_no_temporary_file";
@@ -206,13 +207,21 @@ fn a_signal_while_writing_leaves_no_temporary_file() {
         skip::skip(TEST, "strace(1) is not installed");
         return;
     }
-    for sig in [libc::SIGTERM, libc::SIGINT] {
+    let svc = sleeper();
+    let pid = svc.pid().to_string();
+    let capture = ["capture", "--settle", "0", "-o"];
+    let check = ["check", "--pid", &pid, "--settle", "0", "--report"];
+    for (sig, args) in [
+        (libc::SIGTERM, &capture[..]),
+        (libc::SIGINT, &capture[..]),
+        (libc::SIGTERM, &check[..]),
+    ] {
         let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("snap.json");
+        let target = dir.path().join("out.json");
         let mut cmd = Command::new("strace");
         cmd.args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=write"])
-            .args(["-e", "inject=write:delay_enter=300000"])
-            .args([bin(), "capture", "--settle", "0", "-o"])
+            .args(["-e", "inject=write:delay_enter=300000", bin()])
+            .args(args)
             .arg(&target)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -254,7 +263,7 @@ fn a_signal_while_writing_leaves_no_temporary_file() {
         assert_eq!(
             names(dir.path()),
             Vec::<String>::new(),
-            "{temp} was left behind after signal {sig}"
+            "{args:?}: {temp} was left behind after signal {sig}"
         );
     }
 }

@@ -5,7 +5,10 @@
 //! which (pid, fd) hold each, who is to blame and why) is read from outside
 //! cwleak: `ss -tanpe`, /proc/PID/fd, /proc/PID/fdinfo and the ppid chain;
 //! each test's comment says what the program does and so which cause is
-//! right. cwleak's JSON, scoped to the scenario's port, must match it.
+//! right. cwleak's JSON, scoped to the scenario's port, must match it, with
+//! each way of reading the host (defaults, `--fds bpf`, `--tables proc`).
+//! A test whose truth cwleak does not reach yet keeps its full assertion
+//! and is `#[ignore = "... pending: what is wrong"]`.
 //!
 //! A test whose software is not installed says so (`SKIPPED ...` on
 //! stderr) and passes, except under CI=true, where `.ci/run` installs it.
@@ -14,6 +17,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use support::real::*;
@@ -122,8 +126,13 @@ fn inetd_handler_that_never_finishes() {
         assert_eq!(ppid(h), Some(inetd), "inetd forked the handler");
         assert!(fds_of(inetd, s.inode).is_empty(), "inetd closed its copy");
     }
-    let r = scan_port(port);
-    assert_report(&r, &truth, the_only_holder, Expect::Cause("never-closed"));
+    check_port(
+        port,
+        "0",
+        &truth,
+        the_only_holder,
+        Expect::Cause("never-closed"),
+    );
 }
 
 /// openbsd-inetd runs a shell script handler that starts `nohup sleep &`
@@ -171,9 +180,9 @@ fn inetd_handler_nohup_job_inherits_stdout() {
     assert!(!is_ancestor(inetd, j));
     assert!(fds_of(inetd, s.inode).is_empty(), "inetd closed its copy");
     assert!(!cloexec(j, 1));
-    let r = scan_port(port);
-    assert_report(
-        &r,
+    check_port(
+        port,
+        "0",
         &truth,
         the_only_holder,
         Expect::Cause("inherited-no-cloexec"),
@@ -220,8 +229,13 @@ fn socat_fork_exec_child_keeps_the_connection() {
         fds_of(socat, s.inode).is_empty(),
         "the parent closed its copy"
     );
-    let r = scan_port(port);
-    assert_report(&r, &truth, the_only_holder, Expect::Cause("never-closed"));
+    check_port(
+        port,
+        "0",
+        &truth,
+        the_only_holder,
+        Expect::Cause("never-closed"),
+    );
 }
 
 /// `socat TCP-LISTEN:PORT,fork EXEC:sleep,nofork`: the forked socat child
@@ -254,8 +268,13 @@ fn socat_exec_nofork_handler_on_stdio() {
     let h = the_only_holder(s);
     assert_eq!(s.fds_of(h), vec![0, 1]);
     assert_eq!(ppid(h), Some(socat));
-    let r = scan_port(port);
-    assert_report(&r, &truth, the_only_holder, Expect::Cause("never-closed"));
+    check_port(
+        port,
+        "0",
+        &truth,
+        the_only_holder,
+        Expect::Cause("never-closed"),
+    );
 }
 
 /// `socat TCP-LISTEN:PORT,fork SYSTEM:'nohup sleep 100000 & echo started',nofork`:
@@ -292,9 +311,9 @@ fn socat_system_nohup_job_inherits_stdout() {
     assert_eq!(s.fds_of(job), vec![1], "stdout only: {s:?}");
     assert!(!is_ancestor(socat, job), "re-parented away from socat");
     assert!(fds_of(socat, s.inode).is_empty());
-    let r = scan_port(port);
-    assert_report(
-        &r,
+    check_port(
+        port,
+        "0",
         &truth,
         the_only_holder,
         Expect::Cause("inherited-no-cloexec"),
@@ -339,8 +358,7 @@ fn socket_activate_server_accepts_itself() {
         assert_eq!(s.holders[0].0, server);
         assert!(cloexec(server, s.holders[0].1), "accepted with CLOEXEC");
     }
-    let r = scan_port(port);
-    assert_report(&r, &truth, |_| server, Expect::Cause("never-closed"));
+    check_port(port, "0", &truth, |_| server, Expect::Cause("never-closed"));
 }
 
 /// A socket-activation supervisor as systemd runs Accept=no services: it
@@ -376,8 +394,13 @@ fn socket_activation_supervisor_keeps_the_listener() {
     let s = &truth[0];
     assert_eq!(s.holders[0].0, service);
     assert!(cloexec(service, s.holders[0].1), "accepted with CLOEXEC");
-    let r = scan_port(port);
-    assert_report(&r, &truth, |_| service, Expect::Cause("never-closed"));
+    check_port(
+        port,
+        "0",
+        &truth,
+        |_| service,
+        Expect::Cause("never-closed"),
+    );
 }
 
 /// `systemd-socket-activate --accept` (inetd-style, Accept=yes): the tool
@@ -414,9 +437,9 @@ fn socket_activate_accept_instance_never_closes() {
     assert_eq!(ppid(inst), Some(tool));
     assert_eq!(env_of(inst, "LISTEN_PID"), Some(inst.to_string()));
     assert!(!cloexec(inst, 3));
-    let r = scan_port(port);
-    assert_report(
-        &r,
+    check_port(
+        port,
+        "0",
         &truth,
         the_only_holder,
         Expect::CauseOrAlternative("never-closed"),
@@ -457,8 +480,7 @@ fn requests_session_pooled_connection_closed_by_server() {
     assert_eq!(s.holders[0].0, client);
     assert_eq!(s.remote.port(), port, "the client's end of the connection");
     assert!(fds_of(server, s.inode).is_empty());
-    let r = scan_port(port);
-    assert_report(&r, &truth, |_| client, Expect::Cause("never-closed"));
+    check_port(port, "0", &truth, |_| client, Expect::Cause("never-closed"));
 }
 
 // ------------------------------------------------------------ wrappers
@@ -493,8 +515,7 @@ fn wrapped_server(
     for s in &truth {
         assert_eq!(s.holders[0].0, server);
     }
-    let r = scan_port(port);
-    assert_report(&r, &truth, |_| server, Expect::Cause("never-closed"));
+    check_port(port, "0", &truth, |_| server, Expect::Cause("never-closed"));
 }
 
 /// `sh -c '/bin/true; exec python3 server.py'`: the shell forks and waits
@@ -561,6 +582,65 @@ fn launcher_ignoring_sigchld_exec_server_never_closes() {
     );
 }
 
+/// `unshare --fork --pid --mount-proc python3 server.py`: unshare forks
+/// the server into a new pid namespace (where it is pid 1) and waits for
+/// it. The server never forks, accepts itself and never closes: holder the
+/// server (host pid; `ns_pid` 1 in `processes[]`), `never-closed`.
+#[test]
+fn unshare_pid_namespace_server_never_closes() {
+    const T: &str = "unshare_pid_namespace_server_never_closes";
+    if !skip::is_root() {
+        skip::skip(T, "needs root (unshare --pid)");
+        return;
+    }
+    let Some(t) = need(T, &["unshare"]) else {
+        return;
+    };
+    let Some(py) = need_python(T, &[]) else {
+        return;
+    };
+    let mut procs = Procs::new();
+    let port = free_port();
+    let (unshare, ready) = procs.start(
+        "unshare",
+        Command::new(&t[0])
+            .args(["--fork", "--pid", "--mount-proc"])
+            .arg(&py)
+            .arg(script("never_close_server.py"))
+            .arg(port.to_string()),
+    );
+    assert_eq!(ready, "ready");
+    let kids = children(unshare);
+    assert_eq!(kids.len(), 1, "unshare forked the server");
+    let server = kids[0];
+    assert_eq!(exe(server), canonical(&py));
+    let nspid = std::fs::read_to_string(format!("/proc/{server}/status"))
+        .expect("status")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("NSpid:")
+                .map(|v| v.split_whitespace().map(String::from).collect::<Vec<_>>())
+        })
+        .expect("NSpid");
+    assert_eq!(
+        nspid.last().map(String::as_str),
+        Some("1"),
+        "pid 1 in its namespace"
+    );
+    connect_and_close(port, b"", 0);
+    let truth = wait_close_wait(&procs, port, 1, |s| s.holders.len() == 1);
+    assert_eq!(truth[0].holders[0].0, server);
+    for r in check_port(port, "0", &truth, |_| server, Expect::Cause("never-closed")) {
+        let p = r["processes"]
+            .as_array()
+            .expect("processes")
+            .iter()
+            .find(|p| p["pid"] == server)
+            .unwrap_or_else(|| panic!("pid {server} in processes[]: {r:#}"));
+        assert_eq!(p["ns_pid"], 1, "process: {p:#}");
+    }
+}
+
 // ------------------------------------------------------------ Node.js
 
 /// A Node.js net.Server with allowHalfOpen that never calls socket.end()
@@ -584,8 +664,36 @@ fn node_half_open_server_never_ends() {
         assert_eq!(s.holders[0].0, node);
         assert!(cloexec(node, s.holders[0].1));
     }
-    let r = scan_port(port);
-    assert_report(&r, &truth, |_| node, Expect::Cause("never-closed"));
+    check_port(port, "0", &truth, |_| node, Expect::Cause("never-closed"));
+}
+
+/// The same Node.js server on IPv6 loopback ([::1]): the leak is found with
+/// the same holders, blame and cause, addresses as IPv6.
+#[test]
+fn node_half_open_server_on_ipv6_loopback() {
+    const T: &str = "node_half_open_server_on_ipv6_loopback";
+    let Some(t) = need(T, &["node"]) else {
+        return;
+    };
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        skip::skip(T, "no IPv6 loopback (::1) here");
+        return;
+    }
+    let mut procs = Procs::new();
+    let (node, line) = procs.start(
+        "node",
+        Command::new(&t[0])
+            .arg(script("node_half_open.js"))
+            .arg("::1"),
+    );
+    let port: u16 = line.parse().expect("port");
+    let addr = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+    connect_to_and_close(addr, b"", 0);
+    let truth = wait_close_wait(&procs, port, 1, |s| s.holders.len() == 1);
+    let s = &truth[0];
+    assert_eq!(s.holders[0].0, node);
+    assert_eq!(s.local, addr, "the server's end, on ::1");
+    check_port(port, "0", &truth, |_| node, Expect::Cause("never-closed"));
 }
 
 // ------------------------------------------------------------ Perl
@@ -623,8 +731,13 @@ fn perl_forking_server_parent_keeps_its_copy() {
         .expect("child");
     assert_eq!(ppid(child), Some(parent));
     assert_eq!(exe(child), exe(parent), "forked, not exec'd");
-    let r = scan_port(port);
-    assert_report(&r, &truth, |_| parent, Expect::Cause("fork-parent-kept"));
+    check_port(
+        port,
+        "0",
+        &truth,
+        |_| parent,
+        Expect::Cause("fork-parent-kept"),
+    );
 }
 
 /// The same forking server; one child is alive (its client said "hold")
@@ -652,8 +765,13 @@ fn perl_forking_server_child_exited_while_a_sibling_lives() {
         lone, 1,
         "one connection held by the parent alone: {truth:#?}"
     );
-    let r = scan_port(port);
-    assert_report(&r, &truth, |_| parent, Expect::Cause("fork-parent-kept"));
+    check_port(
+        port,
+        "0",
+        &truth,
+        |_| parent,
+        Expect::Cause("fork-parent-kept"),
+    );
 }
 
 /// The same forking server; every child closed its copy and exited. The
@@ -679,9 +797,9 @@ fn perl_forking_server_children_all_exited() {
     wait_for(&procs, "the children to exit", || {
         children(parent).is_empty().then_some(())
     });
-    let r = scan_port(port);
-    assert_report(
-        &r,
+    check_port(
+        port,
+        "0",
         &truth,
         |_| parent,
         Expect::CauseOrAlternative("fork-parent-kept"),
@@ -713,8 +831,56 @@ fn perl_prefork_worker_never_closes() {
     for s in &truth {
         assert!(workers.contains(&s.holders[0].0), "a worker holds {s:?}");
     }
-    let r = scan_port(port);
-    assert_report(&r, &truth, the_only_holder, Expect::Cause("never-closed"));
+    check_port(
+        port,
+        "0",
+        &truth,
+        the_only_holder,
+        Expect::Cause("never-closed"),
+    );
+}
+
+// ------------------------------------------------------------ Python socketserver
+
+/// Python's socketserver.ForkingTCPServer with a handler that never
+/// returns: the parent closes its copy after fork (the framework does it),
+/// each forked child keeps its connection. Held by the child alone, which
+/// was handed it by fork and never closes it: `never-closed`, blamed: the
+/// child, not the parent (which has forked and reaped children, but holds
+/// no copy).
+#[test]
+fn python_forking_socketserver_handler_never_returns() {
+    const T: &str = "python_forking_socketserver_handler_never_returns";
+    let Some(py) = need_python(T, &["socketserver"]) else {
+        return;
+    };
+    let mut procs = Procs::new();
+    let (parent, line) = procs.start(
+        "ForkingTCPServer",
+        Command::new(&py).arg(script("forking_socketserver.py")),
+    );
+    let port: u16 = line.parse().expect("port");
+    connect_and_close(port, b"", 0);
+    connect_and_close(port, b"", 0);
+    let truth = wait_close_wait(&procs, port, 2, |s| {
+        s.holder_pids().len() == 1 && s.holders[0].0 != parent
+    });
+    for s in &truth {
+        let child = the_only_holder(s);
+        assert_eq!(ppid(child), Some(parent));
+        assert_eq!(exe(child), exe(parent), "forked, not exec'd");
+        assert!(
+            fds_of(parent, s.inode).is_empty(),
+            "the parent closed its copy"
+        );
+    }
+    check_port(
+        port,
+        "0",
+        &truth,
+        the_only_holder,
+        Expect::Cause("never-closed"),
+    );
 }
 
 // ------------------------------------------------------------ fd passing
@@ -757,8 +923,65 @@ fn scm_rights_worker_keeps_received_connection() {
         assert!(fds_of(front, s.inode).is_empty());
         assert!(!is_ancestor(front, worker) && !is_ancestor(worker, front));
     }
-    let r = scan_port(port);
-    assert_report(&r, &truth, |_| worker, Expect::Cause("passed-fd-kept"));
+    check_port(
+        port,
+        "0",
+        &truth,
+        |_| worker,
+        Expect::Cause("passed-fd-kept"),
+    );
+}
+
+// ------------------------------------------------------------ thread-private fd table
+
+/// A Python server whose accepting thread called unshare(CLONE_FILES): its
+/// connections live only in that thread's private fd table. ss -p and
+/// /proc/PID/fd show no holder; /proc/PID/task/TID/fd does. The process
+/// accepted them itself and never closes them: holder (pid, fd) with the
+/// thread's `tid`, blamed: the process, `never-closed`; not
+/// `no-visible-holder`.
+#[test]
+#[ignore = "rule pending (causes branch): a thread-private fd table (unshare(CLONE_FILES)) is not read: no holder, no-visible-holder"]
+fn thread_private_fd_table_holder_found_with_its_tid() {
+    const T: &str = "thread_private_fd_table_holder_found_with_its_tid";
+    let Some(py) = need_python(T, &["ctypes"]) else {
+        return;
+    };
+    let mut procs = Procs::new();
+    let (server, line) = procs.start(
+        "thread_private_fds.py",
+        Command::new(&py).arg(script("thread_private_fds.py")),
+    );
+    let (port, tid) = line.split_once(' ').expect("PORT TID");
+    let (port, tid): (u16, Pid) = (port.parse().expect("port"), tid.parse().expect("tid"));
+    assert_ne!(tid, server);
+    connect_and_close(port, b"", 0);
+    connect_and_close(port, b"", 0);
+    // ss sees no holder (it reads /proc/PID/fd only): the truth is the
+    // thread's own table.
+    let truth: Vec<SsSocket> = wait_close_wait(&procs, port, 2, |s| {
+        s.holders.is_empty() && task_fds_of(server, tid, s.inode).len() == 1
+    })
+    .into_iter()
+    .map(|mut s| {
+        assert!(
+            fds_of(server, s.inode).is_empty(),
+            "not in the leader's table"
+        );
+        s.holders = vec![(server, task_fds_of(server, tid, s.inode)[0])];
+        s
+    })
+    .collect();
+    let reports = check_port(port, "0", &truth, |_| server, Expect::Cause("never-closed"));
+    for (s, r) in truth
+        .iter()
+        .flat_map(|s| reports.iter().map(move |r| (s, r)))
+    {
+        let f = support::finding(r, s.inode);
+        for h in f["holders"].as_array().expect("holders") {
+            assert_eq!(h["tid"], tid, "the holder's thread; finding: {f:#}");
+        }
+    }
 }
 
 // ------------------------------------------------------------ still sending
@@ -848,16 +1071,23 @@ fn socat_still_sending_to_a_half_closed_reader_is_not_a_leak() {
     wait_for(&procs, "bytes_acked to grow", || {
         (bytes_acked(port, s.inode)? > first).then_some(())
     });
-    let r = scan_port_settle(port, "500ms");
-    assert!(
-        support::findings(&r).is_empty(),
-        "a socket still sending is not a leak; report: {r:#}"
-    );
-    assert_eq!(
-        r["summary"]["still_sending"], 1,
-        "summary: {:#}",
-        r["summary"]
-    );
+    // Progress is read from tcp_info (bytes_acked), which sock_diag gives
+    // and /proc/PID/net/tcp does not: `--tables proc` is not checked here.
+    let sock_diag_readers = readers()
+        .into_iter()
+        .filter(|r| !r.contains(&"--tables".to_string()))
+        .collect();
+    for (label, r) in scans_with(port, "500ms", sock_diag_readers) {
+        assert!(
+            support::findings(&r).is_empty(),
+            "a socket still sending is not a leak ({label}); report: {r:#}"
+        );
+        assert_eq!(
+            r["summary"]["still_sending"], 1,
+            "summary: {:#}",
+            r["summary"]
+        );
+    }
 }
 
 /// The same stream, but the client stopped reading: the socat child is
@@ -873,23 +1103,37 @@ fn socat_frozen_sender_stays_a_leak() {
     let mut procs = Procs::new();
     let (socat, port) = socat_streamer(&mut procs, &t[0]);
     let _reader = HalfClosedReader::start(port, false);
-    // Frozen: the send queue stops moving (same bytes_acked on two looks
-    // taken after the queue filled).
-    let mut last = None;
+    // Frozen: the client never reads, so once its receive buffer is full
+    // the window is zero and bytes_acked stops for good. Take it as frozen
+    // when it has not moved for 2 s of looks, well over cwleak's 500 ms
+    // settle window (a busy machine may starve the sender for a moment
+    // before the buffers fill).
+    let mut since: Option<(u64, std::time::Instant)> = None;
     let truth = wait_for(&procs, "a frozen CLOSE_WAIT sender", || {
         let now = close_wait(port);
         let s = now.first()?;
         let acked = bytes_acked(port, s.inode)?;
-        let frozen = now.len() == 1 && s.holders.len() == 1 && last == Some(acked);
-        last = Some(acked);
-        if !frozen {
-            std::thread::sleep(std::time::Duration::from_millis(100));
+        if now.len() != 1 || s.holders.len() != 1 {
+            return None;
         }
-        frozen.then_some(now)
+        match since {
+            Some((a, t)) if a == acked => {
+                (t.elapsed() >= std::time::Duration::from_secs(2)).then_some(now)
+            }
+            _ => {
+                since = Some((acked, std::time::Instant::now()));
+                None
+            }
+        }
     });
     let s = &truth[0];
     let child = the_only_holder(s);
     assert_eq!(ppid(child), Some(socat));
-    let r = scan_port_settle(port, "500ms");
-    assert_report(&r, &truth, the_only_holder, Expect::Cause("never-closed"));
+    check_port(
+        port,
+        "500ms",
+        &truth,
+        the_only_holder,
+        Expect::Cause("never-closed"),
+    );
 }

@@ -14,6 +14,7 @@ use cwleak::check::outcome::*;
 use cwleak::diagnose::*;
 use cwleak::model::{Family, Pid, TcpState, WarningKind};
 use cwleak::report::{render, Format, RenderOptions};
+use cwleak::trace::{Frame, Origin, Step, TraceInfo};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -34,6 +35,7 @@ fn holder(pid: Pid, ppid: Pid, comm: &str, fd: i32, cloexec: Option<bool>) -> Ho
         comm: comm.into(),
         fd,
         cloexec,
+        origin: None,
     }
 }
 
@@ -80,6 +82,7 @@ fn finding(
         fix: format!("fix for {}", cause.name()).into(),
         mitigation: format!("mitigation for {}", cause.name()).as_str().into(),
         allowed: None,
+        basis: Default::default(),
     }
 }
 
@@ -266,6 +269,7 @@ fn full() -> Report {
             incomplete: vec!["this /proc hides other users' processes".into()],
         },
         check: None,
+        trace: None,
     }
 }
 
@@ -292,6 +296,7 @@ fn sparse() -> Report {
             ..ScanInfo::default()
         },
         check: None,
+        trace: None,
     }
 }
 
@@ -300,6 +305,21 @@ fn sparse() -> Report {
 fn checked() -> Report {
     let mut r = full();
     r.findings[3].allowed = Some("cause dup-copy-kept (/repo/cwleak.toml: known)".into());
+    // --trace: one holder's copy seen made (dup, then fork).
+    r.findings[0].basis = origin::Basis::Traced;
+    r.findings[0].holders[0].origin = Some(traced_origin());
+    let mut dup = traced_origin();
+    std::mem::swap(&mut dup.step, &mut dup.earlier[0]);
+    dup.earlier[0].from_fd = None;
+    r.findings[3].holders[1].origin = Some(dup);
+    r.trace = Some(TraceInfo {
+        active: true,
+        unavailable: None,
+        events: 27,
+        dropped_events: 1,
+        untracked_processes: 0,
+        truncated_stacks: 0,
+    });
     r.scan.scope = Scope {
         pids: vec![4242],
         with_children: true,
@@ -375,8 +395,53 @@ fn checked() -> Report {
 }
 
 /// A killed command, a clean --during: the nested nullable fields null.
+/// A copy made by dup() in the parent and handed down by fork(): frames
+/// with every field set, and one with nothing known but its address.
+fn traced_origin() -> Origin {
+    let frames = vec![
+        Frame {
+            function: None,
+            file: None,
+            line: None,
+            module: None,
+            address: 0x7f00_0000_1000,
+        },
+        Frame {
+            function: Some("serve".into()),
+            file: Some("/src/server.c".into()),
+            line: Some(88),
+            module: Some("/srv/server".into()),
+            address: 0x5600_0000_2000,
+        },
+    ];
+    let dup = Step {
+        event: "dup".into(),
+        pid: 4242,
+        tid: 4243,
+        fd: 7,
+        from_fd: Some(3),
+        from_pid: None,
+        at_ms: 1_700_000_000_000,
+        stack: frames.clone(),
+    };
+    Origin {
+        step: Step {
+            event: "fork".into(),
+            from_fd: None,
+            from_pid: Some(4241),
+            at_ms: 1_700_000_000_004,
+            ..dup.clone()
+        },
+        earlier: vec![dup],
+    }
+}
+
 fn checked_nulls() -> Report {
     let mut r = checked();
+    r.trace = Some(TraceInfo {
+        unavailable: Some("no kernel BTF (/sys/kernel/btf/vmlinux: No such file)".into()),
+        ..TraceInfo::default()
+    });
     if let Some(c) = r.check.as_mut() {
         if let Some(cmd) = c.command.as_mut() {
             cmd.exit_code = None;

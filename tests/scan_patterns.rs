@@ -10,7 +10,6 @@
 mod support;
 
 use serde_json::Value;
-use std::time::Duration;
 use support::*;
 
 fn as_pid(v: &Value) -> Pid {
@@ -500,10 +499,10 @@ fn a_close_wait_still_sending_is_not_a_leak() {
     let start = std::time::Instant::now();
     while acked(a) <= a0 {
         assert!(
-            start.elapsed() < Duration::from_secs(10),
+            start.elapsed() < std::time::Duration::from_secs(10),
             "no progress on {a:?}"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(acked(b), b0, "the frozen sender moved");
 

@@ -535,6 +535,11 @@ fn a_capture_is_counted_and_judged_like_the_live_machine() {
     ]));
     assert_counts(&r["total"], &p, "states --from");
     assert_eq!(r["scan"]["from"], file);
+    // The capture kept what the kernel counted: 5 TIME_WAIT and the orphaned
+    // FIN_WAIT2 handed to timewait.
+    let n = namespace(&r, p.netns());
+    assert_eq!(n["kernel"]["tw"].as_u64(), Some(6), "{n:#}");
+    assert_eq!(n["tw_buckets"].as_u64(), Some(6));
     let (_, r) = json(&args([
         "sysctl", "--format", "json", "--from", file, "--netns", &ns,
     ]));
@@ -544,4 +549,333 @@ fn a_capture_is_counted_and_judged_like_the_live_machine() {
         "6"
     );
     assert_eq!(r["scan"]["from"], file);
+}
+
+/// `ss -tanH` inside the namespace of `pid`, per state in cwleak's spelling
+/// (`ss` shows NEW_SYN_RECV request sockets as SYN-RECV).
+fn ss_counts(pid: i64) -> std::collections::BTreeMap<String, u64> {
+    let out = Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-n", "ss", "-tanH"])
+        .output()
+        .expect("nsenter ss");
+    assert!(out.status.success(), "ss: {:?}", out);
+    let mut counts = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(state) = line.split_whitespace().next() else {
+            continue;
+        };
+        let name = match state {
+            "ESTAB" => "ESTABLISHED",
+            "SYN-SENT" => "SYN_SENT",
+            "SYN-RECV" => "SYN_RECV",
+            "FIN-WAIT-1" => "FIN_WAIT1",
+            "FIN-WAIT-2" => "FIN_WAIT2",
+            "TIME-WAIT" => "TIME_WAIT",
+            "UNCONN" => "CLOSE",
+            "CLOSE-WAIT" => "CLOSE_WAIT",
+            "LAST-ACK" => "LAST_ACK",
+            "LISTEN" => "LISTEN",
+            "CLOSING" => "CLOSING",
+            other => panic!("ss printed an unknown state {other}"),
+        };
+        *counts.entry(name.to_string()).or_default() += 1;
+    }
+    counts
+}
+
+/// (tw, orphan) of the TCP line of /proc/PID/net/sockstat: the kernel's
+/// own counts, read through a process in the namespace.
+fn sockstat(pid: i64) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/sockstat")).unwrap();
+    let line = text.lines().find(|l| l.starts_with("TCP:")).unwrap();
+    let w: Vec<&str> = line.split_whitespace().collect();
+    let get = |k: &str| -> u64 {
+        let i = w.iter().position(|x| *x == k).unwrap();
+        w[i + 1].parse().unwrap()
+    };
+    (get("tw"), get("orphan"))
+}
+
+/// Thousands of TIME_WAIT, orphans in FIN_WAIT1, FIN_WAIT2 held and handed
+/// to timewait, a full accept queue: `states` agrees with `ss` state by
+/// state and with the kernel's sockstat; with SYNs hitting the full queue,
+/// the overflow findings fire, and they stop when the SYNs stop.
+#[test]
+fn under_real_load_states_agree_with_ss_and_the_kernel_and_overflows_fire() {
+    let mut p = Population::start(&[
+        "--time-wait",
+        "3000",
+        "--orphans",
+        "20",
+        "--close-wait",
+        "40",
+        "--established",
+        "3",
+        "--overflow",
+    ]);
+    let (pid, ns) = (p.pid(), p.netns().to_string());
+    let states = || json(&args(["states", "--format", "json", "--netns", &ns]));
+
+    // 1. The table, state by state, as ss sees it.
+    let ss = ss_counts(pid);
+    let (code, r) = states();
+    assert_eq!(code, 0);
+    for s in STATES {
+        let ss_n = match s {
+            "SYN_RECV" => ss.get("SYN_RECV").copied().unwrap_or(0),
+            "NEW_SYN_RECV" => 0,
+            _ => ss.get(s).copied().unwrap_or(0),
+        };
+        let ours = match s {
+            "SYN_RECV" => {
+                r["total"]["SYN_RECV"].as_u64().unwrap()
+                    + r["total"]["NEW_SYN_RECV"].as_u64().unwrap()
+            }
+            "NEW_SYN_RECV" => 0,
+            _ => r["total"][s].as_u64().unwrap(),
+        };
+        assert_eq!(ours, ss_n, "{s}: cwleak {} vs ss {ss:?}", r["total"]);
+        assert_eq!(ours, p.expect(s), "{s}: as built");
+    }
+
+    // 2. The kernel's counts, read back to back around cwleak's look (the
+    // orphan count is host-wide: retry while other processes move it).
+    let orphans = p.fact("orphans");
+    let tw = p.expect("TIME_WAIT") + p.fact("orphan_fin_wait2");
+    let mut agreed = false;
+    for _ in 0..20 {
+        let before = sockstat(pid);
+        let (_, r) = states();
+        let after = sockstat(pid);
+        if before != after {
+            continue;
+        }
+        let n = namespace(&r, p.netns());
+        assert_eq!(n["kernel"]["tw"].as_u64(), Some(before.0), "{n:#}");
+        assert_eq!(n["kernel"]["orphans"].as_u64(), Some(before.1), "{n:#}");
+        // The table's own accounting says the same for this namespace.
+        assert_eq!(n["tw_buckets"].as_u64(), Some(tw));
+        assert_eq!(
+            before.0, tw,
+            "the kernel's tw counts the FIN_WAIT2 handed to timewait"
+        );
+        assert_eq!(
+            n["orphans"].as_u64(),
+            Some(orphans),
+            "FIN_WAIT1 orphans only"
+        );
+        assert!(
+            before.1 >= orphans,
+            "host-wide orphans {} < {orphans}",
+            before.1
+        );
+        agreed = true;
+        break;
+    }
+    assert!(agreed, "sockstat never held still around a look");
+
+    // 3. Nothing is overflowing yet: no finding claims it.
+    let (_, r) = json(&args([
+        "sysctl", "--format", "json", "--netns", &ns, "--window", "300ms",
+    ]));
+    let rules: Vec<String> = findings(&r).into_iter().map(|(rule, _)| rule).collect();
+    assert!(!rules.contains(&"listen-overflow".to_string()), "{rules:?}");
+    let aq = finding(&r, "accept-queue");
+    assert_eq!(aq["severity"], "critical");
+    // Backlog 1 < somaxconn: the application's backlog is the limit.
+    assert!(aq["setting"].is_null(), "{aq:#}");
+    assert!(aq["reason"].as_str().unwrap().contains("drops new SYNs"));
+
+    // 4. SYNs hit the full queue: ListenOverflows moves, the finding fires.
+    assert_eq!(p.command("resume"), "resumed");
+    let (_, r) = json(&args([
+        "sysctl", "--format", "json", "--netns", &ns, "--window", "1s",
+    ]));
+    let f = finding(&r, "listen-overflow");
+    assert_eq!(f["severity"], "critical");
+    assert_eq!(f["netns"].as_u64(), Some(p.netns()));
+    let n = namespace(&r, p.netns());
+    assert!(
+        n["counters_change"]["ListenOverflows"].as_i64().unwrap() > 0,
+        "{n:#}"
+    );
+    // --watch shows the counters' change from the second look on.
+    let run = cwleak(&args([
+        "states", "--netns", &ns, "--watch", "300ms", "--count", "2", "--format", "json",
+    ]));
+    let looks: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(looks.len(), 2, "{}", run.stdout);
+    assert!(looks[0]["namespaces"][0]["counters_change"].is_null());
+    let moved = &looks[1]["namespaces"][0]["counters_change"]["ListenOverflows"];
+    assert!(
+        moved.as_i64().unwrap() > 0,
+        "{:#}",
+        looks[1]["namespaces"][0]
+    );
+
+    // 5. The SYNs stop: the level stays, the overflow finding goes.
+    assert_eq!(p.command("pause"), "paused");
+    let (_, r) = json(&args([
+        "sysctl", "--format", "json", "--netns", &ns, "--window", "500ms",
+    ]));
+    let rules: Vec<String> = findings(&r).into_iter().map(|(rule, _)| rule).collect();
+    assert!(!rules.contains(&"listen-overflow".to_string()), "{rules:?}");
+    assert!(rules.contains(&"accept-queue".to_string()), "{rules:?}");
+}
+
+/// A namespace made by `ip netns add`, its sockets left behind by a process
+/// that is gone: found through /run/netns, counted, and judged.
+#[test]
+fn a_namespace_nobody_sits_in_is_read_through_its_file() {
+    let name = format!("cwleak-states-{}", std::process::id());
+    let _ns = NamedNetns::add(&name);
+    let path = format!("/run/netns/{name}");
+    let p = Population::start_in(&name, &["--time-wait", "200"]);
+    let inode = p.netns();
+    drop(p);
+    // The process is reaped; its TIME_WAIT sockets stay for 60 s.
+    let ss = Command::new("ip")
+        .args(["netns", "exec", &name, "ss", "-tanH", "state", "time-wait"])
+        .output()
+        .unwrap();
+    let tw = String::from_utf8_lossy(&ss.stdout).lines().count() as u64;
+    assert_eq!(tw, 200, "ss inside the namespace");
+
+    let (code, r) = json(&args(["states", "--format", "json", "--netns", &path]));
+    assert_eq!(code, 0);
+    let n = namespace(&r, inode);
+    assert_eq!(n["file"], path.as_str());
+    assert!(n["via_pid"].is_null());
+    assert_eq!(n["states"]["TIME_WAIT"].as_u64(), Some(tw));
+    assert_eq!(n["kernel"]["tw"].as_u64(), Some(tw));
+    assert_eq!(r["sockets"].as_u64(), Some(tw));
+    // Without --netns too: named namespaces are looked for.
+    let (_, all) = json(&args(["states", "--format", "json"]));
+    assert_eq!(namespace(&all, inode)["file"], path.as_str());
+
+    let (_, s) = json(&args([
+        "sysctl", "--format", "json", "--netns", &path, "--window", "0",
+    ]));
+    let n = namespace(&s, inode);
+    assert_eq!(n["sysctls"]["net.ipv4.tcp_tw_reuse"], "2");
+    assert_eq!(n["recipe"].as_array().unwrap().len(), 8);
+    let text = cwleak(&args(["sysctl", "--netns", &path, "--window", "0"])).stdout;
+    assert!(!text.contains("0 network namespaces"), "{text}");
+    assert!(
+        text.contains(&format!("{path}, no process in it")),
+        "{text}"
+    );
+
+    // scan reads it too (its sockets have no holder there to name).
+    let (code, scan) = support::cwleak_json(&args(["--netns", &path]));
+    assert_eq!(code, 0, "{scan:#}");
+    let read: Vec<u64> = scan["scan"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["inode"].as_u64())
+        .collect();
+    assert!(read.contains(&inode), "{read:?}");
+}
+
+/// `sysctl` on a namespace with nothing in it still explains every setting
+/// and walks the recipe line by line.
+#[test]
+fn sysctl_explains_every_setting_on_an_idle_namespace() {
+    let p = Population::start(&[]);
+    let ns = p.netns().to_string();
+    let (code, r) = json(&args([
+        "sysctl", "--format", "json", "--netns", &ns, "--window", "0",
+    ]));
+    assert_eq!(code, 0);
+    let n = namespace(&r, p.netns());
+    let explained = n["explained"].as_array().unwrap();
+    for e in explained {
+        assert!(!e["does"].as_str().unwrap().is_empty(), "{e:#}");
+        assert!(!e["does_not"].as_str().unwrap().is_empty(), "{e:#}");
+    }
+    let recipe = n["recipe"].as_array().unwrap();
+    let settings: Vec<&str> = recipe
+        .iter()
+        .map(|l| l["setting"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        settings,
+        [
+            "net.ipv4.tcp_syncookies",
+            "net.ipv4.tcp_tw_reuse",
+            "net.ipv4.tcp_tw_recycle",
+            "net.ipv4.tcp_fin_timeout",
+            "net.ipv4.tcp_keepalive_time",
+            "net.ipv4.ip_local_port_range",
+            "net.ipv4.tcp_max_syn_backlog",
+            "net.ipv4.tcp_max_tw_buckets",
+        ]
+    );
+    for s in settings {
+        let e = explained
+            .iter()
+            .find(|e| e["setting"] == s)
+            .unwrap_or_else(|| panic!("{s}"));
+        // This kernel (6.x) has every one but tcp_tw_recycle.
+        assert_eq!(
+            e["value"].is_null(),
+            s == "net.ipv4.tcp_tw_recycle",
+            "{e:#}"
+        );
+    }
+    let line = |s: &str| {
+        recipe.iter().find(|l| l["setting"] == s).unwrap()["verdict"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(line("net.ipv4.tcp_tw_recycle").contains("4.12"));
+    assert!(line("net.ipv4.tcp_tw_reuse").contains("nothing for connections accepted"));
+    assert!(line("net.ipv4.tcp_fin_timeout").contains("not TIME_WAIT"));
+    assert!(line("net.ipv4.tcp_keepalive_time").contains("SO_KEEPALIVE"));
+    assert!(line("net.ipv4.ip_local_port_range").contains("parity"));
+    assert!(line("net.ipv4.tcp_max_syn_backlog").contains("syncookies"));
+    assert!(line("net.ipv4.tcp_max_tw_buckets").contains("never"));
+    let text = cwleak(&args(["sysctl", "--netns", &ns, "--window", "0"])).stdout;
+    assert!(
+        text.contains("The popular TIME_WAIT recipe, line by line"),
+        "{text}"
+    );
+    assert!(
+        text.contains("net.ipv4.tcp_tw_recycle = 1   (absent here)"),
+        "{text}"
+    );
+}
+
+/// `ip netns add NAME`, deleted on drop (also when the test fails).
+struct NamedNetns(String);
+
+impl NamedNetns {
+    fn add(name: &str) -> NamedNetns {
+        let st = Command::new("ip")
+            .args(["netns", "add", name])
+            .status()
+            .unwrap();
+        assert!(st.success(), "ip netns add {name}");
+        let ns = NamedNetns(name.to_string());
+        let st = Command::new("ip")
+            .args(["netns", "exec", name, "ip", "link", "set", "lo", "up"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        ns
+    }
+}
+
+impl Drop for NamedNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
 }

@@ -307,6 +307,12 @@ fn socket_line(f: &Finding) -> String {
     if !holders.is_empty() {
         line.push_str(&format!("    holders: {}\n", holders.join(", ")));
     }
+    if let Some((fd, o)) = crate::report::origin::blamed(f) {
+        for (i, l) in crate::report::origin::lines(fd, o).iter().enumerate() {
+            let label = if i == 0 { "    made: " } else { "          " };
+            line.push_str(&format!("{label}{l}\n"));
+        }
+    }
     if let Some(a) = &f.allowed {
         line.push_str(&format!("    allowed: {a}\n"));
     }

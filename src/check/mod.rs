@@ -15,6 +15,7 @@ pub mod outcome;
 pub mod roots;
 mod summary;
 pub mod thresholds;
+mod trace;
 mod wrap;
 
 pub use outcome::CheckInfo;
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 pub fn run(cfg: &CheckConfig) -> Result<Exit> {
     let started = Instant::now();
     let mut roots = Roots::start(cfg.roots.clone(), ProcRoot::new(&cfg.source.root))?;
+    let tracing = trace::Tracing::start(cfg);
     let (command, during, command_exit) = if cfg.command.is_empty() {
         (None, None, None)
     } else {
@@ -44,7 +46,7 @@ pub fn run(cfg: &CheckConfig) -> Result<Exit> {
             Ran::Stop(exit) => return Ok(exit),
         }
     };
-    let look = take(cfg, &mut roots)?;
+    let look = take(cfg, &mut roots, tracing)?;
     let mut report = look.report;
     let verdict = thresholds::apply(&mut report, &cfg.thresholds);
     // Missing data never passes: a verdict met on a look that could not see
@@ -200,7 +202,7 @@ struct Look {
 }
 
 /// The check itself: look, settle, look again, diagnose the scope.
-fn take(cfg: &CheckConfig, roots: &mut Roots) -> Result<Look> {
+fn take(cfg: &CheckConfig, roots: &mut Roots, tracing: trace::Tracing) -> Result<Look> {
     check_cgroups(cfg)?;
     let before = roots.resolve(false)?;
     let scope = scope_now(&cfg.scope, &before, !roots.is_empty());
@@ -229,8 +231,9 @@ fn take(cfg: &CheckConfig, roots: &mut Roots) -> Result<Look> {
         s.pids = before.iter().map(|r| r.pid).collect();
         s
     });
+    let facts = tracing.finish(&snap);
     Ok(Look {
-        report: diagnose::diagnose(&snap, &scope),
+        report: diagnose::diagnose_traced(&snap, &scope, facts.as_ref()),
         roots: after,
         error,
     })

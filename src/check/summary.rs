@@ -60,6 +60,9 @@ pub fn render(report: &Report, scope: &str, settle_ms: u64, files: &[String]) ->
             out.push(format!("  incomplete: {}", clean(gap)));
         }
     }
+    if let Some(t) = &report.trace {
+        out.push(trace_line(t));
+    }
     out.push(format!(
         "  scope: {scope}; settle {}; {} processes read in {} ms",
         duration_ms(settle_ms),
@@ -70,6 +73,33 @@ pub fn render(report: &Report, scope: &str, settle_ms: u64, files: &[String]) ->
         out.push(format!("  wrote {}", files.join(", ")));
     }
     out.join("\n") + "\n"
+}
+
+/// What --trace recorded, and what it lost (a gap can hide an origin).
+fn trace_line(t: &crate::trace::TraceInfo) -> String {
+    if let Some(why) = &t.unavailable {
+        return format!("  trace: not recorded: {}", clean(why));
+    }
+    let mut line = format!("  trace: {} events recorded", t.events);
+    let mut lost = Vec::new();
+    if t.dropped_events > 0 {
+        lost.push(format!("{} dropped (ring buffer full)", t.dropped_events));
+    }
+    if t.untracked_processes > 0 {
+        lost.push(format!(
+            "{} processes not followed (pid map full)",
+            t.untracked_processes
+        ));
+    }
+    if lost.is_empty() {
+        line.push_str(", none lost");
+    } else {
+        line.push_str(&format!(
+            "; warning: {}: origins may be missing",
+            lost.join(", ")
+        ));
+    }
+    line
 }
 
 fn verdict_line(report: &Report, c: &CheckInfo) -> String {
@@ -158,6 +188,17 @@ fn blamed(report: &Report, c: &CheckInfo) -> Vec<String> {
             line.push_str(" (within the thresholds)");
         }
         out.push(line);
+        // --trace: the decisive fact, and the code that made the blamed copy.
+        if let Some(g) = groups.first() {
+            if let Some(fact) = g.evidence.first().and_then(|e| e.strip_prefix("traced: ")) {
+                out.push(format!("    why (traced): {}", clean(fact)));
+            }
+            let made = crate::report::origin::group_lines(report, g);
+            for (i, l) in made.iter().enumerate() {
+                let label = if i == 0 { "    made: " } else { "          " };
+                out.push(format!("{label}{}", clean(l)));
+            }
+        }
         for g in &groups {
             if !fixes_said.contains(&g.cause) {
                 fixes_said.push(g.cause);

@@ -67,6 +67,10 @@ pub struct Report {
     /// What `cwleak check` concluded; None (null) in scan output.
     #[serde(default)]
     pub check: Option<crate::check::CheckInfo>,
+    /// `check --trace`: whether the history was recorded, and what was
+    /// lost; None (null) without --trace.
+    #[serde(default)]
+    pub trace: Option<crate::trace::TraceInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -142,6 +146,9 @@ pub struct Finding {
     /// not counted); None when it counts, and always in scan output.
     #[serde(default)]
     pub allowed: Option<Line>,
+    /// Whether `cause` was read from a recorded history or inferred.
+    #[serde(default)]
+    pub basis: super::origin::Basis,
 }
 
 impl Finding {
@@ -160,6 +167,7 @@ impl Finding {
             fix: &self.fix,
             mitigation: self.mitigation.text(&self.socket),
             allowed: &self.allowed,
+            basis: self.basis,
         }
     }
 }
@@ -178,6 +186,7 @@ struct FindingView<'a> {
     fix: &'a Line,
     mitigation: super::mitigation::Text<'a>,
     allowed: &'a Option<Line>,
+    basis: super::origin::Basis,
 }
 
 impl Serialize for Finding {
@@ -197,6 +206,7 @@ impl PartialEq for Finding {
             && self.fix == o.fix
             && self.mitigation_text() == o.mitigation_text()
             && self.allowed == o.allowed
+            && self.basis == o.basis
     }
 }
 
@@ -225,6 +235,10 @@ pub struct Holder {
     pub comm: Line,
     pub fd: i32,
     pub cloexec: Option<bool>,
+    /// `--trace`: the calls that made this copy, with their stacks; None
+    /// (null) without --trace or for a copy made before tracing started.
+    #[serde(default)]
+    pub origin: Option<crate::trace::Origin>,
 }
 
 /// A cause the evidence does not rule out, and what would tell it apart.

@@ -11,6 +11,7 @@ mod fixes;
 mod group;
 mod listeners;
 pub mod mitigation;
+pub mod origin;
 pub mod scope;
 mod unheld;
 
@@ -26,6 +27,16 @@ use std::collections::{BTreeMap, HashSet};
 
 /// Diagnose every CLOSE_WAIT socket of `snap` that falls in `scope`.
 pub fn diagnose(snap: &Snapshot, scope: &Scope) -> Report {
+    diagnose_traced(snap, scope, None)
+}
+
+/// The same, with what `--trace` recorded: causes read from the history
+/// where every holder's copy was seen made (`origin.rs`).
+pub fn diagnose_traced(
+    snap: &Snapshot,
+    scope: &Scope,
+    trace: Option<&crate::trace::Facts>,
+) -> Report {
     // Phase times for bench/run.sh (CWLEAK_TIMINGS), like the source's.
     let mut tt = std::time::Instant::now();
     let inodes = interesting_inodes(&snap.sockets);
@@ -84,6 +95,9 @@ pub fn diagnose(snap: &Snapshot, scope: &Scope) -> Report {
     // of 72 (up to 40.1). Why the second still helps is not understood.
     crate::memory::give_back_freed();
     crate::source::phase_done("diagnose: judge", &mut tt);
+    if let Some(facts) = trace {
+        origin::apply(&mut findings, facts);
+    }
     add_shared_evidence(&ctx, &mut findings);
     crate::memory::give_back_freed();
     crate::source::phase_done("diagnose: per-process evidence", &mut tt);
@@ -107,6 +121,7 @@ pub fn diagnose(snap: &Snapshot, scope: &Scope) -> Report {
             ..scan_info(snap, scope)
         },
         check: None,
+        trace: trace.map(|t| t.info.clone()),
     }
 }
 
@@ -202,6 +217,7 @@ fn judge_socket(ctx: &Ctx, s: &TcpSocket, memo: &mut Memo) -> Finding {
                     comm: memo.line(p.map_or("", |p| p.comm.as_str())),
                     fd: h.fd,
                     cloexec: h.cloexec,
+                    origin: None,
                 }
             })
             .collect(),
@@ -215,6 +231,7 @@ fn judge_socket(ctx: &Ctx, s: &TcpSocket, memo: &mut Memo) -> Finding {
         cause,
         evidence,
         allowed: None,
+        basis: origin::Basis::Inferred,
     }
 }
 

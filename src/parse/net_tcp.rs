@@ -52,8 +52,8 @@ pub fn parse_line(line: &str, family: Family, netns: Inode) -> ParseResult<TcpSo
         send_q,
         uid,
         last_ack_ms: None,
-        timewait,
         bytes_acked: None,
+        timewait,
     })
 }
 

@@ -30,6 +30,7 @@ struct View<'a> {
     processes: &'a [crate::diagnose::ProcessInfo],
     scan: &'a crate::diagnose::ScanInfo,
     check: &'a Option<crate::check::CheckInfo>,
+    trace: &'a Option<crate::trace::TraceInfo>,
 }
 
 impl<'a> View<'a> {
@@ -44,6 +45,7 @@ impl<'a> View<'a> {
             processes: &r.processes,
             scan: &r.scan,
             check: &r.check,
+            trace: &r.trace,
         }
     }
 }

@@ -9,6 +9,7 @@ mod dot;
 mod holders;
 mod json;
 mod markdown;
+pub mod origin;
 pub(crate) mod ranges;
 pub(crate) mod style;
 mod text;

@@ -29,6 +29,7 @@ pub fn holder(pid: Pid, ppid: Pid, comm: &str, fd: i32, cloexec: Option<bool>) -
         comm: comm.into(),
         fd,
         cloexec,
+        origin: None,
     }
 }
 
@@ -96,6 +97,7 @@ impl Builder {
                     incomplete: Vec::new(),
                 },
                 check: None,
+                trace: None,
             },
             next_inode: 100_000,
         }
@@ -170,6 +172,7 @@ impl Builder {
                 fix: fix.into(),
                 mitigation: mitigation.into(),
                 allowed: None,
+                basis: Default::default(),
             });
         }
         fds.sort_unstable();

@@ -290,6 +290,10 @@ fn group_block(o: &mut Out, report: &Report, procs: &Processes, g: &Group) -> io
             &format!("(and {} more)", g.evidence.len() - MAX_EVIDENCE),
         )?;
     }
+    // --trace: where the blamed copy was made, down to the line.
+    for (i, l) in super::origin::group_lines(report, g).iter().enumerate() {
+        o.labelled_hanging(if i == 0 { "made:" } else { "" }, &clean(l), &hanging)?;
+    }
     let mitigation = g.mitigation_text();
     for (label, text) in [("fix:", &*g.fix), ("now:", mitigation.as_str())] {
         for (i, l) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {

@@ -1,11 +1,17 @@
 //! HTTP for `serve`, on hyper (HTTP/1.1 parsing, 400 for a malformed
 //! request, 431 for a request head larger than `MAX_HEAD`). Around it, the
 //! limits a scraper storm or a slow client must not get past:
-//! - at most `MAX_CONNECTIONS` at once; one more gets 503 at once and is closed;
+//! - at most `MAX_CONNECTIONS` at once. One more sheds the connection that
+//!   has waited longest without sending its whole request head (503, then
+//!   closed): idle and slow clients make room for a new one, which may be a
+//!   scraper that sends its request at once. Only when every connection has
+//!   sent its request (real load) does the new one get 503;
 //! - the request head must arrive within `HEAD_TIMEOUT` (408, then closed);
 //! - a whole connection (read the request, write the answer) lasts at most
 //!   `CONNECTION_TIMEOUT`;
-//! - one request per connection (no keep-alive), so those bounds are per request.
+//! - one request per connection (no keep-alive), so those bounds are per
+//!   request; a client may half-close after its request (`nc -N`) and still
+//!   gets its answer.
 //!
 //! Answers are copies of what the scanner published (`routes`), so serving
 //! costs no scan.
@@ -23,14 +29,16 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 pub const MAX_CONNECTIONS: usize = 32;
 pub const MAX_HEAD: usize = 16 * 1024;
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// A scraper sends its request head at once; anything slower is a slow
+/// client holding a slot.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a stop waits for requests in flight.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -41,9 +49,59 @@ const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nR
 const TIMED_OUT: &[u8] =
     b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
 
+/// One open connection, as the accept loop sees it.
+struct Open {
+    id: u64,
+    accepted: Instant,
+    /// Its whole request head has arrived: it is being answered, not shed.
+    requested: Arc<AtomicBool>,
+    /// A second handle on the socket: to say 503 and close it when shed.
+    socket: Option<std::net::TcpStream>,
+    task: tokio::task::AbortHandle,
+}
+
+#[derive(Default)]
+struct Table {
+    open: Vec<Open>,
+    next_id: u64,
+}
+
+type Conns = Arc<Mutex<Table>>;
+
+fn lock(c: &Conns) -> std::sync::MutexGuard<'_, Table> {
+    c.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Makes room for one more connection: sheds the one that has waited
+/// longest without a complete request. False when every one is being
+/// answered.
+fn make_room(t: &mut Table) -> bool {
+    if t.open.len() < MAX_CONNECTIONS {
+        return true;
+    }
+    let slowest = t
+        .open
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.requested.load(Ordering::SeqCst))
+        .min_by_key(|(_, c)| c.accepted)
+        .map(|(i, _)| i);
+    let Some(i) = slowest else {
+        return false;
+    };
+    let shed = t.open.swap_remove(i);
+    if let Some(mut s) = shed.socket {
+        // Non-blocking like the original: a 503 if it fits, then closed.
+        let _ = s.write(BUSY);
+        let _ = s.shutdown(std::net::Shutdown::Both);
+    }
+    shed.task.abort();
+    true
+}
+
 /// Accept and answer until a stop is requested, then let requests in flight finish.
 pub async fn serve(listener: TcpListener, shared: Shared) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let conns: Conns = Arc::default();
     while !stop::requested() {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -58,22 +116,63 @@ pub async fn serve(listener: TcpListener, shared: Shared) {
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            let _ = stream.try_write(BUSY);
-            continue;
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            connection(stream, shared).await;
-            drop(slot);
-        });
+        admit(&conns, stream, &shared);
+        // Let the new connection read a request that is already there before
+        // the next accept: in a burst of connects, a scraper accepted first
+        // must not be shed by those behind it for want of a turn.
+        tokio::task::yield_now().await;
     }
     drop(listener);
-    let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
-    let _ = tokio::time::timeout(DRAIN, slots.acquire_many(all)).await;
+    let deadline = Instant::now() + DRAIN;
+    while !lock(&conns).open.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
-async fn connection(stream: TcpStream, shared: Shared) {
+/// Starts answering `stream`, shedding a slow connection to make room; 503
+/// when every slot is being answered.
+fn admit(conns: &Conns, stream: TcpStream, shared: &Shared) {
+    let mut table = lock(conns);
+    if !make_room(&mut table) {
+        let _ = stream.try_write(BUSY);
+        return;
+    }
+    let id = table.next_id;
+    table.next_id += 1;
+    let requested = Arc::new(AtomicBool::new(false));
+    let socket = stream
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .map(std::net::TcpStream::from);
+    let (shared, flag, done) = (shared.clone(), requested.clone(), conns.clone());
+    let task = tokio::spawn(async move {
+        // Dropped when the connection ends or is shed (aborted).
+        let _gone = Gone { conns: done, id };
+        connection(stream, shared, flag).await;
+    });
+    table.open.push(Open {
+        id,
+        accepted: Instant::now(),
+        requested,
+        socket,
+        task: task.abort_handle(),
+    });
+}
+
+/// Takes a finished connection out of the table (its socket handle with it).
+struct Gone {
+    conns: Conns,
+    id: u64,
+}
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        lock(&self.conns).open.retain(|c| c.id != self.id);
+    }
+}
+
+async fn connection(stream: TcpStream, shared: Shared, requested: Arc<AtomicBool>) {
     // hyper closes a connection whose request head is too slow without a
     // word; a second handle on the socket lets us say 408 first.
     let spare = stream
@@ -82,6 +181,7 @@ async fn connection(stream: TcpStream, shared: Shared) {
         .ok()
         .map(std::net::TcpStream::from);
     let service = service_fn(move |req: Request<Incoming>| {
+        requested.store(true, Ordering::SeqCst);
         let reply = {
             let p = shared
                 .lock()
@@ -95,6 +195,8 @@ async fn connection(stream: TcpStream, shared: Shared) {
         .timer(TokioTimer::new())
         .header_read_timeout(HEAD_TIMEOUT)
         .keep_alive(false)
+        // `nc -N`, curl --http0.9-style tools: the request, then a half-close.
+        .half_close(true)
         .max_buf_size(MAX_HEAD);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {

@@ -100,8 +100,8 @@ mod tests {
             send_q: 0,
             uid: 0,
             last_ack_ms: None,
-            timewait: false,
             bytes_acked: None,
+            timewait: false,
         }
     }
 

@@ -69,3 +69,61 @@ fn read_under(root: &ProcRoot, pid: Option<Pid>, base: &Path) -> Result<Counts, 
         sockstat::tcp_ext(&text).map_err(|m| SourceError::malformed(pid, root.join(&rel), m))?;
     Ok(Counts { kernel, counters })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_members_files_through_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = dir.path().join("42/net");
+        std::fs::create_dir_all(&net).unwrap();
+        std::fs::write(
+            net.join("sockstat"),
+            "sockets: used 9\nTCP: inuse 3 orphan 1 tw 7 alloc 5 mem 2\n",
+        )
+        .unwrap();
+        std::fs::write(
+            net.join("netstat"),
+            "TcpExt: ListenOverflows TW\nTcpExt: 4 7\n",
+        )
+        .unwrap();
+        let root = ProcRoot::new(dir.path());
+        let base = PathBuf::from("42");
+        let c = read(
+            &root,
+            &Place::Member {
+                pid: 42,
+                base: &base,
+            },
+            1,
+        )
+        .unwrap();
+        assert_eq!((c.kernel.tw, c.kernel.orphans, c.kernel.inuse), (7, 1, 3));
+        assert_eq!(c.counters["ListenOverflows"], 4);
+        let ns = NetNs {
+            inode: 1,
+            via_pid: Some(42),
+            ..NetNs::default()
+        };
+        assert_eq!(reread(&root, &ns).unwrap(), c);
+        // Neither a process nor a file: an error, not a guess.
+        let lost = NetNs {
+            inode: 1,
+            ..NetNs::default()
+        };
+        assert!(reread(&root, &lost).is_err());
+        // A member without the files (an older recorded tree).
+        let gone = PathBuf::from("43");
+        assert!(read(
+            &root,
+            &Place::Member {
+                pid: 43,
+                base: &gone
+            },
+            1
+        )
+        .is_err());
+    }
+}

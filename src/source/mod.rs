@@ -22,6 +22,7 @@ pub mod sysctl_conf;
 pub mod table_scope;
 pub mod tables;
 mod task_files;
+pub mod trace;
 mod walk;
 
 pub use error::SourceError;
@@ -213,6 +214,15 @@ fn finish(
             members
                 .entry(netns)
                 .or_insert_with(|| NsMember::file(netns, file));
+        }
+    }
+    // A namespace named by --netns is read even when no process in it holds
+    // a socket (the walk reads ns/net only for holders): find any member.
+    for &netns in &cfg.tables_for.netns {
+        if let std::collections::btree_map::Entry::Vacant(e) = members.entry(netns) {
+            if let Some(m) = any_member(&root, &walked, netns) {
+                e.insert(m);
+            }
         }
     }
     if let Some(keep) = cfg.tables_for.namespaces(&walked) {
@@ -501,6 +511,24 @@ fn namespace_members(walked: &[Walked]) -> BTreeMap<Inode, NsMember> {
         }
     }
     members
+}
+
+/// The first walked process in network namespace `netns`, whatever it holds.
+fn any_member(root: &ProcRoot, walked: &[Walked], netns: Inode) -> Option<NsMember> {
+    walked.iter().find_map(|w| {
+        let inode = w.process.netns.or_else(|| {
+            let t = root
+                .read_link(Some(w.process.pid), &w.base.join("ns/net"))
+                .ok()?;
+            crate::parse::link::bracket_inode(&t, b"net")
+        })?;
+        (inode == netns).then(|| NsMember {
+            netns,
+            pid: w.process.pid,
+            base: w.base.clone(),
+            file: None,
+        })
+    })
 }
 
 /// A live proc filesystem always has a pid 1 (the namespace's init, visible

@@ -5,6 +5,7 @@
 //! namespaces, and each path given (`--netns PATH`).
 
 use crate::model::Inode;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -42,11 +43,20 @@ fn netns_inode(path: &Path) -> Option<Inode> {
     if fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
         return None;
     }
-    // A namespace file of another kind (ipc, mnt, ...) is nsfs too: only a
-    // net one can be entered with CLONE_NEWNET, which the reader checks; the
-    // name ip netns gives is ours to trust no further than that.
-    Some(std::fs::metadata(path).ok()?.ino())
+    let f = std::fs::File::open(path).ok()?;
+    // A namespace file of another kind (mnt, ipc, ...) is nsfs too: ask its
+    // type (NS_GET_NSTYPE, Linux 4.11); an older kernel cannot tell, and a
+    // wrong one then fails later, at setns, as a warning.
+    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd.
+    let kind = unsafe { libc::ioctl(f.as_raw_fd(), NS_GET_NSTYPE) };
+    if kind >= 0 && kind != libc::CLONE_NEWNET {
+        return None;
+    }
+    Some(f.metadata().ok()?.ino())
 }
+
+/// linux/nsfs.h: _IO(0xb7, 0x3).
+const NS_GET_NSTYPE: libc::Ioctl = 0xb703;
 
 #[cfg(test)]
 mod tests {
@@ -61,8 +71,13 @@ mod tests {
             // No nsfs here (a restricted sandbox): nothing to compare with.
             return;
         };
-        let found = discover(Some(dir.path()), &[own.clone(), own.clone()]);
-        assert_eq!(found, vec![(ino, own)]);
+        let mnt = PathBuf::from("/proc/self/ns/mnt");
+        let found = discover(Some(dir.path()), &[own.clone(), mnt, own.clone()]);
+        assert_eq!(
+            found,
+            vec![(ino, own)],
+            "one net namespace, the mnt one left out"
+        );
         assert!(discover(Some(&dir.path().join("missing")), &[]).is_empty());
     }
 }

@@ -117,7 +117,9 @@ fn table(r: &StatesReport, st: Style, out: &mut dyn Write) -> io::Result<()> {
 }
 
 fn namespaces(r: &StatesReport, width: usize, out: &mut dyn Write) -> io::Result<()> {
-    if r.namespaces.len() < 2 {
+    // One namespace needs no list, unless it was read through its file (no
+    // process in it): say so.
+    if r.namespaces.len() < 2 && r.namespaces.iter().all(|n| n.file.is_none()) {
         return Ok(());
     }
     writeln!(out)?;
@@ -156,7 +158,7 @@ fn kernel(r: &StatesReport, width: usize, out: &mut dyn Write) -> io::Result<()>
     writeln!(out)?;
     writeln!(
         out,
-        "What the kernel counts (/proc/net/sockstat and the TcpExt lines of /proc/net/netstat):"
+        "What the kernel counts (net/sockstat, TcpExt of net/netstat):"
     )?;
     for n in read {
         let first = format!("  {:<11} ", n.netns);

@@ -23,9 +23,9 @@ pub fn sock(netns: Inode, state: TcpState, inode: Inode, local: &str, remote: &s
         send_q: 0,
         uid: 0,
         last_ack_ms: None,
+        bytes_acked: None,
         // As the kernel reports them: every TIME_WAIT is a timewait mini-socket.
         timewait: state == TcpState::TimeWait,
-        bytes_acked: None,
     }
 }
 
@@ -251,6 +251,7 @@ pub fn tuned_extra() -> crate::tuning::report::Extra {
             TUNED_COUNTERS.iter().map(|c| (c.to_string(), 4)).collect(),
         )]
         .into(),
+        earlier: Default::default(),
         conf: vec![
             conf("net.ipv4.tcp_tw_recycle", "1", None),
             conf("net.ipv4.tcp_fin_timeout", "15", Some("30")),

@@ -20,10 +20,12 @@ pub fn run(a: &SysctlArgs) -> Result<Exit> {
     let root = ProcRoot::new(&source.root);
     let netns = resolve_netns_all(&root, &a.netns)?;
     let (snap, extra) = match &a.snapshot.from {
-        Some(path) => (
-            crate::capture::load(path, a.snapshot.sample_index(), a.snapshot.max_bytes())?,
-            Extra::default(),
-        ),
+        Some(path) => {
+            let snap =
+                crate::capture::load(path, a.snapshot.sample_index(), a.snapshot.max_bytes())?;
+            let extra = earlier_look(a, path, &snap)?;
+            (snap, extra)
+        }
         None => {
             let mut snap = crate::source::read(&source)
                 .with_context(|| format!("reading {}", source.root.display()))?;
@@ -43,6 +45,35 @@ pub fn run(a: &SysctlArgs) -> Result<Exit> {
         TextJsonArg::Text => render::text(&report, &opts, out),
     })?;
     Ok(exit_for(report.worst(), a.fail_on))
+}
+
+/// From a capture of several looks: the counters of the look before the one
+/// judged, so that overflows between the two show as movement.
+fn earlier_look(a: &SysctlArgs, path: &std::path::Path, snap: &Snapshot) -> Result<Extra> {
+    let max = a.snapshot.max_bytes();
+    let index = match a.snapshot.sample_index() {
+        Some(i) => i,
+        None => crate::snapshot::read_keeping(path, crate::snapshot::Keep::Last, max)?
+            .looks
+            .saturating_sub(1),
+    };
+    if index == 0 {
+        return Ok(Extra::default());
+    }
+    let before = crate::capture::load(path, Some(index - 1), max)?;
+    Ok(Extra {
+        window_ms: snap
+            .meta
+            .taken_at_ms
+            .saturating_sub(before.meta.taken_at_ms),
+        earlier: before
+            .namespaces
+            .into_iter()
+            .filter(|n| !n.counters.is_empty())
+            .map(|n| (n.inode, n.counters))
+            .collect(),
+        ..Extra::default()
+    })
 }
 
 /// The counters again after the window, and the host's configuration files.

@@ -43,6 +43,9 @@ pub struct Extra {
     pub window_ms: u64,
     /// Each namespace's TcpExt counters read at the end of the window.
     pub later: HashMap<Inode, BTreeMap<String, u64>>,
+    /// ... or at its start, when the look judged is the later one (the
+    /// previous look of a capture).
+    pub earlier: HashMap<Inode, BTreeMap<String, u64>>,
     pub conf: Vec<ConfSetting>,
 }
 
@@ -150,6 +153,9 @@ pub fn build_with(snap: &Snapshot, scope: &[Inode], extra: &Extra) -> TuningRepo
     for o in &mut observed {
         if let Some(later) = extra.later.get(&o.netns) {
             o.moved = Some(crate::states::counter_change(&o.counters, later));
+            o.window_ms = extra.window_ms;
+        } else if let Some(earlier) = extra.earlier.get(&o.netns) {
+            o.moved = Some(crate::states::counter_change(earlier, &o.counters));
             o.window_ms = extra.window_ms;
         }
     }

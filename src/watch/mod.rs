@@ -49,6 +49,15 @@ pub fn run(args: &WatchArgs) -> Result<Exit> {
         let look_started = Instant::now();
         let first = tracker.looks() == 0;
         let (snap, report, read_ms) = look(&cfg, &mut reader, first)?;
+        if first {
+            // A quiet watch must not read as "no leak" when it cannot see enough.
+            for gap in &report.scan.incomplete {
+                crate::diag!(
+                    "cwleak watch: incomplete: {}",
+                    crate::report::wrap::clean(gap)
+                );
+            }
+        }
         let st = reader.stats();
         costs.add(read_ms, st.walked, st.processes);
         let tallies = if first {

@@ -14,6 +14,7 @@ const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     // BUG: the peer is done; socket.end() is missing here.
   });
 });
-server.listen(0, '127.0.0.1', () => {
+// Listens on the address given as the first argument (default 127.0.0.1).
+server.listen(0, process.argv[2] || '127.0.0.1', () => {
   console.log(server.address().port);
 });

@@ -39,14 +39,30 @@ pub struct Population {
     child: Child,
     stdin: Option<ChildStdin>,
     stderr: std::fs::File,
+    lines: mpsc::Receiver<std::io::Result<String>>,
 }
 
 impl Population {
     /// `tcp_population ARGS...`, once its table shows what it built.
     pub fn start(args: &[&str]) -> Population {
+        Self::spawn(Command::new(example_bin()).args(args))
+    }
+
+    /// `ip netns exec NAME tcp_population --in-place ARGS...`: built inside
+    /// a named namespace, which outlives the process.
+    pub fn start_in(name: &str, args: &[&str]) -> Population {
+        let bin = example_bin();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", name])
+            .arg(bin)
+            .arg("--in-place")
+            .args(args);
+        Self::spawn(&mut cmd)
+    }
+
+    fn spawn(cmd: &mut Command) -> Population {
         let stderr = tempfile::tempfile().expect("tempfile");
-        let mut child = Command::new(example_bin())
-            .args(args)
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr.try_clone().expect("dup"))
@@ -55,18 +71,26 @@ impl Population {
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
+        // Every line it prints: the facts, then one answer per command.
         std::thread::spawn(move || {
-            let mut line = String::new();
-            let r = BufReader::new(stdout).read_line(&mut line).map(|_| line);
-            let _ = tx.send(r);
+            let mut out = BufReader::new(stdout);
+            loop {
+                let mut line = String::new();
+                let r = out.read_line(&mut line).map(|_| line);
+                let end = !matches!(&r, Ok(l) if !l.is_empty());
+                if tx.send(r).is_err() || end {
+                    return;
+                }
+            }
         });
         let mut p = Population {
             facts: Value::Null,
             child,
             stdin,
             stderr,
+            lines: rx,
         };
-        let line = match rx.recv_timeout(START_TIMEOUT) {
+        let line = match p.lines.recv_timeout(START_TIMEOUT) {
             Ok(Ok(line)) if !line.trim().is_empty() => line,
             other => p.fail(&format!("printed no facts: {other:?}")),
         };
@@ -87,6 +111,22 @@ impl Population {
         self.stdin = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Send one command line (`resume`, `pause`) and wait for its answer.
+    pub fn command(&mut self, cmd: &str) -> String {
+        use std::io::Write;
+        let sent = self
+            .stdin
+            .as_mut()
+            .map(|s| writeln!(s, "{cmd}").and_then(|()| s.flush()));
+        if !matches!(sent, Some(Ok(()))) {
+            self.fail(&format!("did not take the command {cmd:?}: {sent:?}"));
+        }
+        match self.lines.recv_timeout(START_TIMEOUT) {
+            Ok(Ok(line)) if !line.trim().is_empty() => line.trim().to_string(),
+            other => self.fail(&format!("did not answer {cmd:?}: {other:?}")),
+        }
     }
 
     pub fn netns(&self) -> u64 {

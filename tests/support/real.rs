@@ -120,9 +120,15 @@ pub fn free_port() -> u16 {
 /// Connects to 127.0.0.1:port, sends `send`, reads `read_line` lines, then
 /// closes: the server side is left in CLOSE_WAIT unless it closes too.
 pub fn connect_and_close(port: u16, send: &[u8], read_lines: usize) {
+    connect_to_and_close(SocketAddr::from(([127, 0, 0, 1], port)), send, read_lines);
+}
+
+/// `connect_and_close` to any address (e.g. [::1]:port).
+pub fn connect_to_and_close(addr: SocketAddr, send: &[u8], read_lines: usize) {
     use std::io::Write;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))
-        .unwrap_or_else(|e| panic!("connect 127.0.0.1:{port}: {e}"));
+    let port = addr.port();
+    let mut s =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     if !send.is_empty() {
         s.write_all(send).expect("send");
     }
@@ -132,7 +138,7 @@ pub fn connect_and_close(port: u16, send: &[u8], read_lines: usize) {
         for _ in 0..read_lines {
             let mut line = String::new();
             r.read_line(&mut line)
-                .unwrap_or_else(|e| panic!("reading from 127.0.0.1:{port}: {e}"));
+                .unwrap_or_else(|e| panic!("reading from {addr} (port {port}): {e}"));
         }
     }
 }
@@ -464,6 +470,26 @@ pub fn fds_of(pid: Pid, inode: u64) -> Vec<i32> {
     v
 }
 
+/// The fds of thread `tid`'s own table (/proc/PID/task/TID/fd) that refer
+/// to socket `inode`: differs from `fds_of` for a thread that called
+/// unshare(CLONE_FILES).
+pub fn task_fds_of(pid: Pid, tid: Pid, inode: u64) -> Vec<i32> {
+    let want = format!("socket:[{inode}]");
+    let mut v: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task/{tid}/fd"))
+        .map(|rd| {
+            rd.filter_map(|e| {
+                let e = e.ok()?;
+                let link = std::fs::read_link(e.path()).ok()?;
+                (link.to_str() == Some(want.as_str()))
+                    .then(|| e.file_name().to_str()?.parse().ok())?
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    v.sort_unstable();
+    v
+}
+
 /// An environment variable of `pid`, from /proc/PID/environ.
 pub fn env_of(pid: Pid, var: &str) -> Option<String> {
     let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
@@ -655,25 +681,72 @@ pub fn wait_listening(procs: &Procs, port: u16) -> BTreeSet<Pid> {
 
 // ------------------------------------------------------------ cwleak
 
-/// `cwleak scan --format json --port PORT --settle 0`: every finding of
-/// the scenario's port.
-pub fn scan_port(port: u16) -> Value {
-    scan_port_settle(port, "0")
+/// The ways cwleak reads a live host that the scenarios are checked with:
+/// its defaults, fd tables through the task_file BPF iterator (as root,
+/// where it can be loaded), and TCP tables from /proc/PID/net/tcp instead
+/// of sock_diag. Each must give the same answer.
+pub fn readers() -> Vec<Vec<String>> {
+    let mut v = vec![Vec::new()];
+    if super::skip::is_root() {
+        v.push(vec!["--fds".into(), "bpf".into()]);
+    }
+    v.push(vec!["--tables".into(), "proc".into()]);
+    v
 }
 
-/// `cwleak scan --format json --port PORT --settle SETTLE`; checks that the
-/// exit status matches the findings.
-pub fn scan_port_settle(port: u16, settle: &str) -> Value {
-    let args = vec![
-        "--port".to_string(),
-        port.to_string(),
-        "--settle".to_string(),
-        settle.to_string(),
-    ];
-    let (code, r) = super::cwleak_json(&args);
-    let n = super::findings(&r).len();
-    assert_eq!(code, if n > 0 { 1 } else { 0 }, "exit code; report: {r:#}");
-    r
+/// One `cwleak scan --format json --port PORT --settle SETTLE` per reader
+/// (see `readers`), with the reader's flags as its label.
+pub fn scans(port: u16, settle: &str) -> Vec<(String, Value)> {
+    scans_with(port, settle, readers())
+}
+
+/// One scan per reader of `readers`.
+pub fn scans_with(port: u16, settle: &str, readers: Vec<Vec<String>>) -> Vec<(String, Value)> {
+    readers
+        .into_iter()
+        .map(|extra| {
+            let mut args = vec![
+                "--port".to_string(),
+                port.to_string(),
+                "--settle".to_string(),
+                settle.to_string(),
+            ];
+            args.extend(extra.iter().cloned());
+            let (code, r) = super::cwleak_json(&args);
+            let n = super::findings(&r).len();
+            let label = if extra.is_empty() {
+                "default readers".to_string()
+            } else {
+                extra.join(" ")
+            };
+            assert_eq!(
+                code,
+                if n > 0 { 1 } else { 0 },
+                "exit code ({label}); report: {r:#}"
+            );
+            (label, r)
+        })
+        .collect()
+}
+
+/// `assert_report` on the answer of every reader (see `scans`).
+pub fn check_port(
+    port: u16,
+    settle: &str,
+    truth: &[SsSocket],
+    blame: impl Fn(&SsSocket) -> Pid,
+    expect: Expect,
+) -> Vec<Value> {
+    scans(port, settle)
+        .into_iter()
+        .map(|(label, r)| {
+            // Shown with the failure message (libtest prints a failed
+            // test's captured output).
+            eprintln!("checking cwleak with {label}");
+            assert_report(&r, truth, &blame, expect);
+            r
+        })
+        .collect()
 }
 
 /// `bytes_acked` of the CLOSE_WAIT socket `inode` on `port`, from

@@ -184,10 +184,10 @@ pub(super) fn parse_socket(
         send_q: field(60),
         uid: field(64),
         last_ack_ms,
+        bytes_acked,
         // idiag_timer 3: the timewait timer (inet_diag_msg_common_fill /
         // inet_twsk_diag_fill in net/ipv4/inet_diag.c).
         timewait: msg[2] == 3,
-        bytes_acked,
     }))
 }
 

@@ -139,3 +139,44 @@ fn json_round_trips() {
     json_line(&r, &mut line).unwrap();
     assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
 }
+
+#[test]
+fn the_kernel_counts_and_moving_counters_are_shown() {
+    let mut snap = web();
+    snap.namespaces[0].kernel = Some(crate::model::KernelCounts {
+        inuse: 12,
+        orphans: 2,
+        tw: 3,
+        alloc: 20,
+        mem_pages: 7,
+    });
+    snap.namespaces[0].counters = [("ListenOverflows".to_string(), 40)].into();
+    let opts = Options {
+        scope: StatesScope::default(),
+        by: vec![],
+        limit: 5,
+    };
+    let mut r = build(&snap, &opts);
+    let host = r
+        .namespaces
+        .iter_mut()
+        .find(|n| n.kernel.is_some())
+        .unwrap();
+    assert_eq!((host.orphans, host.tw_buckets), (2, 3));
+    host.counters_change = Some([("ListenOverflows".to_string(), 12)].into());
+    let t = text_of(&r, None);
+    assert!(t.contains("What the kernel counts"), "{t}");
+    assert!(t.contains("tw 3 (3 timewait sockets in the table)"), "{t}");
+    assert!(t.contains("orphans 2 (2 in this namespace's table)"), "{t}");
+    for l in t.lines() {
+        assert!(l.chars().count() <= 80, "too wide: {l:?}");
+    }
+    assert!(
+        t.contains("moving since the last look: ListenOverflows +12"),
+        "{t}"
+    );
+    let mut line = Vec::new();
+    plain_line(&r, &mut line).unwrap();
+    let line = String::from_utf8(line).unwrap();
+    assert!(line.contains("ListenOverflows +12"), "{line}");
+}

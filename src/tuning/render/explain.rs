@@ -18,14 +18,13 @@ pub(super) fn settings(
         return Ok(());
     };
     writeln!(out)?;
-    writeln!(
-        out,
-        "{}",
-        st.bold(&format!(
-            "What each setting does, in netns {}:",
-            namespace_label(r, n.netns)
-        ))
-    )?;
+    let head = format!(
+        "What each setting does, in netns {}:",
+        namespace_label(r, n.netns)
+    );
+    for l in wrap(&head, width, "", "  ") {
+        writeln!(out, "{}", st.bold(&l))?;
+    }
     for e in &n.explained {
         writeln!(out)?;
         let value = e

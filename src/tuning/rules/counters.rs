@@ -125,7 +125,8 @@ pub fn moving(ns: &Namespace) -> Vec<Finding> {
         for (c, d) in &deltas {
             observed.push(int(&format!("{c} in the window"), d.unsigned_abs()));
             if let Some(total) = o.counters.get(*c) {
-                observed.push(int(&format!("{c} since the namespace was created"), *total));
+                let now = total.saturating_add(d.unsigned_abs());
+                observed.push(int(&format!("{c} since the namespace was created"), now));
             }
         }
         out.push(Finding {
@@ -141,8 +142,8 @@ pub fn moving(ns: &Namespace) -> Vec<Finding> {
             ),
             observed,
             reason: format!(
-                "{} ({} counted while cwleak watched; the counters are the namespace's \
-                 own, /proc/net/netstat).",
+                "{} ({} counted during the window: while cwleak watched, or between two \
+                 looks of a capture; the counters are the namespace's own, /proc/net/netstat).",
                 ov.reason,
                 grouped(first.unsigned_abs())
             ),

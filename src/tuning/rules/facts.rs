@@ -74,7 +74,8 @@ pub fn fin_timeout(ns: &Namespace) -> Option<Finding> {
     let v = ns.settings.num(FIN_TIMEOUT)?;
     let o = ns.observed;
     let changed = v != DEFAULT_FIN_TIMEOUT;
-    if !changed && !many_time_wait(ns) && o.orphan_fin_wait2 < NOTABLE_TIME_WAIT {
+    let fin_wait2 = o.orphan_fin_wait2 + o.fin_wait2_timewait;
+    if !changed && !many_time_wait(ns) && fin_wait2 < NOTABLE_TIME_WAIT {
         return None;
     }
     let tw = o.states.get(TcpState::TimeWait);
@@ -95,13 +96,18 @@ pub fn fin_timeout(ns: &Namespace) -> Option<Finding> {
             int(FIN_TIMEOUT, v),
             int("TIME_WAIT", tw),
             int("orphaned FIN_WAIT2", o.orphan_fin_wait2),
+            int("FIN_WAIT2 handed to timewait", o.fin_wait2_timewait),
         ],
         reason: format!(
             "TIME_WAIT lasts {TIME_WAIT_SECONDS} s, a constant compiled into the kernel \
              (TCP_TIMEWAIT_LEN): no sysctl changes it. tcp_fin_timeout bounds something else: \
              how long an orphaned FIN_WAIT2 socket (closed by this side, the peer has not \
-             closed yet) waits for the peer's FIN (orphaned FIN_WAIT2 sockets now: {}).{lowered}",
-            grouped(o.orphan_fin_wait2)
+             closed yet) waits for the peer's FIN. At 60 s or less the kernel hands such a \
+             socket to the timewait machinery, where it counts against tcp_max_tw_buckets \
+             (`ss` still shows FIN-WAIT-2); above 60 s it stays an orphan for the part beyond \
+             60 s. Orphaned FIN_WAIT2 now: {} full sockets, {} handed to timewait.{lowered}",
+            grouped(o.orphan_fin_wait2),
+            grouped(o.fin_wait2_timewait)
         ),
         action: "For fewer TIME_WAIT sockets, close fewer connections (reuse them) or let the \
                  peer close first: `cwleak states --by port` shows where they come from. Lower \
@@ -153,10 +159,11 @@ pub fn tw_reuse(ns: &Namespace) -> Option<Finding> {
              TIME_WAIT socket is older than {delay}. It does nothing for connections this host \
              accepts and does not end TIME_WAIT sockets early. 0 is off, 1 is on, 2 (the \
              default) is on for loopback only. Here {} TIME_WAIT sockets are on connections this \
-             host accepted and {} on connections it opened ({} to loopback).",
+             host accepted and {} on connections it opened ({} to loopback).{}",
             grouped(o.time_wait_incoming),
             grouped(o.time_wait_outgoing),
-            grouped(o.time_wait_outgoing_loopback)
+            grouped(o.time_wait_outgoing_loopback),
+            super::limits::incoming_words(ns)
         ),
         action: action.into(),
     })

@@ -1,0 +1,381 @@
+//! `--trace`: with the recorded history of each holder's fd, the cause is
+//! read, not inferred. Each holder gets its `origin` (the calls that made
+//! its copy, with their stacks); when every holder of a socket has one, the
+//! finding's cause and blamed copy come from that history (`basis:
+//! traced`), and its first evidence line is the decisive fact. Otherwise the
+//! inferred verdict stands (`basis: inferred`) and the origins known are
+//! still shown. See docs/causes.md. Pure code.
+
+use super::finding::{Blame, Cause, Finding, Line};
+use super::fixes;
+use super::mitigation::Mitigation;
+use crate::model::Pid;
+use crate::trace::{Closed, Facts, Frame, Origin, Step};
+use serde::{Deserialize, Serialize};
+
+/// Where a finding's cause comes from.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Basis {
+    /// From what the process tree looks like now (the rules of causes.md).
+    #[default]
+    Inferred,
+    /// From the recorded history of every holder's fd (`--trace`).
+    Traced,
+}
+
+pub fn apply(findings: &mut [Finding], facts: &Facts) {
+    for f in findings.iter_mut() {
+        for h in f.holders.iter_mut() {
+            h.origin = facts.origins.get(&(h.pid, h.fd)).cloned();
+        }
+        if f.holders.is_empty() || f.holders.iter().any(|h| h.origin.is_none()) {
+            continue;
+        }
+        let closed = facts
+            .closed
+            .get(&f.socket.inode)
+            .map_or(&[][..], |v| v.as_slice());
+        let held: Vec<(Pid, i32, &Origin)> = f
+            .holders
+            .iter()
+            .filter_map(|h| Some((h.pid, h.fd, h.origin.as_ref()?)))
+            .collect();
+        let v = judge(&held, closed);
+        f.basis = Basis::Traced;
+        // The recorded history decides: no alternative, no hedged fix.
+        if v.cause != f.cause || !f.alternatives.is_empty() {
+            f.fix = Line::from(fixes::fix(v.cause, false));
+        }
+        f.alternatives.clear();
+        f.cause = v.cause;
+        f.blamed = v.blamed;
+        if let Mitigation::Commands { close, .. } = &mut f.mitigation {
+            *close = f.blamed.first().copied();
+        }
+        f.evidence.insert(0, Line::from(v.fact));
+    }
+}
+
+struct Verdict {
+    cause: Cause,
+    blamed: Vec<Blame>,
+    fact: String,
+}
+
+/// "accept4() at server.c:88 in pid 1234"
+fn call_at(s: &Step) -> String {
+    let mut out = format!("{}()", s.event);
+    if let Some(f) = top_frame(&s.stack) {
+        out.push_str(&format!(" at {}", place(f)));
+    }
+    out.push_str(&format!(" in pid {}", s.pid));
+    out
+}
+
+/// The program's own frame: the first of its code (past libc's syscall
+/// wrappers, std and library crates), else the first with a source line,
+/// else the first named one.
+pub fn top_frame(stack: &[Frame]) -> Option<&Frame> {
+    stack
+        .iter()
+        .find(|f| f.is_own())
+        .or_else(|| stack.iter().find(|f| f.has_source()))
+        .or_else(|| stack.iter().find(|f| f.function.is_some()))
+}
+
+/// "server.c:88 (handle)" or "handle (libfoo.so)".
+pub fn place(f: &Frame) -> String {
+    match (&f.file, f.line) {
+        (Some(file), Some(line)) => {
+            let base = file.rsplit('/').next().unwrap_or(file);
+            match &f.function {
+                Some(func) => format!("{base}:{line} ({func})"),
+                None => format!("{base}:{line}"),
+            }
+        }
+        _ => f.short(),
+    }
+}
+
+fn later(from_ms: u64, to_ms: u64) -> String {
+    let d = to_ms.saturating_sub(from_ms);
+    if d < 1000 {
+        format!("{d} ms later")
+    } else {
+        format!("{:.1} s later", d as f64 / 1000.0)
+    }
+}
+
+/// How a copy went: "closed", "dropped by exiting", ...
+fn ended(how: &str) -> String {
+    match how {
+        "close" => "closed".into(),
+        "exit" => "dropped by exiting".into(),
+        other => format!("dropped by {other}"),
+    }
+}
+
+fn is_dup(event: &str) -> bool {
+    matches!(event, "dup" | "dup2" | "dup3" | "fcntl")
+}
+
+fn is_fork(s: &Step) -> bool {
+    s.from_pid.is_some() && matches!(s.event.as_str(), "fork" | "clone" | "clone3" | "vfork")
+}
+
+fn blame_order(held: &[(Pid, i32, &Origin)], first: &[(Pid, i32)]) -> Vec<Blame> {
+    let mut out: Vec<Blame> = first.iter().map(|&(pid, fd)| Blame { pid, fd }).collect();
+    for (pid, fd, _) in held {
+        let b = Blame { pid: *pid, fd: *fd };
+        if !out.contains(&b) {
+            out.push(b);
+        }
+    }
+    out
+}
+
+fn judge(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Verdict {
+    // 1. Received from another process.
+    let passed: Vec<(Pid, i32)> = held
+        .iter()
+        .filter(|(_, _, o)| o.steps().any(|s| s.event == "pidfd_getfd"))
+        .map(|(p, fd, _)| (*p, *fd))
+        .collect();
+    if let Some((pid, fd, o)) = held.iter().find(|(p, fd, _)| passed.contains(&(*p, *fd))) {
+        return Verdict {
+            cause: Cause::PassedFdKept,
+            blamed: blame_order(held, &passed),
+            fact: format!(
+                "traced: pid {pid} got its copy (fd {fd}) by {}, and never closed it",
+                call_at(&o.step)
+            ),
+        };
+    }
+    // 2. Carried across execve() above stdio: the new program does not know it.
+    let execd: Vec<(Pid, i32)> = held
+        .iter()
+        .filter(|(_, fd, o)| *fd > 2 && o.crossed_exec())
+        .map(|(p, fd, _)| (*p, *fd))
+        .collect();
+    if let Some((pid, fd, o)) = held.iter().find(|(p, fd, _)| execd.contains(&(*p, *fd))) {
+        let made = o.steps().next().unwrap_or(&o.step);
+        let exec = o.steps().find(|s| s.event == "execve").unwrap_or(&o.step);
+        return Verdict {
+            cause: Cause::InheritedNoCloexec,
+            blamed: blame_order(held, &execd),
+            fact: format!(
+                "traced: fd {fd} of pid {pid} was made by {} without O_CLOEXEC and crossed {}; \
+                 the new program never closes it",
+                call_at(made),
+                call_at(exec),
+            ),
+        };
+    }
+    // 3. A duplicate: dup()/dup2()/dup3()/fcntl(F_DUPFD) made it.
+    let dups: Vec<(Pid, i32)> = held
+        .iter()
+        .filter(|(_, _, o)| is_dup(&o.step.event))
+        .map(|(p, fd, _)| (*p, *fd))
+        .collect();
+    if let Some((pid, fd, o)) = held.iter().find(|(p, fd, _)| dups.contains(&(*p, *fd))) {
+        let from = o
+            .step
+            .from_fd
+            .map_or(String::new(), |f| format!(" from fd {f}"));
+        let orig = match o.step.from_fd {
+            Some(f) if held.iter().any(|(p, h, _)| p == pid && *h == f) => {
+                format!("; fd {f} is still open too")
+            }
+            Some(f) => match closed
+                .iter()
+                .find(|c| c.origin.step.pid == *pid && c.origin.step.fd == f)
+            {
+                Some(c) => format!("; fd {f} was closed {}", later(o.step.at_ms, c.at_ms)),
+                None => String::new(),
+            },
+            None => String::new(),
+        };
+        return Verdict {
+            cause: Cause::DupCopyKept,
+            blamed: blame_order(held, &dups),
+            fact: format!(
+                "traced: fd {fd} of pid {pid} was made by {}{from}{orig}; pid {pid} never closed fd {fd}",
+                call_at(&o.step)
+            ),
+        };
+    }
+    // 4. The parent kept its copy after a fork handed the connection over:
+    //    a child that closed its copy (or still holds it), not one whose
+    //    copy only vanished at exec (a spawned command, not a handoff).
+    for (pid, fd, o) in held {
+        let children: Vec<&Closed> = closed
+            .iter()
+            .filter(|c| {
+                is_fork(&c.origin.step)
+                    && c.origin.step.from_pid == Some(*pid)
+                    && c.origin.step.fd == *fd
+                    && !c.how.starts_with("execve")
+            })
+            .collect();
+        let live_children: Vec<Pid> = held
+            .iter()
+            .filter(|(_, _, c)| is_fork(&c.step) && c.step.from_pid == Some(*pid))
+            .map(|(p, _, _)| *p)
+            .collect();
+        if children.is_empty() && live_children.is_empty() {
+            continue;
+        }
+        let fork = children.first().map(|c| &c.origin.step).or_else(|| {
+            held.iter()
+                .find(|(p, _, _)| live_children.contains(p))
+                .map(|(_, _, c)| &c.step)
+        });
+        let Some(fork) = fork else { continue };
+        let mut fact = format!(
+            "traced: fd {fd} of pid {pid} was made by {}; {}() at {} gave pid {} a copy",
+            call_at(&o.step),
+            fork.event,
+            top_frame(&fork.stack).map_or("?".to_string(), place),
+            fork.pid,
+        );
+        match children.first() {
+            Some(c) => fact.push_str(&format!(
+                ", which it {} {}",
+                ended(c.how),
+                later(fork.at_ms, c.at_ms)
+            )),
+            None => fact.push_str(", which it still holds"),
+        }
+        fact.push_str(&format!("; pid {pid} never closed fd {fd}"));
+        return Verdict {
+            cause: Cause::ForkParentKept,
+            blamed: blame_order(held, &[(*pid, *fd)]),
+            fact,
+        };
+    }
+    // 5. One copy, made where it is held (or handed over by a fork whose
+    //    parent closed its own): nobody closed it.
+    let (pid, fd, o) = held[0];
+    let via = o
+        .earlier
+        .first()
+        .map(|s| format!(" (made by {})", call_at(s)))
+        .unwrap_or_default();
+    Verdict {
+        cause: Cause::NeverClosed,
+        blamed: blame_order(held, &[(pid, fd)]),
+        fact: format!(
+            "traced: fd {fd} of pid {pid} came from {}{via}, and pid {pid} never closed it",
+            call_at(&o.step)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(file: &str, line: u32, func: &str) -> Frame {
+        Frame {
+            function: Some(func.into()),
+            file: Some(file.into()),
+            line: Some(line),
+            module: Some("/srv/server".into()),
+            address: 0x1000,
+        }
+    }
+
+    fn step(event: &str, pid: Pid, fd: i32, at_ms: u64, line: u32) -> Step {
+        Step {
+            event: event.into(),
+            pid,
+            tid: pid,
+            fd,
+            from_fd: None,
+            from_pid: None,
+            at_ms,
+            stack: vec![
+                Frame {
+                    function: Some(event.into()),
+                    file: None,
+                    line: None,
+                    module: Some("/lib/libc.so.6".into()),
+                    address: 0x7f00,
+                },
+                frame("/src/server.c", line, "serve"),
+            ],
+        }
+    }
+
+    fn origin(steps: Vec<Step>) -> Origin {
+        let mut steps = steps;
+        let step = steps.pop().unwrap();
+        Origin {
+            step,
+            earlier: steps,
+        }
+    }
+
+    #[test]
+    fn a_fork_whose_child_closed_blames_the_parent_with_the_decisive_fact() {
+        let parent = origin(vec![step("accept", 10, 4, 100, 50)]);
+        let mut fork = step("fork", 11, 4, 101, 60);
+        fork.from_pid = Some(10);
+        let child = Closed {
+            origin: origin(vec![step("accept", 10, 4, 100, 50), fork]),
+            at_ms: 105,
+            how: "close",
+        };
+        let v = judge(&[(10, 4, &parent)], &[child]);
+        assert_eq!(v.cause, Cause::ForkParentKept);
+        assert_eq!(v.blamed, vec![Blame { pid: 10, fd: 4 }]);
+        assert_eq!(
+            v.fact,
+            "traced: fd 4 of pid 10 was made by accept() at server.c:50 (serve) in pid 10; \
+             fork() at server.c:60 (serve) gave pid 11 a copy, which it closed 4 ms later; \
+             pid 10 never closed fd 4"
+        );
+    }
+
+    #[test]
+    fn a_copy_that_vanished_at_exec_is_a_spawn_not_a_handoff() {
+        let parent = origin(vec![step("accept4", 10, 4, 100, 50)]);
+        let mut fork = step("clone", 11, 4, 101, 60);
+        fork.from_pid = Some(10);
+        let spawned = Closed {
+            origin: origin(vec![step("accept4", 10, 4, 100, 50), fork]),
+            at_ms: 102,
+            how: "execve (O_CLOEXEC)",
+        };
+        let v = judge(&[(10, 4, &parent)], &[spawned]);
+        assert_eq!(v.cause, Cause::NeverClosed);
+        assert!(v.fact.contains("accept4() at server.c:50"), "{}", v.fact);
+    }
+
+    #[test]
+    fn exec_and_dup_histories_name_their_causes() {
+        let mut fork = step("fork", 11, 4, 101, 60);
+        fork.from_pid = Some(10);
+        let execd = origin(vec![
+            step("accept", 10, 4, 100, 50),
+            fork,
+            step("execve", 11, 4, 102, 70),
+        ]);
+        let v = judge(&[(11, 4, &execd)], &[]);
+        assert_eq!(v.cause, Cause::InheritedNoCloexec);
+        assert!(
+            v.fact.contains("crossed execve() at server.c:70"),
+            "{}",
+            v.fact
+        );
+        let mut dup = step("dup", 10, 7, 101, 80);
+        dup.from_fd = Some(4);
+        let dupd = origin(vec![step("accept", 10, 4, 100, 50), dup]);
+        let v = judge(&[(10, 7, &dupd)], &[]);
+        assert_eq!(v.cause, Cause::DupCopyKept);
+        assert!(v.fact.contains("dup() at server.c:80"), "{}", v.fact);
+        let never = origin(vec![step("accept", 10, 4, 100, 50)]);
+        assert_eq!(judge(&[(10, 4, &never)], &[]).cause, Cause::NeverClosed);
+    }
+}

@@ -1,0 +1,183 @@
+//! A small BPF assembler with forward labels: enough to write the tracing
+//! programs as Rust calls instead of hand-counted jump offsets. Encodes the
+//! kernel's `struct bpf_insn` (little endian, destination register in the low
+//! nibble). Pure code.
+
+pub type Reg = u8;
+pub const R0: Reg = 0;
+pub const R1: Reg = 1;
+pub const R2: Reg = 2;
+pub const R3: Reg = 3;
+pub const R4: Reg = 4;
+pub const R6: Reg = 6;
+pub const R7: Reg = 7;
+pub const R8: Reg = 8;
+pub const R9: Reg = 9;
+pub const FP: Reg = 10;
+
+/// Access sizes.
+#[derive(Clone, Copy)]
+pub enum Size {
+    W = 0x00,
+    DW = 0x18,
+}
+
+/// Conditional jumps (BPF_JMP ops).
+#[derive(Clone, Copy)]
+pub enum Cond {
+    Eq = 0x10,
+    Gt = 0x20,
+    Ge = 0x30,
+    Set = 0x40,
+    Ne = 0x50,
+    Slt = 0xc0,
+}
+
+#[derive(Clone, Copy)]
+pub struct Label(usize);
+
+#[derive(Default)]
+pub struct Asm {
+    insns: Vec<u64>,
+    labels: Vec<Option<usize>>,
+    fixups: Vec<(usize, usize)>,
+}
+
+pub fn insn(code: u8, dst: Reg, src: Reg, off: i16, imm: i32) -> u64 {
+    u64::from(code)
+        | u64::from(dst & 0xf) << 8
+        | u64::from(src & 0xf) << 12
+        | u64::from(off as u16) << 16
+        | u64::from(imm as u32) << 32
+}
+
+impl Asm {
+    pub fn label(&mut self) -> Label {
+        self.labels.push(None);
+        Label(self.labels.len() - 1)
+    }
+
+    pub fn bind(&mut self, l: Label) {
+        self.labels[l.0] = Some(self.insns.len());
+    }
+
+    fn emit(&mut self, code: u8, dst: Reg, src: Reg, off: i16, imm: i32) {
+        self.insns.push(insn(code, dst, src, off, imm));
+    }
+
+    fn jump(&mut self, code: u8, dst: Reg, src: Reg, imm: i32, to: Label) {
+        self.fixups.push((self.insns.len(), to.0));
+        self.emit(code, dst, src, 0, imm);
+    }
+
+    /// if dst <cond> imm goto to
+    pub fn jmp_imm(&mut self, c: Cond, dst: Reg, imm: i32, to: Label) {
+        self.jump(0x05 | c as u8, dst, 0, imm, to);
+    }
+
+    /// if dst <cond> src goto to
+    pub fn jmp_reg(&mut self, c: Cond, dst: Reg, src: Reg, to: Label) {
+        self.jump(0x05 | 0x08 | c as u8, dst, src, 0, to);
+    }
+
+    pub fn goto(&mut self, to: Label) {
+        self.jump(0x05, 0, 0, 0, to);
+    }
+
+    pub fn mov(&mut self, dst: Reg, src: Reg) {
+        self.emit(0xbf, dst, src, 0, 0);
+    }
+
+    pub fn mov_imm(&mut self, dst: Reg, imm: i32) {
+        self.emit(0xb7, dst, 0, 0, imm);
+    }
+
+    pub fn add_imm(&mut self, dst: Reg, imm: i32) {
+        self.emit(0x07, dst, 0, 0, imm);
+    }
+
+    pub fn add(&mut self, dst: Reg, src: Reg) {
+        self.emit(0x0f, dst, src, 0, 0);
+    }
+
+    pub fn and_imm(&mut self, dst: Reg, imm: i32) {
+        self.emit(0x57, dst, 0, 0, imm);
+    }
+
+    pub fn lsh_imm(&mut self, dst: Reg, imm: i32) {
+        self.emit(0x67, dst, 0, 0, imm);
+    }
+
+    pub fn rsh_imm(&mut self, dst: Reg, imm: i32) {
+        self.emit(0x77, dst, 0, 0, imm);
+    }
+
+    /// dst = *(size *)(src + off)
+    pub fn ldx(&mut self, s: Size, dst: Reg, src: Reg, off: i16) {
+        self.emit(0x61 | s as u8, dst, src, off, 0);
+    }
+
+    /// *(size *)(dst + off) = src
+    pub fn stx(&mut self, s: Size, dst: Reg, off: i16, src: Reg) {
+        self.emit(0x63 | s as u8, dst, src, off, 0);
+    }
+
+    /// *(size *)(dst + off) = imm
+    pub fn st_imm(&mut self, s: Size, dst: Reg, off: i16, imm: i32) {
+        self.emit(0x62 | s as u8, dst, 0, off, imm);
+    }
+
+    /// lock *(u64 *)(dst + off) += src
+    pub fn atomic_add64(&mut self, dst: Reg, off: i16, src: Reg) {
+        self.emit(0xdb, dst, src, off, 0);
+    }
+
+    /// dst = the map behind fd (a two-slot load the kernel rewrites).
+    pub fn ld_map(&mut self, dst: Reg, fd: i32) {
+        self.emit(0x18, dst, 1, 0, fd);
+        self.insns.push(0);
+    }
+
+    pub fn call(&mut self, helper: i32) {
+        self.emit(0x85, 0, 0, 0, helper);
+    }
+
+    pub fn exit(&mut self) {
+        self.emit(0x95, 0, 0, 0, 0);
+    }
+
+    pub fn finish(mut self) -> Result<Vec<u64>, String> {
+        for (at, label) in std::mem::take(&mut self.fixups) {
+            let to = self.labels[label].ok_or("a jump to a label never bound")?;
+            let off = i16::try_from(to as i64 - at as i64 - 1).map_err(|_| "jump too far")?;
+            self.insns[at] |= u64::from(off as u16) << 16;
+        }
+        Ok(self.insns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_resolve_to_relative_offsets() {
+        let mut a = Asm::default();
+        let out = a.label();
+        a.jmp_imm(Cond::Eq, R0, 0, out); // 0: skips 1
+        a.mov_imm(R0, 1); // 1
+        a.bind(out);
+        a.exit(); // 2
+        let p = a.finish().unwrap();
+        assert_eq!(p[0], insn(0x15, 0, 0, 1, 0));
+        assert_eq!(p[2], 0x95);
+        // r2 = *(u32 *)(r7 + 2452), as the kernel lays it out.
+        let mut a = Asm::default();
+        a.ldx(Size::W, R2, R7, 2452);
+        assert_eq!(a.finish().unwrap()[0], 0x0000_0000_0994_7261);
+        let mut a = Asm::default();
+        let never = a.label();
+        a.goto(never);
+        assert!(a.finish().is_err());
+    }
+}

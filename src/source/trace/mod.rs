@@ -1,0 +1,497 @@
+//! `--trace`: the kernel reports, event by event, every call by which the
+//! processes in scope make, copy or drop a socket fd, with the user stack of
+//! the call. Raw tracepoints (`sys_enter`, `sys_exit`, `sched_process_fork`,
+//! `sched_process_exit`): no kprobes, no tracefs, no compiler; the programs
+//! are assembled at run time from the kernel's BTF (`prog.rs`).
+//!
+//! Filtering is in the kernel: a hash map of tracked tgids (the wrapped
+//! command, its descendants as they fork, and `--pid` roots). Records go
+//! through a ring buffer of fixed size; what does not fit is counted and
+//! reported. A thread here drains the ring, unwinds each stack while the
+//! process's memory map can still be read, and replays the events into fd
+//! tables (`crate::trace::Replay`), which keep nothing for sockets once
+//! every traced copy is closed.
+
+mod asm;
+mod bpf;
+mod prog;
+mod record;
+mod ring;
+mod symbols;
+mod unwind;
+
+use crate::model::{FastMap, Inode, Pid, Snapshot};
+use crate::parse::btf::Btf;
+use crate::trace::{Act, Call, Closed, Event, Origin, Replay, TraceInfo};
+use prog::{Hook, Maps, WANT, WANT_DUPFD_ONLY, WANT_INODE, WANT_STACK};
+use record::{Raw, RegOffsets, KIND_ENTER, KIND_EXIT, KIND_FORK, KIND_TASK_EXIT};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
+/// 16 MiB: about 1,900 records with stacks in flight between two drains.
+const RING_SIZE: usize = 16 << 20;
+const MAX_TRACKED: u32 = 8192;
+const SOCKFS_MAGIC: u32 = 0x534f_434b;
+const SOCK_CLOEXEC: u64 = 0o2_000_000;
+const CLOSE_RANGE_CLOEXEC: u64 = 1 << 2;
+const F_DUPFD_CLOEXEC: u64 = 1030;
+const CLONE_VFORK: u64 = 0x4000;
+
+/// x86_64 syscall numbers.
+mod nr {
+    pub const CLOSE: u32 = 3;
+    pub const DUP: u32 = 32;
+    pub const DUP2: u32 = 33;
+    pub const SOCKET: u32 = 41;
+    pub const ACCEPT: u32 = 43;
+    pub const CLONE: u32 = 56;
+    pub const FORK: u32 = 57;
+    pub const VFORK: u32 = 58;
+    pub const EXECVE: u32 = 59;
+    pub const FCNTL: u32 = 72;
+    pub const ACCEPT4: u32 = 288;
+    pub const DUP3: u32 = 292;
+    pub const EXECVEAT: u32 = 322;
+    pub const CLONE3: u32 = 435;
+    pub const CLOSE_RANGE: u32 = 436;
+    pub const PIDFD_GETFD: u32 = 438;
+}
+
+/// What each syscall records: flags at entry (bits 0-7) and exit (8-15).
+fn wanted() -> Vec<(u32, u32)> {
+    let exit = |f: u32| f << 8;
+    let made = exit(WANT | WANT_INODE | WANT_STACK);
+    vec![
+        (nr::CLOSE, WANT | WANT_INODE),
+        (nr::CLOSE_RANGE, WANT),
+        (nr::SOCKET, made),
+        (nr::ACCEPT, made),
+        (nr::ACCEPT4, made),
+        (nr::DUP, made),
+        (nr::DUP2, made),
+        (nr::DUP3, made),
+        (nr::PIDFD_GETFD, made),
+        (
+            nr::FCNTL,
+            exit(WANT | WANT_INODE | WANT_STACK | WANT_DUPFD_ONLY),
+        ),
+        (nr::CLONE, exit(WANT | WANT_STACK)),
+        (nr::CLONE3, exit(WANT | WANT_STACK)),
+        (nr::FORK, exit(WANT | WANT_STACK)),
+        (nr::VFORK, exit(WANT | WANT_STACK)),
+        (nr::EXECVE, WANT | WANT_STACK | exit(WANT)),
+        (nr::EXECVEAT, WANT | WANT_STACK | exit(WANT)),
+    ]
+}
+
+/// Turn a record into what it did to the fd tables (None: nothing).
+fn decode(r: &Raw) -> Option<Act> {
+    let fd = i32::try_from(r.ret).ok();
+    match r.kind {
+        KIND_FORK => Some(Act::Fork {
+            child: fd?,
+            shared_table: r.inode == 1,
+        }),
+        KIND_TASK_EXIT => Some(Act::Exit { last: r.ret == 0 }),
+        KIND_ENTER => match r.nr {
+            nr::CLOSE => Some(Act::Close {
+                fd: i32::try_from(r.args[0]).ok()?,
+            }),
+            nr::CLOSE_RANGE => Some(Act::CloseRange {
+                first: u32::try_from(r.args[0]).ok()?,
+                last: u32::try_from(r.args[1]).unwrap_or(u32::MAX),
+                cloexec_only: r.args[2] & CLOSE_RANGE_CLOEXEC != 0,
+            }),
+            nr::EXECVE | nr::EXECVEAT => Some(Act::ExecStart),
+            _ => None,
+        },
+        KIND_EXIT => {
+            let call = match r.nr {
+                nr::EXECVE | nr::EXECVEAT => return Some(Act::ExecDone { ok: r.ret == 0 }),
+                nr::CLONE | nr::CLONE3 | nr::FORK | nr::VFORK => {
+                    // glibc's fork() is clone() without CLONE_VFORK;
+                    // posix_spawn is a vfork-style clone.
+                    let call = match r.nr {
+                        nr::CLONE if r.args[0] & CLONE_VFORK != 0 => "vfork",
+                        nr::CLONE3 => "clone3",
+                        nr::VFORK => "vfork",
+                        _ => "fork",
+                    };
+                    return (r.ret > 0).then_some(Act::ForkReturned { child: fd?, call });
+                }
+                nr::SOCKET => (Call::Socket, None, r.args[1] & SOCK_CLOEXEC != 0),
+                nr::ACCEPT => (Call::Accept, None, false),
+                nr::ACCEPT4 => (Call::Accept4, None, r.args[3] & SOCK_CLOEXEC != 0),
+                nr::DUP => (Call::Dup, Some(r.args[0]), false),
+                nr::DUP2 => (Call::Dup2, Some(r.args[0]), false),
+                nr::DUP3 => (Call::Dup3, Some(r.args[0]), r.args[2] & SOCK_CLOEXEC != 0),
+                nr::FCNTL => (
+                    Call::FcntlDupfd,
+                    Some(r.args[0]),
+                    r.args[1] == F_DUPFD_CLOEXEC,
+                ),
+                nr::PIDFD_GETFD => (Call::PidfdGetfd, Some(r.args[1]), true),
+                _ => return None,
+            };
+            let (call, from, cloexec) = call;
+            let fd = fd.filter(|f| *f >= 0)?;
+            let from_fd = from.and_then(|f| i32::try_from(f).ok());
+            // dup2(fd, fd) makes nothing; only sockets are followed.
+            if r.magic != SOCKFS_MAGIC || (call.is_dup() && from_fd == Some(fd)) {
+                return None;
+            }
+            Some(Act::NewFd {
+                fd,
+                inode: r.inode,
+                cloexec,
+                call,
+                from_fd,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The loaded, attached programs and the thread draining their records.
+pub struct Tracer {
+    links: Vec<OwnedFd>,
+    tracked: OwnedFd,
+    counters: OwnedFd,
+    stop: Arc<AtomicBool>,
+    consumer: Option<std::thread::JoinHandle<Consumer>>,
+}
+
+struct Consumer {
+    replay: Replay,
+    unwinding: unwind::Unwinding,
+}
+
+/// The clock of BPF timestamps (CLOCK_MONOTONIC) to Unix time.
+fn clock_offset_ns() -> u64 {
+    let now = |clock| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes the timespec we pass.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        (ts.tv_sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(ts.tv_nsec as u64)
+    };
+    now(libc::CLOCK_REALTIME).saturating_sub(now(libc::CLOCK_MONOTONIC))
+}
+
+impl Tracer {
+    /// Load and attach the programs. Children `spawner` forks from now on
+    /// (the wrapped command) are tracked, and their descendants. The error
+    /// is one line saying why tracing cannot run here.
+    pub fn start(spawner: Pid) -> Result<Tracer, String> {
+        if !cfg!(target_arch = "x86_64") {
+            return Err("only x86_64 is supported".into());
+        }
+        let blob =
+            std::fs::read(BTF_PATH).map_err(|e| format!("no kernel BTF ({BTF_PATH}: {e})"))?;
+        let btf = Btf::parse(&blob).map_err(|e| format!("{BTF_PATH}: {e}"))?;
+        let offsets = prog::Offsets::from_btf(&btf)?;
+        drop(btf);
+        drop(blob);
+        let err = |what: &str| {
+            let what = what.to_string();
+            move |e: std::io::Error| {
+                let hint = if e.raw_os_error() == Some(libc::EPERM) {
+                    " (needs root, or CAP_BPF and CAP_PERFMON)"
+                } else {
+                    ""
+                };
+                format!("{what}: {e}{hint}")
+            }
+        };
+        let tracked = bpf::map_create(bpf::MAP_HASH, 4, 4, MAX_TRACKED, "cwleak_pids")
+            .map_err(err("creating the pid map"))?;
+        let want = bpf::map_create(bpf::MAP_ARRAY, 4, 4, prog::SYSCALLS, "cwleak_want")
+            .map_err(err("creating the syscall map"))?;
+        let counters = bpf::map_create(bpf::MAP_ARRAY, 4, 8, 2, "cwleak_drops")
+            .map_err(err("creating the counters"))?;
+        let ring = bpf::map_create(bpf::MAP_RINGBUF, 0, 0, RING_SIZE as u32, "cwleak_ring")
+            .map_err(err("creating the ring buffer"))?;
+        for (n, flags) in wanted() {
+            bpf::map_update(&want, &n.to_ne_bytes(), &flags.to_ne_bytes())
+                .map_err(err("filling the syscall map"))?;
+        }
+        let maps = Maps {
+            tracked: tracked.as_raw_fd(),
+            want: want.as_raw_fd(),
+            ring: ring.as_raw_fd(),
+            counters: counters.as_raw_fd(),
+        };
+        let programs = [
+            ("sys_enter", prog::syscall(&offsets, &maps, Hook::Enter)?),
+            ("sys_exit", prog::syscall(&offsets, &maps, Hook::Exit)?),
+            ("sched_process_fork", prog::fork(&offsets, &maps, spawner)?),
+            ("sched_process_exit", prog::exit(&offsets, &maps)?),
+        ];
+        let mut links = Vec::new();
+        for (tp, insns) in &programs {
+            let p = bpf::load(insns, "cwleak_trace")
+                .map_err(err(&format!("loading the {tp} program")))?;
+            links.push(bpf::attach(&p, tp).map_err(err(&format!("attaching to {tp}")))?);
+        }
+        drop(want);
+        let ring = ring::Ring::new(ring, RING_SIZE).map_err(err("mapping the ring buffer"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let consumer = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("cwleak-trace".into())
+                .spawn(move || consume(ring, offsets.regs, &stop))
+                .map_err(|e| format!("starting the trace thread: {e}"))?
+        };
+        Ok(Tracer {
+            links,
+            tracked,
+            counters,
+            stop,
+            consumer: Some(consumer),
+        })
+    }
+
+    /// Follow an already running process (and its future children); what
+    /// it holds already has no recorded origin.
+    pub fn track(&self, pid: Pid) -> std::io::Result<()> {
+        bpf::map_update(&self.tracked, &pid.to_ne_bytes(), &1u32.to_ne_bytes())
+    }
+
+    fn counter(&self, i: u32) -> u64 {
+        let mut v = [0u8; 8];
+        match bpf::map_lookup(&self.counters, &i.to_ne_bytes(), &mut v) {
+            Ok(()) => u64::from_ne_bytes(v),
+            Err(_) => 0,
+        }
+    }
+
+    /// Stop recording, take the last records, and give what was recorded.
+    pub fn finish(mut self) -> Recorded {
+        self.links.clear();
+        self.stop.store(true, Ordering::SeqCst);
+        let consumer = self.consumer.take().and_then(|h| h.join().ok());
+        let info = TraceInfo {
+            active: consumer.is_some(),
+            unavailable: None,
+            events: consumer.as_ref().map_or(0, |c| c.replay.events),
+            dropped_events: self.counter(0),
+            untracked_processes: self.counter(1),
+            truncated_stacks: consumer.as_ref().map_or(0, |c| c.unwinding.truncated),
+        };
+        Recorded {
+            replay: consumer.map(|c| c.replay).unwrap_or_default(),
+            info,
+        }
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        self.links.clear();
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.consumer.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn consume(mut ring: ring::Ring, regs: RegOffsets, stop: &AtomicBool) -> Consumer {
+    let offset = clock_offset_ns();
+    let mut c = Consumer {
+        replay: Replay::default(),
+        unwinding: unwind::Unwinding::default(),
+    };
+    loop {
+        // Read the flag first: records committed before it was set are
+        // drained below, in this pass.
+        let last = stop.load(Ordering::SeqCst);
+        let n = ring.drain(|bytes| {
+            if let Some(raw) = Raw::parse(bytes, &regs) {
+                handle(&mut c, &raw, offset);
+            }
+        });
+        if last {
+            break;
+        }
+        if n == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    c
+}
+
+fn handle(c: &mut Consumer, r: &Raw, offset: u64) {
+    let Some(act) = decode(r) else { return };
+    match &act {
+        Act::Fork {
+            child,
+            shared_table: _,
+        } => c.unwinding.fork(r.tgid, *child),
+        Act::ExecDone { ok: true } => c.unwinding.forget(r.tgid),
+        _ => {}
+    }
+    let stack = if r.stack.is_empty() {
+        Vec::new()
+    } else {
+        c.unwinding.unwind(r.tgid, r.ip, r.sp, r.bp, &r.stack)
+    };
+    if let Act::Exit { last: true } = act {
+        c.unwinding.forget(r.tgid);
+    }
+    c.replay.apply(Event {
+        time_ns: r.time_ns.saturating_add(offset),
+        pid: r.tgid,
+        tid: r.tid,
+        act,
+        stack,
+    });
+}
+
+/// What a trace recorded, with frames symbolized on demand.
+pub struct Recorded {
+    replay: Replay,
+    pub info: TraceInfo,
+}
+
+impl Recorded {
+    /// A trace that could not run, and why.
+    pub fn unavailable(why: String) -> crate::trace::Facts {
+        crate::trace::Facts {
+            info: TraceInfo {
+                unavailable: Some(why),
+                ..TraceInfo::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// The origins of every socket fd the snapshot shows in a traced
+    /// process, and the closed copies of those sockets, symbolized.
+    pub fn facts(self, snap: &Snapshot) -> crate::trace::Facts {
+        let keys: Vec<(Pid, i32, Inode)> = snap
+            .processes
+            .iter()
+            .flat_map(|p| p.sockets.iter().map(move |s| (p.pid, s.fd, s.inode)))
+            .collect();
+        let mut symbols = symbols::Symbols::default();
+        symbols.prepare(&self.replay.stacks_of(&keys));
+        let mut sym = |st: &[crate::trace::RawFrame]| symbols.frames(st);
+        let mut origins: FastMap<(Pid, i32), Origin> = FastMap::default();
+        let mut closed: FastMap<Inode, Vec<Closed>> = FastMap::default();
+        for (pid, fd, inode) in keys {
+            if let Some(o) = self.replay.origin(pid, fd, inode, &mut sym) {
+                origins.insert((pid, fd), o);
+            }
+            if let std::collections::hash_map::Entry::Vacant(v) = closed.entry(inode) {
+                let c = self.replay.closed(inode, &mut sym);
+                if !c.is_empty() {
+                    v.insert(c);
+                }
+            }
+        }
+        crate::trace::Facts {
+            info: self.info,
+            origins,
+            closed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(kind: u32, nr: u32, ret: i64, args: [u64; 4]) -> Raw {
+        Raw {
+            time_ns: 1,
+            tgid: 10,
+            tid: 10,
+            nr,
+            kind,
+            ret,
+            inode: 77,
+            magic: SOCKFS_MAGIC,
+            args,
+            ip: 0,
+            sp: 0,
+            bp: 0,
+            stack: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn decodes_the_calls_that_make_and_drop_fds() {
+        let a = decode(&raw(KIND_EXIT, nr::ACCEPT4, 5, [3, 0, 0, SOCK_CLOEXEC]));
+        assert!(matches!(
+            a,
+            Some(Act::NewFd {
+                fd: 5,
+                inode: 77,
+                cloexec: true,
+                call: Call::Accept4,
+                from_fd: None
+            })
+        ));
+        let d = decode(&raw(KIND_EXIT, nr::DUP2, 9, [4, 9, 0, 0]));
+        assert!(matches!(
+            d,
+            Some(Act::NewFd {
+                fd: 9,
+                from_fd: Some(4),
+                ..
+            })
+        ));
+        // dup2(fd, fd), failed calls and non-sockets make nothing.
+        assert!(decode(&raw(KIND_EXIT, nr::DUP2, 4, [4, 4, 0, 0])).is_none());
+        assert!(decode(&raw(KIND_EXIT, nr::ACCEPT, -11, [3, 0, 0, 0])).is_none());
+        let mut file = raw(KIND_EXIT, nr::DUP, 6, [1, 0, 0, 0]);
+        file.magic = 0xef53;
+        assert!(decode(&file).is_none());
+        assert!(matches!(
+            decode(&raw(KIND_ENTER, nr::CLOSE, 0, [5, 0, 0, 0])),
+            Some(Act::Close { fd: 5 })
+        ));
+        assert!(matches!(
+            decode(&raw(
+                KIND_ENTER,
+                nr::CLOSE_RANGE,
+                0,
+                [3, u32::MAX as u64, 4, 0]
+            )),
+            Some(Act::CloseRange {
+                first: 3,
+                cloexec_only: true,
+                ..
+            })
+        ));
+        assert!(matches!(
+            decode(&raw(KIND_EXIT, nr::CLONE, 42, [0; 4])),
+            Some(Act::ForkReturned {
+                child: 42,
+                call: "fork"
+            })
+        ));
+        assert!(decode(&raw(KIND_EXIT, nr::CLONE, 0, [0; 4])).is_none());
+        assert!(matches!(
+            decode(&raw(KIND_EXIT, nr::EXECVE, 0, [0; 4])),
+            Some(Act::ExecDone { ok: true })
+        ));
+        let mut fork = raw(KIND_FORK, 0, 11, [0; 4]);
+        fork.inode = 1;
+        assert!(matches!(
+            decode(&fork),
+            Some(Act::Fork {
+                child: 11,
+                shared_table: true
+            })
+        ));
+    }
+}

@@ -1,0 +1,441 @@
+//! `cwleak check --trace` against real leaky programs: a C server built with
+//! `-g -O0 -fomit-frame-pointer` (tests/trace/leaky_server.c), started by
+//! the wrapped command, leaks by fork, by a missing CLOEXEC before exec, by
+//! dup, by never closing, and by never closing while it runs commands
+//! (which fork, like a forking server, but hand nothing over). For each, the
+//! report must carry basis "traced", the right cause, and an origin naming
+//! the syscall and the source line that made the forgotten copy. The lines
+//! come from the C source (marked `@name`), the holders from /proc (who
+//! really holds each socket inode), never from cwleak itself.
+//!
+//! Every process is in the process group of the cwleak it runs under, which
+//! is killed and reaped on drop, also when the test fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/skip.rs"]
+mod skip;
+#[path = "support/leakyd.rs"]
+mod support;
+
+use serde_json::Value;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+type Pid = i32;
+
+const SOURCE: &str = include_str!("trace/leaky_server.c");
+
+/// The line of the C source marked `/* @name */`.
+fn line_of(name: &str) -> u64 {
+    let mark = format!("/* @{name} */");
+    SOURCE
+        .lines()
+        .position(|l| l.contains(&mark))
+        .unwrap_or_else(|| panic!("no {mark} in leaky_server.c")) as u64
+        + 1
+}
+
+/// Why tracing cannot be tested here, if it cannot.
+fn cannot_trace() -> Option<String> {
+    if !skip::is_root() {
+        return Some("needs root (BPF)".into());
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Some("no kernel BTF".into());
+    }
+    if !cfg!(target_arch = "x86_64") {
+        return Some("tracing is x86_64 only".into());
+    }
+    if Command::new("gcc").arg("--version").output().is_err() {
+        return Some("no gcc to build the C server".into());
+    }
+    None
+}
+
+fn build_server(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/trace/leaky_server.c");
+    let bin = dir.join("leaky_server");
+    let out = Command::new("gcc")
+        .args(["-g", "-O0", "-fomit-frame-pointer", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
+/// Kills the whole process group of a cwleak run (the server it leaves
+/// behind, its helpers) when dropped.
+struct Group(Pid);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: plain syscalls on a process group we created.
+        unsafe { libc::kill(-self.0, libc::SIGKILL) };
+        // Reap what is ours (the group's other members were re-parented).
+        while unsafe { libc::waitpid(-self.0, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+    }
+}
+
+struct Run {
+    out: Output,
+    report: Value,
+    junit: String,
+    /// The server's pid, from the pidfile the C program wrote.
+    server: Pid,
+    _group: Group,
+}
+
+fn check_traced(server: &Path, mode: &str, dir: &Path, trace: bool) -> Run {
+    let pidfile = dir.join(format!("{mode}.pid"));
+    let cmd = vec![
+        server.display().to_string(),
+        mode.to_string(),
+        pidfile.display().to_string(),
+    ];
+    check_command(mode, dir, trace, &cmd)
+}
+
+/// `cwleak check [--trace] --pidfile DIR/NAME.pid ... -- CMD`.
+fn check_command(name: &str, dir: &Path, trace: bool, argv: &[String]) -> Run {
+    let mode = name;
+    let pidfile = dir.join(format!("{mode}.pid"));
+    let report = dir.join(format!("{mode}.json"));
+    let junit = dir.join(format!("{mode}.xml"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cwleak"));
+    cmd.arg("check");
+    if trace {
+        cmd.arg("--trace");
+    }
+    cmd.arg("--pidfile")
+        .arg(&pidfile)
+        .args(["--settle", "300ms", "--no-config", "--report"])
+        .arg(&report)
+        .arg("--junit")
+        .arg(&junit)
+        .arg("--")
+        .args(argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let child = cmd.spawn().unwrap();
+    let group = Group(child.id() as Pid);
+    let out = child.wait_with_output().unwrap();
+    let server_pid = std::fs::read_to_string(&pidfile)
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let run = Run {
+        report: serde_json::from_slice(&std::fs::read(&report).unwrap_or_default())
+            .unwrap_or(Value::Null),
+        junit: std::fs::read_to_string(&junit).unwrap_or_default(),
+        out,
+        server: server_pid,
+        _group: group,
+    };
+    assert!(
+        run.report.is_object(),
+        "no report; stderr: {}",
+        String::from_utf8_lossy(&run.out.stderr)
+    );
+    run
+}
+
+/// The socket inode /proc shows at (pid, fd).
+fn inode_at(pid: Pid, fd: i64) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    let s = link.to_str()?;
+    s.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+}
+
+fn ppid_comm(pid: i64) -> (i64, String) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let close = stat.rfind(')').unwrap();
+    let comm = stat[stat.find('(').unwrap() + 1..close].to_string();
+    let ppid = stat[close + 2..]
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    (ppid, comm)
+}
+
+/// The program's frame of a step: the first with a source line in the
+/// program's own code (not Rust's std, not a crate from the registry).
+fn source_line(step: &Value) -> (String, u64) {
+    let own = |f: &&Value| {
+        f["file"]
+            .as_str()
+            .is_some_and(|p| !p.starts_with("/rustc/") && !p.contains("/.cargo/registry/"))
+    };
+    let f = step["stack"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["line"].is_u64() && own(f))
+        .unwrap_or_else(|| panic!("no frame with a line in {step}"));
+    (
+        f["file"].as_str().unwrap().to_string(),
+        f["line"].as_u64().unwrap(),
+    )
+}
+
+/// Every finding: traced, of `cause`, its blamed copy really holding the
+/// socket (per /proc), its origin's last step `event` at line `line`.
+fn assert_traced(run: &Run, cause: &str, event: &str, line: u64) -> Vec<Value> {
+    assert_traced_in(run, "leaky_server.c", cause, event, line)
+}
+
+fn assert_traced_in(run: &Run, src: &str, cause: &str, event: &str, line: u64) -> Vec<Value> {
+    let findings = run.report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 2, "{}", run.report);
+    assert_eq!(run.report["trace"]["active"], true);
+    assert_eq!(run.report["trace"]["dropped_events"], 0);
+    let mut origins = Vec::new();
+    for f in findings {
+        assert_eq!(f["basis"], "traced", "{f}");
+        assert_eq!(f["cause"], cause, "{f}");
+        let b = &f["blamed"][0];
+        let (pid, fd) = (b["pid"].as_i64().unwrap(), b["fd"].as_i64().unwrap());
+        assert_eq!(
+            inode_at(pid as Pid, fd),
+            f["socket"]["inode"].as_u64(),
+            "/proc/{pid}/fd/{fd} is not the finding's socket"
+        );
+        let h = f["holders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["pid"] == b["pid"] && h["fd"] == b["fd"])
+            .unwrap();
+        let o = &h["origin"];
+        assert_eq!(o["event"], event, "{o}");
+        let (file, l) = source_line(o);
+        assert!(file.ends_with(src), "{file}");
+        assert_eq!(l, line, "{event} at the wrong line: {o}");
+        assert!(f["evidence"][0].as_str().unwrap().starts_with("traced: "));
+        origins.push(o.clone());
+    }
+    let stderr = String::from_utf8_lossy(&run.out.stderr);
+    let at = format!("{src}:{line}");
+    assert!(
+        stderr.contains("made: ") && stderr.contains(&at),
+        "{stderr}"
+    );
+    assert!(run.junit.contains(&at), "{}", run.junit);
+    origins
+}
+
+#[test]
+fn traced_origins_name_the_call_and_line_that_made_each_leaked_copy() {
+    if let Some(why) = cannot_trace() {
+        return skip::skip("traced_origins", &why);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = build_server(dir.path());
+
+    // fork: the parent's accepted fd; the evidence names the fork and the
+    // child's close.
+    let run = check_traced(&server, "fork", dir.path(), true);
+    assert_eq!(run.out.status.code(), Some(1));
+    assert_traced(&run, "fork-parent-kept", "accept", line_of("accept"));
+    for f in run.report["findings"].as_array().unwrap() {
+        assert_eq!(f["blamed"][0]["pid"].as_i64(), Some(i64::from(run.server)));
+        let fact = f["evidence"][0].as_str().unwrap();
+        let fork = format!("fork() at leaky_server.c:{}", line_of("fork"));
+        assert!(
+            fact.contains(&fork) && fact.contains("which it closed"),
+            "{fact}"
+        );
+    }
+    drop(run);
+
+    // exec: the helper (sleep, the server's child) holds the copy that
+    // crossed execl(); its history starts at the accept.
+    let run = check_traced(&server, "exec", dir.path(), true);
+    let origins = assert_traced(&run, "inherited-no-cloexec", "execve", line_of("execl"));
+    for (f, o) in run.report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&origins)
+    {
+        let pid = f["blamed"][0]["pid"].as_i64().unwrap();
+        assert_eq!(ppid_comm(pid), (i64::from(run.server), "sleep".into()));
+        let steps: Vec<&str> = o["earlier"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(steps, ["accept", "fork"], "{o}");
+        assert_eq!(source_line(&o["earlier"][0]).1, line_of("accept"));
+        assert_eq!(source_line(&o["earlier"][1]).1, line_of("exec-fork"));
+    }
+    drop(run);
+
+    // dup: the duplicate, made from the accepted fd.
+    let run = check_traced(&server, "dup", dir.path(), true);
+    let origins = assert_traced(&run, "dup-copy-kept", "dup", line_of("dup"));
+    for o in &origins {
+        assert!(o["from_fd"].is_i64(), "{o}");
+        assert_eq!(o["earlier"][0]["event"], "accept");
+    }
+    drop(run);
+
+    // never: the accepted fd itself.
+    let run = check_traced(&server, "never", dir.path(), true);
+    assert_traced(&run, "never-closed", "accept", line_of("accept"));
+}
+
+#[test]
+fn a_server_that_runs_commands_is_told_apart_from_a_forking_server() {
+    if let Some(why) = cannot_trace() {
+        return skip::skip("runs_commands", &why);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = build_server(dir.path());
+    // It forks (and reaps) a child per connection, like a forking server,
+    // but the child's copy of the socket vanished at exec (SOCK_CLOEXEC):
+    // nothing was handed over, the server itself never closed.
+    let run = check_traced(&server, "spawn", dir.path(), true);
+    assert_traced(&run, "never-closed", "accept4", line_of("accept4"));
+}
+
+#[test]
+fn without_bpf_it_says_why_and_checks_as_usual() {
+    if !skip::is_root() {
+        return skip::skip("without_bpf", "needs root to drop to another user");
+    }
+    let Ok(setpriv) = which("setpriv") else {
+        return skip::skip("without_bpf", "no setpriv");
+    };
+    // An unprivileged user cannot load BPF: one line says so, and the check
+    // runs as without --trace (here on a process of that user that holds
+    // no socket: it passes).
+    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let mut service = Command::new(&setpriv)
+        .args(nobody)
+        .args(["sleep", "600"])
+        .spawn()
+        .unwrap();
+    let out = Command::new(&setpriv)
+        .args(nobody)
+        .arg(env!("CARGO_BIN_EXE_cwleak"))
+        .args(["check", "--trace", "--pid", &service.id().to_string()])
+        .args(["--settle", "0", "--no-config", "--", "true"])
+        .current_dir("/")
+        .output();
+    let _ = service.kill();
+    let _ = service.wait();
+    let out = out.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let why: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("--trace is not available here"))
+        .collect();
+    assert_eq!(why.len(), 1, "{stderr}");
+    assert!(why[0].contains("Operation not permitted"), "{stderr}");
+    assert!(stderr.contains("cwleak check: PASS"), "{stderr}");
+}
+
+fn which(name: &str) -> Result<PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+        .ok_or(())
+}
+
+const LEAKYD_SOURCE: &str = include_str!("../examples/leakyd.rs");
+
+/// The line of examples/leakyd.rs that holds `text`.
+fn leakyd_line(text: &str) -> u64 {
+    LEAKYD_SOURCE
+        .lines()
+        .position(|l| l.contains(text))
+        .unwrap_or_else(|| panic!("no {text:?} in leakyd.rs")) as u64
+        + 1
+}
+
+/// The example leaky service (Rust), started in the background by a shell
+/// script that then runs its client: the traced history goes through the
+/// shell's fork and exec to the service's own calls.
+fn check_leakyd(mode: &str, dir: &Path) -> Run {
+    let leakyd = support::example("leakyd");
+    let pidfile = dir.join(format!("leakyd-{mode}.pid"));
+    let out = dir.join(format!("leakyd-{mode}.out"));
+    let script = format!(
+        "{l} {mode} --pidfile {p} >{o} 2>/dev/null </dev/null &\n\
+         until grep -q '^listening' {o}; do sleep 0.05; done\n\
+         port=$(sed -n 's/^listening 127.0.0.1:\\([0-9]*\\) .*/\\1/p' {o})\n\
+         {l} client --port \"$port\" -n 2",
+        l = leakyd.display(),
+        p = pidfile.display(),
+        o = out.display(),
+    );
+    check_command(
+        &format!("leakyd-{mode}"),
+        dir,
+        true,
+        &["sh".to_string(), "-c".to_string(), script],
+    )
+}
+
+#[test]
+fn the_rust_service_started_by_a_shell_script_is_traced_to_its_lines() {
+    if let Some(why) = cannot_trace() {
+        return skip::skip("rust_service", &why);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let accept = leakyd_line("libc::accept4(");
+
+    let run = check_leakyd("fork", dir.path());
+    assert_traced_in(&run, "leakyd.rs", "fork-parent-kept", "accept4", accept);
+    for f in run.report["findings"].as_array().unwrap() {
+        let fact = f["evidence"][0].as_str().unwrap();
+        let fork = format!("fork() at leakyd.rs:{}", leakyd_line("unistd::fork()"));
+        assert!(fact.contains(&fork), "{fact}");
+    }
+    drop(run);
+
+    let run = check_leakyd("helper", dir.path());
+    let origins = assert_traced_in(
+        &run,
+        "leakyd.rs",
+        "inherited-no-cloexec",
+        "execve",
+        leakyd_line("cmd.spawn()"),
+    );
+    for o in &origins {
+        assert_eq!(o["earlier"][0]["event"], "accept4", "{o}");
+        assert_eq!(source_line(&o["earlier"][0]).1, accept);
+    }
+    drop(run);
+
+    let run = check_leakyd("dup", dir.path());
+    assert_traced_in(
+        &run,
+        "leakyd.rs",
+        "dup-copy-kept",
+        "dup",
+        leakyd_line("libc::dup(fd)"),
+    );
+    drop(run);
+
+    let run = check_leakyd("never", dir.path());
+    assert_traced_in(&run, "leakyd.rs", "never-closed", "accept4", accept);
+}
