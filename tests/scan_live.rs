@@ -214,6 +214,23 @@ fn scm_rights_blames_the_receiver() {
     assert!(!pids(&holders(f)).contains(&server), "finding: {f:#}");
     assert_eq!(blamed(f), vec![(receiver, fd)], "finding: {f:#}");
     assert_eq!(cause(f), "passed-fd-kept", "finding: {f:#}");
+    // The receiver is a sibling running the same program: the evidence is
+    // its place in the tree, not an exec it never made.
+    let ev: Vec<&str> = f["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    assert!(
+        ev.iter().any(|e| e.starts_with(&format!("pid {receiver} "))
+            && e.contains("is neither an ancestor nor a descendant of")),
+        "{ev:#?}"
+    );
+    assert!(
+        !ev.iter().any(|e| e.contains("runs another program")),
+        "{ev:#?}"
+    );
     assert_eq!(code, 1);
 }
 
