@@ -104,8 +104,24 @@ fn helper_inherits_blames_the_helper() {
     assert_eq!(cause(f), "inherited-no-cloexec", "finding: {f:#}");
     assert_eq!(f["holders"][0]["comm"], "sleep", "finding: {f:#}");
     assert_eq!(f["holders"][0]["cloexec"], false, "finding: {f:#}");
+    // The server closed its copy: no owner is said to hold one.
+    assert!(
+        !evidence_of(f)
+            .iter()
+            .any(|e| e.contains("still holds its copy")),
+        "finding: {f:#}"
+    );
     assert_summary(&r, 1, "inherited-no-cloexec");
     assert_eq!(code, 1);
+}
+
+fn evidence_of(f: &Value) -> Vec<String> {
+    f["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .filter_map(|e| e.as_str().map(str::to_string))
+        .collect()
 }
 
 #[test]
@@ -127,6 +143,13 @@ fn helper_inherits_kept_blames_the_helper_first() {
     assert_socket(f, sock);
     assert_eq!(blamed(f).first(), Some(&(helper, fd)), "finding: {f:#}");
     assert_eq!(cause(f), "inherited-no-cloexec", "finding: {f:#}");
+    // The server kept its copy too, and the evidence says so.
+    assert!(
+        evidence_of(f).iter().any(|e| e.starts_with("the owner ")
+            && e.contains(&format!("pid {server} "))
+            && e.contains("still holds its copy too")),
+        "finding: {f:#}"
+    );
     assert_eq!(code, 1);
 }
 
