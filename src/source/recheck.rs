@@ -33,10 +33,17 @@ pub fn settle(snap: &mut Snapshot, method: TableMethod, window_ms: u64) {
     let (reads, closed) = std::thread::scope(|s| {
         let closed = s.spawn(|| closed_fds(snap, &root, &cw));
         let reads = crate::par::spread(&members, 0, |ms| {
-            ms.map(|member| {
+            ms.filter_map(|candidates| {
                 let mut warnings = Vec::new();
-                let t = tables::read_namespace(&root, live, method, member, &req, &mut warnings);
-                (t, warnings)
+                let (t, read, _) = tables::read_namespace_via(
+                    &root,
+                    live,
+                    method,
+                    candidates,
+                    &req,
+                    &mut warnings,
+                )?;
+                Some((t, read, warnings))
             })
             .collect::<Vec<_>>()
         });
@@ -44,8 +51,14 @@ pub fn settle(snap: &mut Snapshot, method: TableMethod, window_ms: u64) {
     });
     let mut still: FxHashMap<SocketKey, Progress> = FxHashMap::default();
     let mut warnings = Vec::new();
-    for (t, w) in reads.into_iter().flatten() {
+    // A namespace not read again says nothing about its sockets: they stay
+    // as the first look saw them, never counted as transient.
+    let mut unread: FxHashSet<Inode> = FxHashSet::default();
+    for (t, read, w) in reads.into_iter().flatten() {
         warnings.extend(w);
+        if !read {
+            unread.insert(t.namespace.inode);
+        }
         for s in t.sockets.iter().filter(|s| s.state == TcpState::CloseWait) {
             if cw.contains(&s.key()) {
                 still.insert(
@@ -81,7 +94,10 @@ pub fn settle(snap: &mut Snapshot, method: TableMethod, window_ms: u64) {
         s.send_q = now.send_q;
     }
     still_sending.sort_by_key(|k| (k.netns, k.inode, k.local, k.remote));
-    let mut transient: Vec<SocketKey> = cw.into_iter().filter(|k| !still.contains_key(k)).collect();
+    let mut transient: Vec<SocketKey> = cw
+        .into_iter()
+        .filter(|k| !still.contains_key(k) && !unread.contains(&k.netns))
+        .collect();
     transient.sort_by_key(|k| (k.netns, k.inode, k.local, k.remote));
     // Warnings in pid order, as the first look's.
     warnings.sort_by_key(|w| w.pid);
@@ -173,30 +189,51 @@ fn task_base(pid: Pid, tid: Option<Pid>) -> PathBuf {
     }
 }
 
-fn members_with_close_wait(snap: &Snapshot, cw: &FxHashSet<SocketKey>) -> Vec<NsMember> {
+fn members_with_close_wait(snap: &Snapshot, cw: &FxHashSet<SocketKey>) -> Vec<Vec<NsMember>> {
     let namespaces: FxHashSet<Inode> = cw.iter().map(|k| k.netns).collect();
+    let cw_inodes: FxHashSet<Inode> = cw.iter().map(|k| k.inode).collect();
+    let member = |netns: Inode, pid: Pid, tid: Option<Pid>| NsMember {
+        netns,
+        pid,
+        base: task_base(pid, tid),
+        file: None,
+    };
     snap.namespaces
         .iter()
         .filter(|n| namespaces.contains(&n.inode))
-        .filter_map(|n| {
+        .map(|n| {
             if let Some(file) = &n.file {
-                return Some(NsMember::file(n.inode, file.into()));
+                return vec![NsMember::file(n.inode, file.into())];
             }
-            let pid = n.via_pid?;
-            let tid = snap
-                .processes
-                .iter()
-                .find(|p| p.pid == pid)
-                .and_then(|p| p.fd_table_tid);
-            Some(NsMember {
-                netns: n.inode,
-                pid,
-                base: task_base(pid, tid),
-                file: None,
-            })
+            // The member of the first look, then the holders of this
+            // namespace's CLOSE_WAIT sockets (while one lives, so may the
+            // socket), then any other process in it.
+            let in_ns = |p: &&Process| p.netns == Some(n.inode);
+            let holds = |p: &&Process| p.sockets.iter().any(|s| cw_inodes.contains(&s.inode));
+            let tid_of = |pid: Pid| {
+                snap.processes
+                    .iter()
+                    .find(|p| p.pid == pid)
+                    .and_then(|p| p.fd_table_tid)
+            };
+            let first = n.via_pid.map(|pid| (pid, tid_of(pid)));
+            let holders = snap.processes.iter().filter(in_ns).filter(holds);
+            let others = snap.processes.iter().filter(in_ns);
+            let mut seen = FxHashSet::default();
+            first
+                .into_iter()
+                .chain(holders.chain(others).map(|p| (p.pid, p.fd_table_tid)))
+                .filter(|(pid, _)| seen.insert(*pid))
+                .take(MEMBER_TRIES)
+                .map(|(pid, tid)| member(n.inode, pid, tid))
+                .collect()
         })
+        .filter(|c: &Vec<NsMember>| !c.is_empty())
         .collect()
 }
+
+/// How many processes of a namespace to try before calling it unread.
+const MEMBER_TRIES: usize = 8;
 
 #[cfg(test)]
 mod tests {
@@ -450,22 +487,62 @@ mod tests {
         assert!(socket_fds(&snap, pid).contains(&(fd, inode)));
     }
 
+    /// A table that cannot be read again says nothing about its sockets:
+    /// they are not counted as transient (that would be a false all-clear).
     #[test]
-    fn a_missing_table_is_a_warning_and_its_sockets_transient() {
+    fn a_missing_table_is_a_warning_and_its_sockets_stay() {
         let dir = tree("fork-alive");
         let root = dir.path();
         let mut snap = look(root);
-        let (via, path) = table(root);
+        let (_, path) = table(root);
         std::fs::remove_file(path).expect("rm net/tcp");
         settle(&mut snap, TableMethod::Proc, 100);
         assert!(
-            snap.warnings
-                .iter()
-                .any(|w| w.pid == Some(via) && w.message.contains("net/tcp")),
+            snap.warnings.iter().any(|w| w.message.contains("net/tcp")),
             "{:?}",
             snap.warnings
         );
-        assert_eq!(snap.settle.expect("settle").transient.len(), 3);
+        assert!(snap
+            .warnings
+            .iter()
+            .any(|w| w.kind == crate::model::WarningKind::Incomplete));
+        assert_eq!(snap.settle.expect("settle").transient.len(), 0);
+    }
+
+    /// The process the first look read the namespace through exits during
+    /// the window: the table is read through another of its processes.
+    #[test]
+    fn a_member_that_exits_is_replaced_by_another_process_of_its_namespace() {
+        let dir = tree("fork-alive");
+        let root = dir.path();
+        let mut snap = look(root);
+        let ns = &snap.namespaces[0];
+        let via = ns.via_pid.expect("read through a process");
+        let other = snap
+            .processes
+            .iter()
+            .find(|p| p.pid != via && p.netns == Some(ns.inode) && !p.sockets.is_empty())
+            .map(|p| p.pid)
+            .expect("another process in the namespace");
+        // Live, every process of a namespace shows its table; the recorder
+        // kept it under the member only.
+        let net = |pid: Pid| root.join(pid.to_string()).join("net");
+        std::fs::create_dir_all(net(other)).expect("mkdir net");
+        for f in ["tcp", "tcp6"] {
+            std::fs::copy(net(via).join(f), net(other).join(f)).expect("copy table");
+        }
+        std::fs::remove_dir_all(root.join(via.to_string())).expect("rm the member");
+        settle(&mut snap, TableMethod::Proc, 100);
+        assert!(
+            !snap
+                .warnings
+                .iter()
+                .any(|w| w.kind == crate::model::WarningKind::Incomplete),
+            "{:?}",
+            snap.warnings
+        );
+        // Every CLOSE_WAIT socket was seen again: none transient.
+        assert_eq!(snap.settle.expect("settle").transient.len(), 0);
     }
 
     #[test]
