@@ -182,12 +182,13 @@ async fn connection(stream: TcpStream, shared: Shared, requested: Arc<AtomicBool
         .map(std::net::TcpStream::from);
     let service = service_fn(move |req: Request<Incoming>| {
         requested.store(true, Ordering::SeqCst);
-        let reply = {
-            let p = shared
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            routes::route(req.method(), req.uri().path(), &p, Instant::now())
-        };
+        // A copy (counted references): a report rendered at this request
+        // must not hold the scanner's publish waiting.
+        let p = shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let reply = routes::route(req.method(), req.uri().path(), &p, Instant::now());
         async move { Ok::<_, Infallible>(response(reply)) }
     });
     let mut builder = http1::Builder::new();

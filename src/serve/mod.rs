@@ -9,6 +9,7 @@
 
 pub mod config;
 mod http;
+mod last_report;
 pub mod metrics;
 pub mod routes;
 mod scanner;

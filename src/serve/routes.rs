@@ -1,9 +1,11 @@
 //! What each request gets, decided from the method, the path and what the
 //! scanner last published. Pure: the HTTP plumbing is in `http`.
 
+use super::last_report::LastReport;
 use super::metrics::CONTENT_TYPE as METRICS;
 use hyper::body::Bytes;
 use hyper::Method;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What the scanner publishes after every scan; requests only read it.
@@ -11,8 +13,9 @@ use std::time::{Duration, Instant};
 pub struct Published {
     /// The exposition, rendered once per scan.
     pub metrics: Bytes,
-    /// The last successful scan's JSON report (`scan --format json`).
-    pub report: Option<Bytes>,
+    /// The last successful scan's report, served as `scan --format json`
+    /// prints it (rendered at the first request for it).
+    pub report: Option<Arc<LastReport>>,
     pub last_ok: Option<Instant>,
     pub last_error: Option<String>,
     /// /healthz fails when the last successful scan is older than this.
@@ -51,13 +54,14 @@ pub fn route(method: &Method, path: &str, p: &Published, now: Instant) -> Reply 
             body: p.metrics.clone(),
             allow: None,
         },
-        "/report" => match &p.report {
-            Some(r) => Reply {
+        "/report" => match p.report.as_deref().map(LastReport::json) {
+            Some(Ok(body)) => Reply {
                 status: 200,
                 content_type: JSON,
-                body: r.clone(),
+                body,
                 allow: None,
             },
+            Some(Err(e)) => text(500, format!("{e}\n")),
             None => text(503, "no scan has finished yet\n".into()),
         },
         "/healthz" => health(p, now),
@@ -107,7 +111,10 @@ mod tests {
     impl Published {
         fn with_ok(mut self, t: Instant) -> Self {
             self.last_ok = Some(t);
-            self.report = Some(Bytes::from_static(b"{}"));
+            self.report = Some(Arc::new(LastReport::new(crate::diagnose::diagnose(
+                &crate::model::Snapshot::default(),
+                &crate::diagnose::Scope::everything(),
+            ))));
             self
         }
     }
