@@ -125,6 +125,17 @@ fn say(line: &str) -> Result<(), String> {
         .map_err(|e| format!("stdout: {e}"))
 }
 
+/// SIGCHLD handler: reap every child that has exited.
+extern "C" fn reap(_: libc::c_int) {
+    // SAFETY: errno and waitpid are async-signal-safe; errno is restored so
+    // the interrupted code sees its own.
+    unsafe {
+        let saved = *libc::__errno_location();
+        while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
+        *libc::__errno_location() = saved;
+    }
+}
+
 fn serve(mode: Mode, o: &Opts) -> Result<(), String> {
     let listener = TcpListener::bind((o.addr, o.port)).map_err(|e| format!("bind: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
@@ -132,16 +143,18 @@ fn serve(mode: Mode, o: &Opts) -> Result<(), String> {
         std::fs::write(path, format!("{}\n", std::process::id()))
             .map_err(|e| format!("--pidfile {path}: {e}"))?;
     }
-    // Children are reaped by the kernel: no zombies, and (for fork mode) the
-    // sign of a forking server that cwleak looks for.
-    // SAFETY: setting a disposition to SIG_IGN runs no code of ours.
-    unsafe {
-        nix::sys::signal::signal(
-            nix::sys::signal::SIGCHLD,
-            nix::sys::signal::SigHandler::SigIgn,
-        )
-    }
-    .map_err(|e| format!("SIGCHLD: {e}"))?;
+    // Children are reaped by a SIGCHLD handler, as forking servers do: no
+    // zombies, and (for fork mode) signs of forking that are this program's
+    // own (a handler installed after exec, and children it reaped).
+    let reaper = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(reap),
+        nix::sys::signal::SaFlags::SA_RESTART | nix::sys::signal::SaFlags::SA_NOCLDSTOP,
+        nix::sys::signal::SigSet::empty(),
+    );
+    // SAFETY: `reap` only calls waitpid, which is async-signal-safe, and
+    // keeps errno.
+    unsafe { nix::sys::signal::sigaction(nix::sys::signal::SIGCHLD, &reaper) }
+        .map_err(|e| format!("SIGCHLD: {e}"))?;
     say(&format!("listening {local} pid={}", std::process::id()))?;
     loop {
         let (fd, peer) = accept(&listener, mode == Mode::Correct)?;

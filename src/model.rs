@@ -34,6 +34,10 @@ pub struct Settle {
     pub window_ms: u64,
     /// CLOSE_WAIT sockets of the first look that were gone (closed) by the second.
     pub transient: Vec<SocketKey>,
+    /// CLOSE_WAIT sockets still there whose owner kept sending in between:
+    /// more bytes acked, or a send queue that drained.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub still_sending: Vec<SocketKey>,
 }
 
 /// A socket's identity across looks: inodes alone are not enough, since every
@@ -125,6 +129,10 @@ pub struct ForkSigns {
     pub reaped_child_faults: u64,
     /// SIGCHLD is ignored (auto-reap) or caught (a reaper handler).
     pub sigchld_handled: bool,
+    /// SIGCHLD is caught: a handler this program installed (exec resets
+    /// handlers; an ignored SIGCHLD and the reaped-children counts survive it).
+    #[serde(default)]
+    pub sigchld_caught: bool,
 }
 
 /// One fd of a process that points at a socket.
@@ -275,6 +283,10 @@ pub struct TcpSocket {
     pub uid: u32,
     /// Lower bound of the time since the peer's last ACK (sock_diag tcp_info); None from /proc.
     pub last_ack_ms: Option<u64>,
+    /// Bytes the peer acknowledged (tcp_info tcpi_bytes_acked); None from /proc
+    /// and on kernels too old to report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_acked: Option<u64>,
     /// A timewait mini-socket (its timer is the timewait timer): every
     /// TIME_WAIT, and an orphaned FIN_WAIT2 the kernel handed to the timewait
     /// machinery (tcp_time_wait(sk, TCP_FIN_WAIT2, ...)). Those count against

@@ -97,7 +97,6 @@ fn start_inetd(
 /// it: `never-closed`, blamed: the handler. The three fds are not a dup
 /// mistake (dup2 onto stdio is how inetd hands connections over).
 #[test]
-#[ignore = "cause rule pending: a stdio handler (fds 0-2 of one process) is reported dup-copy-kept"]
 fn inetd_handler_that_never_finishes() {
     const T: &str = "inetd_handler_that_never_finishes";
     if !need_root(T) {
@@ -145,7 +144,6 @@ fn inetd_handler_that_never_finishes() {
 /// redirect the job's stdio, `nohup cmd >/dev/null 2>&1 &`). It is not the
 /// handler, and not a dup mistake.
 #[test]
-#[ignore = "cause rule pending: a re-parented job holding an inherited stdout/stderr is reported dup-copy-kept"]
 fn inetd_handler_nohup_job_inherits_stdout() {
     const T: &str = "inetd_handler_nohup_job_inherits_stdout";
     if !need_root(T) {
@@ -246,7 +244,6 @@ fn socat_fork_exec_child_keeps_the_connection() {
 /// held by the handler on fds 0 and 1 only. The handler's own copy, never
 /// closed: `never-closed`, blamed: the handler.
 #[test]
-#[ignore = "cause rule pending: a stdio handler (fds 0-1 of one process) is reported dup-copy-kept"]
 fn socat_exec_nofork_handler_on_stdio() {
     const T: &str = "socat_exec_nofork_handler_on_stdio";
     let Some(t) = need(T, &["socat", "sleep"]) else {
@@ -288,7 +285,6 @@ fn socat_exec_nofork_handler_on_stdio() {
 /// at fd 1, across exec, without knowing: `inherited-no-cloexec`, blamed:
 /// the job (fix: redirect its stdout).
 #[test]
-#[ignore = "cause rule pending: a re-parented nohup job holding an inherited stdout (fd 1 only) is reported passed-fd-kept"]
 fn socat_system_nohup_job_inherits_stdout() {
     const T: &str = "socat_system_nohup_job_inherits_stdout";
     let Some(t) = need(T, &["socat", "sh", "nohup", "sleep"]) else {
@@ -373,7 +369,6 @@ fn socket_activate_server_accepts_itself() {
 /// FD_CLOEXEC cannot have crossed the exec that started the service, and
 /// the service accepted it: `never-closed`, blamed: the service.
 #[test]
-#[ignore = "cause rule pending: a service handed the listener accepts with O_CLOEXEC and is reported inherited-no-cloexec"]
 fn socket_activation_supervisor_keeps_the_listener() {
     const T: &str = "socket_activation_supervisor_keeps_the_listener";
     let Some(py) = need_python(T, &[]) else {
@@ -417,7 +412,6 @@ fn socket_activation_supervisor_keeps_the_listener() {
 /// child looks inherited, so cwleak may name `never-closed` as an
 /// alternative). Blamed: the instance either way.
 #[test]
-#[ignore = "cause rule pending: an Accept=yes instance handed its connection as fd 3 is reported inherited-no-cloexec with no alternative"]
 fn socket_activate_accept_instance_never_closes() {
     const T: &str = "socket_activate_accept_instance_never_closes";
     let Some(t) = need(T, &["systemd-socket-activate", "sleep"]) else {
@@ -530,7 +524,6 @@ fn wrapped_server(
 /// reaped-children counters in /proc/PID/stat came from the shell across
 /// exec and say nothing about the server.
 #[test]
-#[ignore = "cause rule pending: reaped-children counters inherited across exec from sh -c are taken as fork evidence (fork-parent-kept)"]
 fn shell_wrapper_exec_server_never_closes() {
     wrapped_server(
         "shell_wrapper_exec_server_never_closes",
@@ -551,7 +544,6 @@ fn shell_wrapper_exec_server_never_closes() {
 /// `date`), then `exec "$@"` the server. Same truth as the shell wrapper:
 /// the server never forks: `never-closed`, not `fork-parent-kept`.
 #[test]
-#[ignore = "cause rule pending: reaped-children counters inherited across exec from an entrypoint script are taken as fork evidence (fork-parent-kept)"]
 fn entrypoint_script_exec_server_never_closes() {
     wrapped_server(
         "entrypoint_script_exec_server_never_closes",
@@ -569,7 +561,6 @@ fn entrypoint_script_exec_server_never_closes() {
 /// across exec, so the server's /proc/PID/status shows SIGCHLD in SigIgn
 /// without the server ever forking. Same truth: `never-closed`.
 #[test]
-#[ignore = "cause rule pending: a SIGCHLD disposition inherited across exec is taken as fork evidence (fork-parent-kept)"]
 fn launcher_ignoring_sigchld_exec_server_never_closes() {
     const T: &str = "launcher_ignoring_sigchld_exec_server_never_closes";
     if tools(&["perl"]).is_err() {
@@ -1066,7 +1057,6 @@ fn socat_streamer(procs: &mut Procs, socat: &PathBuf) -> (Pid, u16) {
 /// finished, not a forgotten copy: no finding, no leak exit status, and
 /// `summary.still_sending` counts it.
 #[test]
-#[ignore = "rule pending: a CLOSE_WAIT socket still sending (bytes_acked growing) is reported as a leak; summary.still_sending does not exist yet"]
 fn socat_still_sending_to_a_half_closed_reader_is_not_a_leak() {
     const T: &str = "socat_still_sending_to_a_half_closed_reader_is_not_a_leak";
     let Some(t) = need(T, &["socat", "cat"]) else {

@@ -69,6 +69,15 @@ fn finding(
         holders,
         blamed: blamed.iter().map(|&(pid, fd)| Blame { pid, fd }).collect(),
         cause,
+        // One finding with an alternative, so the schema checks its shape.
+        alternatives: if cause == Cause::ForkParentKept {
+            vec![Alternative {
+                cause: Cause::NeverClosed,
+                why: "if it never handed it to a child".into(),
+            }]
+        } else {
+            Vec::new()
+        },
         evidence: vec![format!("evidence for {}", cause.name()).into()],
         fix: format!("fix for {}", cause.name()).into(),
         mitigation: format!("mitigation for {}", cause.name()).as_str().into(),
@@ -83,6 +92,7 @@ fn process(pid: Pid, ppid: Pid, comm: &str, known: bool) -> ProcessInfo {
         ppid,
         comm: comm.into(),
         exe: known.then(|| format!("/usr/bin/{comm}")),
+        cmdline: known.then(|| format!("{comm} --serve --token=***")),
         uid: 1000,
         cgroup: known.then(|| "/system.slice/api.service".into()),
         netns: known.then_some(4_026_531_840),
@@ -157,6 +167,7 @@ fn full() -> Report {
                 .and_then(|b| f.holders.iter().find(|h| h.pid == b.pid))
                 .map(|h| h.comm.to_string()),
             cause: f.cause,
+            alternatives: f.alternatives.clone(),
             sockets: 1,
             fds: f.blamed.iter().map(|b| b.fd).collect(),
             local_ports: vec![(f.socket.local.port(), 1)],
@@ -187,6 +198,7 @@ fn full() -> Report {
         summary: Summary {
             leaked: findings.len(),
             transient: 4,
+            still_sending: 2,
             processes_blamed: 5,
             by_cause,
             by_state,
@@ -494,6 +506,7 @@ fn emitted(report: &Report) -> Value {
             color: false,
             width: 80,
             pretty: true,
+            ..RenderOptions::default()
         },
         &mut buf,
     )

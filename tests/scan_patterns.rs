@@ -459,3 +459,65 @@ fn stopped_process_does_not_hang_the_scan_and_is_blamed() {
         assert_eq!(cause(f), "never-closed", "finding: {f:#}");
     }
 }
+
+// ------------------------------------------------------------ still sending
+
+/// bytes_acked of the server end `local` -> `remote`, read with `ss -tin`.
+fn ss_bytes_acked(local: &str, remote: &str) -> Option<u64> {
+    let out = std::process::Command::new("ss")
+        .args(["-tinH", "state", "close-wait"])
+        .output()
+        .expect("ss");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    while let Some(l) = lines.next() {
+        let info = lines.next().unwrap_or("");
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        if cols.len() >= 4 && cols[2] == local && cols[3] == remote {
+            return info
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("bytes_acked:"))
+                .and_then(|n| n.parse().ok());
+        }
+    }
+    None
+}
+
+#[test]
+fn a_close_wait_still_sending_is_not_a_leak() {
+    let s = Scenario::start("still-sending");
+    let sending = s.facts["sending"].as_u64().expect("sending");
+    let frozen = s.facts["frozen"].as_u64().expect("frozen");
+    let socks = s.sockets();
+    let of = |inode: u64| socks.iter().find(|k| k.inode == inode).expect("socket");
+    // The truth, from ss: the first one's acked bytes grow, the other's not.
+    let (a, b) = (of(sending), of(frozen));
+    let acked = |k: &FactSocket| {
+        ss_bytes_acked(&k.local.to_string(), &k.remote.to_string()).expect("in ss")
+    };
+    let (a0, b0) = (acked(a), acked(b));
+    let start = std::time::Instant::now();
+    while acked(a) <= a0 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "no progress on {a:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(acked(b), b0, "the frozen sender moved");
+
+    // The settle window's second look tells a working stream from a leak.
+    let mut args = s.scope();
+    args.extend(["--settle".to_string(), "1s".to_string()]);
+    let (code, r) = cwleak_json(&args);
+    assert_eq!(finding_inodes(&r), vec![frozen], "report: {r:#}");
+    assert_eq!(r["summary"]["still_sending"], 1, "report: {r:#}");
+    assert_eq!(r["summary"]["leaked"], 1);
+    assert_eq!(code, 1, "the frozen one is a leak");
+    let text = cwleak_scan("text", &args).stdout;
+    let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(words.contains("; 1 still sending;"), "{text}");
+    // One look cannot tell: without a settle window both are findings.
+    let (_, once) = scan(&s);
+    assert_eq!(finding_inodes(&once), sorted(vec![sending, frozen]));
+}

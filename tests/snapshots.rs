@@ -81,3 +81,11 @@ fn markdown_dup() {
 fn dot_scm_rights() {
     insta::assert_snapshot!("dot-scm-rights", run("scm-rights", "dot"));
 }
+
+/// A cause one look cannot decide: the alternative on an **Or:** line and
+/// the hedged fix.
+#[test]
+fn markdown_fork_with_alternative() {
+    text_settings()
+        .bind(|| insta::assert_snapshot!("markdown-fork-exited", run("fork-exited", "markdown")));
+}

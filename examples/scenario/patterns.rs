@@ -21,6 +21,9 @@
 //! - `reuseport`: `master`, `workers[]`, `listeners[]`.
 //! - `pool-client`: `client`, `server` (the driver, `listener_fd`).
 //! - `stopped`: as `never-closed`, plus `server.state` ("T").
+//! - `still-sending`: `server`; `sending` (inode of the connection it keeps
+//!   writing to, whose client half-closed and still reads) and `frozen` (the
+//!   one whose send buffer it filled once, whose client never reads).
 
 use super::{
     addr_of, base, conns_of, deadline, finish, fork_per_connection, holder, inode_of,
@@ -910,4 +913,81 @@ pub(super) fn stopped(d: &mut Driver, _: &Opts) -> Result<Value> {
     })?;
     v["server"]["state"] = json!("T");
     Ok(v)
+}
+
+// ------------------------------------------------------------ still sending
+
+/// A server accepts two connections; both clients half-close (shutdown
+/// SHUT_WR), so the server's ends are in CLOSE_WAIT. The server keeps
+/// sending 64 bytes every 50 ms on the first (`sending`), which the client
+/// still reads: a stream being finished. On the second (`frozen`) it fills
+/// the send buffer once, then stops; that client never reads: nothing moves.
+pub(super) fn still_sending(d: &mut Driver, _: &Opts) -> Result<Value> {
+    let dl = deadline();
+    let s = d.spawn("server", &[], |ctx| {
+        let l = sys::tcp_listen(LO4, true, None)?;
+        send_listening(&ctx, l)?;
+        let a = sys::accept(l, true)?;
+        let b = sys::accept(l, true)?;
+        let facts = [sys::conn_facts(a)?, sys::conn_facts(b)?];
+        // Fill b's send path until the kernel takes no more.
+        // SAFETY: plain fcntl on an fd this process owns.
+        unsafe {
+            let fl = libc::fcntl(b, libc::F_GETFL);
+            libc::fcntl(b, libc::F_SETFL, fl | libc::O_NONBLOCK);
+        }
+        let chunk = [b'x'; 4096];
+        // SAFETY: writes from a live buffer to an fd this process owns.
+        while unsafe { libc::write(b, chunk.as_ptr().cast(), chunk.len()) } > 0 {}
+        // The client's small fixed window is full: once the queue stops
+        // moving, it stays (no read will open the window again).
+        let mut last = -1;
+        let mut same = 0;
+        while same < 5 {
+            let q = sys::outq(b)?;
+            same = if q == last { same + 1 } else { 0 };
+            last = q;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ctx.send(json!({"ev": "accepted", "conns": facts, "frozen_outq": last}))?;
+        loop {
+            sys::write_all(a, &[b'y'; 64])?;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })?;
+    let l = d.child(s).take("listening", dl)?;
+    let to = target(&l, LOCALHOST)?;
+    let reading = TcpStream::connect(to)?;
+    // SAFETY: the fd was just made by tcp_connect_rcvbuf and is owned here.
+    let idle = unsafe {
+        <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(sys::tcp_connect_rcvbuf(to, Some(4096))?)
+    };
+    let conns = conns_of(&d.child(s).take("accepted", dl)?)?;
+    reading.shutdown(std::net::Shutdown::Write)?;
+    idle.shutdown(std::net::Shutdown::Write)?;
+    // The first client keeps reading what the server still sends.
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut r = reading;
+        let mut buf = [0u8; 4096];
+        while matches!(r.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let _ = idle.into_raw_fd(); // never read, open until the driver exits
+    let inodes: Vec<u64> = conns.iter().map(inode_of).collect::<Result<_>>()?;
+    sys::wait_inodes(None, &inodes, CLOSE_WAIT, state_deadline())?;
+
+    let spid = d.child(s).pid;
+    let mut m = base(d, addr_of(&l["addr"])?.port(), "ipv4");
+    m.insert("listener".into(), listener_facts(spid, &l));
+    m.insert(
+        "server".into(),
+        role(spid, conns.iter().map(|c| c["fd"].clone()).collect()),
+    );
+    m.insert("sending".into(), conns[0]["inode"].clone());
+    m.insert("frozen".into(), conns[1]["inode"].clone());
+    let sockets = conns
+        .iter()
+        .map(|c| socket(c, vec![holder(spid, &c["fd"], &c["cloexec"])]))
+        .collect();
+    Ok(finish(m, sockets))
 }

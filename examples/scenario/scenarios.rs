@@ -56,6 +56,7 @@ pub const SCENARIOS: &[(&str, Build, &str)] = &[
     ("reuseport", patterns::reuseport, "3 workers with their own SO_REUSEPORT listener on one port; accepted fds never closed"),
     ("pool-client", patterns::pool_client, "a client pool of 3 connections the server closed as idle; the client never notices"),
     ("stopped", patterns::stopped, "never-closing server stopped with SIGSTOP"),
+    ("still-sending", patterns::still_sending, "two half-closed clients: the server keeps sending to one that still reads, and filled the buffer of one that never reads"),
 ];
 
 const LO4: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);

@@ -193,6 +193,12 @@ pub fn accept(listener: RawFd, cloexec: bool) -> Result<RawFd> {
 
 /// A connected TCP client socket (O_CLOEXEC).
 pub fn tcp_connect(addr: SocketAddr) -> Result<RawFd> {
+    tcp_connect_rcvbuf(addr, None)
+}
+
+/// `tcp_connect`, with SO_RCVBUF set (and so fixed: no autotuning) before
+/// the connection is made: the peer can fill its window at once.
+pub fn tcp_connect_rcvbuf(addr: SocketAddr, rcvbuf: Option<i32>) -> Result<RawFd> {
     let domain = if addr.is_ipv4() {
         libc::AF_INET
     } else {
@@ -201,6 +207,19 @@ pub fn tcp_connect(addr: SocketAddr) -> Result<RawFd> {
     // SAFETY: plain syscall.
     let fd = cvt(unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })
         .context("socket")?;
+    if let Some(size) = rcvbuf {
+        // SAFETY: a valid int option value for the socket just made.
+        cvt(unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&raw const size).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            )
+        })
+        .context("SO_RCVBUF")?;
+    }
     let (ss, len) = to_raw(&addr);
     // SAFETY: ss holds a valid address of length len. Not retried on EINTR
     // (the connect goes on in the background); children catch no signals.
@@ -1020,6 +1039,14 @@ pub fn tcp_reuseport(addr: SocketAddr, listen: bool) -> Result<RawFd> {
         cvt(unsafe { libc::listen(fd, 64) }).context("listen")?;
     }
     Ok(fd)
+}
+
+/// Bytes in the socket's send queue, not yet acknowledged (SIOCOUTQ).
+pub fn outq(fd: RawFd) -> Result<i32> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int.
+    cvt(unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &raw mut n) }).context("SIOCOUTQ")?;
+    Ok(n)
 }
 
 /// shutdown(fd, SHUT_WR): the request is complete, the peer reads EOF.

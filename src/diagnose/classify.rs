@@ -1,8 +1,8 @@
 //! The rules: for one CLOSE_WAIT socket and its holders, whose copy is the
 //! forgotten one and which mechanism made it. See docs/causes.md.
 
-use super::context::{Ctx, Memo};
-use super::finding::{Blame, Cause, Line};
+use super::context::{Ctx, LoneOwnerText, Memo};
+use super::finding::{Alternative, Blame, Cause, Line};
 use crate::graph::HeldBy;
 use crate::model::{Pid, TcpSocket};
 
@@ -11,11 +11,19 @@ use crate::model::{Pid, TcpSocket};
 pub enum Role {
     /// Accepted it (holds the listener), or made it (outgoing connection).
     Owner,
-    /// Got it from an owner through fork alone (a worker handed the connection),
-    /// or as its stdin/stdout across exec (inetd, CGI): its own to close.
+    /// Got it from an owner through fork alone (a worker handed the connection): its own to close.
     Handler,
+    /// Handed it as stdin/stdout/stderr across exec by the owner `from`
+    /// that accepted it (inetd, CGI, socat EXEC): its own to close.
+    StdioHandler { from: Pid },
+    /// Holds it on stdio only, across an exec below a handler, or re-parented
+    /// away from the owners: a job that inherited a handler's stdio.
+    StdioJob { exec_pid: Pid },
     /// Inherited across exec only because the fd lacked O_CLOEXEC.
     ExecInherited { exec_pid: Pid },
+    /// Every copy it holds has FD_CLOEXEC, so none crossed its exec, and it
+    /// does not hold the listener: it received or took the fd after its exec.
+    CopiedAfterExec,
     /// No ancestry links it to the owners: the fd was passed to it.
     Passed,
 }
@@ -24,6 +32,10 @@ pub struct Verdict {
     pub cause: Cause,
     pub blamed: Vec<Blame>,
     pub evidence: Vec<Line>,
+    /// Causes one look cannot rule out; empty when the evidence decides.
+    pub alternatives: Vec<Alternative>,
+    /// A fix worded for this case, instead of the cause's usual one.
+    pub fix: Option<&'static str>,
 }
 
 /// Judge a socket that has at least one holder.
@@ -38,25 +50,39 @@ pub fn judge(ctx: &Ctx, memo: &mut Memo, sock: &TcpSocket, holders: &[HeldBy]) -
         .filter(|h| !pids.iter().any(|o| o != h && ctx.graph.is_ancestor(*o, *h)))
         .collect();
     let creator = (owners.is_empty()).then(|| ctx.oldest(&roots)).flatten();
+    let roles: Vec<(Pid, Role)> = pids
+        .iter()
+        .map(|p| {
+            let fds = fds_of(holders, *p);
+            (*p, ctx.role(*p, &fds, owners, creator, holders, sock))
+        })
+        .collect();
     let role_of = |pid: Pid| {
-        ctx.role(
-            pid,
-            fds_of(holders, pid),
-            owners,
-            creator,
-            holders,
-            sock.inode,
-        )
+        roles
+            .iter()
+            .find(|(p, _)| *p == pid)
+            .map_or(Role::Owner, |(_, r)| r.clone())
     };
 
-    let passed: Vec<Pid> = roots
+    let passed: Vec<Pid> = pids
         .iter()
         .copied()
-        .filter(|r| role_of(*r) == Role::Passed)
+        .filter(|p| match role_of(*p) {
+            Role::Passed => roots.contains(p),
+            Role::CopiedAfterExec => true,
+            _ => false,
+        })
         .collect();
     if !passed.is_empty() {
         for r in &passed {
-            let line = ctx.passed_evidence(*r, owners, creator);
+            let line = if role_of(*r) == Role::CopiedAfterExec {
+                format!(
+                    "{} runs another program than the process it got its other fds from, yet its copy has FD_CLOEXEC: no copy with that flag crosses an exec, and it does not hold the listener: it received the fd after its exec (SCM_RIGHTS) or took it (pidfd_getfd)",
+                    ctx.name(*r)
+                )
+            } else {
+                ctx.passed_evidence(*r, owners, creator)
+            };
             evidence.push(memo.line(&line));
         }
         let rest: Vec<Pid> = pids
@@ -70,14 +96,35 @@ pub fn judge(ctx: &Ctx, memo: &mut Memo, sock: &TcpSocket, holders: &[HeldBy]) -
     let inherited: Vec<Pid> = pids
         .iter()
         .copied()
-        .filter(|p| matches!(role_of(*p), Role::ExecInherited { .. }))
+        .filter(|p| {
+            matches!(
+                role_of(*p),
+                Role::ExecInherited { .. } | Role::StdioJob { .. }
+            )
+        })
         .collect();
     if !inherited.is_empty() {
+        let mut alternatives = Vec::new();
+        let mut stdio_jobs = 0;
         for p in &inherited {
-            if let Role::ExecInherited { exec_pid } = role_of(*p) {
-                for line in ctx.exec_evidence(*p, exec_pid, holders) {
-                    evidence.push(memo.line(&line));
+            match role_of(*p) {
+                Role::ExecInherited { exec_pid } => {
+                    for line in ctx.exec_evidence(*p, exec_pid, holders) {
+                        evidence.push(memo.line(&line));
+                    }
+                    if let Some(why) = handed_on_purpose(ctx, *p, holders, owners, sock) {
+                        alternatives.push(Alternative {
+                            cause: Cause::NeverClosed,
+                            why: memo.line(&why),
+                        });
+                    }
                 }
+                Role::StdioJob { exec_pid } => {
+                    stdio_jobs += 1;
+                    evidence
+                        .push(memo.line(&ctx.stdio_job_evidence(*p, exec_pid, holders, owners)));
+                }
+                _ => {}
             }
         }
         let rest: Vec<Pid> = roots
@@ -91,17 +138,24 @@ pub fn judge(ctx: &Ctx, memo: &mut Memo, sock: &TcpSocket, holders: &[HeldBy]) -
                 ctx.names(&rest)
             )));
         }
-        return verdict(
+        alternatives.dedup();
+        alternatives.truncate(1);
+        let mut v = verdict(
             Cause::InheritedNoCloexec,
             holders,
             &[&inherited, &rest],
             evidence,
         );
+        v.alternatives = alternatives;
+        if stdio_jobs == inherited.len() {
+            v.fix = Some(super::fixes::STDIO_JOB);
+        }
+        return v;
     }
 
     // Every root is an owner or a handler; the first root decides, the others
     // (rare: two unrelated owners) are blamed after it.
-    let mut best: Option<(Cause, Vec<Pid>)> = None;
+    let mut best: Option<RootVerdict> = None;
     let mut blamed_order: Vec<Pid> = Vec::new();
     for r in &roots {
         let below: Vec<Pid> = pids
@@ -109,7 +163,10 @@ pub fn judge(ctx: &Ctx, memo: &mut Memo, sock: &TcpSocket, holders: &[HeldBy]) -
             .copied()
             .filter(|p| p != r && ctx.graph.is_ancestor(*r, *p))
             .collect();
-        let n_fds = fds_of(holders, *r).len();
+        let fds = fds_of(holders, *r);
+        let role = role_of(*r);
+        let mut alternatives = Vec::new();
+        let mut fix = None;
         let cause = if !below.is_empty() {
             evidence.push(memo.fmt(format_args!(
                 "{} forked and kept its copy; {} still hold(s) the child's copy",
@@ -117,19 +174,30 @@ pub fn judge(ctx: &Ctx, memo: &mut Memo, sock: &TcpSocket, holders: &[HeldBy]) -
                 ctx.names(&below)
             )));
             Cause::ForkParentKept
-        } else if n_fds > 1 {
+        } else if fds.iter().all(|fd| *fd <= 2)
+            && (fds.len() > 1 || matches!(role, Role::StdioHandler { .. }))
+        {
+            // dup2() onto stdio is how a handler is given a connection, not a
+            // forgotten copy: one use of it, never closed.
+            evidence.push(memo.line(&ctx.stdio_evidence(*r, &fds, &role, owners)));
+            fix = Some(super::fixes::STDIO_HANDLER);
+            Cause::NeverClosed
+        } else if fds.len() > 1 {
             evidence.push(memo.fmt(format_args!(
                 "{} holds the socket at {} fds ({}): dup()/dup2()/F_DUPFD made extra references and close() drops only one",
                 ctx.name(*r),
-                n_fds,
-                join_fds(&fds_of(holders, *r))
+                fds.len(),
+                join_fds(&fds)
             )));
             Cause::DupCopyKept
-        } else if owners.contains(r) {
+        } else if owners.contains(r)
+            || (role == Role::Owner && !owners.is_empty() && ctx.holds_listener_of(*r, sock))
+        {
             // Depends on the owner alone: thousands of its connections share it.
-            let (cause, line) = memo.lone_owner(*r, || lone_owner(ctx, *r, owners));
-            evidence.push(line);
-            cause
+            let v = memo.lone_owner(*r, || lone_owner(ctx, *r));
+            evidence.extend(v.evidence.iter().cloned());
+            alternatives = v.alternatives;
+            v.cause
         } else {
             evidence.push(memo.line(&never_closed_evidence(ctx, *r, owners)));
             Cause::NeverClosed
@@ -137,34 +205,106 @@ pub fn judge(ctx: &Ctx, memo: &mut Memo, sock: &TcpSocket, holders: &[HeldBy]) -
         blamed_order.push(*r);
         if best
             .as_ref()
-            .is_none_or(|(c, _)| precedence(cause) < precedence(*c))
+            .is_none_or(|(c, ..)| precedence(cause) < precedence(*c))
         {
-            best = Some((cause, vec![*r]));
+            best = Some((cause, vec![*r], alternatives, fix));
         }
     }
-    let (cause, first) = best.unwrap_or((Cause::NeverClosed, Vec::new()));
+    let (cause, first, alternatives, fix) =
+        best.unwrap_or((Cause::NeverClosed, Vec::new(), Vec::new(), None));
     let rest: Vec<Pid> = blamed_order
         .into_iter()
         .filter(|p| !first.contains(p))
         .collect();
-    verdict(cause, holders, &[&first, &rest], evidence)
+    let mut v = verdict(cause, holders, &[&first, &rest], evidence);
+    v.alternatives = alternatives;
+    v.fix = fix;
+    v
+}
+
+/// A root's cause, the root, the alternatives and a worded fix.
+type RootVerdict = (Cause, Vec<Pid>, Vec<Alternative>, Option<&'static str>);
+
+/// An exec'd holder at fd 3 that the owner that started it no longer holds:
+/// socket activation with Accept=yes hands each connection over as fd 3
+/// (LISTEN_FDS=1) on purpose, which looks the same from outside.
+fn handed_on_purpose(
+    ctx: &Ctx,
+    pid: Pid,
+    holders: &[HeldBy],
+    owners: &[Pid],
+    sock: &TcpSocket,
+) -> Option<String> {
+    let fds = fds_of(holders, pid);
+    let parent = ctx.graph.parent(pid)?;
+    let owner_closed = !holders.iter().any(|h| owners.contains(&h.pid));
+    if ctx.holds_listener_of(pid, sock) {
+        return Some(format!(
+            "{} holds the listener too: if it was handed the listener on purpose (socket activation, LISTEN_FDS) and accepted this connection itself with accept() without SOCK_CLOEXEC, it is its own copy and it never closed it; whether its parent ever accepted (strace -f -e trace=accept,accept4) tells them apart",
+            ctx.name(pid)
+        ));
+    }
+    (fds == [3] && owners.contains(&parent) && owner_closed).then(|| {
+        format!(
+            "{} was started by {}, which accepted the connection and closed its own copy, and holds it at fd 3: if it was handed over on purpose (socket activation with Accept=yes passes it as fd 3 with LISTEN_FDS=1), it is its own copy and it never closed it; LISTEN_PID={} in its environment (/proc/{}/environ) tells them apart",
+            ctx.name(pid),
+            ctx.name(parent),
+            pid,
+            pid
+        )
+    })
 }
 
 /// An owner holding a connection at one fd, no descendant holding it: it
-/// forks (its children closed their copies) or it never closed it.
-fn lone_owner(ctx: &Ctx, r: Pid, owners: &[Pid]) -> (Cause, String) {
-    let signs = ctx.fork_signs(r);
-    if signs.is_empty() {
-        return (Cause::NeverClosed, never_closed_evidence(ctx, r, owners));
+/// forks (its children closed their copies or exited) or it never closed it.
+fn lone_owner(ctx: &Ctx, r: Pid) -> LoneOwnerText {
+    let ev = ctx.fork_evidence(r);
+    let name = ctx.name(r);
+    if !ev.decisive.is_empty() {
+        return LoneOwnerText {
+            cause: Cause::ForkParentKept,
+            evidence: vec![format!(
+                "{name} accepted the connection and forks per connection now: {}; the child given this one has closed its copy or exited",
+                ev.decisive.join("; ")
+            )],
+            alternatives: Vec::new(),
+        };
     }
-    (
-        Cause::ForkParentKept,
-        format!(
-            "{} accepted the connection and forks: {}; its children have closed their copies or exited",
-            ctx.name(r),
-            signs.join("; ")
-        ),
-    )
+    if !ev.own.is_empty() {
+        return LoneOwnerText {
+            cause: Cause::ForkParentKept,
+            evidence: vec![format!(
+                "{name} accepted the connection and forks: {}; no live child holds a connection of it now",
+                ev.own.join("; ")
+            )],
+            alternatives: vec![(
+                Cause::NeverClosed,
+                format!(
+                    "if {name} never handed this connection to a child (its children ran other work), it never closed it; a live forked child holding one of its connections, or `strace -f -e trace=accept4,fork,clone -p {r}` while a client connects and closes, tells them apart"
+                ),
+            )],
+        };
+    }
+    let mut evidence = vec![format!(
+        "{name} accepted it itself, shows no live sign of forking, and never called close()"
+    )];
+    evidence.extend(ev.inherited.iter().cloned());
+    evidence.extend(ev.weak.iter().cloned());
+    let alternatives = if ev.inherited.is_empty() {
+        Vec::new()
+    } else {
+        vec![(
+            Cause::ForkParentKept,
+            format!(
+                "if {name} forks a child per connection and every child has exited, the parent kept its copy; a live forked child holding one of its connections, or `strace -f -e trace=accept4,fork,clone -p {r}` while a client connects and closes, tells them apart"
+            ),
+        )]
+    };
+    LoneOwnerText {
+        cause: Cause::NeverClosed,
+        evidence,
+        alternatives,
+    }
 }
 
 fn never_closed_evidence(ctx: &Ctx, r: Pid, owners: &[Pid]) -> String {
@@ -211,6 +351,8 @@ fn verdict(cause: Cause, holders: &[HeldBy], tiers: &[&[Pid]], evidence: Vec<Lin
         cause,
         blamed,
         evidence,
+        alternatives: Vec::new(),
+        fix: None,
     }
 }
 
@@ -234,3 +376,7 @@ pub fn join_fds(fds: &[i32]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+#[path = "classify_tests.rs"]
+mod tests;

@@ -2,10 +2,10 @@
 //! holders, signs of forking, and the names to print.
 
 use super::classify::{join_fds, Role};
-use super::finding::{Cause, Line};
+use super::finding::{Alternative, Cause, Line};
 use super::listeners::{ListenAddress, Listeners};
 use crate::graph::{HeldBy, HoldGraph};
-use crate::model::{FastMap, Inode, Pid, Snapshot, TcpSocket};
+use crate::model::{FastMap, Inode, Pid, Process, Snapshot, TcpSocket};
 use std::rc::Rc;
 
 pub struct Ctx<'a> {
@@ -26,7 +26,7 @@ pub struct Memo {
     by_address: FastMap<ListenAddress, Rc<Owners>>,
     by_listeners: FastMap<ListenerKey, Rc<Owners>>,
     /// An owner's verdict on a connection it alone holds depends on it alone.
-    lone_owner: FastMap<Pid, (Cause, Line)>,
+    lone_owner: FastMap<Pid, LoneOwner>,
     scratch: String,
 }
 
@@ -88,20 +88,42 @@ impl Memo {
         owners
     }
 
-    /// The cause and line for an owner that alone holds a connection at one fd.
-    pub fn lone_owner(
-        &mut self,
-        pid: Pid,
-        make: impl FnOnce() -> (Cause, String),
-    ) -> (Cause, Line) {
-        if let Some((c, l)) = self.lone_owner.get(&pid) {
-            return (*c, l.clone());
+    /// The verdict on an owner that alone holds a connection at one fd.
+    pub fn lone_owner(&mut self, pid: Pid, make: impl FnOnce() -> LoneOwnerText) -> LoneOwner {
+        if let Some(v) = self.lone_owner.get(&pid) {
+            return v.clone();
         }
-        let (cause, text) = make();
-        let line = self.line(&text);
-        self.lone_owner.insert(pid, (cause, line.clone()));
-        (cause, line)
+        let t = make();
+        let v = LoneOwner {
+            cause: t.cause,
+            evidence: t.evidence.iter().map(|l| self.line(l)).collect(),
+            alternatives: t
+                .alternatives
+                .iter()
+                .map(|(cause, why)| Alternative {
+                    cause: *cause,
+                    why: self.line(why),
+                })
+                .collect(),
+        };
+        self.lone_owner.insert(pid, v.clone());
+        v
     }
+}
+
+/// What is said of an owner that alone holds a connection at one fd.
+#[derive(Clone)]
+pub struct LoneOwner {
+    pub cause: Cause,
+    pub evidence: Vec<Line>,
+    pub alternatives: Vec<Alternative>,
+}
+
+/// The same, before its lines are shared.
+pub struct LoneOwnerText {
+    pub cause: Cause,
+    pub evidence: Vec<String>,
+    pub alternatives: Vec<(Cause, String)>,
 }
 
 impl<'a> Ctx<'a> {
@@ -187,15 +209,21 @@ impl<'a> Ctx<'a> {
     pub fn role(
         &self,
         pid: Pid,
-        fds: Vec<i32>,
+        fds: &[i32],
         owners: &[Pid],
         creator: Option<Pid>,
         holders: &[HeldBy],
-        inode: crate::model::Inode,
+        sock: &TcpSocket,
     ) -> Role {
         if owners.contains(&pid) || creator == Some(pid) {
             return Role::Owner;
         }
+        // FD_CLOEXEC set on every copy it holds: none crossed an exec.
+        let all_cloexec = holders
+            .iter()
+            .filter(|h| h.pid == pid)
+            .all(|h| h.cloexec == Some(true));
+        let stdio_only = fds.iter().all(|fd| *fd <= 2);
         let related = match creator {
             Some(c) => self.graph.related(c, pid),
             None => owners.iter().any(|o| self.graph.related(*o, pid)),
@@ -206,13 +234,15 @@ impl<'a> Ctx<'a> {
             } else {
                 owners.to_vec()
             };
-            let exec_inherited = || match fds.iter().any(|fd| *fd > 2) {
-                true => Role::ExecInherited { exec_pid: pid },
-                false => Role::Handler,
+            let exec_inherited = || match (all_cloexec, stdio_only) {
+                (true, _) => Role::CopiedAfterExec,
+                (false, false) => Role::ExecInherited { exec_pid: pid },
+                // Re-parented away from the owners: not the handler they started.
+                (false, true) => Role::StdioJob { exec_pid: pid },
             };
             if let Some(o) = sources
                 .iter()
-                .find(|o| self.shares_fd_table_shape(pid, **o, inode))
+                .find(|o| self.shares_fd_table_shape(pid, **o, sock.inode))
             {
                 // Re-parented (its parent exited) but holding the owner's other
                 // sockets at the same fd numbers: it inherited them by fork.
@@ -222,7 +252,7 @@ impl<'a> Ctx<'a> {
                     Role::Handler
                 };
             }
-            if self.inherited_without_trace(pid, &fds, &sources, holders) {
+            if self.inherited_without_trace(pid, fds, &sources, holders) {
                 return exec_inherited();
             }
             return Role::Passed;
@@ -234,12 +264,53 @@ impl<'a> Ctx<'a> {
         let Some(source) = source else {
             return Role::Owner;
         };
-        match self.exec_between(source, pid) {
-            // Handed over as stdin/stdout/stderr: meant for the new program.
-            Some(_) if fds.iter().all(|fd| *fd <= 2) => Role::Handler,
-            Some(exec_pid) => Role::ExecInherited { exec_pid },
-            None => Role::Handler,
+        let Some(exec_pid) = self.exec_between(source, pid) else {
+            return Role::Handler;
+        };
+        if all_cloexec {
+            // Made after its exec: accepted on a listener it was handed
+            // (socket activation), or received.
+            return if self.holds_listener_of(pid, sock) {
+                Role::Owner
+            } else {
+                Role::CopiedAfterExec
+            };
         }
+        if stdio_only {
+            // Handed over as stdin/stdout/stderr by the process that accepted
+            // it, to the program it exec'd (inetd, CGI, socat EXEC): the
+            // handler. Below another exec, or from a holder that did not
+            // accept it: a job that inherited a handler's stdio.
+            let from_owner = owners.contains(&source) || creator == Some(source);
+            return if from_owner && self.execs_between(source, pid) == 1 {
+                Role::StdioHandler { from: source }
+            } else {
+                Role::StdioJob { exec_pid }
+            };
+        }
+        Role::ExecInherited { exec_pid }
+    }
+
+    /// How many processes on the way from `descendant` up to (not
+    /// including) `ancestor` run another program than their parent.
+    pub fn execs_between(&self, ancestor: Pid, descendant: Pid) -> usize {
+        std::iter::once(descendant)
+            .chain(
+                self.graph
+                    .ancestors(descendant)
+                    .into_iter()
+                    .take_while(|p| *p != ancestor),
+            )
+            .filter(|p| self.graph.execd(*p) == Some(true))
+            .count()
+    }
+
+    /// Whether `pid` holds a listener `sock` could have been accepted on.
+    pub fn holds_listener_of(&self, pid: Pid, sock: &TcpSocket) -> bool {
+        self.listeners
+            .holders(sock, &self.graph)
+            .iter()
+            .any(|(h, _)| h.pid == pid)
     }
 
     /// An unrelated holder that cannot have received the fd: it has no other
@@ -260,7 +331,12 @@ impl<'a> Ctx<'a> {
             .iter()
             .filter(|h| h.pid == pid)
             .all(|h| h.cloexec == Some(false));
-        let only_this = p.other_sockets == 0 && p.sockets.iter().all(|s| fds.contains(&s.fd));
+        // A received fd takes the lowest free number, never a stdio one a
+        // program still uses: a copy on stdio only was inherited (a job of a
+        // handler), whatever other sockets it holds.
+        let stdio_only = fds.iter().all(|fd| *fd <= 2);
+        let only_this =
+            stdio_only || (p.other_sockets == 0 && p.sockets.iter().all(|s| fds.contains(&s.fd)));
         !sources.is_empty()
             && no_cloexec
             && only_this
@@ -282,41 +358,100 @@ impl<'a> Ctx<'a> {
         })
     }
 
-    /// Traces of forking left in /proc by `pid`.
-    pub fn fork_signs(&self, pid: Pid) -> Vec<String> {
+    /// What /proc shows now about whether `pid` forks per connection.
+    pub fn fork_evidence(&self, pid: Pid) -> ForkEvidence {
+        let mut ev = ForkEvidence::default();
         let Some(p) = self.graph.process(pid) else {
-            return Vec::new();
+            return ev;
         };
-        let mut signs = Vec::new();
         let children = self.graph.children(pid);
-        let forks: Vec<Pid> = children
+        // Forks without exec: they run its program unchanged. A
+        // clone(CLONE_FILES) child shares the table: no copy of its own.
+        let forks: Vec<&Process> = children
             .iter()
+            .copied()
             .filter(|c| c.state != 'Z' && self.graph.execd(c.pid) == Some(false))
-            // A clone(CLONE_FILES) child shares the table: it holds no copy of its own.
             .filter(|c| c.shares_fd_table_with != Some(pid))
-            .map(|c| c.pid)
             .collect();
-        if !forks.is_empty() {
-            signs.push(format!(
-                "{} live child(ren) are forks of it ({})",
-                forks.len(),
-                short_list(&forks)
+        // Connections it holds (not listeners), that a forked child holds too.
+        let mine: crate::model::InodeSet = p
+            .sockets
+            .iter()
+            .map(|s| s.inode)
+            .filter(|i| !self.listeners.is_listener(*i))
+            .collect();
+        let (sharing, other): (Vec<&Process>, Vec<&Process>) = forks
+            .into_iter()
+            .partition(|c| c.sockets.iter().any(|s| mine.contains(&s.inode)));
+        if !sharing.is_empty() {
+            ev.decisive.push(format!(
+                "{} live child(ren) ({}) run its program unchanged (forked, no exec) and hold connections it holds too",
+                sharing.len(),
+                short_list(&sharing.iter().map(|c| c.pid).collect::<Vec<_>>())
             ));
         }
-        let zombies = children.iter().filter(|c| c.state == 'Z').count();
+        if !other.is_empty() {
+            ev.own.push(format!(
+                "{} live child(ren) ({}) run its program unchanged (forked, no exec)",
+                other.len(),
+                short_list(&other.iter().map(|c| c.pid).collect::<Vec<_>>())
+            ));
+        }
+        // A zombie keeps its comm: the same name as the parent's means it
+        // exited without exec'ing another program.
+        let zombies = children
+            .iter()
+            .filter(|c| c.state == 'Z' && c.comm == p.comm)
+            .count();
         if zombies > 0 {
-            signs.push(format!("{zombies} exited child(ren) not yet reaped"));
-        }
-        if p.fork_signs.sigchld_handled {
-            signs.push("it catches or ignores SIGCHLD to reap children".to_string());
-        }
-        if p.fork_signs.reaped_child_faults > 0 {
-            signs.push(format!(
-                "it has reaped children (their {} page faults are counted in its stat)",
-                p.fork_signs.reaped_child_faults
+            ev.own.push(format!(
+                "{zombies} exited child(ren) of the same name not yet reaped"
             ));
         }
-        signs
+        let signs = p.fork_signs;
+        // fork() starts a process with zeroed counters and exec keeps them:
+        // they are this program's own only when it has not exec'd since.
+        let own_counters = self.graph.execd(pid) == Some(false);
+        let ignored = signs.sigchld_handled && !signs.sigchld_caught;
+        if signs.reaped_child_faults > 0 {
+            let line = format!(
+                "it has reaped children (their {} page faults are counted in its stat)",
+                signs.reaped_child_faults
+            );
+            if own_counters || signs.sigchld_caught {
+                let why = if own_counters {
+                    "since it was forked (it runs its parent's program)"
+                } else {
+                    "and catches SIGCHLD (a handler this program installed: exec resets handlers)"
+                };
+                ev.own.push(format!("{line} {why}"));
+            } else {
+                ev.inherited.push(format!(
+                    "{line}; that count survives exec (a launcher that ran commands before exec'ing it leaves it), so it does not show that this program forks"
+                ));
+            }
+        } else if signs.sigchld_caught {
+            // A reaper installed, but nothing reaped: no child has exited.
+            ev.weak
+                .push("it catches SIGCHLD but has reaped no child".to_string());
+        }
+        if ignored {
+            if own_counters {
+                ev.own.push(
+                    "it ignores SIGCHLD (children reaped automatically) since it was forked"
+                        .to_string(),
+                );
+            } else {
+                // Set by this program, or inherited: an ignored signal stays
+                // ignored across fork and exec (a launcher that set it, in
+                // this process before its exec or in a parent).
+                ev.inherited.push(
+                    "it ignores SIGCHLD; that disposition survives exec, so it does not show that this program forks"
+                        .to_string(),
+                );
+            }
+        }
+        ev
     }
 
     pub fn listener_evidence(&self, sock: &TcpSocket) -> Vec<String> {
@@ -356,6 +491,66 @@ impl<'a> Ctx<'a> {
             "{} is neither an ancestor nor a descendant of {}: the fd reached it over a unix socket (SCM_RIGHTS) or pidfd_getfd()",
             self.name(pid),
             self.names(&others)
+        )
+    }
+
+    /// Why a process holding the socket on stdio only is its user, not a dup mistake.
+    pub fn stdio_evidence(&self, pid: Pid, fds: &[i32], role: &Role, owners: &[Pid]) -> String {
+        let on = format!(
+            "{} holds it only as its stdin/stdout/stderr (fd {})",
+            self.name(pid),
+            join_fds(fds)
+        );
+        match role {
+            Role::StdioHandler { from } => format!(
+                "{on}, handed over across exec by {}, which accepted it (it holds the listener of this port): {} is the handler, and a dup2() onto stdio is how a handler is given the connection; its copy is its own to close",
+                self.name(*from),
+                self.name(pid)
+            ),
+            Role::Owner if owners.contains(&pid) => format!(
+                "{on}; it accepted the connection itself (it holds the listener) and moved it onto stdio: one use of it, not a forgotten duplicate"
+            ),
+            _ => format!(
+                "{on}: dup2() onto stdio is how a program is given a connection, not a forgotten duplicate"
+            ),
+        }
+    }
+
+    /// Why a process holding the socket on stdio only is a job, not the handler.
+    pub fn stdio_job_evidence(
+        &self,
+        pid: Pid,
+        exec_pid: Pid,
+        holders: &[HeldBy],
+        owners: &[Pid],
+    ) -> String {
+        let fds = join_fds(
+            &holders
+                .iter()
+                .filter(|h| h.pid == pid)
+                .map(|h| h.fd)
+                .collect::<Vec<_>>(),
+        );
+        let related = owners.iter().any(|o| self.graph.related(*o, pid));
+        let why = if !related {
+            let parent = self
+                .graph
+                .parent(pid)
+                .map(|p| format!(" (its parent is {})", self.name(p)))
+                .unwrap_or_default();
+            format!(
+                "it is not a descendant of {}, which accepted it{parent}: it was re-parented after the process that started it exited, so it is not the handler the owner started but a job that inherited the handler's stdio",
+                self.names(owners)
+            )
+        } else {
+            format!(
+                "{} exec'd below the handler of the connection: it is a job that inherited the handler's stdio",
+                self.name(exec_pid)
+            )
+        };
+        format!(
+            "{} holds it only as its stdout/stderr/stdin (fd {fds}); {why}",
+            self.name(pid)
         )
     }
 
@@ -414,6 +609,19 @@ impl<'a> Ctx<'a> {
         }
         names.join(", ")
     }
+}
+
+/// Signs of forking, by what they prove.
+#[derive(Debug, Default)]
+pub struct ForkEvidence {
+    /// Live forked children holding connections it holds too: it forks per connection now.
+    pub decisive: Vec<String>,
+    /// Signs of this program's own children (not inherited across exec).
+    pub own: Vec<String>,
+    /// Signs that survive exec: they may come from a launcher.
+    pub inherited: Vec<String>,
+    /// Signs that show no child has exited.
+    pub weak: Vec<String>,
 }
 
 fn short_list(pids: &[Pid]) -> String {

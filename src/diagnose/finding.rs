@@ -113,6 +113,11 @@ pub struct Summary {
     pub leaked: usize,
     /// CLOSE_WAIT sockets that were gone or changed by the end of the settle window.
     pub transient: usize,
+    /// CLOSE_WAIT sockets whose owner was still sending across the settle
+    /// window (bytes acked grew or the send queue drained): a stream being
+    /// finished, not a leak; not in `findings`.
+    #[serde(default)]
+    pub still_sending: usize,
     /// Distinct processes blamed.
     pub processes_blamed: usize,
     pub by_cause: BTreeMap<Cause, usize>,
@@ -128,6 +133,10 @@ pub struct Finding {
     pub holders: Vec<Holder>,
     pub blamed: Vec<Blame>,
     pub cause: Cause,
+    /// Other causes one look cannot rule out, most likely first; empty when
+    /// the evidence decides.
+    #[serde(default)]
+    pub alternatives: Vec<Alternative>,
     pub evidence: Vec<Line>,
     /// The code change that removes the leak.
     pub fix: Line,
@@ -153,6 +162,7 @@ impl Finding {
             holders: &self.holders,
             blamed: &self.blamed,
             cause: self.cause,
+            alternatives: &self.alternatives,
             evidence: &self.evidence,
             fix: &self.fix,
             mitigation: self.mitigation.text(&self.socket),
@@ -169,6 +179,7 @@ struct FindingView<'a> {
     holders: &'a [Holder],
     blamed: &'a [Blame],
     cause: Cause,
+    alternatives: &'a [Alternative],
     #[serde(serialize_with = "super::escaped::lines")]
     evidence: &'a [Line],
     #[serde(serialize_with = "super::escaped::line")]
@@ -190,6 +201,7 @@ impl PartialEq for Finding {
             && self.holders == o.holders
             && self.blamed == o.blamed
             && self.cause == o.cause
+            && self.alternatives == o.alternatives
             && self.evidence == o.evidence
             && self.fix == o.fix
             && self.mitigation_text() == o.mitigation_text()
@@ -229,6 +241,15 @@ pub struct Holder {
     pub origin: Option<crate::trace::Origin>,
 }
 
+/// A cause the evidence does not rule out, and what would tell it apart.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Alternative {
+    pub cause: Cause,
+    /// When it would be this cause instead, and what would tell them apart.
+    #[serde(serialize_with = "super::escaped::line")]
+    pub why: Line,
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Blame {
     pub pid: Pid,
@@ -243,6 +264,9 @@ pub struct Group {
     pub pid: Option<Pid>,
     pub comm: Option<String>,
     pub cause: Cause,
+    /// The first finding's alternatives (see `Finding::alternatives`).
+    #[serde(default)]
+    pub alternatives: Vec<Alternative>,
     pub sockets: usize,
     /// Blamed fds of this process (sorted).
     pub fds: Vec<i32>,
@@ -271,6 +295,7 @@ struct GroupView<'a> {
     pid: Option<Pid>,
     comm: &'a Option<String>,
     cause: Cause,
+    alternatives: &'a [Alternative],
     sockets: usize,
     fds: &'a [i32],
     local_ports: &'a [(u16, usize)],
@@ -288,6 +313,7 @@ impl Serialize for Group {
             pid: self.pid,
             comm: &self.comm,
             cause: self.cause,
+            alternatives: &self.alternatives,
             sockets: self.sockets,
             fds: &self.fds,
             local_ports: &self.local_ports,
@@ -307,6 +333,7 @@ impl PartialEq for Group {
         self.pid == o.pid
             && self.comm == o.comm
             && self.cause == o.cause
+            && self.alternatives == o.alternatives
             && self.sockets == o.sockets
             && self.fds == o.fds
             && self.local_ports == o.local_ports
@@ -325,6 +352,10 @@ pub struct ProcessInfo {
     pub ppid: Pid,
     pub comm: String,
     pub exe: Option<String>,
+    /// Full command line, secrets masked; only in a snapshot recorded with
+    /// `capture --cmdline` (live scans never read it).
+    #[serde(default)]
+    pub cmdline: Option<String>,
     pub uid: u32,
     pub cgroup: Option<String>,
     pub netns: Option<Inode>,

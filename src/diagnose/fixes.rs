@@ -30,3 +30,28 @@ pub fn fix(cause: Cause, accept_queue: bool) -> &'static str {
            ,
     }
 }
+
+/// A handler given the connection as its stdin/stdout/stderr.
+pub const STDIO_HANDLER: &str = "the handler was given the connection as its stdin/stdout/stderr and is its only user: \
+    it must finish when the peer closes (exit, or close stdin and stdout, when read() on stdin returns 0); \
+    if it is meant to run on without the client, the service or its super-server configuration is at fault \
+    (inetd/socat EXEC/CGI should start a program that ends with the connection)";
+
+/// A job that inherited a handler's stdio.
+pub const STDIO_JOB: &str = "start background jobs with their stdio redirected away from the connection \
+    (`nohup cmd >/dev/null 2>&1 </dev/null &`, or close fds 0-2 and others before exec; subprocess with \
+    stdin/stdout/stderr=DEVNULL); a job that inherits a handler's stdout keeps the client's connection open";
+
+/// `fix(cause)`, then the fix of each alternative, hedged: never a
+/// confident fix for a cause the evidence does not decide.
+pub fn hedged(cause: Cause, alternatives: &[Cause], accept_queue: bool) -> String {
+    let mut out = fix(cause, accept_queue).to_string();
+    for alt in alternatives {
+        out.push_str(&format!(
+            "\nif it is {} instead: {}",
+            alt.name(),
+            fix(*alt, accept_queue)
+        ));
+    }
+    out
+}

@@ -97,6 +97,7 @@ fn make_group(
             .and_then(|p| ctx.graph.process(p))
             .map(|p| p.comm.clone()),
         cause,
+        alternatives: first.map(|f| f.alternatives.clone()).unwrap_or_default(),
         sockets: members.len(),
         mitigation: GroupMitigation::new(pid, &fds, first.map(|f| (&f.mitigation, &f.socket))),
         fds,
@@ -169,6 +170,7 @@ pub fn processes(ctx: &Ctx, findings: &[Finding]) -> Vec<ProcessInfo> {
                 ppid: p.ppid,
                 comm: p.comm.clone(),
                 exe: p.exe.clone(),
+                cmdline: p.cmdline.clone(),
                 uid: p.uid,
                 cgroup: p.cgroup.clone(),
                 netns: p.netns,

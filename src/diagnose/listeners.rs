@@ -17,16 +17,19 @@ pub struct Listeners<'a> {
     sockets: &'a [TcpSocket],
     exact: FastMap<ListenAddress, Vec<usize>>,
     wildcard: FastMap<(Inode, u16), Vec<usize>>,
+    inodes: crate::model::InodeSet,
 }
 
 impl<'a> Listeners<'a> {
     pub fn new(sockets: &'a [TcpSocket]) -> Self {
         let mut exact: FastMap<_, Vec<usize>> = FastMap::default();
         let mut wildcard: FastMap<_, Vec<usize>> = FastMap::default();
+        let mut inodes = crate::model::InodeSet::default();
         for (i, s) in sockets.iter().enumerate() {
             if s.state != TcpState::Listen {
                 continue;
             }
+            inodes.insert(s.inode);
             let port = s.local.port();
             if s.local.ip().is_unspecified() {
                 wildcard.entry((s.netns, port)).or_default().push(i);
@@ -41,7 +44,13 @@ impl<'a> Listeners<'a> {
             sockets,
             exact,
             wildcard,
+            inodes,
         }
+    }
+
+    /// Whether `inode` is a listening socket.
+    pub fn is_listener(&self, inode: Inode) -> bool {
+        self.inodes.contains(&inode)
     }
 
     pub fn address(&self, conn: &TcpSocket) -> ListenAddress {

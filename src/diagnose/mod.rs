@@ -51,9 +51,15 @@ pub fn diagnose_traced(
         .as_ref()
         .map(|s| s.transient.iter().copied().collect())
         .unwrap_or_default();
+    let sending: rustc_hash::FxHashSet<SocketKey> = snap
+        .settle
+        .as_ref()
+        .map(|s| s.still_sending.iter().copied().collect())
+        .unwrap_or_default();
 
     let mut by_state: BTreeMap<TcpState, usize> = BTreeMap::new();
     let mut n_transient = 0;
+    let mut n_sending = 0;
     let mut todo = Vec::new();
     for s in &snap.sockets {
         if !resolved.socket_in(s, &unheld_listeners(&ctx, s)) {
@@ -65,6 +71,10 @@ pub fn diagnose_traced(
         }
         if transient.contains(&s.key()) {
             n_transient += 1;
+            continue;
+        }
+        if sending.contains(&s.key()) {
+            n_sending += 1;
             continue;
         }
         todo.push(s);
@@ -81,7 +91,10 @@ pub fn diagnose_traced(
         schema_version: SCHEMA_VERSION,
         tool: Tool::this(),
         host: Host::of(&snap.meta),
-        summary: summary(&findings, &groups, n_transient, by_state),
+        summary: Summary {
+            still_sending: n_sending,
+            ..summary(&findings, &groups, n_transient, by_state)
+        },
         groups,
         findings,
         processes,
@@ -133,15 +146,23 @@ fn judge_socket(ctx: &Ctx, s: &TcpSocket, memo: &mut Memo) -> Finding {
     } else {
         ctx.graph.holders(s.inode)
     };
-    let (cause, blamed, mut evidence) = if holders.is_empty() {
+    let (cause, blamed, mut evidence, alternatives, fix) = if holders.is_empty() {
         let evidence = unheld::evidence(ctx, s);
         let lines = evidence.iter().map(|l| memo.line(l)).collect();
-        (Cause::NoVisibleHolder, Vec::new(), lines)
+        (Cause::NoVisibleHolder, Vec::new(), lines, Vec::new(), None)
     } else {
         let mut v = classify::judge(ctx, memo, s, &holders);
         // Kept for the whole report, one per socket: no spare room.
         v.blamed.shrink_to_fit();
-        (v.cause, v.blamed, v.evidence)
+        (v.cause, v.blamed, v.evidence, v.alternatives, v.fix)
+    };
+    let fix = match (fix, alternatives.is_empty()) {
+        (Some(f), _) => memo.line(f),
+        (None, true) => memo.line(fixes::fix(cause, s.inode == 0)),
+        (None, false) => {
+            let alts: Vec<Cause> = alternatives.iter().map(|a| a.cause).collect();
+            memo.line(&fixes::hedged(cause, &alts, s.inode == 0))
+        }
     };
     // Two lines come here and one later (add_shared_evidence): room for them now.
     evidence.reserve_exact(3);
@@ -182,7 +203,8 @@ fn judge_socket(ctx: &Ctx, s: &TcpSocket, memo: &mut Memo) -> Finding {
                 }
             })
             .collect(),
-        fix: memo.line(fixes::fix(cause, s.inode == 0)),
+        fix,
+        alternatives,
         mitigation: Mitigation::Commands {
             close: blamed.first().copied(),
             ns_pid,
@@ -257,6 +279,7 @@ fn summary(
     Summary {
         leaked: findings.len(),
         transient,
+        still_sending: 0,
         processes_blamed: blamed.len(),
         by_cause,
         by_state,

@@ -43,9 +43,11 @@ pub fn apply(findings: &mut [Finding], facts: &Facts) {
             .collect();
         let v = judge(&held, closed);
         f.basis = Basis::Traced;
-        if v.cause != f.cause {
+        // The recorded history decides: no alternative, no hedged fix.
+        if v.cause != f.cause || !f.alternatives.is_empty() {
             f.fix = Line::from(fixes::fix(v.cause, false));
         }
+        f.alternatives.clear();
         f.cause = v.cause;
         f.blamed = v.blamed;
         if let Mitigation::Commands { close, .. } = &mut f.mitigation {

@@ -52,6 +52,7 @@ pub fn parse_line(line: &str, family: Family, netns: Inode) -> ParseResult<TcpSo
         send_q,
         uid,
         last_ack_ms: None,
+        bytes_acked: None,
         timewait,
     })
 }

@@ -42,6 +42,7 @@ pub fn stat(text: &[u8]) -> ParseResult<StatLine> {
         fork_signs: ForkSigns {
             reaped_child_faults: s.cminflt,
             sigchld_handled: (s.sigignore | s.sigcatch) & SIGCHLD_BIT != 0,
+            sigchld_caught: s.sigcatch & SIGCHLD_BIT != 0,
         },
     })
 }

@@ -195,6 +195,9 @@ fn section(
         if let Some(exe) = &p.exe {
             facts.push(format!("exe {}", code(exe)));
         }
+        if let Some(cmd) = &p.cmdline {
+            facts.push(format!("command line {}", code(cmd)));
+        }
         if let Some(cg) = &p.cgroup {
             facts.push(format!("cgroup {}", code(cg)));
         }
@@ -241,6 +244,10 @@ fn section(
     }
     writeln!(out)?;
     writeln!(out, "**Cause:** {}", code(g.cause.name()))?;
+    for alt in &g.alternatives {
+        writeln!(out)?;
+        writeln!(out, "**Or:** {}: {}", code(alt.cause.name()), esc(&alt.why))?;
+    }
     if !g.evidence.is_empty() {
         writeln!(out)?;
         writeln!(out, "**Evidence:**")?;
@@ -251,7 +258,7 @@ fn section(
     }
     if !g.fix.trim().is_empty() {
         writeln!(out)?;
-        writeln!(out, "**Fix:** {}", esc(&g.fix).replace('\n', " "))?;
+        writeln!(out, "**Fix:** {}", esc(&g.fix.replace('\n', "; ")))?;
     }
     let mitigation = g.mitigation_text();
     if !mitigation.trim().is_empty() {
@@ -337,6 +344,13 @@ fn scan(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             out,
             "- {} CLOSE_WAIT sockets were transient (gone or changed within the settle window).",
             report.summary.transient
+        )?;
+    }
+    if report.summary.still_sending > 0 {
+        writeln!(
+            out,
+            "- {} CLOSE_WAIT sockets were still sending (the owner kept sending to a peer that half-closed): not leaks.",
+            report.summary.still_sending
         )?;
     }
     for ns in &s.namespaces {

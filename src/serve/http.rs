@@ -188,7 +188,11 @@ async fn connection(stream: TcpStream, shared: Shared, requested: Arc<AtomicBool
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
-        let reply = routes::route(req.method(), req.uri().path(), &p, Instant::now());
+        let accept = req
+            .headers()
+            .get(hyper::header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        let reply = routes::route(req.method(), req.uri().path(), accept, &p, Instant::now());
         async move { Ok::<_, Infallible>(response(reply)) }
     });
     let mut builder = http1::Builder::new();

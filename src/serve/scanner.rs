@@ -12,7 +12,6 @@ use crate::diagnose::{self, Scope};
 use crate::source::{incremental, Incremental};
 use crate::stop;
 use anyhow::Result;
-use hyper::body::Bytes;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -68,7 +67,7 @@ fn publish(
     error: Option<String>,
 ) {
     let empty = StateCounts::new();
-    let text = metrics::render(&metrics::Input {
+    let exposition = super::routes::Exposition::of(&metrics::Input {
         report: last.map(|(r, _)| r.report()),
         states: last.map_or(&empty, |(_, s)| s),
         counters,
@@ -77,7 +76,7 @@ fn publish(
     let mut p = shared
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    p.metrics = Bytes::from(text);
+    p.metrics = exposition;
     if let Some((r, _)) = last {
         p.report = Some(r.clone());
     }

@@ -100,6 +100,7 @@ mod tests {
             send_q: 0,
             uid: 0,
             last_ack_ms: None,
+            bytes_acked: None,
             timewait: false,
         }
     }

@@ -230,7 +230,12 @@ fn finish(
     }
     let req = cfg.states.request();
     meta.states = cfg.states.read();
-    let members: Vec<NsMember> = members.into_values().collect();
+    // Each namespace with the processes to read it through, should the
+    // first exit before its dump.
+    let members: Vec<Vec<NsMember>> = members
+        .into_values()
+        .map(|m| with_alternates(m, &walked))
+        .collect();
     let look = TablesLook {
         cfg,
         root: &root,
@@ -317,7 +322,7 @@ type NamespaceRead = (tables::TableRead, Vec<Warning>);
 impl TablesLook<'_> {
     fn read(
         &self,
-        members: &[NsMember],
+        members: &[Vec<NsMember>],
         walked: &[Walked],
         prune: bool,
     ) -> (
@@ -348,9 +353,10 @@ impl TablesLook<'_> {
 
     /// Each dump walks the kernel's whole table (all namespaces' sockets):
     /// with many namespaces, that is the work to spread over the cores.
-    fn namespaces(&self, members: &[NsMember]) -> Vec<NamespaceRead> {
+    fn namespaces(&self, members: &[Vec<NsMember>]) -> Vec<NamespaceRead> {
         let mut reads: Vec<NamespaceRead> = spread(members, self.cfg.threads, |ms| {
-            ms.map(|member| self.namespace(member)).collect::<Vec<_>>()
+            ms.filter_map(|candidates| self.namespace(candidates))
+                .collect::<Vec<_>>()
         })
         .into_iter()
         .flatten()
@@ -360,17 +366,17 @@ impl TablesLook<'_> {
         reads
     }
 
-    fn namespace(&self, member: &NsMember) -> NamespaceRead {
+    fn namespace(&self, candidates: &[NsMember]) -> Option<NamespaceRead> {
         let (root, cfg) = (self.root, self.cfg);
         let mut warnings = Vec::new();
-        let mut t = tables::read_namespace(
+        let (mut t, _, member) = tables::read_namespace_via(
             root,
             self.live,
             cfg.method,
-            member,
+            candidates,
             &self.req,
             &mut warnings,
-        );
+        )?;
         if cfg.sysctls {
             let ns_file = member.ns_file(root);
             match sysctl::read(root, self.live, self.own, member.netns, &ns_file) {
@@ -389,7 +395,7 @@ impl TablesLook<'_> {
                 Err(e) => warnings.push(e.to_warning()),
             }
         }
-        (t, warnings)
+        Some((t, warnings))
     }
 }
 
@@ -511,6 +517,29 @@ fn namespace_members(walked: &[Walked]) -> BTreeMap<Inode, NsMember> {
         }
     }
     members
+}
+
+/// How many processes of a namespace the first look tries before calling it
+/// unread.
+const MEMBER_TRIES: usize = 8;
+
+/// `member` first, then other walked processes of its namespace.
+fn with_alternates(member: NsMember, walked: &[Walked]) -> Vec<NsMember> {
+    if member.file.is_some() {
+        return vec![member];
+    }
+    let others: Vec<NsMember> = walked
+        .iter()
+        .filter(|w| w.process.netns == Some(member.netns) && w.process.pid != member.pid)
+        .take(MEMBER_TRIES - 1)
+        .map(|w| NsMember {
+            netns: member.netns,
+            pid: w.process.pid,
+            base: w.base.clone(),
+            file: None,
+        })
+        .collect();
+    std::iter::once(member).chain(others).collect()
 }
 
 /// The first walked process in network namespace `netns`, whatever it holds.
@@ -686,6 +715,12 @@ pub fn process_stat(root: &ProcRoot, pid: Pid) -> Result<Option<ProcStat>, Sourc
 }
 
 /// Whether `root` is a mounted proc filesystem (a live system), not a recorded tree.
+/// cwleak runs with euid 0 (what a "permission denied" then means differs).
+pub fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
 pub fn is_live(root: &ProcRoot) -> bool {
     is_live_proc(root)
 }

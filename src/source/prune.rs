@@ -66,6 +66,7 @@ mod tests {
             send_q: 0,
             uid: 0,
             last_ack_ms: None,
+            bytes_acked: None,
             timewait: false,
         });
         // 10 is in the table; 20 is shared by both; 30 and 40 are neither.

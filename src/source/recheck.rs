@@ -33,38 +33,71 @@ pub fn settle(snap: &mut Snapshot, method: TableMethod, window_ms: u64) {
     let (reads, closed) = std::thread::scope(|s| {
         let closed = s.spawn(|| closed_fds(snap, &root, &cw));
         let reads = crate::par::spread(&members, 0, |ms| {
-            ms.map(|member| {
+            ms.filter_map(|candidates| {
                 let mut warnings = Vec::new();
-                let t = tables::read_namespace(&root, live, method, member, &req, &mut warnings);
-                (t, warnings)
+                let (t, read, _) = tables::read_namespace_via(
+                    &root,
+                    live,
+                    method,
+                    candidates,
+                    &req,
+                    &mut warnings,
+                )?;
+                Some((t, read, warnings))
             })
             .collect::<Vec<_>>()
         });
         (reads, crate::par::join(closed))
     });
-    let mut still: FxHashMap<SocketKey, Option<u64>> = FxHashMap::default();
+    let mut still: FxHashMap<SocketKey, Progress> = FxHashMap::default();
     let mut warnings = Vec::new();
-    for (t, w) in reads.into_iter().flatten() {
+    // A namespace not read again says nothing about its sockets: they stay
+    // as the first look saw them, never counted as transient.
+    let mut unread: FxHashSet<Inode> = FxHashSet::default();
+    for (t, read, w) in reads.into_iter().flatten() {
         warnings.extend(w);
+        if !read {
+            unread.insert(t.namespace.inode);
+        }
         for s in t.sockets.iter().filter(|s| s.state == TcpState::CloseWait) {
             if cw.contains(&s.key()) {
-                still.insert(s.key(), s.last_ack_ms);
+                still.insert(
+                    s.key(),
+                    Progress {
+                        last_ack_ms: s.last_ack_ms,
+                        bytes_acked: s.bytes_acked,
+                        send_q: s.send_q,
+                    },
+                );
             }
         }
     }
     for p in &mut snap.processes {
         p.sockets.retain(|s| !closed.contains(&(p.pid, s.fd)));
     }
+    let mut still_sending = Vec::new();
     for s in snap
         .sockets
         .iter_mut()
         .filter(|s| s.state == TcpState::CloseWait)
     {
-        if let Some(Some(age)) = still.get(&s.key()) {
-            s.last_ack_ms = Some(*age);
+        let Some(now) = still.get(&s.key()) else {
+            continue;
+        };
+        if sent_since(s, now) {
+            still_sending.push(s.key());
         }
+        if let Some(age) = now.last_ack_ms {
+            s.last_ack_ms = Some(age);
+        }
+        s.bytes_acked = now.bytes_acked.or(s.bytes_acked);
+        s.send_q = now.send_q;
     }
-    let mut transient: Vec<SocketKey> = cw.into_iter().filter(|k| !still.contains_key(k)).collect();
+    still_sending.sort_by_key(|k| (k.netns, k.inode, k.local, k.remote));
+    let mut transient: Vec<SocketKey> = cw
+        .into_iter()
+        .filter(|k| !still.contains_key(k) && !unread.contains(&k.netns))
+        .collect();
     transient.sort_by_key(|k| (k.netns, k.inode, k.local, k.remote));
     // Warnings in pid order, as the first look's.
     warnings.sort_by_key(|w| w.pid);
@@ -72,7 +105,23 @@ pub fn settle(snap: &mut Snapshot, method: TableMethod, window_ms: u64) {
     snap.settle = Some(Settle {
         window_ms,
         transient,
+        still_sending,
     });
+}
+
+/// A CLOSE_WAIT socket's sending side, as the second look saw it.
+struct Progress {
+    last_ack_ms: Option<u64>,
+    bytes_acked: Option<u64>,
+    send_q: u32,
+}
+
+/// Whether the owner kept sending between the looks: the peer acknowledged
+/// more bytes, or the send queue drained. A frozen sender (a full send queue
+/// the peer no longer reads, or nothing sent at all) shows neither.
+fn sent_since(first: &crate::model::TcpSocket, now: &Progress) -> bool {
+    let acked_more = matches!((first.bytes_acked, now.bytes_acked), (Some(a), Some(b)) if b > a);
+    acked_more || now.send_q < first.send_q
 }
 
 /// (pid, fd) pairs that held a CLOSE_WAIT socket and no longer point at it.
@@ -140,30 +189,51 @@ fn task_base(pid: Pid, tid: Option<Pid>) -> PathBuf {
     }
 }
 
-fn members_with_close_wait(snap: &Snapshot, cw: &FxHashSet<SocketKey>) -> Vec<NsMember> {
+fn members_with_close_wait(snap: &Snapshot, cw: &FxHashSet<SocketKey>) -> Vec<Vec<NsMember>> {
     let namespaces: FxHashSet<Inode> = cw.iter().map(|k| k.netns).collect();
+    let cw_inodes: FxHashSet<Inode> = cw.iter().map(|k| k.inode).collect();
+    let member = |netns: Inode, pid: Pid, tid: Option<Pid>| NsMember {
+        netns,
+        pid,
+        base: task_base(pid, tid),
+        file: None,
+    };
     snap.namespaces
         .iter()
         .filter(|n| namespaces.contains(&n.inode))
-        .filter_map(|n| {
+        .map(|n| {
             if let Some(file) = &n.file {
-                return Some(NsMember::file(n.inode, file.into()));
+                return vec![NsMember::file(n.inode, file.into())];
             }
-            let pid = n.via_pid?;
-            let tid = snap
-                .processes
-                .iter()
-                .find(|p| p.pid == pid)
-                .and_then(|p| p.fd_table_tid);
-            Some(NsMember {
-                netns: n.inode,
-                pid,
-                base: task_base(pid, tid),
-                file: None,
-            })
+            // The member of the first look, then the holders of this
+            // namespace's CLOSE_WAIT sockets (while one lives, so may the
+            // socket), then any other process in it.
+            let in_ns = |p: &&Process| p.netns == Some(n.inode);
+            let holds = |p: &&Process| p.sockets.iter().any(|s| cw_inodes.contains(&s.inode));
+            let tid_of = |pid: Pid| {
+                snap.processes
+                    .iter()
+                    .find(|p| p.pid == pid)
+                    .and_then(|p| p.fd_table_tid)
+            };
+            let first = n.via_pid.map(|pid| (pid, tid_of(pid)));
+            let holders = snap.processes.iter().filter(in_ns).filter(holds);
+            let others = snap.processes.iter().filter(in_ns);
+            let mut seen = FxHashSet::default();
+            first
+                .into_iter()
+                .chain(holders.chain(others).map(|p| (p.pid, p.fd_table_tid)))
+                .filter(|(pid, _)| seen.insert(*pid))
+                .take(MEMBER_TRIES)
+                .map(|(pid, tid)| member(n.inode, pid, tid))
+                .collect()
         })
+        .filter(|c: &Vec<NsMember>| !c.is_empty())
         .collect()
 }
+
+/// How many processes of a namespace to try before calling it unread.
+const MEMBER_TRIES: usize = 8;
 
 #[cfg(test)]
 mod tests {
@@ -360,8 +430,10 @@ mod tests {
         assert!(socket_fds(&snap, pid).contains(&(fd, inode)));
     }
 
+    /// A table that cannot be read again says nothing about its sockets:
+    /// they are not counted as transient (that would be a false all-clear).
     #[test]
-    fn a_missing_table_is_a_warning_and_its_sockets_transient() {
+    fn a_missing_table_is_a_warning_and_its_sockets_stay() {
         let dir = tree("fork-alive");
         let root = dir.path();
         let mut snap = look(root);
@@ -374,7 +446,47 @@ mod tests {
             "{:?}",
             snap.warnings
         );
-        assert_eq!(snap.settle.expect("settle").transient.len(), 3);
+        assert!(snap
+            .warnings
+            .iter()
+            .any(|w| w.kind == crate::model::WarningKind::Incomplete));
+        assert_eq!(snap.settle.expect("settle").transient.len(), 0);
+    }
+
+    /// The process the first look read the namespace through exits during
+    /// the window: the table is read through another of its processes.
+    #[test]
+    fn a_member_that_exits_is_replaced_by_another_process_of_its_namespace() {
+        let dir = tree("fork-alive");
+        let root = dir.path();
+        let mut snap = look(root);
+        let ns = &snap.namespaces[0];
+        let via = ns.via_pid.expect("read through a process");
+        let other = snap
+            .processes
+            .iter()
+            .find(|p| p.pid != via && p.netns == Some(ns.inode) && !p.sockets.is_empty())
+            .map(|p| p.pid)
+            .expect("another process in the namespace");
+        // Live, every process of a namespace shows its table; the recorder
+        // kept it under the member only.
+        let net = |pid: Pid| root.join(pid.to_string()).join("net");
+        std::fs::create_dir_all(net(other)).expect("mkdir net");
+        for f in ["tcp", "tcp6"] {
+            std::fs::copy(net(via).join(f), net(other).join(f)).expect("copy table");
+        }
+        std::fs::remove_dir_all(root.join(via.to_string())).expect("rm the member");
+        settle(&mut snap, TableMethod::Proc, 100);
+        assert!(
+            !snap
+                .warnings
+                .iter()
+                .any(|w| w.kind == crate::model::WarningKind::Incomplete),
+            "{:?}",
+            snap.warnings
+        );
+        // Every CLOSE_WAIT socket was seen again: none transient.
+        assert_eq!(snap.settle.expect("settle").transient.len(), 0);
     }
 
     #[test]
@@ -415,5 +527,57 @@ mod tests {
         let now = socket_fds(&snap, pid);
         assert!(!now.contains(&(900, inode)), "{now:?}");
         assert!(now.contains(&(fd, inode)), "{now:?}");
+    }
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::{sent_since, Progress};
+    use crate::model::{Family, TcpSocket, TcpState};
+
+    fn first(bytes_acked: Option<u64>, send_q: u32) -> TcpSocket {
+        TcpSocket {
+            inode: 1,
+            netns: 1,
+            family: Family::Ipv4,
+            local: "127.0.0.1:80".parse().unwrap(),
+            remote: "127.0.0.1:4000".parse().unwrap(),
+            state: TcpState::CloseWait,
+            recv_q: 0,
+            send_q,
+            uid: 0,
+            last_ack_ms: None,
+            bytes_acked,
+            timewait: false,
+        }
+    }
+
+    fn now(bytes_acked: Option<u64>, send_q: u32) -> Progress {
+        Progress {
+            last_ack_ms: None,
+            bytes_acked,
+            send_q,
+        }
+    }
+
+    #[test]
+    fn more_bytes_acked_is_still_sending() {
+        assert!(sent_since(&first(Some(100), 0), &now(Some(101), 0)));
+        assert!(!sent_since(&first(Some(100), 0), &now(Some(100), 0)));
+    }
+
+    #[test]
+    fn a_draining_send_queue_is_still_sending() {
+        // /proc/net/tcp has no tcp_info: the queue alone tells.
+        assert!(sent_since(&first(None, 5000), &now(None, 4000)));
+        assert!(!sent_since(&first(None, 5000), &now(None, 5000)));
+    }
+
+    #[test]
+    fn a_frozen_sender_is_not() {
+        // A full send queue the peer stopped reading: nothing moves.
+        assert!(!sent_since(&first(Some(7), 65536), &now(Some(7), 65536)));
+        // Counters from one look only decide nothing.
+        assert!(!sent_since(&first(None, 0), &now(Some(9), 0)));
     }
 }

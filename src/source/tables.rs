@@ -5,7 +5,9 @@
 use super::root::ProcRoot;
 use super::sock_diag::{self, DumpRequest};
 use super::SourceError;
-use crate::model::{Family, Inode, NetNs, Pid, SocketKey, TcpSocket, TcpState, Warning};
+use crate::model::{
+    Family, Inode, NetNs, Pid, SocketKey, TcpSocket, TcpState, Warning, WarningKind,
+};
 use crate::parse::{link, net_tcp};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -106,6 +108,33 @@ pub fn read_namespace(
         warnings,
     );
     finish(member, "proc", sockets)
+}
+
+/// Read a namespace's table through the first of `candidates` that is still
+/// there: the member chosen at the walk may exit before its namespace is
+/// dumped (on a busy host, within the settle window), and a namespace is not
+/// unreadable because one of its processes went away. Returns the table and
+/// whether it was read.
+pub fn read_namespace_via<'a>(
+    root: &ProcRoot,
+    live: bool,
+    method: TableMethod,
+    candidates: &'a [NsMember],
+    req: &DumpRequest,
+    warnings: &mut Vec<Warning>,
+) -> Option<(TableRead, bool, &'a NsMember)> {
+    let last = candidates.len().checked_sub(1)?;
+    for (i, member) in candidates.iter().enumerate() {
+        let mut w = Vec::new();
+        let t = read_namespace(root, live, method, member, req, &mut w);
+        let read = !w.iter().any(|w| w.kind == WarningKind::Incomplete);
+        let gone = member.file.is_none() && !root.join(member.pid.to_string()).exists();
+        if read || i == last || !gone {
+            warnings.extend(w);
+            return Some((t, read, member));
+        }
+    }
+    None
 }
 
 /// A namespace no process sits in: a sock_diag dump from inside it, or its

@@ -23,6 +23,7 @@ pub fn sock(netns: Inode, state: TcpState, inode: Inode, local: &str, remote: &s
         send_q: 0,
         uid: 0,
         last_ack_ms: None,
+        bytes_acked: None,
         // As the kernel reports them: every TIME_WAIT is a timewait mini-socket.
         timewait: state == TcpState::TimeWait,
     }

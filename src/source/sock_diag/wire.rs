@@ -35,6 +35,9 @@ const NLA_TYPE_MASK: u16 = 0x3fff;
 /// lost, retrans, fackets, last_data_sent, last_ack_sent, last_data_recv, last_ack_recv:
 /// 8 + 12 * 4 = 56.
 const TCPI_LAST_ACK_RECV: usize = 56;
+/// ... then u32 pmtu .. total_retrans (12 of them, to 104), u64 pacing_rate,
+/// max_pacing_rate, bytes_acked (Linux 4.1+).
+const TCPI_BYTES_ACKED: usize = 120;
 
 /// The dump request for one address family: nlmsghdr + inet_diag_req_v2, all-zero sockid.
 pub(super) fn dump_request(
@@ -161,11 +164,15 @@ pub(super) fn parse_socket(
         return Ok(None);
     };
     let field = |off| u32_at(msg, off).unwrap_or(0);
-    let last_ack_ms = if with_info {
-        last_ack_recv(&payload[DIAG_MSG_LEN..]).map(u64::from)
+    let info = if with_info {
+        tcp_info(&payload[DIAG_MSG_LEN..])
     } else {
         None
     };
+    let last_ack_ms = info
+        .and_then(|i| u32_at(i, TCPI_LAST_ACK_RECV))
+        .map(u64::from);
+    let bytes_acked = info.and_then(|i| u64_at(i, TCPI_BYTES_ACKED));
     Ok(Some(TcpSocket {
         inode: u64::from(field(68)),
         netns,
@@ -177,6 +184,7 @@ pub(super) fn parse_socket(
         send_q: field(60),
         uid: field(64),
         last_ack_ms,
+        bytes_acked,
         // idiag_timer 3: the timewait timer (inet_diag_msg_common_fill /
         // inet_twsk_diag_fill in net/ipv4/inet_diag.c).
         timewait: msg[2] == 3,
@@ -212,14 +220,15 @@ fn addresses(msg: &[u8]) -> Option<(Family, SocketAddr, SocketAddr)> {
     }
 }
 
-/// tcpi_last_ack_recv from the INET_DIAG_INFO attribute, if present and long enough
-/// (TIME_WAIT and NEW_SYN_RECV mini-sockets carry no tcp_info at all).
-fn last_ack_recv(mut attrs: &[u8]) -> Option<u32> {
+/// The INET_DIAG_INFO attribute (struct tcp_info), if present (TIME_WAIT
+/// and NEW_SYN_RECV mini-sockets carry no tcp_info at all); its fields are
+/// read only where it is long enough.
+fn tcp_info(mut attrs: &[u8]) -> Option<&[u8]> {
     while let (Some(len), Some(kind)) = (u16_at(attrs, 0), u16_at(attrs, 2)) {
         let len = usize::from(len);
         let value = attrs.get(4..len)?;
         if kind & NLA_TYPE_MASK == INET_DIAG_INFO {
-            return u32_at(value, TCPI_LAST_ACK_RECV);
+            return Some(value);
         }
         attrs = attrs.get(align4(len)..)?;
     }
@@ -232,6 +241,10 @@ fn align4(len: usize) -> usize {
 
 fn u16_at(b: &[u8], off: usize) -> Option<u16> {
     Some(u16::from_ne_bytes(b.get(off..off + 2)?.try_into().ok()?))
+}
+
+fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+    Some(u64::from_ne_bytes(b.get(off..off + 8)?.try_into().ok()?))
 }
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {

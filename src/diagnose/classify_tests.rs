@@ -1,0 +1,592 @@
+//! The rules on small hand-built snapshots: one test per rule and per limit
+//! of its evidence, each naming the fact that decides. Live tests with real
+//! processes (tests/scan_live.rs, tests/scan_patterns.rs) check the facts
+//! themselves.
+
+use super::super::fixes;
+use crate::diagnose::{diagnose, Cause, Finding, Scope};
+use crate::model::{
+    Family, ForkSigns, Inode, Layout, Pid, Process, Settle, Snapshot, SocketFd, TcpSocket, TcpState,
+};
+
+const PORT: u16 = 8080;
+
+struct B {
+    snap: Snapshot,
+    inode: Inode,
+    remote: u16,
+}
+
+impl B {
+    fn new() -> Self {
+        let mut b = B {
+            snap: Snapshot::default(),
+            inode: 1000,
+            remote: 40000,
+        };
+        // An init-like process every tree hangs from.
+        b.proc(1, 0, "init", "/sbin/init", 1);
+        b
+    }
+
+    /// A process running `exe` with memory layout `layout` (same value as
+    /// its parent's: a fork; another: an exec).
+    fn proc(&mut self, pid: Pid, ppid: Pid, comm: &str, exe: &str, layout: u64) -> &mut Process {
+        self.snap.processes.push(Process {
+            pid,
+            ppid,
+            comm: comm.into(),
+            start_time: pid as u64,
+            exe: Some(exe.into()),
+            netns: Some(1),
+            state: 'S',
+            threads: 1,
+            layout: Some(Layout {
+                start_code: layout,
+                end_code: layout + 1,
+                start_stack: layout + 2,
+                arg_start: layout + 3,
+            }),
+            ..Process::default()
+        });
+        self.snap.processes.last_mut().unwrap()
+    }
+
+    fn get(&mut self, pid: Pid) -> &mut Process {
+        self.snap
+            .processes
+            .iter_mut()
+            .find(|p| p.pid == pid)
+            .unwrap()
+    }
+
+    fn socket(&mut self, state: TcpState) -> Inode {
+        self.inode += 1;
+        self.remote += 1;
+        let remote = if state == TcpState::Listen {
+            "0.0.0.0:0".parse().unwrap()
+        } else {
+            format!("127.0.0.1:{}", self.remote).parse().unwrap()
+        };
+        self.snap.sockets.push(TcpSocket {
+            inode: self.inode,
+            netns: 1,
+            family: Family::Ipv4,
+            local: format!("127.0.0.1:{PORT}").parse().unwrap(),
+            remote,
+            state,
+            recv_q: 0,
+            send_q: 0,
+            uid: 0,
+            last_ack_ms: None,
+            bytes_acked: None,
+            timewait: false,
+        });
+        self.inode
+    }
+
+    fn listener(&mut self) -> Inode {
+        self.socket(TcpState::Listen)
+    }
+
+    fn conn(&mut self) -> Inode {
+        self.socket(TcpState::CloseWait)
+    }
+
+    fn hold(&mut self, pid: Pid, fd: i32, inode: Inode, cloexec: Option<bool>) -> &mut Self {
+        self.get(pid).sockets.push(SocketFd { fd, inode, cloexec });
+        self
+    }
+
+    fn report(&self) -> crate::diagnose::Report {
+        diagnose(&self.snap, &Scope::default())
+    }
+
+    fn finding(&self, inode: Inode) -> Finding {
+        self.report()
+            .findings
+            .into_iter()
+            .find(|f| f.socket.inode == inode)
+            .unwrap_or_else(|| panic!("no finding for {inode}"))
+    }
+}
+
+fn alts(f: &Finding) -> Vec<Cause> {
+    f.alternatives.iter().map(|a| a.cause).collect()
+}
+
+fn blamed(f: &Finding) -> Vec<(Pid, i32)> {
+    f.blamed.iter().map(|b| (b.pid, b.fd)).collect()
+}
+
+fn says(f: &Finding, text: &str) -> bool {
+    f.evidence.iter().any(|e| e.contains(text))
+}
+
+/// A server exec'd by a launcher (sh, 10) that ran commands first: the
+/// counters came with it across exec. Returns (b, server, conn).
+fn wrapped_server(signs: ForkSigns) -> (B, Pid, Inode) {
+    let mut b = B::new();
+    b.proc(10, 1, "sh", "/bin/sh", 10);
+    b.proc(20, 10, "python3", "/usr/bin/python3", 20).fork_signs = signs;
+    let l = b.listener();
+    let c = b.conn();
+    b.hold(20, 3, l, None).hold(20, 4, c, None);
+    (b, 20, c)
+}
+
+// ------------------------------------------------------------ fork evidence
+
+#[test]
+fn counters_inherited_across_exec_are_not_fork_evidence() {
+    let (b, server, c) = wrapped_server(ForkSigns {
+        reaped_child_faults: 500,
+        ..ForkSigns::default()
+    });
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(server, 4)]);
+    assert_eq!(alts(&f), vec![Cause::ForkParentKept]);
+    assert!(says(&f, "survives exec"), "{f:#?}");
+    // The fork fix only as the alternative's, never as the fix.
+    assert!(f.fix.starts_with(fixes::fix(Cause::NeverClosed, false)));
+    assert!(f
+        .fix
+        .contains("\nif it is fork-parent-kept instead: close the accepted socket in the parent"));
+}
+
+#[test]
+fn an_ignored_sigchld_after_exec_is_not_fork_evidence() {
+    // Set by a launcher before its exec, or inherited: it survives exec.
+    let (b, _, c) = wrapped_server(ForkSigns {
+        sigchld_handled: true,
+        ..ForkSigns::default()
+    });
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
+    assert_eq!(alts(&f), vec![Cause::ForkParentKept]);
+    assert!(
+        says(&f, "ignores SIGCHLD; that disposition survives exec"),
+        "{f:#?}"
+    );
+}
+
+#[test]
+fn no_sign_at_all_decides_never_closed() {
+    let (b, _, c) = wrapped_server(ForkSigns::default());
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::NeverClosed);
+    assert!(f.alternatives.is_empty(), "{f:#?}");
+    assert_eq!(&*f.fix, fixes::fix(Cause::NeverClosed, false));
+}
+
+#[test]
+fn a_caught_sigchld_that_reaped_nothing_is_not_fork_evidence() {
+    let (b, _, c) = wrapped_server(ForkSigns {
+        sigchld_handled: true,
+        sigchld_caught: true,
+        ..ForkSigns::default()
+    });
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
+    assert!(f.alternatives.is_empty(), "{f:#?}");
+}
+
+#[test]
+fn a_sigchld_handler_that_reaped_children_is_the_programs_own() {
+    // Exec resets handlers: a caught SIGCHLD was installed by this program.
+    let (b, server, c) = wrapped_server(ForkSigns {
+        reaped_child_faults: 500,
+        sigchld_handled: true,
+        sigchld_caught: true,
+    });
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::ForkParentKept, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(server, 4)]);
+    assert_eq!(alts(&f), vec![Cause::NeverClosed]);
+    assert!(f.fix.contains("if it is never-closed instead"), "{}", f.fix);
+}
+
+#[test]
+fn counters_of_a_process_that_did_not_exec_are_its_own() {
+    // Forked from 10 without exec (same exe, same layout): fork zeroes them.
+    let mut b = B::new();
+    b.proc(10, 1, "server", "/usr/bin/server", 10);
+    b.proc(20, 10, "server", "/usr/bin/server", 10).fork_signs = ForkSigns {
+        reaped_child_faults: 80,
+        ..ForkSigns::default()
+    };
+    let l = b.listener();
+    let c = b.conn();
+    b.hold(20, 3, l, None).hold(20, 4, c, None);
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::ForkParentKept, "{f:#?}");
+    assert_eq!(alts(&f), vec![Cause::NeverClosed]);
+    // The same with ignored SIGCHLD (auto-reaped children count nothing).
+    let mut b2 = B::new();
+    b2.proc(10, 1, "server", "/usr/bin/server", 10);
+    b2.proc(20, 10, "server", "/usr/bin/server", 10).fork_signs = ForkSigns {
+        sigchld_handled: true,
+        ..ForkSigns::default()
+    };
+    let l = b2.listener();
+    let c = b2.conn();
+    b2.hold(20, 3, l, None).hold(20, 4, c, None);
+    assert_eq!(b2.finding(c).cause, Cause::ForkParentKept);
+}
+
+/// Server 20 (exec'd by 10) with a lone connection `lone` and another one
+/// `other`; child 21 is a fork of it (same exe and layout).
+fn server_with_child(child_holds_other: bool) -> (B, Inode, Inode) {
+    let mut b = B::new();
+    b.proc(10, 1, "sh", "/bin/sh", 10);
+    b.proc(20, 10, "perl", "/usr/bin/perl", 20);
+    b.proc(21, 20, "perl", "/usr/bin/perl", 20);
+    let l = b.listener();
+    let lone = b.conn();
+    let other = b.conn();
+    b.hold(20, 3, l, None)
+        .hold(20, 4, lone, None)
+        .hold(20, 5, other, None);
+    if child_holds_other {
+        b.hold(21, 5, other, Some(false));
+    }
+    (b, lone, other)
+}
+
+#[test]
+fn a_live_forked_child_holding_a_connection_decides_fork() {
+    let (b, lone, other) = server_with_child(true);
+    let f = b.finding(lone);
+    assert_eq!(f.cause, Cause::ForkParentKept, "{f:#?}");
+    assert!(f.alternatives.is_empty(), "the evidence decides: {f:#?}");
+    assert!(says(&f, "hold connections it holds too"), "{f:#?}");
+    let g = b.finding(other);
+    assert_eq!(g.cause, Cause::ForkParentKept);
+    assert_eq!(
+        blamed(&g),
+        vec![(20, 5)],
+        "the child's copy is its own, in use"
+    );
+}
+
+#[test]
+fn a_live_forked_child_without_connections_is_a_sign_not_proof() {
+    let (b, lone, _) = server_with_child(false);
+    let f = b.finding(lone);
+    assert_eq!(f.cause, Cause::ForkParentKept, "{f:#?}");
+    assert_eq!(alts(&f), vec![Cause::NeverClosed]);
+}
+
+#[test]
+fn an_exec_d_child_is_no_fork_sign() {
+    let mut b = B::new();
+    b.proc(10, 1, "sh", "/bin/sh", 10);
+    b.proc(20, 10, "node", "/usr/bin/node", 20);
+    b.proc(21, 20, "git", "/usr/bin/git", 21);
+    let l = b.listener();
+    let c = b.conn();
+    b.hold(20, 3, l, None).hold(20, 4, c, None);
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
+    assert!(f.alternatives.is_empty());
+}
+
+#[test]
+fn zombies_count_only_when_they_ran_the_same_program() {
+    for (comm, cause) in [
+        ("server", Cause::ForkParentKept),
+        ("true", Cause::NeverClosed),
+    ] {
+        let mut b = B::new();
+        b.proc(10, 1, "sh", "/bin/sh", 10);
+        b.proc(20, 10, "server", "/usr/bin/server", 20);
+        let z = b.proc(21, 20, comm, "", 0);
+        z.state = 'Z';
+        z.exe = None;
+        z.layout = None;
+        let l = b.listener();
+        let c = b.conn();
+        b.hold(20, 3, l, None).hold(20, 4, c, None);
+        assert_eq!(b.finding(c).cause, cause, "zombie named {comm}");
+    }
+}
+
+// ------------------------------------------------------------ FD_CLOEXEC
+
+/// Supervisor 10 holds the listener at fd 3 and started service 20 (exec'd)
+/// with it at fd 3; the service holds a connection at fd 5.
+fn activated(cloexec: Option<bool>) -> (B, Inode) {
+    let mut b = B::new();
+    b.proc(10, 1, "supervisor", "/usr/bin/python3", 10);
+    b.proc(20, 10, "server", "/usr/bin/server", 20);
+    let l = b.listener();
+    let c = b.conn();
+    b.hold(10, 3, l, None)
+        .hold(20, 3, l, Some(false))
+        .hold(20, 5, c, cloexec);
+    (b, c)
+}
+
+#[test]
+fn a_copy_with_cloexec_after_exec_was_accepted_there() {
+    let (b, c) = activated(Some(true));
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(20, 5)]);
+    assert!(f.alternatives.is_empty(), "{f:#?}");
+}
+
+#[test]
+fn without_cloexec_an_activated_service_may_have_accepted_it_itself() {
+    let (b, c) = activated(Some(false));
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::InheritedNoCloexec, "{f:#?}");
+    assert_eq!(alts(&f), vec![Cause::NeverClosed]);
+    assert!(f.fix.contains("if it is never-closed instead"));
+}
+
+#[test]
+fn an_exec_d_holder_at_fd_3_may_be_an_accept_yes_instance() {
+    for (fd, alternative) in [(3, true), (4, false)] {
+        let mut b = B::new();
+        b.proc(10, 1, "activate", "/usr/bin/systemd-socket-activate", 10);
+        b.proc(20, 10, "sleep", "/usr/bin/sleep", 20);
+        let l = b.listener();
+        let c = b.conn();
+        b.hold(10, 3, l, None).hold(20, fd, c, Some(false));
+        let f = b.finding(c);
+        assert_eq!(f.cause, Cause::InheritedNoCloexec, "{f:#?}");
+        assert_eq!(blamed(&f), vec![(20, fd)]);
+        assert_eq!(f.alternatives.is_empty(), !alternative, "fd {fd}: {f:#?}");
+    }
+}
+
+#[test]
+fn a_cloexec_copy_without_the_listener_was_received_after_exec() {
+    let mut b = B::new();
+    b.proc(10, 1, "master", "/usr/bin/master", 10);
+    b.proc(20, 10, "worker", "/usr/bin/worker", 20);
+    let l = b.listener();
+    let c = b.conn();
+    b.hold(10, 3, l, None).hold(20, 7, c, Some(true));
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::PassedFdKept, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(20, 7)]);
+    // The same copy without FD_CLOEXEC did cross the exec.
+    let mut b = B::new();
+    b.proc(10, 1, "master", "/usr/bin/master", 10);
+    b.proc(20, 10, "worker", "/usr/bin/worker", 20);
+    let l = b.listener();
+    let c = b.conn();
+    b.hold(10, 3, l, None).hold(20, 7, c, Some(false));
+    assert_eq!(b.finding(c).cause, Cause::InheritedNoCloexec);
+}
+
+// ------------------------------------------------------------ stdio
+
+/// inetd 10 holds the listener; returns (b, conn).
+fn inetd() -> (B, Inode) {
+    let mut b = B::new();
+    b.proc(10, 1, "inetd", "/usr/sbin/inetd", 10);
+    let l = b.listener();
+    let c = b.conn();
+    b.hold(10, 3, l, None);
+    (b, c)
+}
+
+#[test]
+fn a_handler_on_stdio_is_not_a_dup_mistake() {
+    let (mut b, c) = inetd();
+    b.proc(20, 10, "sleep", "/usr/bin/sleep", 20);
+    b.hold(20, 0, c, Some(false))
+        .hold(20, 1, c, Some(false))
+        .hold(20, 2, c, Some(false));
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(20, 0), (20, 1), (20, 2)]);
+    assert!(f.alternatives.is_empty());
+    assert_eq!(&*f.fix, fixes::STDIO_HANDLER);
+    assert!(says(&f, "is the handler"), "{f:#?}");
+}
+
+#[test]
+fn a_lone_stdio_fd_of_a_handler_is_its_own() {
+    let (mut b, c) = inetd();
+    b.proc(20, 10, "sleep", "/usr/bin/sleep", 20);
+    b.hold(20, 0, c, Some(false));
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
+    assert_eq!(&*f.fix, fixes::STDIO_HANDLER);
+}
+
+#[test]
+fn a_re_parented_job_on_stdio_is_not_the_handler() {
+    let (mut b, c) = inetd();
+    // The handler exited; its job was adopted by a subreaper (5).
+    b.proc(5, 1, "subreaper", "/usr/bin/subreaper", 5);
+    b.proc(30, 5, "sleep", "/usr/bin/sleep", 30);
+    b.hold(30, 1, c, Some(false)).hold(30, 2, c, Some(false));
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::InheritedNoCloexec, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(30, 1), (30, 2)]);
+    assert_eq!(&*f.fix, fixes::STDIO_JOB);
+    assert!(says(&f, "re-parented"), "{f:#?}");
+}
+
+#[test]
+fn a_re_parented_job_on_stdio_holding_other_sockets_is_still_a_job() {
+    // socat's internal socketpair leaks into the job at fds 3 and 4: it could
+    // receive fds, but a received fd never lands on stdio.
+    let (mut b, c) = inetd();
+    b.proc(5, 1, "subreaper", "/usr/bin/subreaper", 5);
+    b.proc(30, 5, "sleep", "/usr/bin/sleep", 30);
+    b.hold(30, 1, c, Some(false));
+    b.get(30).other_sockets = 2;
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::InheritedNoCloexec, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(30, 1)]);
+    // The same holder at fd 7 with other sockets may have received it.
+    let (mut b, c) = inetd();
+    b.proc(5, 1, "subreaper", "/usr/bin/subreaper", 5);
+    b.proc(30, 5, "sleep", "/usr/bin/sleep", 30);
+    b.hold(30, 7, c, Some(false));
+    b.get(30).other_sockets = 2;
+    assert_eq!(b.finding(c).cause, Cause::PassedFdKept);
+}
+
+#[test]
+fn a_job_below_a_live_handler_is_blamed_before_it() {
+    let (mut b, c) = inetd();
+    b.proc(20, 10, "sh", "/bin/sh", 20);
+    b.proc(21, 20, "sleep", "/usr/bin/sleep", 21);
+    b.hold(20, 0, c, Some(false))
+        .hold(20, 1, c, Some(false))
+        .hold(21, 1, c, Some(false));
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::InheritedNoCloexec, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(21, 1), (20, 0), (20, 1)]);
+    assert_eq!(&*f.fix, fixes::STDIO_JOB);
+}
+
+#[test]
+fn a_job_below_a_handler_that_closed_is_still_a_job() {
+    // Two execs between inetd and the holder: inetd -> sh (handler) -> sleep.
+    let (mut b, c) = inetd();
+    b.proc(20, 10, "sh", "/bin/sh", 20);
+    b.proc(21, 20, "sleep", "/usr/bin/sleep", 21);
+    b.hold(21, 1, c, Some(false)).hold(21, 2, c, Some(false));
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::InheritedNoCloexec, "{f:#?}");
+    assert_eq!(&*f.fix, fixes::STDIO_JOB);
+}
+
+#[test]
+fn stdio_plus_another_fd_is_still_a_dup() {
+    let (mut b, c) = inetd();
+    b.proc(20, 10, "server", "/usr/bin/server", 20);
+    // Accepted itself? No: it is no listener holder; fork only below inetd.
+    let l2 = b.listener();
+    b.hold(20, 3, l2, None)
+        .hold(20, 1, c, Some(true))
+        .hold(20, 5, c, Some(true));
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::DupCopyKept, "{f:#?}");
+}
+
+#[test]
+fn a_parent_keeping_its_copy_wins_over_its_stdio_handler() {
+    // CGI: the server kept its copy, the handler holds stdio.
+    let (mut b, c) = inetd();
+    b.hold(10, 4, c, None);
+    b.proc(20, 10, "sleep", "/usr/bin/sleep", 20);
+    b.hold(20, 0, c, Some(false)).hold(20, 1, c, Some(false));
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::ForkParentKept, "{f:#?}");
+    assert_eq!(blamed(&f)[0], (10, 4));
+}
+
+#[test]
+fn an_owner_holding_two_ordinary_fds_is_a_dup() {
+    let mut b = B::new();
+    b.proc(10, 1, "server", "/usr/bin/server", 10);
+    let l = b.listener();
+    let c = b.conn();
+    b.hold(10, 3, l, None)
+        .hold(10, 4, c, Some(true))
+        .hold(10, 5, c, Some(true));
+    assert_eq!(b.finding(c).cause, Cause::DupCopyKept);
+}
+
+// ------------------------------------------------------------ still sending
+
+#[test]
+fn a_socket_still_sending_is_counted_apart() {
+    let mut b = B::new();
+    b.proc(10, 1, "server", "/usr/bin/server", 10);
+    let l = b.listener();
+    let sending = b.conn();
+    let frozen = b.conn();
+    b.hold(10, 3, l, None)
+        .hold(10, 4, sending, None)
+        .hold(10, 5, frozen, None);
+    let key = b
+        .snap
+        .sockets
+        .iter()
+        .find(|s| s.inode == sending)
+        .unwrap()
+        .key();
+    b.snap.settle = Some(Settle {
+        window_ms: 1000,
+        transient: Vec::new(),
+        still_sending: vec![key],
+    });
+    let r = b.report();
+    assert_eq!(r.summary.still_sending, 1);
+    assert_eq!(r.summary.leaked, 1);
+    assert_eq!(r.findings.len(), 1);
+    assert_eq!(r.findings[0].socket.inode, frozen);
+}
+
+// ------------------------------------------------------------ precedence
+
+/// Two unrelated owners (SO_REUSEPORT listeners of one port) both hold the
+/// connection: the cause whose fix removes the leak comes first.
+#[test]
+fn unrelated_roots_take_the_cause_first_in_precedence() {
+    // 10: one copy, reaped children since its fork (fork-parent-kept);
+    // 20: two fds (dup-copy-kept); 30: one copy, no sign (never-closed).
+    let build = |with: &[Pid]| {
+        let mut b = B::new();
+        b.proc(5, 1, "launcher", "/usr/bin/server", 5);
+        let c = b.conn();
+        for &pid in with {
+            b.proc(
+                pid,
+                5,
+                "server",
+                "/usr/bin/server",
+                if pid == 10 { 5 } else { pid as u64 },
+            );
+            let l = b.listener();
+            b.hold(pid, 3, l, None).hold(pid, 4, c, Some(true));
+        }
+        if with.contains(&10) {
+            b.get(10).fork_signs.reaped_child_faults = 9;
+        }
+        if with.contains(&20) {
+            b.hold(20, 5, c, Some(true));
+        }
+        b.finding(c)
+    };
+    let f = build(&[10, 20, 30]);
+    assert_eq!(f.cause, Cause::ForkParentKept, "{f:#?}");
+    assert_eq!(f.blamed[0].pid, 10);
+    let f = build(&[20, 30]);
+    assert_eq!(f.cause, Cause::DupCopyKept, "{f:#?}");
+    assert_eq!(f.blamed[0].pid, 20);
+    assert!(f.blamed.iter().any(|b| b.pid == 30), "every root blamed");
+    let f = build(&[30]);
+    assert_eq!(f.cause, Cause::NeverClosed);
+}
