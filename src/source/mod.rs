@@ -2,6 +2,7 @@
 //! a proc root given as a value: the live `/proc`, or a recorded fixture tree.
 //! After this module, all code is pure.
 
+mod bpf_sys;
 pub mod cgroup;
 pub mod cmdline;
 mod details;

@@ -2,63 +2,19 @@
 //! tracepoint program (load, attach by name: no tracefs, no kprobes). `union
 //! bpf_attr` is written as bytes at the offsets of linux/bpf.h.
 
+use crate::source::bpf_sys::{self, call as bpf, call_fd as bpf_fd, Attr};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 const MAP_CREATE: libc::c_long = 0;
 const MAP_LOOKUP_ELEM: libc::c_long = 1;
 const MAP_UPDATE_ELEM: libc::c_long = 2;
-const PROG_LOAD: libc::c_long = 5;
 const RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
-const ATTR_SIZE: usize = 144;
 
 pub const MAP_HASH: u32 = 1;
 pub const MAP_ARRAY: u32 = 2;
 pub const MAP_RINGBUF: u32 = 27;
-
-struct Attr([u8; ATTR_SIZE]);
-
-impl Attr {
-    fn new() -> Attr {
-        Attr([0; ATTR_SIZE])
-    }
-    fn u32(mut self, at: usize, v: u32) -> Attr {
-        self.0[at..at + 4].copy_from_slice(&v.to_ne_bytes());
-        self
-    }
-    fn u64(mut self, at: usize, v: u64) -> Attr {
-        self.0[at..at + 8].copy_from_slice(&v.to_ne_bytes());
-        self
-    }
-    fn bytes(mut self, at: usize, v: &[u8]) -> Attr {
-        self.0[at..at + v.len()].copy_from_slice(v);
-        self
-    }
-}
-
-fn bpf(cmd: libc::c_long, attr: &mut Attr) -> io::Result<libc::c_long> {
-    // SAFETY: attr is a bpf_attr-sized buffer; every pointer stored in it
-    // (instructions, license, log, keys, values, names) outlives this call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr.0.as_mut_ptr(),
-            ATTR_SIZE as libc::c_uint,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(r)
-}
-
-fn bpf_fd(cmd: libc::c_long, attr: &mut Attr) -> io::Result<OwnedFd> {
-    let fd = i32::try_from(bpf(cmd, attr)?).map_err(|_| io::Error::other("bad fd"))?;
-    // SAFETY: the kernel just gave us this fd and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
 
 pub fn map_create(
     kind: u32,
@@ -98,39 +54,15 @@ pub fn map_lookup(map: &OwnedFd, key: &[u8], value: &mut [u8]) -> io::Result<()>
 pub fn load(insns: &[u64], name: &str) -> io::Result<OwnedFd> {
     let license = b"GPL\0";
     let name = &name.as_bytes()[..name.len().min(15)];
-    let attempt = |log: Option<&mut Vec<u8>>| {
-        let mut attr = Attr::new()
+    let attr = || {
+        Attr::new()
             .u32(0, PROG_TYPE_RAW_TRACEPOINT)
             .u32(4, insns.len() as u32)
             .u64(8, insns.as_ptr() as u64)
             .u64(16, license.as_ptr() as u64)
-            .bytes(48, name);
-        if let Some(log) = log {
-            attr = attr
-                .u32(24, 1)
-                .u32(28, log.len() as u32)
-                .u64(32, log.as_mut_ptr() as u64);
-        }
-        bpf_fd(PROG_LOAD, &mut attr)
+            .bytes(48, name)
     };
-    attempt(None).or_else(|first| {
-        let mut log = vec![0u8; 1 << 20];
-        match attempt(Some(&mut log)) {
-            Ok(fd) => Ok(fd),
-            Err(_) => {
-                let text = String::from_utf8_lossy(&log);
-                let text = text.trim_end_matches('\0');
-                if std::env::var_os("CWLEAK_BPF_LOG").is_some() {
-                    crate::diag!("{text}");
-                }
-                let last = text.lines().rev().find(|l| !l.trim().is_empty());
-                Err(match last {
-                    Some(line) => io::Error::new(first.kind(), format!("{first}: {line}")),
-                    None => first,
-                })
-            }
-        }
-    })
+    bpf_sys::load(attr, 1 << 20)
 }
 
 /// Attach to the raw tracepoint `tp`; detached when the fd is closed.
