@@ -42,6 +42,8 @@ pub struct HolderRow {
     pub blamed: bool,
     /// fds with O_CLOEXEC set / clear / unknown.
     pub cloexec: [usize; 3],
+    /// Threads whose own fd tables (unshare(CLONE_FILES)) hold some of the fds.
+    pub threads: Vec<Pid>,
 }
 
 impl HolderRow {
@@ -68,8 +70,10 @@ pub fn holders(report: &Report, group: &Group) -> Vec<HolderRow> {
                 fds: Vec::new(),
                 blamed: false,
                 cloexec: [0; 3],
+                threads: Vec::new(),
             });
             row.fds.push(h.fd);
+            row.threads.extend(h.tid);
             row.cloexec[match h.cloexec {
                 Some(true) => 0,
                 Some(false) => 1,
@@ -84,6 +88,8 @@ pub fn holders(report: &Report, group: &Group) -> Vec<HolderRow> {
     for r in &mut rows {
         r.fds.sort_unstable();
         r.fds.dedup();
+        r.threads.sort_unstable();
+        r.threads.dedup();
     }
     rows.sort_by(|a, b| {
         b.blamed
