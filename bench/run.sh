@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
-# One-command benchmark: bench/run.sh [S] [P]
-#   S sockets (S/2 loopback connections, both ends on this host; 20% of S in
-#   CLOSE_WAIT) across P processes, built by examples/loadgen.rs in its own
-#   network and pid namespace (needs root). Then, on that one load, ROUNDS
-#   (default 7) alternating rounds of: cwleak scan --settle 0 --format json,
-#   the same with --fds proc (cwleak_proc: /proc/PID/fd readlinks instead of
-#   the task_file iterator), ss -tanp, lsof -nP -iTCP, floor_nl, floor_nl -c;
-#   then the settle
-#   re-check cost. Prints medians, min-max, peak RSS and ratios.
+# The benchmark: bench/run.sh [S] [P]    (as root; see docs/performance.md)
+#
+# Builds a load of S TCP sockets (S/2 loopback connections, 20% of S in
+# CLOSE_WAIT) across P processes with examples/loadgen.rs, in a network and
+# pid namespace of its own. On that one load it runs, ROUNDS times in an
+# order rotated every round:
+#   cwleak       cwleak scan --settle 0 --format json
+#   cwleak_proc  the same with --fds proc (readlink per /proc/PID/fd entry)
+#   ss           ss -tanp                (in the load's namespace)
+#   lsof         lsof -nP -iTCP          (in the load's namespace)
+#   floor        bench/floor/floor.c: readlink every fd + sock_diag dump
+#   floor_c      the same, the kernel keeping only CLOSE_WAIT
+# then the settle window's re-check cost, and prints medians, min-max, peak
+# RSS and ratios.
+#
+# Everything it runs is in this repository or a Debian package: it installs
+# iproute2 (ss, nsenter is util-linux), lsof, time, gcc and python3 with
+# apt-get when they are missing.
 # Environment: ROUNDS=7  SKIP="ss lsof" (tools to leave out)  CW_ARGS (extra
 #   cwleak args)  CARGO_TARGET_DIR (default target/).
 set -euo pipefail
@@ -19,20 +28,27 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 [ "$(id -u)" = 0 ] || { echo "bench/run.sh: needs root (namespaces, nsenter)" >&2; exit 2; }
 
-need() { command -v "$1" >/dev/null 2>&1 || [ -x "$2" ] || { apt-get install -y -qq "$3" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$3"; }; }; }
-[ -x /usr/bin/time ] || need /usr/bin/time /usr/bin/time time
-need lsof /usr/bin/lsof lsof
-need ss /usr/bin/ss iproute2
-need gcc /usr/bin/gcc gcc
+need() { # command package
+  command -v "$1" >/dev/null 2>&1 && return
+  echo "bench/run.sh: installing $2 (for $1)" >&2
+  apt-get install -y -qq "$2" >/dev/null 2>&1 ||
+    { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; } ||
+    { echo "bench/run.sh: $1 is missing and apt-get could not install $2" >&2; exit 2; }
+}
+[ -x /usr/bin/time ] || need /usr/bin/time time
+need lsof lsof
+need ss iproute2
+need nsenter util-linux
+need cc gcc
+need python3 python3
 
 target=${CARGO_TARGET_DIR:-$here/target}
 cargo build --release --quiet --bin cwleak --example loadgen
 CW=$target/release/cwleak
 LOADGEN=$target/release/examples/loadgen
 work=$(mktemp -d /tmp/cwleak-bench.XXXXXX)
-FLOOR_SRC=${FLOOR_SRC:-/work/shared/perf/floor_nl.c}
-[ -f "$FLOOR_SRC" ] || FLOOR_SRC=$here/bench/floor_nl.c
-gcc -O2 -o "$work/floor_nl" "$FLOOR_SRC"
+trap 'rm -rf "$work"' EXIT
+cc -O2 -o "$work/floor" "$here/bench/floor/floor.c"
 
 # The load: stdin is a fifo we hold open; closing it ends the load.
 mkfifo "$work/in"
@@ -54,8 +70,8 @@ CMD[cwleak]="$CW scan --settle 0 --format json ${CW_ARGS:-}"
 CMD[cwleak_proc]="$CW scan --settle 0 --format json --fds proc ${CW_ARGS:-}"
 CMD[ss]="nsenter --net=$NS ss -tanp"
 CMD[lsof]="nsenter --net=$NS lsof -nP -iTCP"
-CMD[floor]="nsenter --net=$NS $work/floor_nl"
-CMD[floor_c]="nsenter --net=$NS $work/floor_nl -c"
+CMD[floor]="nsenter --net=$NS $work/floor"
+CMD[floor_c]="nsenter --net=$NS $work/floor -c"
 tools=()
 for t in cwleak cwleak_proc ss lsof floor floor_c; do
   case " $SKIP " in *" $t "*) ;; *) tools+=("$t") ;; esac
@@ -73,7 +89,7 @@ measure() { # tool round -> appends "tool secs kib" to results
 }
 echo "warm-up (the first /proc walk after the load is built is much slower)..."
 for t in "${tools[@]}"; do measure "$t" warm; done
-echo "floor says: $(cat "$work/out.floor" 2>/dev/null)"
+echo "floor counts: $(cat "$work/out.floor" 2>/dev/null)"
 for r in $(seq "$ROUNDS"); do
   # Rotate the order each round so drifting noise hits every tool alike.
   n=${#tools[@]}

@@ -131,12 +131,21 @@ pub fn look_with(
         .sockets
         .iter()
         .any(|s| s.state == crate::model::TcpState::CloseWait);
+    let ms = u64::try_from(settle.as_millis()).unwrap_or(u64::MAX);
     if snap.meta.live && !settle.is_zero() && has_close_wait {
         std::thread::sleep(settle);
-        let ms = u64::try_from(settle.as_millis()).unwrap_or(u64::MAX);
         let mut t = std::time::Instant::now();
         source::recheck::settle(&mut snap, source_cfg.method, ms);
         source::phase_done("settle re-check", &mut t);
+    } else if snap.meta.live && !settle.is_zero() {
+        // No CLOSE_WAIT at the first look: no socket to look at again, and
+        // none could count (a leak must be in CLOSE_WAIT at both looks). The
+        // window was in force all the same: report it, not 0.
+        snap.settle = Some(crate::model::Settle {
+            window_ms: ms,
+            transient: Vec::new(),
+            still_sending: Vec::new(),
+        });
     }
     Ok(snap)
 }

@@ -105,8 +105,9 @@ pub struct ScanArgs {
     pub scope: ScopeArgs,
 
     /// Look again after DURATION and report only sockets still in CLOSE_WAIT
-    /// (e.g. 0, 500ms, 2s); the others are counted as transient
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    /// (e.g. 0, 500ms, 2s); the others are counted as transient. Not with
+    /// --from: a snapshot's looks were settled when `capture --settle` took them
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration, conflicts_with = "from")]
     pub settle: std::time::Duration,
 
     #[command(flatten)]
@@ -150,7 +151,8 @@ pub struct ScopeArgs {
 #[derive(Debug, Args)]
 pub struct FromArgs {
     /// Read a snapshot written by `cwleak capture` instead of this machine
-    #[arg(long, value_name = "FILE", conflicts_with = "proc_root")]
+    /// (how to read the machine, --proc-root, --tables, --fds, does not apply)
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["proc_root", "tables", "fds"])]
     pub from: Option<PathBuf>,
 
     /// With --from: which look of a multi-sample capture (1 = first; default: the last)

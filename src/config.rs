@@ -57,6 +57,8 @@ impl ScanConfig {
                 color: use_color(a.color),
                 width: terminal_width(),
                 pretty: a.pretty || std::io::stdout().is_terminal(),
+                // A snapshot's unreadable paths were met by its capture.
+                read_as_root: a.snapshot.from.is_none() && crate::source::running_as_root(),
             },
             source,
         })

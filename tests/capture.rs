@@ -292,6 +292,28 @@ fn command_lines_are_dropped_by_default_and_masked_on_request() {
         } else {
             assert!(me.get("cmdline").is_none(), "{me}");
         }
+        // `scan --from` shows the recorded command line in every format,
+        // masked as recorded; without --cmdline there is none to show.
+        let pid = server.0.id().to_string();
+        for format in ["text", "json", "markdown", "dot"] {
+            let run = cwleak(&args([
+                "scan",
+                "--from",
+                path.to_str().unwrap(),
+                "--pid",
+                &pid,
+                "--format",
+                format,
+            ]));
+            assert_eq!(run.code, 1, "{format}: {}", run.stderr);
+            assert!(!run.stdout.contains("hunter2"), "{format}: {}", run.stdout);
+            assert_eq!(
+                run.stdout.contains("--password=***"),
+                cmdline,
+                "{format}: {}",
+                run.stdout
+            );
+        }
     }
 }
 

@@ -359,7 +359,7 @@ fn fork_mode_fails_and_blames_the_parents_fds() {
 
     let ((tests, failures, errors), cases) = junit(&files.xml());
     assert_eq!((tests, failures, errors), (1, 1, 0));
-    assert_eq!(cases[0].0, format!("leakyd (pid {})", svc.pid));
+    assert_eq!(cases[0].0, "leakyd in --pid (leakyd) and descendants");
     let text = cases[0].1.as_deref().expect("a failure");
     assert!(text.contains("cause fork-parent-kept"), "{text}");
     assert!(
@@ -401,12 +401,25 @@ fn helper_mode_blames_each_helper_that_inherited_a_socket() {
     want.sort_unstable();
     assert_eq!(blamed(&r), want, "report: {r:#}");
     assert_eq!(causes(&r), vec!["inherited-no-cloexec"; 2]);
+    // One case per program: both helpers are `sleep`, and the service
+    // itself, which leaked nothing, passes under its own name.
     let ((tests, failures, _), cases) = junit(&files.xml());
-    assert_eq!((tests, failures), (2, 2));
+    assert_eq!((tests, failures), (2, 1), "{cases:?}");
+    let sleep = cases
+        .iter()
+        .find(|(name, _)| name == "sleep in --pid (leakyd) and descendants")
+        .unwrap_or_else(|| panic!("{cases:?}"));
+    let text = sleep.1.as_deref().expect("a failure");
+    for a in &acc {
+        assert!(
+            text.contains(&format!("pid {} fd {}", a.other, a.fd)),
+            "{text}"
+        );
+    }
     assert!(
         cases
             .iter()
-            .all(|(name, _)| name.starts_with("sleep (pid ")),
+            .any(|(name, f)| name == "leakyd in --pid (leakyd) and descendants" && f.is_none()),
         "{cases:?}"
     );
 }
@@ -422,7 +435,17 @@ fn correct_mode_passes_with_a_passing_test_case() {
     assert_eq!(r["check"]["passed"], true);
     let ((tests, failures, errors), cases) = junit(&files.xml());
     assert_eq!((tests, failures, errors), (1, 0, 0));
-    assert_eq!(cases[0].0, "no CLOSE_WAIT leak in scope");
+    assert_eq!(cases[0].0, "leakyd in --pid (leakyd) and descendants");
+    // The window the check applied, not 0: nothing was left in CLOSE_WAIT
+    // to look at again, but a leak would have had to outlast it.
+    assert_eq!(r["scan"]["settle_ms"], 300, "{r:#}");
+    assert!(
+        files
+            .xml()
+            .contains(r#"<property name="settle" value="300ms"/>"#),
+        "{}",
+        files.xml()
+    );
     assert!(
         run.stderr.starts_with("cwleak check: PASS"),
         "{}",
@@ -810,6 +833,59 @@ fn pidfile_and_port_scopes_find_the_leak() {
     // A port nobody leaks on.
     let run = cwleak(&s(["check", "--no-config", "--settle", "0", "--port", "1"]));
     assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+/// CI dashboards keep a test case's history by its name: a leaky service
+/// restarted (a new pid) fails under the same case names, and each case
+/// has the time the check's look took.
+#[test]
+fn junit_case_names_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = dir.path().join("leakyd.pid").display().to_string();
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let mut svc = Service::start("fork", &["--pidfile", &pidfile]);
+        svc.connect(2);
+        let files = Files::new();
+        let run = cwleak(&s([
+            "check",
+            "--no-config",
+            "--settle",
+            "200ms",
+            "--pidfile",
+            &pidfile,
+            "--junit",
+            &files.junit(),
+        ]));
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        let xml = files.xml();
+        let ((_, failures, _), cases) = junit(&xml);
+        assert!(failures >= 1, "{xml}");
+        let names: Vec<String> = cases.iter().map(|c| c.0.clone()).collect();
+        for n in &names {
+            assert!(!n.contains(&svc.pid.to_string()), "a pid in {n:?}");
+        }
+        let doc = roxmltree::Document::parse(&xml).expect("XML");
+        for c in doc.descendants().filter(|n| n.has_tag_name("testcase")) {
+            let t: f64 = c
+                .attribute("time")
+                .and_then(|t| t.parse().ok())
+                .expect("time");
+            // The look waited the 200 ms settle window.
+            assert!(t >= 0.2, "time {t} in {xml}");
+        }
+        runs.push((svc.pid, names));
+    }
+    assert_ne!(runs[0].0, runs[1].0, "the service got the same pid twice");
+    assert_eq!(runs[0].1, runs[1].1);
+    assert!(
+        runs[0]
+            .1
+            .iter()
+            .any(|n| n.starts_with("leakyd in --pidfile ")),
+        "{:?}",
+        runs[0].1
+    );
 }
 
 /// A cgroup of our own in the cgroup2 hierarchy, removed on drop.

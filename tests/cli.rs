@@ -82,6 +82,37 @@ fn man_dir_writes_one_page_per_subcommand() {
     );
 }
 
+/// A snapshot is read as recorded: the flags that say how to read the
+/// machine are refused, not silently ignored; a missing file is one error.
+#[test]
+fn scan_from_refuses_live_only_flags_and_names_a_missing_file_once() {
+    for flag in [
+        ["--settle", "0"],
+        ["--fds", "proc"],
+        ["--tables", "proc"],
+        ["--proc-root", "/proc"],
+    ] {
+        let out = cwleak()
+            .args(["scan", "--from", "/nonexistent/x.json"])
+            .args(flag)
+            .assert()
+            .code(2);
+        let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+        assert!(
+            err.contains("cannot be used with") && err.contains(flag[0]),
+            "{flag:?}: {err}"
+        );
+    }
+    let out = cwleak()
+        .args(["scan", "--from", "/nonexistent/x.json"])
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+    assert!(err.contains("/nonexistent/x.json"), "{err}");
+}
+
 #[test]
 fn missing_proc_root_is_a_one_line_error() {
     let out = cwleak()

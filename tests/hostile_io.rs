@@ -142,7 +142,9 @@ fn a_filesystem_that_fills_up_fails_the_capture_and_leaves_nothing() {
         let (st, _, err) = run(&["capture", "--settle", "0", "-o", roomy.to_str().unwrap()]);
         assert!(st.success(), "{err}");
         let size = fs::metadata(&roomy).unwrap().len();
-        let free_pages = size / 2 / 4096;
+        // At most half the 1 MiB tmpfs: a busy host's snapshot can be larger
+        // than the whole filesystem, and then it fails to fit all the same.
+        let free_pages = (size / 2 / 4096).min(128);
         for existing in [false, true] {
             let mnt = tempfile::tempdir().unwrap();
             let script = r#"

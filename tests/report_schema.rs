@@ -96,6 +96,7 @@ fn process(pid: Pid, ppid: Pid, comm: &str, known: bool) -> ProcessInfo {
         ppid,
         comm: comm.into(),
         exe: known.then(|| format!("/usr/bin/{comm}")),
+        cmdline: known.then(|| format!("{comm} --serve --token=***")),
         uid: 1000,
         cgroup: known.then(|| "/system.slice/api.service".into()),
         netns: known.then_some(4_026_531_840),
@@ -512,6 +513,7 @@ fn emitted(report: &Report) -> Value {
             color: false,
             width: 80,
             pretty: true,
+            ..RenderOptions::default()
         },
         &mut buf,
     )

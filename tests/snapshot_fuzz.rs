@@ -123,6 +123,7 @@ fn check(bytes: &[u8]) {
                             color: true,
                             width: 80,
                             pretty: false,
+                            ..RenderOptions::default()
                         },
                         &mut out,
                     )

@@ -1,8 +1,12 @@
 //! JUnit XML for CI test views (GitHub, GitLab, Jenkins): one test case per
-//! blamed process, failed when its leaks fail the check; the failure text is
+//! blamed program, failed when its leaks fail the check; the failure text is
 //! its findings with holders, cause, fix. A passing check still has a passing
 //! test case, so the check shows up as run. Written by hand: the format is
 //! small, and every piece of text from the system goes through `esc`.
+//!
+//! Case names are stable across runs, so CI keeps a case's history: the
+//! program's name and the scope as the user wrote it, never a pid (a
+//! restarted service has a new one); pids are in the case's text.
 
 use super::outcome::{BlamedProcess, CheckInfo};
 use super::thresholds::{plural, who};
@@ -20,8 +24,12 @@ const CLASSNAME: &str = "cwleak.check";
 pub struct Suite<'a> {
     /// "--pid 42 and descendants, local port 8080".
     pub scope: &'a str,
+    /// The scope without pids: "--pidfile run/api.pid and descendants".
+    pub stable_scope: &'a str,
     /// How long the check took, command included.
     pub duration_ms: u64,
+    /// How long the look that judged every case took (settle included).
+    pub look_ms: u64,
 }
 
 struct Case {
@@ -70,7 +78,7 @@ pub fn render(report: &Report, suite: &Suite, out: &mut dyn Write) -> io::Result
     )?;
     properties(report, check, suite, out)?;
     for c in &cases {
-        case(c, out)?;
+        case(c, suite.look_ms, out)?;
     }
     writeln!(out, "  </testsuite>")?;
     writeln!(out, "</testsuites>")
@@ -134,11 +142,12 @@ fn properties(
     writeln!(out, "    </properties>")
 }
 
-fn case(c: &Case, out: &mut dyn Write) -> io::Result<()> {
+fn case(c: &Case, look_ms: u64, out: &mut dyn Write) -> io::Result<()> {
     write!(
         out,
-        r#"    <testcase classname="{CLASSNAME}" name="{}" time="0""#,
-        esc(&c.name)
+        r#"    <testcase classname="{CLASSNAME}" name="{}" time="{}""#,
+        esc(&c.name),
+        seconds(look_ms)
     )?;
     match &c.outcome {
         Outcome::Pass if c.text.is_empty() => return writeln!(out, "/>"),
@@ -164,14 +173,34 @@ fn case(c: &Case, out: &mut dyn Write) -> io::Result<()> {
 }
 
 fn cases(report: &Report, check: &CheckInfo, suite: &Suite) -> Vec<Case> {
-    let mut cases: Vec<Case> = check
-        .blamed
-        .iter()
-        .map(|b| process_case(report, check, b))
-        .collect();
+    // Processes of one program (prefork workers, a restarted service) are one
+    // case: the same name, failing if any of them fails.
+    let mut cases: Vec<Case> = Vec::new();
+    for b in &check.blamed {
+        let c = process_case(report, check, b, suite.stable_scope);
+        match cases.iter_mut().find(|k| k.name == c.name) {
+            Some(k) => merge(k, c),
+            None => cases.push(c),
+        }
+    }
+    // A root that leaks nothing passes under the name it fails under when
+    // it leaks: the case's history stays one line.
+    for r in &check.roots {
+        let name = case_name(r.comm.as_deref(), suite.stable_scope);
+        if check.error.is_none() && r.comm.is_some() && !cases.iter().any(|c| c.name == name) {
+            cases.push(Case {
+                name,
+                outcome: Outcome::Pass,
+                text: format!(
+                    "pid {} ({}): no CLOSE_WAIT leak\nscope: {}",
+                    r.pid, r.from, suite.scope
+                ),
+            });
+        }
+    }
     if let Some(e) = &check.error {
         cases.push(Case {
-            name: "scope".into(),
+            name: format!("check of {}", suite.stable_scope),
             outcome: Outcome::Error { message: e.clone() },
             text: format!("{e}\nscope: {}", suite.scope),
         });
@@ -185,7 +214,7 @@ fn cases(report: &Report, check: &CheckInfo, suite: &Suite) -> Vec<Case> {
             ));
         }
         cases.push(Case {
-            name: "no CLOSE_WAIT leak in scope".into(),
+            name: format!("no CLOSE_WAIT leak in {}", suite.stable_scope),
             outcome: Outcome::Pass,
             text,
         });
@@ -193,12 +222,41 @@ fn cases(report: &Report, check: &CheckInfo, suite: &Suite) -> Vec<Case> {
     cases
 }
 
-fn process_case(report: &Report, check: &CheckInfo, b: &BlamedProcess) -> Case {
-    let name = match (b.pid, &b.comm) {
-        (Some(pid), Some(comm)) => format!("{comm} (pid {pid})"),
-        (Some(pid), None) => format!("pid {pid}"),
-        (None, _) => "no visible holder".into(),
+/// "leakyd in --pidfile run/leakyd.pid and descendants".
+fn case_name(program: Option<&str>, stable_scope: &str) -> String {
+    match program {
+        Some(p) => format!("{p} in {stable_scope}"),
+        None => format!("no visible holder in {stable_scope}"),
+    }
+}
+
+/// One more process of the same program into its case.
+fn merge(into: &mut Case, other: Case) {
+    into.outcome = match (
+        std::mem::replace(&mut into.outcome, Outcome::Pass),
+        other.outcome,
+    ) {
+        (Outcome::Failure { message, kind }, _) => Outcome::Failure { message, kind },
+        (_, Outcome::Failure { message, kind }) => Outcome::Failure { message, kind },
+        (o, _) => o,
     };
+    into.text.push_str("\n\n");
+    into.text.push_str(&other.text);
+}
+
+fn process_case(report: &Report, check: &CheckInfo, b: &BlamedProcess, stable_scope: &str) -> Case {
+    // The program: its comm, else the name of its executable.
+    let exe_name = b
+        .pid
+        .and_then(|pid| report.processes.iter().find(|p| p.pid == pid))
+        .and_then(|p| p.exe.as_deref())
+        .and_then(|e| e.rsplit('/').next());
+    let program = match (b.pid, b.comm.as_deref().or(exe_name)) {
+        (Some(_), Some(name)) => Some(name.to_string()),
+        (Some(pid), None) => Some(format!("unnamed process (pid {pid})")),
+        (None, _) => None,
+    };
+    let name = case_name(program.as_deref(), stable_scope);
     let causes: Vec<&str> = b.causes.iter().map(|c| c.name()).collect();
     let total = b.counted + b.allowed;
     let mut headline = format!(
@@ -282,12 +340,14 @@ fn socket_line(f: &Finding) -> String {
         .holders
         .iter()
         .map(|h| {
+            // The flag is read only where it explains a copy: say nothing
+            // where it was not read.
             let cloexec = match h.cloexec {
-                Some(true) => "cloexec",
-                Some(false) => "no cloexec",
-                None => "cloexec ?",
+                Some(true) => " (cloexec)",
+                Some(false) => " (no cloexec)",
+                None => "",
             };
-            format!("pid {} {} fd {} ({cloexec})", h.pid, h.comm, h.fd)
+            format!("pid {} {} fd {}{cloexec}", h.pid, h.comm, h.fd)
         })
         .collect();
     let mut line = format!(
@@ -391,7 +451,9 @@ mod tests {
         let mut buf = Vec::new();
         let suite = Suite {
             scope: "--pid 4242 and descendants",
+            stable_scope: "--pid (python3) and descendants",
             duration_ms: 1234,
+            look_ms: 1017,
         };
         render(report, &suite, &mut buf).unwrap();
         String::from_utf8(buf).unwrap()
@@ -446,7 +508,7 @@ mod tests {
         let doc = roxmltree::Document::parse(&text).unwrap();
         assert_eq!(counts(&doc), (1, 0, 0));
         assert!(
-            text.contains(r#"name="no CLOSE_WAIT leak in scope""#),
+            text.contains(r#"name="no CLOSE_WAIT leak in --pid (python3) and descendants""#),
             "{text}"
         );
         assert!(text.contains("3 CLOSE_WAIT sockets closed within the settle window"));
@@ -464,6 +526,27 @@ mod tests {
         let (tests, failures, _) = counts(&doc);
         assert!(tests > 1 && failures == 0);
         assert!(doc.descendants().any(|n| n.has_tag_name("system-out")));
+    }
+
+    /// No pid in a case's name (a restarted service keeps its history); the
+    /// pids are in the text; every case has the look's time.
+    #[test]
+    fn case_names_carry_no_pid_and_cases_have_a_time() {
+        let r = with_check(testdata::realistic(), &Thresholds::default());
+        let text = xml(&r);
+        let doc = roxmltree::Document::parse(&text).unwrap();
+        let cases: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .collect();
+        let mut names = std::collections::BTreeSet::new();
+        for c in &cases {
+            let name = c.attribute("name").unwrap();
+            assert!(!name.contains("pid 4"), "{name}");
+            assert!(names.insert(name), "two cases named {name}");
+            assert_eq!(c.attribute("time"), Some("1.017"));
+        }
+        assert!(text.contains("pid 4242 python3: "), "{text}");
     }
 
     #[test]
@@ -492,7 +575,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             case.attribute("name"),
-            Some("a<b>&\"c'\u{FFFD}\u{FFFD}]0;x\u{FFFD}??? (pid 4242)")
+            Some("a<b>&\"c'\u{FFFD}\u{FFFD}]0;x\u{FFFD}??? in --pid (python3) and descendants")
         );
         let body = case
             .descendants()

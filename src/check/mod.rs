@@ -46,7 +46,9 @@ pub fn run(cfg: &CheckConfig) -> Result<Exit> {
             Ran::Stop(exit) => return Ok(exit),
         }
     };
+    let look_started = Instant::now();
     let look = take(cfg, &mut roots, tracing)?;
+    let look_ms = ms(look_started.elapsed());
     let mut report = look.report;
     let verdict = thresholds::apply(&mut report, &cfg.thresholds);
     // Missing data never passes: a verdict met on a look that could not see
@@ -67,6 +69,7 @@ pub fn run(cfg: &CheckConfig) -> Result<Exit> {
     };
     let mut exit = command_exit.unwrap_or(own);
     let scope = scope_text(cfg, &look.roots);
+    let stable_scope = stable_scope_text(cfg, &look.roots);
     report.check = Some(CheckInfo {
         passed,
         exit_code: exit.code(),
@@ -84,10 +87,22 @@ pub fn run(cfg: &CheckConfig) -> Result<Exit> {
         during,
     });
     let elapsed = ms(started.elapsed());
-    let (written, failed) = write_files(cfg, &report, &scope, elapsed);
+    let suite = junit::Suite {
+        scope: &scope,
+        stable_scope: &stable_scope,
+        duration_ms: elapsed,
+        look_ms,
+    };
+    let (written, failed) = write_files(cfg, &report, &suite);
     crate::diag_part!(
         "{}",
-        summary::render(&report, &scope, ms(cfg.settle), &written)
+        summary::render(
+            &report,
+            &scope,
+            ms(cfg.settle),
+            source::running_as_root(),
+            &written
+        )
     );
     if failed && command_exit.is_none() {
         exit = Exit::Error;
@@ -264,12 +279,7 @@ fn check_cgroups(cfg: &CheckConfig) -> Result<()> {
 }
 
 /// Write --report and --junit; failures are printed, never half a file.
-fn write_files(
-    cfg: &CheckConfig,
-    report: &Report,
-    scope: &str,
-    elapsed_ms: u64,
-) -> (Vec<String>, bool) {
+fn write_files(cfg: &CheckConfig, report: &Report, suite: &junit::Suite) -> (Vec<String>, bool) {
     let mut written = Vec::new();
     let mut failed = false;
     let mut save = |path: &std::path::Path,
@@ -294,11 +304,7 @@ fn write_files(
         });
     }
     if let Some(path) = &cfg.junit {
-        let suite = junit::Suite {
-            scope,
-            duration_ms: elapsed_ms,
-        };
-        save(path, "junit", &|out| junit::render(report, &suite, out));
+        save(path, "junit", &|out| junit::render(report, suite, out));
     }
     (written, failed)
 }
@@ -335,6 +341,38 @@ fn scope_text(cfg: &CheckConfig, roots: &[Root]) -> String {
             "netns {}",
             list(cfg.scope.netns.iter().map(u64::to_string).collect())
         ));
+    }
+    parts.join("; ")
+}
+
+/// The scope as the user wrote it, without pids (a restarted service gets a
+/// new one): "--pid (leakyd)", "--pidfile run/api.pid", ports, cgroups.
+fn stable_scope_text(cfg: &CheckConfig, roots: &[Root]) -> String {
+    let mut parts = Vec::new();
+    if !roots.is_empty() {
+        let names: Vec<String> = roots
+            .iter()
+            .map(|r| match r.from.as_str() {
+                "--pid" => format!("--pid ({})", r.comm.as_deref().unwrap_or("?")),
+                from => from.to_string(),
+            })
+            .collect();
+        let mut p = names.join(", ");
+        if cfg.scope.with_children {
+            p.push_str(" and descendants");
+        }
+        parts.push(p);
+    }
+    if !cfg.scope.local_ports.is_empty() {
+        let ports: Vec<String> = cfg.scope.local_ports.iter().map(u16::to_string).collect();
+        parts.push(format!("local port {}", ports.join(", ")));
+    }
+    if !cfg.scope.cgroups.is_empty() {
+        parts.push(format!("cgroup {}", cfg.scope.cgroups.join(", ")));
+    }
+    if !cfg.scope.netns.is_empty() {
+        // Inodes change when a namespace is made again.
+        parts.push("--netns".to_string());
     }
     parts.join("; ")
 }

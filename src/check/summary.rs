@@ -14,7 +14,13 @@ const MAX_LISTED: usize = 8;
 
 /// `settle_ms` is the configured window (the report's is 0 when nothing
 /// needed a second look).
-pub fn render(report: &Report, scope: &str, settle_ms: u64, files: &[String]) -> String {
+pub fn render(
+    report: &Report,
+    scope: &str,
+    settle_ms: u64,
+    read_as_root: bool,
+    files: &[String],
+) -> String {
     let Some(c) = &report.check else {
         return String::new();
     };
@@ -51,8 +57,9 @@ pub fn render(report: &Report, scope: &str, settle_ms: u64, files: &[String]) ->
         .count();
     if unreadable > 0 {
         out.push(format!(
-            "  warning: {unreadable} {} could not be read (a holder may be among them; run as root if you are not)",
-            plural(unreadable, "path", "paths")
+            "  warning: {unreadable} {} could not be read (a holder may be among them; {})",
+            plural(unreadable, "path", "paths"),
+            crate::report::unreadable_hint(read_as_root)
         ));
     }
     if c.error.is_none() {
@@ -69,6 +76,10 @@ pub fn render(report: &Report, scope: &str, settle_ms: u64, files: &[String]) ->
         report.scan.processes,
         report.scan.duration_ms
     ));
+    out.push(match &c.config_file {
+        Some(f) => format!("  config: {}", clean(f)),
+        None => "  config: none (no cwleak.toml read)".to_string(),
+    });
     if !files.is_empty() {
         out.push(format!("  wrote {}", files.join(", ")));
     }
@@ -312,6 +323,43 @@ mod tests {
         r
     }
 
+    /// Which cwleak.toml was used, or that none was; and a hint about
+    /// unreadable paths that is true for root too.
+    #[test]
+    fn names_the_config_file_and_a_hint_that_fits_root() {
+        let mut r = checked(testdata::realistic(), &Thresholds::default());
+        let none = render(&r, "--pid 7", 1000, true, &[]);
+        assert!(
+            none.contains("\n  config: none (no cwleak.toml read)\n"),
+            "{none}"
+        );
+        if let Some(c) = r.check.as_mut() {
+            c.config_file = Some("/src/app/cwleak.toml".into());
+        }
+        let s = render(&r, "--pid 7", 1000, true, &[]);
+        assert!(s.contains("\n  config: /src/app/cwleak.toml\n"), "{s}");
+        if r.scan
+            .unreadable
+            .iter()
+            .any(|u| u.kind == crate::model::WarningKind::PermissionDenied)
+        {
+            let warning = |s: &str| {
+                s.lines()
+                    .find(|l| l.starts_with("  warning: "))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let w = warning(&s);
+            assert!(
+                w.contains("cwleak ran as root, so something else refused"),
+                "{s}"
+            );
+            assert!(!w.contains("run cwleak as root"), "{s}");
+            let user = render(&r, "--pid 7", 1000, false, &[]);
+            assert!(warning(&user).contains("run cwleak as root"), "{user}");
+        }
+    }
+
     #[test]
     fn a_failure_names_the_process_the_fds_and_the_fix() {
         let r = checked(testdata::realistic(), &Thresholds::default());
@@ -319,6 +367,7 @@ mod tests {
             &r,
             "--pid 4242 and descendants",
             1000,
+            false,
             &["report.json".into()],
         );
         let first = s.lines().next().unwrap_or("");
@@ -337,14 +386,14 @@ mod tests {
     }
 
     #[test]
-    fn a_pass_is_one_line_and_the_scope() {
+    fn a_pass_is_one_line_the_scope_and_the_config() {
         let r = checked(testdata::clean(), &Thresholds::default());
-        let s = render(&r, "local port 8080", 1000, &[]);
+        let s = render(&r, "local port 8080", 1000, false, &[]);
         assert_eq!(
             s.lines().next(),
             Some("cwleak check: PASS: no CLOSE_WAIT leak in scope; 3 transient")
         );
-        assert_eq!(s.lines().count(), 2, "{s}");
+        assert_eq!(s.lines().count(), 3, "{s}");
     }
 
     #[test]
@@ -368,7 +417,7 @@ mod tests {
                 },
             ];
         }
-        let s = render(&r, "--pid 7", 1000, &[]);
+        let s = render(&r, "--pid 7", 1000, false, &[]);
         assert!(
             s.contains(
                 "  pid 7 svc (--pid) exited at 2023-11-14 22:13:18 UTC, 2s before the check"

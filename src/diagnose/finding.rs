@@ -359,6 +359,10 @@ pub struct ProcessInfo {
     pub ppid: Pid,
     pub comm: String,
     pub exe: Option<String>,
+    /// Full command line, secrets masked; only in a snapshot recorded with
+    /// `capture --cmdline` (live scans never read it).
+    #[serde(default)]
+    pub cmdline: Option<String>,
     pub uid: u32,
     pub cgroup: Option<String>,
     pub netns: Option<Inode>,

@@ -186,6 +186,7 @@ pub fn processes(ctx: &Ctx, findings: &[Finding]) -> Vec<ProcessInfo> {
                 ppid: p.ppid,
                 comm: p.comm.clone(),
                 exe: p.exe.clone(),
+                cmdline: p.cmdline.clone(),
                 uid: p.uid,
                 cgroup: p.cgroup.clone(),
                 netns: p.netns,

@@ -47,12 +47,15 @@ pub struct HolderRow {
 }
 
 impl HolderRow {
-    /// "yes", "no", "mixed" or "?" for its fds' O_CLOEXEC.
+    /// "yes", "no", "mixed" or "not read" for its fds' O_CLOEXEC (read only
+    /// where it explains a copy; unread flags do not make a mix).
     pub fn cloexec_label(&self) -> &'static str {
         match self.cloexec {
             [_, 0, 0] => "yes",
             [0, _, 0] => "no",
-            [0, 0, _] => "?",
+            [0, 0, _] => "not read",
+            [_, 0, _] => "yes",
+            [0, _, _] => "no",
             _ => "mixed",
         }
     }

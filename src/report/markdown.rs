@@ -195,6 +195,9 @@ fn section(
         if let Some(exe) = &p.exe {
             facts.push(format!("exe {}", code(exe)));
         }
+        if let Some(cmd) = &p.cmdline {
+            facts.push(format!("command line {}", code(cmd)));
+        }
         if let Some(cg) = &p.cgroup {
             facts.push(format!("cgroup {}", code(cg)));
         }

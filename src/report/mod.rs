@@ -55,6 +55,20 @@ pub struct RenderOptions {
     pub width: usize,
     /// Indented JSON (the default on a terminal); compact otherwise.
     pub pretty: bool,
+    /// The look was taken here by root: "permission denied" is then not
+    /// cured by running as root, and the hint says what else it can be.
+    pub read_as_root: bool,
+}
+
+/// What to do about paths that could not be read, for the one who read them.
+pub fn unreadable_hint(read_as_root: bool) -> &'static str {
+    if read_as_root {
+        "cwleak ran as root, so something else refused: a process outside its user namespace \
+         (cwleak in a container), /proc mounted with hidepid=, or a security policy \
+         (Yama ptrace_scope 3, AppArmor, SELinux)"
+    } else {
+        "run cwleak as root to read them"
+    }
 }
 
 impl Default for RenderOptions {
@@ -63,6 +77,7 @@ impl Default for RenderOptions {
             color: false,
             width: 80,
             pretty: false,
+            read_as_root: false,
         }
     }
 }

@@ -113,6 +113,7 @@ impl Builder {
             ppid,
             comm: comm.into(),
             exe: Some(format!("/usr/bin/{comm}")),
+            cmdline: None,
             uid: 1000,
             cgroup: Some("/system.slice/api.service".into()),
             netns: Some(HOST_NS),

@@ -106,7 +106,7 @@ pub fn render(report: &Report, opts: &RenderOptions, out: &mut dyn Write) -> io:
             break;
         }
     }
-    unreadable(&mut o, report)
+    unreadable(&mut o, report, opts.read_as_root)
 }
 
 /// "cwleak: 5003 sockets leaked in CLOSE_WAIT by 2 processes (...); 4 transient; ..."
@@ -242,6 +242,14 @@ fn group_block(o: &mut Out, report: &Report, procs: &Processes, g: &Group) -> io
     o.para(&what, INDENT, INDENT, |l| {
         l.replacen(cause, &st.red(cause), 1)
     })?;
+    // Recorded only by `capture --cmdline`; a live scan never reads it.
+    if let Some(cmd) = g
+        .pid
+        .and_then(|pid| procs.get(pid))
+        .and_then(|p| p.cmdline.as_deref())
+    {
+        o.labelled("cmd:", &clean(cmd))?;
+    }
     // One look could not decide: the other causes, and what tells them apart.
     for alt in &g.alternatives {
         o.labelled_hanging(
@@ -404,7 +412,7 @@ fn incomplete(o: &mut Out, report: &Report) -> io::Result<()> {
     Ok(())
 }
 
-fn unreadable(o: &mut Out, report: &Report) -> io::Result<()> {
+fn unreadable(o: &mut Out, report: &Report, read_as_root: bool) -> io::Result<()> {
     incomplete(o, report)?;
     let all = &report.scan.unreadable;
     // Incomplete ones were said above, each on its line.
@@ -453,9 +461,10 @@ fn unreadable(o: &mut Out, report: &Report) -> io::Result<()> {
             .iter()
             .any(|u| u.kind == WarningKind::PermissionDenied)
         {
-            text.push_str(
-                " (the answer may be incomplete: a holder may be among them; run as root if you are not)",
-            );
+            text.push_str(&format!(
+                " (the answer may be incomplete: a holder may be among them; {})",
+                super::unreadable_hint(read_as_root)
+            ));
         }
         o.para(&text, "", INDENT, |l| st.yellow(l))?;
     }
@@ -483,6 +492,7 @@ mod tests {
                 color,
                 width,
                 pretty: false,
+                read_as_root: false,
             },
             &mut buf,
         )

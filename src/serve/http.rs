@@ -186,7 +186,11 @@ async fn connection(stream: TcpStream, shared: Shared, requested: Arc<AtomicBool
             let p = shared
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            routes::route(req.method(), req.uri().path(), &p, Instant::now())
+            let accept = req
+                .headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            routes::route(req.method(), req.uri().path(), accept, &p, Instant::now())
         };
         async move { Ok::<_, Infallible>(response(reply)) }
     });

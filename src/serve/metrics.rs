@@ -1,25 +1,18 @@
-//! The Prometheus exposition (OpenMetrics text, through `prometheus-client`)
-//! of one scan. Pure: built from plain numbers and the report, so a scrape
-//! only copies a string rendered once per scan.
+//! The Prometheus metrics of one scan, as metric families that
+//! `exposition` writes in either format. Pure: built from plain numbers and
+//! the report, so a scrape only copies a string rendered once per scan.
 //!
 //! Label cardinality is bounded: per-process series exist for the `top` blamed
-//! processes with the most sockets; the others are summed into one series
-//! with `pid="other"`. Namespaces are labelled by inode (as `scan` names them).
-//! docs/fleet.md lists every metric.
+//! processes with the most sockets, the others summed into one series with
+//! `pid="other"`; the same for network namespaces (`netns="other"`).
+//! Namespaces are labelled by inode (as `scan` names them). A family that
+//! has been written once keeps its series at 0: a zero and a missing series
+//! look alike to an alert. docs/fleet.md lists every metric.
 
+use super::exposition::{self, Family, Format, Kind, Value};
 use crate::diagnose::{Cause, Report};
 use crate::model::{Inode, Pid, Snapshot, TcpState, WarningKind};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::info::Info;
-use prometheus_client::registry::Registry;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::AtomicU64;
-
-/// Content-Type of the exposition.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// What the scanner has counted since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -50,237 +43,277 @@ pub struct Input<'a> {
     pub report: Option<&'a Report>,
     pub states: &'a StateCounts,
     pub counters: &'a Counters,
+    /// Processes, and network namespaces, with series of their own.
     pub top: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ProcCause {
-    pid: String,
-    comm: String,
-    cgroup: String,
-    cause: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct Proc {
-    pid: String,
-    comm: String,
-    cgroup: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct NsState {
-    netns: String,
-    state: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct CauseLabel {
-    cause: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct KindLabel {
-    kind: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct Version {
-    version: String,
 }
 
 const OTHER: &str = "other";
 
-/// The whole exposition, `# EOF` included.
-pub fn render(input: &Input) -> String {
-    let mut reg = Registry::default();
-    let info = Info::new(Version {
-        version: env!("CARGO_PKG_VERSION").to_string(),
-    });
-    reg.register(
+/// Every warning kind, so that each has a series (0 included); `kind_name`
+/// below fails to build when a kind is added, a reminder to list it here.
+const KINDS: [WarningKind; 7] = [
+    WarningKind::PermissionDenied,
+    WarningKind::Vanished,
+    WarningKind::Malformed,
+    WarningKind::NetTable,
+    WarningKind::Io,
+    WarningKind::TimedOut,
+    WarningKind::Incomplete,
+];
+
+/// The whole exposition in one format (`# EOF` included for OpenMetrics).
+pub fn render(input: &Input, format: Format) -> String {
+    exposition::encode(&families(input), format)
+}
+
+/// Every family, in the order they are written.
+pub fn families(input: &Input) -> Vec<Family> {
+    let mut out = vec![Family::new(
         "cwleak_build",
+        Kind::Info,
         "The cwleak that exports these metrics",
-        info,
+    )];
+    out[0].push(
+        vec![("version", env!("CARGO_PKG_VERSION").to_string())],
+        Value::Int(1),
     );
-    scanner_metrics(&mut reg, input.counters);
+    scanner_metrics(&mut out, input.counters);
     if let Some(report) = input.report {
-        leak_metrics(&mut reg, report, input.top);
+        leak_metrics(&mut out, report, input.top);
+        out.push(tcp_sockets(
+            input.states,
+            &report.scan.states_read,
+            input.top,
+        ));
+        out.push(
+            Family::new(
+                "cwleak_tcp_other_namespaces",
+                Kind::Gauge,
+                "Network namespaces summed into the netns=other series of cwleak_tcp_sockets",
+            )
+            .with(int(folded_namespaces(input.states, input.top))),
+        );
     }
-    let states: Family<NsState, Gauge> = Family::default();
-    for ((netns, state), n) in input.states {
-        states
-            .get_or_create(&NsState {
-                netns: netns.to_string(),
-                state: state.name().to_string(),
-            })
-            .set(gauge(*n));
-    }
-    reg.register(
-        "cwleak_tcp_sockets",
-        "TCP sockets per network namespace and state, at the last scan (a state with none is absent)",
-        states,
-    );
-    let mut out = String::new();
-    // Writing into a String cannot fail; an empty answer would be the only outcome.
-    let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
     out
 }
 
-fn scanner_metrics(reg: &mut Registry, c: &Counters) {
-    let scans: Counter = Counter::default();
-    scans.inc_by(c.scans);
-    reg.register(
-        "cwleak_scans",
-        "Scans run since cwleak serve started",
-        scans,
+fn scanner_metrics(out: &mut Vec<Family>, c: &Counters) {
+    out.push(
+        Family::new(
+            "cwleak_scans",
+            Kind::Counter,
+            "Scans run since cwleak serve started",
+        )
+        .with(Value::Int(i64::try_from(c.scans).unwrap_or(i64::MAX))),
     );
-    let errors: Counter = Counter::default();
-    errors.inc_by(c.errors);
-    reg.register(
-        "cwleak_scan_errors",
-        "Scans that failed (the previous results stay exported)",
-        errors,
+    out.push(
+        Family::new(
+            "cwleak_scan_errors",
+            Kind::Counter,
+            "Scans that failed (the previous results stay exported)",
+        )
+        .with(Value::Int(i64::try_from(c.errors).unwrap_or(i64::MAX))),
     );
-    let total: Counter<f64, AtomicU64> = Counter::default();
-    total.inc_by(c.duration_s);
-    reg.register(
-        "cwleak_scan_duration_seconds",
-        "Time spent scanning, settle windows included",
-        total,
+    out.push(
+        Family::new(
+            "cwleak_scan_duration_seconds",
+            Kind::Counter,
+            "Time spent scanning, settle windows included",
+        )
+        .seconds()
+        .with(Value::Float(c.duration_s)),
     );
-    let last: Gauge<f64, AtomicU64> = Gauge::default();
-    last.set(c.last_duration_s);
-    reg.register(
-        "cwleak_last_scan_duration_seconds",
-        "How long the last scan took",
-        last,
+    out.push(
+        Family::new(
+            "cwleak_last_scan_duration_seconds",
+            Kind::Gauge,
+            "How long the last scan took",
+        )
+        .seconds()
+        .with(Value::Float(c.last_duration_s)),
     );
+    // Absent before the first success: there is no time to give.
     if let Some(t) = c.last_success_s {
-        let ts: Gauge<f64, AtomicU64> = Gauge::default();
-        ts.set(t);
-        reg.register(
-            "cwleak_last_scan_timestamp_seconds",
-            "When the last successful scan ended (Unix time)",
-            ts,
+        out.push(
+            Family::new(
+                "cwleak_last_scan_timestamp_seconds",
+                Kind::Gauge,
+                "When the last successful scan ended (Unix time)",
+            )
+            .seconds()
+            .with(Value::Float(t)),
         );
     }
 }
 
-/// Per blamed process: sockets (by cause), open fds and the fd limit.
-fn leak_metrics(reg: &mut Registry, report: &Report, top: usize) {
-    let sockets: Family<ProcCause, Gauge> = Family::default();
-    let fds: Family<Proc, Gauge> = Family::default();
-    let limits: Family<Proc, Gauge> = Family::default();
+/// Per blamed process: sockets (by cause), open fds, the fd limit, and one
+/// info series with its comm and cgroup (joined on pid in queries).
+fn leak_metrics(out: &mut Vec<Family>, report: &Report, top: usize) {
     let (kept, folded) = split_top(report, top);
     let info: HashMap<Pid, &crate::diagnose::ProcessInfo> =
         report.processes.iter().map(|p| (p.pid, p)).collect();
+    let mut per: BTreeMap<(String, &'static str), i64> = BTreeMap::new();
     let mut other = 0;
     for g in &report.groups {
-        let cgroup = g
-            .pid
-            .and_then(|p| info.get(&p))
-            .and_then(|p| p.cgroup.clone())
-            .unwrap_or_default();
-        let labels = match g.pid {
+        let pid = match g.pid {
             Some(pid) if !kept.contains(&pid) => {
                 other += g.sockets;
                 continue;
             }
-            Some(pid) => ProcCause {
-                pid: pid.to_string(),
-                comm: g.comm.clone().unwrap_or_default(),
-                cgroup,
-                cause: g.cause.name().to_string(),
-            },
+            Some(pid) => pid.to_string(),
             // Sockets nobody visibly holds: one series whatever their number.
-            None => ProcCause {
-                pid: "none".into(),
-                comm: String::new(),
-                cgroup,
-                cause: g.cause.name().to_string(),
-            },
+            None => "none".to_string(),
         };
-        sockets.get_or_create(&labels).inc_by(gauge(g.sockets));
+        *per.entry((pid, g.cause.name())).or_default() += int_of(g.sockets);
+    }
+    let mut sockets = Family::new(
+        "cwleak_close_wait_sockets",
+        Kind::Gauge,
+        "Persistent CLOSE_WAIT sockets per blamed process and cause (top processes; the rest summed under pid=other)",
+    );
+    // Ordered by socket count, as people read them.
+    let mut rows: Vec<((String, &'static str), i64)> = per.into_iter().collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    for ((pid, cause), n) in rows {
+        sockets.push(
+            vec![("pid", pid), ("cause", cause.to_string())],
+            Value::Int(n),
+        );
     }
     // Always there, 0 when nothing is folded: queries and alerts never see it vanish.
-    sockets
-        .get_or_create(&ProcCause {
-            pid: OTHER.into(),
-            comm: OTHER.into(),
-            cgroup: OTHER.into(),
-            cause: OTHER.into(),
-        })
-        .set(gauge(other));
+    sockets.push(
+        vec![("pid", OTHER.into()), ("cause", OTHER.into())],
+        int(other),
+    );
+    out.push(sockets);
+    out.push(
+        Family::new(
+            "cwleak_close_wait_other_processes",
+            Kind::Gauge,
+            "Blamed processes summed into the pid=other series",
+        )
+        .with(int(folded)),
+    );
+    let mut procs = Family::new(
+        "cwleak_process",
+        Kind::Info,
+        "Command name and cgroup of each blamed process with its own series",
+    );
+    let mut fds = Family::new(
+        "cwleak_process_open_fds",
+        Kind::Gauge,
+        "Open fds of each blamed process with its own series",
+    );
+    let mut limits = Family::new(
+        "cwleak_process_max_fds",
+        Kind::Gauge,
+        "Soft RLIMIT_NOFILE of each blamed process with its own series (accept() fails with EMFILE at it)",
+    );
     for pid in &kept {
         let Some(p) = info.get(pid) else { continue };
-        let labels = Proc {
-            pid: pid.to_string(),
-            comm: p.comm.clone(),
-            cgroup: p.cgroup.clone().unwrap_or_default(),
-        };
-        fds.get_or_create(&labels).set(i64::from(p.fd_count));
+        let label = || vec![("pid", pid.to_string())];
+        procs.push(
+            vec![
+                ("pid", pid.to_string()),
+                ("comm", p.comm.clone()),
+                ("cgroup", p.cgroup.clone().unwrap_or_default()),
+            ],
+            Value::Int(1),
+        );
+        fds.push(label(), Value::Int(i64::from(p.fd_count)));
         if let Some(limit) = p.fd_limit {
-            limits
-                .get_or_create(&labels)
-                .set(i64::try_from(limit).unwrap_or(i64::MAX));
+            limits.push(
+                label(),
+                Value::Int(i64::try_from(limit).unwrap_or(i64::MAX)),
+            );
         }
     }
-    reg.register(
-        "cwleak_close_wait_sockets",
-        "Persistent CLOSE_WAIT sockets per blamed process and cause (top processes; the rest summed under pid=\"other\")",
-        sockets,
+    out.extend([procs, fds, limits]);
+    let mut by_cause = Family::new(
+        "cwleak_findings",
+        Kind::Gauge,
+        "Persistent CLOSE_WAIT sockets (findings) per cause, all processes",
     );
-    let n_folded: Gauge = Gauge::default();
-    n_folded.set(gauge(folded));
-    reg.register(
-        "cwleak_close_wait_other_processes",
-        "Blamed processes summed into the pid=\"other\" series",
-        n_folded,
-    );
-    reg.register(
-        "cwleak_process_open_fds",
-        "Open fds of each blamed process with its own series",
-        fds,
-    );
-    reg.register(
-        "cwleak_process_fd_limit",
-        "Soft RLIMIT_NOFILE of each blamed process with its own series (accept() fails with EMFILE at it)",
-        limits,
-    );
-    let by_cause: Family<CauseLabel, Gauge> = Family::default();
     for c in Cause::ALL {
         let n = report.summary.by_cause.get(&c).copied().unwrap_or(0);
-        by_cause
-            .get_or_create(&CauseLabel {
-                cause: c.name().into(),
-            })
-            .set(gauge(n));
+        by_cause.push(vec![("cause", c.name().into())], int(n));
     }
-    reg.register(
-        "cwleak_findings",
-        "Persistent CLOSE_WAIT sockets (findings) per cause, all processes",
-        by_cause,
+    out.push(by_cause);
+    out.push(
+        Family::new(
+            "cwleak_transient_close_wait_sockets",
+            Kind::Gauge,
+            "CLOSE_WAIT sockets closed within the settle window at the last scan: normal traffic",
+        )
+        .with(int(report.summary.transient)),
     );
-    let transient: Gauge = Gauge::default();
-    transient.set(gauge(report.summary.transient));
-    reg.register(
-        "cwleak_transient_close_wait_sockets",
-        "CLOSE_WAIT sockets closed within the settle window at the last scan: normal traffic",
-        transient,
-    );
-    let unreadable: Family<KindLabel, Gauge> = Family::default();
-    for u in &report.scan.unreadable {
-        unreadable
-            .get_or_create(&KindLabel {
-                kind: kind_name(u.kind).into(),
-            })
-            .inc();
-    }
-    reg.register(
+    let mut unreadable = Family::new(
         "cwleak_unreadable",
-        "Pids or files the last scan could not read, by reason: not 0 means the answer may be incomplete (missing capabilities?)",
-        unreadable,
+        Kind::Gauge,
+        "Pids or files the last scan could not read, by reason: permission-denied above 0 means the answer may be incomplete (missing capabilities?)",
     );
+    for k in KINDS {
+        let n = report
+            .scan
+            .unreadable
+            .iter()
+            .filter(|u| u.kind == k)
+            .count();
+        unreadable.push(vec![("kind", kind_name(k).into())], int(n));
+    }
+    out.push(unreadable);
+}
+
+/// Sockets per namespace and state: every state the scan read (0 included),
+/// for the `top` namespaces with the most sockets; the rest summed under
+/// netns="other", which is always there.
+fn tcp_sockets(states: &StateCounts, read: &[TcpState], top: usize) -> Family {
+    let kept = top_namespaces(states, top);
+    let mut other: BTreeMap<TcpState, usize> = BTreeMap::new();
+    for ((ns, st), n) in states {
+        if !kept.contains(ns) {
+            *other.entry(*st).or_default() += n;
+        }
+    }
+    let mut f = Family::new(
+        "cwleak_tcp_sockets",
+        Kind::Gauge,
+        "TCP sockets per network namespace and state at the last scan, for the states it read (live scans read CLOSE_WAIT and LISTEN); top namespaces, the rest summed under netns=other",
+    );
+    for ns in &kept {
+        for st in read {
+            let n = states.get(&(*ns, *st)).copied().unwrap_or(0);
+            f.push(
+                vec![("netns", ns.to_string()), ("state", st.name().into())],
+                int(n),
+            );
+        }
+    }
+    for st in read {
+        f.push(
+            vec![("netns", OTHER.into()), ("state", st.name().into())],
+            int(other.get(st).copied().unwrap_or(0)),
+        );
+    }
+    f
+}
+
+/// The `top` namespaces with the most sockets (ties: lowest inode).
+fn top_namespaces(states: &StateCounts, top: usize) -> Vec<Inode> {
+    let mut per: BTreeMap<Inode, usize> = BTreeMap::new();
+    for ((ns, _), n) in states {
+        *per.entry(*ns).or_default() += n;
+    }
+    let mut ranked: Vec<(Inode, usize)> = per.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut kept: Vec<Inode> = ranked.into_iter().take(top).map(|(ns, _)| ns).collect();
+    kept.sort_unstable();
+    kept
+}
+
+fn folded_namespaces(states: &StateCounts, top: usize) -> usize {
+    let all: std::collections::BTreeSet<Inode> = states.keys().map(|(ns, _)| *ns).collect();
+    all.len().saturating_sub(top)
 }
 
 /// The `top` blamed processes with the most sockets (ties: lowest pid), and
@@ -313,8 +346,12 @@ fn kind_name(k: WarningKind) -> &'static str {
     }
 }
 
-fn gauge(n: usize) -> i64 {
+fn int_of(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn int(n: usize) -> Value {
+    Value::Int(int_of(n))
 }
 
 #[cfg(test)]
@@ -352,6 +389,10 @@ mod tests {
             .collect()
     }
 
+    fn om(input: &Input) -> String {
+        render(input, Format::OpenMetrics)
+    }
+
     #[test]
     fn processes_past_the_top_are_folded_into_one_series() {
         let mut b = Builder::new();
@@ -362,7 +403,7 @@ mod tests {
         let report = b.build();
         let states = StateCounts::new();
         let counters = Counters::default();
-        let text = render(&Input {
+        let text = om(&Input {
             report: Some(&report),
             states: &states,
             counters: &counters,
@@ -371,27 +412,38 @@ mod tests {
         let series = lines_of(&text, "cwleak_close_wait_sockets");
         // 11 (12 sockets, two causes) and 10 (5); 13 and 12 summed.
         assert_eq!(series.len(), 4, "{text}");
-        assert!(text.contains(
-            "cwleak_close_wait_sockets{pid=\"11\",comm=\"p11\",cgroup=\"/system.slice/api.service\",cause=\"fork-parent-kept\"} 9"
-        ), "{text}");
+        assert!(
+            text.contains("cwleak_close_wait_sockets{pid=\"11\",cause=\"fork-parent-kept\"} 9"),
+            "{text}"
+        );
         assert!(text.contains("cause=\"never-closed\"} 3"), "{text}");
         assert!(
             text.contains("cwleak_close_wait_sockets{pid=\"10\""),
             "{text}"
         );
-        assert!(text.contains(
-            "cwleak_close_wait_sockets{pid=\"other\",comm=\"other\",cgroup=\"other\",cause=\"other\"} 3"
-        ), "{text}");
+        assert!(
+            text.contains("cwleak_close_wait_sockets{pid=\"other\",cause=\"other\"} 3"),
+            "{text}"
+        );
         assert!(
             text.contains("cwleak_close_wait_other_processes 2"),
             "{text}"
         );
+        // comm and cgroup once per process, on the info series.
+        assert!(
+            text.contains("cwleak_process_info{pid=\"11\",comm=\"p11\",cgroup=\"/system.slice/api.service\"} 1"),
+            "{text}"
+        );
+        assert_eq!(lines_of(&text, "cwleak_process_info").len(), 2, "{text}");
         assert_eq!(
             lines_of(&text, "cwleak_process_open_fds").len(),
             2,
             "{text}"
         );
-        assert!(text.contains("cwleak_process_fd_limit{pid=\"11\",comm=\"p11\",cgroup=\"/system.slice/api.service\"} 1024"), "{text}");
+        assert!(
+            text.contains("cwleak_process_max_fds{pid=\"11\"} 1024"),
+            "{text}"
+        );
         assert!(
             text.contains("cwleak_findings{cause=\"fork-parent-kept\"} 17"),
             "{text}"
@@ -404,10 +456,7 @@ mod tests {
     }
 
     #[test]
-    fn counters_states_and_an_empty_start() {
-        let mut states = StateCounts::new();
-        states.insert((4026531840, TcpState::CloseWait), 3);
-        states.insert((4026531840, TcpState::Listen), 2);
+    fn counters_and_an_empty_start() {
         let counters = Counters {
             scans: 4,
             errors: 1,
@@ -415,21 +464,21 @@ mod tests {
             last_duration_s: 0.5,
             last_success_s: Some(1_700_000_000.0),
         };
-        let text = render(&Input {
+        let text = om(&Input {
             report: None,
-            states: &states,
+            states: &StateCounts::new(),
             counters: &counters,
             top: 20,
         });
         for want in [
             "cwleak_scans_total 4",
             "cwleak_scan_errors_total 1",
+            "# UNIT cwleak_scan_duration_seconds seconds",
             "cwleak_scan_duration_seconds_total 2.5",
             "cwleak_last_scan_duration_seconds 0.5",
             "cwleak_last_scan_timestamp_seconds 1700000000.0",
-            "cwleak_tcp_sockets{netns=\"4026531840\",state=\"CLOSE_WAIT\"} 3",
-            "cwleak_tcp_sockets{netns=\"4026531840\",state=\"LISTEN\"} 2",
             "# TYPE cwleak_scans counter",
+            "# TYPE cwleak_build info",
             "cwleak_build_info{version=",
         ] {
             assert!(text.contains(want), "{want} missing from:\n{text}");
@@ -438,13 +487,50 @@ mod tests {
         assert!(!text.contains("cwleak_close_wait_sockets"), "{text}");
     }
 
+    /// Zeros stay: every warning kind, every state read, pid and netns
+    /// "other"; namespaces past the top are summed.
+    #[test]
+    fn zero_series_stay_and_namespaces_are_capped() {
+        let report = Builder::new().build();
+        let mut states = StateCounts::new();
+        states.insert((4026531840, TcpState::CloseWait), 3);
+        states.insert((4026531840, TcpState::Listen), 2);
+        states.insert((4026532001, TcpState::Listen), 1);
+        states.insert((4026532002, TcpState::CloseWait), 1);
+        let text = om(&Input {
+            report: Some(&report),
+            states: &states,
+            counters: &Counters::default(),
+            top: 1,
+        });
+        for want in [
+            "cwleak_unreadable{kind=\"permission-denied\"} 0",
+            "cwleak_unreadable{kind=\"timed-out\"} 0",
+            "cwleak_tcp_sockets{netns=\"4026531840\",state=\"CLOSE_WAIT\"} 3",
+            "cwleak_tcp_sockets{netns=\"4026531840\",state=\"LISTEN\"} 2",
+            "cwleak_tcp_sockets{netns=\"other\",state=\"CLOSE_WAIT\"} 1",
+            "cwleak_tcp_sockets{netns=\"other\",state=\"LISTEN\"} 1",
+            "cwleak_tcp_other_namespaces 2",
+            "cwleak_close_wait_sockets{pid=\"other\",cause=\"other\"} 0",
+            "cwleak_transient_close_wait_sockets 0",
+        ] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+        let read = report.scan.states_read.len();
+        assert_eq!(
+            lines_of(&text, "cwleak_tcp_sockets").len(),
+            2 * read,
+            "{text}"
+        );
+    }
+
     #[test]
     fn label_values_are_escaped() {
         let mut b = Builder::new();
-        b.process(7, 1, "x");
+        b.process(7, 1, "a\"b\\c\nd");
         b.group(
             Some(7),
-            Some("a\"b\\c\nd"),
+            Some("x"),
             Cause::NeverClosed,
             &[],
             "f",
@@ -452,7 +538,7 @@ mod tests {
             vec![sock("10.0.0.1:80", "10.0.0.2:9", vec![], &[(7, 3)])],
         );
         let report = b.build();
-        let text = render(&Input {
+        let text = om(&Input {
             report: Some(&report),
             states: &StateCounts::new(),
             counters: &Counters::default(),

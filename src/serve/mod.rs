@@ -8,6 +8,7 @@
 //! request ever starts a scan. SIGINT or SIGTERM stop both (`crate::stop`).
 
 pub mod config;
+pub mod exposition;
 mod http;
 pub mod metrics;
 pub mod routes;
@@ -19,7 +20,6 @@ use crate::report::units::duration_ms;
 use crate::stop;
 use anyhow::{Context, Result};
 use config::ServeConfig;
-use hyper::body::Bytes;
 use routes::Published;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -49,12 +49,12 @@ pub fn run(args: &ServeArgs) -> Result<Exit> {
         );
     }
     let shared = Arc::new(Mutex::new(Published {
-        metrics: Bytes::from(metrics::render(&metrics::Input {
+        metrics: routes::Exposition::of(&metrics::Input {
             report: None,
             states: &metrics::StateCounts::new(),
             counters: &metrics::Counters::default(),
             top: cfg.top,
-        })),
+        }),
         report: None,
         last_ok: None,
         last_error: None,

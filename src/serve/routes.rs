@@ -1,16 +1,33 @@
 //! What each request gets, decided from the method, the path and what the
 //! scanner last published. Pure: the HTTP plumbing is in `http`.
 
-use super::metrics::CONTENT_TYPE as METRICS;
+use super::exposition::{self, Format};
+use super::metrics;
 use hyper::body::Bytes;
 use hyper::Method;
 use std::time::{Duration, Instant};
 
+/// The metrics of one scan in both formats, rendered once per scan.
+#[derive(Debug, Clone)]
+pub struct Exposition {
+    pub text: Bytes,
+    pub openmetrics: Bytes,
+}
+
+impl Exposition {
+    pub fn of(input: &metrics::Input) -> Exposition {
+        let families = metrics::families(input);
+        Exposition {
+            text: Bytes::from(exposition::encode(&families, Format::Text)),
+            openmetrics: Bytes::from(exposition::encode(&families, Format::OpenMetrics)),
+        }
+    }
+}
+
 /// What the scanner publishes after every scan; requests only read it.
 #[derive(Debug, Clone)]
 pub struct Published {
-    /// The exposition, rendered once per scan.
-    pub metrics: Bytes,
+    pub metrics: Exposition,
     /// The last successful scan's JSON report (`scan --format json`).
     pub report: Option<Bytes>,
     pub last_ok: Option<Instant>,
@@ -31,9 +48,16 @@ pub struct Reply {
 const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
 
-const INDEX: &str = "cwleak serve\n\n/metrics  Prometheus metrics (OpenMetrics text)\n/report   the last scan, as `cwleak scan --format json` prints it\n/healthz  200 while scans succeed, 503 otherwise\n";
+const INDEX: &str = "cwleak serve\n\n/metrics  Prometheus metrics (OpenMetrics when the Accept header asks for it, else the 0.0.4 text format)\n/report   the last scan, as `cwleak scan --format json` prints it\n/healthz  200 while scans succeed, 503 otherwise\n";
 
-pub fn route(method: &Method, path: &str, p: &Published, now: Instant) -> Reply {
+/// `accept`: the request's Accept header, which picks the metrics format.
+pub fn route(
+    method: &Method,
+    path: &str,
+    accept: Option<&str>,
+    p: &Published,
+    now: Instant,
+) -> Reply {
     let known = matches!(path, "/" | "/metrics" | "/report" | "/healthz");
     if !known {
         return text(404, "not found: try /metrics, /report or /healthz\n".into());
@@ -45,12 +69,18 @@ pub fn route(method: &Method, path: &str, p: &Published, now: Instant) -> Reply 
         };
     }
     match path {
-        "/metrics" => Reply {
-            status: 200,
-            content_type: METRICS,
-            body: p.metrics.clone(),
-            allow: None,
-        },
+        "/metrics" => {
+            let format = exposition::negotiate(accept);
+            Reply {
+                status: 200,
+                content_type: format.content_type(),
+                body: match format {
+                    Format::OpenMetrics => p.metrics.openmetrics.clone(),
+                    Format::Text => p.metrics.text.clone(),
+                },
+                allow: None,
+            }
+        }
         "/report" => match &p.report {
             Some(r) => Reply {
                 status: 200,
@@ -95,7 +125,10 @@ mod tests {
 
     fn published(t0: Instant) -> Published {
         Published {
-            metrics: Bytes::from_static(b"# EOF\n"),
+            metrics: Exposition {
+                text: Bytes::from_static(b""),
+                openmetrics: Bytes::from_static(b"# EOF\n"),
+            },
             report: None,
             last_ok: None,
             last_error: None,
@@ -116,27 +149,36 @@ mod tests {
     fn paths_methods_and_health() {
         let t0 = Instant::now();
         let p = published(t0);
-        let r = route(&Method::GET, "/metrics", &p, t0);
-        assert_eq!((r.status, r.content_type), (200, METRICS));
-        assert_eq!(route(&Method::HEAD, "/report", &p, t0).status, 200);
-        assert_eq!(route(&Method::GET, "/nope", &p, t0).status, 404);
+        let r = route(&Method::GET, "/metrics", None, &p, t0);
+        assert_eq!((r.status, r.content_type), (200, exposition::TEXT));
+        let om = Some("application/openmetrics-text; version=1.0.0");
+        let r = route(&Method::GET, "/metrics", om, &p, t0);
+        assert_eq!(
+            (r.content_type, &r.body[..]),
+            (exposition::OPENMETRICS, &b"# EOF\n"[..])
+        );
+        assert_eq!(route(&Method::HEAD, "/report", None, &p, t0).status, 200);
+        assert_eq!(route(&Method::GET, "/nope", None, &p, t0).status, 404);
         // An unknown path is 404 whatever the method.
-        assert_eq!(route(&Method::POST, "/nope", &p, t0).status, 404);
-        let r = route(&Method::POST, "/metrics", &p, t0);
+        assert_eq!(route(&Method::POST, "/nope", None, &p, t0).status, 404);
+        let r = route(&Method::POST, "/metrics", None, &p, t0);
         assert_eq!((r.status, r.allow), (405, Some("GET, HEAD")));
-        assert_eq!(route(&Method::GET, "/healthz", &p, t0).status, 200);
+        assert_eq!(route(&Method::GET, "/healthz", None, &p, t0).status, 200);
         let later = t0 + Duration::from_secs(61);
-        assert_eq!(route(&Method::GET, "/healthz", &p, later).status, 503);
+        assert_eq!(route(&Method::GET, "/healthz", None, &p, later).status, 503);
         let mut failed = p.clone();
         failed.last_error = Some("boom".into());
-        let r = route(&Method::GET, "/healthz", &failed, t0);
+        let r = route(&Method::GET, "/healthz", None, &failed, t0);
         assert_eq!(r.status, 503);
         assert!(r.body.starts_with(b"the last scan failed: boom"));
         let mut fresh = p.clone();
         fresh.last_ok = None;
         fresh.report = None;
-        assert_eq!(route(&Method::GET, "/healthz", &fresh, t0).status, 503);
-        assert_eq!(route(&Method::GET, "/report", &fresh, t0).status, 503);
-        assert_eq!(route(&Method::GET, "/", &p, t0).status, 200);
+        assert_eq!(
+            route(&Method::GET, "/healthz", None, &fresh, t0).status,
+            503
+        );
+        assert_eq!(route(&Method::GET, "/report", None, &fresh, t0).status, 503);
+        assert_eq!(route(&Method::GET, "/", None, &p, t0).status, 200);
     }
 }

@@ -64,7 +64,7 @@ fn publish(
     error: Option<String>,
 ) {
     let empty = StateCounts::new();
-    let text = metrics::render(&metrics::Input {
+    let exposition = super::routes::Exposition::of(&metrics::Input {
         report: last.map(|(r, _)| r),
         states: last.map_or(&empty, |(_, s)| s),
         counters,
@@ -80,7 +80,7 @@ fn publish(
     let mut p = shared
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    p.metrics = Bytes::from(text);
+    p.metrics = exposition;
     if json.is_some() {
         p.report = json;
     }

@@ -174,11 +174,16 @@ impl Incremental {
     }
 
     fn remember(&mut self, snap: &Snapshot, sizes: &HashMap<Pid, u64>, searched_all: bool) {
+        // A process whose files could not be read is walked again every
+        // look: reused, it would drop out of the look's warnings, and the
+        // exporter would stop saying the answer is incomplete.
+        let failed: HashSet<Pid> = snap.warnings.iter().filter_map(|w| w.pid).collect();
         self.cache = snap
             .processes
             .iter()
             // A table read through a thread (zombie leader) is walked every time.
             .filter(|p| p.fd_table_tid.is_none() && p.state != 'Z')
+            .filter(|p| !failed.contains(&p.pid))
             .filter_map(|p| {
                 let fd_size = *sizes.get(&p.pid)?;
                 Some((

@@ -721,6 +721,12 @@ pub fn process_stat(root: &ProcRoot, pid: Pid) -> Result<Option<ProcStat>, Sourc
 }
 
 /// Whether `root` is a mounted proc filesystem (a live system), not a recorded tree.
+/// cwleak runs with euid 0 (what a "permission denied" then means differs).
+pub fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
 pub fn is_live(root: &ProcRoot) -> bool {
     is_live_proc(root)
 }

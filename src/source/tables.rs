@@ -128,7 +128,10 @@ pub fn read_namespace_via<'a>(
         let mut w = Vec::new();
         let t = read_namespace(root, live, method, member, req, &mut w);
         let read = !w.iter().any(|w| w.kind == WarningKind::Incomplete);
-        let gone = member.file.is_none() && !root.join(member.pid.to_string()).exists();
+        // Gone, or dying: a zombie keeps its /proc directory but no tables.
+        let gone = member.file.is_none()
+            && (w.iter().any(|w| w.kind == WarningKind::Vanished)
+                || !root.join(member.pid.to_string()).exists());
         if read || i == last || !gone {
             warnings.extend(w);
             return Some((t, read, member));

@@ -66,6 +66,7 @@ impl StatesConfig {
                 color: use_color(a.color),
                 width: terminal_width(),
                 pretty: false,
+                ..RenderOptions::default()
             },
             watch: a.watch,
             count: a.count,

@@ -39,6 +39,7 @@ pub fn run(a: &SysctlArgs) -> Result<Exit> {
         color: use_color(a.color),
         width: terminal_width(),
         pretty: false,
+        ..RenderOptions::default()
     };
     crate::app::write_out(|out| match a.format {
         TextJsonArg::Json => render::json(&report, out),

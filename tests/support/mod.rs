@@ -300,12 +300,12 @@ pub fn run_within(mut cmd: Command, timeout: Duration) -> Run {
 pub const CWLEAK_RUN_TIMEOUT: Duration = CWLEAK_TIMEOUT;
 
 /// `cwleak scan --format FORMAT --settle 0 ARGS...` (no `--settle 0` when
-/// ARGS has its own `--settle`).
+/// ARGS has its own `--settle`, or reads a snapshot with `--from`).
 pub fn cwleak_scan(format: &str, args: &[String]) -> Run {
     let mut full: Vec<String> = vec!["scan".into(), "--format".into(), format.into()];
     if !args
         .iter()
-        .any(|a| a == "--settle" || a.starts_with("--settle="))
+        .any(|a| a == "--settle" || a.starts_with("--settle=") || a == "--from")
     {
         full.extend(["--settle".into(), "0".into()]);
     }
