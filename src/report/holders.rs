@@ -47,6 +47,17 @@ pub struct HolderRow {
 }
 
 impl HolderRow {
+    /// " in thread T's own fd table" when some of its fds are in threads'
+    /// own tables (unshare(CLONE_FILES)); empty otherwise.
+    pub fn threads_phrase(&self) -> String {
+        let tids: Vec<String> = self.threads.iter().map(|t| t.to_string()).collect();
+        match tids.as_slice() {
+            [] => String::new(),
+            [one] => format!(" in thread {one}'s own fd table"),
+            _ => format!(" in the own fd tables of threads {}", tids.join(", ")),
+        }
+    }
+
     /// "yes", "no", "mixed" or "not read" for its fds' O_CLOEXEC (read only
     /// where it explains a copy; unread flags do not make a mix).
     pub fn cloexec_label(&self) -> &'static str {

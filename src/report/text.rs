@@ -337,13 +337,7 @@ fn group_block(o: &mut Out, report: &Report, procs: &Processes, g: &Group) -> io
                 clean(&r.comm),
                 ranges::fds_label(&r.fds, 3)
             );
-            if !r.threads.is_empty() {
-                let tids: Vec<String> = r.threads.iter().map(|t| t.to_string()).collect();
-                s.push_str(&match tids.as_slice() {
-                    [one] => format!(" in thread {one}'s own fd table"),
-                    _ => format!(" in the own fd tables of threads {}", tids.join(", ")),
-                });
-            }
+            s.push_str(&r.threads_phrase());
             match (r.fds.len() > 1, r.blamed) {
                 (true, true) => s.push_str(&format!(" ({}, blamed)", r.fds.len())),
                 (true, false) => s.push_str(&format!(" ({})", r.fds.len())),
