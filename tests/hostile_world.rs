@@ -329,6 +329,14 @@ impl SharedBinary {
     }
 }
 
+/// A port no socket of the host leaks on: one this test listens on and
+/// nobody connects to (port 1, or any fixed port, may hold someone's leak).
+fn quiet_port() -> (std::net::TcpListener, String) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port().to_string();
+    (l, port)
+}
+
 /// Run `program args` as nobody; with `hidepid`, in a private mount
 /// namespace whose /proc is mounted `hidepid=2`.
 fn as_nobody(program: &Path, argv: &[String], hidepid: bool) -> support::Run {
@@ -461,9 +469,10 @@ fn hidepid_is_never_a_false_all_clear() {
         .any(|u| u["kind"] == "incomplete"));
 
     // Nothing found in a scope it could not fully see: no all-clear.
+    let (_quiet, quiet) = quiet_port();
     let run = as_nobody(
         &bin.path,
-        &args(["scan", "--settle", "0", "--port", "1"]),
+        &args(["scan", "--settle", "0", "--port", &quiet]),
         true,
     );
     assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
@@ -475,7 +484,7 @@ fn hidepid_is_never_a_false_all_clear() {
     );
     let run = as_nobody(
         &bin.path,
-        &args(["check", "--no-config", "--settle", "0", "--port", "1"]),
+        &args(["check", "--no-config", "--settle", "0", "--port", &quiet]),
         true,
     );
     assert_eq!(run.code, 2, "{}", run.stderr);
@@ -538,9 +547,10 @@ fn an_unprivileged_user_checks_their_own_process_but_not_the_host() {
                 .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) != NOBODY)
         })
         .count();
+    let (_quiet, quiet) = quiet_port();
     let run = as_nobody(
         &bin.path,
-        &args(["scan", "--settle", "0", "--port", "1"]),
+        &args(["scan", "--settle", "0", "--port", &quiet]),
         false,
     );
     if theirs * 2 > total + 2 {

@@ -104,8 +104,24 @@ fn helper_inherits_blames_the_helper() {
     assert_eq!(cause(f), "inherited-no-cloexec", "finding: {f:#}");
     assert_eq!(f["holders"][0]["comm"], "sleep", "finding: {f:#}");
     assert_eq!(f["holders"][0]["cloexec"], false, "finding: {f:#}");
+    // The server closed its copy: no owner is said to hold one.
+    assert!(
+        !evidence_of(f)
+            .iter()
+            .any(|e| e.contains("still holds its copy")),
+        "finding: {f:#}"
+    );
     assert_summary(&r, 1, "inherited-no-cloexec");
     assert_eq!(code, 1);
+}
+
+fn evidence_of(f: &Value) -> Vec<String> {
+    f["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .filter_map(|e| e.as_str().map(str::to_string))
+        .collect()
 }
 
 #[test]
@@ -127,6 +143,13 @@ fn helper_inherits_kept_blames_the_helper_first() {
     assert_socket(f, sock);
     assert_eq!(blamed(f).first(), Some(&(helper, fd)), "finding: {f:#}");
     assert_eq!(cause(f), "inherited-no-cloexec", "finding: {f:#}");
+    // The server kept its copy too, and the evidence says so.
+    assert!(
+        evidence_of(f).iter().any(|e| e.starts_with("the owner ")
+            && e.contains(&format!("pid {server} "))
+            && e.contains("still holds its copy too")),
+        "finding: {f:#}"
+    );
     assert_eq!(code, 1);
 }
 
@@ -214,6 +237,23 @@ fn scm_rights_blames_the_receiver() {
     assert!(!pids(&holders(f)).contains(&server), "finding: {f:#}");
     assert_eq!(blamed(f), vec![(receiver, fd)], "finding: {f:#}");
     assert_eq!(cause(f), "passed-fd-kept", "finding: {f:#}");
+    // The receiver is a sibling running the same program: the evidence is
+    // its place in the tree, not an exec it never made.
+    let ev: Vec<&str> = f["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    assert!(
+        ev.iter().any(|e| e.starts_with(&format!("pid {receiver} "))
+            && e.contains("is neither an ancestor nor a descendant of")),
+        "{ev:#?}"
+    );
+    assert!(
+        !ev.iter().any(|e| e.contains("runs another program")),
+        "{ev:#?}"
+    );
     assert_eq!(code, 1);
 }
 
@@ -551,10 +591,16 @@ fn settle_drops_a_socket_closed_within_the_window() {
 fn settle_keeps_a_persistent_leak() {
     let s = Scenario::start("never-closed");
     let mut a = s.scope();
-    a.extend(args(["--settle", "300ms"]));
+    a.extend(args(["--settle", "1500ms"]));
     let (code, r) = cwleak_json(&a);
     assert_exactly_scenario_sockets(&r, &s);
     assert_eq!(r["summary"]["transient"], 0, "summary: {:#}", r["summary"]);
+    // The sockets were in CLOSE_WAIT before the first look, and the ages
+    // are those of the second look, a whole window later.
+    for f in findings(&r) {
+        let age = f["socket"]["close_wait_ms"].as_u64();
+        assert!(age >= Some(1500), "age from the first look: {f:#}");
+    }
     assert_eq!(code, 1);
 }
 

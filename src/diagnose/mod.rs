@@ -37,8 +37,6 @@ pub fn diagnose_traced(
     scope: &Scope,
     trace: Option<&crate::trace::Facts>,
 ) -> Report {
-    // Phase times for bench/run.sh (CWLEAK_TIMINGS), like the source's.
-    let mut tt = std::time::Instant::now();
     let inodes = interesting_inodes(&snap.sockets);
     let ctx = Ctx {
         snap,
@@ -47,7 +45,6 @@ pub fn diagnose_traced(
     };
     // Big hosts: what is no longer needed goes before the findings are made.
     drop(inodes);
-    crate::source::phase_done("diagnose: graph", &mut tt);
     let resolved = scope::Resolved::new(scope, snap, &ctx.graph);
     let transient: rustc_hash::FxHashSet<SocketKey> = snap
         .settle
@@ -82,29 +79,14 @@ pub fn diagnose_traced(
         }
         todo.push(s);
     }
-    crate::source::phase_done("diagnose: sockets in scope", &mut tt);
-    // What the look freed (fd tables, dump buffers) may sit in an arena the
-    // judging threads do not draw from: give it back before they allocate.
-    crate::memory::give_back_freed();
     let mut findings = judge_all(&ctx, &todo);
     drop(todo);
-    // The judging threads' scratch memory goes back, and again after the
-    // shared evidence, before the groups are made on one thread: the end of
-    // the diagnosis is a big scan's peak. At 200k sockets, 1 of 50 looks
-    // peaked above 39 MiB with both trims (39.6); with only one of them, 9
-    // of 72 (up to 40.1). Why the second still helps is not understood.
-    crate::memory::give_back_freed();
-    crate::source::phase_done("diagnose: judge", &mut tt);
     if let Some(facts) = trace {
         origin::apply(&mut findings, facts);
     }
     add_shared_evidence(&ctx, &mut findings);
-    crate::memory::give_back_freed();
-    crate::source::phase_done("diagnose: per-process evidence", &mut tt);
     let groups = group::groups(&ctx, &mut findings);
-    crate::source::phase_done("diagnose: groups", &mut tt);
     let processes = group::processes(&ctx, &findings);
-    crate::source::phase_done("diagnose: processes", &mut tt);
     Report {
         schema_version: SCHEMA_VERSION,
         tool: Tool::this(),

@@ -182,16 +182,17 @@ async fn connection(stream: TcpStream, shared: Shared, requested: Arc<AtomicBool
         .map(std::net::TcpStream::from);
     let service = service_fn(move |req: Request<Incoming>| {
         requested.store(true, Ordering::SeqCst);
-        let reply = {
-            let p = shared
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let accept = req
-                .headers()
-                .get(hyper::header::ACCEPT)
-                .and_then(|v| v.to_str().ok());
-            routes::route(req.method(), req.uri().path(), accept, &p, Instant::now())
-        };
+        // A copy (counted references): a report rendered at this request
+        // must not hold the scanner's publish waiting.
+        let p = shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let accept = req
+            .headers()
+            .get(hyper::header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        let reply = routes::route(req.method(), req.uri().path(), accept, &p, Instant::now());
         async move { Ok::<_, Infallible>(response(reply)) }
     });
     let mut builder = http1::Builder::new();

@@ -10,6 +10,7 @@
 pub mod config;
 pub mod exposition;
 mod http;
+mod last_report;
 pub mod metrics;
 pub mod routes;
 mod scanner;

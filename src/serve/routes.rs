@@ -2,9 +2,11 @@
 //! scanner last published. Pure: the HTTP plumbing is in `http`.
 
 use super::exposition::{self, Format};
+use super::last_report::LastReport;
 use super::metrics;
 use hyper::body::Bytes;
 use hyper::Method;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The metrics of one scan in both formats, rendered once per scan.
@@ -28,8 +30,9 @@ impl Exposition {
 #[derive(Debug, Clone)]
 pub struct Published {
     pub metrics: Exposition,
-    /// The last successful scan's JSON report (`scan --format json`).
-    pub report: Option<Bytes>,
+    /// The last successful scan's report, served as `scan --format json`
+    /// prints it (rendered at the first request for it).
+    pub report: Option<Arc<LastReport>>,
     pub last_ok: Option<Instant>,
     pub last_error: Option<String>,
     /// /healthz fails when the last successful scan is older than this.
@@ -81,13 +84,14 @@ pub fn route(
                 allow: None,
             }
         }
-        "/report" => match &p.report {
-            Some(r) => Reply {
+        "/report" => match p.report.as_deref().map(LastReport::json) {
+            Some(Ok(body)) => Reply {
                 status: 200,
                 content_type: JSON,
-                body: r.clone(),
+                body,
                 allow: None,
             },
+            Some(Err(e)) => text(500, format!("{e}\n")),
             None => text(503, "no scan has finished yet\n".into()),
         },
         "/healthz" => health(p, now),
@@ -140,7 +144,10 @@ mod tests {
     impl Published {
         fn with_ok(mut self, t: Instant) -> Self {
             self.last_ok = Some(t);
-            self.report = Some(Bytes::from_static(b"{}"));
+            self.report = Some(Arc::new(LastReport::new(crate::diagnose::diagnose(
+                &crate::model::Snapshot::default(),
+                &crate::diagnose::Scope::everything(),
+            ))));
             self
         }
     }

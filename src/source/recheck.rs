@@ -309,9 +309,25 @@ mod tests {
         }
     }
 
-    /// Rewrites the state column of `inode`'s row in `pid`'s net/tcp.
-    fn set_state(root: &Path, pid: Pid, inode: Inode, hex: &str) {
-        let path = root.join(pid.to_string()).join("net/tcp");
+    /// The tree's one recorded IPv4 table (fork-alive has one namespace)
+    /// and the pid it was recorded through.
+    fn table(root: &Path) -> (Pid, PathBuf) {
+        let mut found: Vec<(Pid, PathBuf)> = std::fs::read_dir(root)
+            .expect("tree")
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let pid: Pid = e.file_name().to_str()?.parse().ok()?;
+                let t = e.path().join("net/tcp");
+                t.is_file().then_some((pid, t))
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        found.remove(0)
+    }
+
+    /// Rewrites the state column of `inode`'s row in the tree's net/tcp.
+    fn set_state(root: &Path, inode: Inode, hex: &str) {
+        let path = table(root).1;
         let text = std::fs::read_to_string(&path).expect("net/tcp");
         let needle = format!(" {inode} ");
         let mut hit = false;
@@ -350,19 +366,58 @@ mod tests {
             .key()
     }
 
-    // fork-alive: the server 775 holds 1517327/1517331/1517332 at fds 4/5/6,
-    // and each child 776/777/778 holds one of them at the same fd.
-    const S4: Inode = 1_517_327;
-    const S5: Inode = 1_517_331;
-    const S6: Inode = 1_517_332;
+    fn facts(name: &str) -> serde_json::Value {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(name)
+            .join("facts.json");
+        serde_json::from_str(&std::fs::read_to_string(path).expect("facts.json")).expect("facts")
+    }
+
+    /// fork-alive as its facts recorded it: the server holds every socket,
+    /// and each child one of them, at the same fd.
+    struct ForkAlive {
+        server: Pid,
+        /// (child pid, fd, inode), in the facts' order.
+        children: Vec<(Pid, i32, Inode)>,
+    }
+
+    fn fork_alive() -> ForkAlive {
+        let f = facts("fork-alive");
+        let pid = |v: &serde_json::Value| v.as_i64().expect("pid") as Pid;
+        let server = pid(&f["server"]["pid"]);
+        let children = f["sockets"]
+            .as_array()
+            .expect("sockets")
+            .iter()
+            .map(|s| {
+                let child = s["holders"]
+                    .as_array()
+                    .expect("holders")
+                    .iter()
+                    .find(|h| pid(&h["pid"]) != server)
+                    .expect("a child holder");
+                (
+                    pid(&child["pid"]),
+                    child["fd"].as_i64().expect("fd") as i32,
+                    s["inode"].as_u64().expect("inode"),
+                )
+            })
+            .collect();
+        ForkAlive { server, children }
+    }
 
     #[test]
     fn nothing_changed_means_nothing_dropped() {
+        let fa = fork_alive();
         let dir = tree("fork-alive");
         let mut snap = look(dir.path());
-        let before: Vec<_> = (775..=778).map(|p| socket_fds(&snap, p)).collect();
+        let pids: Vec<Pid> = std::iter::once(fa.server)
+            .chain(fa.children.iter().map(|c| c.0))
+            .collect();
+        let before: Vec<_> = pids.iter().map(|&p| socket_fds(&snap, p)).collect();
         settle(&mut snap, TableMethod::Proc, 250);
-        let after: Vec<_> = (775..=778).map(|p| socket_fds(&snap, p)).collect();
+        let after: Vec<_> = pids.iter().map(|&p| socket_fds(&snap, p)).collect();
         assert_eq!(before, after);
         let settle = snap.settle.expect("a settle record");
         assert_eq!(settle.window_ms, 250);
@@ -372,48 +427,56 @@ mod tests {
 
     #[test]
     fn holders_that_closed_or_exited_are_dropped() {
+        let fa = fork_alive();
+        let [a, b, c] = [fa.children[0], fa.children[1], fa.children[2]];
         let dir = tree("fork-alive");
         let root = dir.path();
         let mut snap = look(root);
-        assert!(socket_fds(&snap, 777).contains(&(5, S5)));
-        // 777 closed fd 5; 776 reused fd 4 for another socket; 778 exited.
-        relink(root, "777/fd", 5, None);
-        relink(root, "776/fd", 4, Some("socket:[999]"));
-        std::fs::remove_dir_all(root.join("778")).expect("rm 778");
+        assert!(socket_fds(&snap, b.0).contains(&(b.1, b.2)));
+        // b closed its copy; a reused its fd for another socket; c exited.
+        relink(root, &format!("{}/fd", b.0), b.1, None);
+        relink(root, &format!("{}/fd", a.0), a.1, Some("socket:[999]"));
+        std::fs::remove_dir_all(root.join(c.0.to_string())).expect("rm c");
         settle(&mut snap, TableMethod::Proc, 100);
-        assert!(!socket_fds(&snap, 777).iter().any(|&(fd, _)| fd == 5));
-        assert!(!socket_fds(&snap, 776).iter().any(|&(fd, _)| fd == 4));
-        assert!(!socket_fds(&snap, 778).iter().any(|&(fd, _)| fd == 6));
+        for (pid, fd, _) in [a, b, c] {
+            assert!(
+                !socket_fds(&snap, pid).iter().any(|&(f, _)| f == fd),
+                "pid {pid} fd {fd} kept"
+            );
+        }
         // The server's copies are untouched, and no socket left CLOSE_WAIT.
-        let server = socket_fds(&snap, 775);
-        for held in [(4, S4), (5, S5), (6, S6)] {
-            assert!(server.contains(&held), "{server:?}");
+        let server = socket_fds(&snap, fa.server);
+        for &(_, fd, inode) in &fa.children {
+            assert!(server.contains(&(fd, inode)), "{server:?}");
         }
         assert_eq!(snap.settle.expect("settle").transient, Vec::new());
     }
 
     #[test]
     fn a_socket_out_of_close_wait_is_transient() {
+        let fa = fork_alive();
         let dir = tree("fork-alive");
         let root = dir.path();
         let mut snap = look(root);
         // The server closed its copy and the child then its own: LAST_ACK.
-        set_state(root, 775, S4, "09");
+        let inode = fa.children[0].2;
+        set_state(root, inode, "09");
         settle(&mut snap, TableMethod::Proc, 100);
         let settle = snap.settle.clone().expect("settle");
-        assert_eq!(settle.transient, vec![key_of(&snap, S4)]);
+        assert_eq!(settle.transient, vec![key_of(&snap, inode)]);
     }
 
     #[test]
     fn every_socket_gone_is_transient_in_a_stable_order() {
+        let fa = fork_alive();
         let dir = tree("fork-alive");
         let root = dir.path();
         let mut snap = look(root);
-        for s in [S4, S5, S6] {
-            set_state(root, 775, s, "09");
+        for &(_, _, inode) in &fa.children {
+            set_state(root, inode, "09");
         }
         settle(&mut snap, TableMethod::Proc, 100);
-        let mut want: Vec<SocketKey> = [S4, S5, S6].map(|s| key_of(&snap, s)).to_vec();
+        let mut want: Vec<SocketKey> = fa.children.iter().map(|c| key_of(&snap, c.2)).collect();
         want.sort_by_key(|k| (k.netns, k.inode, k.local, k.remote));
         assert_eq!(snap.settle.expect("settle").transient, want);
     }
@@ -426,13 +489,7 @@ mod tests {
         // when the tree's link is gone.
         let dir = tree("never-closed");
         let root = dir.path();
-        let facts: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/never-closed/facts.json"),
-            )
-            .expect("facts"),
-        )
-        .expect("facts JSON");
+        let facts = facts("never-closed");
         let sock = &facts["sockets"][0];
         let pid = sock["holders"][0]["pid"].as_i64().expect("pid") as Pid;
         let fd = sock["holders"][0]["fd"].as_i64().expect("fd") as i32;
@@ -451,7 +508,8 @@ mod tests {
         let dir = tree("fork-alive");
         let root = dir.path();
         let mut snap = look(root);
-        std::fs::remove_file(root.join("775/net/tcp")).expect("rm net/tcp");
+        let (_, path) = table(root);
+        std::fs::remove_file(path).expect("rm net/tcp");
         settle(&mut snap, TableMethod::Proc, 100);
         assert!(
             snap.warnings.iter().any(|w| w.message.contains("net/tcp")),
@@ -539,6 +597,11 @@ mod tests {
         let now = socket_fds(&snap, pid);
         assert!(!now.contains(&(900, inode)), "{now:?}");
         assert!(now.contains(&(fd, inode)), "{now:?}");
+        // The namespace's table is read through the live thread too: the
+        // zombie leader has none, so reading it there would lose every
+        // socket (all transient) with a warning.
+        assert!(snap.warnings.is_empty(), "{:?}", snap.warnings);
+        assert_eq!(snap.settle.expect("settle").transient, Vec::new());
     }
 }
 

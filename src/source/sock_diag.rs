@@ -5,7 +5,7 @@
 //! attribute into its own `Vec` (one or more heap allocations per socket, 200k sockets
 //! on a busy host) and hands tcp_info back as raw bytes anyway. The format is four
 //! fixed C structs, so a borrowing parser over one reused receive buffer is both
-//! shorter and as fast as the C reference (/work/shared/perf/floor_nl.c).
+//! shorter and as fast as the benchmark's C floor (bench/floor/floor.c).
 
 mod wire;
 

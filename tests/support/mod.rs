@@ -365,9 +365,22 @@ pub fn finding(report: &Value, inode: u64) -> &Value {
     found[0]
 }
 
-/// `cwleak scan --format json --settle 0 --pid <driver>`.
+/// `cwleak scan --format json --settle 0 --pid <driver>`, with `--fds bpf`
+/// where the task_file iterator can run (root and the kernel's BTF): the
+/// iterator is then checked against the scenario's facts whatever this
+/// host's open-file count would have `auto` choose. `tests/fd_tables.rs`
+/// checks both readers against the facts of every scenario.
 pub fn scan(s: &Scenario) -> (i32, Value) {
-    cwleak_json(&s.scope())
+    let mut a = s.scope();
+    if iterator_can_run() {
+        a.extend(["--fds".into(), "bpf".into()]);
+    }
+    cwleak_json(&a)
+}
+
+/// Whether `--fds bpf` can run here: root, and the kernel's BTF.
+pub fn iterator_can_run() -> bool {
+    skip::is_root() && std::path::Path::new("/sys/kernel/btf/vmlinux").is_file()
 }
 
 pub fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {

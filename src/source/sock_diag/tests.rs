@@ -523,7 +523,7 @@ fn malformed_netlink_length_is_an_error() {
 }
 
 /// Opens `pairs` loopback connections (one in five with its client shut down, so
-/// the server side sits in CLOSE_WAIT), like the load of /work/shared/perf.
+/// the server side sits in CLOSE_WAIT), like the benchmark's load (examples/loadgen.rs).
 fn make_load(pairs: usize) -> Vec<TcpStream> {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();

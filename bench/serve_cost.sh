@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# What an always-on cwleak costs: bench/serve_cost.sh [S] [P] [INTERVAL] [DURATION]
+#   Builds the load of bench/run.sh (S sockets, 20% in CLOSE_WAIT, across P
+#   processes, in a network and pid namespace of its own; needs root), then
+#   runs, one after the other on that one load, `cwleak serve --interval
+#   INTERVAL` and `cwleak watch --interval INTERVAL`, each for DURATION
+#   seconds (default 15s and 75). It samples each process's CPU time
+#   (utime+stime of all its threads, /proc/PID/stat) once a second and
+#   reports:
+#     first     CPU seconds of the first interval (start-up and the first, full look)
+#     per-look  median CPU seconds of the later intervals (one look each)
+#     core%     all CPU seconds / wall seconds, the whole run, start-up included
+#     HWM MiB   peak RSS (VmHWM), RSS MiB: RSS at the end
+#   For serve it also scrapes /metrics after every look and checks that the
+#   answer comes from the last scan: cwleak_scans_total counts the looks so
+#   far, and the CLOSE_WAIT count of the load's namespace is the load's own.
+#   CPU time, not wall time: it is what a fleet pays, and it stays meaningful
+#   on a machine busy with other work.
+# Environment: MODES="serve watch"  CW (cwleak binary; default: built here)
+#   CW_BASE (a second binary, measured the same way right after, as base_*)
+#   CW_ARGS (extra args for both)  CARGO_TARGET_DIR (default target/).
+set -euo pipefail
+S=${1:-50000}
+P=${2:-200}
+INTERVAL=${3:-15s}
+DURATION=${4:-75}
+MODES=${MODES:-serve watch}
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+[ "$(id -u)" = 0 ] || { echo "bench/serve_cost.sh: needs root (namespaces)" >&2; exit 2; }
+command -v curl >/dev/null || { apt-get install -y -qq curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }; }
+
+target=${CARGO_TARGET_DIR:-$here/target}
+if [ -z "${CW:-}" ]; then
+  cargo build --release --quiet --bin cwleak
+  CW=$target/release/cwleak
+fi
+cargo build --release --quiet --example loadgen
+LOADGEN=$target/release/examples/loadgen
+case $INTERVAL in
+  *ms) ivl_ms=${INTERVAL%ms} ;;
+  *s) ivl_ms=$((${INTERVAL%s} * 1000)) ;;
+  *) ivl_ms=$((INTERVAL * 1000)); INTERVAL=${INTERVAL}s ;;
+esac
+work=$(mktemp -d /tmp/cwleak-serve-cost.XXXXXX)
+
+mkfifo "$work/in"
+"$LOADGEN" --sockets "$S" --procs "$P" <"$work/in" >"$work/ready" 2>"$work/loadgen.err" &
+lg=$!
+exec 9>"$work/in"
+child=
+cleanup() {
+  [ -n "$child" ] && kill "$child" 2>/dev/null && wait "$child" 2>/dev/null
+  exec 9>&- || true
+  wait "$lg" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+for _ in $(seq 600); do
+  [ -s "$work/ready" ] && break
+  kill -0 "$lg" 2>/dev/null || { cat "$work/loadgen.err" >&2; exit 2; }
+  sleep 0.2
+done
+echo "load: $(cat "$work/ready")"
+netns=$(readlink "/proc/$lg/ns/net" | tr -dc 0-9)
+close_wait=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["close_wait"])' "$work/ready")
+
+port=$((20000 + RANDOM % 20000))
+# One run: start MODE with BIN, sample once a second for DURATION s, stop it.
+# Samples: "t_s ticks hwm_kib rss_kib"; scrapes: "look scans cw_in_load ts".
+run_one() { # name mode bin
+  local name=$1 mode=$2 bin=$3
+  case $mode in
+    serve) "$bin" serve --interval "$INTERVAL" --listen "127.0.0.1:$port" ${CW_ARGS:-} \
+             >/dev/null 2>"$work/$name.err" & ;;
+    watch) "$bin" watch --interval "$INTERVAL" ${CW_ARGS:-} >/dev/null 2>"$work/$name.err" & ;;
+  esac
+  child=$!
+  local t0 now el look=0
+  t0=$(date +%s%N)
+  : >"$work/$name.samples"; : >"$work/$name.scrapes"
+  while :; do
+    now=$(date +%s%N)
+    el=$(((now - t0) / 1000000))
+    [ "$el" -ge $((DURATION * 1000)) ] && break
+    kill -0 "$child" 2>/dev/null || { cat "$work/$name.err" >&2; echo "$name exited early" >&2; exit 2; }
+    # utime+stime (fields 14 and 15, counted after the ")" that ends comm).
+    read -r ticks < <(sed 's/.*) //' "/proc/$child/stat" | awk '{print $12 + $13}')
+    hwm=$(awk '/^VmHWM/{print $2}' "/proc/$child/status")
+    rss=$(awk '/^VmRSS/{print $2}' "/proc/$child/status")
+    echo "$el $ticks $hwm $rss" >>"$work/$name.samples"
+    # Half an interval after each look starts, the look is done: scrape.
+    if [ "$mode" = serve ] && [ $((2 * el)) -ge $(((2 * look + 1) * ivl_ms)) ]; then
+      look=$((look + 1))
+      curl -sf "http://127.0.0.1:$port/metrics" >"$work/m" || : >"$work/m"
+      scans=$(awk '/^cwleak_scans_total /{print $2}' "$work/m")
+      cw=$(awk -v ns="$netns" '/^cwleak_tcp_sockets\{/ && index($0, "netns=\"" ns "\"") && index($0, "state=\"CLOSE_WAIT\"") {print $2}' "$work/m")
+      echo "$look ${scans:-none} ${cw:-none}" >>"$work/$name.scrapes"
+    fi
+    sleep 1
+  done
+  kill "$child" 2>/dev/null || true
+  wait "$child" 2>/dev/null || true
+  child=
+  echo "$name: $(wc -l <"$work/$name.samples") samples"
+}
+
+runs=()
+for m in $MODES; do
+  run_one "$m" "$m" "$CW"; runs+=("$m")
+  if [ -n "${CW_BASE:-}" ]; then run_one "base_$m" "$m" "$CW_BASE"; runs+=("base_$m"); fi
+done
+
+python3 - "$work" "$ivl_ms" "$S" "$P" "$INTERVAL" "$DURATION" "$close_wait" "$(getconf CLK_TCK)" "${runs[@]}" <<'PY'
+import sys, os, statistics as st
+work, ivl, S, P, INTERVAL, DUR, close_wait, hz = sys.argv[1:9]
+ivl = float(ivl) / 1000; hz = float(hz)
+print(f"\n{S} sockets / {P} processes, --interval {INTERVAL}, {DUR} s per run, "
+      f"{os.cpu_count()} cores (CPU seconds: utime+stime, all threads)")
+print(f"{'run':12} {'first s':>8} {'per-look s':>10} {'core%':>7} {'HWM MiB':>8} {'RSS MiB':>8}")
+bad = False
+for name in sys.argv[9:]:
+    rows = [tuple(map(float, l.split())) for l in open(f"{work}/{name}.samples")]
+    # Interval k (k >= 1) ends half an interval after look k starts.
+    ends = []
+    k = 0
+    for t, ticks, _, _ in rows:
+        if t / 1000 >= (k + 0.5) * ivl:
+            ends.append(ticks)
+            k += 1
+    deltas = [(b - a) / hz for a, b in zip(ends, ends[1:])]
+    first = ends[0] / hz if ends else float("nan")
+    per = st.median(deltas) if deltas else float("nan")
+    wall = rows[-1][0] / 1000
+    core = 100 * rows[-1][1] / hz / wall
+    print(f"{name:12} {first:8.3f} {per:10.3f} {core:7.2f} {rows[-1][2]/1024:8.1f} {rows[-1][3]/1024:8.1f}")
+    path = f"{work}/{name}.scrapes"
+    if os.path.getsize(path) if os.path.exists(path) else 0:
+        for l in open(path):
+            look, scans, cw = l.split()
+            ok = scans != "none" and int(float(scans)) == int(look) and cw == close_wait
+            bad |= not ok
+            if not ok:
+                print(f"  /metrics after look {look}: cwleak_scans_total {scans}, CLOSE_WAIT in the load's namespace {cw} (load: {close_wait}): NOT from the last scan")
+        print(f"  /metrics checked after each of {sum(1 for _ in open(path))} looks" + ("" if bad else ": every answer from the last scan"))
+sys.exit(1 if bad else 0)
+PY
