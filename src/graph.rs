@@ -18,7 +18,12 @@ pub enum Node {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Edge {
     Parent,
-    Holds { fd: i32, cloexec: Option<bool> },
+    /// `tid`: the thread whose own fd table holds it (None: the process's).
+    Holds {
+        fd: i32,
+        cloexec: Option<bool>,
+        tid: Option<Pid>,
+    },
 }
 
 /// One (process, fd) holding a socket.
@@ -27,6 +32,8 @@ pub struct HeldBy {
     pub pid: Pid,
     pub fd: i32,
     pub cloexec: Option<bool>,
+    /// The thread whose own fd table holds it (unshare(CLONE_FILES)).
+    pub tid: Option<Pid>,
 }
 
 pub struct HoldGraph<'a> {
@@ -79,6 +86,7 @@ impl<'a> HoldGraph<'a> {
                     Edge::Holds {
                         fd: s.fd,
                         cloexec: s.cloexec,
+                        tid: s.tid,
                     },
                 );
             }
@@ -116,15 +124,16 @@ impl<'a> HoldGraph<'a> {
             .graph
             .edges_directed(sn, Direction::Incoming)
             .filter_map(|e| match (e.weight(), self.graph.node_weight(e.source())) {
-                (Edge::Holds { fd, cloexec }, Some(Node::Process(i))) => Some(HeldBy {
+                (Edge::Holds { fd, cloexec, tid }, Some(Node::Process(i))) => Some(HeldBy {
                     pid: self.snap.processes.get(*i)?.pid,
                     fd: *fd,
                     cloexec: *cloexec,
+                    tid: *tid,
                 }),
                 _ => None,
             })
             .collect();
-        out.sort_by_key(|h| (h.pid, h.fd));
+        out.sort_by_key(|h| (h.pid, h.tid, h.fd));
         out
     }
 

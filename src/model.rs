@@ -142,6 +142,10 @@ pub struct SocketFd {
     pub inode: Inode,
     /// O_CLOEXEC from fdinfo; read only for sockets that matter.
     pub cloexec: Option<bool>,
+    /// The thread whose own fd table (unshare(CLONE_FILES)) holds this fd;
+    /// None for the process's table, the one /proc/PID/fd shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tid: Option<Pid>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -108,6 +108,16 @@ fn matches_the_facts(s: &Scenario, fds: &str, code: i32, r: &Value) {
             expected_holders(s, sock),
             "--fds {fds}, scenario {name}: holders (pid, fd) vs the facts; finding: {f:#}"
         );
+        // A holder in a thread's own fd table names the thread; any other
+        // names none.
+        let tid = if s.facts["server"]["private_table"] == true {
+            s.facts["server"]["acceptor_tid"].clone()
+        } else {
+            Value::Null
+        };
+        for h in f["holders"].as_array().unwrap() {
+            assert_eq!(h["tid"], tid, "--fds {fds}, scenario {name}: {f:#}");
+        }
         // Every holder is listed among the processes.
         for (pid, _) in holders(f) {
             assert!(
@@ -151,6 +161,7 @@ both_ways! {
     scm_rights_in_flight => "scm-rights-in-flight",
     threaded => "threaded",
     threaded_leader_exit => "threaded-leader-exit",
+    thread_table => "thread-table",
     netns => "netns",
     ipv6 => "ipv6",
     mapped => "mapped",

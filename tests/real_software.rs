@@ -941,7 +941,6 @@ fn scm_rights_worker_keeps_received_connection() {
 /// thread's `tid`, blamed: the process, `never-closed`; not
 /// `no-visible-holder`.
 #[test]
-#[ignore = "rule pending (causes branch): a thread-private fd table (unshare(CLONE_FILES)) is not read: no holder, no-visible-holder"]
 fn thread_private_fd_table_holder_found_with_its_tid() {
     const T: &str = "thread_private_fd_table_holder_found_with_its_tid";
     let Some(py) = need_python(T, &["ctypes"]) else {

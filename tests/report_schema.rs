@@ -35,6 +35,7 @@ fn holder(pid: Pid, ppid: Pid, comm: &str, fd: i32, cloexec: Option<bool>) -> Ho
         comm: comm.into(),
         fd,
         cloexec,
+        tid: None,
         origin: None,
     }
 }
@@ -67,7 +68,10 @@ fn finding(
     Finding {
         socket,
         holders,
-        blamed: blamed.iter().map(|&(pid, fd)| Blame { pid, fd }).collect(),
+        blamed: blamed
+            .iter()
+            .map(|&(pid, fd)| Blame { pid, fd, tid: None })
+            .collect(),
         cause,
         // One finding with an alternative, so the schema checks its shape.
         alternatives: if cause == Cause::ForkParentKept {
@@ -109,7 +113,7 @@ fn process(pid: Pid, ppid: Pid, comm: &str, known: bool) -> ProcessInfo {
 /// Every cause, every nullable field both null and set (but Host's: see
 /// `sparse`), IPv4 and IPv6 addresses.
 fn full() -> Report {
-    let findings = vec![
+    let mut findings = vec![
         finding(
             socket(1001, "10.0.0.2:8080", "10.0.1.9:40000", Some(750_000)),
             vec![
@@ -156,6 +160,9 @@ fn full() -> Report {
             Cause::NoVisibleHolder,
         ),
     ];
+    // The java socket is held in a thread's own fd table (unshare(CLONE_FILES)).
+    findings[2].holders[0].tid = Some(3107);
+    findings[2].blamed[0].tid = Some(3107);
     let groups = findings
         .iter()
         .enumerate()

@@ -36,6 +36,7 @@ pub const SCENARIOS: &[(&str, Build, &str)] = &[
     ("scm-rights-in-flight", scm_rights_in_flight, "server sent the fd over SCM_RIGHTS and closed it; the sibling never receives: only the message holds it"),
     ("threaded", threaded, "4-thread process; a non-main thread accepted and kept 2 connections"),
     ("threaded-leader-exit", threaded_leader_exit, "as threaded, but the main thread exited: the leader is a zombie"),
+    ("thread-table", thread_table, "as threaded, but the accepting thread called unshare(CLONE_FILES): the connections are only in its own fd table"),
     ("netns", netns, "never-closing server and its client, siblings inside a new network namespace"),
     ("ipv6", ipv6, "never-closing server on [::1]"),
     ("mapped", mapped, "never-closing dual-stack server on [::], client on 127.0.0.1 (::ffff:127.0.0.1)"),
@@ -534,7 +535,7 @@ fn scm_passed(d: &mut Driver, pass: Pass) -> Result<Value> {
 
 // ------------------------------------------------------------ threads
 
-fn threaded_server(d: &mut Driver, leader_exit: bool) -> Result<Value> {
+fn threaded_server(d: &mut Driver, leader_exit: bool, private_table: bool) -> Result<Value> {
     let dl = deadline();
     let s = d.spawn("server", &[], move |ctx| {
         let l = sys::tcp_listen(LO4, true, None)?;
@@ -548,7 +549,11 @@ fn threaded_server(d: &mut Driver, leader_exit: bool) -> Result<Value> {
                     let _ = tx.send(sys::gettid());
                     drop(tx);
                     if i == 0 {
-                        let res = accept_and_keep(ctx, l);
+                        let res = if private_table {
+                            sys::unshare_files().and_then(|()| accept_and_keep(ctx, l))
+                        } else {
+                            accept_and_keep(ctx, l)
+                        };
                         if res.is_err() {
                             ctx.finish("acceptor thread", res);
                         }
@@ -596,6 +601,8 @@ fn threaded_server(d: &mut Driver, leader_exit: bool) -> Result<Value> {
             "tids": threads["tids"],
             "acceptor_tid": acc["tid"],
             "leader_exited": leader_exit,
+            // The accepted fds are in acceptor_tid's own table only.
+            "private_table": private_table,
         }),
     );
     let sockets = conns
@@ -621,11 +628,15 @@ fn accept_and_keep(ctx: Ctx, l: i32) -> Result<()> {
 }
 
 fn threaded(d: &mut Driver, _: &Opts) -> Result<Value> {
-    threaded_server(d, false)
+    threaded_server(d, false, false)
 }
 
 fn threaded_leader_exit(d: &mut Driver, _: &Opts) -> Result<Value> {
-    threaded_server(d, true)
+    threaded_server(d, true, false)
+}
+
+fn thread_table(d: &mut Driver, _: &Opts) -> Result<Value> {
+    threaded_server(d, false, true)
 }
 
 // ------------------------------------------------------------ namespaces

@@ -347,7 +347,11 @@ fn socket_line(f: &Finding) -> String {
                 Some(false) => " (no cloexec)",
                 None => "",
             };
-            format!("pid {} {} fd {}{cloexec}", h.pid, h.comm, h.fd)
+            let table = h
+                .tid
+                .map(|t| format!(" in thread {t}'s own fd table"))
+                .unwrap_or_default();
+            format!("pid {} {} fd {}{table}{cloexec}", h.pid, h.comm, h.fd)
         })
         .collect();
     let mut line = format!(

@@ -340,8 +340,12 @@ fn precedence(c: Cause) -> u8 {
 fn verdict(cause: Cause, holders: &[HeldBy], tiers: &[&[Pid]], evidence: Vec<Line>) -> Verdict {
     let mut blamed = Vec::new();
     for pid in tiers.iter().flat_map(|t| t.iter()) {
-        for fd in fds_of(holders, *pid) {
-            let b = Blame { pid: *pid, fd };
+        for h in holders.iter().filter(|h| h.pid == *pid) {
+            let b = Blame {
+                pid: *pid,
+                fd: h.fd,
+                tid: h.tid,
+            };
             if !blamed.contains(&b) {
                 blamed.push(b);
             }

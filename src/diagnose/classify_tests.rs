@@ -94,7 +94,12 @@ impl B {
     }
 
     fn hold(&mut self, pid: Pid, fd: i32, inode: Inode, cloexec: Option<bool>) -> &mut Self {
-        self.get(pid).sockets.push(SocketFd { fd, inode, cloexec });
+        self.get(pid).sockets.push(SocketFd {
+            fd,
+            inode,
+            cloexec,
+            tid: None,
+        });
         self
     }
 
@@ -589,4 +594,72 @@ fn unrelated_roots_take_the_cause_first_in_precedence() {
     assert!(f.blamed.iter().any(|b| b.pid == 30), "every root blamed");
     let f = build(&[30]);
     assert_eq!(f.cause, Cause::NeverClosed);
+}
+
+// ------------------------------------------------------------ thread-private fd tables
+
+/// A server whose accepting thread (tid 21) has its own fd table: the
+/// connections are only there. Returns (b, conn, conn).
+fn thread_table_server() -> (B, Inode, Inode) {
+    let mut b = B::new();
+    b.proc(20, 1, "python3", "/usr/bin/python3", 20).threads = 2;
+    let l = b.listener();
+    let c = b.conn();
+    let d = b.conn();
+    b.hold(20, 3, l, None);
+    for (fd, inode) in [(4, c), (5, d)] {
+        b.get(20).sockets.push(SocketFd {
+            fd,
+            inode,
+            cloexec: None,
+            tid: Some(21),
+        });
+    }
+    (b, c, d)
+}
+
+#[test]
+fn a_thread_s_own_table_is_blamed_with_its_tid() {
+    let (b, c, _) = thread_table_server();
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
+    assert_eq!(f.holders.len(), 1);
+    assert_eq!((f.holders[0].pid, f.holders[0].tid), (20, Some(21)));
+    assert_eq!(
+        f.blamed
+            .iter()
+            .map(|b| (b.pid, b.fd, b.tid))
+            .collect::<Vec<_>>(),
+        vec![(20, 4, Some(21))]
+    );
+    // gdb must attach to the thread: close() in the leader would close
+    // whatever the leader's table has at fd 4.
+    let now = f.mitigation_text();
+    assert!(
+        now.starts_with("gdb -p 21 -batch -ex 'call (int)close(4)'"),
+        "{now}"
+    );
+}
+
+#[test]
+fn a_group_in_one_thread_s_table_closes_them_in_that_thread() {
+    let (b, _, _) = thread_table_server();
+    let r = b.report();
+    assert_eq!(r.groups.len(), 1, "{:#?}", r.groups);
+    let now = r.groups[0].mitigation_text();
+    assert!(
+        now.starts_with("gdb -p 21 -batch -ex 'call (int)close(4)' -ex 'call (int)close(5)'"),
+        "{now}"
+    );
+}
+
+#[test]
+fn fds_in_the_process_s_table_and_a_thread_s_are_not_closed_in_one_call() {
+    let (mut b, _, _) = thread_table_server();
+    let e = b.conn();
+    b.hold(20, 6, e, None);
+    let r = b.report();
+    assert_eq!(r.groups.len(), 1, "{:#?}", r.groups);
+    let now = r.groups[0].mitigation_text();
+    assert!(now.starts_with("restart pid 20"), "{now}");
 }

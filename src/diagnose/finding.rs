@@ -235,6 +235,10 @@ pub struct Holder {
     pub comm: Line,
     pub fd: i32,
     pub cloexec: Option<bool>,
+    /// The thread whose own fd table (unshare(CLONE_FILES)) holds this fd;
+    /// None (null) for the process's table, the one /proc/PID/fd shows.
+    #[serde(default)]
+    pub tid: Option<Pid>,
     /// `--trace`: the calls that made this copy, with their stacks; None
     /// (null) without --trace or for a copy made before tracing started.
     #[serde(default)]
@@ -254,6 +258,9 @@ pub struct Alternative {
 pub struct Blame {
     pub pid: Pid,
     pub fd: i32,
+    /// The thread whose own fd table holds the fd (see `Holder::tid`).
+    #[serde(default)]
+    pub tid: Option<Pid>,
 }
 
 /// Findings that share a blamed process and a cause, for people to read.

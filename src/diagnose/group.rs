@@ -84,6 +84,17 @@ fn make_group(
         .collect();
     fds.sort_unstable();
     fds.dedup();
+    let mut tables: Vec<Option<Pid>> = members
+        .iter()
+        .flat_map(|f| {
+            f.blamed
+                .iter()
+                .filter(|b| Some(b.pid) == pid)
+                .map(|b| b.tid)
+        })
+        .collect();
+    tables.sort_unstable();
+    tables.dedup();
     let mut ports: BTreeMap<u16, usize> = BTreeMap::new();
     for f in members {
         *ports.entry(f.socket.local.port()).or_default() += 1;
@@ -99,7 +110,12 @@ fn make_group(
         cause,
         alternatives: first.map(|f| f.alternatives.clone()).unwrap_or_default(),
         sockets: members.len(),
-        mitigation: GroupMitigation::new(pid, &fds, first.map(|f| (&f.mitigation, &f.socket))),
+        mitigation: GroupMitigation::new(
+            pid,
+            &fds,
+            &tables,
+            first.map(|f| (&f.mitigation, &f.socket)),
+        ),
         fds,
         local_ports,
         oldest_close_wait_ms: members.iter().filter_map(|f| f.socket.close_wait_ms).max(),

@@ -38,8 +38,11 @@ impl fmt::Display for Text<'_> {
                 if let Some(b) = close {
                     writeln!(
                         f,
-                        "gdb -p {} -batch -ex 'call (int)close({})'   # closes the blamed copy; only if the program will not use fd {} again",
-                        b.pid, b.fd, b.fd
+                        "gdb -p {} -batch -ex 'call (int)close({})'   # closes the blamed copy{}; only if the program will not use fd {} again",
+                        b.tid.unwrap_or(b.pid),
+                        b.fd,
+                        if b.tid.is_some() { " in that thread's own fd table" } else { "" },
+                        b.fd
                     )?;
                 }
                 if let Some(p) = ns_pid {
@@ -89,7 +92,10 @@ fn serialize_display<S: serde::Serializer>(
 /// group's `fds` when rendered, like a finding's.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GroupMitigation {
-    CloseAll,
+    /// `tid`: the thread whose own fd table holds every one of the fds.
+    CloseAll {
+        tid: Option<Pid>,
+    },
     Restart,
     One(Box<(Mitigation, SocketInfo)>),
     Text(Line),
@@ -99,10 +105,23 @@ pub enum GroupMitigation {
 const MAX_GDB_FDS: usize = 64;
 
 impl GroupMitigation {
-    /// For a group blamed on `pid` with these fds; `first` is its first finding's.
-    pub fn new(pid: Option<Pid>, fds: &[i32], first: Option<(&Mitigation, &SocketInfo)>) -> Self {
+    /// For a group blamed on `pid` with these fds, held in the fd tables of
+    /// `tables` (None: the process's; a tid: that thread's own); `first` is
+    /// its first finding's.
+    pub fn new(
+        pid: Option<Pid>,
+        fds: &[i32],
+        tables: &[Option<Pid>],
+        first: Option<(&Mitigation, &SocketInfo)>,
+    ) -> Self {
         match (pid, first) {
-            (Some(_), _) if fds.len() > 1 && fds.len() <= MAX_GDB_FDS => GroupMitigation::CloseAll,
+            // One gdb call closes fds of one table only.
+            (Some(_), _) if fds.len() > 1 && tables.len() > 1 => GroupMitigation::Restart,
+            (Some(_), _) if fds.len() > 1 && fds.len() <= MAX_GDB_FDS => {
+                GroupMitigation::CloseAll {
+                    tid: tables.first().copied().flatten(),
+                }
+            }
             (Some(_), _) if fds.len() > MAX_GDB_FDS => GroupMitigation::Restart,
             (_, Some((m, s))) => GroupMitigation::One(Box::new((m.clone(), s.clone()))),
             (_, None) => GroupMitigation::Text("".into()),
@@ -121,12 +140,16 @@ impl fmt::Display for GroupText<'_> {
         let GroupText(m, pid, fds) = *self;
         let pid = pid.unwrap_or(0);
         match m {
-            GroupMitigation::CloseAll => {
-                write!(f, "gdb -p {pid} -batch")?;
+            GroupMitigation::CloseAll { tid } => {
+                write!(f, "gdb -p {} -batch", tid.unwrap_or(pid))?;
                 for fd in fds {
                     write!(f, " -ex 'call (int)close({fd})'")?;
                 }
-                f.write_str("   # closes the blamed copies; only if the program will not use these fds again")
+                f.write_str("   # closes the blamed copies")?;
+                if tid.is_some() {
+                    f.write_str(" in that thread's own fd table")?;
+                }
+                f.write_str("; only if the program will not use these fds again")
             }
             GroupMitigation::Restart => write!(
                 f,
@@ -188,7 +211,11 @@ mod tests {
             close_wait_ms: None,
         };
         let m = Mitigation::Commands {
-            close: Some(Blame { pid: 10, fd: 7 }),
+            close: Some(Blame {
+                pid: 10,
+                fd: 7,
+                tid: None,
+            }),
             ns_pid: Some(10),
         };
         let text = m.text(&sock).to_string();

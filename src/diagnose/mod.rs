@@ -199,6 +199,7 @@ fn judge_socket(ctx: &Ctx, s: &TcpSocket, memo: &mut Memo) -> Finding {
                     comm: memo.line(p.map_or("", |p| p.comm.as_str())),
                     fd: h.fd,
                     cloexec: h.cloexec,
+                    tid: h.tid,
                     origin: None,
                 }
             })

@@ -125,9 +125,16 @@ fn is_fork(s: &Step) -> bool {
 }
 
 fn blame_order(held: &[(Pid, i32, &Origin)], first: &[(Pid, i32)]) -> Vec<Blame> {
-    let mut out: Vec<Blame> = first.iter().map(|&(pid, fd)| Blame { pid, fd }).collect();
+    let mut out: Vec<Blame> = first
+        .iter()
+        .map(|&(pid, fd)| Blame { pid, fd, tid: None })
+        .collect();
     for (pid, fd, _) in held {
-        let b = Blame { pid: *pid, fd: *fd };
+        let b = Blame {
+            pid: *pid,
+            fd: *fd,
+            tid: None,
+        };
         if !out.contains(&b) {
             out.push(b);
         }
@@ -329,7 +336,14 @@ mod tests {
         };
         let v = judge(&[(10, 4, &parent)], &[child]);
         assert_eq!(v.cause, Cause::ForkParentKept);
-        assert_eq!(v.blamed, vec![Blame { pid: 10, fd: 4 }]);
+        assert_eq!(
+            v.blamed,
+            vec![Blame {
+                pid: 10,
+                fd: 4,
+                tid: None
+            }]
+        );
         assert_eq!(
             v.fact,
             "traced: fd 4 of pid 10 was made by accept() at server.c:50 (serve) in pid 10; \

@@ -42,9 +42,22 @@ pub struct HolderRow {
     pub blamed: bool,
     /// fds with O_CLOEXEC set / clear / unknown.
     pub cloexec: [usize; 3],
+    /// Threads whose own fd tables (unshare(CLONE_FILES)) hold some of the fds.
+    pub threads: Vec<Pid>,
 }
 
 impl HolderRow {
+    /// " in thread T's own fd table" when some of its fds are in threads'
+    /// own tables (unshare(CLONE_FILES)); empty otherwise.
+    pub fn threads_phrase(&self) -> String {
+        let tids: Vec<String> = self.threads.iter().map(|t| t.to_string()).collect();
+        match tids.as_slice() {
+            [] => String::new(),
+            [one] => format!(" in thread {one}'s own fd table"),
+            _ => format!(" in the own fd tables of threads {}", tids.join(", ")),
+        }
+    }
+
     /// "yes", "no", "mixed" or "not read" for its fds' O_CLOEXEC (read only
     /// where it explains a copy; unread flags do not make a mix).
     pub fn cloexec_label(&self) -> &'static str {
@@ -71,8 +84,10 @@ pub fn holders(report: &Report, group: &Group) -> Vec<HolderRow> {
                 fds: Vec::new(),
                 blamed: false,
                 cloexec: [0; 3],
+                threads: Vec::new(),
             });
             row.fds.push(h.fd);
+            row.threads.extend(h.tid);
             row.cloexec[match h.cloexec {
                 Some(true) => 0,
                 Some(false) => 1,
@@ -87,6 +102,8 @@ pub fn holders(report: &Report, group: &Group) -> Vec<HolderRow> {
     for r in &mut rows {
         r.fds.sort_unstable();
         r.fds.dedup();
+        r.threads.sort_unstable();
+        r.threads.dedup();
     }
     rows.sort_by(|a, b| {
         b.blamed

@@ -282,12 +282,13 @@ fn holders_table(rows: &[HolderRow], out: &mut dyn Write) -> io::Result<()> {
     for r in rows.iter().take(MAX_HOLDER_ROWS) {
         writeln!(
             out,
-            "| {} | {} | {} | {} ({}) | {} | {} |",
+            "| {} | {} | {} | {} ({}){} | {} | {} |",
             r.pid,
             r.ppid,
             esc(&r.comm),
             ranges::format(&r.fds, 6),
             r.fds.len(),
+            r.threads_phrase(),
             if r.blamed { "**yes**" } else { "no" },
             r.cloexec_label()
         )?;

@@ -29,6 +29,7 @@ pub fn holder(pid: Pid, ppid: Pid, comm: &str, fd: i32, cloexec: Option<bool>) -
         comm: comm.into(),
         fd,
         cloexec,
+        tid: None,
         origin: None,
     }
 }
@@ -41,7 +42,10 @@ pub fn sock(local: &str, remote: &str, holders: Vec<Holder>, blamed: &[(Pid, i32
         age_ms: Some(60_000),
         recv_q: 0,
         holders,
-        blamed: blamed.iter().map(|&(pid, fd)| Blame { pid, fd }).collect(),
+        blamed: blamed
+            .iter()
+            .map(|&(pid, fd)| Blame { pid, fd, tid: None })
+            .collect(),
     }
 }
 

@@ -337,6 +337,7 @@ fn group_block(o: &mut Out, report: &Report, procs: &Processes, g: &Group) -> io
                 clean(&r.comm),
                 ranges::fds_label(&r.fds, 3)
             );
+            s.push_str(&r.threads_phrase());
             match (r.fds.len() > 1, r.blamed) {
                 (true, true) => s.push_str(&format!(" ({}, blamed)", r.fds.len())),
                 (true, false) => s.push_str(&format!(" ({})", r.fds.len())),

@@ -11,7 +11,7 @@ use super::root::ProcRoot;
 use super::walk::Walked;
 use crate::model::{FastMap, Pid, Warning};
 use crate::parse::{fdinfo, proc_files};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What a process's own files say about it, read before it is applied.
@@ -120,7 +120,10 @@ pub fn read_flags(
     let pid = w.process.pid;
     let fds = flags.wanted(&w.process);
     for s in w.process.sockets.iter_mut().filter(|s| fds.contains(&s.fd)) {
-        let rel = w.base.join(format!("fdinfo/{}", s.fd));
+        let rel = match s.tid {
+            Some(tid) => PathBuf::from(format!("{pid}/task/{tid}/fdinfo/{}", s.fd)),
+            None => w.base.join(format!("fdinfo/{}", s.fd)),
+        };
         match root.read_string(Some(pid), &rel) {
             Ok(text) => match fdinfo::cloexec(&text) {
                 Ok(c) => s.cloexec = Some(c),

@@ -120,6 +120,7 @@ mod tests {
                 fd,
                 inode,
                 cloexec: None,
+                tid: None,
             })
             .collect();
         w

@@ -181,8 +181,11 @@ impl Incremental {
         self.cache = snap
             .processes
             .iter()
-            // A table read through a thread (zombie leader) is walked every time.
+            // A table read through a thread (zombie leader) is walked every
+            // time, and so is a process with threads' own tables: its fd
+            // directory's size says nothing about theirs.
             .filter(|p| p.fd_table_tid.is_none() && p.state != 'Z')
+            .filter(|p| p.sockets.iter().all(|s| s.tid.is_none()))
             .filter(|p| !failed.contains(&p.pid))
             .filter_map(|p| {
                 let fd_size = *sizes.get(&p.pid)?;

@@ -466,6 +466,7 @@ fn walk_all(
     threads: usize,
 ) -> (Vec<Walked>, Vec<Warning>) {
     let mut tables = iterated.unwrap_or_default();
+    let live = is_live_proc(root);
     let mut work: Vec<(Pid, walk::Fds)> = pids
         .iter()
         .map(|&pid| {
@@ -486,6 +487,7 @@ fn walk_all(
                     root,
                     *pid,
                     fds,
+                    live,
                     &mut scratch,
                     &mut warnings,
                 ));
@@ -499,6 +501,10 @@ fn walk_all(
         walked.extend(w);
         warnings.extend(warn);
     }
+    // Each walking thread warns once when kcmp is refused; once is enough.
+    let mut refused = false;
+    warnings
+        .retain(|w| w.message != walk::THREADS_UNREAD || !std::mem::replace(&mut refused, true));
     walked.sort_unstable_by_key(|w| w.process.pid);
     (walked, warnings)
 }

@@ -48,6 +48,7 @@ mod tests {
                 fd,
                 inode,
                 cloexec: None,
+                tid: None,
             })
             .collect()
     }

@@ -150,28 +150,42 @@ fn closed_fds(
     crate::par::spread(&todo, 0, |procs| {
         let mut closed = Vec::new();
         for p in procs {
-            let wanted = p.sockets.iter().filter(|s| cw_inodes.contains(&s.inode));
-            let dir = root.join(task_base(p.pid, p.fd_table_tid).join("fd"));
-            let Ok(dir) = Dir::open(
-                &dir,
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            ) else {
-                // The process is gone: every copy it held is closed.
-                closed.extend(wanted.map(|s| (p.pid, s.fd)));
-                continue;
-            };
-            // SAFETY: `dir` owns the fd and outlives every use of `dfd`.
-            let dfd = unsafe { BorrowedFd::borrow_raw(dir.as_raw_fd()) };
-            let mut buf = [0u8; 256];
-            for s in wanted {
-                let Ok(name) = CString::new(s.fd.to_string()) else {
+            // One pass per fd table: the process's, then each thread's own.
+            let mut tables: Vec<Option<Pid>> = p
+                .sockets
+                .iter()
+                .filter(|s| cw_inodes.contains(&s.inode))
+                .map(|s| s.tid)
+                .collect();
+            tables.sort_unstable();
+            tables.dedup();
+            for tid in tables {
+                let wanted = p
+                    .sockets
+                    .iter()
+                    .filter(|s| cw_inodes.contains(&s.inode) && s.tid == tid);
+                let dir = root.join(task_base(p.pid, tid.or(p.fd_table_tid)).join("fd"));
+                let Ok(dir) = Dir::open(
+                    &dir,
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                ) else {
+                    // The process (or thread) is gone: every copy it held is closed.
+                    closed.extend(wanted.map(|s| (p.pid, s.fd)));
                     continue;
                 };
-                let held = readlink_at(dfd, &name, &mut buf)
-                    .is_ok_and(|t| link::bracket_inode(t, b"socket") == Some(s.inode));
-                if !held {
-                    closed.push((p.pid, s.fd));
+                // SAFETY: `dir` owns the fd and outlives every use of `dfd`.
+                let dfd = unsafe { BorrowedFd::borrow_raw(dir.as_raw_fd()) };
+                let mut buf = [0u8; 256];
+                for s in wanted {
+                    let Ok(name) = CString::new(s.fd.to_string()) else {
+                        continue;
+                    };
+                    let held = readlink_at(dfd, &name, &mut buf)
+                        .is_ok_and(|t| link::bracket_inode(t, b"socket") == Some(s.inode));
+                    if !held {
+                        closed.push((p.pid, s.fd));
+                    }
                 }
             }
         }

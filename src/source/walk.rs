@@ -23,6 +23,8 @@ pub struct Walked {
 #[derive(Default)]
 pub struct Scratch {
     buf: Vec<u8>,
+    /// kcmp was refused once: not asked again, warned once.
+    kcmp_refused: bool,
 }
 
 /// Where a process's fds come from: its fd directory, or the table the
@@ -38,6 +40,7 @@ pub fn walk_process(
     root: &ProcRoot,
     pid: Pid,
     fds: Fds,
+    live: bool,
     scratch: &mut Scratch,
     warnings: &mut Vec<Warning>,
 ) -> Option<Walked> {
@@ -69,6 +72,11 @@ pub fn walk_process(
         }
         Fds::Read if process.state != 'Z' || process.fd_table_tid.is_some() => {
             match walk_fds(root, pid, &base.join("fd"), &mut process) {
+                // Threads' own tables only where the process's could be read:
+                // kcmp asks for the same access.
+                Ok(()) if live && process.threads > 1 && process.fd_table_tid.is_none() => {
+                    walk_thread_tables(root, &mut process, scratch, warnings);
+                }
                 Ok(()) => {}
                 Err(e) if e.is_vanished() => {}
                 Err(e) => warnings.push(e.to_warning()),
@@ -127,6 +135,69 @@ fn live_task(root: &ProcRoot, pid: Pid, buf: &mut Vec<u8>) -> Option<Pid> {
     })
 }
 
+/// The sockets of threads with an fd table of their own (found by kcmp
+/// against the leader), added to the process's with their tid.
+fn walk_thread_tables(
+    root: &ProcRoot,
+    process: &mut Process,
+    scratch: &mut Scratch,
+    warnings: &mut Vec<Warning>,
+) {
+    if scratch.kcmp_refused {
+        return;
+    }
+    let pid = process.pid;
+    let Ok(dir) = std::fs::read_dir(root.join(format!("{pid}/task"))) else {
+        return;
+    };
+    let tids: Vec<Pid> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let private = match super::fdtable::private_threads(pid, &tids) {
+        Ok(p) => p,
+        // No kcmp in this kernel: no process's threads can be told apart.
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            scratch.kcmp_refused = true;
+            warnings.push(Warning {
+                pid: None,
+                path: None,
+                kind: crate::model::WarningKind::Incomplete,
+                message: THREADS_UNREAD.into(),
+            });
+            return;
+        }
+        // Not allowed for this process (ptrace access mode): its fds are
+        // most likely unreadable too.
+        Err(e) => {
+            warnings.push(Warning {
+                pid: Some(pid),
+                path: Some(root.join(format!("{pid}/task")).display().to_string()),
+                kind: crate::model::WarningKind::PermissionDenied,
+                message: format!(
+                    "kcmp(KCMP_FILES) refused ({e}): fd tables of its threads that called unshare(CLONE_FILES) are not read"
+                ),
+            });
+            return;
+        }
+    };
+    for tid in private {
+        let mut thread = Process {
+            pid,
+            ..Process::default()
+        };
+        let rel = PathBuf::from(format!("{pid}/task/{tid}/fd"));
+        match walk_fds(root, pid, &rel, &mut thread) {
+            Ok(()) => {}
+            Err(e) if e.is_vanished() => {}
+            Err(e) => warnings.push(e.to_warning()),
+        }
+        super::fdtable::add_thread_table(&mut process.sockets, tid, thread.sockets);
+    }
+}
+
+/// Warned once per scan when kcmp is refused.
+pub const THREADS_UNREAD: &str = "kcmp(KCMP_FILES) not in this kernel: fd tables of threads that called unshare(CLONE_FILES) are not read";
+
 /// Read every fd link; keep the sockets, count the rest.
 fn walk_fds(
     root: &ProcRoot,
@@ -171,6 +242,7 @@ fn walk_fds(
                 fd,
                 inode,
                 cloexec: None,
+                tid: None,
             });
         }
     }
@@ -200,6 +272,7 @@ mod tests {
             &root,
             100,
             Fds::Read,
+            false,
             &mut Scratch::default(),
             &mut warnings,
         )

@@ -69,6 +69,7 @@ mod tests {
                     fd: fd as i32 + 3,
                     inode,
                     cloexec: None,
+                    tid: None,
                 })
                 .collect(),
             ..Process::default()

@@ -50,6 +50,7 @@ pub fn process(pid: Pid, ppid: Pid, comm: &str, netns: Option<Inode>, inodes: &[
                 fd: i as i32 + 3,
                 inode,
                 cloexec: None,
+                tid: None,
             })
             .collect(),
         ..Process::default()

@@ -16,6 +16,8 @@ mod sys;
 
 use super::root::ProcRoot;
 use super::SourceError;
+#[cfg(test)]
+use crate::model::Inode;
 use crate::model::{FastMap, Pid, SocketFd};
 use crate::parse::btf::Btf;
 use blob::Blob;
@@ -149,12 +151,15 @@ fn collect(mut from: impl Read) -> std::io::Result<Tables> {
 
 /// Records arrive task by task, in tid order. Threads that share their
 /// leader's table are skipped by the kernel; a thread with a table of its own
-/// is not, and `/proc/PID/fd` shows the leader's table, so that is the one
-/// kept. Without the leader (it exited), the lowest tid's is kept, as the
-/// walk does.
+/// (unshare(CLONE_FILES)) is not: its sockets are added to the process's with
+/// their tid, as the walk adds what kcmp finds. Without the leader (it
+/// exited), every thread is reported and none can be told private without
+/// kcmp: the lowest tid's table is kept, as the walk does.
 #[derive(Default)]
 struct Grouper {
     tables: Tables,
+    /// Runs of threads other than the leader, by tgid, in tid order.
+    threads: FastMap<Pid, Vec<Table>>,
     run: Option<(Pid, Table)>,
 }
 
@@ -178,20 +183,34 @@ impl Grouper {
         let Some((tgid, t)) = self.run.take() else {
             return;
         };
-        match self.tables.entry(tgid) {
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(t);
-            }
-            std::collections::hash_map::Entry::Occupied(mut o) => {
-                if t.tid == tgid {
-                    o.insert(t);
-                }
-            }
+        if t.tid == tgid {
+            self.tables.insert(tgid, t);
+        } else {
+            self.threads.entry(tgid).or_default().push(t);
         }
     }
 
     fn finish(mut self) -> Tables {
         self.end_run();
+        for (tgid, mut runs) in self.threads {
+            match self.tables.get_mut(&tgid) {
+                Some(leader) => {
+                    for t in runs {
+                        crate::source::fdtable::add_thread_table(
+                            &mut leader.sockets,
+                            t.tid,
+                            t.sockets,
+                        );
+                    }
+                }
+                None => {
+                    runs.sort_by_key(|t| t.tid);
+                    if let Some(first) = runs.into_iter().next() {
+                        self.tables.insert(tgid, first);
+                    }
+                }
+            }
+        }
         self.tables
     }
 }
@@ -203,6 +222,7 @@ fn add(t: &mut Table, r: Record) {
             fd: r.fd,
             inode: r.inode,
             cloexec: None,
+            tid: None,
         });
     }
 }
@@ -222,14 +242,17 @@ mod tests {
     }
 
     #[test]
-    fn keeps_the_leaders_table_or_the_lowest_threads() {
+    fn keeps_the_leaders_table_and_its_threads_private_ones() {
         let mut g = Grouper::default();
         for r in [
             rec(10, 10, 0, false),
             rec(10, 10, 3, true),
             rec(20, 20, 1, true),
-            // A thread of 10 with a table of its own: /proc/10/fd does not show it.
+            // A thread of 10 with a table of its own: /proc/10/fd does not
+            // show it. fd 3 is the copy unshare made of the leader's fd 3.
+            rec(10, 30, 3, true),
             rec(10, 30, 5, true),
+            rec(10, 30, 6, false),
             // 40's leader exited: its threads 41 and 42 both show the shared table.
             rec(40, 41, 7, true),
             rec(40, 42, 7, true),
@@ -238,12 +261,31 @@ mod tests {
         }
         let t = g.finish();
         assert_eq!(t[&10].tid, 10);
+        // The leader's table's count: the thread's is not /proc/10/fd's.
         assert_eq!(t[&10].fd_count, 2);
-        assert_eq!(t[&10].sockets.len(), 1);
-        assert_eq!(t[&10].sockets[0].inode, 1003);
+        let held: Vec<(i32, Inode, Option<Pid>)> = t[&10]
+            .sockets
+            .iter()
+            .map(|s| (s.fd, s.inode, s.tid))
+            .collect();
+        assert_eq!(held, vec![(3, 1003, None), (5, 1005, Some(30))]);
         assert_eq!(t[&20].sockets[0].fd, 1);
         assert_eq!(t[&40].tid, 41);
         assert_eq!(t[&40].fd_count, 1);
+        assert!(t[&40].sockets.iter().all(|s| s.tid.is_none()));
+    }
+
+    #[test]
+    fn a_thread_run_before_its_leaders_is_still_the_threads() {
+        // Tids wrap: a thread may have a lower tid than its leader.
+        let mut g = Grouper::default();
+        for r in [rec(50, 12, 4, true), rec(50, 50, 3, true)] {
+            g.push(r);
+        }
+        let t = g.finish();
+        assert_eq!(t[&50].tid, 50);
+        let held: Vec<(i32, Option<Pid>)> = t[&50].sockets.iter().map(|s| (s.fd, s.tid)).collect();
+        assert_eq!(held, vec![(3, None), (4, Some(12))]);
     }
 
     #[test]
