@@ -4,7 +4,7 @@
 //! runtime, or by a later file or tool).
 
 use crate::source::sysctl_conf::ConfSetting;
-use crate::tuning::finding::{text, Finding, Rule, Severity};
+use crate::tuning::finding::{text, Finding, Observation, Rule, Severity};
 
 /// Lines named per finding; the rest are counted.
 const SHOWN: usize = 12;
@@ -18,24 +18,14 @@ pub fn conf(set: &[ConfSetting]) -> Vec<Finding> {
     let place = |c: &ConfSetting| format!("{}:{}", c.file, c.line);
     let mut out = Vec::new();
     if !missing.is_empty() {
-        let mut observed: Vec<_> = missing
-            .iter()
-            .take(SHOWN)
-            .map(|c| {
-                text(
-                    &c.key,
-                    format!(
-                        "{} in {}{}",
-                        c.value,
-                        place(c),
-                        if c.optional { " (optional: '-')" } else { "" }
-                    ),
-                )
-            })
-            .collect();
-        if missing.len() > SHOWN {
-            observed.push(text("and more", format!("{} lines", missing.len() - SHOWN)));
-        }
+        let observed = observed(&missing, |c| {
+            format!(
+                "{} in {}{}",
+                c.value,
+                place(c),
+                if c.optional { " (optional: '-')" } else { "" }
+            )
+        });
         let all_optional = missing.iter().all(|c| c.optional);
         out.push(Finding {
             rule: Rule::SysctlConf,
@@ -51,12 +41,7 @@ pub fn conf(set: &[ConfSetting]) -> Vec<Finding> {
                 missing.len(),
                 if missing.len() == 1 { "" } else { "s" },
                 if missing.len() == 1 { "s" } else { "" },
-                missing
-                    .iter()
-                    .take(3)
-                    .map(|c| c.key.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                first_keys(&missing)
             ),
             observed,
             reason: "There is no such file under /proc/sys in the namespace cwleak runs in: the \
@@ -71,24 +56,14 @@ pub fn conf(set: &[ConfSetting]) -> Vec<Finding> {
         });
     }
     if !differs.is_empty() {
-        let mut observed: Vec<_> = differs
-            .iter()
-            .take(SHOWN)
-            .map(|c| {
-                text(
-                    &c.key,
-                    format!(
-                        "{} in {}, running {}",
-                        c.value,
-                        place(c),
-                        c.running.as_deref().unwrap_or("")
-                    ),
-                )
-            })
-            .collect();
-        if differs.len() > SHOWN {
-            observed.push(text("and more", format!("{} lines", differs.len() - SHOWN)));
-        }
+        let observed = observed(&differs, |c| {
+            format!(
+                "{} in {}, running {}",
+                c.value,
+                place(c),
+                c.running.as_deref().unwrap_or("")
+            )
+        });
         out.push(Finding {
             rule: Rule::SysctlConf,
             severity: Severity::Info,
@@ -98,12 +73,7 @@ pub fn conf(set: &[ConfSetting]) -> Vec<Finding> {
                 "{} setting{} of the sysctl configuration not in effect ({})",
                 differs.len(),
                 if differs.len() == 1 { "" } else { "s" },
-                differs
-                    .iter()
-                    .take(3)
-                    .map(|c| c.key.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                first_keys(&differs)
             ),
             observed,
             reason: "The running value differs from what the files set last: something changed \
@@ -118,6 +88,30 @@ pub fn conf(set: &[ConfSetting]) -> Vec<Finding> {
         });
     }
     out
+}
+
+/// One observed line per setting (key, then `describe`), the first SHOWN of
+/// them, and a count of the rest.
+fn observed(lines: &[&ConfSetting], describe: impl Fn(&ConfSetting) -> String) -> Vec<Observation> {
+    let mut out: Vec<_> = lines
+        .iter()
+        .take(SHOWN)
+        .map(|c| text(&c.key, describe(c)))
+        .collect();
+    if lines.len() > SHOWN {
+        out.push(text("and more", format!("{} lines", lines.len() - SHOWN)));
+    }
+    out
+}
+
+/// The first three keys, for a finding's title.
+fn first_keys(lines: &[&ConfSetting]) -> String {
+    lines
+        .iter()
+        .take(3)
+        .map(|c| c.key.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
