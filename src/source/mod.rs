@@ -231,12 +231,7 @@ fn finish(
     }
     let req = cfg.states.request();
     meta.states = cfg.states.read();
-    // Each namespace with the processes to read it through, should the
-    // first exit before its dump.
-    let members: Vec<Vec<NsMember>> = members
-        .into_values()
-        .map(|m| with_alternates(m, &walked))
-        .collect();
+    let members: Vec<NsMember> = members.into_values().collect();
     let look = TablesLook {
         cfg,
         root: &root,
@@ -323,7 +318,7 @@ type NamespaceRead = (tables::TableRead, Vec<Warning>);
 impl TablesLook<'_> {
     fn read(
         &self,
-        members: &[Vec<NsMember>],
+        members: &[NsMember],
         walked: &[Walked],
         prune: bool,
     ) -> (
@@ -343,7 +338,7 @@ impl TablesLook<'_> {
                     (details::read_ahead(self.root, walked, &stop), shared)
                 })
             });
-            let reads = self.namespaces(members);
+            let reads = self.namespaces(members, walked);
             stop.store(true, Ordering::Relaxed);
             let (ahead, shared) = spare
                 .map(crate::par::join)
@@ -354,9 +349,9 @@ impl TablesLook<'_> {
 
     /// Each dump walks the kernel's whole table (all namespaces' sockets):
     /// with many namespaces, that is the work to spread over the cores.
-    fn namespaces(&self, members: &[Vec<NsMember>]) -> Vec<NamespaceRead> {
+    fn namespaces(&self, members: &[NsMember], walked: &[Walked]) -> Vec<NamespaceRead> {
         let mut reads: Vec<NamespaceRead> = spread(members, self.cfg.threads, |ms| {
-            ms.filter_map(|candidates| self.namespace(candidates))
+            ms.filter_map(|member| self.namespace(member, walked))
                 .collect::<Vec<_>>()
         })
         .into_iter()
@@ -367,9 +362,12 @@ impl TablesLook<'_> {
         reads
     }
 
-    fn namespace(&self, candidates: &[NsMember]) -> Option<NamespaceRead> {
+    /// One namespace, read through `member` or, should it exit before its
+    /// dump, through another walked process of the namespace.
+    fn namespace(&self, member: &NsMember, walked: &[Walked]) -> Option<NamespaceRead> {
         let (root, cfg) = (self.root, self.cfg);
         let mut warnings = Vec::new();
+        let candidates = std::iter::once(member.clone()).chain(alternates(member, walked));
         let (mut t, _, member) = tables::read_namespace_via(
             root,
             self.live,
@@ -530,23 +528,26 @@ fn namespace_members(walked: &[Walked]) -> BTreeMap<Inode, NsMember> {
 /// unread.
 const MEMBER_TRIES: usize = 8;
 
-/// `member` first, then other walked processes of its namespace.
-fn with_alternates(member: NsMember, walked: &[Walked]) -> Vec<NsMember> {
-    if member.file.is_some() {
-        return vec![member];
-    }
-    let others: Vec<NsMember> = walked
+/// Other walked processes of `member`'s namespace, to read it through
+/// (none for a namespace read through its file).
+fn alternates<'a>(
+    member: &'a NsMember,
+    walked: &'a [Walked],
+) -> impl Iterator<Item = NsMember> + 'a {
+    walked
         .iter()
-        .filter(|w| w.process.netns == Some(member.netns) && w.process.pid != member.pid)
+        .filter(move |w| {
+            member.file.is_none()
+                && w.process.netns == Some(member.netns)
+                && w.process.pid != member.pid
+        })
         .take(MEMBER_TRIES - 1)
-        .map(|w| NsMember {
+        .map(move |w| NsMember {
             netns: member.netns,
             pid: w.process.pid,
             base: w.base.clone(),
             file: None,
         })
-        .collect();
-    std::iter::once(member).chain(others).collect()
 }
 
 /// The first walked process in network namespace `netns`, whatever it holds.

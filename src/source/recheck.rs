@@ -39,7 +39,7 @@ pub fn settle(snap: &mut Snapshot, method: TableMethod, window_ms: u64) {
                     &root,
                     live,
                     method,
-                    candidates,
+                    candidates.iter().cloned(),
                     &req,
                     &mut warnings,
                 )?;

@@ -113,26 +113,27 @@ pub fn read_namespace(
 /// Read a namespace's table through the first of `candidates` that is still
 /// there: the member chosen at the walk may exit before its namespace is
 /// dumped (on a busy host, within the settle window), and a namespace is not
-/// unreadable because one of its processes went away. Returns the table and
-/// whether it was read.
-pub fn read_namespace_via<'a>(
+/// unreadable because one of its processes went away. The candidates after
+/// the first are only drawn when the one before is gone. Returns the table,
+/// whether it was read, and the member read through.
+pub fn read_namespace_via(
     root: &ProcRoot,
     live: bool,
     method: TableMethod,
-    candidates: &'a [NsMember],
+    candidates: impl IntoIterator<Item = NsMember>,
     req: &DumpRequest,
     warnings: &mut Vec<Warning>,
-) -> Option<(TableRead, bool, &'a NsMember)> {
-    let last = candidates.len().checked_sub(1)?;
-    for (i, member) in candidates.iter().enumerate() {
+) -> Option<(TableRead, bool, NsMember)> {
+    let mut candidates = candidates.into_iter().peekable();
+    while let Some(member) = candidates.next() {
         let mut w = Vec::new();
-        let t = read_namespace(root, live, method, member, req, &mut w);
+        let t = read_namespace(root, live, method, &member, req, &mut w);
         let read = !w.iter().any(|w| w.kind == WarningKind::Incomplete);
         // Gone, or dying: a zombie keeps its /proc directory but no tables.
         let gone = member.file.is_none()
             && (w.iter().any(|w| w.kind == WarningKind::Vanished)
                 || !root.join(member.pid.to_string()).exists());
-        if read || i == last || !gone {
+        if read || !gone || candidates.peek().is_none() {
             warnings.extend(w);
             return Some((t, read, member));
         }
