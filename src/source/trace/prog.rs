@@ -159,6 +159,18 @@ fn lookup(a: &mut Asm, map: i32) {
     a.call(MAP_LOOKUP);
 }
 
+/// The prologue of the per-task programs: r6 = the context, r7 =
+/// pid_tgid, and on to `out` unless the current process is tracked.
+fn only_tracked(a: &mut Asm, maps: &Maps, out: Label) {
+    a.mov(R6, R1);
+    a.call(GET_PID_TGID);
+    a.mov(R7, R0);
+    a.rsh_imm(R0, 32);
+    a.stx(Size::W, FP, KEY, R0);
+    lookup(a, maps.tracked);
+    a.jmp_imm(Cond::Eq, R0, 0, out);
+}
+
 /// counters[index] += 1
 fn count(a: &mut Asm, maps: &Maps, index: i32) {
     let done = a.label();
@@ -259,13 +271,7 @@ pub fn syscall(o: &Offsets, maps: &Maps, hook: Hook) -> ParseResult<Vec<u64>> {
     let out = a.label();
     let drop = a.label();
     let large = a.label();
-    a.mov(R6, R1);
-    a.call(GET_PID_TGID);
-    a.mov(R7, R0);
-    a.rsh_imm(R0, 32);
-    a.stx(Size::W, FP, KEY, R0);
-    lookup(&mut a, maps.tracked);
-    a.jmp_imm(Cond::Eq, R0, 0, out);
+    only_tracked(&mut a, maps, out);
     a.ldx(Size::DW, R8, R6, 0);
     if hook == Hook::Enter {
         a.ldx(Size::DW, R1, R6, 8);
@@ -430,13 +436,7 @@ fn output_header(a: &mut Asm, maps: &Maps, at: i16) {
 pub fn exit(o: &Offsets, maps: &Maps) -> ParseResult<Vec<u64>> {
     let mut a = Asm::default();
     let out = a.label();
-    a.mov(R6, R1);
-    a.call(GET_PID_TGID);
-    a.mov(R7, R0);
-    a.rsh_imm(R0, 32);
-    a.stx(Size::W, FP, KEY, R0);
-    lookup(&mut a, maps.tracked);
-    a.jmp_imm(Cond::Eq, R0, 0, out);
+    only_tracked(&mut a, maps, out);
     let e = EVENT;
     a.call(KTIME_GET_NS);
     a.stx(Size::DW, FP, e, R0);
