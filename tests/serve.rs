@@ -12,8 +12,10 @@
 mod leakyd;
 #[path = "support/schema.rs"]
 mod schema;
+#[path = "support/serve.rs"]
+mod serve;
 
-use leakyd::{lines_of, Guarded, Leakyd};
+use leakyd::{Guarded, Leakyd};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
@@ -29,38 +31,20 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
-        let mut proc = Guarded::spawn(
+        let s = serve::start(
             Command::new(env!("CARGO_BIN_EXE_cwleak"))
                 .args(["serve", "--listen", "127.0.0.1:0", "--interval", "500ms"])
                 .args(["--settle", "200ms"])
                 // Every blamed process its own series: other leaking
                 // processes on this machine (other tests) cannot fold the
                 // test's own leak into pid="other".
-                .args(["--top", "1000000"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped()),
+                .args(["--top", "1000000"]),
         );
-        let stderr = lines_of(proc.child.stderr.take().expect("serve stderr"));
-        let line = stderr
-            .recv_timeout(Duration::from_secs(20))
-            .expect("serve printed no address");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
         Server {
-            proc,
-            addr,
-            stderr,
-            agent,
+            proc: s.proc,
+            addr: s.addr,
+            stderr: s.stderr,
+            agent: s.agent,
         }
     }
 

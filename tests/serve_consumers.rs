@@ -9,10 +9,12 @@
 
 #[path = "support/leakyd.rs"]
 mod leakyd;
+#[path = "support/serve.rs"]
+mod serve;
 #[path = "support/skip.rs"]
 mod skip;
 
-use leakyd::{lines_of, Guarded, Leakyd};
+use leakyd::{Guarded, Leakyd};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -31,33 +33,15 @@ impl Server {
     fn start(uid: Option<u32>) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cwleak"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--interval", "500ms"])
-            .args(["--settle", "100ms"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .args(["--settle", "100ms"]);
         if let Some(uid) = uid {
             cmd.uid(uid).gid(uid);
         }
-        let mut proc = Guarded::spawn(&mut cmd);
-        let stderr = lines_of(proc.child.stderr.take().expect("serve stderr"));
-        let line = stderr
-            .recv_timeout(Duration::from_secs(20))
-            .expect("serve printed no address");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
+        let s = serve::start(&mut cmd);
         Server {
-            _proc: proc,
-            addr,
-            agent,
+            _proc: s.proc,
+            addr: s.addr,
+            agent: s.agent,
         }
     }
 
