@@ -500,6 +500,39 @@ fn stdio_plus_another_fd_is_still_a_dup() {
 }
 
 #[test]
+fn an_owner_that_moved_the_connection_onto_stdio_is_not_a_dup_mistake() {
+    // docs/causes.md, never-closed: "an owner that moved it onto its stdio:
+    // several stdio fds are one use, not a dup mistake".
+    let mut b = B::new();
+    b.proc(10, 1, "server", "/usr/bin/server", 10);
+    let l = b.listener();
+    let c = b.conn();
+    b.hold(10, 3, l, None)
+        .hold(10, 0, c, Some(false))
+        .hold(10, 1, c, Some(false));
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(10, 0), (10, 1)]);
+    assert_eq!(&*f.fix, fixes::STDIO_HANDLER);
+    assert!(says(&f, "it accepted the connection itself"), "{f:#?}");
+}
+
+#[test]
+fn an_owner_holding_one_stdio_fd_is_judged_as_any_lone_owner() {
+    // One copy on stdio is no "several stdio fds": fork-parent-kept's rule
+    // (owner holds the listener and one copy, a live forked child holds
+    // another of its connections) decides, as for a copy at fd 4.
+    let (mut b, _, other) = server_with_child(true);
+    let lone = b.conn();
+    b.hold(20, 0, lone, Some(false));
+    let f = b.finding(lone);
+    assert_eq!(f.cause, Cause::ForkParentKept, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(20, 0)]);
+    assert!(f.alternatives.is_empty(), "{f:#?}");
+    assert_eq!(b.finding(other).cause, Cause::ForkParentKept);
+}
+
+#[test]
 fn a_parent_keeping_its_copy_wins_over_its_stdio_handler() {
     // CGI: the server kept its copy, the handler holds stdio.
     let (mut b, c) = inetd();
