@@ -65,7 +65,10 @@ stage1_tests() {
 # Stage 2: added to stage 1's for the mutants it missed.
 stage2_tests() {
   case "$1" in
-    src/diagnose/* | src/graph.rs) echo "scan_live scan_patterns unseen_holders real_software" ;;
+    # real_software (real servers, minutes per run) where the holders' roles are decided.
+    src/diagnose/classify.rs | src/diagnose/context.rs)
+      echo "scan_live scan_patterns unseen_holders real_software" ;;
+    src/diagnose/* | src/graph.rs) echo "scan_live scan_patterns unseen_holders" ;;
     src/source/recheck.rs) echo "scan_live" ;;
     src/source/prune.rs) echo "scan_live fd_tables" ;;
     src/snapshot/*) echo "capture" ;;
