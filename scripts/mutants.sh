@@ -8,6 +8,7 @@
 #   MUTANTS_IN_DIFF=change.diff scripts/mutants.sh    # only code a diff touches
 #   MUTANTS_OUT=DIR scripts/mutants.sh  # results under DIR (default target/mutants)
 #   MUTANTS_TARGET_DIR=DIR              # build there (default target/mutants-build)
+#   MUTANTS_JOBS=N                      # mutants built and tested at once (default 1)
 #
 # Needs `cargo install --locked cargo-mutants` and root (the live tests).
 #
@@ -18,7 +19,7 @@
 #   2. only the mutants stage 1 missed, against the stage 1 tests plus the
 #      live tests that exercise the file (real processes, real software).
 # A mutant counts as missed only when it survives both stages.
-# One job (-j 1): on a small machine two builds at once only compete.
+# One job by default (-j 1): on a small machine two builds at once only compete.
 # Results go to $MUTANTS_OUT/<file>/{stage1,stage2}/mutants.out; one summary
 # line per stage goes to stdout.
 # Exit status: 0 when no mutant was missed or timed out, 1 otherwise.
@@ -106,7 +107,7 @@ for f in "${files[@]}"; do
   t1=$(stage1_tests "$f")
   start=$(date +%s)
   # shellcheck disable=SC2046 # the test targets are words
-  cargo mutants --profile mutants --jobs 1 --no-shuffle --colors never --file "$f" \
+  cargo mutants --profile mutants --jobs "${MUTANTS_JOBS:-1}" --no-shuffle --colors never --file "$f" \
     --output "$out/stage1" "${diff_args[@]}" $(cargo_args $t1) >"$out/stage1/run.log" 2>&1
   rc=$?
   secs=$(( $(date +%s) - start ))
@@ -121,7 +122,7 @@ for f in "${files[@]}"; do
     re="^($(sed -e 's/[][\\.^$*+?(){}|]/\\&/g' "$final/missed.txt" | paste -sd'|'))\$"
     start=$(date +%s)
     # shellcheck disable=SC2046
-    cargo mutants --profile mutants --jobs 1 --no-shuffle --colors never --file "$f" \
+    cargo mutants --profile mutants --jobs "${MUTANTS_JOBS:-1}" --no-shuffle --colors never --file "$f" \
       --output "$out/stage2" --re "$re" $(cargo_args $t1 $t2) >"$out/stage2/run.log" 2>&1
     rc=$?
     secs=$(( $(date +%s) - start ))
