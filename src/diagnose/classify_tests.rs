@@ -388,6 +388,30 @@ fn a_cloexec_copy_without_the_listener_was_received_after_exec() {
     assert_eq!(b.finding(c).cause, Cause::InheritedNoCloexec);
 }
 
+#[test]
+fn an_unrelated_receiver_is_blamed_before_the_sender_that_kept_its_copy() {
+    // docs/causes.md, passed-fd-kept: a holder neither an ancestor nor a
+    // descendant of the owner, with a unix socket to receive fds on.
+    let mut b = B::new();
+    b.proc(10, 1, "server", "/usr/bin/server", 10);
+    b.proc(30, 1, "receiver", "/usr/bin/receiver", 30)
+        .other_sockets = 1;
+    let l = b.listener();
+    let c = b.conn();
+    b.hold(10, 3, l, None)
+        .hold(10, 4, c, Some(true))
+        .hold(30, 7, c, Some(false));
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::PassedFdKept, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(30, 7), (10, 4)]);
+    assert!(
+        says(&f, "is neither an ancestor nor a descendant of"),
+        "{f:#?}"
+    );
+    // That line is for a copy made after an exec, not for an unrelated holder.
+    assert!(!says(&f, "runs another program"), "{f:#?}");
+}
+
 // ------------------------------------------------------------ stdio
 
 /// inetd 10 holds the listener; returns (b, conn).
