@@ -305,6 +305,36 @@ fn a_parent_holding_a_connection_its_child_accepted_did_not_accept_it() {
 }
 
 #[test]
+fn never_closed_names_who_was_handed_or_made_the_connection() {
+    // docs/causes.md, never-closed: "a forked worker that was handed it".
+    let mut b = B::new();
+    b.proc(10, 1, "server", "/usr/bin/server", 10);
+    b.proc(20, 10, "server", "/usr/bin/server", 10);
+    let l = b.listener();
+    let c = b.conn();
+    b.hold(10, 3, l, None).hold(20, 4, c, None);
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(20, 4)]);
+    assert!(
+        says(
+            &f,
+            "pid 20 (server) was handed the connection by pid 10 (server) and never called close()"
+        ),
+        "{f:#?}"
+    );
+    // "the maker of an outgoing connection whose peer closed": no listener.
+    let mut b = B::new();
+    b.proc(10, 1, "client", "/usr/bin/client", 10);
+    let c = b.conn();
+    b.hold(10, 4, c, None);
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(10, 4)]);
+    assert!(says(&f, "pid 10 (client) made this connection"), "{f:#?}");
+}
+
+#[test]
 fn an_exec_d_child_is_no_fork_sign() {
     let mut b = B::new();
     b.proc(10, 1, "sh", "/bin/sh", 10);
