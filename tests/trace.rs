@@ -1,8 +1,10 @@
 //! `cwleak check --trace` against real leaky programs: a C server built with
 //! `-g -O0 -fomit-frame-pointer` (tests/trace/leaky_server.c), started by
 //! the wrapped command, leaks by fork, by a missing CLOEXEC before exec, by
-//! dup, by never closing, and by never closing while it runs commands
-//! (which fork, like a forking server, but hand nothing over). For each, the
+//! dup, by never closing, by never closing while it runs commands (which
+//! fork, like a forking server, but hand nothing over), and by passing
+//! connections to a worker with SCM_RIGHTS (kept by the worker, or by the
+//! server after sending). For each, the
 //! report must carry basis "traced", the right cause, and an origin naming
 //! the syscall and the source line that made the forgotten copy. The lines
 //! come from the C source (marked `@name`), the holders from /proc (who
@@ -310,6 +312,81 @@ fn a_server_that_runs_commands_is_told_apart_from_a_forking_server() {
     // nothing was handed over, the server itself never closed.
     let run = check_traced(&server, "spawn", dir.path(), true);
     assert_traced(&run, "never-closed", "accept4", line_of("accept4"));
+}
+
+/// Every socket inode `pid` holds, per /proc.
+fn socket_inodes(pid: i64) -> Vec<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| {
+            let fd: i64 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            inode_at(pid as Pid, fd)
+        })
+        .collect()
+}
+
+#[test]
+fn fds_passed_with_scm_rights_are_traced_to_the_send_and_the_receipt() {
+    if let Some(why) = cannot_trace() {
+        return skip::skip("scm_rights", &why);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = build_server(dir.path());
+
+    // The worker never closes what it received; the server closed its own
+    // copy after sendmsg(): the receiver is blamed, and its history goes
+    // through the server's accept and sendmsg to its recvmsg.
+    let run = check_traced(&server, "pass-recv", dir.path(), true);
+    assert_eq!(run.out.status.code(), Some(1));
+    let origins = assert_traced(&run, "passed-fd-kept", "recvmsg", line_of("recvmsg"));
+    for (f, o) in run.report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&origins)
+    {
+        let worker = f["blamed"][0]["pid"].as_i64().unwrap();
+        assert_eq!(ppid_comm(worker).0, i64::from(run.server));
+        let inode = f["socket"]["inode"].as_u64().unwrap();
+        assert!(!socket_inodes(run.server.into()).contains(&inode));
+        let steps: Vec<&str> = o["earlier"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(steps, ["accept4", "sendmsg"], "{o}");
+        assert_eq!(source_line(&o["earlier"][0]).1, line_of("accept4"));
+        assert_eq!(source_line(&o["earlier"][1]).1, line_of("sendmsg"));
+        assert_eq!(o["earlier"][1]["pid"].as_i64(), Some(i64::from(run.server)));
+        assert_eq!(o["from_pid"].as_i64(), Some(i64::from(run.server)));
+        let fact = f["evidence"][0].as_str().unwrap();
+        let sent = format!(
+            "passed by sendmsg() at leaky_server.c:{}",
+            line_of("sendmsg")
+        );
+        assert!(
+            fact.contains(&sent) && fact.contains("closed its copy"),
+            "{fact}"
+        );
+    }
+    drop(run);
+
+    // The worker closed what it received; the server kept its copy after
+    // passing it: the sender is blamed, and the fact names both calls.
+    let run = check_traced(&server, "pass-send", dir.path(), true);
+    assert_traced(&run, "passed-fd-kept", "accept4", line_of("accept4"));
+    for f in run.report["findings"].as_array().unwrap() {
+        assert_eq!(f["blamed"][0]["pid"].as_i64(), Some(i64::from(run.server)));
+        assert_eq!(f["holders"].as_array().unwrap().len(), 1, "{f}");
+        let fact = f["evidence"][0].as_str().unwrap();
+        let sent = format!("sendmsg() at leaky_server.c:{}", line_of("sendmsg"));
+        let got = format!("recvmsg() at leaky_server.c:{}", line_of("recvmsg"));
+        assert!(
+            fact.contains(&sent) && fact.contains(&got) && fact.contains("which closed its copy"),
+            "{fact}"
+        );
+    }
 }
 
 #[test]

@@ -10,7 +10,7 @@ use super::finding::{Blame, Cause, Finding, Line};
 use super::fixes;
 use super::mitigation::Mitigation;
 use crate::model::Pid;
-use crate::trace::{Closed, Facts, Frame, Origin, Step};
+use crate::trace::{is_receive, is_send, Closed, Facts, Frame, Origin, Step};
 use serde::{Deserialize, Serialize};
 
 /// Where a finding's cause comes from.
@@ -142,22 +142,124 @@ fn blame_order(held: &[(Pid, i32, &Origin)], first: &[(Pid, i32)]) -> Vec<Blame>
     out
 }
 
-fn judge(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Verdict {
-    // 1. Received from another process.
-    let passed: Vec<(Pid, i32)> = held
+/// The step that sent (pid, fd) with SCM_RIGHTS in a copy's history, and
+/// the receiving step after it.
+fn sent_by(o: &Origin, pid: Pid, fd: i32) -> Option<(&Step, &Step)> {
+    let steps: Vec<&Step> = o.steps().collect();
+    steps.windows(2).find_map(|w| {
+        (is_send(&w[0].event) && w[0].pid == pid && w[0].fd == fd && is_receive(&w[1].event))
+            .then_some((w[0], w[1]))
+    })
+}
+
+/// Rule 1: a copy came from another process (SCM_RIGHTS, pidfd_getfd), and
+/// the receiver kept it, or the sender kept its own after passing it.
+fn passed(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Option<Verdict> {
+    let receivers: Vec<(Pid, i32)> = held
         .iter()
-        .filter(|(_, _, o)| o.steps().any(|s| s.event == "pidfd_getfd"))
+        .filter(|(_, _, o)| o.received().is_some())
         .map(|(p, fd, _)| (*p, *fd))
         .collect();
-    if let Some((pid, fd, o)) = held.iter().find(|(p, fd, _)| passed.contains(&(*p, *fd))) {
-        return Verdict {
+    // Senders that still hold what they passed: the receiving copy is held
+    // or was closed.
+    let copies = held
+        .iter()
+        .map(|(_, _, o)| (*o, None))
+        .chain(closed.iter().map(|c| (&c.origin, Some(c))));
+    let copies: Vec<(&Origin, Option<&Closed>)> = copies.collect();
+    let senders: Vec<(Pid, i32, &Step, &Step, Option<&Closed>)> = held
+        .iter()
+        .filter_map(|(pid, fd, _)| {
+            copies.iter().find_map(|(o, c)| {
+                let (send, recv) = sent_by(o, *pid, *fd)?;
+                Some((*pid, *fd, send, recv, *c))
+            })
+        })
+        .collect();
+    if let Some((pid, fd, o)) = held
+        .iter()
+        .find(|(p, fd, _)| receivers.contains(&(*p, *fd)))
+    {
+        let recv = o.received().unwrap_or(&o.step);
+        let mut fact = format!(
+            "traced: pid {pid} got its copy (fd {fd}) by {}",
+            call_at(recv)
+        );
+        // The sender, when its sendmsg() was traced.
+        let steps: Vec<&Step> = o.steps().collect();
+        let send = steps
+            .windows(2)
+            .find(|w| std::ptr::eq(w[1], recv) && is_send(&w[0].event))
+            .map(|w| w[0]);
+        if let Some(send) = send {
+            let made = o.steps().next().filter(|s| !is_send(&s.event));
+            fact.push_str(&format!(
+                ", passed by {} (its fd {}{})",
+                call_at(send),
+                send.fd,
+                made.map_or(String::new(), |m| format!(", made by {}", call_at(m))),
+            ));
+            let kept = held.iter().any(|(p, f, _)| *p == send.pid && *f == send.fd);
+            let dropped = closed
+                .iter()
+                .find(|c| c.origin.step.pid == send.pid && c.origin.step.fd == send.fd);
+            if kept {
+                fact.push_str(&format!(
+                    "; pid {} still holds fd {} too",
+                    send.pid, send.fd
+                ));
+            } else if let Some(c) = dropped {
+                fact.push_str(&format!(
+                    "; pid {} {} its copy {}",
+                    send.pid,
+                    ended(c.how),
+                    later(send.at_ms, c.at_ms)
+                ));
+            }
+        }
+        fact.push_str(&format!("; pid {pid} never closed fd {fd}"));
+        let first: Vec<(Pid, i32)> = receivers
+            .iter()
+            .copied()
+            .chain(senders.iter().map(|s| (s.0, s.1)))
+            .collect();
+        return Some(Verdict {
             cause: Cause::PassedFdKept,
-            blamed: blame_order(held, &passed),
-            fact: format!(
-                "traced: pid {pid} got its copy (fd {fd}) by {}, and never closed it",
-                call_at(&o.step)
-            ),
-        };
+            blamed: blame_order(held, &first),
+            fact,
+        });
+    }
+    let (pid, fd, send, recv, got) = senders.first().copied()?;
+    let o = held.iter().find(|(p, f, _)| (*p, *f) == (pid, fd))?.2;
+    let whose = match got {
+        Some(c) => format!(
+            "which {} its copy {}",
+            ended(c.how),
+            later(recv.at_ms, c.at_ms)
+        ),
+        None => "which still holds its copy".into(),
+    };
+    Some(Verdict {
+        cause: Cause::PassedFdKept,
+        blamed: blame_order(
+            held,
+            &senders.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(),
+        ),
+        fact: format!(
+            "traced: fd {fd} of pid {pid} was made by {}; {} passed it to pid {} ({}), {whose}; \
+             pid {pid} never closed fd {fd}",
+            call_at(o.steps().next().unwrap_or(&o.step)),
+            call_at(send),
+            recv.pid,
+            call_at(recv),
+        ),
+    })
+}
+
+fn judge(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Verdict {
+    // 1. Passed to another process, and kept by the receiver or the sender.
+    if let Some(v) = passed(held, closed) {
+        return v;
     }
     // 2. Carried across execve() above stdio: the new program does not know it.
     let execd: Vec<(Pid, i32)> = held
@@ -391,5 +493,52 @@ mod tests {
         assert!(v.fact.contains("dup() at server.c:80"), "{}", v.fact);
         let never = origin(vec![step("accept", 10, 4, 100, 50)]);
         assert_eq!(judge(&[(10, 4, &never)], &[]).cause, Cause::NeverClosed);
+    }
+
+    #[test]
+    fn a_passed_fd_blames_the_receiver_or_the_sender_that_kept_it() {
+        let mut send = step("sendmsg", 10, 4, 101, 70);
+        send.fd = 4;
+        let mut recv = step("recvmsg", 20, 7, 102, 90);
+        recv.from_pid = Some(10);
+        recv.from_fd = Some(4);
+        let received = origin(vec![step("accept4", 10, 4, 100, 50), send, recv]);
+        let sender_closed = Closed {
+            origin: origin(vec![step("accept4", 10, 4, 100, 50)]),
+            at_ms: 103,
+            how: "close",
+        };
+        // The receiver kept it.
+        let v = judge(&[(20, 7, &received)], std::slice::from_ref(&sender_closed));
+        assert_eq!(v.cause, Cause::PassedFdKept);
+        assert_eq!(v.blamed[0].pid, 20);
+        assert_eq!(
+            v.fact,
+            "traced: pid 20 got its copy (fd 7) by recvmsg() at server.c:90 (serve) in pid 20, \
+             passed by sendmsg() at server.c:70 (serve) in pid 10 (its fd 4, made by accept4() at \
+             server.c:50 (serve) in pid 10); pid 10 closed its copy 2 ms later; pid 20 never closed fd 7"
+        );
+        // The sender kept its copy; the receiver closed.
+        let sender = origin(vec![step("accept4", 10, 4, 100, 50)]);
+        let receiver_closed = Closed {
+            origin: received.clone(),
+            at_ms: 110,
+            how: "close",
+        };
+        let v = judge(&[(10, 4, &sender)], &[receiver_closed]);
+        assert_eq!(v.cause, Cause::PassedFdKept);
+        assert_eq!((v.blamed[0].pid, v.blamed[0].fd), (10, 4));
+        assert!(
+            v.fact
+                .contains("sendmsg() at server.c:70 (serve) in pid 10 passed it to pid 20")
+                && v.fact.contains("which closed its copy 8 ms later"),
+            "{}",
+            v.fact
+        );
+        // Both kept: the receiver first, then the sender.
+        let v = judge(&[(10, 4, &sender), (20, 7, &received)], &[]);
+        let blamed: Vec<Pid> = v.blamed.iter().map(|b| b.pid).collect();
+        assert_eq!(blamed, [20, 10]);
+        assert!(v.fact.contains("pid 10 still holds fd 4 too"), "{}", v.fact);
     }
 }

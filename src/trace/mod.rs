@@ -34,6 +34,10 @@ pub enum Call {
     Dup3,
     FcntlDupfd,
     PidfdGetfd,
+    Recvmsg,
+    Recvmmsg,
+    Sendmsg,
+    Sendmmsg,
 }
 
 impl Call {
@@ -47,6 +51,10 @@ impl Call {
             Call::Dup3 => "dup3",
             Call::FcntlDupfd => "fcntl",
             Call::PidfdGetfd => "pidfd_getfd",
+            Call::Recvmsg => "recvmsg",
+            Call::Recvmmsg => "recvmmsg",
+            Call::Sendmsg => "sendmsg",
+            Call::Sendmmsg => "sendmmsg",
         }
     }
 
@@ -66,6 +74,18 @@ pub enum Act {
         call: Call,
         /// dup*/fcntl: the fd it copies; pidfd_getfd: the fd in the other process.
         from_fd: Option<i32>,
+    },
+    /// sendmsg/sendmmsg passed these (fd, socket) with SCM_RIGHTS.
+    Sent {
+        fds: Vec<(i32, Inode)>,
+        call: Call,
+    },
+    /// recvmsg/recvmmsg installed these (fd, socket) from SCM_RIGHTS
+    /// (close-on-exec with MSG_CMSG_CLOEXEC).
+    Received {
+        fds: Vec<(i32, Inode)>,
+        cloexec: bool,
+        call: Call,
     },
     Close {
         fd: i32,
@@ -165,9 +185,10 @@ pub struct Step {
     pub tid: Pid,
     /// The fd the copy has in `pid` after this step.
     pub fd: i32,
-    /// dup/fcntl: the fd copied; pidfd_getfd: the fd in the other process.
+    /// dup/fcntl: the fd copied; pidfd_getfd: the fd in the other process;
+    /// recvmsg: the sender's fd (when its sendmsg was traced).
     pub from_fd: Option<i32>,
-    /// fork: the parent.
+    /// fork: the parent; recvmsg: the sender (when traced).
     pub from_pid: Option<Pid>,
     /// Unix time in milliseconds.
     pub at_ms: u64,
@@ -190,9 +211,23 @@ impl Origin {
         self.earlier.iter().chain(std::iter::once(&self.step))
     }
 
+    /// The copy came from another process: received with SCM_RIGHTS or
+    /// taken with pidfd_getfd().
+    pub fn received(&self) -> Option<&Step> {
+        self.steps().find(|s| is_receive(&s.event))
+    }
+
     pub fn crossed_exec(&self) -> bool {
         self.steps().any(|s| s.event == "execve")
     }
+}
+
+pub fn is_receive(event: &str) -> bool {
+    matches!(event, "recvmsg" | "recvmmsg" | "pidfd_getfd")
+}
+
+pub fn is_send(event: &str) -> bool {
+    matches!(event, "sendmsg" | "sendmmsg")
 }
 
 /// A copy of a socket that was closed while tracing.

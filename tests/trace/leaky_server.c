@@ -18,6 +18,11 @@
  *   spawn  like never, and also runs `true` through fork+exec per
  *          connection, with an O_CLOEXEC socket (never-closed: a command
  *          it ran is not a handoff)
+ *   pass-recv  the server passes each accepted fd to a worker (forked before
+ *          the first accept) over a unix socket with SCM_RIGHTS, and closes
+ *          its own copy; the worker reads to EOF and never closes
+ *   pass-send  the same, but the worker closes what it received and the
+ *          server keeps its copy after sendmsg()
  * The lines the tests look for are marked with @name comments.
  */
 #define _GNU_SOURCE
@@ -29,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,7 +57,96 @@ static int take(int lfd, int cloexec) {
     return accept(lfd, NULL, NULL); /* @accept */
 }
 
+static void send_fd(int via, int fd) {
+    char byte = 'f';
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                       .msg_controllen = sizeof ctl.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    if (sendmsg(via, &m, 0) != 1) { /* @sendmsg */
+        _exit(6);
+    }
+}
+
+static int recv_fd(int via) {
+    char byte;
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                       .msg_controllen = sizeof ctl.buf};
+    if (recvmsg(via, &m, 0) != 1) { /* @recvmsg */
+        return -1;
+    }
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    if (!c || c->cmsg_type != SCM_RIGHTS) {
+        return -1;
+    }
+    int fd;
+    memcpy(&fd, CMSG_DATA(c), sizeof(int));
+    return fd;
+}
+
+/* The worker: takes each connection from the server, reads it to EOF. */
+static void work(int via, int status, int n, int close_it) {
+    for (int i = 0; i < n; i++) {
+        int fd = recv_fd(via);
+        if (fd < 0) {
+            _exit(7);
+        }
+        drain(fd);
+        if (close_it) {
+            close(fd); /* @worker-close */
+        }
+        tell(status, 'k');
+    }
+    for (;;) {
+        pause();
+    }
+}
+
+static void pass(const char *mode, int lfd, int status, int n) {
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp)) {
+        _exit(8);
+    }
+    int keep = strcmp(mode, "pass-send") == 0;
+    if (fork() == 0) { /* @worker-fork */
+        close(sp[0]);
+        close(lfd);
+        work(sp[1], status, n, keep);
+    }
+    close(sp[1]);
+    for (int i = 0; i < n; i++) {
+        int fd = take(lfd, 1);
+        if (fd < 0) {
+            _exit(4);
+        }
+        send_fd(sp[0], fd);
+        if (!keep) {
+            close(fd); /* @sender-close */
+        }
+    }
+    for (;;) {
+        pause();
+    }
+}
+
 static void serve(const char *mode, int lfd, int status, int n) {
+    if (strncmp(mode, "pass-", 5) == 0) {
+        pass(mode, lfd, status, n);
+    }
     for (int i = 0; i < n; i++) {
         int fd = take(lfd, strcmp(mode, "spawn") == 0);
         if (fd < 0) {
@@ -100,7 +195,7 @@ static void serve(const char *mode, int lfd, int status, int n) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: leaky_server fork|exec|dup|never|spawn PIDFILE [N]\n");
+        fprintf(stderr, "usage: leaky_server fork|exec|dup|never|spawn|pass-recv|pass-send PIDFILE [N]\n");
         return 2;
     }
     const char *mode = argv[1];

@@ -23,8 +23,8 @@ mod unwind;
 use crate::model::{FastMap, Inode, Pid, Snapshot};
 use crate::parse::btf::Btf;
 use crate::trace::{Act, Call, Closed, Event, Origin, Replay, TraceInfo};
-use prog::{Hook, Maps, WANT, WANT_DUPFD_ONLY, WANT_INODE, WANT_STACK};
-use record::{Raw, RegOffsets, KIND_ENTER, KIND_EXIT, KIND_FORK, KIND_TASK_EXIT};
+use prog::{Hook, Maps, WANT, WANT_DUPFD_ONLY, WANT_INODE, WANT_RIGHTS, WANT_STACK};
+use record::{Raw, RegOffsets, KIND_ENTER, KIND_EXIT, KIND_FORK, KIND_RIGHTS, KIND_TASK_EXIT};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,6 +39,7 @@ const SOCK_CLOEXEC: u64 = 0o2_000_000;
 const CLOSE_RANGE_CLOEXEC: u64 = 1 << 2;
 const F_DUPFD_CLOEXEC: u64 = 1030;
 const CLONE_VFORK: u64 = 0x4000;
+const MSG_CMSG_CLOEXEC: u64 = 0x4000_0000;
 
 /// x86_64 syscall numbers.
 mod nr {
@@ -46,6 +47,8 @@ mod nr {
     pub const DUP: u32 = 32;
     pub const DUP2: u32 = 33;
     pub const SOCKET: u32 = 41;
+    pub const SENDMSG: u32 = 46;
+    pub const RECVMSG: u32 = 47;
     pub const ACCEPT: u32 = 43;
     pub const CLONE: u32 = 56;
     pub const FORK: u32 = 57;
@@ -54,6 +57,8 @@ mod nr {
     pub const FCNTL: u32 = 72;
     pub const ACCEPT4: u32 = 288;
     pub const DUP3: u32 = 292;
+    pub const RECVMMSG: u32 = 299;
+    pub const SENDMMSG: u32 = 307;
     pub const EXECVEAT: u32 = 322;
     pub const CLONE3: u32 = 435;
     pub const CLOSE_RANGE: u32 = 436;
@@ -82,14 +87,67 @@ fn wanted() -> Vec<(u32, u32)> {
         (nr::CLONE3, exit(WANT | WANT_STACK)),
         (nr::FORK, exit(WANT | WANT_STACK)),
         (nr::VFORK, exit(WANT | WANT_STACK)),
+        (nr::SENDMSG, WANT | WANT_STACK | WANT_RIGHTS),
+        (nr::SENDMMSG, WANT | WANT_STACK | WANT_RIGHTS),
+        (nr::RECVMSG, exit(WANT | WANT_STACK | WANT_RIGHTS)),
+        (nr::RECVMMSG, exit(WANT | WANT_STACK | WANT_RIGHTS)),
         (nr::EXECVE, WANT | WANT_STACK | exit(WANT)),
         (nr::EXECVEAT, WANT | WANT_STACK | exit(WANT)),
     ]
 }
 
+/// The socket fds the KIND_RIGHTS records before a sendmsg/recvmsg record
+/// carried, by thread (the records of one call come in a row).
+#[derive(Default)]
+struct Rights(FastMap<Pid, Vec<(i32, Inode)>>);
+
+impl Rights {
+    fn take(&mut self, tid: Pid) -> Vec<(i32, Inode)> {
+        self.0.remove(&tid).unwrap_or_default()
+    }
+}
+
 /// Turn a record into what it did to the fd tables (None: nothing).
-fn decode(r: &Raw) -> Option<Act> {
+/// `rights`: the fds the preceding KIND_RIGHTS records of its thread carried.
+fn decode(r: &Raw, rights: &mut Rights) -> Option<Act> {
     let fd = i32::try_from(r.ret).ok();
+    if r.kind == KIND_RIGHTS {
+        // Only sockets are followed; a record of a call whose own record
+        // was lost is dropped with it, when the next call's records start.
+        let fds = rights.0.entry(r.tid).or_default();
+        if r.first_right() {
+            fds.clear();
+        }
+        if r.magic == SOCKFS_MAGIC {
+            fds.push((fd?, r.inode));
+        }
+        return None;
+    }
+    match (r.kind, r.nr) {
+        (KIND_ENTER, nr::SENDMSG | nr::SENDMMSG) => {
+            let fds = rights.take(r.tid);
+            let call = if r.nr == nr::SENDMSG {
+                Call::Sendmsg
+            } else {
+                Call::Sendmmsg
+            };
+            return (!fds.is_empty()).then_some(Act::Sent { fds, call });
+        }
+        (KIND_EXIT, nr::RECVMSG | nr::RECVMMSG) => {
+            let fds = rights.take(r.tid);
+            let (call, flags) = if r.nr == nr::RECVMSG {
+                (Call::Recvmsg, r.args[2])
+            } else {
+                (Call::Recvmmsg, r.args[3])
+            };
+            return (!fds.is_empty()).then_some(Act::Received {
+                fds,
+                cloexec: flags & MSG_CMSG_CLOEXEC != 0,
+                call,
+            });
+        }
+        _ => {}
+    }
     match r.kind {
         KIND_FORK => Some(Act::Fork {
             child: fd?,
@@ -167,6 +225,7 @@ pub struct Tracer {
 struct Consumer {
     replay: Replay,
     unwinding: unwind::Unwinding,
+    rights: Rights,
 }
 
 /// The clock of BPF timestamps (CLOCK_MONOTONIC) to Unix time.
@@ -308,6 +367,7 @@ fn consume(mut ring: ring::Ring, regs: RegOffsets, stop: &AtomicBool) -> Consume
     let mut c = Consumer {
         replay: Replay::default(),
         unwinding: unwind::Unwinding::default(),
+        rights: Rights::default(),
     };
     loop {
         // Read the flag first: records committed before it was set are
@@ -329,7 +389,9 @@ fn consume(mut ring: ring::Ring, regs: RegOffsets, stop: &AtomicBool) -> Consume
 }
 
 fn handle(c: &mut Consumer, r: &Raw, offset: u64) {
-    let Some(act) = decode(r) else { return };
+    let Some(act) = decode(r, &mut c.rights) else {
+        return;
+    };
     match &act {
         Act::Fork {
             child,
@@ -424,12 +486,16 @@ mod tests {
             sp: 0,
             bp: 0,
             stack: Vec::new(),
+            tail: 0,
         }
     }
 
     #[test]
     fn decodes_the_calls_that_make_and_drop_fds() {
-        let a = decode(&raw(KIND_EXIT, nr::ACCEPT4, 5, [3, 0, 0, SOCK_CLOEXEC]));
+        let a = decode(
+            &raw(KIND_EXIT, nr::ACCEPT4, 5, [3, 0, 0, SOCK_CLOEXEC]),
+            &mut Rights::default(),
+        );
         assert!(matches!(
             a,
             Some(Act::NewFd {
@@ -440,7 +506,10 @@ mod tests {
                 from_fd: None
             })
         ));
-        let d = decode(&raw(KIND_EXIT, nr::DUP2, 9, [4, 9, 0, 0]));
+        let d = decode(
+            &raw(KIND_EXIT, nr::DUP2, 9, [4, 9, 0, 0]),
+            &mut Rights::default(),
+        );
         assert!(matches!(
             d,
             Some(Act::NewFd {
@@ -450,22 +519,31 @@ mod tests {
             })
         ));
         // dup2(fd, fd), failed calls and non-sockets make nothing.
-        assert!(decode(&raw(KIND_EXIT, nr::DUP2, 4, [4, 4, 0, 0])).is_none());
-        assert!(decode(&raw(KIND_EXIT, nr::ACCEPT, -11, [3, 0, 0, 0])).is_none());
+        assert!(decode(
+            &raw(KIND_EXIT, nr::DUP2, 4, [4, 4, 0, 0]),
+            &mut Rights::default()
+        )
+        .is_none());
+        assert!(decode(
+            &raw(KIND_EXIT, nr::ACCEPT, -11, [3, 0, 0, 0]),
+            &mut Rights::default()
+        )
+        .is_none());
         let mut file = raw(KIND_EXIT, nr::DUP, 6, [1, 0, 0, 0]);
         file.magic = 0xef53;
-        assert!(decode(&file).is_none());
+        assert!(decode(&file, &mut Rights::default()).is_none());
         assert!(matches!(
-            decode(&raw(KIND_ENTER, nr::CLOSE, 0, [5, 0, 0, 0])),
+            decode(
+                &raw(KIND_ENTER, nr::CLOSE, 0, [5, 0, 0, 0]),
+                &mut Rights::default()
+            ),
             Some(Act::Close { fd: 5 })
         ));
         assert!(matches!(
-            decode(&raw(
-                KIND_ENTER,
-                nr::CLOSE_RANGE,
-                0,
-                [3, u32::MAX as u64, 4, 0]
-            )),
+            decode(
+                &raw(KIND_ENTER, nr::CLOSE_RANGE, 0, [3, u32::MAX as u64, 4, 0]),
+                &mut Rights::default()
+            ),
             Some(Act::CloseRange {
                 first: 3,
                 cloexec_only: true,
@@ -473,25 +551,76 @@ mod tests {
             })
         ));
         assert!(matches!(
-            decode(&raw(KIND_EXIT, nr::CLONE, 42, [0; 4])),
+            decode(
+                &raw(KIND_EXIT, nr::CLONE, 42, [0; 4]),
+                &mut Rights::default()
+            ),
             Some(Act::ForkReturned {
                 child: 42,
                 call: "fork"
             })
         ));
-        assert!(decode(&raw(KIND_EXIT, nr::CLONE, 0, [0; 4])).is_none());
+        assert!(decode(
+            &raw(KIND_EXIT, nr::CLONE, 0, [0; 4]),
+            &mut Rights::default()
+        )
+        .is_none());
         assert!(matches!(
-            decode(&raw(KIND_EXIT, nr::EXECVE, 0, [0; 4])),
+            decode(
+                &raw(KIND_EXIT, nr::EXECVE, 0, [0; 4]),
+                &mut Rights::default()
+            ),
             Some(Act::ExecDone { ok: true })
         ));
         let mut fork = raw(KIND_FORK, 0, 11, [0; 4]);
         fork.inode = 1;
         assert!(matches!(
-            decode(&fork),
+            decode(&fork, &mut Rights::default()),
             Some(Act::Fork {
                 child: 11,
                 shared_table: true
             })
         ));
+    }
+
+    #[test]
+    fn scm_rights_records_make_the_send_and_the_receipt() {
+        let mut rights = Rights::default();
+        let right = |fd: i64, inode: u64, later: u32, magic: u32| {
+            let mut r = raw(KIND_RIGHTS, nr::RECVMSG, fd, [0; 4]);
+            r.inode = inode;
+            r.tail = later;
+            r.magic = magic;
+            r
+        };
+        assert!(decode(&right(6, 500, 0, SOCKFS_MAGIC), &mut rights).is_none());
+        // A pipe passed along is not followed.
+        assert!(decode(&right(7, 501, 1, 0x5049_5045), &mut rights).is_none());
+        assert!(decode(&right(8, 502, 1, SOCKFS_MAGIC), &mut rights).is_none());
+        let recv = decode(
+            &raw(KIND_EXIT, nr::RECVMSG, 1, [3, 0, MSG_CMSG_CLOEXEC, 0]),
+            &mut rights,
+        );
+        assert_eq!(
+            recv,
+            Some(Act::Received {
+                fds: vec![(6, 500), (8, 502)],
+                cloexec: true,
+                call: Call::Recvmsg
+            })
+        );
+        // Consumed: the next recvmsg without records carried nothing.
+        assert!(decode(&raw(KIND_EXIT, nr::RECVMSG, 1, [0; 4]), &mut rights).is_none());
+        // Records of a call whose own record was lost are not carried over.
+        decode(&right(4, 600, 0, SOCKFS_MAGIC), &mut rights);
+        decode(&right(5, 601, 0, SOCKFS_MAGIC), &mut rights);
+        let sent = decode(&raw(KIND_ENTER, nr::SENDMMSG, 0, [0; 4]), &mut rights);
+        assert_eq!(
+            sent,
+            Some(Act::Sent {
+                fds: vec![(5, 601)],
+                call: Call::Sendmmsg
+            })
+        );
     }
 }
