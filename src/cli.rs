@@ -523,6 +523,16 @@ pub struct WatchArgs {
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
     pub color: ColorArg,
 
+    /// Record, in the kernel (BPF; root and BTF), how the watched processes
+    /// make, copy and close socket fds, with the stack of each call: a
+    /// process's line then names the call and source line that made its
+    /// leaked copies (made=). Followed: the --pid roots and their
+    /// descendants; without --pid, every process holding a listener or a
+    /// CLOSE_WAIT socket in scope at some look, and its descendants from
+    /// then on. Without root or BTF: says why and watches as usual
+    #[arg(long)]
+    pub trace: bool,
+
     /// Walk every process's fds at every look, reusing nothing (to measure
     /// what reuse saves)
     #[arg(long, hide = true)]

@@ -516,3 +516,131 @@ fn the_rust_service_started_by_a_shell_script_is_traced_to_its_lines() {
     let run = check_leakyd("never", dir.path());
     assert_traced_in(&run, "leakyd.rs", "never-closed", "accept4", accept);
 }
+
+/// `cwleak watch --trace ARGS` into a pipe, with its output lines.
+fn watch_traced(args: &[String]) -> (support::Guarded, std::sync::mpsc::Receiver<String>) {
+    let mut g = support::Guarded::spawn(
+        Command::new(env!("CARGO_BIN_EXE_cwleak"))
+            .args(["watch", "--trace", "--interval", "200ms"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    );
+    let out = support::lines_of(g.child.stdout.take().unwrap());
+    (g, out)
+}
+
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line.find(&format!(" {key}="))? + key.len() + 2;
+    let rest = &line[at..];
+    match rest.strip_prefix('"') {
+        Some(q) => q.split('"').next(),
+        None => rest.split_whitespace().next(),
+    }
+}
+
+/// The next line for `pid` of kind `kind` ("appeared", "grew", ...).
+fn wait_line(out: &std::sync::mpsc::Receiver<String>, pid: i32, kind: &str) -> String {
+    let pid = pid.to_string();
+    loop {
+        let l = out
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("no {kind} line for pid {pid}"));
+        if l.split_whitespace().nth(1) == Some(kind) && field(&l, "pid") == Some(&pid) {
+            return l;
+        }
+    }
+}
+
+/// A leak made before tracing began shows without `made=`; the copies
+/// leaked after it name the call and line that made them.
+fn watch_sees_new_leaks_made_at_their_line(scope: &str) {
+    let mut svc = support::Leakyd::start();
+    svc.connect(1);
+    let scope_args = match scope {
+        "pid" => vec!["--pid".to_string(), svc.pid.to_string()],
+        _ => vec!["--port".to_string(), svc.port.to_string()],
+    };
+    let (w, out) = watch_traced(&scope_args);
+    // The first look is done (and, by port, the service followed from it).
+    let appeared = wait_line(&out, svc.pid, "appeared");
+    assert_eq!(field(&appeared, "count"), Some("1"), "{appeared}");
+    assert_eq!(field(&appeared, "made"), None, "{appeared}");
+    svc.connect(2);
+    let grew = loop {
+        let l = wait_line(&out, svc.pid, "grew");
+        if field(&l, "count") == Some("3") {
+            break l;
+        }
+    };
+    let made = format!(
+        "accept4() at leakyd.rs:{} (leakyd::accept) in pid {}",
+        leakyd_line("libc::accept4("),
+        svc.pid
+    );
+    assert_eq!(field(&grew, "made"), Some(made.as_str()), "{grew}");
+    assert_eq!(field(&grew, "cause"), Some("fork-parent-kept"), "{grew}");
+    // Ctrl-C: the summary says what the trace recorded, and lost nothing.
+    w.signal(libc::SIGINT);
+    let summary = loop {
+        let l = out
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("no trace summary line");
+        if l.split_whitespace().nth(1) == Some("trace") {
+            break l;
+        }
+    };
+    assert_eq!(field(&summary, "dropped_events"), Some("0"), "{summary}");
+    assert_ne!(field(&summary, "events"), Some("0"), "{summary}");
+    drop(w);
+}
+
+#[test]
+fn watch_trace_names_the_line_of_leaks_made_while_watching() {
+    if let Some(why) = cannot_trace() {
+        return skip::skip("watch_trace", &why);
+    }
+    // --pid: the root and its descendants are followed from the start.
+    watch_sees_new_leaks_made_at_their_line("pid");
+    // --port: the holder of the listener is followed from the first look.
+    watch_sees_new_leaks_made_at_their_line("port");
+}
+
+#[test]
+fn watch_without_bpf_says_why_and_watches_as_usual() {
+    if !skip::is_root() {
+        return skip::skip("watch_without_bpf", "needs root to drop to another user");
+    }
+    let Ok(setpriv) = which("setpriv") else {
+        return skip::skip("watch_without_bpf", "no setpriv");
+    };
+    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let mut service = Command::new(&setpriv)
+        .args(nobody)
+        .args(["sleep", "600"])
+        .spawn()
+        .unwrap();
+    let out = Command::new(&setpriv)
+        .args(nobody)
+        .arg(env!("CARGO_BIN_EXE_cwleak"))
+        .args(["watch", "--trace", "--pid", &service.id().to_string()])
+        .args(["--count", "1", "--interval", "100ms"])
+        .current_dir("/")
+        .output();
+    let _ = service.kill();
+    let _ = service.wait();
+    let out = out.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let why: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("--trace is not available here"))
+        .collect();
+    assert_eq!(why.len(), 1, "{stderr}");
+    assert!(why[0].contains("Operation not permitted"), "{stderr}");
+    // As usual: the summary, and no trace line.
+    assert!(stdout.contains(" summary looks=1 "), "{stdout}");
+    assert!(!stdout.contains(" trace "), "{stdout}");
+}

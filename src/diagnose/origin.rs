@@ -64,7 +64,7 @@ struct Verdict {
 }
 
 /// "accept4() at server.c:88 in pid 1234"
-fn call_at(s: &Step) -> String {
+pub fn call_at(s: &Step) -> String {
     let mut out = format!("{}()", s.event);
     if let Some(f) = top_frame(&s.stack) {
         out.push_str(&format!(" at {}", place(f)));

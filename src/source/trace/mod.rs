@@ -27,7 +27,7 @@ use prog::{Hook, Maps, WANT, WANT_DUPFD_ONLY, WANT_INODE, WANT_RIGHTS, WANT_STAC
 use record::{Raw, RegOffsets, KIND_ENTER, KIND_EXIT, KIND_FORK, KIND_RIGHTS, KIND_TASK_EXIT};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
@@ -214,12 +214,17 @@ fn decode(r: &Raw, rights: &mut Rights) -> Option<Act> {
 }
 
 /// The loaded, attached programs and the thread draining their records.
+/// What it recorded can be asked while it runs (`watch`) or at the end
+/// (`check`).
 pub struct Tracer {
     links: Vec<OwnedFd>,
     tracked: OwnedFd,
     counters: OwnedFd,
     stop: Arc<AtomicBool>,
-    consumer: Option<std::thread::JoinHandle<Consumer>>,
+    shared: Arc<Mutex<Consumer>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Kept across questions: a frame is looked up once.
+    symbols: symbols::Symbols,
 }
 
 struct Consumer {
@@ -246,9 +251,10 @@ fn clock_offset_ns() -> u64 {
 
 impl Tracer {
     /// Load and attach the programs. Children `spawner` forks from now on
-    /// (the wrapped command) are tracked, and their descendants. The error
-    /// is one line saying why tracing cannot run here.
-    pub fn start(spawner: Pid) -> Result<Tracer, String> {
+    /// (the wrapped command of `check`) are tracked, and their descendants;
+    /// without one, only what `track` adds. The error is one line saying
+    /// why tracing cannot run here.
+    pub fn start(spawner: Option<Pid>) -> Result<Tracer, String> {
         if !cfg!(target_arch = "x86_64") {
             return Err("only x86_64 is supported".into());
         }
@@ -287,6 +293,8 @@ impl Tracer {
             ring: ring.as_raw_fd(),
             counters: counters.as_raw_fd(),
         };
+        // No spawner: a tgid no process has.
+        let spawner = spawner.unwrap_or(-1);
         let programs = [
             ("sys_enter", prog::syscall(&offsets, &maps, Hook::Enter)?),
             ("sys_exit", prog::syscall(&offsets, &maps, Hook::Exit)?),
@@ -302,11 +310,17 @@ impl Tracer {
         drop(want);
         let ring = ring::Ring::new(ring, RING_SIZE).map_err(err("mapping the ring buffer"))?;
         let stop = Arc::new(AtomicBool::new(false));
-        let consumer = {
+        let shared = Arc::new(Mutex::new(Consumer {
+            replay: Replay::default(),
+            unwinding: unwind::Unwinding::default(),
+            rights: Rights::default(),
+        }));
+        let thread = {
             let stop = stop.clone();
+            let shared = shared.clone();
             std::thread::Builder::new()
                 .name("cwleak-trace".into())
-                .spawn(move || consume(ring, offsets.regs, &stop))
+                .spawn(move || consume(ring, offsets.regs, &stop, &shared))
                 .map_err(|e| format!("starting the trace thread: {e}"))?
         };
         Ok(Tracer {
@@ -314,12 +328,15 @@ impl Tracer {
             tracked,
             counters,
             stop,
-            consumer: Some(consumer),
+            shared,
+            thread: Some(thread),
+            symbols: symbols::Symbols::default(),
         })
     }
 
     /// Follow an already running process (and its future children); what
-    /// it holds already has no recorded origin.
+    /// it holds already has no recorded origin. Failing when the pid map
+    /// is full.
     pub fn track(&self, pid: Pid) -> std::io::Result<()> {
         bpf::map_update(&self.tracked, &pid.to_ne_bytes(), &1u32.to_ne_bytes())
     }
@@ -332,52 +349,109 @@ impl Tracer {
         }
     }
 
-    /// Stop recording, take the last records, and give what was recorded.
-    pub fn finish(mut self) -> Recorded {
+    /// Stop recording and take the last records.
+    fn stop(&mut self) {
         self.links.clear();
         self.stop.store(true, Ordering::SeqCst);
-        let consumer = self.consumer.take().and_then(|h| h.join().ok());
-        let info = TraceInfo {
-            active: consumer.is_some(),
-            unavailable: None,
-            events: consumer.as_ref().map_or(0, |c| c.replay.events),
-            dropped_events: self.counter(0),
-            untracked_processes: self.counter(1),
-            truncated_stacks: consumer.as_ref().map_or(0, |c| c.unwinding.truncated),
+        if let Some(h) = self.thread.take() {
+            let _ = h.join();
+        }
+    }
+
+    /// Stop, and give the origins of every socket fd the snapshot shows
+    /// (`check`: after the command's look).
+    pub fn finish(mut self, snap: &Snapshot) -> crate::trace::Facts {
+        self.stop();
+        self.facts(&socket_fds(snap, |_| true))
+    }
+
+    /// What is recorded so far about `keys` (pid, fd, socket): the origin
+    /// of each, and the closed copies of each socket, symbolized. Tracing
+    /// goes on.
+    pub fn facts(&mut self, keys: &[(Pid, i32, Inode)]) -> crate::trace::Facts {
+        let dropped_events = self.counter(0);
+        let untracked_processes = self.counter(1);
+        // A consumer that panicked left its state as it was: still usable.
+        let c = match self.shared.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
         };
-        Recorded {
-            replay: consumer.map(|c| c.replay).unwrap_or_default(),
+        let info = TraceInfo {
+            active: true,
+            unavailable: None,
+            events: c.replay.events,
+            dropped_events,
+            untracked_processes,
+            truncated_stacks: c.unwinding.truncated,
+        };
+        self.symbols.prepare(&c.replay.stacks_of(keys));
+        let symbols = &mut self.symbols;
+        let mut sym = |st: &[crate::trace::RawFrame]| symbols.frames(st);
+        let mut origins: FastMap<(Pid, i32), Origin> = FastMap::default();
+        let mut closed: FastMap<Inode, Vec<Closed>> = FastMap::default();
+        for &(pid, fd, inode) in keys {
+            if let Some(o) = c.replay.origin(pid, fd, inode, &mut sym) {
+                origins.insert((pid, fd), o);
+            }
+            if let std::collections::hash_map::Entry::Vacant(v) = closed.entry(inode) {
+                let cl = c.replay.closed(inode, &mut sym);
+                if !cl.is_empty() {
+                    v.insert(cl);
+                }
+            }
+        }
+        crate::trace::Facts {
             info,
+            origins,
+            closed,
         }
     }
 }
 
 impl Drop for Tracer {
     fn drop(&mut self) {
-        self.links.clear();
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.consumer.take() {
-            let _ = h.join();
-        }
+        self.stop();
     }
 }
 
-fn consume(mut ring: ring::Ring, regs: RegOffsets, stop: &AtomicBool) -> Consumer {
+/// (pid, fd, socket) of every socket fd of the snapshot's processes whose
+/// socket `keep` says.
+pub fn socket_fds(snap: &Snapshot, keep: impl Fn(Inode) -> bool) -> Vec<(Pid, i32, Inode)> {
+    snap.processes
+        .iter()
+        .flat_map(|p| p.sockets.iter().map(move |s| (p.pid, s.fd, s.inode)))
+        .filter(|(_, _, inode)| keep(*inode))
+        .collect()
+}
+
+/// A trace that could not run, and why.
+pub fn unavailable(why: String) -> crate::trace::Facts {
+    crate::trace::Facts {
+        info: TraceInfo {
+            unavailable: Some(why),
+            ..TraceInfo::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn consume(mut ring: ring::Ring, regs: RegOffsets, stop: &AtomicBool, shared: &Mutex<Consumer>) {
     let offset = clock_offset_ns();
-    let mut c = Consumer {
-        replay: Replay::default(),
-        unwinding: unwind::Unwinding::default(),
-        rights: Rights::default(),
-    };
     loop {
         // Read the flag first: records committed before it was set are
         // drained below, in this pass.
         let last = stop.load(Ordering::SeqCst);
-        let n = ring.drain(|bytes| {
-            if let Some(raw) = Raw::parse(bytes, &regs) {
-                handle(&mut c, &raw, offset);
-            }
-        });
+        let n = {
+            let mut c = match shared.lock() {
+                Ok(c) => c,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            ring.drain(|bytes| {
+                if let Some(raw) = Raw::parse(bytes, &regs) {
+                    handle(&mut c, &raw, offset);
+                }
+            })
+        };
         if last {
             break;
         }
@@ -385,7 +459,6 @@ fn consume(mut ring: ring::Ring, regs: RegOffsets, stop: &AtomicBool) -> Consume
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-    c
 }
 
 fn handle(c: &mut Consumer, r: &Raw, offset: u64) {
@@ -415,56 +488,6 @@ fn handle(c: &mut Consumer, r: &Raw, offset: u64) {
         act,
         stack,
     });
-}
-
-/// What a trace recorded, with frames symbolized on demand.
-pub struct Recorded {
-    replay: Replay,
-    pub info: TraceInfo,
-}
-
-impl Recorded {
-    /// A trace that could not run, and why.
-    pub fn unavailable(why: String) -> crate::trace::Facts {
-        crate::trace::Facts {
-            info: TraceInfo {
-                unavailable: Some(why),
-                ..TraceInfo::default()
-            },
-            ..Default::default()
-        }
-    }
-
-    /// The origins of every socket fd the snapshot shows in a traced
-    /// process, and the closed copies of those sockets, symbolized.
-    pub fn facts(self, snap: &Snapshot) -> crate::trace::Facts {
-        let keys: Vec<(Pid, i32, Inode)> = snap
-            .processes
-            .iter()
-            .flat_map(|p| p.sockets.iter().map(move |s| (p.pid, s.fd, s.inode)))
-            .collect();
-        let mut symbols = symbols::Symbols::default();
-        symbols.prepare(&self.replay.stacks_of(&keys));
-        let mut sym = |st: &[crate::trace::RawFrame]| symbols.frames(st);
-        let mut origins: FastMap<(Pid, i32), Origin> = FastMap::default();
-        let mut closed: FastMap<Inode, Vec<Closed>> = FastMap::default();
-        for (pid, fd, inode) in keys {
-            if let Some(o) = self.replay.origin(pid, fd, inode, &mut sym) {
-                origins.insert((pid, fd), o);
-            }
-            if let std::collections::hash_map::Entry::Vacant(v) = closed.entry(inode) {
-                let c = self.replay.closed(inode, &mut sym);
-                if !c.is_empty() {
-                    v.insert(c);
-                }
-            }
-        }
-        crate::trace::Facts {
-            info: self.info,
-            origins,
-            closed,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,139 @@
+//! `watch --trace`: record, in the kernel, how the watched processes make,
+//! copy and close their socket fds, and give each look the history of its
+//! leaked sockets' holders (`source::trace`).
+//!
+//! Who is followed (filtered in the kernel; children are added as they
+//! fork, before they run):
+//! - with `--pid`: the roots and their descendants;
+//! - without: every process that holds a listener or a CLOSE_WAIT socket
+//!   in scope at some look (a server is followed from the look that first
+//!   sees its listener), and its descendants from then on.
+//!
+//! The pid map has a fixed size (processes beyond it are counted in
+//! `untracked_processes`), the ring buffer too (lost records counted).
+//! Sockets made before a process was followed have no origin: their
+//! findings stay inferred. Where tracing cannot run, one line says why and
+//! the watch goes on as without it.
+
+use crate::diagnose::Scope;
+use crate::model::{Inode, Pid, Snapshot, TcpState};
+use crate::source::trace::{socket_fds, Tracer};
+use crate::trace::{Facts, TraceInfo};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+pub enum Tracing {
+    Off,
+    Unavailable,
+    On {
+        tracer: Box<Tracer>,
+        /// (pid, start time) already added to the kernel's pid map.
+        followed: FxHashSet<(Pid, u64)>,
+        /// Follow the holders of sockets in scope (no `--pid`).
+        by_sockets: bool,
+        last: Option<TraceInfo>,
+    },
+}
+
+impl Tracing {
+    pub fn start(trace: bool, scope: &Scope) -> Tracing {
+        if !trace {
+            return Tracing::Off;
+        }
+        match Tracer::start(None) {
+            Ok(t) => {
+                for pid in &scope.pids {
+                    if let Err(e) = t.track(*pid) {
+                        crate::diag!("cwleak watch: --trace: cannot follow pid {pid}: {e}");
+                    }
+                }
+                Tracing::On {
+                    tracer: Box::new(t),
+                    followed: FxHashSet::default(),
+                    by_sockets: scope.pids.is_empty(),
+                    last: None,
+                }
+            }
+            Err(why) => {
+                crate::diag!(
+                    "cwleak watch: --trace is not available here: {}; watching without it",
+                    crate::report::wrap::clean(&why)
+                );
+                Tracing::Unavailable
+            }
+        }
+    }
+
+    /// What is recorded about the holders of the look's CLOSE_WAIT sockets;
+    /// and, without `--pid`, follow from now on the processes holding
+    /// sockets in scope that are not followed yet.
+    pub fn facts(&mut self, snap: &Snapshot, scope: &Scope) -> Option<Facts> {
+        let Tracing::On {
+            tracer,
+            followed,
+            by_sockets,
+            last,
+        } = self
+        else {
+            return None;
+        };
+        if *by_sockets {
+            follow(tracer, followed, snap, scope);
+        }
+        let leaked: FxHashSet<Inode> = snap
+            .sockets
+            .iter()
+            .filter(|s| s.state == TcpState::CloseWait && s.inode != 0)
+            .map(|s| s.inode)
+            .collect();
+        let facts = tracer.facts(&socket_fds(snap, |i| leaked.contains(&i)));
+        *last = Some(facts.info.clone());
+        Some(facts)
+    }
+
+    /// For the summary: what the trace recorded and lost.
+    pub fn info(&self) -> Option<&TraceInfo> {
+        match self {
+            Tracing::On { last, .. } => last.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// Add the processes holding a listener or a CLOSE_WAIT socket in scope
+/// (by port and network namespace) to the kernel's pid map.
+fn follow(tracer: &Tracer, followed: &mut FxHashSet<(Pid, u64)>, snap: &Snapshot, scope: &Scope) {
+    let in_scope: FxHashMap<Inode, ()> = snap
+        .sockets
+        .iter()
+        .filter(|s| s.inode != 0)
+        .filter(|s| {
+            let port_ok = (scope.ports.is_empty() && scope.local_ports.is_empty())
+                || scope.ports.contains(&s.local.port())
+                || scope.ports.contains(&s.remote.port())
+                || scope.local_ports.contains(&s.local.port());
+            port_ok && (scope.netns.is_empty() || scope.netns.contains(&s.netns))
+        })
+        .map(|s| (s.inode, ()))
+        .collect();
+    for p in &snap.processes {
+        if followed.contains(&(p.pid, p.start_time))
+            || !p.sockets.iter().any(|s| in_scope.contains_key(&s.inode))
+        {
+            continue;
+        }
+        // A full pid map is counted by the kernel side for children; a root
+        // that does not fit is tried again at the next look.
+        if tracer.track(p.pid).is_ok() {
+            followed.insert((p.pid, p.start_time));
+        }
+    }
+    // Forget processes gone, so the set stays the size of the host.
+    if followed.len() > snap.processes.len() * 2 {
+        let alive: FxHashSet<(Pid, u64)> = snap
+            .processes
+            .iter()
+            .map(|p| (p.pid, p.start_time))
+            .collect();
+        followed.retain(|k| alive.contains(k));
+    }
+}
