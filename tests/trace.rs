@@ -4,7 +4,8 @@
 //! dup, by never closing, by never closing while it runs commands (which
 //! fork, like a forking server, but hand nothing over), and by passing
 //! connections to a worker with SCM_RIGHTS (kept by the worker, or by the
-//! server after sending). For each, the
+//! server after sending); a client socket (socket + connect), a
+//! close-on-exec flag cleared by fcntl(F_SETFD), and pidfd_getfd(). For each, the
 //! report must carry basis "traced", the right cause, and an origin naming
 //! the syscall and the source line that made the forgotten copy. The lines
 //! come from the C source (marked `@name`), the holders from /proc (who
@@ -386,6 +387,79 @@ fn fds_passed_with_scm_rights_are_traced_to_the_send_and_the_receipt() {
             fact.contains(&sent) && fact.contains(&got) && fact.contains("which closed its copy"),
             "{fact}"
         );
+    }
+}
+
+fn events(step_list: &Value) -> Vec<&str> {
+    step_list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["event"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn connect_a_cleared_cloexec_flag_and_pidfd_getfd_are_followed() {
+    if let Some(why) = cannot_trace() {
+        return skip::skip("connect_setfd_getfd", &why);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = build_server(dir.path());
+
+    // A client socket the server never closes: made by socket(), connected
+    // by connect(), both at their lines.
+    let run = check_traced(&server, "connect", dir.path(), true);
+    let origins = assert_traced(&run, "never-closed", "connect", line_of("connect"));
+    for (f, o) in run.report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&origins)
+    {
+        assert_eq!(f["blamed"][0]["pid"].as_i64(), Some(i64::from(run.server)));
+        assert_eq!(events(&o["earlier"]), ["socket"], "{o}");
+        assert_eq!(source_line(&o["earlier"][0]).1, line_of("client-socket"));
+    }
+    drop(run);
+
+    // Accepted with SOCK_CLOEXEC, the flag cleared by fcntl(F_SETFD): the
+    // copy crossed the exec after all (without following F_SETFD the
+    // history would say it was dropped there).
+    let run = check_traced(&server, "setfd", dir.path(), true);
+    let origins = assert_traced(&run, "inherited-no-cloexec", "execve", line_of("execl"));
+    for (f, o) in run.report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&origins)
+    {
+        let pid = f["blamed"][0]["pid"].as_i64().unwrap();
+        assert_eq!(ppid_comm(pid), (i64::from(run.server), "sleep".into()));
+        assert_eq!(
+            events(&o["earlier"]),
+            ["accept4", "fcntl_setfd", "fork"],
+            "{o}"
+        );
+        assert_eq!(source_line(&o["earlier"][1]).1, line_of("setfd"));
+        let fact = f["evidence"][0].as_str().unwrap();
+        let cleared = format!(
+            "cleared by fcntl(F_SETFD) at leaky_server.c:{}",
+            line_of("setfd")
+        );
+        assert!(fact.contains(&cleared), "{fact}");
+    }
+    drop(run);
+
+    // A helper takes each accepted fd with pidfd_getfd() and keeps it; the
+    // server closed its own.
+    let run = check_traced(&server, "getfd", dir.path(), true);
+    assert_traced(&run, "passed-fd-kept", "pidfd_getfd", line_of("getfd"));
+    for f in run.report["findings"].as_array().unwrap() {
+        let helper = f["blamed"][0]["pid"].as_i64().unwrap();
+        assert_eq!(ppid_comm(helper).0, i64::from(run.server));
+        let inode = f["socket"]["inode"].as_u64().unwrap();
+        assert!(!socket_inodes(run.server.into()).contains(&inode));
     }
 }
 

@@ -10,7 +10,7 @@ use super::finding::{Blame, Cause, Finding, Line};
 use super::fixes;
 use super::mitigation::Mitigation;
 use crate::model::Pid;
-use crate::trace::{is_receive, is_send, Closed, Facts, Frame, Origin, Step};
+use crate::trace::{is_receive, is_send, Closed, Facts, Frame, Origin, Step, CLOEXEC_CLEARED};
 use serde::{Deserialize, Serialize};
 
 /// Where a finding's cause comes from.
@@ -202,7 +202,7 @@ fn passed(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Option<Verdict> {
             let kept = held.iter().any(|(p, f, _)| *p == send.pid && *f == send.fd);
             let dropped = closed
                 .iter()
-                .find(|c| c.origin.step.pid == send.pid && c.origin.step.fd == send.fd);
+                .find(|c| c.origin.made_by().pid == send.pid && c.origin.made_by().fd == send.fd);
             if kept {
                 fact.push_str(&format!(
                     "; pid {} still holds fd {} too",
@@ -248,7 +248,7 @@ fn passed(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Option<Verdict> {
         fact: format!(
             "traced: fd {fd} of pid {pid} was made by {}; {} passed it to pid {} ({}), {whose}; \
              pid {pid} never closed fd {fd}",
-            call_at(o.steps().next().unwrap_or(&o.step)),
+            call_at(o.steps().next().unwrap_or(o.made_by())),
             call_at(send),
             recv.pid,
             call_at(recv),
@@ -268,13 +268,23 @@ fn judge(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Verdict {
         .map(|(p, fd, _)| (*p, *fd))
         .collect();
     if let Some((pid, fd, o)) = held.iter().find(|(p, fd, _)| execd.contains(&(*p, *fd))) {
-        let made = o.steps().next().unwrap_or(&o.step);
-        let exec = o.steps().find(|s| s.event == "execve").unwrap_or(&o.step);
+        let made = o.steps().next().unwrap_or(o.made_by());
+        let exec = o
+            .steps()
+            .find(|s| s.event == "execve")
+            .unwrap_or(o.made_by());
+        let flag = match o.steps().find(|s| s.event == CLOEXEC_CLEARED) {
+            Some(c) => format!(
+                ", its close-on-exec flag cleared by fcntl(F_SETFD) at {},",
+                top_frame(&c.stack).map_or("?".to_string(), place)
+            ),
+            None => " without O_CLOEXEC".into(),
+        };
         return Verdict {
             cause: Cause::InheritedNoCloexec,
             blamed: blame_order(held, &execd),
             fact: format!(
-                "traced: fd {fd} of pid {pid} was made by {} without O_CLOEXEC and crossed {}; \
+                "traced: fd {fd} of pid {pid} was made by {}{flag} and crossed {}; \
                  the new program never closes it",
                 call_at(made),
                 call_at(exec),
@@ -284,7 +294,7 @@ fn judge(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Verdict {
     // 3. A duplicate: dup()/dup2()/dup3()/fcntl(F_DUPFD) made it.
     let dups: Vec<(Pid, i32)> = held
         .iter()
-        .filter(|(_, _, o)| is_dup(&o.step.event))
+        .filter(|(_, _, o)| is_dup(&o.made_by().event))
         .map(|(p, fd, _)| (*p, *fd))
         .collect();
     if let Some((pid, fd, o)) = held.iter().find(|(p, fd, _)| dups.contains(&(*p, *fd))) {
@@ -292,15 +302,15 @@ fn judge(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Verdict {
             .step
             .from_fd
             .map_or(String::new(), |f| format!(" from fd {f}"));
-        let orig = match o.step.from_fd {
+        let orig = match o.made_by().from_fd {
             Some(f) if held.iter().any(|(p, h, _)| p == pid && *h == f) => {
                 format!("; fd {f} is still open too")
             }
             Some(f) => match closed
                 .iter()
-                .find(|c| c.origin.step.pid == *pid && c.origin.step.fd == f)
+                .find(|c| c.origin.made_by().pid == *pid && c.origin.made_by().fd == f)
             {
-                Some(c) => format!("; fd {f} was closed {}", later(o.step.at_ms, c.at_ms)),
+                Some(c) => format!("; fd {f} was closed {}", later(o.made_by().at_ms, c.at_ms)),
                 None => String::new(),
             },
             None => String::new(),
@@ -310,7 +320,7 @@ fn judge(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Verdict {
             blamed: blame_order(held, &dups),
             fact: format!(
                 "traced: fd {fd} of pid {pid} was made by {}{from}{orig}; pid {pid} never closed fd {fd}",
-                call_at(&o.step)
+                call_at(o.made_by())
             ),
         };
     }
@@ -321,29 +331,29 @@ fn judge(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Verdict {
         let children: Vec<&Closed> = closed
             .iter()
             .filter(|c| {
-                is_fork(&c.origin.step)
-                    && c.origin.step.from_pid == Some(*pid)
-                    && c.origin.step.fd == *fd
+                is_fork(c.origin.made_by())
+                    && c.origin.made_by().from_pid == Some(*pid)
+                    && c.origin.made_by().fd == *fd
                     && !c.how.starts_with("execve")
             })
             .collect();
         let live_children: Vec<Pid> = held
             .iter()
-            .filter(|(_, _, c)| is_fork(&c.step) && c.step.from_pid == Some(*pid))
+            .filter(|(_, _, c)| is_fork(c.made_by()) && c.made_by().from_pid == Some(*pid))
             .map(|(p, _, _)| *p)
             .collect();
         if children.is_empty() && live_children.is_empty() {
             continue;
         }
-        let fork = children.first().map(|c| &c.origin.step).or_else(|| {
+        let fork = children.first().map(|c| c.origin.made_by()).or_else(|| {
             held.iter()
                 .find(|(p, _, _)| live_children.contains(p))
-                .map(|(_, _, c)| &c.step)
+                .map(|(_, _, c)| c.made_by())
         });
         let Some(fork) = fork else { continue };
         let mut fact = format!(
             "traced: fd {fd} of pid {pid} was made by {}; {}() at {} gave pid {} a copy",
-            call_at(&o.step),
+            call_at(o.made_by()),
             fork.event,
             top_frame(&fork.stack).map_or("?".to_string(), place),
             fork.pid,
@@ -366,17 +376,23 @@ fn judge(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Verdict {
     // 5. One copy, made where it is held (or handed over by a fork whose
     //    parent closed its own): nobody closed it.
     let (pid, fd, o) = held[0];
+    let made = o.made_by();
     let via = o
-        .earlier
-        .first()
+        .steps()
+        .next()
+        .filter(|s| !std::ptr::eq(*s, made))
         .map(|s| format!(" (made by {})", call_at(s)))
+        .unwrap_or_default();
+    let connected = o
+        .connected()
+        .map(|c| format!(", connected by {}", call_at(c)))
         .unwrap_or_default();
     Verdict {
         cause: Cause::NeverClosed,
         blamed: blame_order(held, &[(pid, fd)]),
         fact: format!(
-            "traced: fd {fd} of pid {pid} came from {}{via}, and pid {pid} never closed it",
-            call_at(&o.step)
+            "traced: fd {fd} of pid {pid} came from {}{via}{connected}, and pid {pid} never closed it",
+            call_at(made)
         ),
     }
 }
@@ -540,5 +556,21 @@ mod tests {
         let blamed: Vec<Pid> = v.blamed.iter().map(|b| b.pid).collect();
         assert_eq!(blamed, [20, 10]);
         assert!(v.fact.contains("pid 10 still holds fd 4 too"), "{}", v.fact);
+    }
+
+    #[test]
+    fn a_client_socket_names_its_socket_and_connect_lines() {
+        let o = origin(vec![
+            step("socket", 10, 4, 100, 40),
+            step("connect", 10, 4, 101, 41),
+        ]);
+        assert_eq!(o.made_by().event, "socket");
+        let v = judge(&[(10, 4, &o)], &[]);
+        assert_eq!(v.cause, Cause::NeverClosed);
+        assert_eq!(
+            v.fact,
+            "traced: fd 4 of pid 10 came from socket() at server.c:40 (serve) in pid 10, \
+             connected by connect() at server.c:41 (serve) in pid 10, and pid 10 never closed it"
+        );
     }
 }

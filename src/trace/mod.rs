@@ -87,6 +87,17 @@ pub enum Act {
         cloexec: bool,
         call: Call,
     },
+    /// connect() on the socket at `fd` (done, or under way when
+    /// non-blocking).
+    Connect {
+        fd: i32,
+        inode: Inode,
+    },
+    /// fcntl(fd, F_SETFD): close-on-exec set or cleared.
+    SetCloexec {
+        fd: i32,
+        on: bool,
+    },
     Close {
         fd: i32,
     },
@@ -179,7 +190,8 @@ impl Frame {
 /// One step of how a copy came to be.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Step {
-    /// The system call: accept4, socket, dup2, fcntl, fork, clone, execve, ...
+    /// The system call: accept4, socket, connect, dup2, fcntl, fork, clone,
+    /// execve, ... (`connect` marks the socket's connection; it makes no copy).
     pub event: String,
     pub pid: Pid,
     pub tid: Pid,
@@ -217,10 +229,27 @@ impl Origin {
         self.steps().find(|s| is_receive(&s.event))
     }
 
+    /// The step that made this copy: the last one, past a `connect` (which
+    /// connects the socket, and makes no copy).
+    pub fn made_by(&self) -> &Step {
+        self.steps()
+            .filter(|s| !matches!(s.event.as_str(), "connect" | CLOEXEC_CLEARED))
+            .last()
+            .unwrap_or(&self.step)
+    }
+
+    /// The connect() of the socket, when it was traced.
+    pub fn connected(&self) -> Option<&Step> {
+        self.steps().find(|s| s.event == "connect")
+    }
+
     pub fn crossed_exec(&self) -> bool {
         self.steps().any(|s| s.event == "execve")
     }
 }
+
+/// The step of fcntl(fd, F_SETFD) clearing close-on-exec.
+pub const CLOEXEC_CLEARED: &str = "fcntl_setfd";
 
 pub fn is_receive(event: &str) -> bool {
     matches!(event, "recvmsg" | "recvmmsg" | "pidfd_getfd")

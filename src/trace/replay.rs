@@ -172,6 +172,29 @@ impl Replay {
                     *self.live.entry(inode).or_default() += 1;
                 }
             }
+            Act::Connect { fd, inode } => {
+                // Only on a socket whose making was traced: one made before
+                // has no history (and its close-on-exec flag is unknown).
+                let connect = step("connect", None, None, e.stack);
+                if let Some(s) = self
+                    .table(e.pid)
+                    .fds
+                    .get_mut(&fd)
+                    .filter(|s| s.inode == inode)
+                {
+                    s.chain.push((connect, fd));
+                }
+            }
+            Act::SetCloexec { fd, on } => {
+                if let Some(s) = self.table(e.pid).fds.get_mut(&fd) {
+                    // Cleared: why the copy may cross an exec, worth a step.
+                    if s.cloexec && !on {
+                        s.chain
+                            .push((step(super::CLOEXEC_CLEARED, None, None, e.stack), fd));
+                    }
+                    s.cloexec = on;
+                }
+            }
             Act::Close { fd } => self.end(e.pid, fd, e.time_ns, "close"),
             Act::CloseRange {
                 first,
@@ -576,5 +599,38 @@ mod tests {
         let o = r.origin(20, 8, 55, &mut no_sym).unwrap();
         assert!(o.earlier.is_empty() && o.step.from_pid.is_none());
         assert_eq!(r.in_flight_count, 0);
+    }
+
+    #[test]
+    fn a_cleared_cloexec_flag_lets_the_copy_cross_exec_and_connect_is_a_step() {
+        let mut r = Replay::default();
+        r.apply(accept(1, 10, 4, 99, true));
+        r.apply(ev(2, 10, Act::SetCloexec { fd: 4, on: false }));
+        r.apply(ev(3, 10, Act::Connect { fd: 4, inode: 99 }));
+        // A connect on a socket made before tracing starts no history.
+        r.apply(ev(3, 10, Act::Connect { fd: 8, inode: 5 }));
+        assert!(r.origin(10, 8, 5, &mut no_sym).is_none());
+        r.apply(ev(
+            4,
+            10,
+            Act::Fork {
+                child: 11,
+                shared_table: false,
+            },
+        ));
+        r.apply(ev(5, 11, Act::ExecStart));
+        r.apply(ev(6, 11, Act::ExecDone { ok: true }));
+        let o = r.origin(11, 4, 99, &mut no_sym).unwrap();
+        let steps: Vec<&str> = o.steps().map(|s| s.event.as_str()).collect();
+        assert_eq!(
+            steps,
+            ["accept4", "fcntl_setfd", "connect", "fork", "execve"]
+        );
+        assert_eq!(o.connected().map(|s| s.at_ms), Some(3));
+        // Set again: the next exec drops it.
+        r.apply(ev(7, 10, Act::SetCloexec { fd: 4, on: true }));
+        r.apply(ev(8, 10, Act::ExecStart));
+        r.apply(ev(9, 10, Act::ExecDone { ok: true }));
+        assert!(r.origin(10, 4, 99, &mut no_sym).is_none());
     }
 }

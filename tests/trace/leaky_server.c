@@ -23,6 +23,12 @@
  *          its own copy; the worker reads to EOF and never closes
  *   pass-send  the same, but the worker closes what it received and the
  *          server keeps its copy after sendmsg()
+ *   setfd  like exec, but the fd is accepted with SOCK_CLOEXEC and the flag
+ *          is cleared with fcntl(F_SETFD) before the fork (inherited-no-cloexec)
+ *   getfd  a helper (forked before the first accept) takes each accepted fd
+ *          with pidfd_getfd() and keeps it; the server closes its own
+ *   connect  the roles turn: the server connects to the front, which
+ *          accepts and closes; the server never closes its client socket
  * The lines the tests look for are marked with @name comments.
  */
 #define _GNU_SOURCE
@@ -34,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -55,6 +62,64 @@ static int take(int lfd, int cloexec) {
         return accept4(lfd, NULL, NULL, SOCK_CLOEXEC); /* @accept4 */
     }
     return accept(lfd, NULL, NULL); /* @accept */
+}
+
+/* The front's listening address (the connect mode's server dials it). */
+static struct sockaddr_in front;
+
+/* getfd: the helper takes each fd the server names from the server. */
+static void taker(int from, int to) {
+    int fd;
+    while (read(from, &fd, sizeof fd) == sizeof fd) {
+        int pidfd = (int)syscall(SYS_pidfd_open, getppid(), 0);
+        int got = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0); /* @getfd */
+        if (pidfd < 0 || got < 0) {
+            _exit(9);
+        }
+        close(pidfd);
+        tell(to, 'g');
+    }
+    for (;;) {
+        pause();
+    }
+}
+
+static void getfd(int lfd, int status, int n) {
+    int down[2], up[2];
+    if (pipe2(down, O_CLOEXEC) || pipe2(up, O_CLOEXEC)) {
+        _exit(8);
+    }
+    if (fork() == 0) {
+        close(lfd);
+        taker(down[0], up[1]);
+    }
+    for (int i = 0; i < n; i++) {
+        int fd = take(lfd, 1);
+        char ok;
+        if (fd < 0 || write(down[1], &fd, sizeof fd) != sizeof fd || read(up[0], &ok, 1) != 1) {
+            _exit(4);
+        }
+        close(fd);
+        tell(status, 'k');
+    }
+    for (;;) {
+        pause();
+    }
+}
+
+/* connect: dial the front, which accepts and closes; never close. */
+static void dial(int status, int n) {
+    for (int i = 0; i < n; i++) {
+        int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); /* @client-socket */
+        if (c < 0 || connect(c, (struct sockaddr *)&front, sizeof front)) { /* @connect */
+            _exit(10);
+        }
+        drain(c);
+        tell(status, 'k');
+    }
+    for (;;) {
+        pause();
+    }
 }
 
 static void send_fd(int via, int fd) {
@@ -147,10 +212,20 @@ static void serve(const char *mode, int lfd, int status, int n) {
     if (strncmp(mode, "pass-", 5) == 0) {
         pass(mode, lfd, status, n);
     }
+    if (strcmp(mode, "getfd") == 0) {
+        getfd(lfd, status, n);
+    }
+    if (strcmp(mode, "connect") == 0) {
+        dial(status, n);
+    }
+    int setfd = strcmp(mode, "setfd") == 0;
     for (int i = 0; i < n; i++) {
-        int fd = take(lfd, strcmp(mode, "spawn") == 0);
+        int fd = take(lfd, strcmp(mode, "spawn") == 0 || setfd);
         if (fd < 0) {
             _exit(4);
+        }
+        if (setfd && fcntl(fd, F_SETFD, 0)) { /* @setfd */
+            _exit(11);
         }
         if (strcmp(mode, "fork") == 0) {
             pid_t pid = fork(); /* @fork */
@@ -160,7 +235,7 @@ static void serve(const char *mode, int lfd, int status, int n) {
                 tell(status, 'k');
                 _exit(0);
             }
-        } else if (strcmp(mode, "exec") == 0) {
+        } else if (strcmp(mode, "exec") == 0 || setfd) {
             pid_t pid = fork(); /* @exec-fork */
             if (pid == 0) {
                 execl("/bin/sleep", "sleep", "600", (char *)NULL); /* @execl */
@@ -195,7 +270,7 @@ static void serve(const char *mode, int lfd, int status, int n) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: leaky_server fork|exec|dup|never|spawn|pass-recv|pass-send PIDFILE [N]\n");
+        fprintf(stderr, "usage: leaky_server fork|exec|dup|never|spawn|pass-recv|pass-send|setfd|getfd|connect PIDFILE [N]\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -212,6 +287,7 @@ int main(int argc, char **argv) {
     if (pipe2(st, O_CLOEXEC)) {
         return 1;
     }
+    front = a;
     signal(SIGCHLD, SIG_IGN);
     pid_t server = fork();
     if (server == 0) {
@@ -228,9 +304,11 @@ int main(int argc, char **argv) {
     if (!pf || fprintf(pf, "%d\n", (int)server) < 0 || fclose(pf)) {
         return 1;
     }
+    int dialed = strcmp(mode, "connect") == 0;
     for (int i = 0; i < n; i++) {
-        int c = socket(AF_INET, SOCK_STREAM, 0);
-        if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof a)) {
+        /* connect mode: the server dials; the front accepts and closes. */
+        int c = dialed ? accept(lfd, NULL, NULL) : socket(AF_INET, SOCK_STREAM, 0);
+        if (c < 0 || (!dialed && connect(c, (struct sockaddr *)&a, sizeof a))) {
             perror("connect");
             return 1;
         }

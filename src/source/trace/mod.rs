@@ -23,7 +23,7 @@ mod unwind;
 use crate::model::{FastMap, Inode, Pid, Snapshot};
 use crate::parse::btf::Btf;
 use crate::trace::{Act, Call, Closed, Event, Origin, Replay, TraceInfo};
-use prog::{Hook, Maps, WANT, WANT_DUPFD_ONLY, WANT_INODE, WANT_RIGHTS, WANT_STACK};
+use prog::{Hook, Maps, WANT, WANT_ARG0, WANT_DUPFD_ONLY, WANT_INODE, WANT_RIGHTS, WANT_STACK};
 use record::{Raw, RegOffsets, KIND_ENTER, KIND_EXIT, KIND_FORK, KIND_RIGHTS, KIND_TASK_EXIT};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +38,9 @@ const SOCKFS_MAGIC: u32 = 0x534f_434b;
 const SOCK_CLOEXEC: u64 = 0o2_000_000;
 const CLOSE_RANGE_CLOEXEC: u64 = 1 << 2;
 const F_DUPFD_CLOEXEC: u64 = 1030;
+const F_SETFD: u64 = 2;
+const FD_CLOEXEC: u64 = 1;
+const EINPROGRESS: i64 = 115;
 const CLONE_VFORK: u64 = 0x4000;
 const MSG_CMSG_CLOEXEC: u64 = 0x4000_0000;
 
@@ -47,6 +50,7 @@ mod nr {
     pub const DUP: u32 = 32;
     pub const DUP2: u32 = 33;
     pub const SOCKET: u32 = 41;
+    pub const CONNECT: u32 = 42;
     pub const SENDMSG: u32 = 46;
     pub const RECVMSG: u32 = 47;
     pub const ACCEPT: u32 = 43;
@@ -87,6 +91,10 @@ fn wanted() -> Vec<(u32, u32)> {
         (nr::CLONE3, exit(WANT | WANT_STACK)),
         (nr::FORK, exit(WANT | WANT_STACK)),
         (nr::VFORK, exit(WANT | WANT_STACK)),
+        (
+            nr::CONNECT,
+            exit(WANT | WANT_INODE | WANT_STACK | WANT_ARG0),
+        ),
         (nr::SENDMSG, WANT | WANT_STACK | WANT_RIGHTS),
         (nr::SENDMMSG, WANT | WANT_STACK | WANT_RIGHTS),
         (nr::RECVMSG, exit(WANT | WANT_STACK | WANT_RIGHTS)),
@@ -132,6 +140,20 @@ fn decode(r: &Raw, rights: &mut Rights) -> Option<Act> {
                 Call::Sendmmsg
             };
             return (!fds.is_empty()).then_some(Act::Sent { fds, call });
+        }
+        (KIND_EXIT, nr::CONNECT) => {
+            // A non-blocking connect is under way at -EINPROGRESS.
+            let ok = r.ret == 0 || r.ret == -EINPROGRESS;
+            return (ok && r.magic == SOCKFS_MAGIC).then_some(Act::Connect {
+                fd: i32::try_from(r.args[0]).ok()?,
+                inode: r.inode,
+            });
+        }
+        (KIND_EXIT, nr::FCNTL) if r.args[1] == F_SETFD => {
+            return (r.ret == 0).then_some(Act::SetCloexec {
+                fd: i32::try_from(r.args[0]).ok()?,
+                on: r.args[2] & FD_CLOEXEC != 0,
+            });
         }
         (KIND_EXIT, nr::RECVMSG | nr::RECVMMSG) => {
             let fds = rights.take(r.tid);
@@ -645,5 +667,31 @@ mod tests {
                 call: Call::Sendmmsg
             })
         );
+    }
+
+    #[test]
+    fn connect_and_f_setfd_are_decoded() {
+        let mut rights = Rights::default();
+        let c = decode(
+            &raw(KIND_EXIT, nr::CONNECT, -EINPROGRESS, [5, 0, 0, 0]),
+            &mut rights,
+        );
+        assert_eq!(c, Some(Act::Connect { fd: 5, inode: 77 }));
+        // A refused connect connects nothing.
+        assert!(decode(
+            &raw(KIND_EXIT, nr::CONNECT, -111, [5, 0, 0, 0]),
+            &mut rights
+        )
+        .is_none());
+        let set = decode(
+            &raw(KIND_EXIT, nr::FCNTL, 0, [5, F_SETFD, 0, 0]),
+            &mut rights,
+        );
+        assert_eq!(set, Some(Act::SetCloexec { fd: 5, on: false }));
+        let set = decode(
+            &raw(KIND_EXIT, nr::FCNTL, 0, [5, F_SETFD, FD_CLOEXEC, 0]),
+            &mut rights,
+        );
+        assert_eq!(set, Some(Act::SetCloexec { fd: 5, on: true }));
     }
 }

@@ -54,6 +54,10 @@ const RECVMSG: i32 = 47;
 /// sizeof(struct mmsghdr) on x86_64; msg_control sits at 32 in struct msghdr.
 const MMSGHDR: i32 = 64;
 const MSG_CONTROL: i32 = 32;
+/// At exit, the inode of the fd in argument 0, not of the result (connect).
+pub const WANT_ARG0: u32 = 32;
+const F_SETFD: i32 = 2;
+const F_DUPFD_CLOEXEC: i32 = 1030;
 pub const SYSCALLS: u32 = 512;
 
 /// Stack slots of the programs (offsets from the frame pointer).
@@ -263,11 +267,18 @@ fn fill(a: &mut Asm, o: &Offsets, hook: Hook, base: Reg, at: i16) -> ParseResult
     a.ldx(Size::DW, R1, FP, FLAGS);
     a.and_imm(R1, WANT_INODE as i32);
     a.jmp_imm(Cond::Eq, R1, 0, done);
+    let arg0 = a.label();
+    let got = a.label();
     if hook == Hook::Exit {
+        a.ldx(Size::DW, R1, FP, FLAGS);
+        a.and_imm(R1, WANT_ARG0 as i32);
+        a.jmp_imm(Cond::Ne, R1, 0, arg0);
         a.ldx(Size::DW, R1, R6, 8);
-    } else {
-        a.ldx(Size::DW, R1, base, at + (REGS_AT + o.regs.di) as i16);
+        a.goto(got);
     }
+    a.bind(arg0);
+    a.ldx(Size::DW, R1, base, at + (REGS_AT + o.regs.di) as i16);
+    a.bind(got);
     a.jmp_imm(Cond::Slt, R1, 0, done);
     a.stx(Size::DW, FP, FD, R1);
     fd_inode(a, o, base, at, done, true)?;
@@ -507,7 +518,8 @@ pub fn syscall(o: &Offsets, maps: &Maps, hook: Hook) -> ParseResult<Vec<u64>> {
     a.and_imm(R1, 0xff);
     a.jmp_imm(Cond::Eq, R1, 0, out);
     a.stx(Size::DW, FP, FLAGS, R1);
-    // fcntl: only the commands that make an fd (F_DUPFD, F_DUPFD_CLOEXEC).
+    // fcntl: only the commands that make an fd (F_DUPFD, F_DUPFD_CLOEXEC),
+    // and F_SETFD (close-on-exec set or cleared; no inode: it makes no fd).
     let wanted = a.label();
     a.and_imm(R1, WANT_DUPFD_ONLY as i32);
     a.jmp_imm(Cond::Eq, R1, 0, wanted);
@@ -517,8 +529,9 @@ pub fn syscall(o: &Offsets, maps: &Maps, hook: Hook) -> ParseResult<Vec<u64>> {
     };
     let f_dupfd = a.label();
     read_kernel(&mut a, R1, R8, cmd, f_dupfd)?;
-    a.jmp_imm(Cond::Eq, R1, 1030, wanted);
-    a.goto(out);
+    a.jmp_imm(Cond::Eq, R1, F_DUPFD_CLOEXEC, wanted);
+    a.jmp_imm(Cond::Ne, R1, F_SETFD, out);
+    a.st_imm(Size::DW, FP, FLAGS, (WANT | WANT_STACK) as i32);
     a.bind(f_dupfd);
     a.bind(wanted);
     let plain = a.label();
