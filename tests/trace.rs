@@ -61,7 +61,7 @@ fn build_server(dir: &Path) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/trace/leaky_server.c");
     let bin = dir.join("leaky_server");
     let out = Command::new("gcc")
-        .args(["-g", "-O0", "-fomit-frame-pointer", "-o"])
+        .args(["-g", "-O0", "-fomit-frame-pointer", "-pthread", "-o"])
         .arg(&bin)
         .arg(&src)
         .output()
@@ -460,6 +460,45 @@ fn connect_a_cleared_cloexec_flag_and_pidfd_getfd_are_followed() {
         assert_eq!(ppid_comm(helper).0, i64::from(run.server));
         let inode = f["socket"]["inode"].as_u64().unwrap();
         assert!(!socket_inodes(run.server.into()).contains(&inode));
+    }
+}
+
+#[test]
+fn a_copy_in_a_threads_own_fd_table_is_blamed_with_that_thread() {
+    if let Some(why) = cannot_trace() {
+        return skip::skip("thread_table", &why);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = build_server(dir.path());
+    // A thread that unshared its fd table accepts and never closes: the
+    // copies are in /proc/PID/task/TID/fd only, and the blame must say so.
+    let run = check_traced(&server, "thread", dir.path(), true);
+    let findings = run.report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 2, "{}", run.report);
+    let threads: Vec<i64> = std::fs::read_dir(format!("/proc/{}/task", run.server))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|t| *t != i64::from(run.server))
+        .collect();
+    assert_eq!(threads.len(), 1, "{threads:?}");
+    let tid = threads[0];
+    for f in findings {
+        assert_eq!(f["basis"], "traced", "{f}");
+        assert_eq!(f["cause"], "never-closed", "{f}");
+        let b = &f["blamed"][0];
+        assert_eq!(b["pid"].as_i64(), Some(i64::from(run.server)), "{f}");
+        assert_eq!(b["tid"].as_i64(), Some(tid), "{f}");
+        let fd = b["fd"].as_i64().unwrap();
+        let link = std::fs::read_link(format!("/proc/{}/task/{tid}/fd/{fd}", run.server)).unwrap();
+        assert_eq!(
+            link.to_str().unwrap(),
+            format!("socket:[{}]", f["socket"]["inode"]),
+            "{f}"
+        );
+        let h = &f["holders"][0];
+        assert_eq!(h["origin"]["event"], "accept4", "{f}");
+        assert_eq!(h["origin"]["tid"].as_i64(), Some(tid), "{f}");
+        assert_eq!(source_line(&h["origin"]).1, line_of("accept4"));
     }
 }
 

@@ -49,7 +49,19 @@ pub fn apply(findings: &mut [Finding], facts: &Facts) {
         }
         f.alternatives.clear();
         f.cause = v.cause;
-        f.blamed = v.blamed;
+        // A copy in a thread's own fd table is closed in that thread.
+        f.blamed = v
+            .blamed
+            .into_iter()
+            .map(|b| Blame {
+                tid: f
+                    .holders
+                    .iter()
+                    .find(|h| h.pid == b.pid && h.fd == b.fd)
+                    .and_then(|h| h.tid),
+                ..b
+            })
+            .collect();
         if let Mitigation::Commands { close, .. } = &mut f.mitigation {
             *close = f.blamed.first().copied();
         }

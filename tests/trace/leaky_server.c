@@ -29,12 +29,16 @@
  *          with pidfd_getfd() and keeps it; the server closes its own
  *   connect  the roles turn: the server connects to the front, which
  *          accepts and closes; the server never closes its client socket
+ *   thread  a thread with its own fd table (unshare(CLONE_FILES)) accepts
+ *          and never closes: the copies are in that thread's table only
  * The lines the tests look for are marked with @name comments.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +105,44 @@ static void getfd(int lfd, int status, int n) {
         }
         close(fd);
         tell(status, 'k');
+    }
+    for (;;) {
+        pause();
+    }
+}
+
+struct job {
+    int lfd, status, n;
+};
+
+static void *own_table(void *arg) {
+    struct job *j = arg;
+    if (unshare(CLONE_FILES)) {
+        _exit(12);
+    }
+    for (int i = 0; i < j->n; i++) {
+        int fd = take(j->lfd, 1);
+        if (fd < 0) {
+            _exit(4);
+        }
+        drain(fd);
+        tell(j->status, 'k');
+    }
+    for (;;) {
+        pause();
+    }
+    return NULL;
+}
+
+/* thread: the accepting thread has a table of its own. */
+static void threaded(int lfd, int status, int n) {
+    static struct job j;
+    j.lfd = lfd;
+    j.status = status;
+    j.n = n;
+    pthread_t t;
+    if (pthread_create(&t, NULL, own_table, &j)) {
+        _exit(13);
     }
     for (;;) {
         pause();
@@ -218,6 +260,9 @@ static void serve(const char *mode, int lfd, int status, int n) {
     if (strcmp(mode, "connect") == 0) {
         dial(status, n);
     }
+    if (strcmp(mode, "thread") == 0) {
+        threaded(lfd, status, n);
+    }
     int setfd = strcmp(mode, "setfd") == 0;
     for (int i = 0; i < n; i++) {
         int fd = take(lfd, strcmp(mode, "spawn") == 0 || setfd);
@@ -270,7 +315,7 @@ static void serve(const char *mode, int lfd, int status, int n) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: leaky_server fork|exec|dup|never|spawn|pass-recv|pass-send|setfd|getfd|connect PIDFILE [N]\n");
+        fprintf(stderr, "usage: leaky_server fork|exec|dup|never|spawn|pass-recv|pass-send|setfd|getfd|connect|thread PIDFILE [N]\n");
         return 2;
     }
     const char *mode = argv[1];
