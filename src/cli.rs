@@ -124,6 +124,15 @@ pub struct ScanArgs {
     /// When to colour text output
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
     pub color: ColorArg,
+
+    /// Before the scan, record for DURATION (e.g. 30s), in the kernel (BPF;
+    /// root and BTF), how the processes holding TCP sockets in scope (or the
+    /// --pid roots and their descendants) make, copy and close socket fds:
+    /// a leak made meanwhile gets the line of code that made it, and its
+    /// cause from that history (basis "traced"). Ctrl-C ends the recording
+    /// early. Without root or BTF: says why and scans as usual
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "from")]
+    pub trace_for: Option<std::time::Duration>,
 }
 
 /// Which sockets a command looks at (scan, watch).

@@ -756,4 +756,115 @@ fn watch_without_bpf_says_why_and_watches_as_usual() {
     // As usual: the summary, and no trace line.
     assert!(stdout.contains(" summary looks=1 "), "{stdout}");
     assert!(!stdout.contains(" trace "), "{stdout}");
+
+    // scan --trace-for: the same line, no wait, the report says why.
+    let mut service = Command::new(&setpriv)
+        .args(nobody)
+        .args(["sleep", "600"])
+        .spawn()
+        .unwrap();
+    let out = Command::new(&setpriv)
+        .args(nobody)
+        .arg(env!("CARGO_BIN_EXE_cwleak"))
+        .args([
+            "scan",
+            "--trace-for",
+            "10m",
+            "--format",
+            "json",
+            "--settle",
+            "0",
+        ])
+        .args(["--pid", &service.id().to_string()])
+        .current_dir("/")
+        .output();
+    let _ = service.kill();
+    let _ = service.wait();
+    let out = out.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("--trace-for is not available here"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["trace"]["active"], false, "{report}");
+    assert!(report["trace"]["unavailable"]
+        .as_str()
+        .unwrap()
+        .contains("Operation not permitted"));
+}
+
+#[test]
+fn scan_trace_for_explains_the_leaks_made_while_recording() {
+    if let Some(why) = cannot_trace() {
+        return skip::skip("scan_trace_for", &why);
+    }
+    let mut svc = support::Leakyd::start();
+    // Made before the recording: no history, the inferred cause stands.
+    svc.connect(1);
+    let mut scan = support::Guarded::spawn(
+        Command::new(env!("CARGO_BIN_EXE_cwleak"))
+            .args(["scan", "--trace-for", "10m", "--format", "json"])
+            .args(["--settle", "300ms", "--pid", &svc.pid.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let stdout = scan.child.stdout.take().unwrap();
+    let json = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut { stdout }, &mut s).unwrap();
+        s
+    });
+    let err = support::lines_of(scan.child.stderr.take().unwrap());
+    loop {
+        let l = err
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("scan never said it records");
+        if l.contains("--trace-for: recording for 10m") {
+            break;
+        }
+    }
+    svc.connect(2);
+    // Ctrl-C ends the recording early; the scan follows.
+    scan.signal(libc::SIGINT);
+    let st = scan
+        .wait_for(std::time::Duration::from_secs(300))
+        .expect("scan did not end");
+    assert_eq!(st.code(), Some(1), "leaks found");
+    let report: Value = serde_json::from_str(&json.join().unwrap()).unwrap();
+    assert_eq!(report["trace"]["active"], true, "{report}");
+    assert_eq!(report["trace"]["dropped_events"], 0);
+    let mine: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["blamed"][0]["pid"].as_i64() == Some(i64::from(svc.pid)))
+        .collect();
+    assert_eq!(mine.len(), 3, "{report}");
+    let accept = leakyd_line("libc::accept4(");
+    let fork = format!("fork() at leakyd.rs:{}", leakyd_line("unistd::fork()"));
+    let mut traced = 0;
+    for f in mine {
+        let fd = f["blamed"][0]["fd"].as_i64().unwrap();
+        assert_eq!(inode_at(svc.pid, fd), f["socket"]["inode"].as_u64(), "{f}");
+        let origin = &f["holders"][0]["origin"];
+        if f["basis"] == "traced" {
+            traced += 1;
+            assert_eq!(f["cause"], "fork-parent-kept", "{f}");
+            assert_eq!(origin["event"], "accept4", "{f}");
+            assert_eq!(source_line(origin).1, accept, "{f}");
+            let fact = f["evidence"][0].as_str().unwrap();
+            assert!(fact.contains(&fork), "{fact}");
+        } else {
+            assert_eq!(f["basis"], "inferred", "{f}");
+            assert!(origin.is_null(), "{f}");
+        }
+    }
+    assert_eq!(traced, 2, "the two leaks made while recording");
 }

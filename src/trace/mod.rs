@@ -259,6 +259,17 @@ pub fn is_send(event: &str) -> bool {
     matches!(event, "sendmsg" | "sendmmsg")
 }
 
+/// A socket whose holders `watch --trace` and `scan --trace-for` follow:
+/// in the scope's ports (local or remote) and network namespaces, when it
+/// names any. (A `--pid` scope is followed by its roots instead.)
+pub fn followed_socket(scope: &crate::diagnose::Scope, s: &crate::model::TcpSocket) -> bool {
+    let port = (scope.ports.is_empty() && scope.local_ports.is_empty())
+        || scope.ports.contains(&s.local.port())
+        || scope.ports.contains(&s.remote.port())
+        || scope.local_ports.contains(&s.local.port());
+    port && (scope.netns.is_empty() || scope.netns.contains(&s.netns))
+}
+
 /// A copy of a socket that was closed while tracing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Closed {
@@ -282,6 +293,36 @@ pub struct TraceInfo {
     pub untracked_processes: u64,
     /// Stacks that could not be unwound past their first frame.
     pub truncated_stacks: u64,
+}
+
+impl TraceInfo {
+    /// "trace: 120 events recorded, none lost", what was lost, or why
+    /// nothing was recorded.
+    pub fn summary(&self) -> String {
+        if let Some(why) = &self.unavailable {
+            return format!("trace: not recorded: {why}");
+        }
+        let mut s = format!("trace: {} events recorded", self.events);
+        let mut lost = Vec::new();
+        if self.dropped_events > 0 {
+            lost.push(format!("{} lost (ring buffer full)", self.dropped_events));
+        }
+        if self.untracked_processes > 0 {
+            lost.push(format!(
+                "{} processes not followed (pid map full)",
+                self.untracked_processes
+            ));
+        }
+        if lost.is_empty() {
+            s.push_str(", none lost");
+        } else {
+            s.push_str(&format!(
+                "; {}: some origins may be missing",
+                lost.join(", ")
+            ));
+        }
+        s
+    }
 }
 
 /// What a finished trace knows about the sockets of one look: the origin of

@@ -77,33 +77,9 @@ pub fn text(t: &Totals) -> String {
         "{holding} process(es) hold CLOSE_WAIT sockets without growing; {gone} let go of all of theirs"
     );
     if let Some(tr) = t.trace {
-        let _ = writeln!(out, "{}", trace_text(tr));
+        let _ = writeln!(out, "{}", crate::report::wrap::clean(&tr.summary()));
     }
     out
-}
-
-/// "trace: 120 events recorded, none lost", or what was lost.
-fn trace_text(t: &crate::trace::TraceInfo) -> String {
-    let mut s = format!("trace: {} events recorded", t.events);
-    let mut lost = Vec::new();
-    if t.dropped_events > 0 {
-        lost.push(format!("{} lost (ring buffer full)", t.dropped_events));
-    }
-    if t.untracked_processes > 0 {
-        lost.push(format!(
-            "{} processes not followed (pid map full)",
-            t.untracked_processes
-        ));
-    }
-    if lost.is_empty() {
-        s.push_str(", none lost");
-    } else {
-        s.push_str(&format!(
-            "; {}: some origins may be missing",
-            lost.join(", ")
-        ));
-    }
-    s
 }
 
 /// For a pipe: a `summary` line, then a `final` line per process seen.

@@ -16,18 +16,17 @@
 //! the watch goes on as without it.
 
 use crate::diagnose::Scope;
-use crate::model::{Inode, Pid, Snapshot, TcpState};
-use crate::source::trace::{socket_fds, Tracer};
+use crate::model::{Inode, Snapshot, TcpState};
+use crate::source::trace::{socket_fds, Followed, Tracer};
 use crate::trace::{Facts, TraceInfo};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
 pub enum Tracing {
     Off,
     Unavailable,
     On {
         tracer: Box<Tracer>,
-        /// (pid, start time) already added to the kernel's pid map.
-        followed: FxHashSet<(Pid, u64)>,
+        followed: Followed,
         /// Follow the holders of sockets in scope (no `--pid`).
         by_sockets: bool,
         last: Option<TraceInfo>,
@@ -48,7 +47,7 @@ impl Tracing {
                 }
                 Tracing::On {
                     tracer: Box::new(t),
-                    followed: FxHashSet::default(),
+                    followed: Followed::default(),
                     by_sockets: scope.pids.is_empty(),
                     last: None,
                 }
@@ -77,7 +76,7 @@ impl Tracing {
             return None;
         };
         if *by_sockets {
-            follow(tracer, followed, snap, scope);
+            tracer.follow_holders(followed, snap, |s| crate::trace::followed_socket(scope, s));
         }
         let leaked: FxHashSet<Inode> = snap
             .sockets
@@ -96,44 +95,5 @@ impl Tracing {
             Tracing::On { last, .. } => last.as_ref(),
             _ => None,
         }
-    }
-}
-
-/// Add the processes holding a listener or a CLOSE_WAIT socket in scope
-/// (by port and network namespace) to the kernel's pid map.
-fn follow(tracer: &Tracer, followed: &mut FxHashSet<(Pid, u64)>, snap: &Snapshot, scope: &Scope) {
-    let in_scope: FxHashMap<Inode, ()> = snap
-        .sockets
-        .iter()
-        .filter(|s| s.inode != 0)
-        .filter(|s| {
-            let port_ok = (scope.ports.is_empty() && scope.local_ports.is_empty())
-                || scope.ports.contains(&s.local.port())
-                || scope.ports.contains(&s.remote.port())
-                || scope.local_ports.contains(&s.local.port());
-            port_ok && (scope.netns.is_empty() || scope.netns.contains(&s.netns))
-        })
-        .map(|s| (s.inode, ()))
-        .collect();
-    for p in &snap.processes {
-        if followed.contains(&(p.pid, p.start_time))
-            || !p.sockets.iter().any(|s| in_scope.contains_key(&s.inode))
-        {
-            continue;
-        }
-        // A full pid map is counted by the kernel side for children; a root
-        // that does not fit is tried again at the next look.
-        if tracer.track(p.pid).is_ok() {
-            followed.insert((p.pid, p.start_time));
-        }
-    }
-    // Forget processes gone, so the set stays the size of the host.
-    if followed.len() > snap.processes.len() * 2 {
-        let alive: FxHashSet<(Pid, u64)> = snap
-            .processes
-            .iter()
-            .map(|p| (p.pid, p.start_time))
-            .collect();
-        followed.retain(|k| alive.contains(k));
     }
 }

@@ -436,6 +436,51 @@ impl Drop for Tracer {
     }
 }
 
+/// Processes already added to the kernel's pid map, by (pid, start time).
+#[derive(Default)]
+pub struct Followed(rustc_hash::FxHashSet<(Pid, u64)>);
+
+impl Tracer {
+    /// Follow, from now on, every process of `snap` that holds a TCP socket
+    /// `keep` accepts and is not followed yet (and its future children).
+    /// A process that does not fit in the pid map is tried again next time.
+    /// Returns how many were added.
+    pub fn follow_holders(
+        &self,
+        followed: &mut Followed,
+        snap: &Snapshot,
+        keep: impl Fn(&crate::model::TcpSocket) -> bool,
+    ) -> usize {
+        let mut added = 0;
+        let wanted: rustc_hash::FxHashSet<Inode> = snap
+            .sockets
+            .iter()
+            .filter(|s| s.inode != 0 && keep(s))
+            .map(|s| s.inode)
+            .collect();
+        for p in &snap.processes {
+            let key = (p.pid, p.start_time);
+            if followed.0.contains(&key) || !p.sockets.iter().any(|s| wanted.contains(&s.inode)) {
+                continue;
+            }
+            if self.track(p.pid).is_ok() {
+                followed.0.insert(key);
+                added += 1;
+            }
+        }
+        // Forget processes gone, so the set stays the size of the host.
+        if followed.0.len() > snap.processes.len().saturating_mul(2) {
+            let alive: rustc_hash::FxHashSet<(Pid, u64)> = snap
+                .processes
+                .iter()
+                .map(|p| (p.pid, p.start_time))
+                .collect();
+            followed.0.retain(|k| alive.contains(k));
+        }
+        added
+    }
+}
+
 /// (pid, fd, socket) of every socket fd of the snapshot's processes whose
 /// socket `keep` says.
 pub fn socket_fds(snap: &Snapshot, keep: impl Fn(Inode) -> bool) -> Vec<(Pid, i32, Inode)> {
