@@ -9,8 +9,8 @@
 //! tracing cannot run, one line says why and the scan runs as without it.
 
 use crate::config::ScanConfig;
-use crate::model::{Inode, Snapshot, TcpState};
-use crate::source::trace::{socket_fds, unavailable, Followed, Tracer};
+use crate::model::Snapshot;
+use crate::source::trace::{close_wait_fds, unavailable, Followed, Tracer};
 use crate::source::{self, TableStates};
 use crate::trace::Facts;
 use anyhow::{Context, Result};
@@ -74,15 +74,7 @@ impl Recording {
     pub fn facts(&mut self, snap: &Snapshot) -> Facts {
         match self {
             Recording::Unavailable(why) => unavailable(why.clone()),
-            Recording::On(t) => {
-                let leaked: rustc_hash::FxHashSet<Inode> = snap
-                    .sockets
-                    .iter()
-                    .filter(|s| s.state == TcpState::CloseWait && s.inode != 0)
-                    .map(|s| s.inode)
-                    .collect();
-                t.facts(&socket_fds(snap, |i| leaked.contains(&i)))
-            }
+            Recording::On(t) => t.facts(&close_wait_fds(snap)),
         }
     }
 }

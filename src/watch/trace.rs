@@ -16,10 +16,9 @@
 //! the watch goes on as without it.
 
 use crate::diagnose::Scope;
-use crate::model::{Inode, Snapshot, TcpState};
-use crate::source::trace::{socket_fds, Followed, Tracer};
+use crate::model::Snapshot;
+use crate::source::trace::{close_wait_fds, Followed, Tracer};
 use crate::trace::{Facts, TraceInfo};
-use rustc_hash::FxHashSet;
 
 pub enum Tracing {
     Off,
@@ -78,13 +77,7 @@ impl Tracing {
         if *by_sockets {
             tracer.follow_holders(followed, snap, |s| crate::trace::followed_socket(scope, s));
         }
-        let leaked: FxHashSet<Inode> = snap
-            .sockets
-            .iter()
-            .filter(|s| s.state == TcpState::CloseWait && s.inode != 0)
-            .map(|s| s.inode)
-            .collect();
-        let facts = tracer.facts(&socket_fds(snap, |i| leaked.contains(&i)));
+        let facts = tracer.facts(&close_wait_fds(snap));
         *last = Some(facts.info.clone());
         Some(facts)
     }

@@ -491,6 +491,18 @@ pub fn socket_fds(snap: &Snapshot, keep: impl Fn(Inode) -> bool) -> Vec<(Pid, i3
         .collect()
 }
 
+/// (pid, fd, socket) of every fd holding a CLOSE_WAIT socket of the
+/// snapshot: what `watch` and `scan` ask origins for.
+pub fn close_wait_fds(snap: &Snapshot) -> Vec<(Pid, i32, Inode)> {
+    let leaked: rustc_hash::FxHashSet<Inode> = snap
+        .sockets
+        .iter()
+        .filter(|s| s.state == crate::model::TcpState::CloseWait && s.inode != 0)
+        .map(|s| s.inode)
+        .collect();
+    socket_fds(snap, |i| leaked.contains(&i))
+}
+
 /// A trace that could not run, and why.
 pub fn unavailable(why: String) -> crate::trace::Facts {
     crate::trace::Facts {
