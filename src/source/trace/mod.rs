@@ -371,6 +371,15 @@ impl Tracer {
         }
     }
 
+    /// The replay, locked. A consumer that panicked left its state as it
+    /// was: still usable.
+    fn consumer(&self) -> std::sync::MutexGuard<'_, Consumer> {
+        match self.shared.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
     /// Stop recording and take the last records.
     fn stop(&mut self) {
         self.links.clear();
@@ -393,11 +402,12 @@ impl Tracer {
     pub fn facts(&mut self, keys: &[(Pid, i32, Inode)]) -> crate::trace::Facts {
         let dropped_events = self.counter(0);
         let untracked_processes = self.counter(1);
-        // A consumer that panicked left its state as it was: still usable.
-        let c = match self.shared.lock() {
-            Ok(c) => c,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        // Symbolize with the lock released: the first lookup in a binary
+        // parses its debug info, and the ring must keep draining meanwhile.
+        let stacks = self.consumer().replay.stacks_of(keys);
+        self.symbols.prepare(&stacks);
+        drop(stacks);
+        let c = self.consumer();
         let info = TraceInfo {
             active: true,
             unavailable: None,
@@ -406,8 +416,7 @@ impl Tracer {
             untracked_processes,
             truncated_stacks: c.unwinding.truncated,
         };
-        self.symbols.prepare(&c.replay.stacks_of(keys));
-        let symbols = &mut self.symbols;
+        let symbols = &self.symbols;
         let mut sym = |st: &[crate::trace::RawFrame]| symbols.frames(st);
         let mut origins: FastMap<(Pid, i32), Origin> = FastMap::default();
         let mut closed: FastMap<Inode, Vec<Closed>> = FastMap::default();
