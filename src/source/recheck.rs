@@ -534,6 +534,28 @@ mod tests {
         assert_eq!(settle.transient, Vec::new());
     }
 
+    /// Only the fds that held a CLOSE_WAIT socket are read again (module
+    /// doc: no second walk): the server's listener, closed in the window,
+    /// stays as the first look saw it.
+    #[test]
+    fn only_the_close_wait_fds_are_read_again() {
+        let fa = fork_alive();
+        let dir = tree("fork-alive");
+        let root = dir.path();
+        let mut snap = look(root);
+        let cw: Vec<Inode> = fa.children.iter().map(|c| c.2).collect();
+        let listener = socket_fds(&snap, fa.server)
+            .into_iter()
+            .find(|(_, inode)| !cw.contains(inode))
+            .expect("the server's listener");
+        relink(root, &format!("{}/fd", fa.server), listener.0, None);
+        settle(&mut snap, TableMethod::Proc, 100);
+        assert!(
+            socket_fds(&snap, fa.server).contains(&listener),
+            "{listener:?}"
+        );
+    }
+
     /// A table that cannot be read again says nothing about its sockets:
     /// they are not counted as transient (that would be a false all-clear).
     #[test]
