@@ -50,3 +50,70 @@ fn accept_queue(ctx: &Ctx, sock: &TcpSocket) -> Vec<String> {
     }
     ev
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::diagnose::{diagnose, Cause, Scope};
+    use crate::model::{Family, Snapshot, TcpSocket, TcpState, Warning, WarningKind};
+
+    fn warning(pid: i32, kind: WarningKind) -> Warning {
+        Warning {
+            pid: Some(pid),
+            path: Some(format!("/proc/{pid}/fd")),
+            kind,
+            message: "test".into(),
+        }
+    }
+
+    /// The evidence of a socket nobody visibly holds, with these warnings.
+    fn evidence(warnings: Vec<Warning>) -> Vec<String> {
+        let snap = Snapshot {
+            sockets: vec![TcpSocket {
+                inode: 4242,
+                netns: 1,
+                family: Family::Ipv4,
+                local: "127.0.0.1:8080".parse().unwrap(),
+                remote: "127.0.0.1:40000".parse().unwrap(),
+                state: TcpState::CloseWait,
+                recv_q: 0,
+                send_q: 0,
+                uid: 0,
+                last_ack_ms: None,
+                bytes_acked: None,
+                timewait: false,
+            }],
+            warnings,
+            ..Snapshot::default()
+        };
+        let r = diagnose(&snap, &Scope::everything());
+        assert_eq!(r.findings.len(), 1);
+        assert_eq!(r.findings[0].cause, Cause::NoVisibleHolder);
+        r.findings[0]
+            .evidence
+            .iter()
+            .map(|l| l.to_string())
+            .collect()
+    }
+
+    /// docs/causes.md, no-visible-holder: processes that could not be read
+    /// are named as where the holder may be; other warnings are not.
+    #[test]
+    fn processes_that_could_not_be_read_are_counted_and_nothing_else() {
+        let ev = evidence(vec![
+            warning(10, WarningKind::PermissionDenied),
+            warning(11, WarningKind::Vanished),
+            warning(12, WarningKind::PermissionDenied),
+        ]);
+        assert!(
+            ev.iter().any(|e| e.starts_with(
+                "2 process(es) could not be read (permission denied): one of them may hold it"
+            )),
+            "{ev:?}"
+        );
+        let ev = evidence(vec![warning(11, WarningKind::Vanished)]);
+        assert!(
+            !ev.iter().any(|e| e.contains("could not be read")),
+            "{ev:?}"
+        );
+    }
+}
