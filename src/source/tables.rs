@@ -251,6 +251,7 @@ fn finish(member: &NsMember, method: &str, sockets: Vec<TcpSocket>) -> TableRead
             kernel: None,
             counters: Default::default(),
             file: member.file.as_ref().map(|f| f.display().to_string()),
+            unkept: Default::default(),
         },
         sockets,
     }
