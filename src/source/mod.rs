@@ -71,14 +71,18 @@ pub struct SourceConfig {
     pub netns_dir: Option<PathBuf>,
 }
 
-/// `All` for the whole picture (`states`, `serve`, captures); `Leaks` when
-/// only CLOSE_WAIT sockets and the listeners that own them matter: the kernel
-/// then skips every other socket, which on a busy host is most of the dump.
+/// `All` for the whole picture (`states`, captures); `Leaks` when only
+/// CLOSE_WAIT sockets and the listeners that own them matter: the kernel then
+/// skips every other socket, which on a busy host is most of the dump.
+/// `Counted` (`serve`): every socket counted by state, records only for those
+/// `Leaks` reads (`NetNs::unkept` holds the counts of the others): the
+/// counts of the whole picture without a record per socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TableStates {
     #[default]
     All,
     Leaks,
+    Counted,
 }
 
 impl TableStates {
@@ -91,13 +95,15 @@ impl TableStates {
             // One dump with tcp_info (the ages of CLOSE_WAIT sockets): the
             // listeners' tcp_info is a few thousand records at most.
             TableStates::Leaks => DumpRequest::only(&Self::LEAKS, true),
+            // tcp_info comes from a second, CLOSE_WAIT-only dump (tables::dump_diag).
+            TableStates::Counted => DumpRequest::counting(&Self::LEAKS),
         }
     }
 
     /// The states a snapshot holds; None means all of them.
     pub fn read(self) -> Option<Vec<TcpState>> {
         match self {
-            TableStates::All => None,
+            TableStates::All | TableStates::Counted => None,
             TableStates::Leaks => Some(Self::LEAKS.to_vec()),
         }
     }
@@ -285,7 +291,7 @@ fn finish(
             .map(|p| p.sockets.len() + p.other_sockets as usize)
             .sum(),
         namespaces: namespaces.len(),
-        tcp_sockets: sockets.len(),
+        tcp_sockets: namespaces.iter().map(|n| n.sockets).sum(),
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     };
     meta.proc_root = cfg.root.display().to_string();
