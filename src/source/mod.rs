@@ -145,8 +145,14 @@ fn timing_note(note: &str) {
 /// Read one look at the machine through `cfg.root`.
 pub fn read(cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
     let start = Start::new(cfg)?;
-    let mut t = start.started;
     let iterated = task_files::read(cfg.fds, &start.root, start.live)?;
+    Ok(full_look(cfg, start, iterated))
+}
+
+/// A look that reads every fd table: from the task_file iterator's
+/// `iterated` tables, or /proc for any process they lack.
+fn full_look(cfg: &SourceConfig, start: Start, iterated: Option<task_files::Tables>) -> Snapshot {
+    let mut t = start.started;
     timing_note(match iterated {
         Some(_) => "fd tables: task_file iterator",
         None => "fd tables: /proc/PID/fd",
@@ -154,9 +160,11 @@ pub fn read(cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
     phase_done("fd tables", &mut t);
     let (walked, warnings) = walk_all(&start.root, &start.pids, iterated, cfg.threads);
     phase_done("walk", &mut t);
-    // Incremental looks keep every fd: they reuse fd lists between looks.
-    let prune = cfg.states == TableStates::Leaks;
-    Ok(finish(cfg, start, walked, warnings, prune, |_, _, _, _| {}))
+    // Only records of CLOSE_WAIT sockets and listeners: the other socket fds
+    // are counted. (Incremental looks from a cache keep every fd: they reuse
+    // fd lists between looks.)
+    let prune = cfg.states != TableStates::All;
+    finish(cfg, start, walked, warnings, prune, |_, _, _, _| {})
 }
 
 /// The beginning of every look, full or incremental: the root, its pids,
