@@ -51,10 +51,13 @@ impl DumpRequest {
         }
     }
 
-    /// Every state counted, records only for `keep` (without tcp_info).
-    pub fn counting(keep: &[TcpState]) -> Self {
+    /// Every state counted, records only for `keep`. With tcp_info, the
+    /// kernel fills it for every socket, but one walk of its table replaces
+    /// a second, info-only dump of the kept states.
+    pub fn counting(keep: &[TcpState], with_info: bool) -> Self {
         DumpRequest {
             keep: mask(keep),
+            with_info,
             ..Self::all()
         }
     }

@@ -668,7 +668,7 @@ fn a_counting_dump_keeps_the_leak_states_and_counts_the_rest() {
         let keep = [TcpState::CloseWait, TcpState::Listen];
         let full = dump_current(NETNS, &DumpRequest::all()).map_err(|e| e.to_string())?;
         let counted =
-            dump_current(NETNS, &DumpRequest::counting(&keep)).map_err(|e| e.to_string())?;
+            dump_current(NETNS, &DumpRequest::counting(&keep, true)).map_err(|e| e.to_string())?;
         assert!(full.unkept.counts().is_empty());
         let (kept, rest): (Vec<TcpSocket>, Vec<TcpSocket>) = full
             .sockets
@@ -696,7 +696,7 @@ fn a_counting_dump_keeps_the_leak_states_and_counts_the_rest() {
             true,
             crate::source::TableMethod::Proc,
             &member,
-            &DumpRequest::counting(&keep),
+            &DumpRequest::counting(&keep, false),
             &mut warnings,
         );
         assert!(warnings.is_empty(), "{warnings:?}");
