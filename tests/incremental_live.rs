@@ -195,5 +195,13 @@ fn with_the_iterator_every_look_is_a_full_one() {
     assert!(!mine(&snap).contains(&(copy.as_raw_fd(), inode)));
     assert!(mine(&snap).contains(&(second.as_raw_fd(), inode2)));
     assert_eq!(mine(&snap), own_sockets());
-    drop((first, copy, second, devnull, listener));
+    // The first socket's last fd closes: no holder of it is left.
+    let first_fd = first.as_raw_fd();
+    drop(first);
+    let snap = inc.read(&cfg).expect("look after the close");
+    assert!(!mine(&snap)
+        .iter()
+        .any(|&(fd, i)| fd == first_fd || i == inode));
+    assert_eq!(mine(&snap), own_sockets());
+    drop((copy, second, devnull, listener));
 }
