@@ -26,6 +26,10 @@ pub enum Basis {
 
 pub fn apply(findings: &mut [Finding], facts: &Facts) {
     for f in findings.iter_mut() {
+        if f.holders.is_empty() {
+            in_flight(f, facts);
+            continue;
+        }
         for h in f.holders.iter_mut() {
             h.origin = facts.origins.get(&(h.pid, h.fd)).cloned();
         }
@@ -67,6 +71,42 @@ pub fn apply(findings: &mut [Finding], facts: &Facts) {
         }
         f.evidence.insert(0, Line::from(v.fact));
     }
+}
+
+/// A CLOSE_WAIT socket nobody holds that was sent with SCM_RIGHTS and never
+/// received: the message in a unix socket's queue holds it open. The cause
+/// (no visible holder) and its fix stand; the recorded send is the fact.
+fn in_flight(f: &mut Finding, facts: &Facts) {
+    let Some(o) = facts.in_flight.get(&f.socket.inode) else {
+        return;
+    };
+    let send = o.made_by();
+    let made = o
+        .steps()
+        .next()
+        .filter(|s| !is_send(&s.event))
+        .map(|m| format!(", made by {}", call_at(m)))
+        .unwrap_or_default();
+    let mut fact = format!(
+        "traced: in flight: {} passed it (its fd {}{made}) and nobody received it: the message \
+         waits in a unix socket's queue, holding the connection open",
+        call_at(send),
+        send.fd,
+    );
+    let closed = facts
+        .closed
+        .get(&f.socket.inode)
+        .and_then(|v| v.iter().find(|c| c.origin.made_by().pid == send.pid));
+    if let Some(c) = closed {
+        fact.push_str(&format!(
+            "; pid {} {} its own copy {}",
+            send.pid,
+            ended(c.how),
+            later(send.at_ms, c.at_ms)
+        ));
+    }
+    f.basis = Basis::Traced;
+    f.evidence.insert(0, Line::from(fact));
 }
 
 struct Verdict {

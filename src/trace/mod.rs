@@ -332,4 +332,7 @@ pub struct Facts {
     pub info: TraceInfo,
     pub origins: crate::model::FastMap<(Pid, i32), Origin>,
     pub closed: crate::model::FastMap<Inode, Vec<Closed>>,
+    /// Sockets sent with SCM_RIGHTS and not received: the sender's history,
+    /// ending with its sendmsg.
+    pub in_flight: crate::model::FastMap<Inode, Origin>,
 }
