@@ -293,6 +293,11 @@ pub struct TraceInfo {
     pub untracked_processes: u64,
     /// Stacks that could not be unwound past their first frame.
     pub truncated_stacks: u64,
+    /// Sockets sent with SCM_RIGHTS whose history was not kept, because as
+    /// many sends were already waiting to be received: their receipt has
+    /// no origin.
+    #[serde(default)]
+    pub untracked_passes: u64,
 }
 
 impl TraceInfo {
@@ -311,6 +316,12 @@ impl TraceInfo {
             lost.push(format!(
                 "{} processes not followed (pid map full)",
                 self.untracked_processes
+            ));
+        }
+        if self.untracked_passes > 0 {
+            lost.push(format!(
+                "{} passed fds not followed (too many in flight)",
+                self.untracked_passes
             ));
         }
         if lost.is_empty() {

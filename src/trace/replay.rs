@@ -51,6 +51,8 @@ pub struct Replay {
     /// a reference). At most MAX_IN_FLIGHT in all.
     in_flight: FastMap<Inode, std::collections::VecDeque<Chain>>,
     in_flight_count: usize,
+    /// Sends not kept because MAX_IN_FLIGHT were waiting.
+    pub in_flight_dropped: u64,
     /// Per socket: live traced copies, and the copies closed meanwhile.
     live: FastMap<Inode, usize>,
     closed: FastMap<Inode, Vec<(Entry, u64, &'static str)>>,
@@ -115,7 +117,8 @@ impl Replay {
                 let sent = step(call.name(), None, None, e.stack);
                 for (fd, inode) in fds {
                     if self.in_flight_count >= MAX_IN_FLIGHT {
-                        break;
+                        self.in_flight_dropped += 1;
+                        continue;
                     }
                     let mut chain = self
                         .table(e.pid)
@@ -655,5 +658,25 @@ mod tests {
         r.apply(ev(8, 10, Act::ExecStart));
         r.apply(ev(9, 10, Act::ExecDone { ok: true }));
         assert!(r.origin(10, 4, 99, &mut no_sym).is_none());
+    }
+
+    #[test]
+    fn sends_beyond_the_in_flight_cap_are_counted_not_kept() {
+        let mut r = Replay::default();
+        let fds: Vec<(i32, Inode)> = (0..MAX_IN_FLIGHT as u64 + 3)
+            .map(|i| (4, 1000 + i))
+            .collect();
+        r.apply(ev(
+            1,
+            10,
+            Act::Sent {
+                fds,
+                call: Call::Sendmmsg,
+            },
+        ));
+        assert_eq!((r.in_flight_count, r.in_flight_dropped), (MAX_IN_FLIGHT, 3));
+        assert!(r
+            .in_flight(1000 + MAX_IN_FLIGHT as u64, &mut no_sym)
+            .is_none());
     }
 }

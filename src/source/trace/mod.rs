@@ -417,6 +417,7 @@ impl Tracer {
             dropped_events,
             untracked_processes,
             truncated_stacks: c.unwinding.truncated,
+            untracked_passes: c.replay.in_flight_dropped,
         };
         let symbols = &self.symbols;
         let mut sym = |st: &[crate::trace::RawFrame]| symbols.frames(st);
