@@ -232,7 +232,7 @@ fn passed(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Option<Verdict> {
         .iter()
         .find(|(p, fd, _)| receivers.contains(&(*p, *fd)))
     {
-        let recv = o.received().unwrap_or(&o.step);
+        let recv = o.received().unwrap_or(o.made_by());
         let mut fact = format!(
             "traced: pid {pid} got its copy (fd {fd}) by {}",
             call_at(recv)
@@ -623,6 +623,25 @@ mod tests {
             v.fact,
             "traced: fd 4 of pid 10 came from socket() at server.c:40 (serve) in pid 10, \
              connected by connect() at server.c:41 (serve) in pid 10, and pid 10 never closed it"
+        );
+    }
+
+    #[test]
+    fn a_received_fd_handed_on_by_fork_is_judged_by_the_fork_not_the_receipt() {
+        let mut send = step("sendmsg", 10, 4, 101, 70);
+        send.fd = 4;
+        let mut recv = step("recvmsg", 20, 7, 102, 90);
+        recv.from_pid = Some(10);
+        let mut fork = step("fork", 21, 7, 103, 95);
+        fork.from_pid = Some(20);
+        let child = origin(vec![step("accept4", 10, 4, 100, 50), send, recv, fork]);
+        assert!(child.received().is_none());
+        let v = judge(&[(21, 7, &child)], &[]);
+        assert_eq!(v.cause, Cause::NeverClosed, "{}", v.fact);
+        assert!(
+            v.fact.contains("came from fork() at server.c:95"),
+            "{}",
+            v.fact
         );
     }
 }

@@ -223,10 +223,11 @@ impl Origin {
         self.earlier.iter().chain(std::iter::once(&self.step))
     }
 
-    /// The copy came from another process: received with SCM_RIGHTS or
-    /// taken with pidfd_getfd().
+    /// This copy itself came from another process (received with
+    /// SCM_RIGHTS, taken with pidfd_getfd()), not from a fork or dup of
+    /// one that did: its receiving step.
     pub fn received(&self) -> Option<&Step> {
-        self.steps().find(|s| is_receive(&s.event))
+        Some(self.made_by()).filter(|s| is_receive(&s.event))
     }
 
     /// The step that made this copy: the last one, past a `connect` (which
