@@ -27,14 +27,6 @@ impl Scope {
             ..Scope::default()
         }
     }
-
-    pub fn is_everything(&self) -> bool {
-        self.pids.is_empty()
-            && self.ports.is_empty()
-            && self.netns.is_empty()
-            && self.cgroups.is_empty()
-            && self.local_ports.is_empty()
-    }
 }
 
 /// `cgroup` is `scope` or lies below it ("/a/b" is below "/a", "/ab" is not).
