@@ -337,7 +337,10 @@ mod tests {
         };
         let scope = ScanConfig::from_args(&a).unwrap().scope;
         assert_eq!(scope, Scope::everything());
-        assert!(scope.with_children, "descendants count unless --no-children");
+        assert!(
+            scope.with_children,
+            "descendants count unless --no-children"
+        );
     }
 
     #[test]
