@@ -6,11 +6,22 @@
 #   scripts/mutants.sh                  # every rule-bearing file, one at a time
 #   scripts/mutants.sh src/diagnose/classify.rs ...   # these files only
 #   MUTANTS_IN_DIFF=change.diff scripts/mutants.sh    # only code a diff touches
+#   MUTANTS_OUT=DIR scripts/mutants.sh  # results under DIR (default target/mutants)
+#   MUTANTS_TARGET_DIR=DIR              # build there (default target/mutants-build)
+#   MUTANTS_JOBS=N                      # mutants built and tested at once (default 1)
 #
 # Needs `cargo install --locked cargo-mutants` and root (the live tests).
-# One file at a time, one job (-j 1): each mutant rebuilds the crate and runs
-# the tests that exercise that file, so a file costs minutes. Results go to
-# target/mutants/<file>/mutants.out; a summary line per file goes to stdout.
+#
+# Two stages per file, both with the `mutants` cargo profile (Cargo.toml: no
+# debug info, so each mutant's relink is cheap):
+#   1. every mutant against the fast tests that pin the file: the unit tests
+#      (--lib) and, where they matter, the recorded-fixture targets;
+#   2. only the mutants stage 1 missed, against the stage 1 tests plus the
+#      live tests that exercise the file (real processes, real software).
+# A mutant counts as missed only when it survives both stages.
+# One job by default (-j 1): on a small machine two builds at once only compete.
+# Results go to $MUTANTS_OUT/<file>/{stage1,stage2}/mutants.out; one summary
+# line per stage goes to stdout.
 # Exit status: 0 when no mutant was missed or timed out, 1 otherwise.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -34,57 +45,97 @@ default_files=(
 )
 files=("$@")
 [ ${#files[@]} -gt 0 ] || files=("${default_files[@]}")
+# Test-only files hold no mutants of their own.
+files=($(printf '%s\n' "${files[@]}" | grep -v -E '(_tests|/tests)\.rs$'))
 
 # The live tests run the scenario driver; it does not link the library, so
 # one build of it serves every mutant.
 cargo build --locked --quiet --examples || exit 2
 export CWLEAK_SCENARIO_BIN="$PWD/target/debug/examples/scenario"
 
-# The test targets that exercise a file: only they are built and run for
-# each of its mutants (building all 17 test binaries per mutant would triple
-# the time without catching more).
-tests_for() {
-  local t
+# Stage 1: the fast tests that pin a file (no live processes beyond what the
+# unit tests start).
+stage1_tests() {
   case "$1" in
-    src/source/recheck.rs) t="lib scan_live" ;;
-    src/diagnose/classify.rs) t="lib fixtures scan_live" ;;
-    src/source/prune.rs) t="lib scan_live fd_tables" ;;
-    src/snapshot/*) t="lib capture snapshot_fuzz" ;;
-    src/check/*) t="lib check" ;;
-    src/tuning/*) t="lib states_cli states_live" ;;
-    src/growth.rs) t="lib check watch" ;;
-    *) t="lib fixtures snapshots scan_live scan_patterns unseen_holders" ;;
+    src/diagnose/* | src/graph.rs) echo "lib fixtures snapshots" ;;
+    src/snapshot/*) echo "lib snapshot_fuzz" ;;
+    src/tuning/*) echo "lib states_cli" ;;
+    *) echo "lib" ;;
   esac
-  for x in $t; do
+}
+# Stage 2: added to stage 1's for the mutants it missed.
+stage2_tests() {
+  case "$1" in
+    # real_software (real servers, minutes per run) where the holders' roles are decided.
+    src/diagnose/classify.rs | src/diagnose/context.rs)
+      echo "scan_live scan_patterns unseen_holders real_software" ;;
+    src/diagnose/* | src/graph.rs) echo "scan_live scan_patterns unseen_holders" ;;
+    src/source/recheck.rs) echo "scan_live" ;;
+    src/source/prune.rs) echo "scan_live fd_tables" ;;
+    src/snapshot/*) echo "capture" ;;
+    src/check/*) echo "check" ;;
+    src/tuning/*) echo "states_live" ;;
+    src/growth.rs) echo "check watch" ;;
+  esac
+}
+cargo_args() {
+  local x
+  for x in "$@"; do
     if [ "$x" = lib ]; then echo --cargo-arg=--lib; else echo "--cargo-arg=--test=$x"; fi
   done
+  # Symbolizing this test's own frames to a file and line needs debug info,
+  # which the mutants profile leaves out (no rule-bearing file is involved).
+  echo --cargo-test-arg=-- --cargo-test-arg=--skip
+  echo --cargo-test-arg=source::trace::symbols::tests::names_a_libc_function_and_a_line_of_this_test
 }
+# "N mutants tested in T: a missed, b caught, c unviable" from a run's log.
+summary_of() { grep -E '^[0-9]+ mutants? tested' "$1" | tail -1; }
 
 # One target directory kept between runs: cargo-mutants builds a copy of
 # the tree, and with its own target/ every run would rebuild every
 # dependency first.
-export CARGO_TARGET_DIR="$PWD/target/mutants-build"
+export CARGO_TARGET_DIR="${MUTANTS_TARGET_DIR:-$PWD/target/mutants-build}"
+root="${MUTANTS_OUT:-target/mutants}"
 
 status=0
 for f in "${files[@]}"; do
-  out="target/mutants/${f//\//_}"
-  mkdir -p "$out"
+  out="$root/${f//\//_}"
+  rm -rf "$out"
+  mkdir -p "$out/stage1" "$out/stage2"
   diff_args=()
   [ -n "${MUTANTS_IN_DIFF:-}" ] && diff_args=(--in-diff "$MUTANTS_IN_DIFF")
+  t1=$(stage1_tests "$f")
   start=$(date +%s)
   # shellcheck disable=SC2046 # the test targets are words
-  cargo mutants --jobs 1 --no-shuffle --colors never --file "$f" --output "$out" \
-    "${diff_args[@]}" $(tests_for "$f") >"$out/run.log" 2>&1
+  cargo mutants --profile mutants --jobs "${MUTANTS_JOBS:-1}" --no-shuffle --colors never --file "$f" \
+    --output "$out/stage1" "${diff_args[@]}" $(cargo_args $t1) >"$out/stage1/run.log" 2>&1
   rc=$?
   secs=$(( $(date +%s) - start ))
-  summary=$(grep -E '^[0-9]+ mutants tested' "$out/run.log" | tail -1)
-  echo "$f: ${summary:-no mutants run (see $out/run.log)} [${secs}s]"
-  if [ -s "$out/mutants.out/missed.txt" ] || [ -s "$out/mutants.out/timeout.txt" ]; then
-    sed 's/^/  missed: /' "$out/mutants.out/missed.txt" 2>/dev/null
-    sed 's/^/  timeout: /' "$out/mutants.out/timeout.txt" 2>/dev/null
+  s=$(summary_of "$out/stage1/run.log")
+  echo "$f: stage 1 ($t1): ${s:-no mutants run (see $out/stage1/run.log)} [${secs}s]"
+  case $rc in 0|2|3) ;; *) echo "  cargo mutants exited $rc: $out/stage1/run.log" >&2; status=1; continue ;; esac
+
+  final="$out/stage1/mutants.out"
+  t2=$(stage2_tests "$f")
+  if [ -s "$final/missed.txt" ] && [ -n "$t2" ]; then
+    # Exactly the names stage 1 missed, as a regex.
+    re="^($(sed -e 's/[][\\.^$*+?(){}|]/\\&/g' "$final/missed.txt" | paste -sd'|'))\$"
+    start=$(date +%s)
+    # shellcheck disable=SC2046
+    cargo mutants --profile mutants --jobs "${MUTANTS_JOBS:-1}" --no-shuffle --colors never --file "$f" \
+      --output "$out/stage2" --re "$re" $(cargo_args $t1 $t2) >"$out/stage2/run.log" 2>&1
+    rc=$?
+    secs=$(( $(date +%s) - start ))
+    s=$(summary_of "$out/stage2/run.log")
+    echo "$f: stage 2 (+ $t2): ${s:-no mutants run (see $out/stage2/run.log)} [${secs}s]"
+    case $rc in 0|2|3) ;; *) echo "  cargo mutants exited $rc: $out/stage2/run.log" >&2; status=1; continue ;; esac
+    final="$out/stage2/mutants.out"
+  fi
+  if [ -s "$final/missed.txt" ] || [ -s "$out/stage1/mutants.out/timeout.txt" ] \
+    || [ -s "$out/stage2/mutants.out/timeout.txt" ]; then
+    sed 's/^/  missed: /' "$final/missed.txt" 2>/dev/null
+    cat "$out"/stage*/mutants.out/timeout.txt 2>/dev/null | sed 's/^/  timeout: /'
     status=1
   fi
-  # 0: all caught; 2: missed; 3: timeouts; 4: baseline failed; others: error.
-  case $rc in 0|2|3) ;; *) echo "  cargo mutants exited $rc: $out/run.log" >&2; status=1 ;; esac
 done
 exit $status

@@ -84,6 +84,10 @@ fn scan(args: &ScanArgs) -> Result<Exit> {
 
 /// One look (two with a settle window), diagnosed; or a saved look.
 pub fn scan_report(cfg: &ScanConfig) -> Result<Report> {
+    let mut recording = match cfg.trace_for {
+        Some(d) if cfg.from.is_none() => Some(crate::trace_for::record(cfg, d)?),
+        _ => None,
+    };
     let snap = match &cfg.from {
         Some(path) => crate::capture::load(path, cfg.sample, cfg.max_snapshot)?,
         None => look(&cfg.source, cfg.settle)?,
@@ -96,8 +100,10 @@ pub fn scan_report(cfg: &ScanConfig) -> Result<Report> {
     {
         anyhow::bail!("--pid {pid}: no such process in {}", snap.meta.proc_root);
     }
+    let facts = recording.as_mut().map(|r| r.facts(&snap));
+    drop(recording);
     let mut t = std::time::Instant::now();
-    let report = diagnose::diagnose(&snap, &cfg.scope);
+    let report = diagnose::diagnose_traced(&snap, &cfg.scope, facts.as_ref());
     source::phase_done("diagnose", &mut t);
     // Before the report is written: the allocator gives the pages back at
     // once (main.rs), so the rendering's peak is the report alone.

@@ -124,6 +124,15 @@ pub struct ScanArgs {
     /// When to colour text output
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
     pub color: ColorArg,
+
+    /// Before the scan, record for DURATION (e.g. 30s), in the kernel (BPF;
+    /// root and BTF), how the processes holding TCP sockets in scope (or the
+    /// --pid roots and their descendants) make, copy and close socket fds:
+    /// a leak made meanwhile gets the line of code that made it, and its
+    /// cause from that history (basis "traced"). Ctrl-C ends the recording
+    /// early. Without root or BTF: says why and scans as usual
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "from")]
+    pub trace_for: Option<std::time::Duration>,
 }
 
 /// Which sockets a command looks at (scan, watch).
@@ -522,6 +531,16 @@ pub struct WatchArgs {
     /// When to colour the table
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
     pub color: ColorArg,
+
+    /// Record, in the kernel (BPF; root and BTF), how the watched processes
+    /// make, copy and close socket fds, with the stack of each call: a
+    /// process's line then names the call and source line that made its
+    /// leaked copies (made=). Followed: the --pid roots and their
+    /// descendants; without --pid, every process holding a listener or a
+    /// CLOSE_WAIT socket in scope at some look, and its descendants from
+    /// then on. Without root or BTF: says why and watches as usual
+    #[arg(long)]
+    pub trace: bool,
 
     /// Walk every process's fds at every look, reusing nothing (to measure
     /// what reuse saves)

@@ -30,6 +30,8 @@ pub struct ScanConfig {
     pub settle: Duration,
     pub format: Format,
     pub render: RenderOptions,
+    /// `--trace-for`: record this long before the look.
+    pub trace_for: Option<Duration>,
 }
 
 impl ScanConfig {
@@ -44,6 +46,7 @@ impl ScanConfig {
         Ok(ScanConfig {
             scope,
             settle: a.settle,
+            trace_for: a.trace_for,
             from: a.snapshot.from.clone(),
             sample: a.snapshot.sample_index(),
             max_snapshot: a.snapshot.max_bytes(),

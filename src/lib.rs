@@ -29,6 +29,7 @@ pub mod source;
 pub mod states;
 pub mod stop;
 pub mod trace;
+pub mod trace_for;
 pub mod tuning;
 pub mod watch;
 

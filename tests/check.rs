@@ -638,28 +638,122 @@ fn children_of(pid: u32) -> Vec<(u32, String)> {
     .collect()
 }
 
+/// The `--during` sampler thread of cwleak (`pid`) when it is between two
+/// samples: then it is the only thread besides the main one (waiting for
+/// the command) and the exit watcher, and it sleeps in clock_nanosleep until
+/// its next turn. A sample reads /proc and joins its reader threads; it
+/// never sleeps.
+fn sampler_between_samples(pid: u32) -> Option<String> {
+    let task = |t: &str, f: &str| std::fs::read_to_string(format!("/proc/{pid}/task/{t}/{f}"));
+    let others: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|t| *t != pid.to_string())
+        .filter(|t| task(t, "comm").is_ok_and(|c| c.trim() != "cwleak-exits"))
+        .collect();
+    let [sampler] = &others[..] else {
+        return None;
+    };
+    let nanosleep = libc::SYS_clock_nanosleep.to_string();
+    task(sampler, "syscall")
+        .is_ok_and(|s| s.split_whitespace().next() == Some(nanosleep.as_str()))
+        .then(|| sampler.clone())
+}
+
+/// The read() calls thread `tid` of `pid` has made.
+fn reads_of(pid: u32, tid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/io"))
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("syscr:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + CWLEAK_TIMEOUT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn during_shows_how_the_leak_grew() {
     let mut svc = Service::start("fork", &[]);
     let files = Files::new();
-    let mut client = svc.client(5);
-    client.extend(s(["--delay-ms", "300"]));
-    let extra = s(["--during", "--interval", "100ms"]);
-    let run = check(svc.pid, &files, &extra, Some(client));
-    svc.accepted(5);
+    let dir = files.0.path();
+    let (ppid, go) = (dir.join("cwleak.pid"), dir.join("go"));
+    // The command: 5 connections 300 ms apart (the fork server keeps every
+    // one), then it waits for the test's go.
+    let script = format!(
+        "echo $PPID > '{}'; {} --delay-ms 300 || exit 1; while [ ! -e '{}' ]; do sleep 0.02; done",
+        ppid.display(),
+        svc.client(5).join(" "),
+        go.display()
+    );
+    // 2 s apart, so the sampler sleeps between samples (what the test waits
+    // for): one look at a busy host can take most of a second.
+    let extra = s(["--during", "--interval", "2s"]);
+    let svc_pid = svc.pid;
+    let run = std::thread::scope(|sc| {
+        let cw = sc.spawn(|| {
+            let cmd = s(["sh", "-c", &script]);
+            check(svc_pid, &files, &extra, Some(cmd))
+        });
+        svc.accepted(5);
+        // All five in CLOSE_WAIT, by the kernel's table.
+        let port = format!(":{:04X}", svc.port);
+        wait_until("5 sockets in CLOSE_WAIT", || {
+            std::fs::read_to_string("/proc/net/tcp").is_ok_and(|t| {
+                t.lines()
+                    .filter(|l| {
+                        let f: Vec<&str> = l.split_whitespace().collect();
+                        f.len() > 3 && f[1].ends_with(&port) && f[3] == "08"
+                    })
+                    .count()
+                    == 5
+            })
+        });
+        wait_until("the command's cwleak pid", || {
+            std::fs::read_to_string(&ppid).is_ok_and(|p| p.ends_with('\n'))
+        });
+        let pid: u32 = std::fs::read_to_string(&ppid)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Two whole samples that started after all five were in CLOSE_WAIT:
+        // the sampler between samples, then reading (a sample began), then
+        // between samples again.
+        for _ in 0..2 {
+            let mut sampler = None;
+            wait_until("cwleak between samples", || {
+                sampler = sampler_between_samples(pid);
+                sampler.is_some()
+            });
+            let tid = sampler.unwrap();
+            let before = reads_of(pid, &tid);
+            wait_until("a sample", || reads_of(pid, &tid) > before);
+            wait_until("the sample's end", || {
+                sampler_between_samples(pid).is_some()
+            });
+        }
+        std::fs::write(&go, "").unwrap();
+        cw.join().unwrap()
+    });
     assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
     let d = &files.json()["check"]["during"];
-    assert_eq!(d["interval_ms"], 100);
-    // As many samples as the machine's load allows: at least the two the
-    // peak below needs.
+    assert_eq!(d["interval_ms"], 2000);
     assert!(d["samples"].as_u64().unwrap_or(0) >= 2, "{d:#}");
     let p = &d["processes"][0];
     assert_eq!(p["pid"], svc.pid, "{d:#}");
     assert_eq!(p["causes"], serde_json::json!(["fork-parent-kept"]));
-    let peak = p["peak"].as_u64().unwrap_or(0);
-    // Sockets 1-4 outlive two samples while the client runs (5 connections,
-    // 300 ms apart); a loaded machine may take fewer samples, so ask for 2.
-    assert!(peak >= 2, "the leak grew while the client ran: {d:#}");
+    // Two samples after the fifth close both saw all five (the parent keeps
+    // every copy): the peak is the whole leak.
+    assert_eq!(p["peak"].as_u64(), Some(5), "{d:#}");
     assert!(
         p["first_seen_ms"].as_u64() <= p["peak_at_ms"].as_u64(),
         "{d:#}"
@@ -674,7 +768,7 @@ fn during_shows_how_the_leak_grew() {
         counts.windows(2).all(|w| w[0] <= w[1]),
         "a fork leak only grows: {counts:?}"
     );
-    assert_eq!(d["peak"].as_u64(), Some(peak));
+    assert_eq!(d["peak"].as_u64(), Some(5));
     assert!(run.stderr.contains("during the command:"), "{}", run.stderr);
 }
 

@@ -1,8 +1,11 @@
 //! `cwleak check --trace` against real leaky programs: a C server built with
 //! `-g -O0 -fomit-frame-pointer` (tests/trace/leaky_server.c), started by
 //! the wrapped command, leaks by fork, by a missing CLOEXEC before exec, by
-//! dup, by never closing, and by never closing while it runs commands
-//! (which fork, like a forking server, but hand nothing over). For each, the
+//! dup, by never closing, by never closing while it runs commands (which
+//! fork, like a forking server, but hand nothing over), and by passing
+//! connections to a worker with SCM_RIGHTS (kept by the worker, or by the
+//! server after sending); a client socket (socket + connect), a
+//! close-on-exec flag cleared by fcntl(F_SETFD), and pidfd_getfd(). For each, the
 //! report must carry basis "traced", the right cause, and an origin naming
 //! the syscall and the source line that made the forgotten copy. The lines
 //! come from the C source (marked `@name`), the holders from /proc (who
@@ -58,7 +61,7 @@ fn build_server(dir: &Path) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/trace/leaky_server.c");
     let bin = dir.join("leaky_server");
     let out = Command::new("gcc")
-        .args(["-g", "-O0", "-fomit-frame-pointer", "-o"])
+        .args(["-g", "-O0", "-fomit-frame-pointer", "-pthread", "-o"])
         .arg(&bin)
         .arg(&src)
         .output()
@@ -312,6 +315,193 @@ fn a_server_that_runs_commands_is_told_apart_from_a_forking_server() {
     assert_traced(&run, "never-closed", "accept4", line_of("accept4"));
 }
 
+/// Every socket inode `pid` holds, per /proc.
+fn socket_inodes(pid: i64) -> Vec<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| {
+            let fd: i64 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            inode_at(pid as Pid, fd)
+        })
+        .collect()
+}
+
+#[test]
+fn fds_passed_with_scm_rights_are_traced_to_the_send_and_the_receipt() {
+    if let Some(why) = cannot_trace() {
+        return skip::skip("scm_rights", &why);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = build_server(dir.path());
+
+    // The worker never closes what it received; the server closed its own
+    // copy after sendmsg(): the receiver is blamed, and its history goes
+    // through the server's accept and sendmsg to its recvmsg.
+    let run = check_traced(&server, "pass-recv", dir.path(), true);
+    assert_eq!(run.out.status.code(), Some(1));
+    let origins = assert_traced(&run, "passed-fd-kept", "recvmsg", line_of("recvmsg"));
+    for (f, o) in run.report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&origins)
+    {
+        let worker = f["blamed"][0]["pid"].as_i64().unwrap();
+        assert_eq!(ppid_comm(worker).0, i64::from(run.server));
+        let inode = f["socket"]["inode"].as_u64().unwrap();
+        assert!(!socket_inodes(run.server.into()).contains(&inode));
+        let steps: Vec<&str> = o["earlier"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(steps, ["accept4", "sendmsg"], "{o}");
+        assert_eq!(source_line(&o["earlier"][0]).1, line_of("accept4"));
+        assert_eq!(source_line(&o["earlier"][1]).1, line_of("sendmsg"));
+        assert_eq!(o["earlier"][1]["pid"].as_i64(), Some(i64::from(run.server)));
+        assert_eq!(o["from_pid"].as_i64(), Some(i64::from(run.server)));
+        let fact = f["evidence"][0].as_str().unwrap();
+        let sent = format!(
+            "passed by sendmsg() at leaky_server.c:{}",
+            line_of("sendmsg")
+        );
+        assert!(
+            fact.contains(&sent) && fact.contains("closed its copy"),
+            "{fact}"
+        );
+    }
+    drop(run);
+
+    // The worker closed what it received; the server kept its copy after
+    // passing it: the sender is blamed, and the fact names both calls.
+    let run = check_traced(&server, "pass-send", dir.path(), true);
+    assert_traced(&run, "passed-fd-kept", "accept4", line_of("accept4"));
+    for f in run.report["findings"].as_array().unwrap() {
+        assert_eq!(f["blamed"][0]["pid"].as_i64(), Some(i64::from(run.server)));
+        assert_eq!(f["holders"].as_array().unwrap().len(), 1, "{f}");
+        let fact = f["evidence"][0].as_str().unwrap();
+        let sent = format!("sendmsg() at leaky_server.c:{}", line_of("sendmsg"));
+        let got = format!("recvmsg() at leaky_server.c:{}", line_of("recvmsg"));
+        assert!(
+            fact.contains(&sent) && fact.contains(&got) && fact.contains("which closed its copy"),
+            "{fact}"
+        );
+    }
+}
+
+fn events(step_list: &Value) -> Vec<&str> {
+    step_list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["event"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn connect_a_cleared_cloexec_flag_and_pidfd_getfd_are_followed() {
+    if let Some(why) = cannot_trace() {
+        return skip::skip("connect_setfd_getfd", &why);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = build_server(dir.path());
+
+    // A client socket the server never closes: made by socket(), connected
+    // by connect(), both at their lines.
+    let run = check_traced(&server, "connect", dir.path(), true);
+    let origins = assert_traced(&run, "never-closed", "connect", line_of("connect"));
+    for (f, o) in run.report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&origins)
+    {
+        assert_eq!(f["blamed"][0]["pid"].as_i64(), Some(i64::from(run.server)));
+        assert_eq!(events(&o["earlier"]), ["socket"], "{o}");
+        assert_eq!(source_line(&o["earlier"][0]).1, line_of("client-socket"));
+    }
+    drop(run);
+
+    // Accepted with SOCK_CLOEXEC, the flag cleared by fcntl(F_SETFD): the
+    // copy crossed the exec after all (without following F_SETFD the
+    // history would say it was dropped there).
+    let run = check_traced(&server, "setfd", dir.path(), true);
+    let origins = assert_traced(&run, "inherited-no-cloexec", "execve", line_of("execl"));
+    for (f, o) in run.report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&origins)
+    {
+        let pid = f["blamed"][0]["pid"].as_i64().unwrap();
+        assert_eq!(ppid_comm(pid), (i64::from(run.server), "sleep".into()));
+        assert_eq!(
+            events(&o["earlier"]),
+            ["accept4", "fcntl_setfd", "fork"],
+            "{o}"
+        );
+        assert_eq!(source_line(&o["earlier"][1]).1, line_of("setfd"));
+        let fact = f["evidence"][0].as_str().unwrap();
+        let cleared = format!(
+            "cleared by fcntl(F_SETFD) at leaky_server.c:{}",
+            line_of("setfd")
+        );
+        assert!(fact.contains(&cleared), "{fact}");
+    }
+    drop(run);
+
+    // A helper takes each accepted fd with pidfd_getfd() and keeps it; the
+    // server closed its own.
+    let run = check_traced(&server, "getfd", dir.path(), true);
+    assert_traced(&run, "passed-fd-kept", "pidfd_getfd", line_of("getfd"));
+    for f in run.report["findings"].as_array().unwrap() {
+        let helper = f["blamed"][0]["pid"].as_i64().unwrap();
+        assert_eq!(ppid_comm(helper).0, i64::from(run.server));
+        let inode = f["socket"]["inode"].as_u64().unwrap();
+        assert!(!socket_inodes(run.server.into()).contains(&inode));
+    }
+}
+
+#[test]
+fn a_copy_in_a_threads_own_fd_table_is_blamed_with_that_thread() {
+    if let Some(why) = cannot_trace() {
+        return skip::skip("thread_table", &why);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = build_server(dir.path());
+    // A thread that unshared its fd table accepts and never closes: the
+    // copies are in /proc/PID/task/TID/fd only, and the blame must say so.
+    let run = check_traced(&server, "thread", dir.path(), true);
+    let findings = run.report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 2, "{}", run.report);
+    let threads: Vec<i64> = std::fs::read_dir(format!("/proc/{}/task", run.server))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|t| *t != i64::from(run.server))
+        .collect();
+    assert_eq!(threads.len(), 1, "{threads:?}");
+    let tid = threads[0];
+    for f in findings {
+        assert_eq!(f["basis"], "traced", "{f}");
+        assert_eq!(f["cause"], "never-closed", "{f}");
+        let b = &f["blamed"][0];
+        assert_eq!(b["pid"].as_i64(), Some(i64::from(run.server)), "{f}");
+        assert_eq!(b["tid"].as_i64(), Some(tid), "{f}");
+        let fd = b["fd"].as_i64().unwrap();
+        let link = std::fs::read_link(format!("/proc/{}/task/{tid}/fd/{fd}", run.server)).unwrap();
+        assert_eq!(
+            link.to_str().unwrap(),
+            format!("socket:[{}]", f["socket"]["inode"]),
+            "{f}"
+        );
+        let h = &f["holders"][0];
+        assert_eq!(h["origin"]["event"], "accept4", "{f}");
+        assert_eq!(h["origin"]["tid"].as_i64(), Some(tid), "{f}");
+        assert_eq!(source_line(&h["origin"]).1, line_of("accept4"));
+    }
+}
+
 #[test]
 fn without_bpf_it_says_why_and_checks_as_usual() {
     if !skip::is_root() {
@@ -438,4 +628,243 @@ fn the_rust_service_started_by_a_shell_script_is_traced_to_its_lines() {
 
     let run = check_leakyd("never", dir.path());
     assert_traced_in(&run, "leakyd.rs", "never-closed", "accept4", accept);
+}
+
+/// `cwleak watch --trace ARGS` into a pipe, with its output lines.
+fn watch_traced(args: &[String]) -> (support::Guarded, std::sync::mpsc::Receiver<String>) {
+    let mut g = support::Guarded::spawn(
+        Command::new(env!("CARGO_BIN_EXE_cwleak"))
+            .args(["watch", "--trace", "--interval", "200ms"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    );
+    let out = support::lines_of(g.child.stdout.take().unwrap());
+    (g, out)
+}
+
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line.find(&format!(" {key}="))? + key.len() + 2;
+    let rest = &line[at..];
+    match rest.strip_prefix('"') {
+        Some(q) => q.split('"').next(),
+        None => rest.split_whitespace().next(),
+    }
+}
+
+/// The next line for `pid` of kind `kind` ("appeared", "grew", ...).
+fn wait_line(out: &std::sync::mpsc::Receiver<String>, pid: i32, kind: &str) -> String {
+    let pid = pid.to_string();
+    loop {
+        let l = out
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("no {kind} line for pid {pid}"));
+        if l.split_whitespace().nth(1) == Some(kind) && field(&l, "pid") == Some(&pid) {
+            return l;
+        }
+    }
+}
+
+/// A leak made before tracing began shows without `made=`; the copies
+/// leaked after it name the call and line that made them.
+fn watch_sees_new_leaks_made_at_their_line(scope: &str) {
+    let mut svc = support::Leakyd::start();
+    svc.connect(1);
+    let scope_args = match scope {
+        "pid" => vec!["--pid".to_string(), svc.pid.to_string()],
+        _ => vec!["--port".to_string(), svc.port.to_string()],
+    };
+    let (w, out) = watch_traced(&scope_args);
+    // The first look is done (and, by port, the service followed from it).
+    let appeared = wait_line(&out, svc.pid, "appeared");
+    assert_eq!(field(&appeared, "count"), Some("1"), "{appeared}");
+    assert_eq!(field(&appeared, "made"), None, "{appeared}");
+    svc.connect(2);
+    let grew = loop {
+        let l = wait_line(&out, svc.pid, "grew");
+        if field(&l, "count") == Some("3") {
+            break l;
+        }
+    };
+    let made = format!(
+        "accept4() at leakyd.rs:{} (leakyd::accept) in pid {}",
+        leakyd_line("libc::accept4("),
+        svc.pid
+    );
+    assert_eq!(field(&grew, "made"), Some(made.as_str()), "{grew}");
+    assert_eq!(field(&grew, "cause"), Some("fork-parent-kept"), "{grew}");
+    // Ctrl-C: the summary says what the trace recorded, and lost nothing.
+    w.signal(libc::SIGINT);
+    let summary = loop {
+        let l = out
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("no trace summary line");
+        if l.split_whitespace().nth(1) == Some("trace") {
+            break l;
+        }
+    };
+    assert_eq!(field(&summary, "dropped_events"), Some("0"), "{summary}");
+    assert_ne!(field(&summary, "events"), Some("0"), "{summary}");
+    drop(w);
+}
+
+#[test]
+fn watch_trace_names_the_line_of_leaks_made_while_watching() {
+    if let Some(why) = cannot_trace() {
+        return skip::skip("watch_trace", &why);
+    }
+    // --pid: the root and its descendants are followed from the start.
+    watch_sees_new_leaks_made_at_their_line("pid");
+    // --port: the holder of the listener is followed from the first look.
+    watch_sees_new_leaks_made_at_their_line("port");
+}
+
+#[test]
+fn watch_without_bpf_says_why_and_watches_as_usual() {
+    if !skip::is_root() {
+        return skip::skip("watch_without_bpf", "needs root to drop to another user");
+    }
+    let Ok(setpriv) = which("setpriv") else {
+        return skip::skip("watch_without_bpf", "no setpriv");
+    };
+    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let mut service = Command::new(&setpriv)
+        .args(nobody)
+        .args(["sleep", "600"])
+        .spawn()
+        .unwrap();
+    let out = Command::new(&setpriv)
+        .args(nobody)
+        .arg(env!("CARGO_BIN_EXE_cwleak"))
+        .args(["watch", "--trace", "--pid", &service.id().to_string()])
+        .args(["--count", "1", "--interval", "100ms"])
+        .current_dir("/")
+        .output();
+    let _ = service.kill();
+    let _ = service.wait();
+    let out = out.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let why: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("--trace is not available here"))
+        .collect();
+    assert_eq!(why.len(), 1, "{stderr}");
+    assert!(why[0].contains("Operation not permitted"), "{stderr}");
+    // As usual: the summary, and no trace line.
+    assert!(stdout.contains(" summary looks=1 "), "{stdout}");
+    assert!(!stdout.contains(" trace "), "{stdout}");
+
+    // scan --trace-for: the same line, no wait, the report says why.
+    let mut service = Command::new(&setpriv)
+        .args(nobody)
+        .args(["sleep", "600"])
+        .spawn()
+        .unwrap();
+    let out = Command::new(&setpriv)
+        .args(nobody)
+        .arg(env!("CARGO_BIN_EXE_cwleak"))
+        .args([
+            "scan",
+            "--trace-for",
+            "10m",
+            "--format",
+            "json",
+            "--settle",
+            "0",
+        ])
+        .args(["--pid", &service.id().to_string()])
+        .current_dir("/")
+        .output();
+    let _ = service.kill();
+    let _ = service.wait();
+    let out = out.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("--trace-for is not available here"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["trace"]["active"], false, "{report}");
+    assert!(report["trace"]["unavailable"]
+        .as_str()
+        .unwrap()
+        .contains("Operation not permitted"));
+}
+
+#[test]
+fn scan_trace_for_explains_the_leaks_made_while_recording() {
+    if let Some(why) = cannot_trace() {
+        return skip::skip("scan_trace_for", &why);
+    }
+    let mut svc = support::Leakyd::start();
+    // Made before the recording: no history, the inferred cause stands.
+    svc.connect(1);
+    let mut scan = support::Guarded::spawn(
+        Command::new(env!("CARGO_BIN_EXE_cwleak"))
+            .args(["scan", "--trace-for", "10m", "--format", "json"])
+            .args(["--settle", "300ms", "--pid", &svc.pid.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let stdout = scan.child.stdout.take().unwrap();
+    let json = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut { stdout }, &mut s).unwrap();
+        s
+    });
+    let err = support::lines_of(scan.child.stderr.take().unwrap());
+    loop {
+        let l = err
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("scan never said it records");
+        if l.contains("--trace-for: recording for 10m") {
+            break;
+        }
+    }
+    svc.connect(2);
+    // Ctrl-C ends the recording early; the scan follows.
+    scan.signal(libc::SIGINT);
+    let st = scan
+        .wait_for(std::time::Duration::from_secs(300))
+        .expect("scan did not end");
+    assert_eq!(st.code(), Some(1), "leaks found");
+    let report: Value = serde_json::from_str(&json.join().unwrap()).unwrap();
+    assert_eq!(report["trace"]["active"], true, "{report}");
+    assert_eq!(report["trace"]["dropped_events"], 0);
+    let mine: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["blamed"][0]["pid"].as_i64() == Some(i64::from(svc.pid)))
+        .collect();
+    assert_eq!(mine.len(), 3, "{report}");
+    let accept = leakyd_line("libc::accept4(");
+    let fork = format!("fork() at leakyd.rs:{}", leakyd_line("unistd::fork()"));
+    let mut traced = 0;
+    for f in mine {
+        let fd = f["blamed"][0]["fd"].as_i64().unwrap();
+        assert_eq!(inode_at(svc.pid, fd), f["socket"]["inode"].as_u64(), "{f}");
+        let origin = &f["holders"][0]["origin"];
+        if f["basis"] == "traced" {
+            traced += 1;
+            assert_eq!(f["cause"], "fork-parent-kept", "{f}");
+            assert_eq!(origin["event"], "accept4", "{f}");
+            assert_eq!(source_line(origin).1, accept, "{f}");
+            let fact = f["evidence"][0].as_str().unwrap();
+            assert!(fact.contains(&fork), "{fact}");
+        } else {
+            assert_eq!(f["basis"], "inferred", "{f}");
+            assert!(origin.is_null(), "{f}");
+        }
+    }
+    assert_eq!(traced, 2, "the two leaks made while recording");
 }

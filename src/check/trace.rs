@@ -5,13 +5,13 @@
 
 use crate::config::CheckConfig;
 use crate::model::{Pid, Snapshot};
-use crate::source::trace::{Recorded, Tracer};
+use crate::source::trace::{unavailable, Tracer};
 use crate::trace::Facts;
 
 pub enum Tracing {
     Off,
     Unavailable(String),
-    On(Tracer),
+    On(Box<Tracer>),
 }
 
 impl Tracing {
@@ -20,7 +20,7 @@ impl Tracing {
         if !cfg.trace {
             return Tracing::Off;
         }
-        match Tracer::start(std::process::id() as Pid) {
+        match Tracer::start(Some(std::process::id() as Pid)) {
             Ok(t) => {
                 for spec in &cfg.roots {
                     if let crate::check::roots::RootSpec::Pid(pid) = spec {
@@ -29,7 +29,7 @@ impl Tracing {
                         }
                     }
                 }
-                Tracing::On(t)
+                Tracing::On(Box::new(t))
             }
             Err(why) => {
                 crate::diag!(
@@ -44,8 +44,8 @@ impl Tracing {
     pub fn finish(self, snap: &Snapshot) -> Option<Facts> {
         match self {
             Tracing::Off => None,
-            Tracing::Unavailable(why) => Some(Recorded::unavailable(why)),
-            Tracing::On(t) => Some(t.finish().facts(snap)),
+            Tracing::Unavailable(why) => Some(unavailable(why)),
+            Tracing::On(t) => Some(t.finish(snap)),
         }
     }
 }

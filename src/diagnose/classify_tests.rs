@@ -388,6 +388,30 @@ fn a_cloexec_copy_without_the_listener_was_received_after_exec() {
     assert_eq!(b.finding(c).cause, Cause::InheritedNoCloexec);
 }
 
+#[test]
+fn an_unrelated_receiver_is_blamed_before_the_sender_that_kept_its_copy() {
+    // docs/causes.md, passed-fd-kept: a holder neither an ancestor nor a
+    // descendant of the owner, with a unix socket to receive fds on.
+    let mut b = B::new();
+    b.proc(10, 1, "server", "/usr/bin/server", 10);
+    b.proc(30, 1, "receiver", "/usr/bin/receiver", 30)
+        .other_sockets = 1;
+    let l = b.listener();
+    let c = b.conn();
+    b.hold(10, 3, l, None)
+        .hold(10, 4, c, Some(true))
+        .hold(30, 7, c, Some(false));
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::PassedFdKept, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(30, 7), (10, 4)]);
+    assert!(
+        says(&f, "is neither an ancestor nor a descendant of"),
+        "{f:#?}"
+    );
+    // That line is for a copy made after an exec, not for an unrelated holder.
+    assert!(!says(&f, "runs another program"), "{f:#?}");
+}
+
 // ------------------------------------------------------------ stdio
 
 /// inetd 10 holds the listener; returns (b, conn).
@@ -497,6 +521,39 @@ fn stdio_plus_another_fd_is_still_a_dup() {
         .hold(20, 5, c, Some(true));
     let f = b.finding(c);
     assert_eq!(f.cause, Cause::DupCopyKept, "{f:#?}");
+}
+
+#[test]
+fn an_owner_that_moved_the_connection_onto_stdio_is_not_a_dup_mistake() {
+    // docs/causes.md, never-closed: "an owner that moved it onto its stdio:
+    // several stdio fds are one use, not a dup mistake".
+    let mut b = B::new();
+    b.proc(10, 1, "server", "/usr/bin/server", 10);
+    let l = b.listener();
+    let c = b.conn();
+    b.hold(10, 3, l, None)
+        .hold(10, 0, c, Some(false))
+        .hold(10, 1, c, Some(false));
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(10, 0), (10, 1)]);
+    assert_eq!(&*f.fix, fixes::STDIO_HANDLER);
+    assert!(says(&f, "it accepted the connection itself"), "{f:#?}");
+}
+
+#[test]
+fn an_owner_holding_one_stdio_fd_is_judged_as_any_lone_owner() {
+    // One copy on stdio is no "several stdio fds": fork-parent-kept's rule
+    // (owner holds the listener and one copy, a live forked child holds
+    // another of its connections) decides, as for a copy at fd 4.
+    let (mut b, _, other) = server_with_child(true);
+    let lone = b.conn();
+    b.hold(20, 0, lone, Some(false));
+    let f = b.finding(lone);
+    assert_eq!(f.cause, Cause::ForkParentKept, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(20, 0)]);
+    assert!(f.alternatives.is_empty(), "{f:#?}");
+    assert_eq!(b.finding(other).cause, Cause::ForkParentKept);
 }
 
 #[test]

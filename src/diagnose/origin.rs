@@ -10,7 +10,7 @@ use super::finding::{Blame, Cause, Finding, Line};
 use super::fixes;
 use super::mitigation::Mitigation;
 use crate::model::Pid;
-use crate::trace::{Closed, Facts, Frame, Origin, Step};
+use crate::trace::{is_receive, is_send, Closed, Facts, Frame, Origin, Step, CLOEXEC_CLEARED};
 use serde::{Deserialize, Serialize};
 
 /// Where a finding's cause comes from.
@@ -49,7 +49,19 @@ pub fn apply(findings: &mut [Finding], facts: &Facts) {
         }
         f.alternatives.clear();
         f.cause = v.cause;
-        f.blamed = v.blamed;
+        // A copy in a thread's own fd table is closed in that thread.
+        f.blamed = v
+            .blamed
+            .into_iter()
+            .map(|b| Blame {
+                tid: f
+                    .holders
+                    .iter()
+                    .find(|h| h.pid == b.pid && h.fd == b.fd)
+                    .and_then(|h| h.tid),
+                ..b
+            })
+            .collect();
         if let Mitigation::Commands { close, .. } = &mut f.mitigation {
             *close = f.blamed.first().copied();
         }
@@ -64,7 +76,7 @@ struct Verdict {
 }
 
 /// "accept4() at server.c:88 in pid 1234"
-fn call_at(s: &Step) -> String {
+pub fn call_at(s: &Step) -> String {
     let mut out = format!("{}()", s.event);
     if let Some(f) = top_frame(&s.stack) {
         out.push_str(&format!(" at {}", place(f)));
@@ -142,22 +154,124 @@ fn blame_order(held: &[(Pid, i32, &Origin)], first: &[(Pid, i32)]) -> Vec<Blame>
     out
 }
 
-fn judge(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Verdict {
-    // 1. Received from another process.
-    let passed: Vec<(Pid, i32)> = held
+/// The step that sent (pid, fd) with SCM_RIGHTS in a copy's history, and
+/// the receiving step after it.
+fn sent_by(o: &Origin, pid: Pid, fd: i32) -> Option<(&Step, &Step)> {
+    let steps: Vec<&Step> = o.steps().collect();
+    steps.windows(2).find_map(|w| {
+        (is_send(&w[0].event) && w[0].pid == pid && w[0].fd == fd && is_receive(&w[1].event))
+            .then_some((w[0], w[1]))
+    })
+}
+
+/// Rule 1: a copy came from another process (SCM_RIGHTS, pidfd_getfd), and
+/// the receiver kept it, or the sender kept its own after passing it.
+fn passed(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Option<Verdict> {
+    let receivers: Vec<(Pid, i32)> = held
         .iter()
-        .filter(|(_, _, o)| o.steps().any(|s| s.event == "pidfd_getfd"))
+        .filter(|(_, _, o)| o.received().is_some())
         .map(|(p, fd, _)| (*p, *fd))
         .collect();
-    if let Some((pid, fd, o)) = held.iter().find(|(p, fd, _)| passed.contains(&(*p, *fd))) {
-        return Verdict {
+    // Senders that still hold what they passed: the receiving copy is held
+    // or was closed.
+    let copies = held
+        .iter()
+        .map(|(_, _, o)| (*o, None))
+        .chain(closed.iter().map(|c| (&c.origin, Some(c))));
+    let copies: Vec<(&Origin, Option<&Closed>)> = copies.collect();
+    let senders: Vec<(Pid, i32, &Step, &Step, Option<&Closed>)> = held
+        .iter()
+        .filter_map(|(pid, fd, _)| {
+            copies.iter().find_map(|(o, c)| {
+                let (send, recv) = sent_by(o, *pid, *fd)?;
+                Some((*pid, *fd, send, recv, *c))
+            })
+        })
+        .collect();
+    if let Some((pid, fd, o)) = held
+        .iter()
+        .find(|(p, fd, _)| receivers.contains(&(*p, *fd)))
+    {
+        let recv = o.received().unwrap_or(&o.step);
+        let mut fact = format!(
+            "traced: pid {pid} got its copy (fd {fd}) by {}",
+            call_at(recv)
+        );
+        // The sender, when its sendmsg() was traced.
+        let steps: Vec<&Step> = o.steps().collect();
+        let send = steps
+            .windows(2)
+            .find(|w| std::ptr::eq(w[1], recv) && is_send(&w[0].event))
+            .map(|w| w[0]);
+        if let Some(send) = send {
+            let made = o.steps().next().filter(|s| !is_send(&s.event));
+            fact.push_str(&format!(
+                ", passed by {} (its fd {}{})",
+                call_at(send),
+                send.fd,
+                made.map_or(String::new(), |m| format!(", made by {}", call_at(m))),
+            ));
+            let kept = held.iter().any(|(p, f, _)| *p == send.pid && *f == send.fd);
+            let dropped = closed
+                .iter()
+                .find(|c| c.origin.made_by().pid == send.pid && c.origin.made_by().fd == send.fd);
+            if kept {
+                fact.push_str(&format!(
+                    "; pid {} still holds fd {} too",
+                    send.pid, send.fd
+                ));
+            } else if let Some(c) = dropped {
+                fact.push_str(&format!(
+                    "; pid {} {} its copy {}",
+                    send.pid,
+                    ended(c.how),
+                    later(send.at_ms, c.at_ms)
+                ));
+            }
+        }
+        fact.push_str(&format!("; pid {pid} never closed fd {fd}"));
+        let first: Vec<(Pid, i32)> = receivers
+            .iter()
+            .copied()
+            .chain(senders.iter().map(|s| (s.0, s.1)))
+            .collect();
+        return Some(Verdict {
             cause: Cause::PassedFdKept,
-            blamed: blame_order(held, &passed),
-            fact: format!(
-                "traced: pid {pid} got its copy (fd {fd}) by {}, and never closed it",
-                call_at(&o.step)
-            ),
-        };
+            blamed: blame_order(held, &first),
+            fact,
+        });
+    }
+    let (pid, fd, send, recv, got) = senders.first().copied()?;
+    let o = held.iter().find(|(p, f, _)| (*p, *f) == (pid, fd))?.2;
+    let whose = match got {
+        Some(c) => format!(
+            "which {} its copy {}",
+            ended(c.how),
+            later(recv.at_ms, c.at_ms)
+        ),
+        None => "which still holds its copy".into(),
+    };
+    Some(Verdict {
+        cause: Cause::PassedFdKept,
+        blamed: blame_order(
+            held,
+            &senders.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(),
+        ),
+        fact: format!(
+            "traced: fd {fd} of pid {pid} was made by {}; {} passed it to pid {} ({}), {whose}; \
+             pid {pid} never closed fd {fd}",
+            call_at(o.steps().next().unwrap_or(o.made_by())),
+            call_at(send),
+            recv.pid,
+            call_at(recv),
+        ),
+    })
+}
+
+fn judge(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Verdict {
+    // 1. Passed to another process, and kept by the receiver or the sender.
+    if let Some(v) = passed(held, closed) {
+        return v;
     }
     // 2. Carried across execve() above stdio: the new program does not know it.
     let execd: Vec<(Pid, i32)> = held
@@ -166,13 +280,23 @@ fn judge(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Verdict {
         .map(|(p, fd, _)| (*p, *fd))
         .collect();
     if let Some((pid, fd, o)) = held.iter().find(|(p, fd, _)| execd.contains(&(*p, *fd))) {
-        let made = o.steps().next().unwrap_or(&o.step);
-        let exec = o.steps().find(|s| s.event == "execve").unwrap_or(&o.step);
+        let made = o.steps().next().unwrap_or(o.made_by());
+        let exec = o
+            .steps()
+            .find(|s| s.event == "execve")
+            .unwrap_or(o.made_by());
+        let flag = match o.steps().find(|s| s.event == CLOEXEC_CLEARED) {
+            Some(c) => format!(
+                ", its close-on-exec flag cleared by fcntl(F_SETFD) at {},",
+                top_frame(&c.stack).map_or("?".to_string(), place)
+            ),
+            None => " without O_CLOEXEC".into(),
+        };
         return Verdict {
             cause: Cause::InheritedNoCloexec,
             blamed: blame_order(held, &execd),
             fact: format!(
-                "traced: fd {fd} of pid {pid} was made by {} without O_CLOEXEC and crossed {}; \
+                "traced: fd {fd} of pid {pid} was made by {}{flag} and crossed {}; \
                  the new program never closes it",
                 call_at(made),
                 call_at(exec),
@@ -182,7 +306,7 @@ fn judge(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Verdict {
     // 3. A duplicate: dup()/dup2()/dup3()/fcntl(F_DUPFD) made it.
     let dups: Vec<(Pid, i32)> = held
         .iter()
-        .filter(|(_, _, o)| is_dup(&o.step.event))
+        .filter(|(_, _, o)| is_dup(&o.made_by().event))
         .map(|(p, fd, _)| (*p, *fd))
         .collect();
     if let Some((pid, fd, o)) = held.iter().find(|(p, fd, _)| dups.contains(&(*p, *fd))) {
@@ -190,15 +314,15 @@ fn judge(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Verdict {
             .step
             .from_fd
             .map_or(String::new(), |f| format!(" from fd {f}"));
-        let orig = match o.step.from_fd {
+        let orig = match o.made_by().from_fd {
             Some(f) if held.iter().any(|(p, h, _)| p == pid && *h == f) => {
                 format!("; fd {f} is still open too")
             }
             Some(f) => match closed
                 .iter()
-                .find(|c| c.origin.step.pid == *pid && c.origin.step.fd == f)
+                .find(|c| c.origin.made_by().pid == *pid && c.origin.made_by().fd == f)
             {
-                Some(c) => format!("; fd {f} was closed {}", later(o.step.at_ms, c.at_ms)),
+                Some(c) => format!("; fd {f} was closed {}", later(o.made_by().at_ms, c.at_ms)),
                 None => String::new(),
             },
             None => String::new(),
@@ -208,7 +332,7 @@ fn judge(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Verdict {
             blamed: blame_order(held, &dups),
             fact: format!(
                 "traced: fd {fd} of pid {pid} was made by {}{from}{orig}; pid {pid} never closed fd {fd}",
-                call_at(&o.step)
+                call_at(o.made_by())
             ),
         };
     }
@@ -219,29 +343,29 @@ fn judge(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Verdict {
         let children: Vec<&Closed> = closed
             .iter()
             .filter(|c| {
-                is_fork(&c.origin.step)
-                    && c.origin.step.from_pid == Some(*pid)
-                    && c.origin.step.fd == *fd
+                is_fork(c.origin.made_by())
+                    && c.origin.made_by().from_pid == Some(*pid)
+                    && c.origin.made_by().fd == *fd
                     && !c.how.starts_with("execve")
             })
             .collect();
         let live_children: Vec<Pid> = held
             .iter()
-            .filter(|(_, _, c)| is_fork(&c.step) && c.step.from_pid == Some(*pid))
+            .filter(|(_, _, c)| is_fork(c.made_by()) && c.made_by().from_pid == Some(*pid))
             .map(|(p, _, _)| *p)
             .collect();
         if children.is_empty() && live_children.is_empty() {
             continue;
         }
-        let fork = children.first().map(|c| &c.origin.step).or_else(|| {
+        let fork = children.first().map(|c| c.origin.made_by()).or_else(|| {
             held.iter()
                 .find(|(p, _, _)| live_children.contains(p))
-                .map(|(_, _, c)| &c.step)
+                .map(|(_, _, c)| c.made_by())
         });
         let Some(fork) = fork else { continue };
         let mut fact = format!(
             "traced: fd {fd} of pid {pid} was made by {}; {}() at {} gave pid {} a copy",
-            call_at(&o.step),
+            call_at(o.made_by()),
             fork.event,
             top_frame(&fork.stack).map_or("?".to_string(), place),
             fork.pid,
@@ -264,17 +388,23 @@ fn judge(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Verdict {
     // 5. One copy, made where it is held (or handed over by a fork whose
     //    parent closed its own): nobody closed it.
     let (pid, fd, o) = held[0];
+    let made = o.made_by();
     let via = o
-        .earlier
-        .first()
+        .steps()
+        .next()
+        .filter(|s| !std::ptr::eq(*s, made))
         .map(|s| format!(" (made by {})", call_at(s)))
+        .unwrap_or_default();
+    let connected = o
+        .connected()
+        .map(|c| format!(", connected by {}", call_at(c)))
         .unwrap_or_default();
     Verdict {
         cause: Cause::NeverClosed,
         blamed: blame_order(held, &[(pid, fd)]),
         fact: format!(
-            "traced: fd {fd} of pid {pid} came from {}{via}, and pid {pid} never closed it",
-            call_at(&o.step)
+            "traced: fd {fd} of pid {pid} came from {}{via}{connected}, and pid {pid} never closed it",
+            call_at(made)
         ),
     }
 }
@@ -391,5 +521,68 @@ mod tests {
         assert!(v.fact.contains("dup() at server.c:80"), "{}", v.fact);
         let never = origin(vec![step("accept", 10, 4, 100, 50)]);
         assert_eq!(judge(&[(10, 4, &never)], &[]).cause, Cause::NeverClosed);
+    }
+
+    #[test]
+    fn a_passed_fd_blames_the_receiver_or_the_sender_that_kept_it() {
+        let mut send = step("sendmsg", 10, 4, 101, 70);
+        send.fd = 4;
+        let mut recv = step("recvmsg", 20, 7, 102, 90);
+        recv.from_pid = Some(10);
+        recv.from_fd = Some(4);
+        let received = origin(vec![step("accept4", 10, 4, 100, 50), send, recv]);
+        let sender_closed = Closed {
+            origin: origin(vec![step("accept4", 10, 4, 100, 50)]),
+            at_ms: 103,
+            how: "close",
+        };
+        // The receiver kept it.
+        let v = judge(&[(20, 7, &received)], std::slice::from_ref(&sender_closed));
+        assert_eq!(v.cause, Cause::PassedFdKept);
+        assert_eq!(v.blamed[0].pid, 20);
+        assert_eq!(
+            v.fact,
+            "traced: pid 20 got its copy (fd 7) by recvmsg() at server.c:90 (serve) in pid 20, \
+             passed by sendmsg() at server.c:70 (serve) in pid 10 (its fd 4, made by accept4() at \
+             server.c:50 (serve) in pid 10); pid 10 closed its copy 2 ms later; pid 20 never closed fd 7"
+        );
+        // The sender kept its copy; the receiver closed.
+        let sender = origin(vec![step("accept4", 10, 4, 100, 50)]);
+        let receiver_closed = Closed {
+            origin: received.clone(),
+            at_ms: 110,
+            how: "close",
+        };
+        let v = judge(&[(10, 4, &sender)], &[receiver_closed]);
+        assert_eq!(v.cause, Cause::PassedFdKept);
+        assert_eq!((v.blamed[0].pid, v.blamed[0].fd), (10, 4));
+        assert!(
+            v.fact
+                .contains("sendmsg() at server.c:70 (serve) in pid 10 passed it to pid 20")
+                && v.fact.contains("which closed its copy 8 ms later"),
+            "{}",
+            v.fact
+        );
+        // Both kept: the receiver first, then the sender.
+        let v = judge(&[(10, 4, &sender), (20, 7, &received)], &[]);
+        let blamed: Vec<Pid> = v.blamed.iter().map(|b| b.pid).collect();
+        assert_eq!(blamed, [20, 10]);
+        assert!(v.fact.contains("pid 10 still holds fd 4 too"), "{}", v.fact);
+    }
+
+    #[test]
+    fn a_client_socket_names_its_socket_and_connect_lines() {
+        let o = origin(vec![
+            step("socket", 10, 4, 100, 40),
+            step("connect", 10, 4, 101, 41),
+        ]);
+        assert_eq!(o.made_by().event, "socket");
+        let v = judge(&[(10, 4, &o)], &[]);
+        assert_eq!(v.cause, Cause::NeverClosed);
+        assert_eq!(
+            v.fact,
+            "traced: fd 4 of pid 10 came from socket() at server.c:40 (serve) in pid 10, \
+             connected by connect() at server.c:41 (serve) in pid 10, and pid 10 never closed it"
+        );
     }
 }

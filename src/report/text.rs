@@ -106,7 +106,12 @@ pub fn render(report: &Report, opts: &RenderOptions, out: &mut dyn Write) -> io:
             break;
         }
     }
-    unreadable(&mut o, report, opts.read_as_root)
+    unreadable(&mut o, report, opts.read_as_root)?;
+    // scan --trace-for: what the recording covered.
+    if let Some(t) = &report.trace {
+        o.para(&clean(&t.summary()), "", INDENT, str::to_string)?;
+    }
+    Ok(())
 }
 
 /// "cwleak: 5003 sockets leaked in CLOSE_WAIT by 2 processes (...); 4 transient; ..."

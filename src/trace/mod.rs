@@ -34,6 +34,10 @@ pub enum Call {
     Dup3,
     FcntlDupfd,
     PidfdGetfd,
+    Recvmsg,
+    Recvmmsg,
+    Sendmsg,
+    Sendmmsg,
 }
 
 impl Call {
@@ -47,6 +51,10 @@ impl Call {
             Call::Dup3 => "dup3",
             Call::FcntlDupfd => "fcntl",
             Call::PidfdGetfd => "pidfd_getfd",
+            Call::Recvmsg => "recvmsg",
+            Call::Recvmmsg => "recvmmsg",
+            Call::Sendmsg => "sendmsg",
+            Call::Sendmmsg => "sendmmsg",
         }
     }
 
@@ -66,6 +74,29 @@ pub enum Act {
         call: Call,
         /// dup*/fcntl: the fd it copies; pidfd_getfd: the fd in the other process.
         from_fd: Option<i32>,
+    },
+    /// sendmsg/sendmmsg passed these (fd, socket) with SCM_RIGHTS.
+    Sent {
+        fds: Vec<(i32, Inode)>,
+        call: Call,
+    },
+    /// recvmsg/recvmmsg installed these (fd, socket) from SCM_RIGHTS
+    /// (close-on-exec with MSG_CMSG_CLOEXEC).
+    Received {
+        fds: Vec<(i32, Inode)>,
+        cloexec: bool,
+        call: Call,
+    },
+    /// connect() on the socket at `fd` (done, or under way when
+    /// non-blocking).
+    Connect {
+        fd: i32,
+        inode: Inode,
+    },
+    /// fcntl(fd, F_SETFD): close-on-exec set or cleared.
+    SetCloexec {
+        fd: i32,
+        on: bool,
     },
     Close {
         fd: i32,
@@ -159,15 +190,17 @@ impl Frame {
 /// One step of how a copy came to be.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Step {
-    /// The system call: accept4, socket, dup2, fcntl, fork, clone, execve, ...
+    /// The system call: accept4, socket, connect, dup2, fcntl, fork, clone,
+    /// execve, ... (`connect` marks the socket's connection; it makes no copy).
     pub event: String,
     pub pid: Pid,
     pub tid: Pid,
     /// The fd the copy has in `pid` after this step.
     pub fd: i32,
-    /// dup/fcntl: the fd copied; pidfd_getfd: the fd in the other process.
+    /// dup/fcntl: the fd copied; pidfd_getfd: the fd in the other process;
+    /// recvmsg: the sender's fd (when its sendmsg was traced).
     pub from_fd: Option<i32>,
-    /// fork: the parent.
+    /// fork: the parent; recvmsg: the sender (when traced).
     pub from_pid: Option<Pid>,
     /// Unix time in milliseconds.
     pub at_ms: u64,
@@ -190,9 +223,51 @@ impl Origin {
         self.earlier.iter().chain(std::iter::once(&self.step))
     }
 
+    /// The copy came from another process: received with SCM_RIGHTS or
+    /// taken with pidfd_getfd().
+    pub fn received(&self) -> Option<&Step> {
+        self.steps().find(|s| is_receive(&s.event))
+    }
+
+    /// The step that made this copy: the last one, past a `connect` (which
+    /// connects the socket, and makes no copy).
+    pub fn made_by(&self) -> &Step {
+        self.steps()
+            .filter(|s| !matches!(s.event.as_str(), "connect" | CLOEXEC_CLEARED))
+            .last()
+            .unwrap_or(&self.step)
+    }
+
+    /// The connect() of the socket, when it was traced.
+    pub fn connected(&self) -> Option<&Step> {
+        self.steps().find(|s| s.event == "connect")
+    }
+
     pub fn crossed_exec(&self) -> bool {
         self.steps().any(|s| s.event == "execve")
     }
+}
+
+/// The step of fcntl(fd, F_SETFD) clearing close-on-exec.
+pub const CLOEXEC_CLEARED: &str = "fcntl_setfd";
+
+pub fn is_receive(event: &str) -> bool {
+    matches!(event, "recvmsg" | "recvmmsg" | "pidfd_getfd")
+}
+
+pub fn is_send(event: &str) -> bool {
+    matches!(event, "sendmsg" | "sendmmsg")
+}
+
+/// A socket whose holders `watch --trace` and `scan --trace-for` follow:
+/// in the scope's ports (local or remote) and network namespaces, when it
+/// names any. (A `--pid` scope is followed by its roots instead.)
+pub fn followed_socket(scope: &crate::diagnose::Scope, s: &crate::model::TcpSocket) -> bool {
+    let port = (scope.ports.is_empty() && scope.local_ports.is_empty())
+        || scope.ports.contains(&s.local.port())
+        || scope.ports.contains(&s.remote.port())
+        || scope.local_ports.contains(&s.local.port());
+    port && (scope.netns.is_empty() || scope.netns.contains(&s.netns))
 }
 
 /// A copy of a socket that was closed while tracing.
@@ -218,6 +293,36 @@ pub struct TraceInfo {
     pub untracked_processes: u64,
     /// Stacks that could not be unwound past their first frame.
     pub truncated_stacks: u64,
+}
+
+impl TraceInfo {
+    /// "trace: 120 events recorded, none lost", what was lost, or why
+    /// nothing was recorded.
+    pub fn summary(&self) -> String {
+        if let Some(why) = &self.unavailable {
+            return format!("trace: not recorded: {why}");
+        }
+        let mut s = format!("trace: {} events recorded", self.events);
+        let mut lost = Vec::new();
+        if self.dropped_events > 0 {
+            lost.push(format!("{} lost (ring buffer full)", self.dropped_events));
+        }
+        if self.untracked_processes > 0 {
+            lost.push(format!(
+                "{} processes not followed (pid map full)",
+                self.untracked_processes
+            ));
+        }
+        if lost.is_empty() {
+            s.push_str(", none lost");
+        } else {
+            s.push_str(&format!(
+                "; {}: some origins may be missing",
+                lost.join(", ")
+            ));
+        }
+        s
+    }
 }
 
 /// What a finished trace knows about the sockets of one look: the origin of

@@ -18,12 +18,18 @@ struct StepRec {
     stack: OnceLock<(&'static str, Vec<RawFrame>)>,
 }
 
+/// (step, fd after it), oldest first.
+type Chain = Vec<(Arc<StepRec>, i32)>;
+
+/// Copies sent and never received (the receiver is not traced, or the
+/// message is never read) are forgotten beyond this many.
+const MAX_IN_FLIGHT: usize = 4096;
+
 #[derive(Debug, Clone)]
 struct Entry {
     inode: Inode,
     cloexec: bool,
-    /// (step, fd after it), oldest first.
-    chain: Vec<(Arc<StepRec>, i32)>,
+    chain: Chain,
 }
 
 #[derive(Default)]
@@ -40,6 +46,11 @@ pub struct Replay {
     alias: FastMap<Pid, Pid>,
     /// Fork steps whose parent's call has not returned yet, by child.
     forks: FastMap<Pid, Arc<StepRec>>,
+    /// Per socket: the histories of copies sent with SCM_RIGHTS and not yet
+    /// received, oldest first (each counts as a live copy: the message holds
+    /// a reference). At most MAX_IN_FLIGHT in all.
+    in_flight: FastMap<Inode, std::collections::VecDeque<Chain>>,
+    in_flight_count: usize,
     /// Per socket: live traced copies, and the copies closed meanwhile.
     live: FastMap<Inode, usize>,
     closed: FastMap<Inode, Vec<(Entry, u64, &'static str)>>,
@@ -99,6 +110,90 @@ impl Replay {
                     },
                 );
                 *self.live.entry(inode).or_default() += 1;
+            }
+            Act::Sent { fds, call } => {
+                let sent = step(call.name(), None, None, e.stack);
+                for (fd, inode) in fds {
+                    if self.in_flight_count >= MAX_IN_FLIGHT {
+                        break;
+                    }
+                    let mut chain = self
+                        .table(e.pid)
+                        .fds
+                        .get(&fd)
+                        .filter(|s| s.inode == inode)
+                        .map(|s| s.chain.clone())
+                        .unwrap_or_default();
+                    chain.push((sent.clone(), fd));
+                    self.in_flight.entry(inode).or_default().push_back(chain);
+                    self.in_flight_count += 1;
+                    *self.live.entry(inode).or_default() += 1;
+                }
+            }
+            Act::Received { fds, cloexec, call } => {
+                let stack = (!e.stack.is_empty()).then(|| (call.name(), e.stack));
+                for (fd, inode) in fds {
+                    let mut chain = Vec::new();
+                    if let Some(q) = self.in_flight.get_mut(&inode) {
+                        if let Some(c) = q.pop_front() {
+                            chain = c;
+                            self.in_flight_count -= 1;
+                            if let Some(n) = self.live.get_mut(&inode) {
+                                *n = n.saturating_sub(1);
+                            }
+                        }
+                        if q.is_empty() {
+                            self.in_flight.remove(&inode);
+                        }
+                    }
+                    let sender = chain.last().map(|(rec, fd)| (rec.pid, *fd));
+                    let rec = StepRec {
+                        event: call.name(),
+                        pid: e.pid,
+                        tid: e.tid,
+                        time_ns: e.time_ns,
+                        from_fd: sender.map(|s| s.1),
+                        from_pid: sender.map(|s| s.0),
+                        stack: OnceLock::new(),
+                    };
+                    if let Some(st) = &stack {
+                        let _ = rec.stack.set(st.clone());
+                    }
+                    chain.push((Arc::new(rec), fd));
+                    self.end(e.pid, fd, e.time_ns, "close");
+                    self.table(e.pid).fds.insert(
+                        fd,
+                        Entry {
+                            inode,
+                            cloexec,
+                            chain,
+                        },
+                    );
+                    *self.live.entry(inode).or_default() += 1;
+                }
+            }
+            Act::Connect { fd, inode } => {
+                // Only on a socket whose making was traced: one made before
+                // has no history (and its close-on-exec flag is unknown).
+                let connect = step("connect", None, None, e.stack);
+                if let Some(s) = self
+                    .table(e.pid)
+                    .fds
+                    .get_mut(&fd)
+                    .filter(|s| s.inode == inode)
+                {
+                    s.chain.push((connect, fd));
+                }
+            }
+            Act::SetCloexec { fd, on } => {
+                if let Some(s) = self.table(e.pid).fds.get_mut(&fd) {
+                    // Cleared: why the copy may cross an exec, worth a step.
+                    if s.cloexec && !on {
+                        s.chain
+                            .push((step(super::CLOEXEC_CLEARED, None, None, e.stack), fd));
+                    }
+                    s.cloexec = on;
+                }
             }
             Act::Close { fd } => self.end(e.pid, fd, e.time_ns, "close"),
             Act::CloseRange {
@@ -458,5 +553,84 @@ mod tests {
         assert_eq!(o.earlier[0].event, "accept4");
         // A stale fd number (reused for another socket) is not this socket's.
         assert!(r2.origin(10, 7, 12345, &mut no_sym).is_none());
+    }
+
+    #[test]
+    fn a_passed_fd_carries_the_senders_history_and_the_sender_close_is_kept() {
+        let mut r = Replay::default();
+        r.apply(accept(1, 10, 4, 99, true));
+        r.apply(ev(
+            2,
+            10,
+            Act::Sent {
+                fds: vec![(4, 99)],
+                call: Call::Sendmsg,
+            },
+        ));
+        // The sender closes before the receiver reads: the message still
+        // holds the socket, so the sender's close is remembered.
+        r.apply(ev(3, 10, Act::Close { fd: 4 }));
+        r.apply(ev(
+            4,
+            20,
+            Act::Received {
+                fds: vec![(7, 99)],
+                cloexec: false,
+                call: Call::Recvmsg,
+            },
+        ));
+        let o = r.origin(20, 7, 99, &mut no_sym).unwrap();
+        assert_eq!(o.step.event, "recvmsg");
+        assert_eq!((o.step.from_pid, o.step.from_fd), (Some(10), Some(4)));
+        let earlier: Vec<&str> = o.earlier.iter().map(|s| s.event.as_str()).collect();
+        assert_eq!(earlier, ["accept4", "sendmsg"]);
+        let closed = r.closed(99, &mut no_sym);
+        assert_eq!((closed.len(), closed[0].at_ms), (1, 3));
+        // A receipt with no traced send starts the history there.
+        r.apply(ev(
+            5,
+            20,
+            Act::Received {
+                fds: vec![(8, 55)],
+                cloexec: true,
+                call: Call::Recvmmsg,
+            },
+        ));
+        let o = r.origin(20, 8, 55, &mut no_sym).unwrap();
+        assert!(o.earlier.is_empty() && o.step.from_pid.is_none());
+        assert_eq!(r.in_flight_count, 0);
+    }
+
+    #[test]
+    fn a_cleared_cloexec_flag_lets_the_copy_cross_exec_and_connect_is_a_step() {
+        let mut r = Replay::default();
+        r.apply(accept(1, 10, 4, 99, true));
+        r.apply(ev(2, 10, Act::SetCloexec { fd: 4, on: false }));
+        r.apply(ev(3, 10, Act::Connect { fd: 4, inode: 99 }));
+        // A connect on a socket made before tracing starts no history.
+        r.apply(ev(3, 10, Act::Connect { fd: 8, inode: 5 }));
+        assert!(r.origin(10, 8, 5, &mut no_sym).is_none());
+        r.apply(ev(
+            4,
+            10,
+            Act::Fork {
+                child: 11,
+                shared_table: false,
+            },
+        ));
+        r.apply(ev(5, 11, Act::ExecStart));
+        r.apply(ev(6, 11, Act::ExecDone { ok: true }));
+        let o = r.origin(11, 4, 99, &mut no_sym).unwrap();
+        let steps: Vec<&str> = o.steps().map(|s| s.event.as_str()).collect();
+        assert_eq!(
+            steps,
+            ["accept4", "fcntl_setfd", "connect", "fork", "execve"]
+        );
+        assert_eq!(o.connected().map(|s| s.at_ms), Some(3));
+        // Set again: the next exec drops it.
+        r.apply(ev(7, 10, Act::SetCloexec { fd: 4, on: true }));
+        r.apply(ev(8, 10, Act::ExecStart));
+        r.apply(ev(9, 10, Act::ExecDone { ok: true }));
+        assert!(r.origin(10, 4, 99, &mut no_sym).is_none());
     }
 }

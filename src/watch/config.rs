@@ -33,6 +33,8 @@ pub struct WatchConfig {
     pub height: usize,
     /// Reuse the fd walks of unchanged processes (off: `--full-walk`).
     pub incremental: bool,
+    /// `--trace`: record how the watched processes make their socket fds.
+    pub trace: bool,
 }
 
 impl WatchConfig {
@@ -62,6 +64,7 @@ impl WatchConfig {
             width: terminal_width(),
             height: crate::source::tty_height().filter(|h| *h > 0).unwrap_or(24),
             incremental: !a.full_walk,
+            trace: a.trace,
             source,
         })
     }

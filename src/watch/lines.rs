@@ -58,6 +58,10 @@ fn fields(r: &Row, step: Option<i64>) -> String {
         "cgroup={}",
         value(r.cgroup.as_deref().unwrap_or("-"))
     ));
+    // --trace, once a leaked copy's making was recorded.
+    if let Some(m) = &r.made {
+        f.push(format!("made={}", value(m)));
+    }
     f.join(" ")
 }
 
@@ -93,6 +97,7 @@ mod tests {
             per_min: Some(60.0),
             oldest_ms: Some(4000),
             causes: vec![Cause::ForkParentKept],
+            made: None,
         };
         let e = Event {
             kind: EventKind::Grew,
@@ -108,5 +113,13 @@ mod tests {
             "1970-01-01T00:00:00Z final pid=4242 comm=\"my server\" count=5 change=+2 \
              per_min=60.0 oldest=4s cause=fork-parent-kept cgroup=/system.slice/api.service first=3 peak=5"
         );
+        // --trace: the call that made a leaked copy, quoted, last.
+        let traced = Row {
+            made: Some("accept4() at server.c:55 (take) in pid 4242".into()),
+            ..row
+        };
+        assert!(last(0, &traced).ends_with(
+            "cgroup=/system.slice/api.service made=\"accept4() at server.c:55 (take) in pid 4242\" first=3 peak=5"
+        ));
     }
 }

@@ -15,6 +15,7 @@ pub mod lines;
 pub mod screen;
 pub mod summary;
 pub mod table;
+pub mod trace;
 pub mod track;
 
 use crate::cli::WatchArgs;
@@ -42,13 +43,14 @@ pub fn run(args: &WatchArgs) -> Result<Exit> {
     let mut persist = Persistence::default();
     let mut tracker = Tracker::default();
     let mut costs = Costs::default();
+    let mut tracing = trace::Tracing::start(cfg.trace, &cfg.scope);
     let started = Instant::now();
     let end = cfg.duration.map(|d| started + d);
     let mut open = true;
     loop {
         let look_started = Instant::now();
         let first = tracker.looks() == 0;
-        let (snap, report, read_ms) = look(&cfg, &mut reader, first)?;
+        let (snap, report, read_ms) = look(&cfg, &mut reader, first, &mut tracing)?;
         if first {
             // A quiet watch must not read as "no leak" when it cannot see enough.
             for gap in &report.scan.incomplete {
@@ -117,6 +119,7 @@ pub fn run(args: &WatchArgs) -> Result<Exit> {
             elapsed_ms: ms(started.elapsed()),
             interval_ms: ms(cfg.interval),
             epoch_ms: now_ms(),
+            trace: tracing.info(),
         };
         let text = if cfg.tty {
             summary::text(&totals)
@@ -138,6 +141,7 @@ fn look(
     cfg: &WatchConfig,
     reader: &mut Incremental,
     first: bool,
+    tracing: &mut trace::Tracing,
 ) -> Result<(Snapshot, Report, u64)> {
     let mut read_ms = 0;
     let settle = if first { cfg.settle } else { Duration::ZERO };
@@ -157,7 +161,8 @@ fn look(
             bail!("--pid {pid}: no such process in {}", snap.meta.proc_root);
         }
     }
-    let report = diagnose::diagnose(&snap, &cfg.scope);
+    let facts = tracing.facts(&snap, &cfg.scope);
+    let report = diagnose::diagnose_traced(&snap, &cfg.scope, facts.as_ref());
     Ok((snap, report, read_ms))
 }
 

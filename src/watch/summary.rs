@@ -37,6 +37,8 @@ pub struct Totals<'a> {
     pub interval_ms: u64,
     /// Wall clock at the end, ms since the epoch (pipe lines carry it).
     pub epoch_ms: u64,
+    /// `--trace`: what it recorded and lost, as of the last look.
+    pub trace: Option<&'a crate::trace::TraceInfo>,
 }
 
 /// For people, after the last frame on a terminal.
@@ -60,6 +62,9 @@ pub fn text(t: &Totals) -> String {
         let _ = writeln!(out, "{} process(es) grew (first look -> now):", grew.len());
         for r in grew {
             let _ = writeln!(out, "{}", row(r));
+            if let Some(m) = &r.made {
+                let _ = writeln!(out, "        made: {}", crate::report::wrap::clean(m));
+            }
         }
     }
     let holding = all
@@ -71,6 +76,9 @@ pub fn text(t: &Totals) -> String {
         out,
         "{holding} process(es) hold CLOSE_WAIT sockets without growing; {gone} let go of all of theirs"
     );
+    if let Some(tr) = t.trace {
+        let _ = writeln!(out, "{}", crate::report::wrap::clean(&tr.summary()));
+    }
     out
 }
 
@@ -91,6 +99,16 @@ pub fn lines(t: &Totals) -> String {
         median(&t.costs.walked),
         median(&t.costs.processes),
     );
+    if let Some(tr) = t.trace {
+        let _ = writeln!(
+            out,
+            "{} trace events={} dropped_events={} untracked_processes={}",
+            lines::timestamp(t.epoch_ms),
+            tr.events,
+            tr.dropped_events,
+            tr.untracked_processes
+        );
+    }
     for r in &all {
         let _ = writeln!(out, "{}", lines::last(t.epoch_ms, r));
     }
@@ -115,6 +133,7 @@ mod tests {
             causes: vec![Cause::ForkParentKept],
             oldest_ms: None,
             born_ms: None,
+            made: None,
         }
     }
 
@@ -133,6 +152,7 @@ mod tests {
             elapsed_ms: 2000,
             interval_ms: 2000,
             epoch_ms: 0,
+            trace: None,
         };
         let text = text(&t);
         assert!(

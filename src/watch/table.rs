@@ -201,6 +201,7 @@ mod tests {
             per_min: Some(12.5),
             oldest_ms: Some(75_000),
             causes: vec![Cause::ForkParentKept],
+            made: None,
         }
     }
 

@@ -26,6 +26,9 @@ pub struct Seen {
     pub oldest_ms: Option<u64>,
     /// When it started, in ms since the watch started (negative: before).
     pub born_ms: Option<i64>,
+    /// `--trace`: the call that made a leaked copy it is blamed for
+    /// ("accept4() at server.c:55 (take) in pid 1234").
+    pub made: Option<String>,
 }
 
 /// What changed for one process between two looks.
@@ -71,6 +74,8 @@ pub struct Row {
     pub per_min: Option<f64>,
     pub oldest_ms: Option<u64>,
     pub causes: Vec<Cause>,
+    /// `--trace`: the call that made a leaked copy it is blamed for.
+    pub made: Option<String>,
 }
 
 impl Row {
@@ -117,6 +122,7 @@ pub fn seen(
         .iter()
         .filter_map(|p| Some((p.pid, p.cgroup.as_deref()?)))
         .collect();
+    let made = made_by(report);
     let tick_ms = 1000.0 / snap.meta.clk_tck.max(1) as f64;
     tallies
         .iter()
@@ -142,9 +148,32 @@ pub fn seen(
                 causes: t.causes.clone(),
                 oldest_ms: t.oldest_ms,
                 born_ms,
+                made: pid.and_then(|pid| made.get(&pid).cloned()),
             }
         })
         .collect()
+}
+
+/// Per blamed process, the call that made the first copy it is blamed for
+/// in a finding whose cause was traced.
+fn made_by(report: &Report) -> HashMap<Pid, String> {
+    let mut out = HashMap::new();
+    for f in &report.findings {
+        if f.basis != crate::diagnose::origin::Basis::Traced {
+            continue;
+        }
+        let Some(b) = f.blamed.first() else { continue };
+        let origin = f
+            .holders
+            .iter()
+            .find(|h| h.pid == b.pid && h.fd == b.fd)
+            .and_then(|h| h.origin.as_ref());
+        if let Some(o) = origin {
+            out.entry(b.pid)
+                .or_insert_with(|| crate::diagnose::origin::call_at(&o.step));
+        }
+    }
+    out
 }
 
 impl Tracker {
@@ -269,6 +298,7 @@ impl Tracker {
             per_min: (elapsed >= 1000).then(|| change as f64 * 60_000.0 / elapsed as f64),
             oldest_ms: t.last.oldest_ms,
             causes: t.last.causes.clone(),
+            made: t.last.made.clone(),
         }
     }
 }
@@ -297,6 +327,7 @@ mod tests {
             causes: vec![Cause::ForkParentKept],
             oldest_ms: None,
             born_ms: Some(-10_000),
+            made: None,
         }
     }
 

@@ -705,9 +705,13 @@ pub fn scans_with(port: u16, settle: &str, readers: Vec<Vec<String>>) -> Vec<(St
     readers
         .into_iter()
         .map(|extra| {
+            // Our own network namespace only, as `ss` sees it: another
+            // namespace on this host may leak on the same port number.
             let mut args = vec![
                 "--port".to_string(),
                 port.to_string(),
+                "--netns".to_string(),
+                std::process::id().to_string(),
                 "--settle".to_string(),
                 settle.to_string(),
             ];

@@ -30,6 +30,7 @@ pub enum Cond {
     Ge = 0x30,
     Set = 0x40,
     Ne = 0x50,
+    Lt = 0xa0,
     Slt = 0xc0,
 }
 

@@ -23,11 +23,11 @@ mod unwind;
 use crate::model::{FastMap, Inode, Pid, Snapshot};
 use crate::parse::btf::Btf;
 use crate::trace::{Act, Call, Closed, Event, Origin, Replay, TraceInfo};
-use prog::{Hook, Maps, WANT, WANT_DUPFD_ONLY, WANT_INODE, WANT_STACK};
-use record::{Raw, RegOffsets, KIND_ENTER, KIND_EXIT, KIND_FORK, KIND_TASK_EXIT};
+use prog::{Hook, Maps, WANT, WANT_ARG0, WANT_DUPFD_ONLY, WANT_INODE, WANT_RIGHTS, WANT_STACK};
+use record::{Raw, RegOffsets, KIND_ENTER, KIND_EXIT, KIND_FORK, KIND_RIGHTS, KIND_TASK_EXIT};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
@@ -38,7 +38,11 @@ const SOCKFS_MAGIC: u32 = 0x534f_434b;
 const SOCK_CLOEXEC: u64 = 0o2_000_000;
 const CLOSE_RANGE_CLOEXEC: u64 = 1 << 2;
 const F_DUPFD_CLOEXEC: u64 = 1030;
+const F_SETFD: u64 = 2;
+const FD_CLOEXEC: u64 = 1;
+const EINPROGRESS: i64 = 115;
 const CLONE_VFORK: u64 = 0x4000;
+const MSG_CMSG_CLOEXEC: u64 = 0x4000_0000;
 
 /// x86_64 syscall numbers.
 mod nr {
@@ -46,6 +50,9 @@ mod nr {
     pub const DUP: u32 = 32;
     pub const DUP2: u32 = 33;
     pub const SOCKET: u32 = 41;
+    pub const CONNECT: u32 = 42;
+    pub const SENDMSG: u32 = 46;
+    pub const RECVMSG: u32 = 47;
     pub const ACCEPT: u32 = 43;
     pub const CLONE: u32 = 56;
     pub const FORK: u32 = 57;
@@ -54,6 +61,8 @@ mod nr {
     pub const FCNTL: u32 = 72;
     pub const ACCEPT4: u32 = 288;
     pub const DUP3: u32 = 292;
+    pub const RECVMMSG: u32 = 299;
+    pub const SENDMMSG: u32 = 307;
     pub const EXECVEAT: u32 = 322;
     pub const CLONE3: u32 = 435;
     pub const CLOSE_RANGE: u32 = 436;
@@ -82,14 +91,85 @@ fn wanted() -> Vec<(u32, u32)> {
         (nr::CLONE3, exit(WANT | WANT_STACK)),
         (nr::FORK, exit(WANT | WANT_STACK)),
         (nr::VFORK, exit(WANT | WANT_STACK)),
+        (
+            nr::CONNECT,
+            exit(WANT | WANT_INODE | WANT_STACK | WANT_ARG0),
+        ),
+        (nr::SENDMSG, WANT | WANT_STACK | WANT_RIGHTS),
+        (nr::SENDMMSG, WANT | WANT_STACK | WANT_RIGHTS),
+        (nr::RECVMSG, exit(WANT | WANT_STACK | WANT_RIGHTS)),
+        (nr::RECVMMSG, exit(WANT | WANT_STACK | WANT_RIGHTS)),
         (nr::EXECVE, WANT | WANT_STACK | exit(WANT)),
         (nr::EXECVEAT, WANT | WANT_STACK | exit(WANT)),
     ]
 }
 
+/// The socket fds the KIND_RIGHTS records before a sendmsg/recvmsg record
+/// carried, by thread (the records of one call come in a row).
+#[derive(Default)]
+struct Rights(FastMap<Pid, Vec<(i32, Inode)>>);
+
+impl Rights {
+    fn take(&mut self, tid: Pid) -> Vec<(i32, Inode)> {
+        self.0.remove(&tid).unwrap_or_default()
+    }
+}
+
 /// Turn a record into what it did to the fd tables (None: nothing).
-fn decode(r: &Raw) -> Option<Act> {
+/// `rights`: the fds the preceding KIND_RIGHTS records of its thread carried.
+fn decode(r: &Raw, rights: &mut Rights) -> Option<Act> {
     let fd = i32::try_from(r.ret).ok();
+    if r.kind == KIND_RIGHTS {
+        // Only sockets are followed; a record of a call whose own record
+        // was lost is dropped with it, when the next call's records start.
+        let fds = rights.0.entry(r.tid).or_default();
+        if r.first_right() {
+            fds.clear();
+        }
+        if r.magic == SOCKFS_MAGIC {
+            fds.push((fd?, r.inode));
+        }
+        return None;
+    }
+    match (r.kind, r.nr) {
+        (KIND_ENTER, nr::SENDMSG | nr::SENDMMSG) => {
+            let fds = rights.take(r.tid);
+            let call = if r.nr == nr::SENDMSG {
+                Call::Sendmsg
+            } else {
+                Call::Sendmmsg
+            };
+            return (!fds.is_empty()).then_some(Act::Sent { fds, call });
+        }
+        (KIND_EXIT, nr::CONNECT) => {
+            // A non-blocking connect is under way at -EINPROGRESS.
+            let ok = r.ret == 0 || r.ret == -EINPROGRESS;
+            return (ok && r.magic == SOCKFS_MAGIC).then_some(Act::Connect {
+                fd: i32::try_from(r.args[0]).ok()?,
+                inode: r.inode,
+            });
+        }
+        (KIND_EXIT, nr::FCNTL) if r.args[1] == F_SETFD => {
+            return (r.ret == 0).then_some(Act::SetCloexec {
+                fd: i32::try_from(r.args[0]).ok()?,
+                on: r.args[2] & FD_CLOEXEC != 0,
+            });
+        }
+        (KIND_EXIT, nr::RECVMSG | nr::RECVMMSG) => {
+            let fds = rights.take(r.tid);
+            let (call, flags) = if r.nr == nr::RECVMSG {
+                (Call::Recvmsg, r.args[2])
+            } else {
+                (Call::Recvmmsg, r.args[3])
+            };
+            return (!fds.is_empty()).then_some(Act::Received {
+                fds,
+                cloexec: flags & MSG_CMSG_CLOEXEC != 0,
+                call,
+            });
+        }
+        _ => {}
+    }
     match r.kind {
         KIND_FORK => Some(Act::Fork {
             child: fd?,
@@ -156,17 +236,23 @@ fn decode(r: &Raw) -> Option<Act> {
 }
 
 /// The loaded, attached programs and the thread draining their records.
+/// What it recorded can be asked while it runs (`watch`) or at the end
+/// (`check`).
 pub struct Tracer {
     links: Vec<OwnedFd>,
     tracked: OwnedFd,
     counters: OwnedFd,
     stop: Arc<AtomicBool>,
-    consumer: Option<std::thread::JoinHandle<Consumer>>,
+    shared: Arc<Mutex<Consumer>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Kept across questions: a frame is looked up once.
+    symbols: symbols::Symbols,
 }
 
 struct Consumer {
     replay: Replay,
     unwinding: unwind::Unwinding,
+    rights: Rights,
 }
 
 /// The clock of BPF timestamps (CLOCK_MONOTONIC) to Unix time.
@@ -187,9 +273,10 @@ fn clock_offset_ns() -> u64 {
 
 impl Tracer {
     /// Load and attach the programs. Children `spawner` forks from now on
-    /// (the wrapped command) are tracked, and their descendants. The error
-    /// is one line saying why tracing cannot run here.
-    pub fn start(spawner: Pid) -> Result<Tracer, String> {
+    /// (the wrapped command of `check`) are tracked, and their descendants;
+    /// without one, only what `track` adds. The error is one line saying
+    /// why tracing cannot run here.
+    pub fn start(spawner: Option<Pid>) -> Result<Tracer, String> {
         if !cfg!(target_arch = "x86_64") {
             return Err("only x86_64 is supported".into());
         }
@@ -228,6 +315,8 @@ impl Tracer {
             ring: ring.as_raw_fd(),
             counters: counters.as_raw_fd(),
         };
+        // No spawner: a tgid no process has.
+        let spawner = spawner.unwrap_or(-1);
         let programs = [
             ("sys_enter", prog::syscall(&offsets, &maps, Hook::Enter)?),
             ("sys_exit", prog::syscall(&offsets, &maps, Hook::Exit)?),
@@ -243,11 +332,17 @@ impl Tracer {
         drop(want);
         let ring = ring::Ring::new(ring, RING_SIZE).map_err(err("mapping the ring buffer"))?;
         let stop = Arc::new(AtomicBool::new(false));
-        let consumer = {
+        let shared = Arc::new(Mutex::new(Consumer {
+            replay: Replay::default(),
+            unwinding: unwind::Unwinding::default(),
+            rights: Rights::default(),
+        }));
+        let thread = {
             let stop = stop.clone();
+            let shared = shared.clone();
             std::thread::Builder::new()
                 .name("cwleak-trace".into())
-                .spawn(move || consume(ring, offsets.regs, &stop))
+                .spawn(move || consume(ring, offsets.regs, &stop, &shared))
                 .map_err(|e| format!("starting the trace thread: {e}"))?
         };
         Ok(Tracer {
@@ -255,12 +350,15 @@ impl Tracer {
             tracked,
             counters,
             stop,
-            consumer: Some(consumer),
+            shared,
+            thread: Some(thread),
+            symbols: symbols::Symbols::default(),
         })
     }
 
     /// Follow an already running process (and its future children); what
-    /// it holds already has no recorded origin.
+    /// it holds already has no recorded origin. Failing when the pid map
+    /// is full.
     pub fn track(&self, pid: Pid) -> std::io::Result<()> {
         bpf::map_update(&self.tracked, &pid.to_ne_bytes(), &1u32.to_ne_bytes())
     }
@@ -273,51 +371,175 @@ impl Tracer {
         }
     }
 
-    /// Stop recording, take the last records, and give what was recorded.
-    pub fn finish(mut self) -> Recorded {
+    /// The replay, locked. A consumer that panicked left its state as it
+    /// was: still usable.
+    fn consumer(&self) -> std::sync::MutexGuard<'_, Consumer> {
+        match self.shared.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Stop recording and take the last records.
+    fn stop(&mut self) {
         self.links.clear();
         self.stop.store(true, Ordering::SeqCst);
-        let consumer = self.consumer.take().and_then(|h| h.join().ok());
+        if let Some(h) = self.thread.take() {
+            let _ = h.join();
+        }
+    }
+
+    /// Stop, and give the origins of every socket fd the snapshot shows
+    /// (`check`: after the command's look).
+    pub fn finish(mut self, snap: &Snapshot) -> crate::trace::Facts {
+        self.stop();
+        self.facts(&socket_fds(snap, |_| true))
+    }
+
+    /// What is recorded so far about `keys` (pid, fd, socket): the origin
+    /// of each, and the closed copies of each socket, symbolized. Tracing
+    /// goes on.
+    pub fn facts(&mut self, keys: &[(Pid, i32, Inode)]) -> crate::trace::Facts {
+        let dropped_events = self.counter(0);
+        let untracked_processes = self.counter(1);
+        // Symbolize with the lock released: the first lookup in a binary
+        // parses its debug info, and the ring must keep draining meanwhile.
+        let stacks = self.consumer().replay.stacks_of(keys);
+        self.symbols.prepare(&stacks);
+        drop(stacks);
+        let c = self.consumer();
         let info = TraceInfo {
-            active: consumer.is_some(),
+            active: true,
             unavailable: None,
-            events: consumer.as_ref().map_or(0, |c| c.replay.events),
-            dropped_events: self.counter(0),
-            untracked_processes: self.counter(1),
-            truncated_stacks: consumer.as_ref().map_or(0, |c| c.unwinding.truncated),
+            events: c.replay.events,
+            dropped_events,
+            untracked_processes,
+            truncated_stacks: c.unwinding.truncated,
         };
-        Recorded {
-            replay: consumer.map(|c| c.replay).unwrap_or_default(),
+        let symbols = &self.symbols;
+        let mut sym = |st: &[crate::trace::RawFrame]| symbols.frames(st);
+        let mut origins: FastMap<(Pid, i32), Origin> = FastMap::default();
+        let mut closed: FastMap<Inode, Vec<Closed>> = FastMap::default();
+        for &(pid, fd, inode) in keys {
+            if let Some(o) = c.replay.origin(pid, fd, inode, &mut sym) {
+                origins.insert((pid, fd), o);
+            }
+            if let std::collections::hash_map::Entry::Vacant(v) = closed.entry(inode) {
+                let cl = c.replay.closed(inode, &mut sym);
+                if !cl.is_empty() {
+                    v.insert(cl);
+                }
+            }
+        }
+        crate::trace::Facts {
             info,
+            origins,
+            closed,
         }
     }
 }
 
 impl Drop for Tracer {
     fn drop(&mut self) {
-        self.links.clear();
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.consumer.take() {
-            let _ = h.join();
-        }
+        self.stop();
     }
 }
 
-fn consume(mut ring: ring::Ring, regs: RegOffsets, stop: &AtomicBool) -> Consumer {
+/// Processes already added to the kernel's pid map, by (pid, start time).
+#[derive(Default)]
+pub struct Followed(rustc_hash::FxHashSet<(Pid, u64)>);
+
+impl Tracer {
+    /// Follow, from now on, every process of `snap` that holds a TCP socket
+    /// `keep` accepts and is not followed yet (and its future children).
+    /// A process that does not fit in the pid map is tried again next time.
+    /// Returns how many were added.
+    pub fn follow_holders(
+        &self,
+        followed: &mut Followed,
+        snap: &Snapshot,
+        keep: impl Fn(&crate::model::TcpSocket) -> bool,
+    ) -> usize {
+        let mut added = 0;
+        let wanted: rustc_hash::FxHashSet<Inode> = snap
+            .sockets
+            .iter()
+            .filter(|s| s.inode != 0 && keep(s))
+            .map(|s| s.inode)
+            .collect();
+        for p in &snap.processes {
+            let key = (p.pid, p.start_time);
+            if followed.0.contains(&key) || !p.sockets.iter().any(|s| wanted.contains(&s.inode)) {
+                continue;
+            }
+            if self.track(p.pid).is_ok() {
+                followed.0.insert(key);
+                added += 1;
+            }
+        }
+        // Forget processes gone, so the set stays the size of the host.
+        if followed.0.len() > snap.processes.len().saturating_mul(2) {
+            let alive: rustc_hash::FxHashSet<(Pid, u64)> = snap
+                .processes
+                .iter()
+                .map(|p| (p.pid, p.start_time))
+                .collect();
+            followed.0.retain(|k| alive.contains(k));
+        }
+        added
+    }
+}
+
+/// (pid, fd, socket) of every socket fd of the snapshot's processes whose
+/// socket `keep` says.
+pub fn socket_fds(snap: &Snapshot, keep: impl Fn(Inode) -> bool) -> Vec<(Pid, i32, Inode)> {
+    snap.processes
+        .iter()
+        .flat_map(|p| p.sockets.iter().map(move |s| (p.pid, s.fd, s.inode)))
+        .filter(|(_, _, inode)| keep(*inode))
+        .collect()
+}
+
+/// (pid, fd, socket) of every fd holding a CLOSE_WAIT socket of the
+/// snapshot: what `watch` and `scan` ask origins for.
+pub fn close_wait_fds(snap: &Snapshot) -> Vec<(Pid, i32, Inode)> {
+    let leaked: rustc_hash::FxHashSet<Inode> = snap
+        .sockets
+        .iter()
+        .filter(|s| s.state == crate::model::TcpState::CloseWait && s.inode != 0)
+        .map(|s| s.inode)
+        .collect();
+    socket_fds(snap, |i| leaked.contains(&i))
+}
+
+/// A trace that could not run, and why.
+pub fn unavailable(why: String) -> crate::trace::Facts {
+    crate::trace::Facts {
+        info: TraceInfo {
+            unavailable: Some(why),
+            ..TraceInfo::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn consume(mut ring: ring::Ring, regs: RegOffsets, stop: &AtomicBool, shared: &Mutex<Consumer>) {
     let offset = clock_offset_ns();
-    let mut c = Consumer {
-        replay: Replay::default(),
-        unwinding: unwind::Unwinding::default(),
-    };
     loop {
         // Read the flag first: records committed before it was set are
         // drained below, in this pass.
         let last = stop.load(Ordering::SeqCst);
-        let n = ring.drain(|bytes| {
-            if let Some(raw) = Raw::parse(bytes, &regs) {
-                handle(&mut c, &raw, offset);
-            }
-        });
+        let n = {
+            let mut c = match shared.lock() {
+                Ok(c) => c,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            ring.drain(|bytes| {
+                if let Some(raw) = Raw::parse(bytes, &regs) {
+                    handle(&mut c, &raw, offset);
+                }
+            })
+        };
         if last {
             break;
         }
@@ -325,11 +547,12 @@ fn consume(mut ring: ring::Ring, regs: RegOffsets, stop: &AtomicBool) -> Consume
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-    c
 }
 
 fn handle(c: &mut Consumer, r: &Raw, offset: u64) {
-    let Some(act) = decode(r) else { return };
+    let Some(act) = decode(r, &mut c.rights) else {
+        return;
+    };
     match &act {
         Act::Fork {
             child,
@@ -355,56 +578,6 @@ fn handle(c: &mut Consumer, r: &Raw, offset: u64) {
     });
 }
 
-/// What a trace recorded, with frames symbolized on demand.
-pub struct Recorded {
-    replay: Replay,
-    pub info: TraceInfo,
-}
-
-impl Recorded {
-    /// A trace that could not run, and why.
-    pub fn unavailable(why: String) -> crate::trace::Facts {
-        crate::trace::Facts {
-            info: TraceInfo {
-                unavailable: Some(why),
-                ..TraceInfo::default()
-            },
-            ..Default::default()
-        }
-    }
-
-    /// The origins of every socket fd the snapshot shows in a traced
-    /// process, and the closed copies of those sockets, symbolized.
-    pub fn facts(self, snap: &Snapshot) -> crate::trace::Facts {
-        let keys: Vec<(Pid, i32, Inode)> = snap
-            .processes
-            .iter()
-            .flat_map(|p| p.sockets.iter().map(move |s| (p.pid, s.fd, s.inode)))
-            .collect();
-        let mut symbols = symbols::Symbols::default();
-        symbols.prepare(&self.replay.stacks_of(&keys));
-        let mut sym = |st: &[crate::trace::RawFrame]| symbols.frames(st);
-        let mut origins: FastMap<(Pid, i32), Origin> = FastMap::default();
-        let mut closed: FastMap<Inode, Vec<Closed>> = FastMap::default();
-        for (pid, fd, inode) in keys {
-            if let Some(o) = self.replay.origin(pid, fd, inode, &mut sym) {
-                origins.insert((pid, fd), o);
-            }
-            if let std::collections::hash_map::Entry::Vacant(v) = closed.entry(inode) {
-                let c = self.replay.closed(inode, &mut sym);
-                if !c.is_empty() {
-                    v.insert(c);
-                }
-            }
-        }
-        crate::trace::Facts {
-            info: self.info,
-            origins,
-            closed,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,12 +597,16 @@ mod tests {
             sp: 0,
             bp: 0,
             stack: Vec::new(),
+            tail: 0,
         }
     }
 
     #[test]
     fn decodes_the_calls_that_make_and_drop_fds() {
-        let a = decode(&raw(KIND_EXIT, nr::ACCEPT4, 5, [3, 0, 0, SOCK_CLOEXEC]));
+        let a = decode(
+            &raw(KIND_EXIT, nr::ACCEPT4, 5, [3, 0, 0, SOCK_CLOEXEC]),
+            &mut Rights::default(),
+        );
         assert!(matches!(
             a,
             Some(Act::NewFd {
@@ -440,7 +617,10 @@ mod tests {
                 from_fd: None
             })
         ));
-        let d = decode(&raw(KIND_EXIT, nr::DUP2, 9, [4, 9, 0, 0]));
+        let d = decode(
+            &raw(KIND_EXIT, nr::DUP2, 9, [4, 9, 0, 0]),
+            &mut Rights::default(),
+        );
         assert!(matches!(
             d,
             Some(Act::NewFd {
@@ -450,22 +630,31 @@ mod tests {
             })
         ));
         // dup2(fd, fd), failed calls and non-sockets make nothing.
-        assert!(decode(&raw(KIND_EXIT, nr::DUP2, 4, [4, 4, 0, 0])).is_none());
-        assert!(decode(&raw(KIND_EXIT, nr::ACCEPT, -11, [3, 0, 0, 0])).is_none());
+        assert!(decode(
+            &raw(KIND_EXIT, nr::DUP2, 4, [4, 4, 0, 0]),
+            &mut Rights::default()
+        )
+        .is_none());
+        assert!(decode(
+            &raw(KIND_EXIT, nr::ACCEPT, -11, [3, 0, 0, 0]),
+            &mut Rights::default()
+        )
+        .is_none());
         let mut file = raw(KIND_EXIT, nr::DUP, 6, [1, 0, 0, 0]);
         file.magic = 0xef53;
-        assert!(decode(&file).is_none());
+        assert!(decode(&file, &mut Rights::default()).is_none());
         assert!(matches!(
-            decode(&raw(KIND_ENTER, nr::CLOSE, 0, [5, 0, 0, 0])),
+            decode(
+                &raw(KIND_ENTER, nr::CLOSE, 0, [5, 0, 0, 0]),
+                &mut Rights::default()
+            ),
             Some(Act::Close { fd: 5 })
         ));
         assert!(matches!(
-            decode(&raw(
-                KIND_ENTER,
-                nr::CLOSE_RANGE,
-                0,
-                [3, u32::MAX as u64, 4, 0]
-            )),
+            decode(
+                &raw(KIND_ENTER, nr::CLOSE_RANGE, 0, [3, u32::MAX as u64, 4, 0]),
+                &mut Rights::default()
+            ),
             Some(Act::CloseRange {
                 first: 3,
                 cloexec_only: true,
@@ -473,25 +662,102 @@ mod tests {
             })
         ));
         assert!(matches!(
-            decode(&raw(KIND_EXIT, nr::CLONE, 42, [0; 4])),
+            decode(
+                &raw(KIND_EXIT, nr::CLONE, 42, [0; 4]),
+                &mut Rights::default()
+            ),
             Some(Act::ForkReturned {
                 child: 42,
                 call: "fork"
             })
         ));
-        assert!(decode(&raw(KIND_EXIT, nr::CLONE, 0, [0; 4])).is_none());
+        assert!(decode(
+            &raw(KIND_EXIT, nr::CLONE, 0, [0; 4]),
+            &mut Rights::default()
+        )
+        .is_none());
         assert!(matches!(
-            decode(&raw(KIND_EXIT, nr::EXECVE, 0, [0; 4])),
+            decode(
+                &raw(KIND_EXIT, nr::EXECVE, 0, [0; 4]),
+                &mut Rights::default()
+            ),
             Some(Act::ExecDone { ok: true })
         ));
         let mut fork = raw(KIND_FORK, 0, 11, [0; 4]);
         fork.inode = 1;
         assert!(matches!(
-            decode(&fork),
+            decode(&fork, &mut Rights::default()),
             Some(Act::Fork {
                 child: 11,
                 shared_table: true
             })
         ));
+    }
+
+    #[test]
+    fn scm_rights_records_make_the_send_and_the_receipt() {
+        let mut rights = Rights::default();
+        let right = |fd: i64, inode: u64, later: u32, magic: u32| {
+            let mut r = raw(KIND_RIGHTS, nr::RECVMSG, fd, [0; 4]);
+            r.inode = inode;
+            r.tail = later;
+            r.magic = magic;
+            r
+        };
+        assert!(decode(&right(6, 500, 0, SOCKFS_MAGIC), &mut rights).is_none());
+        // A pipe passed along is not followed.
+        assert!(decode(&right(7, 501, 1, 0x5049_5045), &mut rights).is_none());
+        assert!(decode(&right(8, 502, 1, SOCKFS_MAGIC), &mut rights).is_none());
+        let recv = decode(
+            &raw(KIND_EXIT, nr::RECVMSG, 1, [3, 0, MSG_CMSG_CLOEXEC, 0]),
+            &mut rights,
+        );
+        assert_eq!(
+            recv,
+            Some(Act::Received {
+                fds: vec![(6, 500), (8, 502)],
+                cloexec: true,
+                call: Call::Recvmsg
+            })
+        );
+        // Consumed: the next recvmsg without records carried nothing.
+        assert!(decode(&raw(KIND_EXIT, nr::RECVMSG, 1, [0; 4]), &mut rights).is_none());
+        // Records of a call whose own record was lost are not carried over.
+        decode(&right(4, 600, 0, SOCKFS_MAGIC), &mut rights);
+        decode(&right(5, 601, 0, SOCKFS_MAGIC), &mut rights);
+        let sent = decode(&raw(KIND_ENTER, nr::SENDMMSG, 0, [0; 4]), &mut rights);
+        assert_eq!(
+            sent,
+            Some(Act::Sent {
+                fds: vec![(5, 601)],
+                call: Call::Sendmmsg
+            })
+        );
+    }
+
+    #[test]
+    fn connect_and_f_setfd_are_decoded() {
+        let mut rights = Rights::default();
+        let c = decode(
+            &raw(KIND_EXIT, nr::CONNECT, -EINPROGRESS, [5, 0, 0, 0]),
+            &mut rights,
+        );
+        assert_eq!(c, Some(Act::Connect { fd: 5, inode: 77 }));
+        // A refused connect connects nothing.
+        assert!(decode(
+            &raw(KIND_EXIT, nr::CONNECT, -111, [5, 0, 0, 0]),
+            &mut rights
+        )
+        .is_none());
+        let set = decode(
+            &raw(KIND_EXIT, nr::FCNTL, 0, [5, F_SETFD, 0, 0]),
+            &mut rights,
+        );
+        assert_eq!(set, Some(Act::SetCloexec { fd: 5, on: false }));
+        let set = decode(
+            &raw(KIND_EXIT, nr::FCNTL, 0, [5, F_SETFD, FD_CLOEXEC, 0]),
+            &mut rights,
+        );
+        assert_eq!(set, Some(Act::SetCloexec { fd: 5, on: true }));
     }
 }

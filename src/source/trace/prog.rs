@@ -17,8 +17,8 @@
 
 use super::asm::{Asm, Cond, Label, Reg, Size, FP, R0, R1, R2, R3, R4, R6, R7, R8, R9};
 use super::record::{
-    CHUNK, CHUNKS, HEADER, KIND_ENTER, KIND_EXIT, KIND_FORK, KIND_TASK_EXIT, LARGE, REGS, REGS_AT,
-    SMALL,
+    CHUNK, CHUNKS, HEADER, KIND_ENTER, KIND_EXIT, KIND_FORK, KIND_RIGHTS, KIND_TASK_EXIT, LARGE,
+    REGS, REGS_AT, SMALL,
 };
 use crate::parse::btf::{Btf, Member};
 use crate::parse::ParseResult;
@@ -42,6 +42,22 @@ pub const WANT_INODE: u32 = 2;
 pub const WANT_STACK: u32 = 4;
 /// fcntl: only F_DUPFD and F_DUPFD_CLOEXEC make an fd.
 pub const WANT_DUPFD_ONLY: u32 = 8;
+/// sendmsg/recvmsg (and the mmsg forms): record the fds an SCM_RIGHTS
+/// message carries (each with its inode), and the call only when it
+/// carried some.
+pub const WANT_RIGHTS: u32 = 16;
+/// Messages of one sendmmsg/recvmmsg, and fds of one message, looked at.
+pub const MAX_MSGS: i32 = 4;
+pub const MAX_RIGHTS: i32 = 8;
+const SENDMSG: i32 = 46;
+const RECVMSG: i32 = 47;
+/// sizeof(struct mmsghdr) on x86_64; msg_control sits at 32 in struct msghdr.
+const MMSGHDR: i32 = 64;
+const MSG_CONTROL: i32 = 32;
+/// At exit, the inode of the fd in argument 0, not of the result (connect).
+pub const WANT_ARG0: u32 = 32;
+const F_SETFD: i32 = 2;
+const F_DUPFD_CLOEXEC: i32 = 1030;
 pub const SYSCALLS: u32 = 512;
 
 /// Stack slots of the programs (offsets from the frame pointer).
@@ -54,6 +70,19 @@ const FD: i16 = -40;
 const SP: i16 = -48;
 const PTR: i16 = -56;
 const EVENT: i16 = -56 - SMALL as i16;
+/// The SCM_RIGHTS walk's slots, below the event.
+const MSG: i16 = EVENT - 8;
+const LEFT_MSGS: i16 = EVENT - 16;
+/// 1 once an fd was recorded (also the record's "not the first" mark).
+const TOTAL: i16 = EVENT - 24;
+const DATA: i16 = EVENT - 32;
+const LEFT_FDS: i16 = EVENT - 40;
+const CUR: i16 = EVENT - 48;
+/// msg_control, msg_controllen
+const CTRL: i16 = EVENT - 64;
+/// struct cmsghdr: cmsg_len u64, cmsg_level i32, cmsg_type i32
+const CMSG: i16 = EVENT - 80;
+const FDV: i16 = EVENT - 88;
 
 /// The kernel struct members the programs read.
 #[derive(Debug, Clone, Copy)]
@@ -134,6 +163,19 @@ fn off(m: Member) -> ParseResult<i32> {
 /// probe_read_kernel(fp + SCRATCH, size, src + member) after zeroing the
 /// slot; then dst = the value read. Jumps to `none` when it is 0.
 fn read_kernel(a: &mut Asm, dst: Reg, src: Reg, m: Member, none: Label) -> ParseResult<()> {
+    read_kernel_or(a, dst, src, m, Some(none))
+}
+
+/// read_kernel, jumping to `none` on 0 only when given one: without, a
+/// failed read gives 0, and reading through it fails again, giving 0 (no
+/// branch for the verifier to explore, in loops).
+fn read_kernel_or(
+    a: &mut Asm,
+    dst: Reg,
+    src: Reg,
+    m: Member,
+    none: Option<Label>,
+) -> ParseResult<()> {
     a.st_imm(Size::DW, FP, SCRATCH, 0);
     a.mov(R3, src);
     a.add_imm(R3, off(m)?);
@@ -147,7 +189,9 @@ fn read_kernel(a: &mut Asm, dst: Reg, src: Reg, m: Member, none: Label) -> Parse
         FP,
         SCRATCH,
     );
-    a.jmp_imm(Cond::Eq, dst, 0, none);
+    if let Some(none) = none {
+        a.jmp_imm(Cond::Eq, dst, 0, none);
+    }
     Ok(())
 }
 
@@ -223,34 +267,58 @@ fn fill(a: &mut Asm, o: &Offsets, hook: Hook, base: Reg, at: i16) -> ParseResult
     a.ldx(Size::DW, R1, FP, FLAGS);
     a.and_imm(R1, WANT_INODE as i32);
     a.jmp_imm(Cond::Eq, R1, 0, done);
+    let arg0 = a.label();
+    let got = a.label();
     if hook == Hook::Exit {
+        a.ldx(Size::DW, R1, FP, FLAGS);
+        a.and_imm(R1, WANT_ARG0 as i32);
+        a.jmp_imm(Cond::Ne, R1, 0, arg0);
         a.ldx(Size::DW, R1, R6, 8);
-    } else {
-        a.ldx(Size::DW, R1, base, at + (REGS_AT + o.regs.di) as i16);
+        a.goto(got);
     }
+    a.bind(arg0);
+    a.ldx(Size::DW, R1, base, at + (REGS_AT + o.regs.di) as i16);
+    a.bind(got);
     a.jmp_imm(Cond::Slt, R1, 0, done);
     a.stx(Size::DW, FP, FD, R1);
+    fd_inode(a, o, base, at, done, true)?;
+    a.bind(done);
+    Ok(())
+}
+
+/// The socket inode of the fd at fp + FD: task->files->fdt->fd[fd]->f_inode
+/// ->{i_ino, i_sb->s_magic}, written at base + at + 32 (inode) and + 40
+/// (magic). Jumps to `done` where a pointer is NULL or the fd out of range.
+fn fd_inode(
+    a: &mut Asm,
+    o: &Offsets,
+    base: Reg,
+    at: i16,
+    done: Label,
+    branch: bool,
+) -> ParseResult<()> {
+    let none = branch.then_some(done);
     a.call(GET_CURRENT_TASK);
     a.mov(R4, R0);
-    read_kernel(a, R4, R4, o.task_files, done)?;
-    read_kernel(a, R4, R4, o.files_fdt, done)?;
+    read_kernel_or(a, R4, R4, o.task_files, none)?;
+    read_kernel_or(a, R4, R4, o.files_fdt, none)?;
     a.stx(Size::DW, FP, PTR, R4);
-    read_kernel(a, R1, R4, o.fdt_max_fds, done)?;
+    read_kernel_or(a, R1, R4, o.fdt_max_fds, none)?;
     a.ldx(Size::DW, R2, FP, FD);
     a.jmp_reg(Cond::Ge, R2, R1, done);
     a.ldx(Size::DW, R4, FP, PTR);
-    read_kernel(a, R4, R4, o.fdt_fd, done)?;
+    read_kernel_or(a, R4, R4, o.fdt_fd, none)?;
     a.ldx(Size::DW, R2, FP, FD);
     a.lsh_imm(R2, 3);
     a.add(R4, R2);
-    read_kernel(a, R4, R4, Member { offset: 0, size: 8 }, done)?;
-    read_kernel(a, R4, R4, o.file_inode, done)?;
+    read_kernel_or(a, R4, R4, Member { offset: 0, size: 8 }, none)?;
+    read_kernel_or(a, R4, R4, o.file_inode, none)?;
     a.stx(Size::DW, FP, PTR, R4);
-    read_kernel(a, R1, R4, o.inode_ino, done)?;
+    read_kernel_or(a, R1, R4, o.inode_ino, none)?;
     a.stx(Size::DW, base, at + 32, R1);
     a.ldx(Size::DW, R4, FP, PTR);
-    read_kernel(a, R4, R4, o.inode_sb, done)?;
-    read_kernel(
+    read_kernel_or(a, R4, R4, o.inode_sb, none)?;
+    read_kernel_or(
         a,
         R1,
         R4,
@@ -258,10 +326,170 @@ fn fill(a: &mut Asm, o: &Offsets, hook: Hook, base: Reg, at: i16) -> ParseResult
             offset: o.sb_magic.offset,
             size: 4,
         },
-        done,
+        none,
     )?;
     a.stx(Size::W, base, at + 40, R1);
+    Ok(())
+}
+
+/// probe_read_user(fp + to, size, r1); jumps to `fail` when it fails.
+fn read_user(a: &mut Asm, to: i16, size: i32, fail: Label) {
+    a.mov(R3, R1);
+    a.mov(R1, FP);
+    a.add_imm(R1, i32::from(to));
+    a.mov_imm(R2, size);
+    a.call(PROBE_READ_USER);
+    a.jmp_imm(Cond::Ne, R0, 0, fail);
+}
+
+/// if r1 > max { r1 = max }, so the verifier sees the loop bound.
+fn cap(a: &mut Asm, max: i32) {
+    let big = a.label();
+    a.jmp_imm(Cond::Ge, R1, max, big);
+    let done = a.label();
+    a.goto(done);
+    a.bind(big);
+    a.mov_imm(R1, max);
     a.bind(done);
+}
+
+/// The fds an SCM_RIGHTS message carries, at sendmsg/sendmmsg entry (the
+/// sender's fds) or recvmsg/recvmmsg exit (the fds the kernel installed):
+/// one KIND_RIGHTS header record each (fd in `ret`, its inode and magic),
+/// before the call's own record. The first two control messages of each of
+/// the first MAX_MSGS messages are looked at, MAX_RIGHTS fds of each. No fd
+/// carried: on to `out`, nothing is recorded.
+fn rights(a: &mut Asm, o: &Offsets, maps: &Maps, hook: Hook, out: Label) -> ParseResult<()> {
+    let one = a.label();
+    let counted = a.label();
+    a.st_imm(Size::DW, FP, TOTAL, 0);
+    a.ldx(Size::DW, R1, FP, NR);
+    if hook == Hook::Exit {
+        a.ldx(Size::DW, R2, R6, 8);
+        a.jmp_imm(Cond::Slt, R2, 0, out);
+        a.jmp_imm(Cond::Eq, R1, RECVMSG, one);
+        // recvmmsg returns the number of messages received.
+        a.mov(R1, R2);
+        a.goto(counted);
+    } else {
+        a.jmp_imm(Cond::Eq, R1, SENDMSG, one);
+        // sendmmsg(fd, msgvec, vlen, flags)
+        let vlen = Member {
+            offset: o.regs.dx as u32,
+            size: 8,
+        };
+        read_kernel(a, R1, R8, vlen, out)?;
+        a.goto(counted);
+    }
+    a.bind(one);
+    a.mov_imm(R1, 1);
+    a.bind(counted);
+    cap(a, MAX_MSGS);
+    a.stx(Size::DW, FP, LEFT_MSGS, R1);
+    let msghdr = Member {
+        offset: o.regs.si as u32,
+        size: 8,
+    };
+    read_kernel(a, R1, R8, msghdr, out)?;
+    a.stx(Size::DW, FP, MSG, R1);
+
+    let msg_loop = a.label();
+    let next_msg = a.label();
+    let msgs_done = a.label();
+    a.bind(msg_loop);
+    a.ldx(Size::DW, R1, FP, LEFT_MSGS);
+    a.jmp_imm(Cond::Eq, R1, 0, msgs_done);
+    a.add_imm(R1, -1);
+    a.stx(Size::DW, FP, LEFT_MSGS, R1);
+    a.ldx(Size::DW, R1, FP, MSG);
+    a.add_imm(R1, MSG_CONTROL);
+    read_user(a, CTRL, 16, next_msg);
+    a.ldx(Size::DW, R1, FP, CTRL + 8);
+    a.jmp_imm(Cond::Lt, R1, 20, next_msg);
+    a.ldx(Size::DW, R1, FP, CTRL);
+    a.stx(Size::DW, FP, CUR, R1);
+    // SCM_RIGHTS (SOL_SOCKET 1, type 1): the first or second control message.
+    let found = a.label();
+    for k in 0..2 {
+        let other = a.label();
+        a.ldx(Size::DW, R1, FP, CUR);
+        read_user(a, CMSG, 16, next_msg);
+        a.ldx(Size::W, R1, FP, CMSG + 8);
+        a.jmp_imm(Cond::Ne, R1, 1, other);
+        a.ldx(Size::W, R1, FP, CMSG + 12);
+        a.jmp_imm(Cond::Eq, R1, 1, found);
+        a.bind(other);
+        if k == 1 {
+            a.goto(next_msg);
+            break;
+        }
+        // The next one starts at CMSG_ALIGN(cmsg_len), inside msg_controllen.
+        a.ldx(Size::DW, R1, FP, CMSG);
+        a.jmp_imm(Cond::Lt, R1, 16, next_msg);
+        a.add_imm(R1, 7);
+        a.and_imm(R1, -8);
+        a.ldx(Size::DW, R2, FP, CTRL + 8);
+        a.jmp_reg(Cond::Ge, R1, R2, next_msg);
+        a.ldx(Size::DW, R2, FP, CUR);
+        a.add(R2, R1);
+        a.stx(Size::DW, FP, CUR, R2);
+    }
+    a.bind(found);
+    a.ldx(Size::DW, R1, FP, CMSG);
+    a.jmp_imm(Cond::Lt, R1, 20, next_msg);
+    a.add_imm(R1, -16);
+    a.rsh_imm(R1, 2);
+    cap(a, MAX_RIGHTS);
+    a.stx(Size::DW, FP, LEFT_FDS, R1);
+    a.ldx(Size::DW, R1, FP, CUR);
+    a.add_imm(R1, 16);
+    a.stx(Size::DW, FP, DATA, R1);
+
+    let fd_loop = a.label();
+    a.bind(fd_loop);
+    a.ldx(Size::DW, R1, FP, LEFT_FDS);
+    a.jmp_imm(Cond::Eq, R1, 0, next_msg);
+    a.add_imm(R1, -1);
+    a.stx(Size::DW, FP, LEFT_FDS, R1);
+    a.st_imm(Size::DW, FP, FDV, 0);
+    a.ldx(Size::DW, R1, FP, DATA);
+    read_user(a, FDV, 4, next_msg);
+    a.ldx(Size::DW, R1, FP, DATA);
+    a.add_imm(R1, 4);
+    a.stx(Size::DW, FP, DATA, R1);
+    a.ldx(Size::W, R1, FP, FDV);
+    a.stx(Size::DW, FP, FD, R1);
+    let e = EVENT;
+    a.call(KTIME_GET_NS);
+    a.stx(Size::DW, FP, e, R0);
+    a.stx(Size::DW, FP, e + 8, R7);
+    a.ldx(Size::DW, R1, FP, NR);
+    a.stx(Size::W, FP, e + 16, R1);
+    a.st_imm(Size::W, FP, e + 20, KIND_RIGHTS as i32);
+    a.ldx(Size::DW, R1, FP, FD);
+    a.stx(Size::DW, FP, e + 24, R1);
+    a.st_imm(Size::DW, FP, e + 32, 0);
+    a.st_imm(Size::DW, FP, e + 40, 0);
+    a.ldx(Size::DW, R1, FP, TOTAL);
+    a.stx(Size::W, FP, e + 44, R1);
+    let looked = a.label();
+    fd_inode(a, o, FP, e, looked, false)?;
+    a.bind(looked);
+    output_header(a, maps, e);
+    // A flag, not a count: a counter would be a different verifier state
+    // on every path.
+    a.st_imm(Size::DW, FP, TOTAL, 1);
+    a.goto(fd_loop);
+
+    a.bind(next_msg);
+    a.ldx(Size::DW, R1, FP, MSG);
+    a.add_imm(R1, MMSGHDR);
+    a.stx(Size::DW, FP, MSG, R1);
+    a.goto(msg_loop);
+
+    a.bind(msgs_done);
+    a.ldx(Size::DW, R1, FP, TOTAL);
+    a.jmp_imm(Cond::Eq, R1, 0, out);
     Ok(())
 }
 
@@ -290,7 +518,8 @@ pub fn syscall(o: &Offsets, maps: &Maps, hook: Hook) -> ParseResult<Vec<u64>> {
     a.and_imm(R1, 0xff);
     a.jmp_imm(Cond::Eq, R1, 0, out);
     a.stx(Size::DW, FP, FLAGS, R1);
-    // fcntl: only the commands that make an fd (F_DUPFD, F_DUPFD_CLOEXEC).
+    // fcntl: only the commands that make an fd (F_DUPFD, F_DUPFD_CLOEXEC),
+    // and F_SETFD (close-on-exec set or cleared; no inode: it makes no fd).
     let wanted = a.label();
     a.and_imm(R1, WANT_DUPFD_ONLY as i32);
     a.jmp_imm(Cond::Eq, R1, 0, wanted);
@@ -300,10 +529,17 @@ pub fn syscall(o: &Offsets, maps: &Maps, hook: Hook) -> ParseResult<Vec<u64>> {
     };
     let f_dupfd = a.label();
     read_kernel(&mut a, R1, R8, cmd, f_dupfd)?;
-    a.jmp_imm(Cond::Eq, R1, 1030, wanted);
-    a.goto(out);
+    a.jmp_imm(Cond::Eq, R1, F_DUPFD_CLOEXEC, wanted);
+    a.jmp_imm(Cond::Ne, R1, F_SETFD, out);
+    a.st_imm(Size::DW, FP, FLAGS, (WANT | WANT_STACK) as i32);
     a.bind(f_dupfd);
     a.bind(wanted);
+    let plain = a.label();
+    a.ldx(Size::DW, R1, FP, FLAGS);
+    a.and_imm(R1, WANT_RIGHTS as i32);
+    a.jmp_imm(Cond::Eq, R1, 0, plain);
+    rights(&mut a, o, maps, hook, out)?;
+    a.bind(plain);
     a.ldx(Size::DW, R1, FP, FLAGS);
     a.jmp_imm(Cond::Set, R1, WANT_STACK as i32, large);
 
@@ -490,7 +726,7 @@ mod tests {
             fork(&o, &maps, 1).unwrap(),
             exit(&o, &maps).unwrap(),
         ] {
-            assert!(p.len() < 4096);
+            assert!(p.len() < 4096, "{}", p.len());
             assert_eq!(p.last(), Some(&0x95));
         }
     }

@@ -19,6 +19,10 @@ pub const KIND_ENTER: u32 = 1;
 pub const KIND_EXIT: u32 = 2;
 pub const KIND_FORK: u32 = 3;
 pub const KIND_TASK_EXIT: u32 = 4;
+/// One fd an SCM_RIGHTS message carried: `ret` is the fd (the sender's at
+/// sendmsg, the receiver's new one at recvmsg), with its inode and magic;
+/// written just before the call's own record.
+pub const KIND_RIGHTS: u32 = 5;
 
 /// Where the registers the user side needs sit in `struct pt_regs`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -50,6 +54,9 @@ pub struct Raw {
     pub bp: u64,
     /// The copied top of the user stack, from `sp` up.
     pub stack: Vec<u8>,
+    /// The u32 at 44: stack chunks of a syscall record; for a KIND_RIGHTS
+    /// record, 0 for the first fd of its call, 1 for the others.
+    pub tail: u32,
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -64,6 +71,11 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 impl Raw {
+    /// A KIND_RIGHTS record of the first fd of its call.
+    pub fn first_right(&self) -> bool {
+        self.tail == 0
+    }
+
     /// None for a record shorter than its header.
     pub fn parse(b: &[u8], regs: &RegOffsets) -> Option<Raw> {
         if b.len() < HEADER {
@@ -85,6 +97,7 @@ impl Raw {
             sp: 0,
             bp: 0,
             stack: Vec::new(),
+            tail: u32_at(b, 44),
         };
         if matches!(kind, KIND_ENTER | KIND_EXIT) && b.len() >= SMALL {
             let reg = |off: usize| u64_at(b, REGS_AT + off);
