@@ -179,3 +179,85 @@ impl<'a> HoldGraph<'a> {
         Some(self.snap.processes.get(self.graph.node_weight(n)?.0)?.pid)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{HeldBy, HoldGraph};
+    use crate::model::{InodeSet, Process, Snapshot, SocketFd};
+
+    fn fd(fd: i32, inode: u64, tid: Option<i32>) -> SocketFd {
+        SocketFd {
+            fd,
+            inode,
+            cloexec: Some(fd % 2 == 0),
+            tid,
+        }
+    }
+
+    fn held(pid: i32, fd: i32, tid: Option<i32>) -> HeldBy {
+        HeldBy {
+            pid,
+            fd,
+            cloexec: Some(fd % 2 == 0),
+            tid,
+        }
+    }
+
+    /// Holders come sorted by pid, thread, fd whatever order the snapshot
+    /// lists processes and fds in; a sharer of another's fd table and a
+    /// socket outside the set hold nothing; the tree is the ppid links.
+    #[test]
+    fn holders_of_each_socket_sorted_and_only_those_asked_for() {
+        let snap = Snapshot {
+            processes: vec![
+                Process {
+                    pid: 30,
+                    ppid: 10,
+                    sockets: vec![fd(9, 100, None), fd(4, 100, Some(31)), fd(5, 200, None)],
+                    ..Process::default()
+                },
+                Process {
+                    pid: 10,
+                    ppid: 1,
+                    sockets: vec![fd(7, 100, None), fd(3, 100, None), fd(6, 300, None)],
+                    ..Process::default()
+                },
+                Process {
+                    pid: 20,
+                    ppid: 10,
+                    shares_fd_table_with: Some(10),
+                    sockets: vec![fd(7, 100, None)],
+                    ..Process::default()
+                },
+            ],
+            ..Snapshot::default()
+        };
+        let inodes: InodeSet = [100, 200].into_iter().collect();
+        let g = HoldGraph::build(&snap, &inodes);
+        assert_eq!(
+            g.holders(100),
+            [
+                held(10, 3, None),
+                held(10, 7, None),
+                held(30, 9, None),
+                held(30, 4, Some(31))
+            ]
+        );
+        assert_eq!(g.holders(200), [held(30, 5, None)]);
+        assert!(g.is_held(100) && g.is_held(200));
+        assert!(
+            g.holders(300).is_empty() && !g.is_held(300),
+            "not asked for"
+        );
+        assert!(g.holders(999).is_empty() && !g.is_held(999));
+        assert_eq!(g.parent(30), Some(10));
+        assert_eq!(g.parent(10), None);
+        let mut children: Vec<i32> = g.children(10).iter().map(|p| p.pid).collect();
+        children.sort_unstable();
+        assert_eq!(children, [20, 30]);
+        assert_eq!(
+            g.process(20).map(|p| p.shares_fd_table_with),
+            Some(Some(10))
+        );
+    }
+}
