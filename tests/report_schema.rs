@@ -327,6 +327,7 @@ fn checked() -> Report {
         dropped_events: 1,
         untracked_processes: 0,
         truncated_stacks: 0,
+        untracked_passes: 0,
     });
     r.scan.scope = Scope {
         pids: vec![4242],
