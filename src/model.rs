@@ -3,7 +3,6 @@
 //! can be written and read back; nothing here touches the OS.
 
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 use std::net::SocketAddr;
 
 pub type Pid = i32;
@@ -169,6 +168,12 @@ pub struct NetNs {
     /// bind mount such as /run/netns/NAME); `via_pid` is then None.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// Sockets of this namespace the table read counted, by state, but kept
+    /// no record of (`serve` keeps records of CLOSE_WAIT and LISTEN only, and
+    /// counts the rest); included in `sockets`. Empty when every socket read
+    /// has a record. Not saved: a capture keeps a record of every socket.
+    #[serde(skip)]
+    pub unkept: std::collections::BTreeMap<TcpState, usize>,
 }
 
 /// What the kernel counts for TCP (the `TCP:` line of /proc/net/sockstat,
@@ -353,7 +358,7 @@ pub struct ScanStats {
 /// The sockets worth explaining: CLOSE_WAIT sockets with a file, and the
 /// listeners of their local ports (they tell who accepted the connection).
 pub fn interesting_inodes(sockets: &[TcpSocket]) -> InodeSet {
-    let cw_ports: HashSet<(Inode, u16)> = sockets
+    let cw_ports: rustc_hash::FxHashSet<(Inode, u16)> = sockets
         .iter()
         .filter(|s| s.state == TcpState::CloseWait)
         .map(|s| (s.netns, s.local.port()))

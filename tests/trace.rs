@@ -388,6 +388,44 @@ fn fds_passed_with_scm_rights_are_traced_to_the_send_and_the_receipt() {
             "{fact}"
         );
     }
+    drop(run);
+
+    // The worker never calls recvmsg() and the server closed its copy: no
+    // process holds the connection (per /proc), the message in the unix
+    // socket's queue does; the recorded send says so.
+    let run = check_traced(&server, "pass-lost", dir.path(), true);
+    assert_eq!(run.out.status.code(), Some(1));
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", run.server)).unwrap();
+    let mut group: Vec<i64> = children
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(group.len(), 1, "the worker: {children}");
+    group.push(run.server.into());
+    let findings = run.report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 2, "{}", run.report);
+    for f in findings {
+        assert_eq!(f["cause"], "no-visible-holder", "{f}");
+        assert_eq!(f["basis"], "traced", "{f}");
+        assert!(f["holders"].as_array().unwrap().is_empty(), "{f}");
+        let inode = f["socket"]["inode"].as_u64().unwrap();
+        for pid in &group {
+            assert!(
+                !socket_inodes(*pid).contains(&inode),
+                "pid {pid} holds {inode}"
+            );
+        }
+        let fact = f["evidence"][0].as_str().unwrap();
+        let sent = format!("sendmsg() at leaky_server.c:{}", line_of("sendmsg"));
+        assert!(
+            fact.starts_with("traced: in flight: ")
+                && fact.contains(&sent)
+                && fact.contains("nobody received it")
+                && fact.contains("closed its own copy"),
+            "{fact}"
+        );
+    }
 }
 
 fn events(step_list: &Value) -> Vec<&str> {

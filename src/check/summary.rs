@@ -102,6 +102,12 @@ fn trace_line(t: &crate::trace::TraceInfo) -> String {
             t.untracked_processes
         ));
     }
+    if t.untracked_passes > 0 {
+        lost.push(format!(
+            "{} passed fds not followed (too many in flight)",
+            t.untracked_passes
+        ));
+    }
     if lost.is_empty() {
         line.push_str(", none lost");
     } else {

@@ -824,3 +824,39 @@ fn fds_in_the_process_s_table_and_a_thread_s_are_not_closed_in_one_call() {
     let now = r.groups[0].mitigation_text();
     assert!(now.starts_with("restart pid 20"), "{now}");
 }
+
+/// Sockets a look only counted (`serve`: `NetNs::unkept`) join
+/// `summary.by_state` when their whole namespace is in scope, and only then:
+/// a port scope cannot tell which of them it covers.
+#[test]
+fn counted_sockets_join_by_state_only_for_a_whole_namespace() {
+    let mut b = B::new();
+    b.proc(10, 1, "srv", "/usr/bin/srv", 10);
+    let (l, c) = (b.listener(), b.conn());
+    b.hold(10, 3, l, None).hold(10, 4, c, None);
+    b.snap.namespaces.push(crate::model::NetNs {
+        inode: 1,
+        sockets: 7,
+        unkept: [(TcpState::Established, 5)].into_iter().collect(),
+        ..crate::model::NetNs::default()
+    });
+    let by_state = |scope: Scope| {
+        let r = diagnose(&b.snap, &scope);
+        (
+            r.summary.by_state.get(&TcpState::Established).copied(),
+            r.summary.by_state.get(&TcpState::CloseWait).copied(),
+        )
+    };
+    assert_eq!(by_state(Scope::everything()), (Some(5), Some(1)));
+    let ns = |n| Scope {
+        netns: vec![n],
+        ..Scope::everything()
+    };
+    assert_eq!(by_state(ns(1)), (Some(5), Some(1)));
+    assert_eq!(by_state(ns(2)), (None, None));
+    let port = Scope {
+        ports: vec![PORT],
+        ..Scope::everything()
+    };
+    assert_eq!(by_state(port), (None, Some(1)));
+}

@@ -79,6 +79,13 @@ pub fn diagnose_traced(
         }
         todo.push(s);
     }
+    for n in snap.namespaces.iter().filter(|n| !n.unkept.is_empty()) {
+        if resolved.whole_namespace_in(n.inode) {
+            for (state, count) in &n.unkept {
+                *by_state.entry(*state).or_default() += count;
+            }
+        }
+    }
     let mut findings = judge_all(&ctx, &todo);
     drop(todo);
     if let Some(facts) = trace {
@@ -142,7 +149,7 @@ fn judge_all(ctx: &Ctx, todo: &[&TcpSocket]) -> Vec<Finding> {
 
 fn judge_socket(ctx: &Ctx, s: &TcpSocket, memo: &mut Memo) -> Finding {
     let holders = if s.inode == 0 {
-        Vec::new()
+        &[]
     } else {
         ctx.graph.holders(s.inode)
     };
@@ -151,7 +158,7 @@ fn judge_socket(ctx: &Ctx, s: &TcpSocket, memo: &mut Memo) -> Finding {
         let lines = evidence.iter().map(|l| memo.line(l)).collect();
         (Cause::NoVisibleHolder, Vec::new(), lines, Vec::new(), None)
     } else {
-        let mut v = classify::judge(ctx, memo, s, &holders);
+        let mut v = classify::judge(ctx, memo, s, holders);
         // Kept for the whole report, one per socket: no spare room.
         v.blamed.shrink_to_fit();
         (v.cause, v.blamed, v.evidence, v.alternatives, v.fix)

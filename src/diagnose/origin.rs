@@ -26,8 +26,12 @@ pub enum Basis {
 
 pub fn apply(findings: &mut [Finding], facts: &Facts) {
     for f in findings.iter_mut() {
+        if f.holders.is_empty() {
+            in_flight(f, facts);
+            continue;
+        }
         for h in f.holders.iter_mut() {
-            h.origin = facts.origins.get(&(h.pid, h.fd)).cloned();
+            h.origin = facts.origins.get(&(h.pid, h.fd)).cloned().map(Box::new);
         }
         if f.holders.is_empty() || f.holders.iter().any(|h| h.origin.is_none()) {
             continue;
@@ -39,7 +43,7 @@ pub fn apply(findings: &mut [Finding], facts: &Facts) {
         let held: Vec<(Pid, i32, &Origin)> = f
             .holders
             .iter()
-            .filter_map(|h| Some((h.pid, h.fd, h.origin.as_ref()?)))
+            .filter_map(|h| Some((h.pid, h.fd, h.origin.as_deref()?)))
             .collect();
         let v = judge(&held, closed);
         f.basis = Basis::Traced;
@@ -67,6 +71,42 @@ pub fn apply(findings: &mut [Finding], facts: &Facts) {
         }
         f.evidence.insert(0, Line::from(v.fact));
     }
+}
+
+/// A CLOSE_WAIT socket nobody holds that was sent with SCM_RIGHTS and never
+/// received: the message in a unix socket's queue holds it open. The cause
+/// (no visible holder) and its fix stand; the recorded send is the fact.
+fn in_flight(f: &mut Finding, facts: &Facts) {
+    let Some(o) = facts.in_flight.get(&f.socket.inode) else {
+        return;
+    };
+    let send = o.made_by();
+    let made = o
+        .steps()
+        .next()
+        .filter(|s| !is_send(&s.event))
+        .map(|m| format!(", made by {}", call_at(m)))
+        .unwrap_or_default();
+    let mut fact = format!(
+        "traced: in flight: {} passed it (its fd {}{made}) and nobody received it: the message \
+         waits in a unix socket's queue, holding the connection open",
+        call_at(send),
+        send.fd,
+    );
+    let closed = facts
+        .closed
+        .get(&f.socket.inode)
+        .and_then(|v| v.iter().find(|c| c.origin.made_by().pid == send.pid));
+    if let Some(c) = closed {
+        fact.push_str(&format!(
+            "; pid {} {} its own copy {}",
+            send.pid,
+            ended(c.how),
+            later(send.at_ms, c.at_ms)
+        ));
+    }
+    f.basis = Basis::Traced;
+    f.evidence.insert(0, Line::from(fact));
 }
 
 struct Verdict {
@@ -192,7 +232,7 @@ fn passed(held: &[(Pid, i32, &Origin)], closed: &[Closed]) -> Option<Verdict> {
         .iter()
         .find(|(p, fd, _)| receivers.contains(&(*p, *fd)))
     {
-        let recv = o.received().unwrap_or(&o.step);
+        let recv = o.received().unwrap_or(o.made_by());
         let mut fact = format!(
             "traced: pid {pid} got its copy (fd {fd}) by {}",
             call_at(recv)
@@ -583,6 +623,25 @@ mod tests {
             v.fact,
             "traced: fd 4 of pid 10 came from socket() at server.c:40 (serve) in pid 10, \
              connected by connect() at server.c:41 (serve) in pid 10, and pid 10 never closed it"
+        );
+    }
+
+    #[test]
+    fn a_received_fd_handed_on_by_fork_is_judged_by_the_fork_not_the_receipt() {
+        let mut send = step("sendmsg", 10, 4, 101, 70);
+        send.fd = 4;
+        let mut recv = step("recvmsg", 20, 7, 102, 90);
+        recv.from_pid = Some(10);
+        let mut fork = step("fork", 21, 7, 103, 95);
+        fork.from_pid = Some(20);
+        let child = origin(vec![step("accept4", 10, 4, 100, 50), send, recv, fork]);
+        assert!(child.received().is_none());
+        let v = judge(&[(21, 7, &child)], &[]);
+        assert_eq!(v.cause, Cause::NeverClosed, "{}", v.fact);
+        assert!(
+            v.fact.contains("came from fork() at server.c:95"),
+            "{}",
+            v.fact
         );
     }
 }

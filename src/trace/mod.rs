@@ -223,10 +223,11 @@ impl Origin {
         self.earlier.iter().chain(std::iter::once(&self.step))
     }
 
-    /// The copy came from another process: received with SCM_RIGHTS or
-    /// taken with pidfd_getfd().
+    /// This copy itself came from another process (received with
+    /// SCM_RIGHTS, taken with pidfd_getfd()), not from a fork or dup of
+    /// one that did: its receiving step.
     pub fn received(&self) -> Option<&Step> {
-        self.steps().find(|s| is_receive(&s.event))
+        Some(self.made_by()).filter(|s| is_receive(&s.event))
     }
 
     /// The step that made this copy: the last one, past a `connect` (which
@@ -293,6 +294,11 @@ pub struct TraceInfo {
     pub untracked_processes: u64,
     /// Stacks that could not be unwound past their first frame.
     pub truncated_stacks: u64,
+    /// Sockets sent with SCM_RIGHTS whose history was not kept, because as
+    /// many sends were already waiting to be received: their receipt has
+    /// no origin.
+    #[serde(default)]
+    pub untracked_passes: u64,
 }
 
 impl TraceInfo {
@@ -311,6 +317,12 @@ impl TraceInfo {
             lost.push(format!(
                 "{} processes not followed (pid map full)",
                 self.untracked_processes
+            ));
+        }
+        if self.untracked_passes > 0 {
+            lost.push(format!(
+                "{} passed fds not followed (too many in flight)",
+                self.untracked_passes
             ));
         }
         if lost.is_empty() {
@@ -332,4 +344,7 @@ pub struct Facts {
     pub info: TraceInfo,
     pub origins: crate::model::FastMap<(Pid, i32), Origin>,
     pub closed: crate::model::FastMap<Inode, Vec<Closed>>,
+    /// Sockets sent with SCM_RIGHTS and not received: the sender's history,
+    /// ending with its sendmsg.
+    pub in_flight: crate::model::FastMap<Inode, Origin>,
 }

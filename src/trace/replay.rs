@@ -51,6 +51,8 @@ pub struct Replay {
     /// a reference). At most MAX_IN_FLIGHT in all.
     in_flight: FastMap<Inode, std::collections::VecDeque<Chain>>,
     in_flight_count: usize,
+    /// Sends not kept because MAX_IN_FLIGHT were waiting.
+    pub in_flight_dropped: u64,
     /// Per socket: live traced copies, and the copies closed meanwhile.
     live: FastMap<Inode, usize>,
     closed: FastMap<Inode, Vec<(Entry, u64, &'static str)>>,
@@ -115,7 +117,8 @@ impl Replay {
                 let sent = step(call.name(), None, None, e.stack);
                 for (fd, inode) in fds {
                     if self.in_flight_count >= MAX_IN_FLIGHT {
-                        break;
+                        self.in_flight_dropped += 1;
+                        continue;
                     }
                     let mut chain = self
                         .table(e.pid)
@@ -353,23 +356,37 @@ impl Replay {
             .unwrap_or_default()
     }
 
+    /// The history of the oldest copy of `inode` sent with SCM_RIGHTS and
+    /// not received yet (the message holds the socket open).
+    pub fn in_flight(
+        &self,
+        inode: Inode,
+        sym: &mut dyn FnMut(&[RawFrame]) -> Vec<Frame>,
+    ) -> Option<Origin> {
+        let chain = self.in_flight.get(&inode)?.front()?;
+        Some(origin_of(chain, sym))
+    }
+
     /// Every raw stack the origins of `keys` will symbolize (to do it in one pass).
     pub fn stacks_of(&self, keys: &[(Pid, i32, Inode)]) -> Vec<Vec<RawFrame>> {
         let mut out = Vec::new();
-        let mut push = |s: &Entry| {
-            for (rec, _) in &s.chain {
+        let mut push = |c: &Chain| {
+            for (rec, _) in c {
                 if let Some((_, st)) = rec.stack.get() {
                     out.push(st.clone());
                 }
             }
         };
         for (pid, fd, inode) in keys {
+            if let Some(c) = self.in_flight.get(inode).and_then(|q| q.front()) {
+                push(c);
+            }
             let pid = self.alias.get(pid).copied().unwrap_or(*pid);
             if let Some(s) = self.tables.get(&pid).and_then(|t| t.fds.get(fd)) {
-                push(s);
+                push(&s.chain);
             }
             for (s, _, _) in self.closed.get(inode).into_iter().flatten() {
-                push(s);
+                push(&s.chain);
             }
         }
         out
@@ -377,8 +394,11 @@ impl Replay {
 }
 
 fn origin(s: &Entry, sym: &mut dyn FnMut(&[RawFrame]) -> Vec<Frame>) -> Origin {
-    let mut steps: Vec<Step> = s
-        .chain
+    origin_of(&s.chain, sym)
+}
+
+fn origin_of(chain: &Chain, sym: &mut dyn FnMut(&[RawFrame]) -> Vec<Frame>) -> Origin {
+    let mut steps: Vec<Step> = chain
         .iter()
         .map(|(rec, fd)| {
             let (event, stack) = match rec.stack.get() {
@@ -570,6 +590,11 @@ mod tests {
         // The sender closes before the receiver reads: the message still
         // holds the socket, so the sender's close is remembered.
         r.apply(ev(3, 10, Act::Close { fd: 4 }));
+        let flying = r.in_flight(99, &mut no_sym).unwrap();
+        assert_eq!(
+            (flying.step.event.as_str(), flying.step.pid),
+            ("sendmsg", 10)
+        );
         r.apply(ev(
             4,
             20,
@@ -579,6 +604,7 @@ mod tests {
                 call: Call::Recvmsg,
             },
         ));
+        assert!(r.in_flight(99, &mut no_sym).is_none());
         let o = r.origin(20, 7, 99, &mut no_sym).unwrap();
         assert_eq!(o.step.event, "recvmsg");
         assert_eq!((o.step.from_pid, o.step.from_fd), (Some(10), Some(4)));
@@ -632,5 +658,25 @@ mod tests {
         r.apply(ev(8, 10, Act::ExecStart));
         r.apply(ev(9, 10, Act::ExecDone { ok: true }));
         assert!(r.origin(10, 4, 99, &mut no_sym).is_none());
+    }
+
+    #[test]
+    fn sends_beyond_the_in_flight_cap_are_counted_not_kept() {
+        let mut r = Replay::default();
+        let fds: Vec<(i32, Inode)> = (0..MAX_IN_FLIGHT as u64 + 3)
+            .map(|i| (4, 1000 + i))
+            .collect();
+        r.apply(ev(
+            1,
+            10,
+            Act::Sent {
+                fds,
+                call: Call::Sendmmsg,
+            },
+        ));
+        assert_eq!((r.in_flight_count, r.in_flight_dropped), (MAX_IN_FLIGHT, 3));
+        assert!(r
+            .in_flight(1000 + MAX_IN_FLIGHT as u64, &mut no_sym)
+            .is_none());
     }
 }

@@ -102,11 +102,12 @@ pub fn lines(t: &Totals) -> String {
     if let Some(tr) = t.trace {
         let _ = writeln!(
             out,
-            "{} trace events={} dropped_events={} untracked_processes={}",
+            "{} trace events={} dropped_events={} untracked_processes={} untracked_passes={}",
             lines::timestamp(t.epoch_ms),
             tr.events,
             tr.dropped_events,
-            tr.untracked_processes
+            tr.untracked_processes,
+            tr.untracked_passes
         );
     }
     for r in &all {

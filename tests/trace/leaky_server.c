@@ -23,6 +23,9 @@
  *          its own copy; the worker reads to EOF and never closes
  *   pass-send  the same, but the worker closes what it received and the
  *          server keeps its copy after sendmsg()
+ *   pass-lost  the server passes each accepted fd and closes its own copy,
+ *          but the worker never calls recvmsg(): the connection stays in
+ *          flight in the unix socket's queue, held by no process
  *   setfd  like exec, but the fd is accepted with SOCK_CLOEXEC and the flag
  *          is cleared with fcntl(F_SETFD) before the fork (inherited-no-cloexec)
  *   getfd  a helper (forked before the first accept) takes each accepted fd
@@ -229,9 +232,13 @@ static void pass(const char *mode, int lfd, int status, int n) {
         _exit(8);
     }
     int keep = strcmp(mode, "pass-send") == 0;
+    int lost = strcmp(mode, "pass-lost") == 0;
     if (fork() == 0) { /* @worker-fork */
         close(sp[0]);
         close(lfd);
+        while (lost) {
+            pause();
+        }
         work(sp[1], status, n, keep);
     }
     close(sp[1]);
@@ -243,6 +250,9 @@ static void pass(const char *mode, int lfd, int status, int n) {
         send_fd(sp[0], fd);
         if (!keep) {
             close(fd); /* @sender-close */
+        }
+        if (lost) {
+            tell(status, 'k');
         }
     }
     for (;;) {
@@ -315,7 +325,7 @@ static void serve(const char *mode, int lfd, int status, int n) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: leaky_server fork|exec|dup|never|spawn|pass-recv|pass-send|setfd|getfd|connect|thread PIDFILE [N]\n");
+        fprintf(stderr, "usage: leaky_server fork|exec|dup|never|spawn|pass-recv|pass-send|pass-lost|setfd|getfd|connect|thread PIDFILE [N]\n");
         return 2;
     }
     const char *mode = argv[1];

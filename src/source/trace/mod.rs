@@ -393,7 +393,9 @@ impl Tracer {
     /// (`check`: after the command's look).
     pub fn finish(mut self, snap: &Snapshot) -> crate::trace::Facts {
         self.stop();
-        self.facts(&socket_fds(snap, |_| true))
+        let mut keys = socket_fds(snap, |_| true);
+        keys.extend(close_wait_fds(snap).into_iter().filter(|k| k.1 < 0));
+        self.facts(&keys)
     }
 
     /// What is recorded so far about `keys` (pid, fd, socket): the origin
@@ -415,14 +417,18 @@ impl Tracer {
             dropped_events,
             untracked_processes,
             truncated_stacks: c.unwinding.truncated,
+            untracked_passes: c.replay.in_flight_dropped,
         };
         let symbols = &self.symbols;
         let mut sym = |st: &[crate::trace::RawFrame]| symbols.frames(st);
         let mut origins: FastMap<(Pid, i32), Origin> = FastMap::default();
         let mut closed: FastMap<Inode, Vec<Closed>> = FastMap::default();
+        let mut in_flight: FastMap<Inode, Origin> = FastMap::default();
         for &(pid, fd, inode) in keys {
-            if let Some(o) = c.replay.origin(pid, fd, inode, &mut sym) {
-                origins.insert((pid, fd), o);
+            if let std::collections::hash_map::Entry::Vacant(v) = in_flight.entry(inode) {
+                if let Some(o) = c.replay.in_flight(inode, &mut sym) {
+                    v.insert(o);
+                }
             }
             if let std::collections::hash_map::Entry::Vacant(v) = closed.entry(inode) {
                 let cl = c.replay.closed(inode, &mut sym);
@@ -430,11 +436,18 @@ impl Tracer {
                     v.insert(cl);
                 }
             }
+            // fd -1: a socket nobody holds (what is in flight, closed).
+            if fd >= 0 {
+                if let Some(o) = c.replay.origin(pid, fd, inode, &mut sym) {
+                    origins.insert((pid, fd), o);
+                }
+            }
         }
         crate::trace::Facts {
             info,
             origins,
             closed,
+            in_flight,
         }
     }
 }
@@ -502,6 +515,8 @@ pub fn socket_fds(snap: &Snapshot, keep: impl Fn(Inode) -> bool) -> Vec<(Pid, i3
 
 /// (pid, fd, socket) of every fd holding a CLOSE_WAIT socket of the
 /// snapshot: what `watch` and `scan` ask origins for.
+/// Each CLOSE_WAIT socket also once as (0, -1, socket): one nobody holds
+/// may be in flight over a unix socket.
 pub fn close_wait_fds(snap: &Snapshot) -> Vec<(Pid, i32, Inode)> {
     let leaked: rustc_hash::FxHashSet<Inode> = snap
         .sockets
@@ -509,7 +524,9 @@ pub fn close_wait_fds(snap: &Snapshot) -> Vec<(Pid, i32, Inode)> {
         .filter(|s| s.state == crate::model::TcpState::CloseWait && s.inode != 0)
         .map(|s| s.inode)
         .collect();
-    socket_fds(snap, |i| leaked.contains(&i))
+    let mut keys = socket_fds(snap, |i| leaked.contains(&i));
+    keys.extend(leaked.iter().map(|i| (0, -1, *i)));
+    keys
 }
 
 /// A trace that could not run, and why.
