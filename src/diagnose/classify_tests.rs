@@ -335,6 +335,24 @@ fn never_closed_names_who_was_handed_or_made_the_connection() {
 }
 
 #[test]
+fn a_forked_child_holding_only_the_listener_is_a_sign_not_proof() {
+    // A listener is no connection: only "a live forked child holds another
+    // of its connections" decides fork-parent-kept (docs/causes.md).
+    let (mut b, lone, _) = server_with_child(false);
+    let listener = b
+        .snap
+        .sockets
+        .iter()
+        .find(|s| s.state == TcpState::Listen)
+        .map(|s| s.inode)
+        .unwrap();
+    b.hold(21, 3, listener, Some(false));
+    let f = b.finding(lone);
+    assert_eq!(f.cause, Cause::ForkParentKept, "{f:#?}");
+    assert_eq!(alts(&f), vec![Cause::NeverClosed], "{f:#?}");
+}
+
+#[test]
 fn an_exec_d_child_is_no_fork_sign() {
     let mut b = B::new();
     b.proc(10, 1, "sh", "/bin/sh", 10);
