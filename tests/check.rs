@@ -141,7 +141,10 @@ impl Service {
         ]
     }
 
-    /// Run the client to the end, outside cwleak.
+    /// Run the client to the end, outside cwleak, against a server that
+    /// keeps every connection (fork): returns once the kernel shows each
+    /// one in CLOSE_WAIT (accepted is not yet that: the client's FIN may
+    /// still be on its way).
     fn connect(&mut self, n: usize) -> Vec<Accepted> {
         let argv = self.client(n);
         let st = Command::new(&argv[0])
@@ -150,7 +153,11 @@ impl Service {
             .status()
             .expect("leakyd client");
         assert!(st.success(), "leakyd client: {st}");
-        self.accepted(self.accepted.len() + n)
+        let acc = self.accepted(self.accepted.len() + n);
+        wait_until("every accepted connection in CLOSE_WAIT", || {
+            leakyd_support::close_wait_on(self.port) >= acc.len()
+        });
+        acc
     }
 }
 
@@ -909,9 +916,12 @@ fn pidfile_and_port_scopes_find_the_leak() {
     let acc = svc.connect(2);
     let want: Vec<(Pid, i32)> = acc.iter().map(|a| (svc.pid, a.fd)).collect();
     let files = Files::new();
+    // By port, in our own network namespace: another namespace on this
+    // host may hold a leak on the same port number.
+    let me = std::process::id().to_string();
     for scope in [
-        ["--pidfile", pidfile.as_str()],
-        ["--port", &svc.port.to_string()],
+        &["--pidfile", pidfile.as_str()][..],
+        &["--port", &svc.port.to_string(), "--netns", &me][..],
     ] {
         let mut a = s([
             "check",
@@ -927,7 +937,8 @@ fn pidfile_and_port_scopes_find_the_leak() {
         assert_eq!(blamed(&files.json()), want, "{scope:?}");
     }
     // A port nobody leaks on: one this test listens on and nobody connects
-    // to (any port of the host could hold someone else's leak).
+    // to (any port of the host could hold someone else's leak), in our own
+    // network namespace (another one may use the same port number).
     let quiet = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = quiet.local_addr().expect("addr").port().to_string();
     let run = cwleak(&s([
@@ -937,6 +948,8 @@ fn pidfile_and_port_scopes_find_the_leak() {
         "0",
         "--port",
         &port,
+        "--netns",
+        &me,
     ]));
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
