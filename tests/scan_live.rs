@@ -437,7 +437,9 @@ fn accept_queue_has_no_visible_holder() {
     let sock = &s.sockets()[0];
     assert_eq!(sock.inode, 0);
 
-    let (code, r) = cwleak_json(&args(["--port".to_string(), s.port().to_string()]));
+    let mut scope = args(["--port".to_string(), s.port().to_string()]);
+    scope.extend(own_netns());
+    let (code, r) = cwleak_json(&scope);
     let ours: Vec<&Value> = findings_for_port(&r, s.port())
         .into_iter()
         .filter(|f| f["socket"]["remote"].as_str() == Some(sock.remote.to_string().as_str()))
@@ -609,7 +611,9 @@ fn settle_keeps_a_persistent_leak() {
 #[test]
 fn port_scope_selects_the_scenario_sockets() {
     let s = Scenario::start("never-closed");
-    let (code, r) = cwleak_json(&args(["--port".to_string(), s.port().to_string()]));
+    let mut scope = args(["--port".to_string(), s.port().to_string()]);
+    scope.extend(own_netns());
+    let (code, r) = cwleak_json(&scope);
     assert_exactly_scenario_sockets(&r, &s);
     assert_single_holder_blamed(&r, &s, "never-closed");
     assert_eq!(code, 1);

@@ -499,7 +499,7 @@ fn a_close_wait_still_sending_is_not_a_leak() {
     let start = std::time::Instant::now();
     while acked(a) <= a0 {
         assert!(
-            start.elapsed() < std::time::Duration::from_secs(10),
+            start.elapsed() < std::time::Duration::from_secs(60),
             "no progress on {a:?}"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
