@@ -12,6 +12,7 @@
 
 pub mod real;
 pub mod skip;
+pub mod window;
 
 use serde_json::Value;
 use std::collections::BTreeSet;
