@@ -9,6 +9,9 @@
 #   MUTANTS_OUT=DIR scripts/mutants.sh  # results under DIR (default target/mutants)
 #   MUTANTS_TARGET_DIR=DIR              # build there (default target/mutants-build)
 #   MUTANTS_JOBS=N                      # mutants built and tested at once (default 1)
+#   MUTANTS_ONLY=missed.txt             # only the mutants named there (one a line, as
+#                                       # `cargo mutants --list` names them)
+#   MUTANTS_STAGES=1                    # stage 1 only
 #
 # Needs `cargo install --locked cargo-mutants` and root (the live tests).
 #
@@ -88,6 +91,8 @@ cargo_args() {
   echo --cargo-test-arg=-- --cargo-test-arg=--skip
   echo --cargo-test-arg=source::trace::symbols::tests::names_a_libc_function_and_a_line_of_this_test
 }
+# A regex matching exactly the mutant names listed in file $1.
+names_re() { echo "^($(sed -e 's/[][\\.^$*+?(){}|]/\\&/g' "$1" | paste -sd'|'))\$"; }
 # "N mutants tested in T: a missed, b caught, c unviable" from a run's log.
 summary_of() { grep -E '^[0-9]+ mutants? tested' "$1" | tail -1; }
 
@@ -102,13 +107,14 @@ for f in "${files[@]}"; do
   out="$root/${f//\//_}"
   rm -rf "$out"
   mkdir -p "$out/stage1" "$out/stage2"
-  diff_args=()
-  [ -n "${MUTANTS_IN_DIFF:-}" ] && diff_args=(--in-diff "$MUTANTS_IN_DIFF")
+  select_args=()
+  [ -n "${MUTANTS_IN_DIFF:-}" ] && select_args=(--in-diff "$MUTANTS_IN_DIFF")
+  [ -n "${MUTANTS_ONLY:-}" ] && select_args+=(--re "$(names_re "$MUTANTS_ONLY")")
   t1=$(stage1_tests "$f")
   start=$(date +%s)
   # shellcheck disable=SC2046 # the test targets are words
   cargo mutants --profile mutants --jobs "${MUTANTS_JOBS:-1}" --no-shuffle --colors never --file "$f" \
-    --output "$out/stage1" "${diff_args[@]}" $(cargo_args $t1) >"$out/stage1/run.log" 2>&1
+    --output "$out/stage1" "${select_args[@]}" $(cargo_args $t1) >"$out/stage1/run.log" 2>&1
   rc=$?
   secs=$(( $(date +%s) - start ))
   s=$(summary_of "$out/stage1/run.log")
@@ -117,9 +123,8 @@ for f in "${files[@]}"; do
 
   final="$out/stage1/mutants.out"
   t2=$(stage2_tests "$f")
-  if [ -s "$final/missed.txt" ] && [ -n "$t2" ]; then
-    # Exactly the names stage 1 missed, as a regex.
-    re="^($(sed -e 's/[][\\.^$*+?(){}|]/\\&/g' "$final/missed.txt" | paste -sd'|'))\$"
+  if [ -s "$final/missed.txt" ] && [ -n "$t2" ] && [ "${MUTANTS_STAGES:-2}" != 1 ]; then
+    re=$(names_re "$final/missed.txt")
     start=$(date +%s)
     # shellcheck disable=SC2046
     cargo mutants --profile mutants --jobs "${MUTANTS_JOBS:-1}" --no-shuffle --colors never --file "$f" \

@@ -325,6 +325,24 @@ pub fn terminal_width() -> usize {
 mod tests {
     use super::*;
 
+    /// `serve`'s /report is documented as "the last scan, as `cwleak scan
+    /// --format json` prints it": its scope (`Scope::everything()`) is the
+    /// one a scan without scope flags reports.
+    #[test]
+    fn a_scan_without_scope_flags_is_scope_everything() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(["cwleak", "scan"]).unwrap();
+        let crate::cli::Command::Scan(a) = cli.command else {
+            panic!("not a scan");
+        };
+        let scope = ScanConfig::from_args(&a).unwrap().scope;
+        assert_eq!(scope, Scope::everything());
+        assert!(
+            scope.with_children,
+            "descendants count unless --no-children"
+        );
+    }
+
     #[test]
     fn cgroups_are_named_as_proc_shows_them() {
         let m = Some(Path::new("/sys/fs/cgroup"));

@@ -169,6 +169,12 @@ pub struct NetNs {
     /// bind mount such as /run/netns/NAME); `via_pid` is then None.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// Sockets of this namespace the table read counted, by state, but kept
+    /// no record of (`serve` keeps records of CLOSE_WAIT and LISTEN only, and
+    /// counts the rest); included in `sockets`. Empty when every socket read
+    /// has a record. Not saved: a capture keeps a record of every socket.
+    #[serde(skip)]
+    pub unkept: std::collections::BTreeMap<TcpState, usize>,
 }
 
 /// What the kernel counts for TCP (the `TCP:` line of /proc/net/sockstat,

@@ -1,16 +1,22 @@
 //! The incremental source against the live kernel, in the cases its fd-count
 //! signature cannot see: a process that trades one fd for another keeps
 //! its count. The test process itself holds the sockets (loopback only), so
-//! it controls its own fd table exactly; one test function, so no other test
-//! thread opens fds meanwhile.
+//! it controls its own fd table exactly; the tests take turns (`ONE_AT_A_TIME`),
+//! so no other test thread opens fds meanwhile.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use cwleak::model::{Inode, Snapshot};
-use cwleak::source::{Incremental, SourceConfig};
+#[path = "support/skip.rs"]
+mod skip;
+
+use cwleak::source::{FdMethod, Incremental, SourceConfig};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
+
+/// Held for the whole of each test: the fd table is the test's alone.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn me() -> i32 {
     i32::try_from(std::process::id()).expect("pid")
@@ -90,9 +96,12 @@ fn close_wait(listener: &TcpListener) -> TcpStream {
 
 /// One walking thread: while a look reads this process's fd directory, no
 /// other thread of the look has a file open, so its size is this test's.
+/// Fd tables from /proc: the reuse of the last look is what is tested (where
+/// the task_file iterator runs, every look is a full one).
 fn cfg() -> SourceConfig {
     SourceConfig {
         threads: 1,
+        fds: FdMethod::Proc,
         ..SourceConfig::default()
     }
 }
@@ -107,6 +116,7 @@ fn dup(fd: RawFd) -> OwnedFd {
 
 #[test]
 fn fds_traded_at_the_same_count_are_still_seen() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let devnull = std::fs::File::open("/dev/null").expect("/dev/null");
     // Far apart periodic full walks: only the checks can catch the trades.
@@ -148,4 +158,50 @@ fn fds_traded_at_the_same_count_are_still_seen() {
     );
     assert_eq!(mine(&snap), own_sockets());
     drop((first, copy, second, devnull, listener));
+}
+
+/// With the task_file iterator, every look reads every fd table again: the
+/// same trades are seen, and no look is taken from the cache.
+#[test]
+fn with_the_iterator_every_look_is_a_full_one() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if !skip::is_root() {
+        skip::skip(
+            "incremental_live::with_the_iterator_every_look_is_a_full_one",
+            "the task_file iterator needs root",
+        );
+        return;
+    }
+    let cfg = SourceConfig {
+        fds: FdMethod::Bpf,
+        ..cfg()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let devnull = std::fs::File::open("/dev/null").expect("/dev/null");
+    let mut inc = Incremental::new(1000);
+    let first = close_wait(&listener);
+    let copy = dup(first.as_raw_fd());
+    let inode = inode_of(first.as_raw_fd());
+    let snap = inc.read(&cfg).expect("first look");
+    assert!(mine(&snap).contains(&(copy.as_raw_fd(), inode)));
+    assert_eq!(mine(&snap), own_sockets());
+    // SAFETY: both fds are open; dup2 replaces `copy`'s target atomically.
+    assert!(unsafe { libc::dup2(devnull.as_raw_fd(), copy.as_raw_fd()) } >= 0);
+    let second = close_wait(&listener);
+    let snap = inc.read(&cfg).expect("second look");
+    let st = inc.stats();
+    assert!(st.full && st.walked == st.processes, "{st:?}");
+    let inode2 = inode_of(second.as_raw_fd());
+    assert!(!mine(&snap).contains(&(copy.as_raw_fd(), inode)));
+    assert!(mine(&snap).contains(&(second.as_raw_fd(), inode2)));
+    assert_eq!(mine(&snap), own_sockets());
+    // The first socket's last fd closes: no holder of it is left.
+    let first_fd = first.as_raw_fd();
+    drop(first);
+    let snap = inc.read(&cfg).expect("look after the close");
+    assert!(!mine(&snap)
+        .iter()
+        .any(|&(fd, i)| fd == first_fd || i == inode));
+    assert_eq!(mine(&snap), own_sockets());
+    drop((copy, second, devnull, listener));
 }

@@ -14,6 +14,8 @@ mod leakyd;
 mod schema;
 #[path = "support/serve.rs"]
 mod serve;
+#[path = "support/skip.rs"]
+mod skip;
 
 use leakyd::{Guarded, Leakyd};
 use std::io::{Read, Write};
@@ -62,6 +64,24 @@ impl Server {
         let status = resp.status().as_u16();
         let body = resp.body_mut().read_to_string().expect("body");
         (status, body)
+    }
+
+    /// The body of GET /report, whatever its size: another load on this
+    /// machine can make the host's report larger than the agent's default cap.
+    fn report(&self) -> serde_json::Value {
+        let mut resp = self
+            .agent
+            .get(&self.url("/report"))
+            .call()
+            .unwrap_or_else(|e| panic!("GET /report: {e}"));
+        assert_eq!(resp.status().as_u16(), 200);
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_string()
+            .expect("body");
+        serde_json::from_str(&body).expect("JSON report")
     }
 
     /// Scrape until `pred` holds on /metrics (scans run every 500ms).
@@ -158,9 +178,7 @@ fn series_rise_with_a_growing_leak() {
     assert!(!text.contains("# EOF"), "{text}");
 
     // /report is the scan JSON, with the same leak in it.
-    let (status, body) = srv.get("/report");
-    assert_eq!(status, 200);
-    let report: serde_json::Value = serde_json::from_str(&body).expect("JSON report");
+    let report = srv.report();
     assert_eq!(report["schema_version"], 1);
     let schema: serde_json::Value =
         serde_json::from_str(include_str!("../docs/report.schema.json")).expect("schema");
@@ -174,7 +192,7 @@ fn series_rise_with_a_growing_leak() {
         groups
             .iter()
             .any(|g| g["pid"] == pid && g["sockets"].as_u64() >= Some(5)),
-        "{body}"
+        "{groups:#?}"
     );
     assert_eq!(srv.get("/healthz"), (200, "ok\n".to_string()));
 }
@@ -389,4 +407,123 @@ fn a_port_in_use_is_an_error() {
     );
     let st = g.wait_for(Duration::from_secs(10)).expect("serve hung");
     assert_eq!(st.code(), Some(2));
+}
+
+/// `cwleak_tcp_sockets` for one namespace and state.
+fn sockets_in(text: &str, netns: u64, state: &str) -> Option<u64> {
+    let head = format!("cwleak_tcp_sockets{{netns=\"{netns}\",state=\"{state}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&head)?.trim().parse().ok())
+}
+
+/// Sockets per state in the network namespace of `pid`, as `ss` counts them
+/// there, in cwleak's state names.
+fn ss_states(pid: u64) -> std::collections::BTreeMap<String, u64> {
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["ss", "-tanH"])
+        .output()
+        .expect("nsenter ss");
+    assert!(out.status.success(), "{out:?}");
+    let mut counts = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(state) = line.split_whitespace().next() else {
+            continue;
+        };
+        let name = match state {
+            "ESTAB" => "ESTABLISHED".to_string(),
+            "UNCONN" => "CLOSE".to_string(),
+            "FIN-WAIT-1" => "FIN_WAIT1".to_string(),
+            "FIN-WAIT-2" => "FIN_WAIT2".to_string(),
+            s => s.replace('-', "_"),
+        };
+        *counts.entry(name).or_default() += 1;
+    }
+    counts
+}
+
+/// serve keeps records of CLOSE_WAIT sockets and listeners only and counts
+/// the other states in the kernel's dump: every state of a namespace of its
+/// own (the benchmark's load: ESTABLISHED pairs, CLOSE_WAIT sockets with
+/// their FIN_WAIT2 peers, listeners) is exported as `ss` counts it there,
+/// and /report's entry for the namespace counts them all.
+#[test]
+fn every_state_of_a_namespace_is_counted() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        skip::skip(
+            "serve::every_state_of_a_namespace_is_counted",
+            "loadgen needs root for a network namespace of its own",
+        );
+        return;
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("<target>/<profile>/deps")
+        .join("examples/loadgen");
+    assert!(
+        bin.is_file(),
+        "{} missing: run `cargo build --examples` first",
+        bin.display()
+    );
+    let mut load = Guarded::spawn(
+        Command::new(bin)
+            .args(["--sockets", "400", "--procs", "4"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let ready = leakyd::lines_of(load.child.stdout.take().expect("loadgen stdout"))
+        .recv_timeout(Duration::from_secs(60))
+        .expect("loadgen ready");
+    let facts: serde_json::Value = serde_json::from_str(&ready).expect("loadgen facts");
+    let (pid, netns) = (
+        facts["pid"].as_u64().unwrap(),
+        facts["netns"].as_u64().unwrap(),
+    );
+    let srv = Server::start();
+    // ss and a look agree once no socket is between states (a client's
+    // FIN_WAIT1 becomes FIN_WAIT2 when its FIN is acknowledged).
+    let truth = std::cell::RefCell::new(std::collections::BTreeMap::new());
+    let text = srv.metrics_until("every state of the load's namespace as ss counts it", |t| {
+        let now = ss_states(pid);
+        let exported = t
+            .lines()
+            .filter(|l| l.starts_with(&format!("cwleak_tcp_sockets{{netns=\"{netns}\",")))
+            .filter(|l| !l.ends_with(" 0"))
+            .count();
+        let same = exported == now.len()
+            && now
+                .iter()
+                .all(|(state, n)| sockets_in(t, netns, state) == Some(*n));
+        *truth.borrow_mut() = now;
+        same
+    });
+    let truth = truth.into_inner();
+    assert_eq!(
+        truth.get("CLOSE_WAIT"),
+        facts["close_wait"].as_u64().as_ref(),
+        "{text}"
+    );
+    assert_eq!(
+        truth.get("ESTABLISHED"),
+        facts["established"].as_u64().as_ref(),
+        "{text}"
+    );
+    let report = srv.report();
+    let ns = report["scan"]["namespaces"]
+        .as_array()
+        .expect("namespaces")
+        .iter()
+        .find(|n| n["inode"] == netns)
+        .unwrap_or_else(|| panic!("namespace {netns} in /report"))
+        .clone();
+    assert_eq!(ns["sockets"].as_u64(), Some(truth.values().sum::<u64>()));
+    assert_eq!(
+        report["scan"]["states_read"].as_array().map(Vec::len),
+        Some(12)
+    );
+    drop(load.child.stdin.take());
 }

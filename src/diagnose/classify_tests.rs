@@ -284,6 +284,57 @@ fn a_live_forked_child_without_connections_is_a_sign_not_proof() {
 }
 
 #[test]
+fn a_parent_holding_a_connection_its_child_accepted_did_not_accept_it() {
+    // The child 20 holds the listener and accepted; its parent 10 holds the
+    // connection (sent up to it) and forks (its child holds another of its
+    // connections), but it holds no listener: fork-parent-kept's "accepted
+    // it and forks" does not apply, never-closed does (docs/causes.md).
+    let mut b = B::new();
+    b.proc(10, 1, "app", "/usr/bin/app", 10);
+    b.proc(20, 10, "app", "/usr/bin/app", 10);
+    let l = b.listener();
+    let c = b.conn();
+    let other = b.conn();
+    b.hold(20, 3, l, None)
+        .hold(20, 5, other, None)
+        .hold(10, 5, other, None)
+        .hold(10, 7, c, None);
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(10, 7)]);
+}
+
+#[test]
+fn never_closed_names_who_was_handed_or_made_the_connection() {
+    // docs/causes.md, never-closed: "a forked worker that was handed it".
+    let mut b = B::new();
+    b.proc(10, 1, "server", "/usr/bin/server", 10);
+    b.proc(20, 10, "server", "/usr/bin/server", 10);
+    let l = b.listener();
+    let c = b.conn();
+    b.hold(10, 3, l, None).hold(20, 4, c, None);
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(20, 4)]);
+    assert!(
+        says(
+            &f,
+            "pid 20 (server) was handed the connection by pid 10 (server) and never called close()"
+        ),
+        "{f:#?}"
+    );
+    // "the maker of an outgoing connection whose peer closed": no listener.
+    let mut b = B::new();
+    b.proc(10, 1, "client", "/usr/bin/client", 10);
+    let c = b.conn();
+    b.hold(10, 4, c, None);
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(10, 4)]);
+    assert!(says(&f, "pid 10 (client) made this connection"), "{f:#?}");
+}
+
+#[test]
 fn an_exec_d_child_is_no_fork_sign() {
     let mut b = B::new();
     b.proc(10, 1, "sh", "/bin/sh", 10);
@@ -338,6 +389,23 @@ fn a_copy_with_cloexec_after_exec_was_accepted_there() {
     let (b, c) = activated(Some(true));
     let f = b.finding(c);
     assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(20, 5)]);
+    assert!(f.alternatives.is_empty(), "{f:#?}");
+}
+
+#[test]
+fn an_activated_service_that_forks_kept_the_copy_it_accepted() {
+    // docs/causes.md, fork-parent-kept: the holder accepted the connection
+    // (it holds the listener, handed over by the supervisor, and its copy
+    // has FD_CLOEXEC), holds one copy, and a live forked child holds
+    // another of its connections.
+    let (mut b, c) = activated(Some(true));
+    b.proc(21, 20, "server", "/usr/bin/server", 20);
+    let other = b.conn();
+    b.hold(20, 6, other, Some(true))
+        .hold(21, 6, other, Some(true));
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::ForkParentKept, "{f:#?}");
     assert_eq!(blamed(&f), vec![(20, 5)]);
     assert!(f.alternatives.is_empty(), "{f:#?}");
 }
@@ -653,6 +721,42 @@ fn unrelated_roots_take_the_cause_first_in_precedence() {
     assert_eq!(f.cause, Cause::NeverClosed);
 }
 
+#[test]
+fn a_later_root_with_a_cause_earlier_in_precedence_decides() {
+    // 10: one copy, no sign (never-closed); 20: two fds (dup-copy-kept).
+    let mut b = B::new();
+    b.proc(5, 1, "launcher", "/usr/bin/server", 5);
+    let c = b.conn();
+    for pid in [10, 20] {
+        b.proc(pid, 5, "server", "/usr/bin/server", pid as u64);
+        let l = b.listener();
+        b.hold(pid, 3, l, None).hold(pid, 4, c, Some(true));
+    }
+    b.hold(20, 5, c, Some(true));
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::DupCopyKept, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(20, 4), (20, 5), (10, 4)]);
+}
+
+#[test]
+fn on_a_tie_the_first_root_in_pid_order_comes_first() {
+    // 10 and 20 both hold two fds (dup-copy-kept): docs/causes.md, roots of
+    // the same cause are blamed in pid order.
+    let mut b = B::new();
+    b.proc(5, 1, "launcher", "/usr/bin/server", 5);
+    let c = b.conn();
+    for pid in [10, 20] {
+        b.proc(pid, 5, "server", "/usr/bin/server", pid as u64);
+        let l = b.listener();
+        b.hold(pid, 3, l, None)
+            .hold(pid, 4, c, Some(true))
+            .hold(pid, 5, c, Some(true));
+    }
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::DupCopyKept, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(10, 4), (10, 5), (20, 4), (20, 5)]);
+}
+
 // ------------------------------------------------------------ thread-private fd tables
 
 /// A server whose accepting thread (tid 21) has its own fd table: the
@@ -719,4 +823,40 @@ fn fds_in_the_process_s_table_and_a_thread_s_are_not_closed_in_one_call() {
     assert_eq!(r.groups.len(), 1, "{:#?}", r.groups);
     let now = r.groups[0].mitigation_text();
     assert!(now.starts_with("restart pid 20"), "{now}");
+}
+
+/// Sockets a look only counted (`serve`: `NetNs::unkept`) join
+/// `summary.by_state` when their whole namespace is in scope, and only then:
+/// a port scope cannot tell which of them it covers.
+#[test]
+fn counted_sockets_join_by_state_only_for_a_whole_namespace() {
+    let mut b = B::new();
+    b.proc(10, 1, "srv", "/usr/bin/srv", 10);
+    let (l, c) = (b.listener(), b.conn());
+    b.hold(10, 3, l, None).hold(10, 4, c, None);
+    b.snap.namespaces.push(crate::model::NetNs {
+        inode: 1,
+        sockets: 7,
+        unkept: [(TcpState::Established, 5)].into_iter().collect(),
+        ..crate::model::NetNs::default()
+    });
+    let by_state = |scope: Scope| {
+        let r = diagnose(&b.snap, &scope);
+        (
+            r.summary.by_state.get(&TcpState::Established).copied(),
+            r.summary.by_state.get(&TcpState::CloseWait).copied(),
+        )
+    };
+    assert_eq!(by_state(Scope::everything()), (Some(5), Some(1)));
+    let ns = |n| Scope {
+        netns: vec![n],
+        ..Scope::everything()
+    };
+    assert_eq!(by_state(ns(1)), (Some(5), Some(1)));
+    assert_eq!(by_state(ns(2)), (None, None));
+    let port = Scope {
+        ports: vec![PORT],
+        ..Scope::everything()
+    };
+    assert_eq!(by_state(port), (None, Some(1)));
 }

@@ -79,6 +79,13 @@ pub fn diagnose_traced(
         }
         todo.push(s);
     }
+    for n in snap.namespaces.iter().filter(|n| !n.unkept.is_empty()) {
+        if resolved.whole_namespace_in(n.inode) {
+            for (state, count) in &n.unkept {
+                *by_state.entry(*state).or_default() += count;
+            }
+        }
+    }
     let mut findings = judge_all(&ctx, &todo);
     drop(todo);
     if let Some(facts) = trace {

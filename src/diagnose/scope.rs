@@ -27,14 +27,6 @@ impl Scope {
             ..Scope::default()
         }
     }
-
-    pub fn is_everything(&self) -> bool {
-        self.pids.is_empty()
-            && self.ports.is_empty()
-            && self.netns.is_empty()
-            && self.cgroups.is_empty()
-            && self.local_ports.is_empty()
-    }
 }
 
 /// `cgroup` is `scope` or lies below it ("/a/b" is below "/a", "/ab" is not).
@@ -107,6 +99,16 @@ impl Resolved {
     /// A socket is in scope when its ports and namespace match and, with a pid
     /// or cgroup scope, a process in scope holds it or (for a socket nobody
     /// holds, like one still in the accept queue) holds one of `listeners`.
+    /// Whether every socket of network namespace `netns` is in scope, whatever
+    /// its ports and holders: then the sockets a look only counted
+    /// (`NetNs::unkept`) count too.
+    pub fn whole_namespace_in(&self, netns: Inode) -> bool {
+        self.pids.is_none()
+            && self.ports.is_empty()
+            && self.local_ports.is_empty()
+            && (self.netns.is_empty() || self.netns.contains(&netns))
+    }
+
     pub fn socket_in(&self, s: &TcpSocket, listeners: &[Inode]) -> bool {
         let port_ok = self.ports.is_empty()
             || self.ports.contains(&s.local.port())

@@ -25,7 +25,12 @@ impl ServeConfig {
             bail!("--interval {:?}: too short, use at least 500ms", a.interval);
         }
         Ok(ServeConfig {
-            source: source_config(&a.source),
+            // /metrics counts every socket by state; the diagnosis needs
+            // records of CLOSE_WAIT sockets and listeners only.
+            source: SourceConfig {
+                states: crate::source::TableStates::Counted,
+                ..source_config(&a.source)
+            },
             listen: a.listen,
             interval: a.interval,
             // A scan must end before the next is due.

@@ -29,10 +29,16 @@ pub struct Counters {
 /// Sockets per (network namespace, TCP state), host-wide.
 pub type StateCounts = BTreeMap<(Inode, TcpState), usize>;
 
+/// Records and the sockets the look only counted (`NetNs::unkept`) alike.
 pub fn state_counts(snap: &Snapshot) -> StateCounts {
     let mut counts = StateCounts::new();
     for s in &snap.sockets {
         *counts.entry((s.netns, s.state)).or_default() += 1;
+    }
+    for n in &snap.namespaces {
+        for (state, count) in &n.unkept {
+            *counts.entry((n.inode, *state)).or_default() += count;
+        }
     }
     counts
 }

@@ -327,6 +327,11 @@ mod tests {
 
     /// Rewrites the state column of `inode`'s row in the tree's net/tcp.
     fn set_state(root: &Path, inode: Inode, hex: &str) {
+        set_column(root, inode, 3, hex);
+    }
+
+    /// Rewrites column `col` of `inode`'s row in the tree's net/tcp.
+    fn set_column(root: &Path, inode: Inode, col: usize, value: &str) {
         let path = table(root).1;
         let text = std::fs::read_to_string(&path).expect("net/tcp");
         let needle = format!(" {inode} ");
@@ -339,7 +344,7 @@ mod tests {
                 }
                 hit = true;
                 let mut cols: Vec<&str> = l.split_whitespace().collect();
-                cols[3] = hex;
+                cols[col] = value;
                 cols.join(" ")
             })
             .collect();
@@ -499,6 +504,56 @@ mod tests {
         relink(root, &format!("{pid}/fd"), fd, None);
         settle(&mut snap, TableMethod::Proc, 100);
         assert!(socket_fds(&snap, pid).contains(&(fd, inode)));
+    }
+
+    /// The owner kept sending during the window (its send queue drained):
+    /// the second look's queue replaces the first's, and the socket is
+    /// listed as still sending (docs/causes.md, Still sending).
+    #[test]
+    fn a_send_queue_that_drained_in_the_window_is_still_sending() {
+        let fa = fork_alive();
+        let dir = tree("fork-alive");
+        let root = dir.path();
+        let (draining, frozen) = (fa.children[0].2, fa.children[1].2);
+        // tx_queue:rx_queue, as /proc/net/tcp prints them.
+        set_column(root, draining, 4, "00000400:00000000");
+        set_column(root, frozen, 4, "00000400:00000000");
+        let mut snap = look(root);
+        set_column(root, draining, 4, "00000010:00000000");
+        settle(&mut snap, TableMethod::Proc, 100);
+        let send_q = |inode: Inode| {
+            snap.sockets
+                .iter()
+                .find(|s| s.inode == inode)
+                .map(|s| s.send_q)
+        };
+        assert_eq!(send_q(draining), Some(0x10));
+        assert_eq!(send_q(frozen), Some(0x400));
+        let settle = snap.settle.clone().expect("settle");
+        assert_eq!(settle.still_sending, vec![key_of(&snap, draining)]);
+        assert_eq!(settle.transient, Vec::new());
+    }
+
+    /// Only the fds that held a CLOSE_WAIT socket are read again (module
+    /// doc: no second walk): the server's listener, closed in the window,
+    /// stays as the first look saw it.
+    #[test]
+    fn only_the_close_wait_fds_are_read_again() {
+        let fa = fork_alive();
+        let dir = tree("fork-alive");
+        let root = dir.path();
+        let mut snap = look(root);
+        let cw: Vec<Inode> = fa.children.iter().map(|c| c.2).collect();
+        let listener = socket_fds(&snap, fa.server)
+            .into_iter()
+            .find(|(_, inode)| !cw.contains(inode))
+            .expect("the server's listener");
+        relink(root, &format!("{}/fd", fa.server), listener.0, None);
+        settle(&mut snap, TableMethod::Proc, 100);
+        assert!(
+            socket_fds(&snap, fa.server).contains(&listener),
+            "{listener:?}"
+        );
     }
 
     /// A table that cannot be read again says nothing about its sockets:

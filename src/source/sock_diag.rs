@@ -30,6 +30,9 @@ pub struct DumpRequest {
     pub states: u32,
     /// Ask for tcp_info too (fills `last_ack_ms`); makes each reply a few times larger.
     pub with_info: bool,
+    /// Of `states`, those whose sockets become records; the others are only
+    /// counted (`Dumped::unkept`), which costs no allocation per socket.
+    pub keep: u32,
 }
 
 impl DumpRequest {
@@ -40,13 +43,77 @@ impl DumpRequest {
 
     /// Only these states: the kernel skips the others, which is what makes it fast.
     pub fn only(states: &[TcpState], with_info: bool) -> Self {
-        let states = states.iter().fold(0u32, |m, s| m | 1 << s.kernel_number());
-        DumpRequest { states, with_info }
+        let states = mask(states);
+        DumpRequest {
+            states,
+            with_info,
+            keep: states,
+        }
+    }
+
+    /// Every state counted, records only for `keep`. With tcp_info, the
+    /// kernel fills it for every socket, but one walk of its table replaces
+    /// a second, info-only dump of the kept states.
+    pub fn counting(keep: &[TcpState], with_info: bool) -> Self {
+        DumpRequest {
+            keep: mask(keep),
+            with_info,
+            ..Self::all()
+        }
+    }
+
+    /// Whether sockets in `state` become records.
+    pub fn keeps(&self, state: TcpState) -> bool {
+        self.keep & (1 << state.kernel_number()) != 0
+    }
+}
+
+fn mask(states: &[TcpState]) -> u32 {
+    states.iter().fold(0u32, |m, s| m | 1 << s.kernel_number())
+}
+
+/// What one dump gave: a record per socket in a kept state, and how many
+/// sockets of each other state it counted.
+#[derive(Debug, Default)]
+pub struct Dumped {
+    pub sockets: Vec<TcpSocket>,
+    pub unkept: Tally,
+}
+
+/// Sockets counted without a record, by state.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally([usize; TcpState::ALL.len()]);
+
+impl Tally {
+    pub fn add(&mut self, state: TcpState) {
+        if let Some(n) = self.0.get_mut(usize::from(state.kernel_number()) - 1) {
+            *n += 1;
+        }
+    }
+
+    fn merge(&mut self, other: &Tally) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
+    }
+
+    pub fn total(&self) -> usize {
+        self.0.iter().sum()
+    }
+
+    /// The states with at least one socket.
+    pub fn counts(&self) -> std::collections::BTreeMap<TcpState, usize> {
+        TcpState::ALL
+            .iter()
+            .zip(self.0)
+            .filter(|(_, n)| *n > 0)
+            .map(|(s, n)| (*s, n))
+            .collect()
     }
 }
 
 /// Dump the TCP sockets of the calling thread's current network namespace.
-pub fn dump_current(netns: Inode, req: &DumpRequest) -> Result<Vec<TcpSocket>, SourceError> {
+pub fn dump_current(netns: Inode, req: &DumpRequest) -> Result<Dumped, SourceError> {
     dump_here(netns, req).map_err(|message| SourceError::Netlink { netns, message })
 }
 
@@ -58,7 +125,7 @@ pub fn dump_in_netns(
     ns_file: &Path,
     netns: Inode,
     req: &DumpRequest,
-) -> Result<Vec<TcpSocket>, SourceError> {
+) -> Result<Dumped, SourceError> {
     let fail = |message| SourceError::Netlink { netns, message };
     // Opened here so that a vanished process fails before any thread is spawned.
     let ns = File::open(ns_file).map_err(|e| fail(format!("open {}: {e}", ns_file.display())))?;
@@ -117,7 +184,7 @@ impl Tables {
 /// a v2 request keeps only one family per walk. The original request keeps
 /// both, so one walk does: half the kernel time of two v2 dumps. Kernels that
 /// refuse it get the two v2 dumps, side by side.
-fn dump_here(netns: Inode, req: &DumpRequest) -> Result<Vec<TcpSocket>, String> {
+fn dump_here(netns: Inode, req: &DumpRequest) -> Result<Dumped, String> {
     match dump_tables(Tables::Both, netns, req) {
         Ok(v) => Ok(v),
         Err(DumpError::Refused(_)) => dump_families(netns, req),
@@ -128,7 +195,7 @@ fn dump_here(netns: Inode, req: &DumpRequest) -> Result<Vec<TcpSocket>, String> 
 /// Both v2 dumps, IPv4 and IPv6 on two threads. A spawned thread starts in the
 /// namespace of the thread that spawns it, which is what makes this right
 /// inside `dump_in_netns` too.
-fn dump_families(netns: Inode, req: &DumpRequest) -> Result<Vec<TcpSocket>, String> {
+fn dump_families(netns: Inode, req: &DumpRequest) -> Result<Dumped, String> {
     let family = |f| dump_tables(Tables::Family(f), netns, req).map_err(String::from);
     thread::scope(|scope| {
         let ipv6 = thread::Builder::new()
@@ -144,7 +211,9 @@ fn dump_families(netns: Inode, req: &DumpRequest) -> Result<Vec<TcpSocket>, Stri
             Err(_) => family(libc::AF_INET6),
         };
         let mut out = v4?;
-        out.extend(v6?);
+        let v6 = v6?;
+        out.sockets.extend(v6.sockets);
+        out.unkept.merge(&v6.unkept);
         Ok(out)
     })
 }
@@ -173,16 +242,16 @@ impl From<DumpError> for String {
 }
 
 /// One dump on a netlink socket of its own; interrupted dumps are retried from scratch.
-fn dump_tables(
-    which: Tables,
-    netns: Inode,
-    req: &DumpRequest,
-) -> Result<Vec<TcpSocket>, DumpError> {
+fn dump_tables(which: Tables, netns: Inode, req: &DumpRequest) -> Result<Dumped, DumpError> {
     let name = which.name();
     let mut nl = DiagSocket::open().map_err(DumpError::Other)?;
-    let mut out = Vec::with_capacity(INITIAL_SOCKETS);
+    let mut out = Dumped {
+        sockets: Vec::with_capacity(INITIAL_SOCKETS),
+        unkept: Tally::default(),
+    };
     for _ in 0..MAX_ATTEMPTS {
-        out.clear();
+        out.sockets.clear();
+        out.unkept = Tally::default();
         let outcome = nl
             .dump(which, netns, req, &mut out)
             .map_err(|e| DumpError::Other(format!("{name} dump: {e}")))?;
@@ -193,7 +262,7 @@ fn dump_tables(
             Outcome::Failed(Errno::ENOENT | Errno::EAFNOSUPPORT | Errno::EPROTONOSUPPORT)
                 if which == Tables::Family(libc::AF_INET6) =>
             {
-                return Ok(Vec::new())
+                return Ok(Dumped::default())
             }
             Outcome::Failed(errno) if which == Tables::Both => {
                 return Err(DumpError::Refused(format!(
@@ -253,7 +322,7 @@ impl DiagSocket {
         which: Tables,
         netns: Inode,
         req: &DumpRequest,
-        out: &mut Vec<TcpSocket>,
+        out: &mut Dumped,
     ) -> Result<Outcome, String> {
         // A fresh sequence number per dump, so nothing left over from an abandoned
         // dump can be mistaken for this one.
@@ -275,8 +344,16 @@ impl DiagSocket {
                 match msg.kind {
                     // Replies carry the request's type.
                     wire::SOCK_DIAG_BY_FAMILY | wire::TCPDIAG_GETSOCK => {
-                        if let Some(sock) = wire::parse_socket(msg.payload, netns, req.with_info)? {
-                            out.push(sock);
+                        match wire::state_of(msg.payload)? {
+                            Some(state) if !req.keeps(state) => out.unkept.add(state),
+                            Some(_) => {
+                                if let Some(sock) =
+                                    wire::parse_socket(msg.payload, netns, req.with_info)?
+                                {
+                                    out.sockets.push(sock);
+                                }
+                            }
+                            None => {}
                         }
                     }
                     // DONE carries an errno too when a dump fails half-way.

@@ -3,7 +3,7 @@
 //! of one member (fixture trees, and the fallback).
 
 use super::root::ProcRoot;
-use super::sock_diag::{self, DumpRequest};
+use super::sock_diag::{self, DumpRequest, Dumped};
 use super::SourceError;
 use crate::model::{
     Family, Inode, NetNs, Pid, SocketKey, TcpSocket, TcpState, Warning, WarningKind,
@@ -93,7 +93,7 @@ pub fn read_namespace(
                 } else {
                     warnings.push(w);
                     warnings.push(unread(Some(member.pid), member.netns));
-                    return finish(member, "sock_diag", Vec::new());
+                    return finish(member, "sock_diag", Dumped::default());
                 }
                 warnings.push(w);
             }
@@ -153,14 +153,14 @@ fn read_by_file(
     warnings: &mut Vec<Warning>,
 ) -> TableRead {
     if !live {
-        return finish(member, "proc", Vec::new());
+        return finish(member, "proc", Dumped::default());
     }
     if method != TableMethod::Proc {
         match sock_diag::dump_in_netns(file, member.netns, req) {
             Ok(sockets) => return finish(member, "sock_diag", sockets),
             Err(e) if method == TableMethod::SockDiag => {
                 warnings.push(e.to_warning());
-                return finish(member, "sock_diag", Vec::new());
+                return finish(member, "sock_diag", Dumped::default());
             }
             Err(e) => {
                 let mut w = e.to_warning();
@@ -182,7 +182,7 @@ fn read_by_file(
         }
         Err(message) => {
             warnings.push(SourceError::Netlink { netns, message }.to_warning());
-            finish(member, "proc", Vec::new())
+            finish(member, "proc", Dumped::default())
         }
     }
 }
@@ -195,8 +195,8 @@ fn read_proc_files(
     netns: Inode,
     req: &DumpRequest,
     warnings: &mut Vec<Warning>,
-) -> Vec<TcpSocket> {
-    let mut sockets = Vec::new();
+) -> Dumped {
+    let mut out = Dumped::default();
     let mut read_ipv4 = false;
     for (file, family) in [("net/tcp", Family::Ipv4), ("net/tcp6", Family::Ipv6)] {
         let rel = base.join(file);
@@ -204,7 +204,13 @@ fn read_proc_files(
             Ok(text) => {
                 read_ipv4 |= family == Family::Ipv4;
                 let (rows, errors) = net_tcp::parse_table(&text, family, netns);
-                sockets.extend(rows.into_iter().filter(|s| wanted(req, s.state)));
+                for s in rows.into_iter().filter(|s| wanted(req, s.state)) {
+                    if req.keeps(s.state) {
+                        out.sockets.push(s);
+                    } else {
+                        out.unkept.add(s.state);
+                    }
+                }
                 for e in errors.into_iter().take(5) {
                     warnings.push(SourceError::malformed(pid, root.join(&rel), e).to_warning());
                 }
@@ -220,7 +226,7 @@ fn read_proc_files(
     if !read_ipv4 {
         warnings.push(unread(pid, netns));
     }
-    sockets
+    out
 }
 
 /// No table at all for a namespace: none of its sockets can have been seen.
@@ -240,27 +246,25 @@ fn wanted(req: &DumpRequest, state: TcpState) -> bool {
     req.states & (1u32 << state.kernel_number()) != 0
 }
 
-fn finish(member: &NsMember, method: &str, sockets: Vec<TcpSocket>) -> TableRead {
+fn finish(member: &NsMember, method: &str, read: Dumped) -> TableRead {
+    let Dumped { sockets, unkept } = read;
     TableRead {
         namespace: NetNs {
             inode: member.netns,
             via_pid: member.file.is_none().then_some(member.pid),
             method: method.to_string(),
-            sockets: sockets.len(),
+            sockets: sockets.len() + unkept.total(),
             sysctls: Default::default(),
             kernel: None,
             counters: Default::default(),
             file: member.file.as_ref().map(|f| f.display().to_string()),
+            unkept: unkept.counts(),
         },
         sockets,
     }
 }
 
-fn dump_diag(
-    root: &ProcRoot,
-    member: &NsMember,
-    req: &DumpRequest,
-) -> Result<Vec<TcpSocket>, SourceError> {
+fn dump_diag(root: &ProcRoot, member: &NsMember, req: &DumpRequest) -> Result<Dumped, SourceError> {
     let dump = |r: &DumpRequest| {
         if own_netns(root) == Some(member.netns) {
             sock_diag::dump_current(member.netns, r)
@@ -268,19 +272,23 @@ fn dump_diag(
             sock_diag::dump_in_netns(&member.ns_file(root), member.netns, r)
         }
     };
-    let mut sockets = dump(req)?;
+    let mut read = dump(req)?;
+    let sockets = &mut read.sockets;
     // tcp_info for every socket would multiply the dump's size; a second,
     // kernel-filtered dump fetches it for the CLOSE_WAIT ones only.
     let cw = |s: &TcpSocket| s.state == TcpState::CloseWait;
-    if !req.with_info && wanted(req, TcpState::CloseWait) && sockets.iter().any(cw) {
+    if !req.with_info && req.keeps(TcpState::CloseWait) && sockets.iter().any(cw) {
         let aged = dump(&DumpRequest::only(&[TcpState::CloseWait], true))?;
-        let ages: HashMap<SocketKey, Option<u64>> =
-            aged.iter().map(|s| (s.key(), s.last_ack_ms)).collect();
+        let ages: HashMap<SocketKey, Option<u64>> = aged
+            .sockets
+            .iter()
+            .map(|s| (s.key(), s.last_ack_ms))
+            .collect();
         for s in sockets.iter_mut().filter(|s| cw(s)) {
             s.last_ack_ms = ages.get(&s.key()).copied().flatten();
         }
     }
-    Ok(sockets)
+    Ok(read)
 }
 
 /// The namespace cwleak itself runs in (no setns needed for it).

@@ -75,7 +75,7 @@ fn ipv4_close_wait_is_found_by_inode() {
     // The peer's last ACK came with its FIN; let it age so that a wrong tcp_info
     // offset (rto ~200000, mss 65483, last_ack_sent always 0) cannot pass.
     thread::sleep(Duration::from_millis(250));
-    let socks = dump_current(NETNS, &close_wait(true)).unwrap();
+    let socks = dump_current(NETNS, &close_wait(true)).unwrap().sockets;
     let lived = made.elapsed().as_millis();
     let found = find(&socks, pair.inode).expect("accepted socket in the CLOSE_WAIT dump");
     assert_matches(found, &pair, Family::Ipv4);
@@ -88,7 +88,7 @@ fn ipv4_close_wait_is_found_by_inode() {
     );
     assert!(socks.iter().all(|s| s.state == TcpState::CloseWait));
 
-    let socks = dump_current(NETNS, &close_wait(false)).unwrap();
+    let socks = dump_current(NETNS, &close_wait(false)).unwrap().sockets;
     assert_eq!(find(&socks, pair.inode).unwrap().last_ack_ms, None);
 }
 
@@ -101,7 +101,7 @@ fn ipv6_close_wait_is_found_by_inode() {
         );
         return;
     };
-    let socks = dump_current(NETNS, &close_wait(true)).unwrap();
+    let socks = dump_current(NETNS, &close_wait(true)).unwrap().sockets;
     let found = find(&socks, pair.inode).expect("accepted socket in the CLOSE_WAIT dump");
     assert_matches(found, &pair, Family::Ipv6);
     assert_eq!(found.local.ip(), IpAddr::V6(Ipv6Addr::LOCALHOST));
@@ -162,7 +162,7 @@ fn dual_stack_socket_is_ipv6_with_mapped_addresses() {
     let port = listener.local_addr().unwrap().port();
     let pair = close_wait_pair(listener, SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
 
-    let socks = dump_current(NETNS, &close_wait(true)).unwrap();
+    let socks = dump_current(NETNS, &close_wait(true)).unwrap().sockets;
     let found = find(&socks, pair.inode).expect("accepted socket in the CLOSE_WAIT dump");
     assert_matches(found, &pair, Family::Ipv6);
     let mapped = Ipv4Addr::LOCALHOST.to_ipv6_mapped();
@@ -175,7 +175,7 @@ fn state_filter_keeps_listen_out_of_close_wait_dump() {
     let pair = loopback_pair("127.0.0.1:0").unwrap();
     let listen_inode = inode_of(&pair.listener);
 
-    let all = dump_current(NETNS, &DumpRequest::all()).unwrap();
+    let all = dump_current(NETNS, &DumpRequest::all()).unwrap().sockets;
     let listening = find(&all, listen_inode).expect("listener in the all-states dump");
     assert_eq!(listening.state, TcpState::Listen);
     assert_eq!(listening.local, pair.listener.local_addr().unwrap());
@@ -188,7 +188,7 @@ fn state_filter_keeps_listen_out_of_close_wait_dump() {
         Some(TcpState::CloseWait)
     );
 
-    let cw = dump_current(NETNS, &close_wait(false)).unwrap();
+    let cw = dump_current(NETNS, &close_wait(false)).unwrap().sockets;
     assert!(
         find(&cw, listen_inode).is_none(),
         "LISTEN socket in a CLOSE_WAIT-only dump"
@@ -206,8 +206,9 @@ fn one_walk_for_both_families_matches_one_dump_per_family() {
     let req = DumpRequest::only(&[TcpState::CloseWait, TcpState::Listen], true);
     let both = dump_tables(Tables::Both, NETNS, &req)
         .map_err(String::from)
-        .unwrap();
-    let split = dump_families(NETNS, &req).unwrap();
+        .unwrap()
+        .sockets;
+    let split = dump_families(NETNS, &req).unwrap().sockets;
     let mut ours = vec![v4.inode, listen_inode];
     ours.extend(v6.iter().flat_map(|p| [p.inode, inode_of(&p.listener)]));
     for inode in ours {
@@ -239,8 +240,8 @@ fn request_masks_use_kernel_state_numbers() {
 fn dump_in_own_netns_matches_dump_current() {
     let pair = loopback_pair("127.0.0.1:0").unwrap();
     let ns = Path::new("/proc/self/ns/net");
-    let inside = dump_in_netns(ns, NETNS, &close_wait(true)).unwrap();
-    let here = dump_current(NETNS, &close_wait(true)).unwrap();
+    let inside = dump_in_netns(ns, NETNS, &close_wait(true)).unwrap().sockets;
+    let here = dump_current(NETNS, &close_wait(true)).unwrap().sockets;
     let (a, b) = (
         find(&inside, pair.inode).unwrap(),
         find(&here, pair.inode).unwrap(),
@@ -350,12 +351,12 @@ fn dump_in_netns_sees_another_namespace() {
     drop(done_tx);
     holder.join().unwrap();
 
-    let inside = inside.unwrap();
+    let inside = inside.unwrap().sockets;
     let found = find(&inside, remote.inode).expect("socket in its own namespace's dump");
     assert_eq!(found.netns, remote.ns_inode);
     assert_eq!(found.local, remote.local);
     assert_eq!(found.state, TcpState::CloseWait);
-    let here = here.unwrap();
+    let here = here.unwrap().sockets;
     assert!(
         find(&here, remote.inode).is_none(),
         "socket leaked into our namespace"
@@ -624,9 +625,88 @@ fn timing_full_dump() {
         let mut n = 0;
         for _ in 0..5 {
             let t = Instant::now();
-            n = dump_current(NETNS, &req).unwrap().len();
+            n = dump_current(NETNS, &req).unwrap().sockets.len();
             best = best.min(t.elapsed());
         }
         println!("{label}: {n} sockets, best of 5: {best:?}");
+    }
+}
+
+/// (inode, state, local, remote) of every record, sorted.
+fn records(socks: &[TcpSocket]) -> Vec<(Inode, TcpState, SocketAddr, SocketAddr)> {
+    let mut v: Vec<_> = socks
+        .iter()
+        .map(|s| (s.inode, s.state, s.local, s.remote))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A counting request gives what a full dump gives: the same records for
+/// the kept states, and for every other state as many sockets, counted.
+/// In a namespace of its own, where no other program opens sockets meanwhile;
+/// the /proc files are held to the same.
+#[test]
+fn a_counting_dump_keeps_the_leak_states_and_counts_the_rest() {
+    if !crate::source::running_as_root() {
+        crate::skip::skip(
+            "sock_diag::a_counting_dump_keeps_the_leak_states_and_counts_the_rest",
+            "needs root for a network namespace of its own",
+        );
+        return;
+    }
+    let worker = thread::spawn(|| -> Result<(), String> {
+        nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare: {e}"))?;
+        loopback_up()?;
+        // CLOSE_WAIT + its listener + the peer's orphaned FIN_WAIT2, and an
+        // ESTABLISHED pair (two sockets) on another listener.
+        let _cw = loopback_pair("127.0.0.1:0").ok_or("bind in the new namespace")?;
+        let other = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let _client = TcpStream::connect(other.local_addr().map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        let _server = other.accept().map_err(|e| e.to_string())?;
+        let keep = [TcpState::CloseWait, TcpState::Listen];
+        let full = dump_current(NETNS, &DumpRequest::all()).map_err(|e| e.to_string())?;
+        let counted =
+            dump_current(NETNS, &DumpRequest::counting(&keep, true)).map_err(|e| e.to_string())?;
+        assert!(full.unkept.counts().is_empty());
+        let (kept, rest): (Vec<TcpSocket>, Vec<TcpSocket>) = full
+            .sockets
+            .into_iter()
+            .partition(|s| keep.contains(&s.state));
+        let mut want = Tally::default();
+        for s in &rest {
+            want.add(s.state);
+        }
+        assert_eq!(records(&counted.sockets), records(&kept));
+        assert_eq!(counted.unkept, want);
+        assert_eq!(want.counts().get(&TcpState::Established), Some(&2));
+        assert_eq!(kept.len(), 3, "{kept:?}");
+        // The same from the /proc files of this thread's namespace.
+        let root = crate::source::ProcRoot::new("/proc");
+        let member = crate::source::tables::NsMember {
+            netns: NETNS,
+            pid: std::process::id() as crate::model::Pid,
+            base: PathBuf::from("thread-self"),
+            file: None,
+        };
+        let mut warnings = Vec::new();
+        let read = crate::source::tables::read_namespace(
+            &root,
+            true,
+            crate::source::TableMethod::Proc,
+            &member,
+            &DumpRequest::counting(&keep, false),
+            &mut warnings,
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(records(&read.sockets), records(&kept));
+        assert_eq!(read.namespace.unkept, want.counts());
+        assert_eq!(read.namespace.sockets, kept.len() + rest.len());
+        Ok(())
+    });
+    match worker.join() {
+        Ok(r) => r.unwrap(),
+        Err(e) => std::panic::resume_unwind(e),
     }
 }

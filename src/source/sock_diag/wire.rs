@@ -144,6 +144,19 @@ pub(super) fn errno_of(payload: &[u8]) -> i32 {
     u32_at(payload, 0).map_or(0, |e| (e as i32).saturating_neg())
 }
 
+/// The state of one SOCK_DIAG_BY_FAMILY reply, without reading the rest:
+/// None for a state or family this program does not know (as `parse_socket`).
+pub(super) fn state_of(payload: &[u8]) -> Result<Option<TcpState>, String> {
+    let Some(msg) = payload.get(..DIAG_MSG_LEN) else {
+        return Err(format!(
+            "inet_diag_msg of {} bytes, expected at least {DIAG_MSG_LEN}",
+            payload.len()
+        ));
+    };
+    let known = matches!(i32::from(msg[0]), libc::AF_INET | libc::AF_INET6);
+    Ok(TcpState::from_kernel(msg[1]).filter(|_| known))
+}
+
 /// One SOCK_DIAG_BY_FAMILY reply (struct inet_diag_msg + attributes) as a TcpSocket.
 /// Ok(None) for a state or family this program does not know.
 pub(super) fn parse_socket(

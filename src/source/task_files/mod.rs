@@ -86,7 +86,7 @@ pub fn read(method: FdMethod, root: &ProcRoot, live: bool) -> Result<Option<Tabl
 }
 
 /// Open files on the whole host: the first field of fs/file-nr.
-fn open_files(root: &ProcRoot) -> Option<u64> {
+pub fn open_files(root: &ProcRoot) -> Option<u64> {
     let text = root
         .read_string(None, std::path::Path::new("sys/fs/file-nr"))
         .ok()?;
