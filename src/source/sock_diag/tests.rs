@@ -666,7 +666,19 @@ fn a_counting_dump_keeps_the_leak_states_and_counts_the_rest() {
             .map_err(|e| e.to_string())?;
         let _server = other.accept().map_err(|e| e.to_string())?;
         let keep = [TcpState::CloseWait, TcpState::Listen];
-        let full = dump_current(NETNS, &DumpRequest::all()).map_err(|e| e.to_string())?;
+        // The peer is FIN_WAIT1 until our ACK reaches it, which a busy host
+        // may defer: wait for FIN_WAIT2, or a later read counts another state.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let full = loop {
+            let d = dump_current(NETNS, &DumpRequest::all()).map_err(|e| e.to_string())?;
+            if !d.sockets.iter().any(|s| s.state == TcpState::FinWait1) {
+                break d;
+            }
+            if Instant::now() > deadline {
+                return Err("the peer never left FIN_WAIT1".into());
+            }
+            thread::sleep(Duration::from_millis(5));
+        };
         let counted =
             dump_current(NETNS, &DumpRequest::counting(&keep, true)).map_err(|e| e.to_string())?;
         assert!(full.unkept.counts().is_empty());
