@@ -11,7 +11,6 @@ use clap::CommandFactory;
 use std::io::{self, Write};
 
 pub fn run(cli: Cli) -> Result<Exit> {
-    crate::memory::tune_allocator();
     match cli.command {
         Command::Scan(args) => scan(&args),
         Command::Check(args) => check(&args),
@@ -106,10 +105,9 @@ pub fn scan_report(cfg: &ScanConfig) -> Result<Report> {
     let mut t = std::time::Instant::now();
     let report = diagnose::diagnose_traced(&snap, &cfg.scope, facts.as_ref());
     source::phase_done("diagnose", &mut t);
+    // Before the report is written: the allocator gives the pages back at
+    // once (main.rs), so the rendering's peak is the report alone.
     drop(snap);
-    // Before the report is written: the rendering's peak is then the report
-    // alone, not the report and the snapshot's freed memory.
-    crate::memory::give_back_freed();
     source::phase_done("free snapshot", &mut t);
     Ok(report)
 }

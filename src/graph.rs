@@ -1,30 +1,23 @@
-//! The holding graph (petgraph): process nodes and socket nodes; edges say
-//! "process is parent of process" and "process holds socket at fd". Holders
-//! are fd tables: threads are already one process, and processes that share a
-//! table (CLONE_FILES) are folded into the one with the lowest pid.
+//! The holding graph: the process tree (petgraph; edges say "process is
+//! parent of process") and, per socket, the (process, fd) pairs holding it.
+//! Holders are fd tables: threads are already one process, and processes that
+//! share a table (CLONE_FILES) are folded into the one with the lowest pid.
+//! Each socket's holders are one sorted run of a flat list: asked for once or
+//! more per CLOSE_WAIT socket, they cost a lookup, not a graph walk, a
+//! vector and a sort.
 
 use crate::model::{FastMap, Inode, InodeSet, Pid, Process, Snapshot};
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 
+/// A process: its index into `Snapshot::processes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Node {
-    /// Index into `Snapshot::processes`.
-    Process(usize),
-    Socket(Inode),
-}
+pub struct Node(pub usize);
 
+/// "Parent of".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Edge {
-    Parent,
-    /// `tid`: the thread whose own fd table holds it (None: the process's).
-    Holds {
-        fd: i32,
-        cloexec: Option<bool>,
-        tid: Option<Pid>,
-    },
-}
+pub struct Parent;
 
 /// One (process, fd) holding a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,110 +31,94 @@ pub struct HeldBy {
 
 pub struct HoldGraph<'a> {
     snap: &'a Snapshot,
-    graph: StableDiGraph<Node, Edge>,
+    graph: StableDiGraph<Node, Parent>,
     procs: FastMap<Pid, NodeIndex>,
-    sockets: FastMap<Inode, NodeIndex>,
+    /// Every holding of a socket in `inodes`, sorted by (inode, pid, tid, fd).
+    held: Vec<HeldBy>,
+    /// Where each socket's run in `held` starts, and how long it is.
+    sockets: FastMap<Inode, (u32, u32)>,
 }
 
 impl<'a> HoldGraph<'a> {
     /// Build the graph for the sockets in `inodes` (the ones worth explaining).
     pub fn build(snap: &'a Snapshot, inodes: &InodeSet) -> Self {
-        // Sized up front: grown by doubling, a 90,000-edge graph would carry
-        // up to as much again in spare capacity.
-        let holds = snap
-            .processes
-            .iter()
-            .filter(|p| p.shares_fd_table_with.is_none())
-            .flat_map(|p| &p.sockets)
-            .filter(|s| inodes.contains(&s.inode))
-            .count();
-        let mut graph = StableDiGraph::with_capacity(
-            snap.processes.len() + inodes.len(),
-            snap.processes.len() + holds,
-        );
+        let mut graph = StableDiGraph::with_capacity(snap.processes.len(), snap.processes.len());
         let mut procs = FastMap::default();
         procs.reserve(snap.processes.len());
         for (i, p) in snap.processes.iter().enumerate() {
-            procs.insert(p.pid, graph.add_node(Node::Process(i)));
+            procs.insert(p.pid, graph.add_node(Node(i)));
         }
-        let mut sockets = FastMap::default();
-        sockets.reserve(inodes.len());
+        let mut held: Vec<(Inode, HeldBy)> = Vec::new();
         for p in &snap.processes {
             let Some(&pn) = procs.get(&p.pid) else {
                 continue;
             };
             if let Some(&parent) = procs.get(&p.ppid) {
-                graph.add_edge(parent, pn, Edge::Parent);
+                graph.add_edge(parent, pn, Parent);
             }
             if p.shares_fd_table_with.is_some() {
                 continue;
             }
-            for s in p.sockets.iter().filter(|s| inodes.contains(&s.inode)) {
-                let sn = *sockets
-                    .entry(s.inode)
-                    .or_insert_with(|| graph.add_node(Node::Socket(s.inode)));
-                graph.add_edge(
-                    pn,
-                    sn,
-                    Edge::Holds {
-                        fd: s.fd,
-                        cloexec: s.cloexec,
-                        tid: s.tid,
-                    },
-                );
-            }
+            held.extend(
+                p.sockets
+                    .iter()
+                    .filter(|s| inodes.contains(&s.inode))
+                    .map(|s| {
+                        let h = HeldBy {
+                            pid: p.pid,
+                            fd: s.fd,
+                            cloexec: s.cloexec,
+                            tid: s.tid,
+                        };
+                        (s.inode, h)
+                    }),
+            );
+        }
+        // Equal keys (a corrupt snapshot) keep the newest holding first.
+        held.reverse();
+        held.sort_by_key(|(inode, h)| (*inode, h.pid, h.tid, h.fd));
+        let mut sockets: FastMap<Inode, (u32, u32)> = FastMap::default();
+        sockets.reserve(inodes.len());
+        for (at, (inode, _)) in held.iter().enumerate() {
+            let at = u32::try_from(at).unwrap_or(u32::MAX);
+            sockets
+                .entry(*inode)
+                .and_modify(|run| run.1 += 1)
+                .or_insert((at, 1));
         }
         HoldGraph {
             snap,
             graph,
             procs,
+            held: held.into_iter().map(|(_, h)| h).collect(),
             sockets,
         }
     }
 
     pub fn process(&self, pid: Pid) -> Option<&'a Process> {
-        match self.graph.node_weight(*self.procs.get(&pid)?)? {
-            Node::Process(i) => self.snap.processes.get(*i),
-            Node::Socket(_) => None,
-        }
+        let n = self.graph.node_weight(*self.procs.get(&pid)?)?;
+        self.snap.processes.get(n.0)
     }
 
     /// Whether any process holds the socket (without listing them).
     pub fn is_held(&self, inode: Inode) -> bool {
-        self.sockets.get(&inode).is_some_and(|&sn| {
-            self.graph
-                .edges_directed(sn, Direction::Incoming)
-                .any(|e| matches!(e.weight(), Edge::Holds { .. }))
-        })
+        self.sockets.contains_key(&inode)
     }
 
     /// Every (process, fd) holding the socket, sorted by pid then fd.
-    pub fn holders(&self, inode: Inode) -> Vec<HeldBy> {
-        let Some(&sn) = self.sockets.get(&inode) else {
-            return Vec::new();
+    pub fn holders(&self, inode: Inode) -> &[HeldBy] {
+        let Some(&(at, n)) = self.sockets.get(&inode) else {
+            return &[];
         };
-        let mut out: Vec<HeldBy> = self
-            .graph
-            .edges_directed(sn, Direction::Incoming)
-            .filter_map(|e| match (e.weight(), self.graph.node_weight(e.source())) {
-                (Edge::Holds { fd, cloexec, tid }, Some(Node::Process(i))) => Some(HeldBy {
-                    pid: self.snap.processes.get(*i)?.pid,
-                    fd: *fd,
-                    cloexec: *cloexec,
-                    tid: *tid,
-                }),
-                _ => None,
-            })
-            .collect();
-        out.sort_by_key(|h| (h.pid, h.tid, h.fd));
-        out
+        let at = at as usize;
+        self.held.get(at..at + n as usize).unwrap_or(&[])
     }
 
     pub fn parent(&self, pid: Pid) -> Option<Pid> {
         let n = *self.procs.get(&pid)?;
         self.graph
             .edges_directed(n, Direction::Incoming)
-            .find(|e| *e.weight() == Edge::Parent)
+            .next()
             .and_then(|e| self.pid_of(e.source()))
     }
 
@@ -173,10 +150,10 @@ impl<'a> HoldGraph<'a> {
         };
         self.graph
             .edges_directed(n, Direction::Outgoing)
-            .filter(|e| *e.weight() == Edge::Parent)
-            .filter_map(|e| match self.graph.node_weight(e.target()) {
-                Some(Node::Process(i)) => self.snap.processes.get(*i),
-                _ => None,
+            .filter_map(|e| {
+                self.snap
+                    .processes
+                    .get(self.graph.node_weight(e.target())?.0)
             })
             .collect()
     }
@@ -199,9 +176,88 @@ impl<'a> HoldGraph<'a> {
     }
 
     fn pid_of(&self, n: NodeIndex) -> Option<Pid> {
-        match self.graph.node_weight(n)? {
-            Node::Process(i) => Some(self.snap.processes.get(*i)?.pid),
-            Node::Socket(_) => None,
+        Some(self.snap.processes.get(self.graph.node_weight(n)?.0)?.pid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{HeldBy, HoldGraph};
+    use crate::model::{InodeSet, Process, Snapshot, SocketFd};
+
+    fn fd(fd: i32, inode: u64, tid: Option<i32>) -> SocketFd {
+        SocketFd {
+            fd,
+            inode,
+            cloexec: Some(fd % 2 == 0),
+            tid,
         }
+    }
+
+    fn held(pid: i32, fd: i32, tid: Option<i32>) -> HeldBy {
+        HeldBy {
+            pid,
+            fd,
+            cloexec: Some(fd % 2 == 0),
+            tid,
+        }
+    }
+
+    /// Holders come sorted by pid, thread, fd whatever order the snapshot
+    /// lists processes and fds in; a sharer of another's fd table and a
+    /// socket outside the set hold nothing; the tree is the ppid links.
+    #[test]
+    fn holders_of_each_socket_sorted_and_only_those_asked_for() {
+        let snap = Snapshot {
+            processes: vec![
+                Process {
+                    pid: 30,
+                    ppid: 10,
+                    sockets: vec![fd(9, 100, None), fd(4, 100, Some(31)), fd(5, 200, None)],
+                    ..Process::default()
+                },
+                Process {
+                    pid: 10,
+                    ppid: 1,
+                    sockets: vec![fd(7, 100, None), fd(3, 100, None), fd(6, 300, None)],
+                    ..Process::default()
+                },
+                Process {
+                    pid: 20,
+                    ppid: 10,
+                    shares_fd_table_with: Some(10),
+                    sockets: vec![fd(7, 100, None)],
+                    ..Process::default()
+                },
+            ],
+            ..Snapshot::default()
+        };
+        let inodes: InodeSet = [100, 200].into_iter().collect();
+        let g = HoldGraph::build(&snap, &inodes);
+        assert_eq!(
+            g.holders(100),
+            [
+                held(10, 3, None),
+                held(10, 7, None),
+                held(30, 9, None),
+                held(30, 4, Some(31))
+            ]
+        );
+        assert_eq!(g.holders(200), [held(30, 5, None)]);
+        assert!(g.is_held(100) && g.is_held(200));
+        assert!(
+            g.holders(300).is_empty() && !g.is_held(300),
+            "not asked for"
+        );
+        assert!(g.holders(999).is_empty() && !g.is_held(999));
+        assert_eq!(g.parent(30), Some(10));
+        assert_eq!(g.parent(10), None);
+        let mut children: Vec<i32> = g.children(10).iter().map(|p| p.pid).collect();
+        children.sort_unstable();
+        assert_eq!(children, [20, 30]);
+        assert_eq!(
+            g.process(20).map(|p| p.shares_fd_table_with),
+            Some(Some(10))
+        );
     }
 }

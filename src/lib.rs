@@ -18,7 +18,6 @@ pub mod diagnose;
 pub mod exit;
 pub mod graph;
 pub mod growth;
-pub mod memory;
 pub mod model;
 pub mod output;
 pub mod par;

@@ -3,7 +3,6 @@
 //! can be written and read back; nothing here touches the OS.
 
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 use std::net::SocketAddr;
 
 pub type Pid = i32;
@@ -359,7 +358,7 @@ pub struct ScanStats {
 /// The sockets worth explaining: CLOSE_WAIT sockets with a file, and the
 /// listeners of their local ports (they tell who accepted the connection).
 pub fn interesting_inodes(sockets: &[TcpSocket]) -> InodeSet {
-    let cw_ports: HashSet<(Inode, u16)> = sockets
+    let cw_ports: rustc_hash::FxHashSet<(Inode, u16)> = sockets
         .iter()
         .filter(|s| s.state == TcpState::CloseWait)
         .map(|s| (s.netns, s.local.port()))

@@ -315,11 +315,11 @@ fn checked() -> Report {
     r.findings[3].allowed = Some("cause dup-copy-kept (/repo/cwleak.toml: known)".into());
     // --trace: one holder's copy seen made (dup, then fork).
     r.findings[0].basis = origin::Basis::Traced;
-    r.findings[0].holders[0].origin = Some(traced_origin());
+    r.findings[0].holders[0].origin = Some(Box::new(traced_origin()));
     let mut dup = traced_origin();
     std::mem::swap(&mut dup.step, &mut dup.earlier[0]);
     dup.earlier[0].from_fd = None;
-    r.findings[3].holders[1].origin = Some(dup);
+    r.findings[3].holders[1].origin = Some(Box::new(dup));
     r.trace = Some(TraceInfo {
         active: true,
         unavailable: None,

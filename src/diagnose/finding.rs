@@ -242,7 +242,7 @@ pub struct Holder {
     /// `--trace`: the calls that made this copy, with their stacks; None
     /// (null) without --trace or for a copy made before tracing started.
     #[serde(default)]
-    pub origin: Option<crate::trace::Origin>,
+    pub origin: Option<Box<crate::trace::Origin>>,
 }
 
 /// A cause the evidence does not rule out, and what would tell it apart.

@@ -73,7 +73,7 @@ impl<'a> Listeners<'a> {
     pub fn holders(&self, conn: &TcpSocket, graph: &HoldGraph) -> Vec<(HeldBy, &'a TcpSocket)> {
         self.of(conn)
             .into_iter()
-            .flat_map(|l| graph.holders(l.inode).into_iter().map(move |h| (h, l)))
+            .flat_map(|l| graph.holders(l.inode).iter().map(move |h| (*h, l)))
             .collect()
     }
 }

@@ -149,7 +149,7 @@ fn judge_all(ctx: &Ctx, todo: &[&TcpSocket]) -> Vec<Finding> {
 
 fn judge_socket(ctx: &Ctx, s: &TcpSocket, memo: &mut Memo) -> Finding {
     let holders = if s.inode == 0 {
-        Vec::new()
+        &[]
     } else {
         ctx.graph.holders(s.inode)
     };
@@ -158,7 +158,7 @@ fn judge_socket(ctx: &Ctx, s: &TcpSocket, memo: &mut Memo) -> Finding {
         let lines = evidence.iter().map(|l| memo.line(l)).collect();
         (Cause::NoVisibleHolder, Vec::new(), lines, Vec::new(), None)
     } else {
-        let mut v = classify::judge(ctx, memo, s, &holders);
+        let mut v = classify::judge(ctx, memo, s, holders);
         // Kept for the whole report, one per socket: no spare room.
         v.blamed.shrink_to_fit();
         (v.cause, v.blamed, v.evidence, v.alternatives, v.fix)

@@ -31,7 +31,7 @@ pub fn apply(findings: &mut [Finding], facts: &Facts) {
             continue;
         }
         for h in f.holders.iter_mut() {
-            h.origin = facts.origins.get(&(h.pid, h.fd)).cloned();
+            h.origin = facts.origins.get(&(h.pid, h.fd)).cloned().map(Box::new);
         }
         if f.holders.is_empty() || f.holders.iter().any(|h| h.origin.is_none()) {
             continue;
@@ -43,7 +43,7 @@ pub fn apply(findings: &mut [Finding], facts: &Facts) {
         let held: Vec<(Pid, i32, &Origin)> = f
             .holders
             .iter()
-            .filter_map(|h| Some((h.pid, h.fd, h.origin.as_ref()?)))
+            .filter_map(|h| Some((h.pid, h.fd, h.origin.as_deref()?)))
             .collect();
         let v = judge(&held, closed);
         f.basis = Basis::Traced;

@@ -64,7 +64,7 @@ pub fn lines(fd: i32, o: &Origin) -> Vec<String> {
 pub fn blamed(f: &Finding) -> Option<(i32, &Origin)> {
     let b = f.blamed.first()?;
     let h = f.holders.iter().find(|h| h.pid == b.pid && h.fd == b.fd)?;
-    Some((h.fd, h.origin.as_ref()?))
+    Some((h.fd, h.origin.as_deref()?))
 }
 
 /// The lines a group shows: its first finding's blamed copy.

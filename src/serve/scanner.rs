@@ -42,10 +42,10 @@ pub fn run(cfg: &ServeConfig, shared: &Shared) {
                 Some(msg)
             }
         };
+        // The look and the report it replaced are freed here, their pages
+        // given back at once (main.rs): between looks the exporter holds
+        // only what it serves.
         publish(cfg, shared, last.as_ref(), &counters, error);
-        // The look and the report it replaced are freed: between looks the
-        // exporter holds only what it serves.
-        crate::memory::give_back_freed();
         if !stop::sleep_until(started + cfg.interval) {
             return;
         }

@@ -101,9 +101,9 @@ pub fn run(args: &WatchArgs) -> Result<Exit> {
         {
             break;
         }
+        // Between looks, hold only what the next one needs (the allocator
+        // gives freed pages back at once: main.rs).
         drop((snap, report));
-        // Between looks, hold only what the next one needs.
-        crate::memory::give_back_freed();
         let next = look_started + cfg.interval;
         let next = end.map_or(next, |e| next.min(e));
         if !stop::sleep_while_read(next) {

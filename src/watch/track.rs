@@ -167,7 +167,7 @@ fn made_by(report: &Report) -> HashMap<Pid, String> {
             .holders
             .iter()
             .find(|h| h.pid == b.pid && h.fd == b.fd)
-            .and_then(|h| h.origin.as_ref());
+            .and_then(|h| h.origin.as_deref());
         if let Some(o) = origin {
             out.entry(b.pid)
                 .or_insert_with(|| crate::diagnose::origin::call_at(&o.step));

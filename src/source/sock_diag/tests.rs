@@ -666,7 +666,17 @@ fn a_counting_dump_keeps_the_leak_states_and_counts_the_rest() {
             .map_err(|e| e.to_string())?;
         let _server = other.accept().map_err(|e| e.to_string())?;
         let keep = [TcpState::CloseWait, TcpState::Listen];
-        let full = dump_current(NETNS, &DumpRequest::all()).map_err(|e| e.to_string())?;
+        // The peer's FIN_WAIT1 turns FIN_WAIT2 when its FIN is acked, which
+        // may land between two dumps: compare once no state is moving.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let full = loop {
+            let d = dump_current(NETNS, &DumpRequest::all()).map_err(|e| e.to_string())?;
+            let moving = d.sockets.iter().any(|s| s.state == TcpState::FinWait1);
+            if !moving || Instant::now() > deadline {
+                break d;
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
         let counted =
             dump_current(NETNS, &DumpRequest::counting(&keep, true)).map_err(|e| e.to_string())?;
         assert!(full.unkept.counts().is_empty());
