@@ -83,7 +83,7 @@ fn close_wait(listener: &TcpListener) -> TcpStream {
     let (server, _) = listener.accept().expect("accept");
     drop(client);
     let inode = inode_of(server.as_raw_fd());
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !kernel_says_close_wait(inode) {
         assert!(
             Instant::now() < deadline,
@@ -190,7 +190,9 @@ fn with_the_iterator_every_look_is_a_full_one() {
     let second = close_wait(&listener);
     let snap = inc.read(&cfg).expect("second look");
     let st = inc.stats();
-    assert!(st.full && st.walked == st.processes, "{st:?}");
+    // Every process of the look walked, none reused; a process of another
+    // program that exits during the walk was walked but is not in the look.
+    assert!(st.full && st.walked >= st.processes, "{st:?}");
     let inode2 = inode_of(second.as_raw_fd());
     assert!(!mine(&snap).contains(&(copy.as_raw_fd(), inode)));
     assert!(mine(&snap).contains(&(second.as_raw_fd(), inode2)));

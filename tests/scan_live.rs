@@ -437,7 +437,9 @@ fn accept_queue_has_no_visible_holder() {
     let sock = &s.sockets()[0];
     assert_eq!(sock.inode, 0);
 
-    let (code, r) = cwleak_json(&args(["--port".to_string(), s.port().to_string()]));
+    let mut scope = args(["--port".to_string(), s.port().to_string()]);
+    scope.extend(own_netns());
+    let (code, r) = cwleak_json(&scope);
     let ours: Vec<&Value> = findings_for_port(&r, s.port())
         .into_iter()
         .filter(|f| f["socket"]["remote"].as_str() == Some(sock.remote.to_string().as_str()))
@@ -479,22 +481,6 @@ fn healthy_connections_are_not_leaks() {
     assert_eq!(code, 0);
 }
 
-/// The first field of /proc/PID/syscall: the syscall a stopped or blocked
-/// thread is in.
-fn syscall_of(pid: u32) -> Option<i64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
-    text.split_whitespace().next()?.parse().ok()
-}
-
-fn state_of(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(") ")?.1.chars().next()
-}
-
-fn is_sleep(nr: Option<i64>) -> bool {
-    nr == Some(libc::SYS_clock_nanosleep) || nr == Some(libc::SYS_nanosleep)
-}
-
 /// Whether inode's socket is still in CLOSE_WAIT, as /proc/net/tcp says.
 fn in_close_wait(inode: u64) -> bool {
     let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
@@ -522,50 +508,10 @@ fn settle_drops_a_socket_closed_within_the_window() {
     assert!(in_close_wait(inode));
     let mut a = args(["scan", "--format", "json", "--settle", "3s"]);
     a.extend(s.scope());
-    let (cw, out) = 'attempt: {
-        for _ in 0..5 {
-            let out = tempfile::tempfile().expect("tempfile");
-            let mut cw = std::process::Command::new(cwleak_bin())
-                .args(&a)
-                .stdin(std::process::Stdio::null())
-                .stdout(out.try_clone().expect("dup"))
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("spawn cwleak");
-            let pid = cw.id();
-            // The first look is done when the main thread sleeps: the
-            // settle window is the only sleep of a scan.
-            while !is_sleep(syscall_of(pid)) {
-                if cw.try_wait().expect("wait").is_some() {
-                    break;
-                }
-                std::thread::yield_now();
-            }
-            // SAFETY: plain syscalls to our own child, not reaped yet.
-            unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
-            while !matches!(state_of(pid), Some('T') | Some('Z') | None) {
-                std::thread::yield_now();
-            }
-            if state_of(pid) == Some('T') && is_sleep(syscall_of(pid)) {
-                break 'attempt (cw, out);
-            }
-            // Missed the window (a very slow machine): try again.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            let _ = cw.wait();
-        }
-        panic!("never caught cwleak inside its 3 s settle window");
-    };
-    struct Reap(std::process::Child);
-    impl Drop for Reap {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut cw = Reap(cw);
+    let cw = support::window::stop_in_settle(&a);
     // SAFETY: plain syscall to the scenario's server, alive until dropped.
     unsafe { libc::kill(s.pid("server"), libc::SIGUSR1) };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while in_close_wait(inode) {
         assert!(
             std::time::Instant::now() < deadline,
@@ -573,13 +519,7 @@ fn settle_drops_a_socket_closed_within_the_window() {
         );
         std::thread::yield_now();
     }
-    // SAFETY: plain syscall to our own child, not reaped yet.
-    unsafe { libc::kill(cw.0.id() as i32, libc::SIGCONT) };
-    let status = cw.0.wait().expect("wait cwleak");
-    let mut out = out;
-    let mut stdout = String::new();
-    std::io::Seek::rewind(&mut out).expect("rewind");
-    std::io::Read::read_to_string(&mut out, &mut stdout).expect("read");
+    let (status, stdout) = cw.resume();
     assert_eq!(status.code(), Some(0), "{stdout}");
     let r: Value = serde_json::from_str(&stdout).expect("JSON report");
     assert_eq!(findings_for_port(&r, s.port()).len(), 0, "report: {r:#}");
@@ -609,7 +549,9 @@ fn settle_keeps_a_persistent_leak() {
 #[test]
 fn port_scope_selects_the_scenario_sockets() {
     let s = Scenario::start("never-closed");
-    let (code, r) = cwleak_json(&args(["--port".to_string(), s.port().to_string()]));
+    let mut scope = args(["--port".to_string(), s.port().to_string()]);
+    scope.extend(own_netns());
+    let (code, r) = cwleak_json(&scope);
     assert_exactly_scenario_sockets(&r, &s);
     assert_single_holder_blamed(&r, &s, "never-closed");
     assert_eq!(code, 1);

@@ -39,6 +39,44 @@ fn drain(out: &std::sync::mpsc::Receiver<String>) -> Vec<String> {
     lines
 }
 
+/// The next line about `pid` of kind `kind` ("appeared", "grew", ...);
+/// every line read on the way is kept in `seen`. The deadline only bounds
+/// a hang: the line is what the test waits for.
+fn next_line(
+    out: &std::sync::mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    pid: &str,
+    kind: &str,
+) -> String {
+    loop {
+        let l = out
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                panic!("no {kind} line for pid {pid}; so far:\n{}", seen.join("\n"))
+            });
+        seen.push(l.clone());
+        if l.split_whitespace().nth(1) == Some(kind) && field(&l, "pid") == Some(pid) {
+            return l;
+        }
+    }
+}
+
+/// The `grew` line about `pid` that reaches `count` (a look may catch the
+/// connections half counted: the lines on the way are kept in `seen`).
+fn grew_to(
+    out: &std::sync::mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    pid: &str,
+    count: &str,
+) -> String {
+    loop {
+        let l = next_line(out, seen, pid, "grew");
+        if field(&l, "count") == Some(count) {
+            return l;
+        }
+    }
+}
+
 #[test]
 fn a_growing_leak_gives_one_line_per_change_and_fails_on_growth() {
     let mut svc = Leakyd::start();
@@ -49,19 +87,23 @@ fn a_growing_leak_gives_one_line_per_change_and_fails_on_growth() {
         pid.clone(),
         "--interval".into(),
         "250ms".into(),
-        "--duration".into(),
-        "5s".into(),
         "--fail-on-growth".into(),
     ]);
-    // The first look settles for one interval; then the leak grows twice.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The first look (settled for one interval) counts the two; only then
+    // does the leak grow, twice, each time once watch has counted the last.
+    let mut seen = Vec::new();
+    next_line(&out, &mut seen, &pid, "appeared");
     svc.connect(3);
-    std::thread::sleep(Duration::from_millis(1200));
+    grew_to(&out, &mut seen, &pid, "5");
     svc.connect(3);
+    grew_to(&out, &mut seen, &pid, "8");
+    // Ctrl-C ends it with the summary; the status still tells the growth.
+    w.signal(libc::SIGINT);
     let st = w
-        .wait_for(Duration::from_secs(30))
-        .expect("watch did not stop by itself");
-    let lines = drain(&out);
+        .wait_for(Duration::from_secs(60))
+        .expect("watch ignored SIGINT");
+    seen.extend(drain(&out));
+    let lines = seen;
     let text = lines.join("\n");
     assert_eq!(st.code(), Some(1), "--fail-on-growth; output:\n{text}");
     let mine: Vec<&String> = lines
@@ -69,13 +111,22 @@ fn a_growing_leak_gives_one_line_per_change_and_fails_on_growth() {
         .filter(|l| field(l, "pid") == Some(&pid))
         .collect();
     let kind = |l: &str| l.split_whitespace().nth(1).map(str::to_string);
-    let appeared = mine
+    let appeared: Vec<&&String> = mine
         .iter()
-        .find(|l| kind(l).as_deref() == Some("appeared"))
-        .unwrap_or_else(|| panic!("no appeared line for pid {pid}:\n{text}"));
-    assert_eq!(field(appeared, "count"), Some("2"), "{text}");
-    assert_eq!(field(appeared, "comm"), Some("leakyd"), "{text}");
-    assert_eq!(field(appeared, "cause"), Some("fork-parent-kept"), "{text}");
+        .filter(|l| kind(l).as_deref() == Some("appeared"))
+        .collect();
+    assert_eq!(
+        appeared.len(),
+        1,
+        "one appeared line for pid {pid}:\n{text}"
+    );
+    assert_eq!(field(appeared[0], "count"), Some("2"), "{text}");
+    assert_eq!(field(appeared[0], "comm"), Some("leakyd"), "{text}");
+    assert_eq!(
+        field(appeared[0], "cause"),
+        Some("fork-parent-kept"),
+        "{text}"
+    );
     let grew: Vec<u64> = mine
         .iter()
         .filter(|l| kind(l).as_deref() == Some("grew"))
@@ -85,12 +136,17 @@ fn a_growing_leak_gives_one_line_per_change_and_fails_on_growth() {
                 .expect("count")
         })
         .collect();
-    assert!(!grew.is_empty(), "no grew line:\n{text}");
     assert!(
         grew.windows(2).all(|w| w[0] < w[1]),
         "grew lines go up: {grew:?}\n{text}"
     );
     assert_eq!(grew.last(), Some(&8), "{text}");
+    // Nothing else moved: no line of another kind about it before the end.
+    assert!(
+        mine.iter()
+            .all(|l| matches!(kind(l).as_deref(), Some("appeared" | "grew" | "final"))),
+        "{text}"
+    );
     let last = mine
         .iter()
         .find(|l| kind(l).as_deref() == Some("final"))
@@ -113,28 +169,67 @@ fn a_growing_leak_gives_one_line_per_change_and_fails_on_growth() {
     assert!(!text.contains('\x1b'), "{text}");
 }
 
+/// `--duration` ends watch by itself, with the summary; a leak that does
+/// not grow passes `--fail-on-growth`.
+#[test]
+fn duration_ends_watch_and_a_steady_leak_passes() {
+    let mut svc = Leakyd::start();
+    svc.connect(2);
+    let pid = svc.pid.to_string();
+    let (mut w, out) = watch(&[
+        "--pid".into(),
+        pid.clone(),
+        "--interval".into(),
+        "200ms".into(),
+        "--duration".into(),
+        "1s".into(),
+        "--fail-on-growth".into(),
+    ]);
+    let st = w
+        .wait_for(Duration::from_secs(60))
+        .expect("watch did not stop by itself");
+    let lines = drain(&out);
+    let text = lines.join("\n");
+    assert_eq!(st.code(), Some(0), "nothing grew; output:\n{text}");
+    let summary = lines
+        .iter()
+        .find(|l| l.split_whitespace().nth(1) == Some("summary"))
+        .unwrap_or_else(|| panic!("no summary:\n{text}"));
+    assert_eq!(field(summary, "grew"), Some("0"), "{text}");
+    let last = lines
+        .iter()
+        .find(|l| l.split_whitespace().nth(1) == Some("final") && field(l, "pid") == Some(&pid))
+        .unwrap_or_else(|| panic!("no final line for pid {pid}:\n{text}"));
+    assert_eq!(
+        (field(last, "first"), field(last, "count")),
+        (Some("2"), Some("2")),
+        "{text}"
+    );
+}
+
 #[test]
 fn ctrl_c_prints_the_summary_and_exits_0() {
     let mut svc = Leakyd::start();
     svc.connect(1);
+    let pid = svc.pid.to_string();
     let (mut w, out) = watch(&[
         "--pid".into(),
-        svc.pid.to_string(),
+        pid.clone(),
         "--interval".into(),
         "200ms".into(),
     ]);
-    // Wait for the first look (the leak appears), then interrupt.
-    let first = out
-        .recv_timeout(Duration::from_secs(30))
-        .expect("watch printed nothing");
-    assert!(first.contains(" appeared "), "{first}");
+    // Wait for the first look (the leak appears), grow it, wait until
+    // watch has counted the growth, then interrupt.
+    let mut seen = Vec::new();
+    next_line(&out, &mut seen, &pid, "appeared");
     svc.connect(1);
-    std::thread::sleep(Duration::from_millis(800));
+    grew_to(&out, &mut seen, &pid, "2");
     w.signal(libc::SIGINT);
     let st = w
-        .wait_for(Duration::from_secs(20))
+        .wait_for(Duration::from_secs(60))
         .expect("watch ignored SIGINT");
-    let text = drain(&out).join("\n");
+    seen.extend(drain(&out));
+    let text = seen.join("\n");
     assert_eq!(st.code(), Some(0), "{text}");
     assert!(text.contains(" summary looks="), "{text}");
     assert!(text.contains(" grew=1 "), "{text}");

@@ -300,6 +300,49 @@ mod tests {
         assert_eq!(failed, vec![Some(10)]);
     }
 
+    /// docs/ci.md: `--max-per-process N` is what is *tolerated* per
+    /// process, so a process with exactly N sockets does not fail.
+    #[test]
+    fn max_per_process_tolerates_exactly_n() {
+        let mut r = report();
+        let t = Thresholds {
+            max: 100,
+            max_per_process: Some(3),
+            allow: vec![],
+        };
+        let v = apply(&mut r, &t);
+        assert!(v.passed, "pid 10 has 3, 3 tolerated: {:?}", v.failures);
+        assert!(v.blamed.iter().all(|b| !b.failed));
+    }
+
+    /// docs/json-schema.md: a blamed process is `failed` when its sockets
+    /// are part of why the check failed; one whose every socket is allowed
+    /// is not, even when the others fail `--max`. Its causes are listed.
+    #[test]
+    fn a_process_whose_leaks_are_all_allowed_does_not_fail() {
+        let mut r = report();
+        let t = Thresholds {
+            max: 0,
+            allow: vec![rule(None, Some(5432))],
+            ..Thresholds::default()
+        };
+        let v = apply(&mut r, &t);
+        assert!(!v.passed);
+        let blamed: Vec<_> = v
+            .blamed
+            .iter()
+            .map(|b| (b.pid, b.counted, b.allowed, b.failed, b.causes.clone()))
+            .collect();
+        assert_eq!(
+            blamed,
+            vec![
+                (Some(10), 3, 0, true, vec![Cause::ForkParentKept]),
+                (Some(20), 0, 1, false, vec![Cause::NeverClosed]),
+                (None, 1, 0, true, vec![Cause::NoVisibleHolder]),
+            ]
+        );
+    }
+
     #[test]
     fn a_clean_report_passes_with_nobody_blamed() {
         let mut r = crate::report::testdata::clean();

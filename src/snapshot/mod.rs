@@ -50,9 +50,4 @@ impl Capture {
             samples,
         }
     }
-
-    /// The look `scan --from` diagnoses: the last one.
-    pub fn latest(&self) -> Option<&Snapshot> {
-        self.samples.last()
-    }
 }

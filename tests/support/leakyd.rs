@@ -163,6 +163,18 @@ impl Leakyd {
                 self.accepted += 1;
             }
         }
+        // Accepted is not yet CLOSE_WAIT: the client's FIN may still be on
+        // its way (a busy host defers loopback delivery). The kernel's table
+        // tells when it has arrived.
+        let deadline = Instant::now() + LINE_TIMEOUT;
+        while close_wait_on(self.port) < want {
+            assert!(
+                Instant::now() < deadline,
+                "{want} accepted connections on port {} never all reached CLOSE_WAIT",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     pub fn accepted(&self) -> usize {
@@ -172,4 +184,24 @@ impl Leakyd {
     pub fn guard(&self) -> &Guarded {
         &self.proc
     }
+}
+
+/// CLOSE_WAIT sockets whose local port is `port`, in this process's
+/// network namespace (/proc/net/tcp: state 08).
+pub fn close_wait_on(port: u16) -> usize {
+    let local = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(t).ok())
+        .map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.len() > 3 && f[1].ends_with(&local) && f[3] == "08"
+                })
+                .count()
+        })
+        .sum()
 }

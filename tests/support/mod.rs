@@ -12,6 +12,7 @@
 
 pub mod real;
 pub mod skip;
+pub mod window;
 
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -329,6 +330,13 @@ pub fn cwleak_json(args: &[String]) -> (i32, Value) {
         run.stderr
     );
     (run.code, report)
+}
+
+/// `--netns <this test's pid>`: the network namespace the scenarios run in.
+/// A `--port` scope alone reads every namespace of the host, and another
+/// one may hold a leak on the same port number.
+pub fn own_netns() -> Vec<String> {
+    vec!["--netns".into(), std::process::id().to_string()]
 }
 
 /// Convenience: `&["--pid", "123"]` style arguments from anything printable.

@@ -733,6 +733,50 @@ pub fn scans_with(port: u16, settle: &str, readers: Vec<Vec<String>>) -> Vec<(St
         .collect()
 }
 
+/// One scan per reader of `readers`, each stopped inside its settle
+/// window (see `super::window`) while `between` runs: what `between` waits
+/// for happens between the two looks by construction. Needs root.
+pub fn scans_around(
+    port: u16,
+    readers: Vec<Vec<String>>,
+    mut between: impl FnMut(),
+) -> Vec<(String, Value)> {
+    readers
+        .into_iter()
+        .map(|extra| {
+            let mut args = vec![
+                "scan".to_string(),
+                "--format".to_string(),
+                "json".to_string(),
+                "--port".to_string(),
+                port.to_string(),
+                "--netns".to_string(),
+                std::process::id().to_string(),
+                "--settle".to_string(),
+                "3s".to_string(),
+            ];
+            args.extend(extra.iter().cloned());
+            let w = super::window::stop_in_settle(&args);
+            between();
+            let (status, out) = w.resume();
+            let label = if extra.is_empty() {
+                "default readers".to_string()
+            } else {
+                extra.join(" ")
+            };
+            let r: Value = serde_json::from_str(&out)
+                .unwrap_or_else(|e| panic!("{label}: not a JSON report ({e}): {out}"));
+            let n = super::findings(&r).len();
+            assert_eq!(
+                status.code(),
+                Some(if n > 0 { 1 } else { 0 }),
+                "exit code ({label}); report: {r:#}"
+            );
+            (label, r)
+        })
+        .collect()
+}
+
 /// `assert_report` on the answer of every reader (see `scans`).
 pub fn check_port(
     port: u16,

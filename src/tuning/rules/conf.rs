@@ -147,4 +147,61 @@ mod tests {
         assert_eq!(optional[0].severity, Severity::Info);
         assert!(conf(&set[2..]).is_empty());
     }
+
+    /// A finding about one line names its setting (docs/json-schema.md:
+    /// `setting` is the sysctl it is about), in the JSON field and in the
+    /// title; one about several has no single setting, and its title names
+    /// the keys.
+    #[test]
+    fn one_line_names_its_setting_several_have_none() {
+        let one = conf(&[c("net.ipv4.tcp_fin_timeout", "30", Some("60"), false)]);
+        assert_eq!(one[0].setting.as_deref(), Some("net.ipv4.tcp_fin_timeout"));
+        assert!(
+            one[0].title.contains("net.ipv4.tcp_fin_timeout"),
+            "{}",
+            one[0].title
+        );
+        let two = conf(&[
+            c("net.ipv4.tcp_tw_recycle", "1", None, false),
+            c("net.ipv4.tcp_bogus", "1", None, false),
+            c("net.ipv4.tcp_fin_timeout", "30", Some("60"), false),
+            c("net.core.somaxconn", "4096", Some("128"), false),
+        ]);
+        assert_eq!(two.len(), 2);
+        for f in &two {
+            assert_eq!(f.setting, None, "{}", f.title);
+        }
+        assert!(two[0]
+            .title
+            .contains("net.ipv4.tcp_tw_recycle, net.ipv4.tcp_bogus"));
+        assert!(two[1]
+            .title
+            .contains("net.ipv4.tcp_fin_timeout, net.core.somaxconn"));
+    }
+
+    /// However many lines, none is lost: each is named in `observed` or
+    /// counted in its "and more" line, which is there only when some line is
+    /// not named.
+    #[test]
+    fn every_line_is_named_or_counted() {
+        for n in [1, SHOWN - 1, SHOWN, SHOWN + 1, 3 * SHOWN] {
+            let set: Vec<_> = (0..n)
+                .map(|i| c(&format!("net.ipv4.k{i}"), "1", Some("2"), false))
+                .collect();
+            let f = &conf(&set)[0];
+            let named = f.observed.iter().filter(|o| o.name != "and more").count();
+            let more: Vec<_> = f
+                .observed
+                .iter()
+                .filter(|o| o.name == "and more")
+                .map(|o| o.value.to_string())
+                .collect();
+            assert_eq!(named, n.min(SHOWN), "{n} lines");
+            if n > named {
+                assert_eq!(more, vec![format!("{} lines", n - named)], "{n} lines");
+            } else {
+                assert!(more.is_empty(), "{n} lines: {more:?}");
+            }
+        }
+    }
 }
