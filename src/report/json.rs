@@ -3,108 +3,109 @@
 //! asked to indent; compact findings are serialized on all cores.
 
 use crate::diagnose::{Finding, Report};
-use serde::ser::{Serialize, SerializeSeq, Serializer};
-use serde_json::value::RawValue;
+use serde::Serialize;
 use std::io::{self, Write};
 
 pub fn render(report: &Report, pretty: bool, out: &mut dyn Write) -> io::Result<()> {
     if pretty {
-        serde_json::to_writer_pretty(&mut *out, report)
+        serde_json::to_writer_pretty(&mut *out, report).map_err(io::Error::from)?;
     } else {
-        serde_json::to_writer(&mut *out, &View::of(report))
+        compact(report, out)?;
     }
-    .map_err(io::Error::from)?;
     out.write_all(b"\n")
 }
 
-/// The report's fields in the report's order, with the findings written by
-/// `Parallel` (tests/report_schema.rs and the test below hold it to `Report`).
-#[derive(serde::Serialize)]
-struct View<'a> {
-    schema_version: u32,
-    tool: &'a crate::diagnose::Tool,
-    host: &'a crate::diagnose::Host,
-    summary: &'a crate::diagnose::Summary,
-    groups: &'a [crate::diagnose::Group],
-    findings: Parallel<'a>,
-    processes: &'a [crate::diagnose::ProcessInfo],
-    scan: &'a crate::diagnose::ScanInfo,
-    check: &'a Option<crate::check::CheckInfo>,
-    trace: &'a Option<crate::trace::TraceInfo>,
-}
-
-impl<'a> View<'a> {
-    fn of(r: &'a Report) -> Self {
-        View {
-            schema_version: r.schema_version,
-            tool: &r.tool,
-            host: &r.host,
-            summary: &r.summary,
-            groups: &r.groups,
-            findings: Parallel(&r.findings),
-            processes: &r.processes,
-            scan: &r.scan,
-            check: &r.check,
-            trace: &r.trace,
-        }
+/// The report's fields in the report's order (the test below holds it to
+/// `Report`), each value through serde; the object's braces and keys are
+/// written here so that the findings can be written as whole batches.
+fn compact(r: &Report, out: &mut dyn Write) -> io::Result<()> {
+    fn field(out: &mut dyn Write, key: &str, v: &impl Serialize) -> io::Result<()> {
+        write!(out, ",\"{key}\":")?;
+        serde_json::to_writer(&mut *out, v).map_err(io::Error::from)
     }
+    write!(out, "{{\"schema_version\":{}", r.schema_version)?;
+    field(out, "tool", &r.tool)?;
+    field(out, "host", &r.host)?;
+    field(out, "summary", &r.summary)?;
+    field(out, "groups", &r.groups)?;
+    out.write_all(b",\"findings\":[")?;
+    findings(&r.findings, out)?;
+    out.write_all(b"]")?;
+    field(out, "processes", &r.processes)?;
+    field(out, "scan", &r.scan)?;
+    field(out, "check", &r.check)?;
+    field(out, "trace", &r.trace)?;
+    out.write_all(b"}")
 }
 
-/// Findings serialized on all cores while the main thread writes them out
-/// in order: worker k takes batches k, k+n, k+2n... and hands each over a
-/// channel of its own that holds one, so at most two batches per worker are
-/// in memory at any time.
-struct Parallel<'a>(&'a [Finding]);
+/// Findings serialized on all cores while this thread writes them out in
+/// order: worker k takes batches k, k+n, k+2n... and writes each into one
+/// buffer, handed over a channel of its own that holds one and given back
+/// for the next batch. So at most three buffers per worker exist, reused
+/// from batch to batch: no allocation per finding that the allocator would
+/// have to take back and hand out again.
+fn findings(all: &[Finding], out: &mut dyn Write) -> io::Result<()> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if threads == 1 || all.len() < 2 * BATCH {
+        let mut buf = Vec::new();
+        write_batch(all, &mut buf).map_err(io::Error::from)?;
+        return out.write_all(&buf);
+    }
+    let batches: Vec<&[Finding]> = all.chunks(BATCH).collect();
+    std::thread::scope(|scope| {
+        let mut queues = Vec::with_capacity(threads);
+        for k in 0..threads {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(1);
+            let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+            let mine = batches.iter().skip(k).step_by(threads);
+            scope.spawn(move || {
+                for batch in mine {
+                    let mut buf = back_rx.try_recv().unwrap_or_default();
+                    buf.clear();
+                    let done = write_batch(batch, &mut buf).map(|()| buf);
+                    // The writer gave up (an error): stop.
+                    if tx.send(done).is_err() {
+                        break;
+                    }
+                }
+            });
+            queues.push((rx, back_tx));
+        }
+        for i in 0..batches.len() {
+            let (rx, back) = &queues[i % threads];
+            let buf = rx
+                .recv()
+                .map_err(|_| io::Error::other("a serializing thread stopped"))?
+                .map_err(io::Error::from)?;
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            out.write_all(&buf)?;
+            // The worker may have finished: then the buffer is simply dropped.
+            let _ = back.send(buf);
+        }
+        Ok(())
+    })
+}
+
+/// Findings separated by commas, as serde writes the elements of a sequence.
+fn write_batch(batch: &[Finding], buf: &mut Vec<u8>) -> serde_json::Result<()> {
+    // Lines repeated within a batch (findings come in groups) are escaped
+    // once; the cache goes with it.
+    crate::diagnose::escaped::with_cache(|| {
+        for (i, f) in batch.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            serde_json::to_writer(&mut *buf, f)?;
+        }
+        Ok(())
+    })
+}
 
 const BATCH: usize = 1024;
 
-type Batch = serde_json::Result<Vec<Box<RawValue>>>;
-
-impl Serialize for Parallel<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        if threads == 1 || self.0.len() < 2 * BATCH {
-            for f in self.0 {
-                seq.serialize_element(f)?;
-            }
-            return seq.end();
-        }
-        let batches: Vec<&[Finding]> = self.0.chunks(BATCH).collect();
-        std::thread::scope(|scope| {
-            let mut queues = Vec::with_capacity(threads);
-            for k in 0..threads {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(1);
-                let mine = batches.iter().skip(k).step_by(threads);
-                scope.spawn(move || {
-                    for batch in mine {
-                        // Lines repeated within a batch (findings come in
-                        // groups) are escaped once; the cache goes with it.
-                        let raw = crate::diagnose::escaped::with_cache(|| {
-                            batch.iter().map(serde_json::value::to_raw_value).collect()
-                        });
-                        // The writer gave up (an error): stop.
-                        if tx.send(raw).is_err() {
-                            break;
-                        }
-                    }
-                });
-                queues.push(rx);
-            }
-            for i in 0..batches.len() {
-                let batch = queues[i % threads]
-                    .recv()
-                    .map_err(|_| serde::ser::Error::custom("a serializing thread stopped"))?
-                    .map_err(serde::ser::Error::custom)?;
-                for raw in batch {
-                    seq.serialize_element(&raw)?;
-                }
-            }
-            Ok::<(), S::Error>(())
-        })?;
-        seq.end()
-    }
-}
+type Batch = serde_json::Result<Vec<u8>>;
 
 #[cfg(test)]
 mod tests {
