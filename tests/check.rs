@@ -13,6 +13,8 @@
 mod leakyd_support;
 #[path = "support/skip.rs"]
 mod skip;
+#[path = "support/window.rs"]
+mod window;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Seek};
@@ -460,22 +462,6 @@ fn correct_mode_passes_with_a_passing_test_case() {
     );
 }
 
-/// The first field of /proc/PID/syscall: the syscall a stopped or blocked
-/// thread is in.
-fn syscall_of(pid: u32) -> Option<i64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
-    text.split_whitespace().next()?.parse().ok()
-}
-
-fn state_of(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(") ")?.1.chars().next()
-}
-
-fn is_sleep(nr: Option<i64>) -> bool {
-    nr == Some(libc::SYS_clock_nanosleep) || nr == Some(libc::SYS_nanosleep)
-}
-
 /// The handlers hold their sockets in CLOSE_WAIT until killed; check is
 /// stopped (SIGSTOP) inside its settle window, the handlers are killed,
 /// the kernel shows the sockets leave CLOSE_WAIT, and only then does check
@@ -505,46 +491,8 @@ fn a_socket_closed_within_the_settle_window_passes() {
         "--junit",
         &files.junit(),
     ]);
-    struct Group(u32);
-    impl Drop for Group {
-        fn drop(&mut self) {
-            kill_group(self.0);
-        }
-    }
-    let mut caught = None;
-    for _ in 0..5 {
-        let mut cw = Command::new(env!("CARGO_BIN_EXE_cwleak"))
-            .args(&a)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("spawn cwleak");
-        let group = Group(cw.id());
-        let pid = cw.id();
-        // The first look is done when the main thread sleeps: the settle
-        // window is the only sleep of a check without a command.
-        while !is_sleep(syscall_of(pid)) {
-            if cw.try_wait().expect("wait").is_some() {
-                break;
-            }
-            std::thread::yield_now();
-        }
-        // SAFETY: plain syscalls to our own child, not reaped yet.
-        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
-        while !matches!(state_of(pid), Some('T' | 'Z') | None) {
-            std::thread::yield_now();
-        }
-        if state_of(pid) == Some('T') && is_sleep(syscall_of(pid)) {
-            caught = Some((cw, group));
-            break;
-        }
-        // Missed the window (a very slow machine): try again.
-        drop(group);
-        let _ = cw.wait();
-    }
-    let (cw, _group) = caught.expect("never caught check inside its 3 s settle window");
+    // The first look is done and check sleeps in its window, stopped.
+    let cw = window::stop_in_settle(&a);
     for a in &acc {
         // SAFETY: plain syscall; the handler is leakyd's child, alive
         // (it holds its socket until killed), reaped by leakyd.
@@ -553,12 +501,9 @@ fn a_socket_closed_within_the_settle_window_passes() {
     wait_until("the handlers' sockets leave CLOSE_WAIT", || {
         leakyd_support::close_wait_on(svc.port) == 0
     });
-    // SAFETY: plain syscall to our own child, not reaped yet.
-    unsafe { libc::kill(cw.id() as i32, libc::SIGCONT) };
-    let out = cw.wait_with_output().expect("wait check");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    let (status, _) = cw.resume();
     let r = files.json();
+    assert_eq!(status.code(), Some(0), "{r:#}");
     assert!(findings(&r).is_empty(), "{r:#}");
     assert_eq!(
         r["summary"]["transient"].as_u64(),
