@@ -551,24 +551,12 @@ fn without_bpf_it_says_why_and_checks_as_usual() {
     // An unprivileged user cannot load BPF: one line says so, and the check
     // runs as without --trace (here on a process of that user that holds
     // no socket: it passes).
-    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
-    let mut service = Command::new(&setpriv)
-        .args(nobody)
-        .args(["sleep", "600"])
-        .spawn()
-        .unwrap();
-    let out = Command::new(&setpriv)
-        .args(nobody)
-        .arg(env!("CARGO_BIN_EXE_cwleak"))
-        .args(["check", "--trace", "--pid", &service.id().to_string()])
-        .args(["--settle", "0", "--no-config", "--", "true"])
-        .current_dir("/")
-        .output();
-    let _ = service.kill();
-    let _ = service.wait();
-    let out = out.unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (code, _, stderr) = as_nobody(
+        &setpriv,
+        "check",
+        &["--trace", "--settle", "0", "--no-config", "--", "true"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
     let why: Vec<&str> = stderr
         .lines()
         .filter(|l| l.contains("--trace is not available here"))
@@ -576,6 +564,33 @@ fn without_bpf_it_says_why_and_checks_as_usual() {
     assert_eq!(why.len(), 1, "{stderr}");
     assert!(why[0].contains("Operation not permitted"), "{stderr}");
     assert!(stderr.contains("cwleak check: PASS"), "{stderr}");
+}
+
+/// Run `cwleak SUB --pid PID ARGS...` as nobody (uid 65534, who cannot
+/// load BPF), PID a process of that user that holds no socket (started
+/// here, killed and reaped before this returns); (exit code, stdout, stderr).
+fn as_nobody(setpriv: &Path, sub: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let mut service = Command::new(setpriv)
+        .args(nobody)
+        .args(["sleep", "600"])
+        .spawn()
+        .unwrap();
+    let out = Command::new(setpriv)
+        .args(nobody)
+        .arg(env!("CARGO_BIN_EXE_cwleak"))
+        .args([sub, "--pid", &service.id().to_string()])
+        .args(args)
+        .current_dir("/")
+        .output();
+    let _ = service.kill();
+    let _ = service.wait();
+    let out = out.unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn which(name: &str) -> Result<PathBuf, ()> {
@@ -766,25 +781,12 @@ fn watch_without_bpf_says_why_and_watches_as_usual() {
     let Ok(setpriv) = which("setpriv") else {
         return skip::skip("watch_without_bpf", "no setpriv");
     };
-    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
-    let mut service = Command::new(&setpriv)
-        .args(nobody)
-        .args(["sleep", "600"])
-        .spawn()
-        .unwrap();
-    let out = Command::new(&setpriv)
-        .args(nobody)
-        .arg(env!("CARGO_BIN_EXE_cwleak"))
-        .args(["watch", "--trace", "--pid", &service.id().to_string()])
-        .args(["--count", "1", "--interval", "100ms"])
-        .current_dir("/")
-        .output();
-    let _ = service.kill();
-    let _ = service.wait();
-    let out = out.unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (code, stdout, stderr) = as_nobody(
+        &setpriv,
+        "watch",
+        &["--trace", "--count", "1", "--interval", "100ms"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
     let why: Vec<&str> = stderr
         .lines()
         .filter(|l| l.contains("--trace is not available here"))
@@ -796,31 +798,12 @@ fn watch_without_bpf_says_why_and_watches_as_usual() {
     assert!(!stdout.contains(" trace "), "{stdout}");
 
     // scan --trace-for: the same line, no wait, the report says why.
-    let mut service = Command::new(&setpriv)
-        .args(nobody)
-        .args(["sleep", "600"])
-        .spawn()
-        .unwrap();
-    let out = Command::new(&setpriv)
-        .args(nobody)
-        .arg(env!("CARGO_BIN_EXE_cwleak"))
-        .args([
-            "scan",
-            "--trace-for",
-            "10m",
-            "--format",
-            "json",
-            "--settle",
-            "0",
-        ])
-        .args(["--pid", &service.id().to_string()])
-        .current_dir("/")
-        .output();
-    let _ = service.kill();
-    let _ = service.wait();
-    let out = out.unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (code, stdout, stderr) = as_nobody(
+        &setpriv,
+        "scan",
+        &["--trace-for", "10m", "--format", "json", "--settle", "0"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
         stderr
             .lines()
@@ -829,7 +812,7 @@ fn watch_without_bpf_says_why_and_watches_as_usual() {
         1,
         "{stderr}"
     );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["trace"]["active"], false, "{report}");
     assert!(report["trace"]["unavailable"]
         .as_str()
