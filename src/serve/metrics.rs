@@ -268,6 +268,16 @@ fn leak_metrics(out: &mut Vec<Family>, report: &Report, top: usize) {
         unreadable.push(vec![("kind", kind_name(k).into())], int(n));
     }
     out.push(unreadable);
+    // What `scan` and `check` say with exit 2: an answer of "no leak" from
+    // this look would not be worth one. The reasons are in /report.
+    out.push(
+        Family::new(
+            "cwleak_scan_incomplete",
+            Kind::Gauge,
+            "1 when the last scan could not see enough to stand behind \"no leak\" (a namespace's table not read, most processes unreadable); the reasons are in /report's scan.incomplete",
+        )
+        .with(int(usize::from(!report.scan.incomplete.is_empty()))),
+    );
 }
 
 /// Sockets per namespace and state: every state the scan read (0 included),
@@ -519,6 +529,7 @@ mod tests {
             "cwleak_tcp_other_namespaces 2",
             "cwleak_close_wait_sockets{pid=\"other\",cause=\"other\"} 0",
             "cwleak_transient_close_wait_sockets 0",
+            "cwleak_scan_incomplete 0",
         ] {
             assert!(text.contains(want), "{want} missing from:\n{text}");
         }
@@ -527,6 +538,25 @@ mod tests {
             lines_of(&text, "cwleak_tcp_sockets").len(),
             2 * read,
             "{text}"
+        );
+    }
+
+    /// A look that cannot stand behind "no leak" says so, as `scan` does
+    /// with exit 2; a complete one says 0.
+    #[test]
+    fn an_incomplete_scan_is_a_gauge_of_1() {
+        let mut report = Builder::new().build();
+        report.scan.incomplete =
+            vec!["network namespace 4026532001: its TCP table was not read".into()];
+        let text = om(&Input {
+            report: Some(&report),
+            states: &StateCounts::new(),
+            counters: &Counters::default(),
+            top: 1,
+        });
+        assert_eq!(
+            lines_of(&text, "cwleak_scan_incomplete"),
+            ["cwleak_scan_incomplete 1"]
         );
     }
 
