@@ -74,6 +74,15 @@ fn an_fd_in_flight_over_scm_rights_has_no_visible_holder() {
             .any(|l| l.contains("in flight") && l.contains("SCM_RIGHTS")),
         "{ev:#?}"
     );
+    // Accepted (it has an inode): no accept loop is at fault, and the fix
+    // says to find the holder, the receiver that must recvmsg() it
+    // (docs/causes.md, rule 1).
+    let fix = f["fix"].as_str().unwrap_or_default();
+    assert!(
+        fix.contains("find the holder") && fix.contains("recvmsg"),
+        "{f:#}"
+    );
+    assert!(!fix.contains("accept"), "{f:#}");
 }
 
 #[test]
