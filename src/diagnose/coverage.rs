@@ -62,7 +62,8 @@ pub fn gaps(snap: &Snapshot, scope: &Scope, resolved: &Resolved) -> Vec<String> 
     } else {
         let seen: BTreeSet<Pid> = snap.processes.iter().map(|p| p.pid).collect();
         let total = seen.union(&denied).count();
-        if total > 0 && denied.len() as f64 > total as f64 * MAX_UNREADABLE_SHARE {
+        // No process at all: 0 > 0, no gap from this rule.
+        if denied.len() as f64 > total as f64 * MAX_UNREADABLE_SHARE {
             add(format!(
                 "{} of {total} processes could not be read (permission denied): the namespaces \
                  they alone are in were not found; run as root",
@@ -119,6 +120,13 @@ mod tests {
     #[test]
     fn root_with_pid_1_unreadable_sees_enough() {
         let s = snap(200, &[1], &[7]);
+        assert!(gaps_of(&s, &Scope::everything()).is_empty());
+    }
+
+    /// "At most" half: exactly half unreadable still stands.
+    #[test]
+    fn exactly_half_unreadable_still_stands() {
+        let s = snap(10, &[1, 2, 3, 4, 5], &[7]);
         assert!(gaps_of(&s, &Scope::everything()).is_empty());
     }
 

@@ -666,19 +666,21 @@ fn a_counting_dump_keeps_the_leak_states_and_counts_the_rest() {
             .map_err(|e| e.to_string())?;
         let _server = other.accept().map_err(|e| e.to_string())?;
         let keep = [TcpState::CloseWait, TcpState::Listen];
-        // The peer's FIN_WAIT1 turns FIN_WAIT2 when its FIN is acked, which
-        // may land between two dumps: compare once no state is moving.
+        // The closing peer moves through states (FIN_WAIT1, FIN_WAIT2) on
+        // its own time, which may land between two dumps: compare a counting
+        // dump with the full dumps taken just before and just after it, once
+        // those two agree (no state moved meanwhile).
         let deadline = Instant::now() + Duration::from_secs(10);
-        let full = loop {
-            let d = dump_current(NETNS, &DumpRequest::all()).map_err(|e| e.to_string())?;
-            let moving = d.sockets.iter().any(|s| s.state == TcpState::FinWait1);
-            if !moving || Instant::now() > deadline {
-                break d;
+        let (full, counted) = loop {
+            let before = dump_current(NETNS, &DumpRequest::all()).map_err(|e| e.to_string())?;
+            let counted = dump_current(NETNS, &DumpRequest::counting(&keep, true))
+                .map_err(|e| e.to_string())?;
+            let after = dump_current(NETNS, &DumpRequest::all()).map_err(|e| e.to_string())?;
+            if records(&before.sockets) == records(&after.sockets) || Instant::now() > deadline {
+                break (before, counted);
             }
             thread::sleep(Duration::from_millis(10));
         };
-        let counted =
-            dump_current(NETNS, &DumpRequest::counting(&keep, true)).map_err(|e| e.to_string())?;
         assert!(full.unkept.counts().is_empty());
         let (kept, rest): (Vec<TcpSocket>, Vec<TcpSocket>) = full
             .sockets
