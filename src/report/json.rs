@@ -47,9 +47,8 @@ fn compact(r: &Report, out: &mut dyn Write) -> io::Result<()> {
 fn findings(all: &[Finding], out: &mut dyn Write) -> io::Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     if threads == 1 || all.len() < 2 * BATCH {
-        let mut buf = Vec::new();
-        write_batch(all, &mut buf).map_err(io::Error::from)?;
-        return out.write_all(&buf);
+        // Straight to the writer: no buffer of the whole array.
+        return write_elements(all, out).map_err(io::Error::from);
     }
     let batches: Vec<&[Finding]> = all.chunks(BATCH).collect();
     std::thread::scope(|scope| {
@@ -88,19 +87,21 @@ fn findings(all: &[Finding], out: &mut dyn Write) -> io::Result<()> {
     })
 }
 
-/// Findings separated by commas, as serde writes the elements of a sequence.
+/// One batch for a worker: lines repeated within a batch (findings come in
+/// groups) are escaped once; the cache goes with it.
 fn write_batch(batch: &[Finding], buf: &mut Vec<u8>) -> serde_json::Result<()> {
-    // Lines repeated within a batch (findings come in groups) are escaped
-    // once; the cache goes with it.
-    crate::diagnose::escaped::with_cache(|| {
-        for (i, f) in batch.iter().enumerate() {
-            if i > 0 {
-                buf.push(b',');
-            }
-            serde_json::to_writer(&mut *buf, f)?;
+    crate::diagnose::escaped::with_cache(|| write_elements(batch, buf))
+}
+
+/// Findings separated by commas, as serde writes the elements of a sequence.
+fn write_elements(findings: &[Finding], out: &mut dyn Write) -> serde_json::Result<()> {
+    for (i, f) in findings.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",").map_err(serde_json::Error::io)?;
         }
-        Ok(())
-    })
+        serde_json::to_writer(&mut *out, f)?;
+    }
+    Ok(())
 }
 
 const BATCH: usize = 1024;
