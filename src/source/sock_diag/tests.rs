@@ -690,11 +690,25 @@ fn a_counting_dump_keeps_the_leak_states_and_counts_the_rest() {
             .map_err(|e| e.to_string())?;
         let _server = other.accept().map_err(|e| e.to_string())?;
         let keep = [TcpState::CloseWait, TcpState::Listen];
-        // The closing peer moves through states (FIN_WAIT1, FIN_WAIT2) on
-        // its own time, which may land between two dumps: compare a counting
-        // dump with the full dumps taken just before and just after it, once
-        // those two agree (no state moved meanwhile).
+        // The closing peer moves through states (FIN_WAIT1, then FIN_WAIT2,
+        // where it stays for tcp_fin_timeout) on its own time, and a busy
+        // machine can land that move between two dumps: wait until it has
+        // arrived, then compare a counting dump with the full dumps taken
+        // just before and just after it, once those two agree.
         let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = dump_current(NETNS, &DumpRequest::all()).map_err(|e| e.to_string())?;
+            if now.sockets.iter().any(|s| s.state == TcpState::FinWait2) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the peer never reached FIN_WAIT2: {:?}",
+                    records(&now.sockets)
+                ));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
         let (full, counted) = loop {
             let before = dump_current(NETNS, &DumpRequest::all()).map_err(|e| e.to_string())?;
             let counted = dump_current(NETNS, &DumpRequest::counting(&keep, true))
