@@ -150,6 +150,8 @@ pub fn place(f: &Frame) -> String {
     }
 }
 
+/// How long after `from_ms`: under a second in milliseconds ("4 ms later"),
+/// from one second on in seconds to a tenth ("1.0 s later").
 fn later(from_ms: u64, to_ms: u64) -> String {
     let d = to_ms.saturating_sub(from_ms);
     if d < 1000 {
@@ -642,6 +644,191 @@ mod tests {
             v.fact.contains("came from fork() at server.c:95"),
             "{}",
             v.fact
+        );
+    }
+
+    #[test]
+    fn a_delay_under_a_second_is_in_ms_from_one_second_on_in_seconds() {
+        assert_eq!(later(100, 1099), "999 ms later");
+        assert_eq!(later(100, 1100), "1.0 s later");
+        assert_eq!(later(100, 2600), "2.5 s later");
+    }
+
+    #[test]
+    fn a_dup_fact_says_whether_the_original_is_still_open_or_when_it_was_closed() {
+        let mut dup = step("dup", 10, 7, 101, 80);
+        dup.from_fd = Some(4);
+        let dupd = origin(vec![step("accept", 10, 4, 100, 50), dup]);
+        let original = origin(vec![step("accept", 10, 4, 100, 50)]);
+        // The original is still held by the same process.
+        let v = judge(&[(10, 7, &dupd), (10, 4, &original)], &[]);
+        assert_eq!(v.cause, Cause::DupCopyKept);
+        assert_eq!(
+            v.fact,
+            "traced: fd 7 of pid 10 was made by dup() at server.c:80 (serve) in pid 10 from fd 4; \
+             fd 4 is still open too; pid 10 never closed fd 7"
+        );
+        // The duplicate first, then the original.
+        let blamed: Vec<(Pid, i32)> = v.blamed.iter().map(|b| (b.pid, b.fd)).collect();
+        assert_eq!(blamed, [(10, 7), (10, 4)]);
+        // The original was closed; another process's fd 4 (a forked child
+        // that exited) is not it.
+        let mut fork = step("fork", 11, 4, 100, 60);
+        fork.from_pid = Some(10);
+        let childs = Closed {
+            origin: origin(vec![step("accept", 10, 4, 100, 50), fork]),
+            at_ms: 300,
+            how: "exit",
+        };
+        let closed = Closed {
+            origin: original.clone(),
+            at_ms: 1101,
+            how: "close",
+        };
+        let v = judge(&[(10, 7, &dupd)], &[childs, closed]);
+        assert_eq!(v.cause, Cause::DupCopyKept);
+        assert_eq!(
+            v.fact,
+            "traced: fd 7 of pid 10 was made by dup() at server.c:80 (serve) in pid 10 from fd 4; \
+             fd 4 was closed 1.0 s later; pid 10 never closed fd 7"
+        );
+        // Neither held nor seen closed (closed before tracing started):
+        // nothing said about it.
+        let v = judge(&[(10, 7, &dupd)], &[]);
+        assert_eq!(
+            v.fact,
+            "traced: fd 7 of pid 10 was made by dup() at server.c:80 (serve) in pid 10 from fd 4; \
+             pid 10 never closed fd 7"
+        );
+    }
+
+    #[test]
+    fn a_forked_worker_that_passed_the_connection_on_leaves_the_parent_blamed_for_the_fork() {
+        // Pid 10 accepted fd 4 and forked worker 30, which sent its fd 4 to
+        // pid 20 and exited; pid 20 closed what it received. Pid 10 passed
+        // nothing: it kept its copy after the fork.
+        let mut fork = step("fork", 30, 4, 101, 60);
+        fork.from_pid = Some(10);
+        let accepted = step("accept4", 10, 4, 100, 50);
+        let send = step("sendmsg", 30, 4, 102, 70);
+        let mut recv = step("recvmsg", 20, 7, 103, 90);
+        recv.from_pid = Some(30);
+        recv.from_fd = Some(4);
+        let received = Closed {
+            origin: origin(vec![accepted.clone(), fork.clone(), send, recv]),
+            at_ms: 104,
+            how: "close",
+        };
+        let worker = Closed {
+            origin: origin(vec![accepted.clone(), fork]),
+            at_ms: 105,
+            how: "exit",
+        };
+        let parent = origin(vec![accepted]);
+        let v = judge(&[(10, 4, &parent)], &[received, worker]);
+        assert_eq!(v.cause, Cause::ForkParentKept, "{}", v.fact);
+        assert_eq!(
+            v.blamed,
+            [Blame {
+                pid: 10,
+                fd: 4,
+                tid: None
+            }]
+        );
+        assert_eq!(
+            v.fact,
+            "traced: fd 4 of pid 10 was made by accept4() at server.c:50 (serve) in pid 10; \
+             fork() at server.c:60 (serve) gave pid 30 a copy, which it dropped by exiting 4 ms \
+             later; pid 10 never closed fd 4"
+        );
+    }
+
+    #[test]
+    fn a_copy_received_from_the_holder_is_no_fork_child_of_it() {
+        // Pid 10 sent a dup of its fd 4 (fd 5) to pid 20 and closed the dup;
+        // pid 20 received it at fd 4 and closed it. The copy pid 10 holds
+        // was neither passed nor duplicated, and no fork handed it over.
+        let accepted = step("accept4", 10, 4, 100, 50);
+        let mut dup = step("dup", 10, 5, 101, 60);
+        dup.from_fd = Some(4);
+        let send = step("sendmsg", 10, 5, 102, 70);
+        let mut recv = step("recvmsg", 20, 4, 103, 90);
+        recv.from_pid = Some(10);
+        recv.from_fd = Some(5);
+        let dup_closed = Closed {
+            origin: origin(vec![accepted.clone(), dup.clone()]),
+            at_ms: 102,
+            how: "close",
+        };
+        let received = Closed {
+            origin: origin(vec![accepted.clone(), dup, send, recv]),
+            at_ms: 104,
+            how: "close",
+        };
+        let held = origin(vec![accepted]);
+        let v = judge(&[(10, 4, &held)], &[dup_closed, received]);
+        assert_eq!(v.cause, Cause::NeverClosed, "{}", v.fact);
+        assert_eq!(
+            v.fact,
+            "traced: fd 4 of pid 10 came from accept4() at server.c:50 (serve) in pid 10, and \
+             pid 10 never closed it"
+        );
+    }
+
+    #[test]
+    fn a_copy_passed_twice_names_the_last_sender() {
+        // 10 -> 20 -> 30: pid 30 kept what pid 20 passed it.
+        let accepted = step("accept4", 10, 4, 100, 50);
+        let send1 = step("sendmsg", 10, 4, 101, 70);
+        let mut recv1 = step("recvmsg", 20, 6, 102, 90);
+        recv1.from_pid = Some(10);
+        recv1.from_fd = Some(4);
+        let send2 = step("sendmsg", 20, 6, 103, 71);
+        let mut recv2 = step("recvmsg", 30, 8, 104, 91);
+        recv2.from_pid = Some(20);
+        recv2.from_fd = Some(6);
+        let at30 = origin(vec![accepted, send1, recv1, send2, recv2]);
+        let v = judge(&[(30, 8, &at30)], &[]);
+        assert_eq!(v.cause, Cause::PassedFdKept);
+        assert_eq!(
+            v.fact,
+            "traced: pid 30 got its copy (fd 8) by recvmsg() at server.c:91 (serve) in pid 30, \
+             passed by sendmsg() at server.c:71 (serve) in pid 20 (its fd 6, made by accept4() at \
+             server.c:50 (serve) in pid 10); pid 30 never closed fd 8"
+        );
+    }
+
+    #[test]
+    fn the_senders_copy_is_told_by_its_pid_and_fd_together() {
+        // Pid 10 passed its fd 4; pid 20 received it at fd 4 too and kept
+        // it; pid 10 closed its own. Pid 10's forked child (fd 4 too)
+        // exited before: not the sender's copy.
+        let accepted = step("accept4", 10, 4, 100, 50);
+        let send = step("sendmsg", 10, 4, 101, 70);
+        let mut recv = step("recvmsg", 20, 4, 102, 90);
+        recv.from_pid = Some(10);
+        recv.from_fd = Some(4);
+        let received = origin(vec![accepted.clone(), send, recv]);
+        let mut fork = step("fork", 11, 4, 100, 60);
+        fork.from_pid = Some(10);
+        let child = Closed {
+            origin: origin(vec![accepted.clone(), fork]),
+            at_ms: 100,
+            how: "exit",
+        };
+        let sender = Closed {
+            origin: origin(vec![accepted]),
+            at_ms: 103,
+            how: "close",
+        };
+        let v = judge(&[(20, 4, &received)], &[child, sender]);
+        assert_eq!(v.cause, Cause::PassedFdKept);
+        assert_eq!(
+            v.fact,
+            "traced: pid 20 got its copy (fd 4) by recvmsg() at server.c:90 (serve) in pid 20, \
+             passed by sendmsg() at server.c:70 (serve) in pid 10 (its fd 4, made by accept4() at \
+             server.c:50 (serve) in pid 10); pid 10 closed its copy 2 ms later; pid 20 never \
+             closed fd 4"
         );
     }
 
