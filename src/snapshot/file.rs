@@ -586,9 +586,15 @@ mod tests {
         std::fs::write(&p, format!("{head}7]}}")).unwrap();
         let e = read(&p).unwrap_err().to_string();
         assert!(e.contains("corrupted"), "{e}");
+        // The first position said is the look's own.
         let column: usize = e
-            .rsplit("column ")
-            .next()
+            .split("column ")
+            .nth(1)
+            .map(|c| {
+                c.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            })
             .and_then(|c| c.parse().ok())
             .unwrap_or_else(|| panic!("no column in {e}"));
         assert!(
