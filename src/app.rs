@@ -129,27 +129,72 @@ pub fn look_with(
         &source::SourceConfig,
     ) -> std::result::Result<crate::model::Snapshot, source::SourceError>,
 ) -> Result<crate::model::Snapshot> {
-    let mut snap =
-        read(source_cfg).with_context(|| format!("scanning {}", source_cfg.root.display()))?;
-    let has_close_wait = snap
-        .sockets
-        .iter()
-        .any(|s| s.state == crate::model::TcpState::CloseWait);
+    look_after(source_cfg, settle, read, None)
+}
+
+/// `look_with` for a program that looks again and again (`serve`): the
+/// sockets that were in CLOSE_WAIT at `last` with the same holders have
+/// settled already (source/settled.rs); only the others wait for the
+/// window's second look. `last` then holds this look.
+pub fn look_after(
+    source_cfg: &source::SourceConfig,
+    settle: std::time::Duration,
+    read: impl FnOnce(
+        &source::SourceConfig,
+    ) -> std::result::Result<crate::model::Snapshot, source::SourceError>,
+    last: Option<&mut source::settled::LastLook>,
+) -> Result<crate::model::Snapshot> {
+    let read = read(source_cfg).with_context(|| format!("scanning {}", source_cfg.root.display()));
+    let mut snap = match read {
+        Ok(snap) => snap,
+        Err(e) => {
+            // The next look's "last look" must be one interval before it.
+            if let Some(last) = last {
+                last.forget();
+            }
+            return Err(e);
+        }
+    };
     let ms = u64::try_from(settle.as_millis()).unwrap_or(u64::MAX);
-    if snap.meta.live && !settle.is_zero() && has_close_wait {
-        std::thread::sleep(settle);
-        let mut t = std::time::Instant::now();
-        source::recheck::settle(&mut snap, source_cfg.method, ms);
-        source::phase_done("settle re-check", &mut t);
-    } else if snap.meta.live && !settle.is_zero() {
-        // No CLOSE_WAIT at the first look: no socket to look at again, and
-        // none could count (a leak must be in CLOSE_WAIT at both looks). The
-        // window was in force all the same: report it, not 0.
-        snap.settle = Some(crate::model::Settle {
-            window_ms: ms,
-            transient: Vec::new(),
-            still_sending: Vec::new(),
-        });
+    if snap.meta.live && !settle.is_zero() {
+        let split = match last.as_deref() {
+            Some(last) => last.split(&snap),
+            None => source::settled::Split {
+                fresh: snap
+                    .sockets
+                    .iter()
+                    .filter(|s| s.state == crate::model::TcpState::CloseWait)
+                    .map(|s| s.key())
+                    .collect(),
+                still_sending: Vec::new(),
+            },
+        };
+        if split.fresh.is_empty() {
+            // Nothing to look at again (no CLOSE_WAIT, or all settled since
+            // the last look; a leak must be in CLOSE_WAIT at both looks). The
+            // window was in force all the same: report it, not 0.
+            snap.settle = Some(crate::model::Settle {
+                window_ms: ms,
+                transient: Vec::new(),
+                still_sending: Vec::new(),
+            });
+        } else {
+            std::thread::sleep(settle);
+            let mut t = std::time::Instant::now();
+            source::recheck::settle_these(&mut snap, source_cfg.method, ms, split.fresh);
+            source::phase_done("settle re-check", &mut t);
+        }
+        if let Some(settled) = snap.settle.as_mut() {
+            if !split.still_sending.is_empty() {
+                settled.still_sending.extend(split.still_sending);
+                settled
+                    .still_sending
+                    .sort_by_key(|k| (k.netns, k.inode, k.local, k.remote));
+            }
+        }
+    }
+    if let Some(last) = last {
+        last.remember(&snap);
     }
     Ok(snap)
 }

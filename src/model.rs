@@ -302,6 +302,11 @@ pub struct TcpSocket {
     /// tcp_max_tw_buckets, not tcp_max_orphans.
     #[serde(default, skip_serializing_if = "is_false")]
     pub timewait: bool,
+    /// The interface the socket is bound to (SO_BINDTODEVICE; 0: none), as
+    /// sock_diag reports it; None from /proc. Only the live re-check uses it
+    /// (an exact lookup must name it to find a bound socket); never saved.
+    #[serde(skip)]
+    pub bound_if: Option<u32>,
 }
 
 impl TcpSocket {

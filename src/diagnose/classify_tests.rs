@@ -81,6 +81,7 @@ impl B {
             last_ack_ms: None,
             bytes_acked: None,
             timewait: false,
+            bound_if: None,
         });
         self.inode
     }

@@ -54,6 +54,7 @@ pub fn parse_line(line: &str, family: Family, netns: Inode) -> ParseResult<TcpSo
         last_ack_ms: None,
         bytes_acked: None,
         timewait,
+        bound_if: None,
     })
 }
 

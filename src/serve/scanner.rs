@@ -1,5 +1,6 @@
 //! The scan loop of `serve`: one look every `--interval` (incremental: only
-//! changed fd tables are walked again, then the settle window), diagnosed
+//! changed fd tables are walked again, then the settle window for the
+//! CLOSE_WAIT sockets the last look did not already see settled), diagnosed
 //! host-wide, rendered once into the metrics text, and published with the
 //! report (rendered to JSON only if `/report` is asked for) for requests to
 //! copy. HTTP never triggers a scan.
@@ -9,6 +10,7 @@ use super::last_report::LastReport;
 use super::metrics::{self, Counters, StateCounts};
 use super::routes::Published;
 use crate::diagnose::{self, Scope};
+use crate::source::settled::LastLook;
 use crate::source::{incremental, Incremental};
 use crate::stop;
 use anyhow::Result;
@@ -20,11 +22,12 @@ pub type Shared = Arc<Mutex<Published>>;
 /// Scan until asked to stop.
 pub fn run(cfg: &ServeConfig, shared: &Shared) {
     let mut reader = Incremental::new(incremental::FULL_EVERY);
+    let mut last_look = LastLook::default();
     let mut counters = Counters::default();
     let mut last: Option<(Arc<LastReport>, StateCounts)> = None;
     loop {
         let started = Instant::now();
-        let result = scan(cfg, &mut reader);
+        let result = scan(cfg, &mut reader, &mut last_look);
         let took = started.elapsed().as_secs_f64();
         counters.scans += 1;
         counters.duration_s += took;
@@ -52,8 +55,13 @@ pub fn run(cfg: &ServeConfig, shared: &Shared) {
     }
 }
 
-fn scan(cfg: &ServeConfig, reader: &mut Incremental) -> Result<(diagnose::Report, StateCounts)> {
-    let snap = crate::app::look_with(&cfg.source, cfg.settle, |c| reader.read(c))?;
+fn scan(
+    cfg: &ServeConfig,
+    reader: &mut Incremental,
+    last_look: &mut LastLook,
+) -> Result<(diagnose::Report, StateCounts)> {
+    let snap =
+        crate::app::look_after(&cfg.source, cfg.settle, |c| reader.read(c), Some(last_look))?;
     let states = metrics::state_counts(&snap);
     Ok((diagnose::diagnose(&snap, &Scope::everything()), states))
 }

@@ -102,6 +102,7 @@ mod tests {
             last_ack_ms: None,
             bytes_acked: None,
             timewait: false,
+            bound_if: None,
         }
     }
 

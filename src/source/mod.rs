@@ -17,6 +17,7 @@ pub mod netns_files;
 mod prune;
 pub mod recheck;
 pub mod root;
+pub mod settled;
 pub mod sock_diag;
 pub mod sysctl;
 pub mod sysctl_conf;

@@ -69,6 +69,7 @@ mod tests {
             last_ack_ms: None,
             bytes_acked: None,
             timewait: false,
+            bound_if: None,
         });
         // 10 is in the table; 20 is shared by both; 30 and 40 are neither.
         snap.processes = vec![

@@ -2,9 +2,9 @@
 //! the first time, and only the fds that held them. No second walk.
 
 use super::root::{readlink_at, ProcRoot};
-use super::sock_diag::DumpRequest;
+use super::sock_diag::{DumpRequest, Wanted};
 use super::tables::{self, NsMember, TableMethod};
-use crate::model::{Inode, Pid, Process, Settle, Snapshot, SocketKey, TcpState};
+use crate::model::{Inode, Pid, Process, Settle, Snapshot, SocketKey, TcpSocket, TcpState};
 use crate::parse::link;
 use nix::dir::Dir;
 use nix::fcntl::OFlag;
@@ -18,15 +18,30 @@ use std::path::PathBuf;
 /// into it: sockets gone from CLOSE_WAIT become transient, fds closed since
 /// the first look stop being holders, and close-wait ages are refreshed.
 pub fn settle(snap: &mut Snapshot, method: TableMethod, window_ms: u64) {
-    let root = ProcRoot::new(&snap.meta.proc_root);
     let cw: FxHashSet<SocketKey> = snap
         .sockets
         .iter()
         .filter(|s| s.state == TcpState::CloseWait)
         .map(|s| s.key())
         .collect();
+    settle_these(snap, method, window_ms, cw);
+}
+
+/// `settle`, for these CLOSE_WAIT sockets only (the others are left as the
+/// first look saw them).
+pub fn settle_these(
+    snap: &mut Snapshot,
+    method: TableMethod,
+    window_ms: u64,
+    cw: FxHashSet<SocketKey>,
+) {
+    let root = ProcRoot::new(&snap.meta.proc_root);
     let req = DumpRequest::only(&[TcpState::CloseWait], true);
     let members = members_with_close_wait(snap, &cw);
+    let mut by_ns: FxHashMap<Inode, Vec<&TcpSocket>> = FxHashMap::default();
+    for s in snap.sockets.iter().filter(|s| cw.contains(&s.key())) {
+        by_ns.entry(s.netns).or_default().push(s);
+    }
     let live = snap.meta.live;
     // The namespaces' dumps side by side (each walks the kernel's whole
     // socket hash), and the fds re-read meanwhile: they do not depend on them.
@@ -34,6 +49,11 @@ pub fn settle(snap: &mut Snapshot, method: TableMethod, window_ms: u64) {
         let closed = s.spawn(|| closed_fds(snap, &root, &cw));
         let reads = crate::par::spread(&members, 0, |ms| {
             ms.filter_map(|candidates| {
+                let netns = candidates.first()?.netns;
+                let mine = by_ns.get(&netns).map_or(&[][..], Vec::as_slice);
+                if let Some(found) = looked_up(&root, live, method, candidates, mine) {
+                    return Some((netns, found, true, Vec::new()));
+                }
                 let mut warnings = Vec::new();
                 let (t, read, _) = tables::read_namespace_via(
                     &root,
@@ -43,7 +63,7 @@ pub fn settle(snap: &mut Snapshot, method: TableMethod, window_ms: u64) {
                     &req,
                     &mut warnings,
                 )?;
-                Some((t, read, warnings))
+                Some((t.namespace.inode, t.sockets, read, warnings))
             })
             .collect::<Vec<_>>()
         });
@@ -54,12 +74,12 @@ pub fn settle(snap: &mut Snapshot, method: TableMethod, window_ms: u64) {
     // A namespace not read again says nothing about its sockets: they stay
     // as the first look saw them, never counted as transient.
     let mut unread: FxHashSet<Inode> = FxHashSet::default();
-    for (t, read, w) in reads.into_iter().flatten() {
+    for (netns, sockets, read, w) in reads.into_iter().flatten() {
         warnings.extend(w);
         if !read {
-            unread.insert(t.namespace.inode);
+            unread.insert(netns);
         }
-        for s in t.sockets.iter().filter(|s| s.state == TcpState::CloseWait) {
+        for s in sockets.iter().filter(|s| s.state == TcpState::CloseWait) {
             if cw.contains(&s.key()) {
                 still.insert(
                     s.key(),
@@ -109,6 +129,54 @@ pub fn settle(snap: &mut Snapshot, method: TableMethod, window_ms: u64) {
     });
 }
 
+/// Up to this many sockets of a namespace are looked up one by one (each a
+/// hash lookup in the kernel, about a microsecond) rather than found by a
+/// dump, which walks every socket of every namespace (tens of milliseconds
+/// on a host with 200,000): a few leaks on a busy host cost next to nothing
+/// to look at again, and a thousand cost no more than one walk.
+const LOOKUP_MAX: usize = 1024;
+
+/// The second look at a namespace's CLOSE_WAIT sockets by lookups, when that
+/// is possible and cheaper than a dump: the sockets still in CLOSE_WAIT (the
+/// same inode at the same addresses). None: dump instead (reading /proc, a
+/// table read otherwise than through sock_diag, too many sockets, or every
+/// member failed; the dump then says why in its warnings).
+fn looked_up(
+    root: &ProcRoot,
+    live: bool,
+    method: TableMethod,
+    candidates: &[NsMember],
+    sockets: &[&TcpSocket],
+) -> Option<Vec<TcpSocket>> {
+    if !live || method == TableMethod::Proc || sockets.is_empty() || sockets.len() > LOOKUP_MAX {
+        return None;
+    }
+    // A socket bound to a device is found only under it, and only a dump
+    // says which: without that, a miss would not prove the socket gone.
+    let wanted: Vec<Wanted> = sockets
+        .iter()
+        .map(|s| {
+            s.bound_if.map(|bound_if| Wanted {
+                local: s.local,
+                remote: s.remote,
+                bound_if,
+            })
+        })
+        .collect::<Option<_>>()?;
+    let answers = candidates
+        .iter()
+        .find_map(|m| tables::lookup_in(root, m, &wanted, true).ok())?;
+    Some(
+        sockets
+            .iter()
+            .zip(answers)
+            .filter_map(|(first, now)| {
+                now.filter(|n| n.inode == first.inode && n.state == TcpState::CloseWait)
+            })
+            .collect(),
+    )
+}
+
 /// A CLOSE_WAIT socket's sending side, as the second look saw it.
 struct Progress {
     last_ack_ms: Option<u64>,
@@ -120,8 +188,16 @@ struct Progress {
 /// more bytes, or the send queue drained. A frozen sender (a full send queue
 /// the peer no longer reads, or nothing sent at all) shows neither.
 fn sent_since(first: &crate::model::TcpSocket, now: &Progress) -> bool {
-    let acked_more = matches!((first.bytes_acked, now.bytes_acked), (Some(a), Some(b)) if b > a);
-    acked_more || now.send_q < first.send_q
+    sent_between(
+        (first.bytes_acked, first.send_q),
+        (now.bytes_acked, now.send_q),
+    )
+}
+
+/// `sent_since` on (bytes acked, send queue) of two looks.
+pub(super) fn sent_between(first: (Option<u64>, u32), now: (Option<u64>, u32)) -> bool {
+    let acked_more = matches!((first.0, now.0), (Some(a), Some(b)) if b > a);
+    acked_more || now.1 < first.1
 }
 
 /// (pid, fd) pairs that held a CLOSE_WAIT socket and no longer point at it.
@@ -679,6 +755,7 @@ mod progress_tests {
             last_ack_ms: None,
             bytes_acked,
             timewait: false,
+            bound_if: None,
         }
     }
 

@@ -291,6 +291,21 @@ fn dump_diag(root: &ProcRoot, member: &NsMember, req: &DumpRequest) -> Result<Du
     Ok(read)
 }
 
+/// Look these sockets up by their addresses in `member`'s namespace (see
+/// `sock_diag::lookup`): no walk of the kernel's table.
+pub fn lookup_in(
+    root: &ProcRoot,
+    member: &NsMember,
+    wanted: &[sock_diag::Wanted],
+    with_info: bool,
+) -> Result<Vec<Option<TcpSocket>>, SourceError> {
+    if member.file.is_none() && own_netns(root) == Some(member.netns) {
+        sock_diag::lookup(None, member.netns, wanted, with_info)
+    } else {
+        sock_diag::lookup(Some(&member.ns_file(root)), member.netns, wanted, with_info)
+    }
+}
+
 /// The namespace cwleak itself runs in (no setns needed for it).
 pub fn own_netns(root: &ProcRoot) -> Option<Inode> {
     let target = root.read_link(None, Path::new("thread-self/ns/net")).ok()?;

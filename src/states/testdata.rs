@@ -26,6 +26,7 @@ pub fn sock(netns: Inode, state: TcpState, inode: Inode, local: &str, remote: &s
         bytes_acked: None,
         // As the kernel reports them: every TIME_WAIT is a timewait mini-socket.
         timewait: state == TcpState::TimeWait,
+        bound_if: None,
     }
 }
 

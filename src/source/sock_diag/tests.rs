@@ -287,6 +287,7 @@ struct Remote {
     ns_inode: Inode,
     inode: Inode,
     local: SocketAddr,
+    peer: SocketAddr,
     /// The same over [::1], when the namespace has IPv6: proves the IPv6 dump,
     /// which runs on a thread of its own, happens inside the namespace too.
     inode6: Option<Inode>,
@@ -305,12 +306,14 @@ fn hold_socket_in_new_netns(ready: mpsc::Sender<Result<Remote, String>>, done: m
             .ino();
         let pair = loopback_pair("127.0.0.1:0").ok_or("bind 127.0.0.1 in the new namespace")?;
         let local = pair.accepted.local_addr().map_err(|e| e.to_string())?;
+        let peer = pair.accepted.peer_addr().map_err(|e| e.to_string())?;
         let pair6 = loopback_pair("[::1]:0");
         let remote = Remote {
             ns_file,
             ns_inode,
             inode: pair.inode,
             local,
+            peer,
             inode6: pair6.as_ref().map(|p| p.inode),
         };
         Ok((remote, (pair, pair6)))
@@ -347,6 +350,13 @@ fn dump_in_netns_sees_another_namespace() {
 
     let inside = dump_in_netns(&remote.ns_file, remote.ns_inode, &close_wait(true));
     let here = dump_current(NETNS, &close_wait(false));
+    let wanted = [Wanted {
+        local: remote.local,
+        remote: remote.peer,
+        bound_if: 0,
+    }];
+    let looked_up_inside = lookup(Some(&remote.ns_file), remote.ns_inode, &wanted, true);
+    let looked_up_here = lookup(None, NETNS, &wanted, true);
     // Release the namespace before asserting, so a failure still cleans up.
     drop(done_tx);
     holder.join().unwrap();
@@ -360,6 +370,20 @@ fn dump_in_netns_sees_another_namespace() {
     assert!(
         find(&here, remote.inode).is_none(),
         "socket leaked into our namespace"
+    );
+    // A lookup by its addresses finds it in its namespace only (the same
+    // addresses mean nothing in ours).
+    let [Some(found)] = &looked_up_inside.unwrap()[..] else {
+        panic!("the lookup inside its namespace did not find the socket");
+    };
+    assert_eq!((found.inode, found.netns), (remote.inode, remote.ns_inode));
+    assert_eq!(found.state, TcpState::CloseWait);
+    assert!(
+        looked_up_here
+            .unwrap()
+            .iter()
+            .all(|s| s.as_ref().map(|s| s.inode) != Some(remote.inode)),
+        "the lookup in our namespace found the other namespace's socket"
     );
     match remote.inode6 {
         Some(inode6) => {
@@ -666,11 +690,25 @@ fn a_counting_dump_keeps_the_leak_states_and_counts_the_rest() {
             .map_err(|e| e.to_string())?;
         let _server = other.accept().map_err(|e| e.to_string())?;
         let keep = [TcpState::CloseWait, TcpState::Listen];
-        // The closing peer moves through states (FIN_WAIT1, FIN_WAIT2) on
-        // its own time, which may land between two dumps: compare a counting
-        // dump with the full dumps taken just before and just after it, once
-        // those two agree (no state moved meanwhile).
+        // The closing peer moves through states (FIN_WAIT1, then FIN_WAIT2,
+        // where it stays for tcp_fin_timeout) on its own time, and a busy
+        // machine can land that move between two dumps: wait until it has
+        // arrived, then compare a counting dump with the full dumps taken
+        // just before and just after it, once those two agree.
         let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = dump_current(NETNS, &DumpRequest::all()).map_err(|e| e.to_string())?;
+            if now.sockets.iter().any(|s| s.state == TcpState::FinWait2) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the peer never reached FIN_WAIT2: {:?}",
+                    records(&now.sockets)
+                ));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
         let (full, counted) = loop {
             let before = dump_current(NETNS, &DumpRequest::all()).map_err(|e| e.to_string())?;
             let counted = dump_current(NETNS, &DumpRequest::counting(&keep, true))
@@ -721,4 +759,144 @@ fn a_counting_dump_keeps_the_leak_states_and_counts_the_rest() {
         Ok(r) => r.unwrap(),
         Err(e) => std::panic::resume_unwind(e),
     }
+}
+
+/// The addresses of `pair`'s accepted socket, as a lookup names them.
+fn wanted_of(pair: &ClosedByPeer) -> Wanted {
+    Wanted {
+        local: pair.accepted.local_addr().unwrap(),
+        remote: pair.accepted.peer_addr().unwrap(),
+        bound_if: 0,
+    }
+}
+
+#[test]
+fn a_lookup_answers_each_socket_as_a_dump_sees_it() {
+    // More than a few datagrams' worth of lookups, so batches follow each other.
+    let pairs: Vec<ClosedByPeer> = (0..3 * LOOKUP_BATCH + 5)
+        .map(|_| loopback_pair("127.0.0.1:0").unwrap())
+        .collect();
+    let v6 = loopback_pair("[::1]:0");
+    let mapped = dual_stack_listener().map(|l| {
+        let port = l.local_addr().unwrap().port();
+        close_wait_pair(l, SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+    });
+    // A socket that was in CLOSE_WAIT and is now closed on both sides: its
+    // addresses name nothing any more.
+    let gone = loopback_pair("127.0.0.1:0").unwrap();
+    let gone_wanted = wanted_of(&gone);
+    drop(gone);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dump_current(NETNS, &DumpRequest::all())
+        .unwrap()
+        .sockets
+        .iter()
+        .any(|s| s.local == gone_wanted.local && s.remote == gone_wanted.remote)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the closed pair never left the table"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+
+    let live: Vec<&ClosedByPeer> = pairs.iter().chain(&v6).chain(&mapped).collect();
+    let mut wanted: Vec<Wanted> = live.iter().map(|p| wanted_of(p)).collect();
+    wanted.push(gone_wanted);
+    let answers = lookup(None, NETNS, &wanted, true).unwrap();
+    let dump = dump_current(NETNS, &close_wait(true)).unwrap().sockets;
+
+    assert_eq!(answers.len(), wanted.len());
+    for (pair, answer) in live.iter().zip(&answers) {
+        let found = answer
+            .as_ref()
+            .expect("a socket in CLOSE_WAIT is found by its addresses");
+        let dumped = find(&dump, pair.inode).expect("and the dump has it");
+        assert_eq!(found.inode, pair.inode);
+        assert_eq!(
+            (found.state, found.local, found.remote, found.family),
+            (dumped.state, dumped.local, dumped.remote, dumped.family)
+        );
+        assert_eq!(found.bound_if, Some(0));
+        assert!(found.last_ack_ms.is_some(), "tcp_info was asked for");
+    }
+    if let Some(m) = &mapped {
+        let found = answers[pairs.len() + usize::from(v6.is_some())]
+            .as_ref()
+            .unwrap();
+        assert_eq!(found.inode, m.inode);
+        assert_eq!(found.family, Family::Ipv6, "a v4-mapped pair stays IPv6");
+    }
+    assert!(
+        answers.last().unwrap().is_none(),
+        "a closed socket is not found"
+    );
+}
+
+#[test]
+fn exact_request_layout_matches_inet_diag_req_v2() {
+    let local: SocketAddr = "127.0.0.2:443".parse().unwrap();
+    let remote: SocketAddr = "10.1.2.3:50000".parse().unwrap();
+    let r = wire::exact_request(local, remote, 7, true, 9);
+    // SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST only: one socket, no dump.
+    assert_eq!(header(&r), (72, 20, 0x1, 9));
+    assert_eq!(&r[16..20], &[libc::AF_INET as u8, 6, 2, 0]);
+    // inet_diag_sockid: ports big-endian, then src (ours), dst (the peer's).
+    assert_eq!(&r[24..28], &[0x01, 0xbb, 0xc3, 0x50]);
+    assert_eq!(&r[28..32], &[127, 0, 0, 2]);
+    assert!(r[32..44].iter().all(|&b| b == 0));
+    assert_eq!(&r[44..48], &[10, 1, 2, 3]);
+    assert_eq!(u32::from_ne_bytes(r[60..64].try_into().unwrap()), 7);
+    // INET_DIAG_NOCOOKIE in both halves.
+    assert!(r[64..72].iter().all(|&b| b == 0xff));
+    let v6 = wire::exact_request(
+        "[::1]:1".parse().unwrap(),
+        "[::2]:2".parse().unwrap(),
+        0,
+        false,
+        1,
+    );
+    assert_eq!((v6[16], v6[18]), (libc::AF_INET6 as u8, 0));
+    assert_eq!(v6[43], 1);
+    assert_eq!(v6[59], 2);
+}
+
+#[test]
+fn a_socket_bound_to_a_device_is_found_only_under_that_device() {
+    if !crate::skip::is_root() {
+        crate::skip::skip(
+            "sock_diag::a_socket_bound_to_a_device_is_found_only_under_that_device",
+            "SO_BINDTODEVICE needs CAP_NET_RAW",
+        );
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    // The accepted socket inherits the listener's device.
+    socket::setsockopt(
+        &listener,
+        sockopt::BindToDevice,
+        &std::ffi::OsString::from("lo"),
+    )
+    .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let pair = close_wait_pair(listener, addr);
+    let dumped = dump_current(NETNS, &close_wait(false)).unwrap().sockets;
+    let bound_if = find(&dumped, pair.inode).unwrap().bound_if.unwrap();
+    let lo: u32 = std::fs::read_to_string("/sys/class/net/lo/ifindex")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(bound_if, lo, "the dump names the device");
+    let unbound = lookup(None, NETNS, &[wanted_of(&pair)], false).unwrap();
+    assert!(
+        unbound[0].is_none(),
+        "without its device the lookup misses it"
+    );
+    let bound = Wanted {
+        bound_if,
+        ..wanted_of(&pair)
+    };
+    let found = lookup(None, NETNS, &[bound], false).unwrap();
+    assert_eq!(found[0].as_ref().map(|s| s.inode), Some(pair.inode));
 }

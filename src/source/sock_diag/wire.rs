@@ -55,6 +55,48 @@ pub(super) fn dump_request(
     m
 }
 
+/// A request for one socket by its addresses (inet_diag_get_exact): the
+/// kernel looks it up in its hash, walking nothing, and answers with one
+/// SOCK_DIAG_BY_FAMILY reply, or an NLMSG_ERROR (ENOENT: no such socket).
+/// A v4-mapped IPv6 pair is found too (inet_diag_find_one_icsk looks it up
+/// as IPv4). `bound_if` must be the socket's own (0 for most): a socket bound
+/// to a device is only found when the lookup names that device.
+pub(super) fn exact_request(
+    local: SocketAddr,
+    remote: SocketAddr,
+    bound_if: u32,
+    with_info: bool,
+    seq: u32,
+) -> [u8; NLMSG_HDRLEN + REQ_V2_LEN] {
+    let mut m = [0u8; NLMSG_HDRLEN + REQ_V2_LEN];
+    dump_header(&mut m, SOCK_DIAG_BY_FAMILY, seq);
+    m[6..8].copy_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    m[16] = match local {
+        SocketAddr::V4(_) => libc::AF_INET as u8,
+        SocketAddr::V6(_) => libc::AF_INET6 as u8,
+    };
+    m[17] = libc::IPPROTO_TCP as u8;
+    m[18] = ext_bits(with_info);
+    m[20..24].copy_from_slice(&u32::MAX.to_ne_bytes());
+    // inet_diag_sockid: sport, dport (big-endian), src[16], dst[16], if, cookie[2].
+    m[24..26].copy_from_slice(&local.port().to_be_bytes());
+    m[26..28].copy_from_slice(&remote.port().to_be_bytes());
+    put_addr(&mut m[28..44], local);
+    put_addr(&mut m[44..60], remote);
+    m[60..64].copy_from_slice(&bound_if.to_ne_bytes());
+    // INET_DIAG_NOCOOKIE: any socket with these addresses (the reply's inode
+    // says whether it is the one asked about).
+    m[64..72].fill(0xff);
+    m
+}
+
+fn put_addr(to: &mut [u8], addr: SocketAddr) {
+    match addr {
+        SocketAddr::V4(a) => to[..4].copy_from_slice(&a.ip().octets()),
+        SocketAddr::V6(a) => to.copy_from_slice(&a.ip().octets()),
+    }
+}
+
 /// The original request (TCPDIAG_GETSOCK + struct inet_diag_req): the kernel
 /// answers it with both address families in one walk of its tables (the
 /// compat path sets sdiag_family to AF_UNSPEC), where inet_diag_req_v2 takes
@@ -201,6 +243,8 @@ pub(super) fn parse_socket(
         // idiag_timer 3: the timewait timer (inet_diag_msg_common_fill /
         // inet_twsk_diag_fill in net/ipv4/inet_diag.c).
         timewait: msg[2] == 3,
+        // sockid's idiag_if: sk_bound_dev_if.
+        bound_if: Some(field(40)),
     }))
 }
 
