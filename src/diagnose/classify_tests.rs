@@ -598,6 +598,28 @@ fn a_job_below_a_handler_that_closed_is_still_a_job() {
 }
 
 #[test]
+fn a_job_exec_d_by_a_forked_handler_that_holds_it_is_a_job() {
+    // docs/causes.md, stdio job: got it across an exec "from a holder that
+    // is not an owner". One exec only between the server and the job, but
+    // its copy came from the forked worker that still holds one: the job is
+    // blamed first, then the worker; not a stdio handler of the server.
+    let mut b = B::new();
+    b.proc(10, 1, "server", "/usr/bin/server", 10);
+    b.proc(20, 10, "server", "/usr/bin/server", 10);
+    b.proc(30, 20, "sleep", "/usr/bin/sleep", 30);
+    let l = b.listener();
+    let c = b.conn();
+    b.hold(10, 3, l, None)
+        .hold(20, 4, c, Some(false))
+        .hold(30, 1, c, Some(false))
+        .hold(30, 2, c, Some(false));
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::InheritedNoCloexec, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(30, 1), (30, 2), (20, 4)]);
+    assert_eq!(&*f.fix, fixes::STDIO_JOB);
+}
+
+#[test]
 fn stdio_plus_another_fd_is_still_a_dup() {
     let (mut b, c) = inetd();
     b.proc(20, 10, "server", "/usr/bin/server", 20);
@@ -696,6 +718,259 @@ fn a_socket_still_sending_is_counted_apart() {
     assert_eq!(r.summary.leaked, 1);
     assert_eq!(r.findings.len(), 1);
     assert_eq!(r.findings[0].socket.inode, frozen);
+}
+
+// ------------------------------------------------------------ owners
+
+#[test]
+fn a_forked_worker_holding_the_listener_accepted_it_itself() {
+    // docs/causes.md, owner: "holds the listener of the connection's port
+    // (it accepted it)". A prefork worker got the listener by fork alone:
+    // only a listener inherited across an exec makes no owner.
+    let mut b = B::new();
+    b.proc(10, 1, "server", "/usr/bin/server", 10);
+    b.proc(20, 10, "server", "/usr/bin/server", 10);
+    let l = b.listener();
+    let c = b.conn();
+    b.hold(10, 3, l, None)
+        .hold(20, 3, l, None)
+        .hold(20, 4, c, None);
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(20, 4)]);
+    assert!(says(&f, "pid 20 (server) accepted it itself"), "{f:#?}");
+    assert!(!says(&f, "was handed the connection"), "{f:#?}");
+}
+
+#[test]
+fn a_re_parented_helper_holding_the_listener_did_not_accept() {
+    // docs/causes.md: "a listener holder that holds the listener at the same
+    // fd number as an older holder running another program inherited it and
+    // is not an owner". The helper (its parent exited: re-parented to init)
+    // holds the server's listener and connection at the server's fd numbers:
+    // a copied fd table, so exec-inherited, blamed before the server.
+    // Another exe is another program, whether or not its memory layout could
+    // be read (stat hides it from a reader that may not ptrace the process).
+    for layout_known in [true, false] {
+        let mut b = B::new();
+        b.proc(10, 1, "server", "/usr/bin/server", 10);
+        let helper = b.proc(30, 1, "helper", "/usr/bin/helper", 30);
+        if !layout_known {
+            helper.layout = None;
+        }
+        let l = b.listener();
+        let c = b.conn();
+        b.hold(10, 3, l, None)
+            .hold(10, 4, c, None)
+            .hold(30, 3, l, None)
+            .hold(30, 4, c, None);
+        let f = b.finding(c);
+        assert_eq!(f.cause, Cause::InheritedNoCloexec, "{f:#?}");
+        assert_eq!(blamed(&f), vec![(30, 4), (10, 4)]);
+        assert!(
+            says(&f, "the owner pid 10 (server) still holds its copy too"),
+            "{f:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_service_handed_the_listener_at_another_fd_accepted_its_connections() {
+    // docs/causes.md, owner: only a listener inherited across an exec at the
+    // same fd number as its ancestor's makes no owner. A supervisor holding
+    // the listener at fd 7 that hands it to the service at fd 3 (LISTEN_FDS)
+    // leaves the service an owner: its connection, without FD_CLOEXEC, is
+    // one it accepted itself, not one that crossed its exec.
+    let mut b = B::new();
+    b.proc(10, 1, "supervisor", "/usr/bin/python3", 10);
+    b.proc(20, 10, "server", "/usr/bin/server", 20);
+    let l = b.listener();
+    let c = b.conn();
+    b.hold(10, 7, l, None)
+        .hold(20, 3, l, Some(false))
+        .hold(20, 5, c, Some(false));
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(20, 5)]);
+    assert!(f.alternatives.is_empty(), "{f:#?}");
+    assert!(says(&f, "pid 20 (server) accepted it itself"), "{f:#?}");
+}
+
+#[test]
+fn a_re_parented_fork_of_the_owner_is_its_handler() {
+    // A worker whose parent exited (re-parented to init) but that holds
+    // another of the server's connections at the server's fd number got its
+    // table by fork; running the server's program unchanged (same exe and
+    // layout), it crossed no exec: a handler (docs/causes.md, "reached from
+    // an owner by fork() alone"), never-closed, not exec-inherited.
+    let mut b = B::new();
+    b.proc(10, 1, "server", "/usr/bin/server", 10);
+    b.proc(30, 1, "server", "/usr/bin/server", 10);
+    let l = b.listener();
+    let c = b.conn();
+    let other = b.conn();
+    b.hold(10, 3, l, None)
+        .hold(10, 5, other, None)
+        .hold(30, 5, other, None)
+        .hold(30, 4, c, None);
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(30, 4)]);
+    assert!(
+        says(
+            &f,
+            "pid 30 (server) was handed the connection by pid 10 (server)"
+        ),
+        "{f:#?}"
+    );
+}
+
+// ------------------------------------------------------------ double-forked helpers
+
+/// A holder with no ancestry to the owner 10 (its parent is init), that
+/// holds the connection at fd 4 without O_CLOEXEC and no other socket: the
+/// double-forked-helper exception of docs/causes.md applies only when it also
+/// runs another program than the owners and started after them.
+fn lone_unrelated_holder(pid: Pid, exe: &str, layout: u64) -> Finding {
+    let mut b = B::new();
+    b.proc(10, 1, "server", "/usr/bin/server", 10);
+    b.proc(pid, 1, "helper", exe, layout);
+    let l = b.listener();
+    let c = b.conn();
+    b.hold(10, 3, l, None).hold(pid, 4, c, Some(false));
+    b.finding(c)
+}
+
+#[test]
+fn a_lone_holder_running_the_owner_s_program_was_passed_the_fd() {
+    // The same exe and memory layout as the owner: not "another program",
+    // so the exception does not apply: passed.
+    let f = lone_unrelated_holder(30, "/usr/bin/server", 10);
+    assert_eq!(f.cause, Cause::PassedFdKept, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(30, 4)]);
+    // The control: another program started after the owner is the helper.
+    let f = lone_unrelated_holder(30, "/usr/bin/helper", 30);
+    assert_eq!(f.cause, Cause::InheritedNoCloexec, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(30, 4)]);
+}
+
+#[test]
+fn a_lone_holder_older_than_the_owner_was_passed_the_fd() {
+    // Another program, but started before the owner (pid 5, start time 5):
+    // no process inherits from one that started after it, so it received
+    // the fd (and has since closed what it received it on).
+    let f = lone_unrelated_holder(5, "/usr/bin/collector", 5);
+    assert_eq!(f.cause, Cause::PassedFdKept, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(5, 4)]);
+}
+
+// ------------------------------------------------------------ what the evidence claims
+
+#[test]
+fn an_outgoing_connection_moved_onto_stdio_was_not_accepted() {
+    // docs/causes.md: the owner of an outgoing connection (no listener) made
+    // it; holding it on stdin and stdout is one use (never-closed). Its
+    // evidence must not claim it accepted it on a listener it does not hold.
+    let mut b = B::new();
+    b.proc(10, 1, "client", "/usr/bin/client", 10);
+    let c = b.conn();
+    b.hold(10, 0, c, None).hold(10, 1, c, None);
+    let f = b.finding(c);
+    assert_eq!(f.cause, Cause::NeverClosed, "{f:#?}");
+    assert_eq!(blamed(&f), vec![(10, 0), (10, 1)]);
+    assert!(says(&f, "outgoing connection"), "{f:#?}");
+    assert!(!says(&f, "accepted"), "{f:#?}");
+    assert!(!says(&f, "holds the listener"), "{f:#?}");
+}
+
+#[test]
+fn o_cloexec_is_said_missing_only_when_fdinfo_was_read() {
+    // docs/causes.md: close-on-exec comes from /proc/PID/fdinfo/FD. An
+    // exec'd helper holding the connection at fd 4: with its flags read
+    // (no O_CLOEXEC) the evidence says so; with them unknown it claims
+    // nothing about the flag.
+    for cloexec in [Some(false), None] {
+        let mut b = B::new();
+        b.proc(10, 1, "server", "/usr/bin/server", 10);
+        b.proc(20, 10, "helper", "/usr/bin/helper", 20);
+        let l = b.listener();
+        let c = b.conn();
+        b.hold(10, 3, l, None)
+            .hold(10, 4, c, None)
+            .hold(20, 4, c, cloexec);
+        let f = b.finding(c);
+        assert_eq!(f.cause, Cause::InheritedNoCloexec, "{f:#?}");
+        assert_eq!(blamed(&f), vec![(20, 4), (10, 4)]);
+        assert_eq!(
+            says(&f, "no O_CLOEXEC"),
+            cloexec == Some(false),
+            "{cloexec:?}: {f:#?}"
+        );
+    }
+}
+
+/// Unrelated owners 10, 11, ... (one SO_REUSEPORT listener each, at fd 3)
+/// of a connection a receiver 40 got over its unix socket.
+fn reuseport_owners(n: Pid) -> Finding {
+    let mut b = B::new();
+    b.proc(40, 1, "proxy", "/usr/bin/proxy", 40).other_sockets = 1;
+    let c = b.conn();
+    for pid in 10..10 + n {
+        b.proc(pid, 1, "server", "/usr/bin/server", 10);
+        let l = b.listener();
+        b.hold(pid, 3, l, None);
+    }
+    b.hold(40, 5, c, Some(true));
+    b.finding(c)
+}
+
+#[test]
+fn a_list_of_three_owners_names_them_all() {
+    let f = reuseport_owners(3);
+    assert_eq!(f.cause, Cause::PassedFdKept, "{f:#?}");
+    let owners = "pid 10 (server), pid 11 (server), pid 12 (server)";
+    let line = f.evidence.iter().find(|e| e.contains(owners));
+    assert!(line.is_some_and(|l| !l.contains("more")), "{f:#?}");
+    let listeners = f.evidence.iter().find(|e| e.contains("listens on"));
+    let listeners = listeners.unwrap_or_else(|| panic!("{f:#?}"));
+    for pid in [10, 11, 12] {
+        assert!(
+            listeners.contains(&format!("pid {pid} (server) fd 3")),
+            "{f:#?}"
+        );
+    }
+    assert!(!listeners.contains("more"), "{f:#?}");
+}
+
+#[test]
+fn a_longer_list_of_owners_counts_the_ones_it_leaves_out() {
+    // Five owners: the lines name three and say how many more there are,
+    // never a silently shortened list.
+    let f = reuseport_owners(5);
+    assert_eq!(f.cause, Cause::PassedFdKept, "{f:#?}");
+    assert!(
+        says(
+            &f,
+            "pid 10 (server), pid 11 (server), pid 12 (server), 2 more"
+        ),
+        "{f:#?}"
+    );
+    let listeners = f.evidence.iter().find(|e| e.contains("listens on"));
+    let listeners = listeners.unwrap_or_else(|| panic!("{f:#?}"));
+    assert!(listeners.ends_with("; and 2 more"), "{f:#?}");
+    assert!(!listeners.contains("pid 13"), "{f:#?}");
+}
+
+#[test]
+fn fork_evidence_names_the_children_it_saw() {
+    // docs/causes.md, fork evidence: a live forked child holding a
+    // connection the owner holds too decides fork-parent-kept; the line
+    // names that child, the process to look at.
+    let (b, lone, _) = server_with_child(true);
+    let f = b.finding(lone);
+    assert_eq!(f.cause, Cause::ForkParentKept, "{f:#?}");
+    let line = f.evidence.iter().find(|e| e.contains("live child"));
+    assert!(line.is_some_and(|l| l.contains("(21)")), "{f:#?}");
 }
 
 // ------------------------------------------------------------ precedence
