@@ -973,6 +973,217 @@ fn fork_evidence_names_the_children_it_saw() {
     assert!(line.is_some_and(|l| l.contains("(21)")), "{f:#?}");
 }
 
+// ------------------------------------------------------------ what a report counts
+
+#[test]
+fn a_socket_closed_within_the_settle_window_is_transient_not_a_leak() {
+    // docs/causes.md, transient sockets: gone from CLOSE_WAIT by the second
+    // look, counted in summary.transient, not a finding.
+    let mut b = B::new();
+    b.proc(10, 1, "server", "/usr/bin/server", 10);
+    let l = b.listener();
+    let (gone, kept, gone_too) = (b.conn(), b.conn(), b.conn());
+    b.hold(10, 3, l, None)
+        .hold(10, 4, gone, None)
+        .hold(10, 5, kept, None)
+        .hold(10, 6, gone_too, None);
+    let key = |inode: Inode| {
+        b.snap
+            .sockets
+            .iter()
+            .find(|s| s.inode == inode)
+            .unwrap()
+            .key()
+    };
+    let transient = vec![key(gone), key(gone_too)];
+    b.snap.settle = Some(Settle {
+        window_ms: 1000,
+        transient,
+        still_sending: Vec::new(),
+    });
+    let r = b.report();
+    assert_eq!(r.summary.transient, 2);
+    assert_eq!(r.summary.leaked, 1);
+    let found: Vec<Inode> = r.findings.iter().map(|f| f.socket.inode).collect();
+    assert_eq!(found, vec![kept]);
+}
+
+#[test]
+fn a_look_that_missed_a_namespace_in_scope_says_it_is_incomplete() {
+    // docs/json-schema.md, scan.incomplete: why this look cannot support
+    // "no leak". A --netns scope naming a namespace no table was read for.
+    let mut b = B::new();
+    b.proc(10, 1, "server", "/usr/bin/server", 10);
+    let l = b.listener();
+    b.hold(10, 3, l, None);
+    let scope = Scope {
+        netns: vec![99],
+        ..Scope::everything()
+    };
+    let r = diagnose(&b.snap, &scope);
+    assert!(r.findings.is_empty());
+    assert!(
+        r.scan.incomplete.iter().any(|g| g.contains("99")),
+        "{:?}",
+        r.scan.incomplete
+    );
+    // Every namespace in scope read: nothing missing.
+    assert!(b.report().scan.incomplete.is_empty());
+}
+
+/// Server 10 holds the listener, its child 20 and an unrelated process 30
+/// exist; `conn` is a CLOSE_WAIT socket on the listener's port.
+fn scoped_server() -> (B, Inode) {
+    let mut b = B::new();
+    b.proc(10, 1, "server", "/usr/bin/server", 10);
+    b.proc(20, 10, "server", "/usr/bin/server", 10);
+    b.proc(30, 1, "other", "/usr/bin/other", 30);
+    let l = b.listener();
+    b.hold(10, 3, l, None);
+    let c = b.conn();
+    (b, c)
+}
+
+fn pid_scope(pid: Pid) -> Scope {
+    Scope {
+        pids: vec![pid],
+        ..Scope::everything()
+    }
+}
+
+fn found_in(b: &B, scope: &Scope) -> Vec<(Inode, Cause)> {
+    diagnose(&b.snap, scope)
+        .findings
+        .iter()
+        .map(|f| (f.socket.inode, f.cause))
+        .collect()
+}
+
+#[test]
+fn a_pid_scope_takes_in_the_unheld_sockets_waiting_on_its_listener() {
+    // docs/json-schema.md, Scope: a CLOSE_WAIT socket nobody holds (still in
+    // the accept queue: inode 0; or with an inode, in flight or held out of
+    // sight) is in a pid scope that holds the listener it waits on: a hung
+    // server's accept queue is its own leak.
+    for accept_queue in [true, false] {
+        let (mut b, c) = scoped_server();
+        let inode = if accept_queue { 0 } else { c };
+        b.snap.sockets.last_mut().unwrap().inode = inode;
+        let leak = vec![(inode, Cause::NoVisibleHolder)];
+        assert_eq!(found_in(&b, &pid_scope(10)), leak, "{accept_queue}");
+        assert_eq!(found_in(&b, &Scope::everything()), leak);
+        // Not the scope of a process that holds no listener of its port.
+        assert_eq!(found_in(&b, &pid_scope(30)), vec![], "{accept_queue}");
+        let r = diagnose(&b.snap, &pid_scope(30));
+        assert_eq!(r.summary.by_state.get(&TcpState::CloseWait), None);
+    }
+}
+
+#[test]
+fn a_socket_held_only_outside_a_pid_scope_is_not_in_it() {
+    // docs/json-schema.md, Scope: a held socket is in a pid scope when a
+    // process in the scope holds it; holding its listener is not enough.
+    let (mut b, c) = scoped_server();
+    b.hold(30, 4, c, Some(false));
+    assert_eq!(found_in(&b, &pid_scope(10)), vec![]);
+    assert_eq!(found_in(&b, &pid_scope(30)).len(), 1);
+}
+
+#[test]
+fn only_unheld_close_wait_sockets_join_a_pid_scope_by_their_listener() {
+    // docs/json-schema.md, Scope and summary.by_state: in a snapshot of every
+    // state, a connection still in the accept queue (ESTABLISHED, inode 0)
+    // and a TIME_WAIT socket on the server's port are held by nobody and
+    // are not CLOSE_WAIT: outside a pid scope, counted without one.
+    let (mut b, c) = scoped_server();
+    b.hold(10, 4, c, None);
+    for state in [TcpState::Established, TcpState::TimeWait] {
+        let s = b.socket(state);
+        b.snap
+            .sockets
+            .iter_mut()
+            .find(|x| x.inode == s)
+            .unwrap()
+            .inode = 0;
+    }
+    let by_state = |scope: &Scope| diagnose(&b.snap, scope).summary.by_state;
+    let all = by_state(&Scope::everything());
+    assert_eq!(all.get(&TcpState::Established), Some(&1));
+    assert_eq!(all.get(&TcpState::TimeWait), Some(&1));
+    let scoped = by_state(&pid_scope(10));
+    assert_eq!(scoped.get(&TcpState::CloseWait), Some(&1));
+    assert_eq!(scoped.get(&TcpState::Listen), Some(&1));
+    assert_eq!(scoped.get(&TcpState::Established), None);
+    assert_eq!(scoped.get(&TcpState::TimeWait), None);
+}
+
+#[test]
+fn ss_k_is_run_inside_the_socket_s_namespace_when_it_is_not_cwleak_s() {
+    // mitigation.rs: `ss -K` destroys the socket from its own network
+    // namespace only: for a socket in another namespace than the one cwleak
+    // ran in, the command enters it through a holder (nsenter).
+    for (own, enters) in [(Some(1), false), (Some(2), true), (None, false)] {
+        let mut b = B::new();
+        b.proc(10, 1, "server", "/usr/bin/server", 10);
+        let l = b.listener();
+        let c = b.conn();
+        b.hold(10, 3, l, None).hold(10, 4, c, None);
+        b.snap.meta.netns = own;
+        let f = b.finding(c);
+        let now = f.mitigation.text(&f.socket).to_string();
+        assert_eq!(
+            now.contains("nsenter --net=/proc/10/ns/net ss -K"),
+            enters,
+            "cwleak in {own:?}, socket in 1: {now}"
+        );
+        assert!(now.contains("ss -K src 127.0.0.1:8080"), "{now}");
+    }
+}
+
+#[test]
+fn the_fd_limit_is_named_from_half_of_it_open() {
+    // A blamed process at half its soft RLIMIT_NOFILE or more: the evidence
+    // says how many fds it has open of its limit (docs/json-schema.md,
+    // Finding.evidence; accept() fails with EMFILE at the limit).
+    for (open, named) in [(511, false), (512, true), (1024, true)] {
+        let mut b = B::new();
+        let p = b.proc(10, 1, "server", "/usr/bin/server", 10);
+        p.fd_limit = Some(1024);
+        p.fd_count = open;
+        let l = b.listener();
+        let c = b.conn();
+        b.hold(10, 3, l, None).hold(10, 4, c, None);
+        let f = b.finding(c);
+        assert!(
+            says(&f, "pid 10 (server) is blamed for 1 CLOSE_WAIT socket(s)"),
+            "{f:#?}"
+        );
+        let line = format!("{open} of its 1024 fds are open");
+        assert_eq!(says(&f, &line), named, "{open}: {f:#?}");
+    }
+}
+
+#[test]
+fn many_sockets_are_judged_each_once_in_order() {
+    // Past 512 sockets they are judged on several threads: every one still
+    // gets its own finding, in the order of the socket table.
+    let mut b = B::new();
+    b.proc(10, 1, "server", "/usr/bin/server", 10);
+    let l = b.listener();
+    b.hold(10, 3, l, None);
+    let conns: Vec<Inode> = (0..600).map(|_| b.conn()).collect();
+    for (fd, c) in (4..).zip(&conns) {
+        b.hold(10, fd, *c, None);
+    }
+    let r = b.report();
+    let found: Vec<Inode> = r.findings.iter().map(|f| f.socket.inode).collect();
+    assert_eq!(found, conns);
+    for (fd, f) in (4..).zip(&r.findings) {
+        assert_eq!(blamed(f), vec![(10, fd)]);
+        assert_eq!(f.cause, Cause::NeverClosed);
+    }
+}
+
 // ------------------------------------------------------------ precedence
 
 /// Two unrelated owners (SO_REUSEPORT listeners of one port) both hold the

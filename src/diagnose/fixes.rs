@@ -43,14 +43,16 @@ pub const STDIO_JOB: &str = "start background jobs with their stdio redirected a
     stdin/stdout/stderr=DEVNULL); a job that inherits a handler's stdout keeps the client's connection open";
 
 /// `fix(cause)`, then the fix of each alternative, hedged: never a
-/// confident fix for a cause the evidence does not decide.
-pub fn hedged(cause: Cause, alternatives: &[Cause], accept_queue: bool) -> String {
-    let mut out = fix(cause, accept_queue).to_string();
+/// confident fix for a cause the evidence does not decide. Alternatives come
+/// only from the rules for a socket someone holds, so never one in an
+/// accept queue.
+pub fn hedged(cause: Cause, alternatives: &[Cause]) -> String {
+    let mut out = fix(cause, false).to_string();
     for alt in alternatives {
         out.push_str(&format!(
             "\nif it is {} instead: {}",
             alt.name(),
-            fix(*alt, accept_queue)
+            fix(*alt, false)
         ));
     }
     out

@@ -168,7 +168,7 @@ fn judge_socket(ctx: &Ctx, s: &TcpSocket, memo: &mut Memo) -> Finding {
         (None, true) => memo.line(fixes::fix(cause, s.inode == 0)),
         (None, false) => {
             let alts: Vec<Cause> = alternatives.iter().map(|a| a.cause).collect();
-            memo.line(&fixes::hedged(cause, &alts, s.inode == 0))
+            memo.line(&fixes::hedged(cause, &alts))
         }
     };
     // Two lines come here and one later (add_shared_evidence): room for them now.
