@@ -51,10 +51,13 @@ files=("$@")
 # Test-only files hold no mutants of their own.
 files=($(printf '%s\n' "${files[@]}" | grep -v -E '(_tests|/tests)\.rs$'))
 
-# The live tests run the scenario driver; it does not link the library, so
-# one build of it serves every mutant.
+# The live tests run the example programs (the scenario driver, the socket
+# population, leakyd); none links the library, so one build of them serves
+# every mutant. The tests are built in another target directory (below), so
+# they are told where the examples are.
 cargo build --locked --quiet --examples || exit 2
 export CWLEAK_SCENARIO_BIN="$PWD/target/debug/examples/scenario"
+export CWLEAK_EXAMPLES_DIR="$PWD/target/debug/examples"
 
 # Stage 1: the fast tests that pin a file (no live processes beyond what the
 # unit tests start).
