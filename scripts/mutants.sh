@@ -42,6 +42,7 @@ default_files=(
   src/growth.rs
   src/source/recheck.rs
   src/source/prune.rs
+  src/source/settled.rs
   src/snapshot/*.rs
   src/check/thresholds.rs
   src/tuning/rules/*.rs
@@ -77,6 +78,7 @@ stage2_tests() {
       echo "scan_live scan_patterns unseen_holders real_software" ;;
     src/diagnose/* | src/graph.rs) echo "scan_live scan_patterns unseen_holders" ;;
     src/source/recheck.rs) echo "scan_live" ;;
+    src/source/settled.rs) echo "serve" ;;
     src/source/prune.rs) echo "scan_live fd_tables" ;;
     src/snapshot/*) echo "capture" ;;
     src/check/*) echo "check" ;;
