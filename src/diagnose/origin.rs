@@ -950,11 +950,7 @@ mod tests {
             cause: Cause::ForkParentKept,
             why: "it forks".into(),
         }];
-        f.fix = Line::from(fixes::hedged(
-            Cause::NeverClosed,
-            &[Cause::ForkParentKept],
-            false,
-        ));
+        f.fix = Line::from(fixes::hedged(Cause::NeverClosed, &[Cause::ForkParentKept]));
         let mut findings = [f];
         apply(&mut findings, &facts(vec![((10, 4), never)], vec![]));
         let f = &findings[0];
