@@ -216,6 +216,122 @@ pub fn duration(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::permute;
+    use crate::diagnose::{diagnose, Cause, Report, Scope};
+    use crate::model::{
+        Family, Inode, Layout, Pid, Process, Snapshot, SocketFd, TcpSocket, TcpState,
+    };
+
+    /// Hand-built hosts: each server accepted its connections on its own
+    /// port and never closed them (no fork, no other holder: never-closed).
+    struct Host {
+        snap: Snapshot,
+        inode: Inode,
+    }
+
+    impl Host {
+        fn new() -> Host {
+            let mut h = Host {
+                snap: Snapshot::default(),
+                inode: 1000,
+            };
+            h.process(1, 0, "init");
+            h
+        }
+
+        fn process(&mut self, pid: Pid, ppid: Pid, comm: &str) {
+            let layout = u64::from(pid.unsigned_abs()) * 16;
+            self.snap.processes.push(Process {
+                pid,
+                ppid,
+                comm: comm.into(),
+                start_time: u64::from(pid.unsigned_abs()),
+                exe: Some(format!("/srv/{comm}")),
+                netns: Some(1),
+                state: 'S',
+                threads: 1,
+                layout: Some(Layout {
+                    start_code: layout,
+                    end_code: layout + 1,
+                    start_stack: layout + 2,
+                    arg_start: layout + 3,
+                }),
+                ..Process::default()
+            });
+        }
+
+        /// A forked child of `parent`: same program, same memory layout.
+        fn fork(&mut self, pid: Pid, parent: Pid) {
+            let p = self
+                .snap
+                .processes
+                .iter()
+                .find(|p| p.pid == parent)
+                .unwrap();
+            let child = Process {
+                pid,
+                ppid: parent,
+                start_time: u64::from(pid.unsigned_abs()),
+                sockets: Vec::new(),
+                ..p.clone()
+            };
+            self.snap.processes.push(child);
+        }
+
+        fn hold(&mut self, pid: Pid, fd: i32, inode: Inode) {
+            let p = self
+                .snap
+                .processes
+                .iter_mut()
+                .find(|p| p.pid == pid)
+                .unwrap();
+            p.sockets.push(SocketFd {
+                fd,
+                inode,
+                cloexec: None,
+                tid: None,
+            });
+        }
+
+        fn socket(&mut self, pid: Pid, fd: i32, port: u16, state: TcpState, recv_q: u32) -> Inode {
+            self.inode += 1;
+            let remote = match state {
+                TcpState::Listen => "0.0.0.0:0".to_string(),
+                _ => format!("127.0.0.1:{}", 30000 + self.inode),
+            };
+            self.snap.sockets.push(TcpSocket {
+                inode: self.inode,
+                netns: 1,
+                family: Family::Ipv4,
+                local: format!("127.0.0.1:{port}").parse().unwrap(),
+                remote: remote.parse().unwrap(),
+                state,
+                recv_q,
+                send_q: 0,
+                uid: 0,
+                last_ack_ms: Some(1000 * u64::from(fd.unsigned_abs())),
+                bytes_acked: None,
+                timewait: false,
+                bound_if: None,
+            });
+            let inode = self.inode;
+            self.hold(pid, fd, inode);
+            inode
+        }
+
+        /// A server on `port` (listener at fd 3) holding a leaked
+        /// connection at each of `fds`, with these unread bytes (FIN included).
+        fn server(&mut self, pid: Pid, comm: &str, port: u16, conns: &[(i32, u32)]) {
+            self.process(pid, 1, comm);
+            self.socket(pid, 3, port, TcpState::Listen, 0);
+            for &(fd, recv_q) in conns {
+                self.socket(pid, fd, port, TcpState::CloseWait, recv_q);
+            }
+        }
+
+        fn report(&self) -> Report {
+            diagnose(&self.snap, &Scope::default())
+        }
+    }
 
     #[test]
     fn permute_moves_each_item_to_its_place() {
@@ -223,5 +339,87 @@ mod tests {
         let mut dest = vec![2, 0, 1, 4, 3];
         permute(&mut items, &mut dest);
         assert_eq!(items, vec!['b', 'c', 'a', 'e', 'd']);
+    }
+
+    #[test]
+    fn one_group_per_blamed_process_most_sockets_first_each_with_its_own_findings() {
+        let mut h = Host::new();
+        h.server(30, "small", 9090, &[(7, 1)]);
+        h.server(20, "big", 8080, &[(5, 11), (4, 1)]);
+        let r = h.report();
+        assert_eq!(r.findings.len(), 3);
+        let g: Vec<(Option<Pid>, Option<&str>, Cause, usize)> = r
+            .groups
+            .iter()
+            .map(|g| (g.pid, g.comm.as_deref(), g.cause, g.sockets))
+            .collect();
+        assert_eq!(
+            g,
+            [
+                (Some(20), Some("big"), Cause::NeverClosed, 2),
+                (Some(30), Some("small"), Cause::NeverClosed, 1),
+            ]
+        );
+        // Each group's indexes point at the findings blamed on its process.
+        for g in &r.groups {
+            assert_eq!(g.findings.len(), g.sockets);
+            for &i in &g.findings {
+                assert_eq!(r.findings[i].blamed[0].pid, g.pid.unwrap(), "{i}");
+            }
+        }
+        assert_eq!(r.groups[0].findings, [0, 1]);
+        assert_eq!(r.groups[1].findings, [2]);
+        let big = &r.groups[0];
+        assert_eq!(big.fds, [4, 5]);
+        assert_eq!(big.local_ports, [(8080, 2)]);
+        // 10 bytes unread on fd 5's socket; the FIN of each is not data.
+        assert_eq!(big.unread_bytes, 10);
+        assert_eq!(r.groups[1].unread_bytes, 0);
+    }
+
+    #[test]
+    fn each_process_named_counts_the_sockets_it_holds_once_and_those_it_is_blamed_for() {
+        let mut h = Host::new();
+        h.server(20, "srv", 8080, &[(4, 1), (5, 1)]);
+        // Socket at fd 4: also held by a forked child (fork-parent-kept);
+        // socket at fd 5: also at fd 6, a dup (dup-copy-kept).
+        let at4 = h.snap.sockets[1].inode;
+        let at5 = h.snap.sockets[2].inode;
+        h.fork(21, 20);
+        h.hold(21, 4, at4);
+        h.hold(20, 6, at5);
+        let r = h.report();
+        let causes: Vec<Cause> = r.findings.iter().map(|f| f.cause).collect();
+        assert!(
+            causes.contains(&Cause::ForkParentKept) && causes.contains(&Cause::DupCopyKept),
+            "{causes:?}"
+        );
+        let counts: Vec<(Pid, usize, usize)> = r
+            .processes
+            .iter()
+            .map(|p| (p.pid, p.close_wait_held, p.close_wait_blamed))
+            .collect();
+        // init is there as an ancestor: it holds nothing.
+        assert_eq!(counts, [(1, 0, 0), (20, 2, 2), (21, 1, 0)]);
+    }
+
+    #[test]
+    fn a_line_every_member_shows_is_said_once_one_only_some_show_is_marked_as_the_first_sockets() {
+        use super::super::finding::Line;
+        let mut h = Host::new();
+        h.server(20, "srv", 8080, &[(4, 1), (5, 1)]);
+        let r = h.report();
+        let mut members = r.findings.clone();
+        // The same text in separate allocations is the same line.
+        members[0].evidence = vec![Line::from("shared".to_string()), Line::from("only one")];
+        members[1].evidence = vec![Line::from("shared".to_string()), Line::from("another")];
+        let first_remote = members[0].socket.remote;
+        let lines = super::group_evidence(&members);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(&*lines[0], "shared");
+        assert_eq!(
+            &*lines[1],
+            format!("only one (for the socket to {first_remote}; this varies across the group)")
+        );
     }
 }
