@@ -422,4 +422,19 @@ mod tests {
             format!("only one (for the socket to {first_remote}; this varies across the group)")
         );
     }
+
+    #[test]
+    fn a_duration_reads_in_the_unit_its_size_calls_for() {
+        use super::duration;
+        // The examples of its doc comment, and each unit's edges.
+        assert_eq!(duration(950), "950ms");
+        assert_eq!(duration(75_000), "1m15s");
+        assert_eq!(duration(7_500_000), "2h05m");
+        assert_eq!(duration(999), "999ms");
+        assert_eq!(duration(1_000), "1.0s");
+        assert_eq!(duration(59_950), "59.9s");
+        assert_eq!(duration(60_000), "1m00s");
+        assert_eq!(duration(3_599_999), "59m59s");
+        assert_eq!(duration(3_600_000), "1h00m");
+    }
 }
