@@ -14,6 +14,9 @@
 #   For serve it also scrapes /metrics after every look and checks that the
 #   answer comes from the last scan: cwleak_scans_total counts the looks so
 #   far, and the CLOSE_WAIT count of the load's namespace is the load's own.
+#   Last, the kernel's own floor: the system CPU seconds `ss` costs in the
+#   load's namespace to count every socket by state (no tcp_info), and to
+#   list only the CLOSE_WAIT sockets with tcp_info (median of 3 each).
 #   CPU time, not wall time: it is what a fleet pays, and it stays meaningful
 #   on a machine busy with other work.
 # Environment: MODES="serve watch"  CW (cwleak binary; default: built here)
@@ -28,7 +31,12 @@ MODES=${MODES:-serve watch}
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 [ "$(id -u)" = 0 ] || { echo "bench/serve_cost.sh: needs root (namespaces)" >&2; exit 2; }
-command -v curl >/dev/null || { apt-get install -y -qq curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }; }
+need() { # command package
+  command -v "$1" >/dev/null || { apt-get install -y -qq "$2" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2"; }; }
+}
+need curl curl
+need ss iproute2
+need nsenter util-linux
 
 target=${CARGO_TARGET_DIR:-$here/target}
 if [ -z "${CW:-}" ]; then
@@ -111,7 +119,28 @@ for m in $MODES; do
   if [ -n "${CW_BASE:-}" ]; then run_one "base_$m" "$m" "$CW_BASE"; runs+=("base_$m"); fi
 done
 
-python3 - "$work" "$ivl_ms" "$S" "$P" "$INTERVAL" "$DURATION" "$close_wait" "$(getconf CLK_TCK)" "${runs[@]}" <<'PY'
+# What the kernel alone charges for the sockets a look must read, in the
+# load's namespace: system CPU of `ss` (median of 3 runs), counting every
+# socket by state without tcp_info, and keeping only CLOSE_WAIT with it.
+python3 - "$lg" "$ivl_ms" <<'PY' >"$work/floor" || echo "  not measured (ss or nsenter failed)" >"$work/floor"
+import resource, statistics as st, subprocess, sys
+lg, ivl = sys.argv[1], float(sys.argv[2]) / 1000
+def sys_cpu(args):
+    runs = []
+    for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime
+        subprocess.run(["nsenter", f"--net=/proc/{lg}/ns/net", "ss", *args],
+                       stdout=subprocess.DEVNULL, check=True)
+        runs.append(resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime - before)
+    return st.median(runs)
+for what, args in [("every socket counted by state (ss -tanH)", ["-tanH"]),
+                   ("CLOSE_WAIT only, with tcp_info (ss -taniH state close-wait)",
+                    ["-taniH", "state", "close-wait"])]:
+    s = sys_cpu(args)
+    print(f"  {what}: {s:.3f} s, {100 * s / ivl:.2f}% of a core per interval")
+PY
+status=0
+python3 - "$work" "$ivl_ms" "$S" "$P" "$INTERVAL" "$DURATION" "$close_wait" "$(getconf CLK_TCK)" "${runs[@]}" <<'PY' || status=$?
 import sys, os, statistics as st
 work, ivl, S, P, INTERVAL, DUR, close_wait, hz = sys.argv[1:9]
 ivl = float(ivl) / 1000; hz = float(hz)
@@ -145,3 +174,6 @@ for name in sys.argv[9:]:
         print(f"  /metrics checked after each of {sum(1 for _ in open(path))} looks" + ("" if bad else ": every answer from the last scan"))
 sys.exit(1 if bad else 0)
 PY
+echo "kernel floor, system CPU in the load's namespace (median of 3):"
+cat "$work/floor"
+exit "$status"

@@ -42,6 +42,7 @@ default_files=(
   src/growth.rs
   src/source/recheck.rs
   src/source/prune.rs
+  src/source/settled.rs
   src/snapshot/*.rs
   src/check/thresholds.rs
   src/tuning/rules/*.rs
@@ -51,10 +52,13 @@ files=("$@")
 # Test-only files hold no mutants of their own.
 files=($(printf '%s\n' "${files[@]}" | grep -v -E '(_tests|/tests)\.rs$'))
 
-# The live tests run the scenario driver; it does not link the library, so
-# one build of it serves every mutant.
+# The live tests run the example programs (the scenario driver, the socket
+# population, leakyd); none links the library, so one build of them serves
+# every mutant. The tests are built in another target directory (below), so
+# they are told where the examples are.
 cargo build --locked --quiet --examples || exit 2
 export CWLEAK_SCENARIO_BIN="$PWD/target/debug/examples/scenario"
+export CWLEAK_EXAMPLES_DIR="$PWD/target/debug/examples"
 
 # Stage 1: the fast tests that pin a file (no live processes beyond what the
 # unit tests start).
@@ -74,6 +78,7 @@ stage2_tests() {
       echo "scan_live scan_patterns unseen_holders real_software" ;;
     src/diagnose/* | src/graph.rs) echo "scan_live scan_patterns unseen_holders" ;;
     src/source/recheck.rs) echo "scan_live" ;;
+    src/source/settled.rs) echo "serve" ;;
     src/source/prune.rs) echo "scan_live fd_tables" ;;
     src/snapshot/*) echo "capture" ;;
     src/check/*) echo "check" ;;

@@ -11,6 +11,10 @@ use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 
+/// How far up the tree `HoldGraph::ancestors` looks (a real one is a few
+/// dozen deep).
+pub const MAX_ANCESTORS: usize = 4096;
+
 /// A process: its index into `Snapshot::processes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Node(pub usize);
@@ -122,12 +126,15 @@ impl<'a> HoldGraph<'a> {
             .and_then(|e| self.pid_of(e.source()))
     }
 
-    /// Parent, grandparent, ... (bounded: a corrupt snapshot may hold a cycle).
+    /// Parent, grandparent, ..., at most `MAX_ANCESTORS` of them. A corrupt
+    /// snapshot may hold a cycle (it ends where a pid comes back) or a chain
+    /// so long that the cycle check would cost quadratic time.
     pub fn ancestors(&self, pid: Pid) -> Vec<Pid> {
         let mut out = Vec::new();
         let mut cur = pid;
-        while let Some(p) = self.parent(cur) {
-            if p == pid || out.contains(&p) || out.len() > 4096 {
+        for _ in 0..MAX_ANCESTORS {
+            let Some(p) = self.parent(cur) else { break };
+            if p == pid || out.contains(&p) {
                 break;
             }
             out.push(p);
@@ -182,8 +189,8 @@ impl<'a> HoldGraph<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::{HeldBy, HoldGraph};
-    use crate::model::{InodeSet, Process, Snapshot, SocketFd};
+    use super::{HeldBy, HoldGraph, MAX_ANCESTORS};
+    use crate::model::{InodeSet, Layout, Process, Snapshot, SocketFd};
 
     fn fd(fd: i32, inode: u64, tid: Option<i32>) -> SocketFd {
         SocketFd {
@@ -259,5 +266,153 @@ mod tests {
             g.process(20).map(|p| p.shares_fd_table_with),
             Some(Some(10))
         );
+    }
+
+    fn proc(pid: i32, ppid: i32) -> Process {
+        Process {
+            pid,
+            ppid,
+            ..Process::default()
+        }
+    }
+
+    fn graph_of(snap: &Snapshot) -> HoldGraph<'_> {
+        HoldGraph::build(snap, &InodeSet::default())
+    }
+
+    /// Ancestors go up the ppid links; related is the same process, an
+    /// ancestor or a descendant, never a sibling or a cousin.
+    #[test]
+    fn ancestors_and_relations_follow_the_ppid_links() {
+        // 1 -> 10 -> 20 -> 30, 10 -> 21, 1 -> 11.
+        let snap = Snapshot {
+            processes: vec![
+                proc(30, 20),
+                proc(20, 10),
+                proc(21, 10),
+                proc(10, 1),
+                proc(11, 1),
+                proc(1, 0),
+            ],
+            ..Snapshot::default()
+        };
+        let g = graph_of(&snap);
+        assert_eq!(g.ancestors(30), [20, 10, 1]);
+        assert_eq!(g.ancestors(1), Vec::<i32>::new());
+        assert_eq!(g.ancestors(999), Vec::<i32>::new(), "not in the snapshot");
+        assert!(g.is_ancestor(10, 30) && g.is_ancestor(1, 30));
+        assert!(!g.is_ancestor(30, 10) && !g.is_ancestor(21, 30));
+        for (a, b) in [(30, 30), (10, 30), (30, 10), (1, 21)] {
+            assert!(g.related(a, b), "{a} {b}");
+        }
+        for (a, b) in [(30, 21), (21, 30), (11, 20), (30, 999)] {
+            assert!(!g.related(a, b), "{a} {b}");
+        }
+        let mut kids: Vec<i32> = g.children(1).iter().map(|p| p.pid).collect();
+        kids.sort_unstable();
+        assert_eq!(kids, [10, 11]);
+        assert!(g.children(30).is_empty() && g.children(999).is_empty());
+        assert_eq!(g.process(21).map(|p| p.ppid), Some(10));
+        assert!(g.process(999).is_none());
+    }
+
+    /// A corrupt snapshot's ppid cycle ends the walk where a pid comes back,
+    /// through the start or not; a chain past the bound is cut at it.
+    #[test]
+    fn ancestors_stop_at_a_cycle_and_at_the_bound() {
+        // 2 <-> 3 is a cycle; 4's parent is 3.
+        let snap = Snapshot {
+            processes: vec![proc(2, 3), proc(3, 2), proc(4, 3)],
+            ..Snapshot::default()
+        };
+        let g = graph_of(&snap);
+        assert_eq!(g.ancestors(2), [3]);
+        assert_eq!(g.ancestors(4), [3, 2]);
+        assert!(g.related(2, 3));
+        let deep = MAX_ANCESTORS as i32 + 10;
+        let snap = Snapshot {
+            processes: (1..=deep).map(|pid| proc(pid, pid - 1)).collect(),
+            ..Snapshot::default()
+        };
+        let g = graph_of(&snap);
+        let up = g.ancestors(deep);
+        assert_eq!(up.len(), MAX_ANCESTORS);
+        assert_eq!(up[0], deep - 1);
+        assert_eq!(up[MAX_ANCESTORS - 1], deep - MAX_ANCESTORS as i32);
+    }
+
+    fn exe(pid: i32, ppid: i32, exe: Option<&str>, code: Option<u64>) -> Process {
+        Process {
+            exe: exe.map(str::to_string),
+            layout: code.map(|start_code| Layout {
+                start_code,
+                ..Layout::default()
+            }),
+            ..proc(pid, ppid)
+        }
+    }
+
+    /// execd: another exe is proof; else the memory layout (fork copies it,
+    /// exec replaces it) decides; the same exe without a layout is a fork;
+    /// with neither known, unknown.
+    #[test]
+    fn execd_from_the_exe_then_the_memory_layout() {
+        let cases = [
+            // (parent exe, parent layout, child exe, child layout, expected)
+            (
+                Some("/bin/sh"),
+                Some(1),
+                Some("/usr/bin/app"),
+                Some(1),
+                Some(true),
+            ),
+            (
+                Some("/bin/sh"),
+                None,
+                Some("/usr/bin/app"),
+                None,
+                Some(true),
+            ),
+            (
+                Some("/bin/app"),
+                Some(1),
+                Some("/bin/app"),
+                Some(2),
+                Some(true),
+            ),
+            (
+                Some("/bin/app"),
+                Some(1),
+                Some("/bin/app"),
+                Some(1),
+                Some(false),
+            ),
+            (Some("/bin/app"), None, Some("/bin/app"), None, Some(false)),
+            (
+                Some("/bin/app"),
+                Some(1),
+                Some("/bin/app"),
+                None,
+                Some(false),
+            ),
+            (None, Some(1), None, Some(2), Some(true)),
+            (None, Some(1), None, Some(1), Some(false)),
+            (None, Some(1), Some("/bin/app"), None, None),
+            (Some("/bin/app"), None, None, None, None),
+            (None, None, None, None, None),
+        ];
+        for (pe, pl, ce, cl, want) in cases {
+            let snap = Snapshot {
+                processes: vec![exe(10, 1, pe, pl), exe(20, 10, ce, cl)],
+                ..Snapshot::default()
+            };
+            let g = graph_of(&snap);
+            assert_eq!(
+                g.execd(20),
+                want,
+                "parent {pe:?} {pl:?}, child {ce:?} {cl:?}"
+            );
+            assert_eq!(g.execd(10), None, "no parent in the snapshot");
+        }
     }
 }

@@ -264,7 +264,8 @@ pub struct Blame {
 }
 
 /// Findings that share a blamed process and a cause, for people to read.
-/// Serialized through `GroupView` (the mitigation is written from `fds`).
+/// Serialized through `GroupView` (the mitigation is written from `fds`);
+/// equal when they print the same.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Group {
     /// None for sockets nobody visibly holds.
@@ -442,5 +443,168 @@ impl Unreadable {
                 message: w.message.clone(),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::mitigation::{GroupMitigation, Mitigation};
+    use crate::diagnose::origin::Basis;
+
+    /// One field changed: its name, and the change.
+    type Change<T> = (&'static str, fn(&mut T));
+
+    fn json<T: Serialize>(x: &T) -> String {
+        serde_json::to_string(x).unwrap()
+    }
+
+    fn socket() -> SocketInfo {
+        SocketInfo {
+            inode: 5000,
+            netns: 4_026_531_840,
+            family: Family::Ipv4,
+            local: "127.0.0.1:8080".parse().unwrap(),
+            remote: "127.0.0.1:40000".parse().unwrap(),
+            state: TcpState::CloseWait,
+            recv_q: 1,
+            send_q: 0,
+            close_wait_ms: Some(60_000),
+        }
+    }
+
+    fn finding() -> Finding {
+        let blamed = Blame {
+            pid: 10,
+            fd: 4,
+            tid: None,
+        };
+        Finding {
+            socket: socket(),
+            holders: vec![Holder {
+                pid: 10,
+                ppid: 1,
+                comm: "server".into(),
+                fd: 4,
+                cloexec: Some(false),
+                tid: None,
+                origin: None,
+            }],
+            blamed: vec![blamed],
+            cause: Cause::ForkParentKept,
+            alternatives: vec![Alternative {
+                cause: Cause::NeverClosed,
+                why: "it may not fork".into(),
+            }],
+            evidence: vec!["pid 10 forks".into()],
+            fix: "close it after fork()".into(),
+            mitigation: Mitigation::Commands {
+                close: Some(blamed),
+                ns_pid: None,
+            },
+            allowed: None,
+            basis: Basis::Inferred,
+        }
+    }
+
+    #[test]
+    fn findings_are_equal_exactly_when_they_print_the_same() {
+        let a = finding();
+        // Read back from its JSON: the mitigation is the text, not the
+        // commands it was written from, and it prints the same.
+        let back: Finding = serde_json::from_str(&json(&a)).unwrap();
+        assert!(matches!(back.mitigation, Mitigation::Text(_)));
+        assert_eq!(json(&back), json(&a));
+        assert_eq!(back, a);
+        let changed: Vec<Change<Finding>> = vec![
+            ("socket", |f| f.socket.recv_q = 2),
+            ("holders", |f| f.holders[0].fd = 5),
+            ("blamed", |f| f.blamed.clear()),
+            ("cause", |f| f.cause = Cause::NeverClosed),
+            ("alternatives", |f| f.alternatives.clear()),
+            ("evidence", |f| f.evidence.push("another line".into())),
+            ("fix", |f| f.fix = "another fix".into()),
+            ("mitigation", |f| {
+                f.mitigation = Mitigation::Commands {
+                    close: None,
+                    ns_pid: None,
+                }
+            }),
+            ("allowed", |f| f.allowed = Some("port 8080".into())),
+            ("basis", |f| f.basis = Basis::Traced),
+        ];
+        for (what, change) in changed {
+            let mut b = finding();
+            change(&mut b);
+            assert_ne!(json(&b), json(&a), "{what}");
+            assert_ne!(b, a, "{what} differs");
+            assert_ne!(a, b, "{what} differs");
+        }
+    }
+
+    fn group() -> Group {
+        Group {
+            pid: Some(10),
+            comm: Some("server".into()),
+            cause: Cause::ForkParentKept,
+            alternatives: finding().alternatives,
+            sockets: 2,
+            fds: vec![4, 5],
+            local_ports: vec![(8080, 2)],
+            oldest_close_wait_ms: Some(60_000),
+            unread_bytes: 0,
+            evidence: vec!["pid 10 forks".into()],
+            fix: "close it after fork()".into(),
+            mitigation: GroupMitigation::CloseAll { tid: None },
+            findings: vec![0, 1],
+        }
+    }
+
+    #[test]
+    fn groups_are_equal_exactly_when_they_print_the_same() {
+        let a = group();
+        let back: Group = serde_json::from_str(&json(&a)).unwrap();
+        assert!(matches!(back.mitigation, GroupMitigation::Text(_)));
+        assert_eq!(json(&back), json(&a));
+        assert_eq!(back, a);
+        let changed: Vec<Change<Group>> = vec![
+            ("pid", |g| g.pid = Some(11)),
+            ("comm", |g| g.comm = None),
+            ("cause", |g| g.cause = Cause::NeverClosed),
+            ("alternatives", |g| g.alternatives.clear()),
+            ("sockets", |g| g.sockets = 3),
+            ("fds", |g| g.fds = vec![4]),
+            ("local_ports", |g| g.local_ports = vec![(8081, 2)]),
+            ("oldest_close_wait_ms", |g| g.oldest_close_wait_ms = None),
+            ("unread_bytes", |g| g.unread_bytes = 7),
+            ("evidence", |g| g.evidence.clear()),
+            ("fix", |g| g.fix = "another fix".into()),
+            ("mitigation", |g| g.mitigation = GroupMitigation::Restart),
+            ("findings", |g| g.findings = vec![1, 0]),
+        ];
+        for (what, change) in changed {
+            let mut b = group();
+            change(&mut b);
+            assert_ne!(json(&b), json(&a), "{what}");
+            assert_ne!(b, a, "{what} differs");
+            assert_ne!(a, b, "{what} differs");
+        }
+    }
+
+    #[test]
+    fn a_summary_counts_failed_tables_and_unreadable_processes_but_not_exited_ones() {
+        use crate::model::WarningKind::{self, *};
+        let of = |kind: WarningKind| Unreadable {
+            pid: Some(10),
+            path: None,
+            kind,
+            message: String::new(),
+        };
+        let list: Vec<Unreadable> = [NetTable, PermissionDenied, NetTable, Vanished, Malformed]
+            .into_iter()
+            .map(of)
+            .collect();
+        assert_eq!(Unreadable::counts(&list), (2, 2));
+        assert_eq!(Unreadable::counts(&[]), (0, 0));
     }
 }

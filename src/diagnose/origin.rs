@@ -33,7 +33,7 @@ pub fn apply(findings: &mut [Finding], facts: &Facts) {
         for h in f.holders.iter_mut() {
             h.origin = facts.origins.get(&(h.pid, h.fd)).cloned().map(Box::new);
         }
-        if f.holders.is_empty() || f.holders.iter().any(|h| h.origin.is_none()) {
+        if f.holders.iter().any(|h| h.origin.is_none()) {
             continue;
         }
         let closed = facts
@@ -150,6 +150,8 @@ pub fn place(f: &Frame) -> String {
     }
 }
 
+/// How long after `from_ms`: under a second in milliseconds ("4 ms later"),
+/// from one second on in seconds to a tenth ("1.0 s later").
 fn later(from_ms: u64, to_ms: u64) -> String {
     let d = to_ms.saturating_sub(from_ms);
     if d < 1000 {
@@ -643,5 +645,442 @@ mod tests {
             "{}",
             v.fact
         );
+    }
+
+    #[test]
+    fn a_delay_under_a_second_is_in_ms_from_one_second_on_in_seconds() {
+        assert_eq!(later(100, 1099), "999 ms later");
+        assert_eq!(later(100, 1100), "1.0 s later");
+        assert_eq!(later(100, 2600), "2.5 s later");
+    }
+
+    #[test]
+    fn a_dup_fact_says_whether_the_original_is_still_open_or_when_it_was_closed() {
+        let mut dup = step("dup", 10, 7, 101, 80);
+        dup.from_fd = Some(4);
+        let dupd = origin(vec![step("accept", 10, 4, 100, 50), dup]);
+        let original = origin(vec![step("accept", 10, 4, 100, 50)]);
+        // The original is still held by the same process.
+        let v = judge(&[(10, 7, &dupd), (10, 4, &original)], &[]);
+        assert_eq!(v.cause, Cause::DupCopyKept);
+        assert_eq!(
+            v.fact,
+            "traced: fd 7 of pid 10 was made by dup() at server.c:80 (serve) in pid 10 from fd 4; \
+             fd 4 is still open too; pid 10 never closed fd 7"
+        );
+        // The duplicate first, then the original.
+        let blamed: Vec<(Pid, i32)> = v.blamed.iter().map(|b| (b.pid, b.fd)).collect();
+        assert_eq!(blamed, [(10, 7), (10, 4)]);
+        // The original was closed; another process's fd 4 (a forked child
+        // that exited) is not it.
+        let mut fork = step("fork", 11, 4, 100, 60);
+        fork.from_pid = Some(10);
+        let childs = Closed {
+            origin: origin(vec![step("accept", 10, 4, 100, 50), fork]),
+            at_ms: 300,
+            how: "exit",
+        };
+        let closed = Closed {
+            origin: original.clone(),
+            at_ms: 1101,
+            how: "close",
+        };
+        let v = judge(&[(10, 7, &dupd)], &[childs, closed]);
+        assert_eq!(v.cause, Cause::DupCopyKept);
+        assert_eq!(
+            v.fact,
+            "traced: fd 7 of pid 10 was made by dup() at server.c:80 (serve) in pid 10 from fd 4; \
+             fd 4 was closed 1.0 s later; pid 10 never closed fd 7"
+        );
+        // Neither held nor seen closed (closed before tracing started):
+        // nothing said about it.
+        let v = judge(&[(10, 7, &dupd)], &[]);
+        assert_eq!(
+            v.fact,
+            "traced: fd 7 of pid 10 was made by dup() at server.c:80 (serve) in pid 10 from fd 4; \
+             pid 10 never closed fd 7"
+        );
+    }
+
+    #[test]
+    fn a_forked_worker_that_passed_the_connection_on_leaves_the_parent_blamed_for_the_fork() {
+        // Pid 10 accepted fd 4 and forked worker 30, which sent its fd 4 to
+        // pid 20 and exited; pid 20 closed what it received. Pid 10 passed
+        // nothing: it kept its copy after the fork.
+        let mut fork = step("fork", 30, 4, 101, 60);
+        fork.from_pid = Some(10);
+        let accepted = step("accept4", 10, 4, 100, 50);
+        let send = step("sendmsg", 30, 4, 102, 70);
+        let mut recv = step("recvmsg", 20, 7, 103, 90);
+        recv.from_pid = Some(30);
+        recv.from_fd = Some(4);
+        let received = Closed {
+            origin: origin(vec![accepted.clone(), fork.clone(), send, recv]),
+            at_ms: 104,
+            how: "close",
+        };
+        let worker = Closed {
+            origin: origin(vec![accepted.clone(), fork]),
+            at_ms: 105,
+            how: "exit",
+        };
+        let parent = origin(vec![accepted]);
+        let v = judge(&[(10, 4, &parent)], &[received, worker]);
+        assert_eq!(v.cause, Cause::ForkParentKept, "{}", v.fact);
+        assert_eq!(
+            v.blamed,
+            [Blame {
+                pid: 10,
+                fd: 4,
+                tid: None
+            }]
+        );
+        assert_eq!(
+            v.fact,
+            "traced: fd 4 of pid 10 was made by accept4() at server.c:50 (serve) in pid 10; \
+             fork() at server.c:60 (serve) gave pid 30 a copy, which it dropped by exiting 4 ms \
+             later; pid 10 never closed fd 4"
+        );
+    }
+
+    #[test]
+    fn a_copy_received_from_the_holder_is_no_fork_child_of_it() {
+        // Pid 10 sent a dup of its fd 4 (fd 5) to pid 20 and closed the dup;
+        // pid 20 received it at fd 4 and closed it. The copy pid 10 holds
+        // was neither passed nor duplicated, and no fork handed it over.
+        let accepted = step("accept4", 10, 4, 100, 50);
+        let mut dup = step("dup", 10, 5, 101, 60);
+        dup.from_fd = Some(4);
+        let send = step("sendmsg", 10, 5, 102, 70);
+        let mut recv = step("recvmsg", 20, 4, 103, 90);
+        recv.from_pid = Some(10);
+        recv.from_fd = Some(5);
+        let dup_closed = Closed {
+            origin: origin(vec![accepted.clone(), dup.clone()]),
+            at_ms: 102,
+            how: "close",
+        };
+        let received = Closed {
+            origin: origin(vec![accepted.clone(), dup, send, recv]),
+            at_ms: 104,
+            how: "close",
+        };
+        let held = origin(vec![accepted]);
+        let v = judge(&[(10, 4, &held)], &[dup_closed, received]);
+        assert_eq!(v.cause, Cause::NeverClosed, "{}", v.fact);
+        assert_eq!(
+            v.fact,
+            "traced: fd 4 of pid 10 came from accept4() at server.c:50 (serve) in pid 10, and \
+             pid 10 never closed it"
+        );
+    }
+
+    #[test]
+    fn a_copy_passed_twice_names_the_last_sender() {
+        // 10 -> 20 -> 30: pid 30 kept what pid 20 passed it.
+        let accepted = step("accept4", 10, 4, 100, 50);
+        let send1 = step("sendmsg", 10, 4, 101, 70);
+        let mut recv1 = step("recvmsg", 20, 6, 102, 90);
+        recv1.from_pid = Some(10);
+        recv1.from_fd = Some(4);
+        let send2 = step("sendmsg", 20, 6, 103, 71);
+        let mut recv2 = step("recvmsg", 30, 8, 104, 91);
+        recv2.from_pid = Some(20);
+        recv2.from_fd = Some(6);
+        let at30 = origin(vec![accepted, send1, recv1, send2, recv2]);
+        let v = judge(&[(30, 8, &at30)], &[]);
+        assert_eq!(v.cause, Cause::PassedFdKept);
+        assert_eq!(
+            v.fact,
+            "traced: pid 30 got its copy (fd 8) by recvmsg() at server.c:91 (serve) in pid 30, \
+             passed by sendmsg() at server.c:71 (serve) in pid 20 (its fd 6, made by accept4() at \
+             server.c:50 (serve) in pid 10); pid 30 never closed fd 8"
+        );
+    }
+
+    #[test]
+    fn the_senders_copy_is_told_by_its_pid_and_fd_together() {
+        // Pid 10 passed its fd 4; pid 20 received it at fd 4 too and kept
+        // it; pid 10 closed its own. Pid 10's forked child (fd 4 too)
+        // exited before: not the sender's copy.
+        let accepted = step("accept4", 10, 4, 100, 50);
+        let send = step("sendmsg", 10, 4, 101, 70);
+        let mut recv = step("recvmsg", 20, 4, 102, 90);
+        recv.from_pid = Some(10);
+        recv.from_fd = Some(4);
+        let received = origin(vec![accepted.clone(), send, recv]);
+        let mut fork = step("fork", 11, 4, 100, 60);
+        fork.from_pid = Some(10);
+        let child = Closed {
+            origin: origin(vec![accepted.clone(), fork]),
+            at_ms: 100,
+            how: "exit",
+        };
+        let sender = Closed {
+            origin: origin(vec![accepted]),
+            at_ms: 103,
+            how: "close",
+        };
+        let v = judge(&[(20, 4, &received)], &[child, sender]);
+        assert_eq!(v.cause, Cause::PassedFdKept);
+        assert_eq!(
+            v.fact,
+            "traced: pid 20 got its copy (fd 4) by recvmsg() at server.c:90 (serve) in pid 20, \
+             passed by sendmsg() at server.c:70 (serve) in pid 10 (its fd 4, made by accept4() at \
+             server.c:50 (serve) in pid 10); pid 10 closed its copy 2 ms later; pid 20 never \
+             closed fd 4"
+        );
+    }
+
+    // ---------------------------------------------------------- apply
+
+    use super::super::finding::{Alternative, Holder, SocketInfo};
+    use crate::model::{Family, TcpState};
+
+    const INODE: u64 = 5000;
+
+    fn holder(pid: Pid, fd: i32, tid: Option<Pid>) -> Holder {
+        Holder {
+            pid,
+            ppid: 1,
+            comm: "server".into(),
+            fd,
+            cloexec: Some(false),
+            tid,
+            origin: None,
+        }
+    }
+
+    /// An inferred finding, as classify leaves it before `apply`.
+    fn inferred(holders: Vec<Holder>, blamed: &[(Pid, i32)], cause: Cause) -> Finding {
+        let blamed: Vec<Blame> = blamed
+            .iter()
+            .map(|&(pid, fd)| Blame {
+                pid,
+                fd,
+                tid: holders
+                    .iter()
+                    .find(|h| (h.pid, h.fd) == (pid, fd))
+                    .and_then(|h| h.tid),
+            })
+            .collect();
+        Finding {
+            socket: SocketInfo {
+                inode: INODE,
+                netns: 4_026_531_840,
+                family: Family::Ipv4,
+                local: "127.0.0.1:8080".parse().unwrap(),
+                remote: "127.0.0.1:40000".parse().unwrap(),
+                state: TcpState::CloseWait,
+                recv_q: 1,
+                send_q: 0,
+                close_wait_ms: Some(60_000),
+            },
+            holders,
+            mitigation: Mitigation::Commands {
+                close: blamed.first().copied(),
+                ns_pid: None,
+            },
+            blamed,
+            cause,
+            alternatives: Vec::new(),
+            evidence: vec![Line::from("the inferred evidence")],
+            fix: Line::from(fixes::fix(cause, false)),
+            allowed: None,
+            basis: Basis::Inferred,
+        }
+    }
+
+    fn facts(origins: Vec<((Pid, i32), Origin)>, closed: Vec<Closed>) -> Facts {
+        let mut f = Facts::default();
+        f.origins.extend(origins);
+        if !closed.is_empty() {
+            f.closed.insert(INODE, closed);
+        }
+        f
+    }
+
+    fn blamed_of(f: &Finding) -> Vec<(Pid, i32, Option<Pid>)> {
+        f.blamed.iter().map(|b| (b.pid, b.fd, b.tid)).collect()
+    }
+
+    #[test]
+    fn a_traced_cause_replaces_the_inferred_one_with_its_own_fix_and_fact_first() {
+        // Inferred never-closed; the history shows a fork whose child closed.
+        let parent = origin(vec![step("accept", 10, 4, 100, 50)]);
+        let mut fork = step("fork", 11, 4, 101, 60);
+        fork.from_pid = Some(10);
+        let child = Closed {
+            origin: origin(vec![step("accept", 10, 4, 100, 50), fork]),
+            at_ms: 105,
+            how: "close",
+        };
+        let mut findings = [inferred(
+            vec![holder(10, 4, None)],
+            &[(10, 4)],
+            Cause::NeverClosed,
+        )];
+        apply(
+            &mut findings,
+            &facts(vec![((10, 4), parent.clone())], vec![child]),
+        );
+        let f = &findings[0];
+        assert_eq!(f.basis, Basis::Traced);
+        assert_eq!(f.cause, Cause::ForkParentKept);
+        assert_eq!(&*f.fix, fixes::fix(Cause::ForkParentKept, false));
+        assert!(f.alternatives.is_empty());
+        assert_eq!(f.holders[0].origin.as_deref(), Some(&parent));
+        assert_eq!(blamed_of(f), [(10, 4, None)]);
+        assert_eq!(
+            f.evidence.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+            [
+                "traced: fd 4 of pid 10 was made by accept() at server.c:50 (serve) in pid 10; \
+                 fork() at server.c:60 (serve) gave pid 11 a copy, which it closed 4 ms later; \
+                 pid 10 never closed fd 4",
+                "the inferred evidence",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_history_that_agrees_drops_the_alternatives_and_their_hedged_fixes() {
+        let never = origin(vec![step("accept4", 10, 4, 100, 50)]);
+        let mut f = inferred(vec![holder(10, 4, None)], &[(10, 4)], Cause::NeverClosed);
+        f.alternatives = vec![Alternative {
+            cause: Cause::ForkParentKept,
+            why: "it forks".into(),
+        }];
+        f.fix = Line::from(fixes::hedged(Cause::NeverClosed, &[Cause::ForkParentKept]));
+        let mut findings = [f];
+        apply(&mut findings, &facts(vec![((10, 4), never)], vec![]));
+        let f = &findings[0];
+        assert_eq!((f.basis, f.cause), (Basis::Traced, Cause::NeverClosed));
+        assert!(f.alternatives.is_empty());
+        assert_eq!(&*f.fix, fixes::fix(Cause::NeverClosed, false));
+    }
+
+    #[test]
+    fn a_history_that_agrees_with_a_decided_cause_keeps_its_fix() {
+        // An inetd handler given the connection on stdin: the inferred rules
+        // already decided never-closed, with the stdio handler's own fix.
+        let mut fork = step("fork", 20, 4, 101, 60);
+        fork.from_pid = Some(10);
+        let handler = origin(vec![
+            step("accept4", 10, 4, 100, 50),
+            fork,
+            step("execve", 20, 0, 102, 70),
+        ]);
+        let mut f = inferred(vec![holder(20, 0, None)], &[(20, 0)], Cause::NeverClosed);
+        f.fix = Line::from(fixes::STDIO_HANDLER);
+        let mut findings = [f];
+        apply(&mut findings, &facts(vec![((20, 0), handler)], vec![]));
+        let f = &findings[0];
+        assert_eq!((f.basis, f.cause), (Basis::Traced, Cause::NeverClosed));
+        assert_eq!(&*f.fix, fixes::STDIO_HANDLER);
+    }
+
+    #[test]
+    fn a_holder_without_history_leaves_the_inferred_verdict_and_shows_the_origins_known() {
+        // Only the child's copy was traced (the parent's was made before
+        // tracing started).
+        let mut fork = step("fork", 11, 4, 101, 60);
+        fork.from_pid = Some(10);
+        let child = origin(vec![fork]);
+        let before = inferred(
+            vec![holder(10, 4, None), holder(11, 4, None)],
+            &[(10, 4), (11, 4)],
+            Cause::ForkParentKept,
+        );
+        let mut findings = [before.clone()];
+        apply(
+            &mut findings,
+            &facts(vec![((11, 4), child.clone())], vec![]),
+        );
+        let f = &findings[0];
+        assert_eq!(f.holders[0].origin, None);
+        assert_eq!(f.holders[1].origin.as_deref(), Some(&child));
+        let mut expected = before;
+        expected.holders[1].origin = Some(Box::new(child));
+        assert_eq!(*f, expected);
+        assert_eq!(f.basis, Basis::Inferred);
+    }
+
+    #[test]
+    fn a_blamed_copy_in_a_threads_own_table_keeps_its_thread() {
+        // Pid 10 passed its fd 7 to pid 20, whose thread 21 (own fd table)
+        // received it at fd 7 too; both kept theirs.
+        let mut send = step("sendmsg", 10, 7, 101, 70);
+        send.fd = 7;
+        let mut recv = step("recvmsg", 20, 7, 102, 90);
+        recv.tid = 21;
+        recv.from_pid = Some(10);
+        recv.from_fd = Some(7);
+        let sender = origin(vec![step("accept4", 10, 7, 100, 50)]);
+        let received = origin(vec![step("accept4", 10, 7, 100, 50), send, recv]);
+        let mut findings = [inferred(
+            vec![holder(10, 7, None), holder(20, 7, Some(21))],
+            &[(10, 7), (20, 7)],
+            Cause::PassedFdKept,
+        )];
+        apply(
+            &mut findings,
+            &facts(vec![((10, 7), sender), ((20, 7), received)], vec![]),
+        );
+        let f = &findings[0];
+        assert_eq!(f.basis, Basis::Traced);
+        // The receiver first, in its thread; then the sender that kept its copy.
+        assert_eq!(blamed_of(f), [(20, 7, Some(21)), (10, 7, None)]);
+        let Mitigation::Commands { close, .. } = &f.mitigation else {
+            panic!("{:?}", f.mitigation)
+        };
+        assert_eq!(
+            *close,
+            Some(Blame {
+                pid: 20,
+                fd: 7,
+                tid: Some(21)
+            })
+        );
+    }
+
+    #[test]
+    fn a_socket_in_flight_is_traced_to_its_send_and_keeps_its_cause() {
+        // The example of causes.md: sent by pid 1234, which closed its own
+        // copy; nobody received it.
+        let mut send = step("sendmsg", 1234, 6, 101, 75);
+        send.stack[1].function = Some("send_fd".into());
+        let mut take = step("accept4", 1234, 6, 101, 55);
+        take.stack[1].function = Some("take".into());
+        let other = Closed {
+            origin: origin(vec![step("accept4", 99, 6, 90, 55)]),
+            at_ms: 95,
+            how: "exit",
+        };
+        let own = Closed {
+            origin: origin(vec![take.clone()]),
+            at_ms: 101,
+            how: "close",
+        };
+        let mut fs = Facts::default();
+        fs.in_flight.insert(INODE, origin(vec![take, send]));
+        fs.closed.insert(INODE, vec![other, own]);
+        let mut findings = [inferred(vec![], &[], Cause::NoVisibleHolder)];
+        apply(&mut findings, &fs);
+        let f = &findings[0];
+        assert_eq!((f.basis, f.cause), (Basis::Traced, Cause::NoVisibleHolder));
+        assert_eq!(&*f.fix, fixes::fix(Cause::NoVisibleHolder, false));
+        assert_eq!(
+            &*f.evidence[0],
+            "traced: in flight: sendmsg() at server.c:75 (send_fd) in pid 1234 passed it (its fd 6, \
+             made by accept4() at server.c:55 (take) in pid 1234) and nobody received it: the \
+             message waits in a unix socket's queue, holding the connection open; pid 1234 closed \
+             its own copy 0 ms later"
+        );
+        assert_eq!(&*f.evidence[1], "the inferred evidence");
+        // Not recorded in flight: nothing to add.
+        let mut findings = [inferred(vec![], &[], Cause::NoVisibleHolder)];
+        apply(&mut findings, &Facts::default());
+        assert_eq!(findings[0].basis, Basis::Inferred);
+        assert_eq!(findings[0].evidence.len(), 1);
     }
 }

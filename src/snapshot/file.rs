@@ -82,11 +82,12 @@ pub fn read_keeping(path: &Path, keep: Keep, max_bytes: u64) -> Result<Loaded, S
     if f.metadata().map_err(io_err)?.is_dir() {
         return Err(io_err(io::Error::other("is a directory")));
     }
-    // Peek at the magic bytes of the one open file, then read on from them.
-    let mut head = [0u8; 4];
-    let n = read_up_to(&mut f, &mut head).map_err(io_err)?;
-    let raw = io::Cursor::new(head[..n].to_vec()).chain(f);
-    let decoded: Box<dyn Read> = match &head[..n] {
+    // Peek at the magic bytes of the one open file (up to 4: a short read of
+    // a pipe is read on), then read on from them.
+    let mut head = Vec::with_capacity(4);
+    (&mut f).take(4).read_to_end(&mut head).map_err(io_err)?;
+    let raw = io::Cursor::new(head.clone()).chain(f);
+    let decoded: Box<dyn Read> = match head.as_slice() {
         [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(raw))),
         [0x28, 0xb5, 0x2f, 0xfd] => Box::new(zstd::Decoder::new(raw).map_err(io_err)?),
         _ => Box::new(raw),
@@ -160,19 +161,6 @@ fn first_byte(r: &mut impl io::BufRead) -> io::Result<Option<u8>> {
             }
         }
     }
-}
-
-fn read_up_to(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// "1 GiB", "16 MiB", "1000 bytes".
@@ -529,6 +517,94 @@ mod tests {
     fn sizes_read_as_people_write_them() {
         assert_eq!(size_text(1 << 30), "1 GiB");
         assert_eq!(size_text(3 << 20), "3 MiB");
+        assert_eq!(size_text(1 << 10), "1 KiB");
         assert_eq!(size_text(1000), "1000 bytes");
+        // Not a whole number of any unit: in bytes, never rounded.
+        assert_eq!(size_text(1536), "1536 bytes");
+        assert_eq!(size_text((1 << 30) + (1 << 20)), "1025 MiB");
+        assert_eq!(size_text(0), "0 bytes");
+    }
+
+    /// The string cap is on one string, not on the bytes between strings: a
+    /// snapshot padded with 17 MiB of whitespace reads.
+    #[test]
+    fn the_string_cap_counts_only_what_is_inside_one_string() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("padded.json");
+        write(&p, &sample()).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let body = text.trim_start().strip_prefix('{').unwrap();
+        let pad = " ".repeat(MAX_STRING_BYTES as usize + (1 << 20));
+        std::fs::write(&p, format!("{{\"y\":\"a\\\"b\",{pad}\"x\":1,{body}")).unwrap();
+        assert_eq!(read(&p).unwrap(), sample());
+    }
+
+    /// A string is measured as it is written in the file, escapes included:
+    /// 18 MiB of `\\` is refused like 18 MiB of letters.
+    #[test]
+    fn an_escaped_string_past_the_cap_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("escapes.json");
+        let mut long = b"{\"format\":\"".to_vec();
+        long.extend(b"\\\\".repeat((MAX_STRING_BYTES as usize) / 2 + (1 << 20)));
+        long.extend(b"\"}");
+        std::fs::write(&p, &long).unwrap();
+        let e = read(&p).unwrap_err().to_string();
+        assert!(e.contains("a string longer than 16 MiB"), "{e}");
+    }
+
+    /// A newer (or foreign) file is refused as such whatever the order of its
+    /// keys, before looks this version may not understand are parsed.
+    #[test]
+    fn a_newer_file_is_refused_by_version_whatever_its_key_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("new.json");
+        for text in [
+            r#"{"samples":[7],"format":"cwleak-snapshot","schema_version":99}"#,
+            r#"{"format":"cwleak-snapshot","samples":[7],"schema_version":99}"#,
+            r#"{"schema_version":99,"samples":[7],"format":"cwleak-snapshot"}"#,
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = read(&p).unwrap_err();
+            assert!(
+                matches!(e, SnapshotError::Version { found: 99, .. }),
+                "{text}: {e}"
+            );
+        }
+        std::fs::write(&p, r#"{"samples":[7],"format":"other","schema_version":1}"#).unwrap();
+        let e = read(&p).unwrap_err();
+        assert!(matches!(e, SnapshotError::NotSnapshot { .. }), "{e}");
+    }
+
+    /// A corrupt look in a file as cwleak writes it (envelope first): the
+    /// error says what was expected, and where in the file.
+    #[test]
+    fn a_corrupt_look_is_placed_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.json");
+        let head = r#"{"format":"cwleak-snapshot","schema_version":1,"tool_version":"0","cmdline_kept":false,"settle_ms":0,"interval_ms":0,"samples":["#;
+        std::fs::write(&p, format!("{head}7]}}")).unwrap();
+        let e = read(&p).unwrap_err().to_string();
+        assert!(e.contains("corrupted"), "{e}");
+        // The first position said is the look's own.
+        let column: usize = e
+            .split("column ")
+            .nth(1)
+            .map(|c| {
+                c.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            })
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no column in {e}"));
+        assert!(
+            column > head.len(),
+            "{e}: the look is past column {}",
+            head.len()
+        );
+        // Not a list at all: said so.
+        std::fs::write(&p, format!("{}7}}", head.trim_end_matches('['))).unwrap();
+        let e = read(&p).unwrap_err().to_string();
+        assert!(e.contains("expected a list of looks"), "{e}");
     }
 }

@@ -19,8 +19,13 @@ use std::time::{Duration, Instant};
 
 const LINE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// An example binary, built next to the test binaries.
+/// An example binary, built next to the test binaries, or in
+/// `CWLEAK_EXAMPLES_DIR` (the mutation script builds the tests in another
+/// target directory than the examples).
 pub fn example(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("CWLEAK_EXAMPLES_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
     let exe = std::env::current_exe().expect("current_exe");
     let profile = exe
         .parent()

@@ -18,7 +18,13 @@ use std::time::{Duration, Instant};
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const STOP_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The example, next to the test binaries, or in `CWLEAK_EXAMPLES_DIR` (the
+/// mutation script builds the tests in another target directory than the
+/// examples).
 fn example_bin() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CWLEAK_EXAMPLES_DIR") {
+        return PathBuf::from(dir).join("tcp_population");
+    }
     let exe = std::env::current_exe().expect("current_exe");
     let profile_dir = exe
         .parent()

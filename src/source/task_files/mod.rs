@@ -23,6 +23,8 @@ use crate::parse::btf::Btf;
 use blob::Blob;
 use prog::{Record, RECORD};
 use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::sync::OnceLock;
 
 /// `super_block.s_magic` of sockfs: the files /proc shows as `socket:[N]`.
 const SOCKFS_MAGIC: u32 = 0x534f_434b;
@@ -102,6 +104,31 @@ fn iterate(root: &ProcRoot) -> Result<Tables, String> {
     if link("self/ns/pid").as_deref() != Some(INIT_PID_NS) {
         return Err("not in the initial pid namespace (the iterator reports global pids)".into());
     }
+    let iter = sys::iterate(attached()?).map_err(|e| format!("opening the iterator: {e}"))?;
+    let tables = collect(std::fs::File::from(iter)).map_err(|e| format!("reading it: {e}"))?;
+    // Our own table must be there under our pid, or pids do not match /proc's.
+    match tables.get(&(me as Pid)) {
+        Some(t) if t.fd_count > 0 => Ok(tables),
+        _ => Err("its pids do not match /proc's".into()),
+    }
+}
+
+/// The program attached to the iterator, made once per process and kept:
+/// making it reads and parses the kernel's BTF (megabytes) and runs the
+/// verifier, which `watch` and `serve` would otherwise pay at every look.
+/// A failure is not kept: the next look tries again.
+static LINK: OnceLock<OwnedFd> = OnceLock::new();
+
+fn attached() -> Result<&'static OwnedFd, String> {
+    if let Some(link) = LINK.get() {
+        return Ok(link);
+    }
+    let link = attach()?;
+    // Two threads may race here: one link is kept, the other closed.
+    Ok(LINK.get_or_init(|| link))
+}
+
+fn attach() -> Result<OwnedFd, String> {
     let blob = Blob::open(BTF_PATH).map_err(|e| format!("{BTF_PATH}: {e}"))?;
     let btf = Btf::parse(blob.bytes()).map_err(|e| format!("{BTF_PATH}: {e}"))?;
     let func = btf
@@ -111,14 +138,7 @@ fn iterate(root: &ProcRoot) -> Result<Tables, String> {
     drop(btf);
     drop(blob);
     let prog = sys::load(&insns, func).map_err(|e| format!("loading the program: {e}"))?;
-    let link = sys::link(&prog).map_err(|e| format!("attaching the iterator: {e}"))?;
-    let iter = sys::iterate(&link).map_err(|e| format!("opening the iterator: {e}"))?;
-    let tables = collect(std::fs::File::from(iter)).map_err(|e| format!("reading it: {e}"))?;
-    // Our own table must be there under our pid, or pids do not match /proc's.
-    match tables.get(&(me as Pid)) {
-        Some(t) if t.fd_count > 0 => Ok(tables),
-        _ => Err("its pids do not match /proc's".into()),
-    }
+    sys::link(&prog).map_err(|e| format!("attaching the iterator: {e}"))
 }
 
 /// Read records as they come, without holding the whole output.

@@ -233,9 +233,11 @@ pub fn syn_backlog(ns: &Namespace) -> Vec<Finding> {
             continue;
         }
         let p = pct(syn_recv, backlog);
-        // Without cookies, SYNs are also dropped once 3/4 of tcp_max_syn_backlog is used.
+        // Without cookies, SYNs are also dropped once 3/4 of tcp_max_syn_backlog
+        // is used. A limit of 0 gives 0% (pct); a huge one (a hostile snapshot)
+        // must not overflow.
         let p_max = match (cookies, max_syn) {
-            (Some(0), Some(m)) if m > 0 => pct(syn_recv * 4, m * 3),
+            (Some(0), Some(m)) => pct(syn_recv * 4, m.saturating_mul(3)),
             _ => 0,
         };
         let Some(mut severity) = level(p.max(p_max), WARN_PCT) else {
@@ -305,9 +307,8 @@ pub fn accept_queue(ns: &Namespace) -> Vec<Finding> {
     let somaxconn = ns.settings.num(SOMAXCONN);
     let mut out = Vec::new();
     for l in &ns.observed.listeners {
-        if l.backlog == 0 || l.accept_queue == 0 {
-            continue;
-        }
+        // An unknown backlog (0: tables from /proc) gives 0% (pct), as does an
+        // empty queue: nothing to say.
         let p = pct(l.accept_queue, l.backlog);
         let Some(severity) = level(p, WARN_PCT) else {
             continue;
