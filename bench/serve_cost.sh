@@ -4,7 +4,8 @@
 #   processes, in a network and pid namespace of its own; needs root), then
 #   runs, one after the other on that one load, `cwleak serve --interval
 #   INTERVAL` and `cwleak watch --interval INTERVAL`, each for DURATION
-#   seconds (default 15s and 75). It samples each process's CPU time
+#   seconds (default 15s and 75); with CW_BASE, the base binary runs side
+#   by side with it, started half an interval later (same load, same noise). It samples each process's CPU time
 #   (utime+stime of all its threads, /proc/PID/stat) once a second and
 #   reports:
 #     first     CPU seconds of the first interval (start-up and the first, full look)
@@ -20,7 +21,7 @@
 #   CPU time, not wall time: it is what a fleet pays, and it stays meaningful
 #   on a machine busy with other work.
 # Environment: MODES="serve watch"  CW (cwleak binary; default: built here)
-#   CW_BASE (a second binary, measured the same way right after, as base_*)
+#   CW_BASE (a second binary, measured the same way at the same time, as base_*)
 #   CW_ARGS (extra args for both)  CARGO_TARGET_DIR (default target/).
 set -euo pipefail
 S=${1:-50000}
@@ -56,9 +57,9 @@ mkfifo "$work/in"
 "$LOADGEN" --sockets "$S" --procs "$P" <"$work/in" >"$work/ready" 2>"$work/loadgen.err" &
 lg=$!
 exec 9>"$work/in"
-child=
+children=
 cleanup() {
-  [ -n "$child" ] && kill "$child" 2>/dev/null && wait "$child" 2>/dev/null
+  for c in $children; do kill "$c" 2>/dev/null && wait "$c" 2>/dev/null; done
   exec 9>&- || true
   wait "$lg" 2>/dev/null || true
   rm -rf "$work"
@@ -74,49 +75,73 @@ netns=$(readlink "/proc/$lg/ns/net" | tr -dc 0-9)
 close_wait=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["close_wait"])' "$work/ready")
 
 port=$((20000 + RANDOM % 20000))
-# One run: start MODE with BIN, sample once a second for DURATION s, stop it.
-# Samples: "t_s ticks hwm_kib rss_kib"; scrapes: "look scans cw_in_load ts".
-run_one() { # name mode bin
-  local name=$1 mode=$2 bin=$3
-  case $mode in
-    serve) "$bin" serve --interval "$INTERVAL" --listen "127.0.0.1:$port" ${CW_ARGS:-} \
-             >/dev/null 2>"$work/$name.err" & ;;
-    watch) "$bin" watch --interval "$INTERVAL" ${CW_ARGS:-} >/dev/null 2>"$work/$name.err" & ;;
-  esac
-  child=$!
-  local t0 now el look=0
-  t0=$(date +%s%N)
-  : >"$work/$name.samples"; : >"$work/$name.scrapes"
+# Runs of one MODE side by side: "name:bin" each, the second started half an
+# interval after the first (their looks do not overlap), so both meet the
+# same load and the same noise from whatever else the machine runs. Each is
+# sampled once a second for DURATION s of its own, then stopped.
+# Samples: "t_ms ticks hwm_kib rss_kib"; scrapes: "look scans cw_in_load".
+run_side_by_side() { # mode name:bin...
+  local mode=$1; shift
+  local -a names=() bins=() pids=() t0=() looks=() state=()
+  local i=0 spec now el ticks hwm rss scans cw left first
+  for spec in "$@"; do
+    names[i]=${spec%%:*}; bins[i]=${spec#*:}; looks[i]=0; state[i]=waiting
+    : >"$work/${names[i]}.samples"; : >"$work/${names[i]}.scrapes"
+    i=$((i + 1))
+  done
+  first=$(date +%s%N)
   while :; do
-    now=$(date +%s%N)
-    el=$(((now - t0) / 1000000))
-    [ "$el" -ge $((DURATION * 1000)) ] && break
-    kill -0 "$child" 2>/dev/null || { cat "$work/$name.err" >&2; echo "$name exited early" >&2; exit 2; }
-    # utime+stime (fields 14 and 15, counted after the ")" that ends comm).
-    read -r ticks < <(sed 's/.*) //' "/proc/$child/stat" | awk '{print $12 + $13}')
-    hwm=$(awk '/^VmHWM/{print $2}' "/proc/$child/status")
-    rss=$(awk '/^VmRSS/{print $2}' "/proc/$child/status")
-    echo "$el $ticks $hwm $rss" >>"$work/$name.samples"
-    # Half an interval after each look starts, the look is done: scrape.
-    if [ "$mode" = serve ] && [ $((2 * el)) -ge $(((2 * look + 1) * ivl_ms)) ]; then
-      look=$((look + 1))
-      curl -sf "http://127.0.0.1:$port/metrics" >"$work/m" || : >"$work/m"
-      scans=$(awk '/^cwleak_scans_total /{print $2}' "$work/m")
-      cw=$(awk -v ns="$netns" '/^cwleak_tcp_sockets\{/ && index($0, "netns=\"" ns "\"") && index($0, "state=\"CLOSE_WAIT\"") {print $2}' "$work/m")
-      echo "$look ${scans:-none} ${cw:-none}" >>"$work/$name.scrapes"
-    fi
+    left=0
+    for i in "${!names[@]}"; do
+      now=$(date +%s%N)
+      if [ "${state[i]}" = waiting ]; then
+        if [ $(((now - first) / 1000000)) -lt $((i * ivl_ms / 2)) ]; then left=1; continue; fi
+        case $mode in
+          serve) "${bins[i]}" serve --interval "$INTERVAL" --listen "127.0.0.1:$((port + i))" \
+                   ${CW_ARGS:-} >/dev/null 2>"$work/${names[i]}.err" & ;;
+          watch) "${bins[i]}" watch --interval "$INTERVAL" ${CW_ARGS:-} \
+                   >/dev/null 2>"$work/${names[i]}.err" & ;;
+        esac
+        pids[i]=$!; children+=" $!"; t0[i]=$(date +%s%N); state[i]=running
+      fi
+      [ "${state[i]}" = running ] || continue
+      el=$(((now - t0[i]) / 1000000))
+      if [ "$el" -ge $((DURATION * 1000)) ]; then
+        kill "${pids[i]}" 2>/dev/null || true
+        wait "${pids[i]}" 2>/dev/null || true
+        state[i]=done
+        echo "${names[i]}: $(wc -l <"$work/${names[i]}.samples") samples"
+        continue
+      fi
+      left=1
+      kill -0 "${pids[i]}" 2>/dev/null ||
+        { cat "$work/${names[i]}.err" >&2; echo "${names[i]} exited early" >&2; exit 2; }
+      # utime+stime (fields 14 and 15, counted after the ")" that ends comm).
+      read -r ticks < <(sed 's/.*) //' "/proc/${pids[i]}/stat" | awk '{print $12 + $13}')
+      hwm=$(awk '/^VmHWM/{print $2}' "/proc/${pids[i]}/status")
+      rss=$(awk '/^VmRSS/{print $2}' "/proc/${pids[i]}/status")
+      echo "$el $ticks $hwm $rss" >>"$work/${names[i]}.samples"
+      # Half an interval after each look starts, the look is done: scrape.
+      if [ "$mode" = serve ] && [ $((2 * el)) -ge $(((2 * looks[i] + 1) * ivl_ms)) ]; then
+        looks[i]=$((looks[i] + 1))
+        curl -sf "http://127.0.0.1:$((port + i))/metrics" >"$work/m" || : >"$work/m"
+        scans=$(awk '/^cwleak_scans_total /{print $2}' "$work/m")
+        cw=$(awk -v ns="$netns" '/^cwleak_tcp_sockets\{/ && index($0, "netns=\"" ns "\"") && index($0, "state=\"CLOSE_WAIT\"") {print $2}' "$work/m")
+        echo "${looks[i]} ${scans:-none} ${cw:-none}" >>"$work/${names[i]}.scrapes"
+      fi
+    done
+    [ "$left" = 1 ] || break
     sleep 1
   done
-  kill "$child" 2>/dev/null || true
-  wait "$child" 2>/dev/null || true
-  child=
-  echo "$name: $(wc -l <"$work/$name.samples") samples"
 }
 
 runs=()
 for m in $MODES; do
-  run_one "$m" "$m" "$CW"; runs+=("$m")
-  if [ -n "${CW_BASE:-}" ]; then run_one "base_$m" "$m" "$CW_BASE"; runs+=("base_$m"); fi
+  if [ -n "${CW_BASE:-}" ]; then
+    run_side_by_side "$m" "$m:$CW" "base_$m:$CW_BASE"; runs+=("$m" "base_$m")
+  else
+    run_side_by_side "$m" "$m:$CW"; runs+=("$m")
+  fi
 done
 
 # What the kernel alone charges for the sockets a look must read, in the

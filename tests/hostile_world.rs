@@ -323,7 +323,16 @@ impl SharedBinary {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
         let path = dir.path().join("cwleak");
-        std::fs::copy(env!("CARGO_BIN_EXE_cwleak"), &path).expect("copy cwleak");
+        // Copied by a child process, not std::fs::copy: a write fd to the
+        // copy open in this process would also be open, until their exec, in
+        // the children other tests' threads fork meanwhile, and exec'ing the
+        // copy while one of them holds it fails with ETXTBSY.
+        let cp = Command::new("cp")
+            .arg(env!("CARGO_BIN_EXE_cwleak"))
+            .arg(&path)
+            .status()
+            .expect("run cp");
+        assert!(cp.success(), "cp cwleak: {cp}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         SharedBinary { _dir: dir, path }
     }

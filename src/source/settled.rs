@@ -96,12 +96,12 @@ fn digest(v: &impl Hash) -> u64 {
 
 /// For every CLOSE_WAIT inode held by a process, a digest of its holders;
 /// a sum of each holder's digest, so the order processes were read in does
-/// not matter.
+/// not matter. (Inode 0, a connection not accepted yet, is held by no fd.)
 fn holder_digests(snap: &Snapshot) -> FxHashMap<Inode, u64> {
     let cw: FxHashSet<Inode> = snap
         .sockets
         .iter()
-        .filter(|s| s.state == TcpState::CloseWait && s.inode != 0)
+        .filter(|s| s.state == TcpState::CloseWait)
         .map(|s| s.inode)
         .collect();
     let mut out: FxHashMap<Inode, u64> = FxHashMap::default();
