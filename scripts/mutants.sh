@@ -107,6 +107,15 @@ summary_of() { grep -E '^[0-9]+ mutants? tested' "$1" | tail -1; }
 export CARGO_TARGET_DIR="${MUTANTS_TARGET_DIR:-$PWD/target/mutants-build}"
 root="${MUTANTS_OUT:-target/mutants}"
 
+# A mutant that makes a test loop forever is stopped at cargo-mutants'
+# timeout, but the test binary may outlive it (a test installs a SIGTERM
+# handler), spinning on a core: after a stage with timeouts, test binaries of
+# this build directory still running are killed.
+reap_timeouts() { # stage directory
+  [ -s "$1/mutants.out/timeout.txt" ] || return 0
+  pkill -KILL -f "^$CARGO_TARGET_DIR/" 2>/dev/null || true
+}
+
 status=0
 for f in "${files[@]}"; do
   out="$root/${f//\//_}"
@@ -121,6 +130,7 @@ for f in "${files[@]}"; do
   cargo mutants --profile mutants --jobs "${MUTANTS_JOBS:-1}" --no-shuffle --colors never --file "$f" \
     --output "$out/stage1" "${select_args[@]}" $(cargo_args $t1) >"$out/stage1/run.log" 2>&1
   rc=$?
+  reap_timeouts "$out/stage1"
   secs=$(( $(date +%s) - start ))
   s=$(summary_of "$out/stage1/run.log")
   echo "$f: stage 1 ($t1): ${s:-no mutants run (see $out/stage1/run.log)} [${secs}s]"
@@ -135,6 +145,7 @@ for f in "${files[@]}"; do
     cargo mutants --profile mutants --jobs "${MUTANTS_JOBS:-1}" --no-shuffle --colors never --file "$f" \
       --output "$out/stage2" --re "$re" $(cargo_args $t1 $t2) >"$out/stage2/run.log" 2>&1
     rc=$?
+    reap_timeouts "$out/stage2"
     secs=$(( $(date +%s) - start ))
     s=$(summary_of "$out/stage2/run.log")
     echo "$f: stage 2 (+ $t2): ${s:-no mutants run (see $out/stage2/run.log)} [${secs}s]"
