@@ -451,26 +451,13 @@ mod tests {
     use super::*;
     use crate::diagnose::mitigation::{GroupMitigation, Mitigation};
     use crate::diagnose::origin::Basis;
+    use crate::diagnose::test_host::socket_info as socket;
 
     /// One field changed: its name, and the change.
     type Change<T> = (&'static str, fn(&mut T));
 
     fn json<T: Serialize>(x: &T) -> String {
         serde_json::to_string(x).unwrap()
-    }
-
-    fn socket() -> SocketInfo {
-        SocketInfo {
-            inode: 5000,
-            netns: 4_026_531_840,
-            family: Family::Ipv4,
-            local: "127.0.0.1:8080".parse().unwrap(),
-            remote: "127.0.0.1:40000".parse().unwrap(),
-            state: TcpState::CloseWait,
-            recv_q: 1,
-            send_q: 0,
-            close_wait_ms: Some(60_000),
-        }
     }
 
     fn finding() -> Finding {

@@ -216,120 +216,31 @@ pub fn duration(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::permute;
-    use crate::diagnose::{diagnose, Cause, Report, Scope};
-    use crate::model::{
-        Family, Inode, Layout, Pid, Process, Snapshot, SocketFd, TcpSocket, TcpState,
-    };
+    use crate::diagnose::test_host::B;
+    use crate::diagnose::Cause;
+    use crate::model::{Pid, TcpState};
 
-    /// Hand-built hosts: each server accepted its connections on its own
-    /// port and never closed them (no fork, no other holder: never-closed).
-    struct Host {
-        snap: Snapshot,
-        inode: Inode,
+    /// The program and memory layout of a server named `comm`.
+    fn program(pid: Pid, comm: &str) -> (String, u64) {
+        (format!("/srv/{comm}"), u64::from(pid.unsigned_abs()) * 16)
     }
 
-    impl Host {
-        fn new() -> Host {
-            let mut h = Host {
-                snap: Snapshot::default(),
-                inode: 1000,
-            };
-            h.process(1, 0, "init");
-            h
-        }
-
-        fn process(&mut self, pid: Pid, ppid: Pid, comm: &str) {
-            let layout = u64::from(pid.unsigned_abs()) * 16;
-            self.snap.processes.push(Process {
-                pid,
-                ppid,
-                comm: comm.into(),
-                start_time: u64::from(pid.unsigned_abs()),
-                exe: Some(format!("/srv/{comm}")),
-                netns: Some(1),
-                state: 'S',
-                threads: 1,
-                layout: Some(Layout {
-                    start_code: layout,
-                    end_code: layout + 1,
-                    start_stack: layout + 2,
-                    arg_start: layout + 3,
-                }),
-                ..Process::default()
-            });
-        }
-
-        /// A forked child of `parent`: same program, same memory layout.
-        fn fork(&mut self, pid: Pid, parent: Pid) {
-            let p = self
-                .snap
-                .processes
-                .iter()
-                .find(|p| p.pid == parent)
-                .unwrap();
-            let child = Process {
-                pid,
-                ppid: parent,
-                start_time: u64::from(pid.unsigned_abs()),
-                sockets: Vec::new(),
-                ..p.clone()
-            };
-            self.snap.processes.push(child);
-        }
-
-        fn hold(&mut self, pid: Pid, fd: i32, inode: Inode) {
-            let p = self
-                .snap
-                .processes
-                .iter_mut()
-                .find(|p| p.pid == pid)
-                .unwrap();
-            p.sockets.push(SocketFd {
-                fd,
-                inode,
-                cloexec: None,
-                tid: None,
-            });
-        }
-
-        fn socket(&mut self, pid: Pid, fd: i32, port: u16, state: TcpState, recv_q: u32) -> Inode {
-            self.inode += 1;
-            let remote = match state {
-                TcpState::Listen => "0.0.0.0:0".to_string(),
-                _ => format!("127.0.0.1:{}", 30000 + self.inode),
-            };
-            self.snap.sockets.push(TcpSocket {
-                inode: self.inode,
-                netns: 1,
-                family: Family::Ipv4,
-                local: format!("127.0.0.1:{port}").parse().unwrap(),
-                remote: remote.parse().unwrap(),
-                state,
-                recv_q,
-                send_q: 0,
-                uid: 0,
-                last_ack_ms: Some(1000 * u64::from(fd.unsigned_abs())),
-                bytes_acked: None,
-                timewait: false,
-                bound_if: None,
-            });
-            let inode = self.inode;
-            self.hold(pid, fd, inode);
-            inode
-        }
-
-        /// A server on `port` (listener at fd 3) holding a leaked
-        /// connection at each of `fds`, with these unread bytes (FIN included).
-        fn server(&mut self, pid: Pid, comm: &str, port: u16, conns: &[(i32, u32)]) {
-            self.process(pid, 1, comm);
-            self.socket(pid, 3, port, TcpState::Listen, 0);
-            for &(fd, recv_q) in conns {
-                self.socket(pid, fd, port, TcpState::CloseWait, recv_q);
-            }
-        }
-
-        fn report(&self) -> Report {
-            diagnose(&self.snap, &Scope::default())
+    /// A server that accepted its connections on its own port and never
+    /// closed them (no fork, no other holder: never-closed): a listener at
+    /// fd 3 and a leaked connection at each of `conns`' fds, with these
+    /// unread bytes (FIN included), its last ACK as many seconds ago as
+    /// its fd number.
+    fn server(b: &mut B, pid: Pid, comm: &str, port: u16, conns: &[(i32, u32)]) {
+        let (exe, layout) = program(pid, comm);
+        b.proc(pid, 1, comm, &exe, layout);
+        let held = std::iter::once((3, 0, TcpState::Listen))
+            .chain(conns.iter().map(|&(fd, q)| (fd, q, TcpState::CloseWait)));
+        for (fd, recv_q, state) in held {
+            let inode = b.socket_on(port, state);
+            let s = b.sock(inode);
+            s.recv_q = recv_q;
+            s.last_ack_ms = Some(1000 * u64::from(fd.unsigned_abs()));
+            b.hold(pid, fd, inode, None);
         }
     }
 
@@ -343,9 +254,9 @@ mod tests {
 
     #[test]
     fn one_group_per_blamed_process_most_sockets_first_each_with_its_own_findings() {
-        let mut h = Host::new();
-        h.server(30, "small", 9090, &[(7, 1)]);
-        h.server(20, "big", 8080, &[(5, 11), (4, 1)]);
+        let mut h = B::new();
+        server(&mut h, 30, "small", 9090, &[(7, 1)]);
+        server(&mut h, 20, "big", 8080, &[(5, 11), (4, 1)]);
         let r = h.report();
         assert_eq!(r.findings.len(), 3);
         let g: Vec<(Option<Pid>, Option<&str>, Cause, usize)> = r
@@ -379,15 +290,16 @@ mod tests {
 
     #[test]
     fn each_process_named_counts_the_sockets_it_holds_once_and_those_it_is_blamed_for() {
-        let mut h = Host::new();
-        h.server(20, "srv", 8080, &[(4, 1), (5, 1)]);
+        let mut h = B::new();
+        server(&mut h, 20, "srv", 8080, &[(4, 1), (5, 1)]);
         // Socket at fd 4: also held by a forked child (fork-parent-kept);
         // socket at fd 5: also at fd 6, a dup (dup-copy-kept).
         let at4 = h.snap.sockets[1].inode;
         let at5 = h.snap.sockets[2].inode;
-        h.fork(21, 20);
-        h.hold(21, 4, at4);
-        h.hold(20, 6, at5);
+        // A forked child: the same program and memory layout.
+        let (exe, layout) = program(20, "srv");
+        h.proc(21, 20, "srv", &exe, layout);
+        h.hold(21, 4, at4, None).hold(20, 6, at5, None);
         let r = h.report();
         let causes: Vec<Cause> = r.findings.iter().map(|f| f.cause).collect();
         assert!(
@@ -406,8 +318,8 @@ mod tests {
     #[test]
     fn a_line_every_member_shows_is_said_once_one_only_some_show_is_marked_as_the_first_sockets() {
         use super::super::finding::Line;
-        let mut h = Host::new();
-        h.server(20, "srv", 8080, &[(4, 1), (5, 1)]);
+        let mut h = B::new();
+        server(&mut h, 20, "srv", 8080, &[(4, 1), (5, 1)]);
         let r = h.report();
         let mut members = r.findings.clone();
         // The same text in separate allocations is the same line.

@@ -13,6 +13,8 @@ mod listeners;
 pub mod mitigation;
 pub mod origin;
 pub mod scope;
+#[cfg(test)]
+mod test_host;
 mod unheld;
 
 pub use finding::*;

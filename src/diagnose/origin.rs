@@ -496,8 +496,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_fork_whose_child_closed_blames_the_parent_with_the_decisive_fact() {
+    /// Pid 10 accepted the connection at fd 4 and forked pid 11, which
+    /// closed its copy: the parent's history, and the child's closed copy.
+    fn forked_child_closed() -> (Origin, Closed) {
         let parent = origin(vec![step("accept", 10, 4, 100, 50)]);
         let mut fork = step("fork", 11, 4, 101, 60);
         fork.from_pid = Some(10);
@@ -506,6 +507,12 @@ mod tests {
             at_ms: 105,
             how: "close",
         };
+        (parent, child)
+    }
+
+    #[test]
+    fn a_fork_whose_child_closed_blames_the_parent_with_the_decisive_fact() {
+        let (parent, child) = forked_child_closed();
         let v = judge(&[(10, 4, &parent)], &[child]);
         assert_eq!(v.cause, Cause::ForkParentKept);
         assert_eq!(
@@ -835,7 +842,7 @@ mod tests {
     // ---------------------------------------------------------- apply
 
     use super::super::finding::{Alternative, Holder, SocketInfo};
-    use crate::model::{Family, TcpState};
+    use super::super::test_host::socket_info;
 
     const INODE: u64 = 5000;
 
@@ -867,14 +874,7 @@ mod tests {
         Finding {
             socket: SocketInfo {
                 inode: INODE,
-                netns: 4_026_531_840,
-                family: Family::Ipv4,
-                local: "127.0.0.1:8080".parse().unwrap(),
-                remote: "127.0.0.1:40000".parse().unwrap(),
-                state: TcpState::CloseWait,
-                recv_q: 1,
-                send_q: 0,
-                close_wait_ms: Some(60_000),
+                ..socket_info()
             },
             holders,
             mitigation: Mitigation::Commands {
@@ -907,14 +907,7 @@ mod tests {
     #[test]
     fn a_traced_cause_replaces_the_inferred_one_with_its_own_fix_and_fact_first() {
         // Inferred never-closed; the history shows a fork whose child closed.
-        let parent = origin(vec![step("accept", 10, 4, 100, 50)]);
-        let mut fork = step("fork", 11, 4, 101, 60);
-        fork.from_pid = Some(10);
-        let child = Closed {
-            origin: origin(vec![step("accept", 10, 4, 100, 50), fork]),
-            at_ms: 105,
-            how: "close",
-        };
+        let (parent, child) = forked_child_closed();
         let mut findings = [inferred(
             vec![holder(10, 4, None)],
             &[(10, 4)],
