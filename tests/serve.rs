@@ -457,22 +457,7 @@ fn every_state_of_a_namespace_is_counted() {
         );
         return;
     }
-    // Next to the test binaries, or in CWLEAK_EXAMPLES_DIR (the mutation
-    // script builds the tests in another target directory than the examples).
-    let bin = match std::env::var_os("CWLEAK_EXAMPLES_DIR") {
-        Some(dir) => std::path::PathBuf::from(dir).join("loadgen"),
-        None => std::env::current_exe()
-            .expect("current_exe")
-            .parent()
-            .and_then(|deps| deps.parent())
-            .expect("<target>/<profile>/deps")
-            .join("examples/loadgen"),
-    };
-    assert!(
-        bin.is_file(),
-        "{} missing: run `cargo build --examples` first",
-        bin.display()
-    );
+    let bin = leakyd::example("loadgen");
     let mut load = Guarded::spawn(
         Command::new(bin)
             .args(["--sockets", "400", "--procs", "4"])

@@ -23,15 +23,16 @@ const LINE_TIMEOUT: Duration = Duration::from_secs(20);
 /// `CWLEAK_EXAMPLES_DIR` (the mutation script builds the tests in another
 /// target directory than the examples).
 pub fn example(name: &str) -> PathBuf {
-    if let Some(dir) = std::env::var_os("CWLEAK_EXAMPLES_DIR") {
-        return PathBuf::from(dir).join(name);
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary is not in <target>/<profile>/deps");
-    let bin = profile.join("examples").join(name);
+    let dir = match std::env::var_os("CWLEAK_EXAMPLES_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::current_exe()
+            .expect("current_exe")
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary is not in <target>/<profile>/deps")
+            .join("examples"),
+    };
+    let bin = dir.join(name);
     assert!(
         bin.is_file(),
         "{} not found: a plain `cargo test` builds it; with a filter such as \
