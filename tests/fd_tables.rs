@@ -207,3 +207,53 @@ fn the_iterator_is_refused_on_a_recorded_tree() {
     let run = cwleak_scan("json", &args(["--proc-root", tree.to_str().unwrap()]));
     assert_ne!(run.code, 2, "stderr: {}", run.stderr);
 }
+
+/// Unscoped, a scan reads every namespace's table while the iterator reads
+/// the fd tables, through whichever process it finds first in each; only
+/// the namespaces of socket holders are kept. The scenario's findings, picked
+/// out of the whole host's, must be what the facts say: in the host's
+/// namespace, in one of their own, and with a zombie leader (its namespace
+/// is read through its thread).
+fn whole_host(test: &str, name: &str) {
+    if !iterator_can_run(test) {
+        return;
+    }
+    let s = Scenario::start(name);
+    let ours: Vec<u64> = s.inodes();
+    let remotes: Vec<String> = s.sockets().iter().map(|k| k.remote.to_string()).collect();
+    let run = cwleak_scan("json", &args(["--fds", "bpf"]));
+    assert_ne!(run.code, 2, "whole host, scenario {name}: {}", run.stderr);
+    let mut r: Value = serde_json::from_str(&run.stdout).expect("JSON report");
+    r["findings"]
+        .as_array_mut()
+        .expect("findings[]")
+        .retain(|f| match f["socket"]["inode"].as_u64() {
+            Some(0) | None => {
+                remotes.contains(&f["socket"]["remote"].as_str().unwrap_or("").into())
+            }
+            Some(i) => ours.contains(&i),
+        });
+    let namespaces = r["scan"]["namespaces"].as_array().expect("namespaces[]");
+    for f in findings(&r) {
+        let netns = &f["socket"]["netns"];
+        assert!(
+            namespaces.iter().any(|n| &n["inode"] == netns),
+            "scenario {name}: {netns} not among the namespaces read"
+        );
+    }
+    matches_the_facts(&s, "bpf (whole host)", 1, &r);
+}
+
+macro_rules! whole_host {
+    ($($test:ident => $name:literal,)*) => {
+        $(#[test] fn $test() { whole_host(stringify!($test), $name); })*
+    };
+}
+
+whole_host! {
+    whole_host_never_closed => "never-closed",
+    whole_host_netns => "netns",
+    whole_host_container => "container",
+    whole_host_threaded_leader_exit => "threaded-leader-exit",
+    whole_host_accept_queue => "accept-queue",
+}

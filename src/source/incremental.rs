@@ -27,7 +27,7 @@
 
 use super::root::ProcRoot;
 use super::walk::{self, Walked};
-use super::{finish, task_files, walk_all, SourceConfig, SourceError, Start};
+use super::{finish, task_files, walk_all, Early, SourceConfig, SourceError, Start};
 use crate::model::{interesting_inodes, Inode, Pid, Snapshot, SocketFd, TcpSocket};
 use crate::parse::link;
 use std::collections::{HashMap, HashSet};
@@ -164,7 +164,13 @@ impl Incremental {
             }
         }
         let reused: HashSet<Pid> = walked.iter().map(|w| w.process.pid).collect();
-        let (fresh, warnings) = walk_all(&start.root, &to_walk, iterated, cfg.threads);
+        let (fresh, warnings) = walk_all(
+            &start.root,
+            &to_walk,
+            iterated,
+            &Early::default(),
+            cfg.threads,
+        );
         walked.extend(fresh);
         walked.sort_unstable_by_key(|w| w.process.pid);
 
@@ -177,13 +183,14 @@ impl Incremental {
             walked,
             warnings,
             false,
+            &Early::default(),
             |root, walked, sockets, warnings| {
                 let (stale, unheld_search) = stale(root, walked, sockets, &reused, known);
                 searched_all |= unheld_search;
                 if stale.is_empty() {
                     return;
                 }
-                let (again, w) = walk_all(root, &stale, None, cfg.threads);
+                let (again, w) = walk_all(root, &stale, None, &Early::default(), cfg.threads);
                 rewalked = again.len();
                 warnings.extend(w);
                 let mut again: HashMap<Pid, Walked> =

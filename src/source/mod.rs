@@ -6,6 +6,7 @@ mod bpf_sys;
 pub mod cgroup;
 pub mod cmdline;
 mod details;
+mod early_tables;
 mod enter;
 pub mod error;
 pub mod exits;
@@ -38,6 +39,7 @@ use crate::model::{
     FastMap, Inode, InodeSet, Meta, Pid, Process, Snapshot, TcpSocket, TcpState, Warning,
 };
 use crate::par::{spread, spread_mut, thread_count};
+use early_tables::Early;
 use sock_diag::DumpRequest;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -147,26 +149,53 @@ fn timing_note(note: &str) {
 /// Read one look at the machine through `cfg.root`.
 pub fn read(cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
     let start = Start::new(cfg)?;
-    let iterated = task_files::read(cfg.fds, &start.root, start.live)?;
-    Ok(full_look(cfg, start, iterated))
+    let iterating = task_files::wanted(cfg.fds, &start.root, start.live);
+    // Scoped to processes, the namespaces to read are only known after the
+    // walk; otherwise they are read while the iterator runs.
+    if !iterating || !start.live || !cfg.tables_for.pids.is_empty() {
+        let iterated = task_files::read(cfg.fds, &start.root, start.live)?;
+        return Ok(full_look(cfg, start, iterated, &Early::default()));
+    }
+    let (iterated, early) = std::thread::scope(|s| {
+        let iterating = s.spawn(|| task_files::read(cfg.fds, &start.root, start.live));
+        let early = early_tables::read(
+            &start.root,
+            &start.pids,
+            &cfg.tables_for.netns,
+            cfg.method,
+            &cfg.states.request(),
+            cfg.threads,
+        );
+        timing_note(&format!(
+            "namespaces' tables beside the iterator {:.4} s",
+            start.started.elapsed().as_secs_f64()
+        ));
+        (crate::par::join(iterating), early)
+    });
+    Ok(full_look(cfg, start, iterated?, &early))
 }
 
 /// A look that reads every fd table: from the task_file iterator's
 /// `iterated` tables, or /proc for any process they lack.
-fn full_look(cfg: &SourceConfig, start: Start, iterated: Option<task_files::Tables>) -> Snapshot {
+fn full_look(
+    cfg: &SourceConfig,
+    start: Start,
+    iterated: Option<task_files::Tables>,
+    early: &Early,
+) -> Snapshot {
     let mut t = start.started;
     timing_note(match iterated {
         Some(_) => "fd tables: task_file iterator",
         None => "fd tables: /proc/PID/fd",
     });
     phase_done("fd tables", &mut t);
-    let (walked, warnings) = walk_all(&start.root, &start.pids, iterated, cfg.threads);
+    let (walked, warnings) = walk_all(&start.root, &start.pids, iterated, early, cfg.threads);
     phase_done("walk", &mut t);
     // Only records of CLOSE_WAIT sockets and listeners: the other socket fds
     // are counted. (Incremental looks from a cache keep every fd: they reuse
     // fd lists between looks.)
     let prune = cfg.states != TableStates::All;
-    finish(cfg, start, walked, warnings, prune, |_, _, _, _| {})
+    finish(cfg, start, walked, warnings, prune, early, |_, _, _, _| {})
 }
 
 /// The beginning of every look, full or incremental: the root, its pids,
@@ -210,6 +239,7 @@ fn finish(
     mut walked: Vec<Walked>,
     mut warnings: Vec<Warning>,
     prune: bool,
+    early: &Early,
     mut refine: impl FnMut(&ProcRoot, &mut Vec<Walked>, &[TcpSocket], &mut Vec<Warning>),
 ) -> Snapshot {
     let Start {
@@ -254,6 +284,7 @@ fn finish(
         live,
         own: meta.netns,
         req,
+        early,
     };
     let (reads, mut ahead, shared) = look.read(&members, &walked, prune);
     let mut sockets = Vec::with_capacity(reads.iter().map(|(t, _)| t.sockets.len()).sum());
@@ -327,6 +358,7 @@ struct TablesLook<'a> {
     live: bool,
     own: Option<Inode>,
     req: DumpRequest,
+    early: &'a Early,
 }
 
 type NamespaceRead = (tables::TableRead, Vec<Warning>);
@@ -382,16 +414,22 @@ impl TablesLook<'_> {
     /// dump, through another walked process of the namespace.
     fn namespace(&self, member: &NsMember, walked: &[Walked]) -> Option<NamespaceRead> {
         let (root, cfg) = (self.root, self.cfg);
-        let mut warnings = Vec::new();
-        let candidates = std::iter::once(member.clone()).chain(alternates(member, walked));
-        let (mut t, _, member) = tables::read_namespace_via(
-            root,
-            self.live,
-            cfg.method,
-            candidates,
-            &self.req,
-            &mut warnings,
-        )?;
+        let (mut t, mut warnings, member) = match self.early.take(member.netns) {
+            Some(read) => read,
+            None => {
+                let mut warnings = Vec::new();
+                let candidates = std::iter::once(member.clone()).chain(alternates(member, walked));
+                let (t, _, member) = tables::read_namespace_via(
+                    root,
+                    self.live,
+                    cfg.method,
+                    candidates,
+                    &self.req,
+                    &mut warnings,
+                )?;
+                (t, warnings, member)
+            }
+        };
         if cfg.sysctls {
             let ns_file = member.ns_file(root);
             match sysctl::read(root, self.live, self.own, member.netns, &ns_file) {
@@ -477,6 +515,7 @@ fn walk_all(
     root: &ProcRoot,
     pids: &[Pid],
     iterated: Option<task_files::Tables>,
+    early: &Early,
     threads: usize,
 ) -> (Vec<Walked>, Vec<Warning>) {
     let mut tables = iterated.unwrap_or_default();
@@ -501,6 +540,7 @@ fn walk_all(
                     root,
                     *pid,
                     fds,
+                    early.netns_of.get(pid).copied(),
                     live,
                     &mut scratch,
                     &mut warnings,

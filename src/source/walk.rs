@@ -4,7 +4,7 @@
 
 use super::root::{readlink_at, ProcRoot};
 use super::SourceError;
-use crate::model::{Pid, Process, SocketFd, Warning};
+use crate::model::{Inode, Pid, Process, SocketFd, Warning};
 use crate::parse::{link, proc_files};
 use nix::dir::Dir;
 use nix::fcntl::OFlag;
@@ -40,6 +40,7 @@ pub fn walk_process(
     root: &ProcRoot,
     pid: Pid,
     fds: Fds,
+    netns: Option<Inode>,
     live: bool,
     scratch: &mut Scratch,
     warnings: &mut Vec<Warning>,
@@ -84,11 +85,16 @@ pub fn walk_process(
         }
         Fds::Read => {}
     }
+    // Only holders' namespaces are read. `netns` is already known, unless
+    // this is a zombie leader's: that one is read through its thread.
     if !process.sockets.is_empty() {
-        match root.read_link(Some(pid), &base.join("ns/net")) {
-            Ok(t) => process.netns = link::bracket_inode(&t, b"net"),
-            Err(e) if e.is_vanished() => {}
-            Err(e) => warnings.push(e.to_warning()),
+        match netns.filter(|_| process.fd_table_tid.is_none()) {
+            Some(known) => process.netns = Some(known),
+            None => match root.read_link(Some(pid), &base.join("ns/net")) {
+                Ok(t) => process.netns = link::bracket_inode(&t, b"net"),
+                Err(e) if e.is_vanished() => {}
+                Err(e) => warnings.push(e.to_warning()),
+            },
         }
     }
     Some(Walked { process, base })
@@ -272,6 +278,7 @@ mod tests {
             &root,
             100,
             Fds::Read,
+            None,
             false,
             &mut Scratch::default(),
             &mut warnings,

@@ -62,12 +62,7 @@ const BUSY: u64 = 2_000;
 /// Every process's fd table from the iterator, or None when /proc is to be
 /// walked instead. An error only when `--fds bpf` asked for the iterator.
 pub fn read(method: FdMethod, root: &ProcRoot, live: bool) -> Result<Option<Tables>, SourceError> {
-    let wanted = match method {
-        FdMethod::Proc => false,
-        FdMethod::Bpf => true,
-        FdMethod::Auto => live && open_files(root).is_some_and(|n| n >= BUSY),
-    };
-    if !wanted {
+    if !wanted(method, root, live) {
         return Ok(None);
     }
     let read = if live {
@@ -84,6 +79,15 @@ pub fn read(method: FdMethod, root: &ProcRoot, live: bool) -> Result<Option<Tabl
             super::timing_note(&format!("task_file iterator not used: {why}"));
             Ok(None)
         }
+    }
+}
+
+/// Whether `read` would try the iterator.
+pub fn wanted(method: FdMethod, root: &ProcRoot, live: bool) -> bool {
+    match method {
+        FdMethod::Proc => false,
+        FdMethod::Bpf => true,
+        FdMethod::Auto => live && open_files(root).is_some_and(|n| n >= BUSY),
     }
 }
 

@@ -1,0 +1,90 @@
+//! The namespaces' tables read while the task_file iterator reads the fd
+//! tables: each keeps a core busy in the kernel, and neither needs the other.
+//! Which namespaces hold sockets is only known from the fd tables, so every
+//! namespace a process sits in is read here; the look then keeps the reads
+//! of the namespaces it would have read anyway and drops the others.
+
+use super::root::ProcRoot;
+use super::sock_diag::DumpRequest;
+use super::tables::{self, NsMember, TableMethod};
+use crate::model::{FastMap, Inode, Pid, Warning};
+use crate::parse::link::bracket_inode;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// One namespace read ahead: its table, the warnings of the read, and the
+/// process it was read through.
+pub type EarlyRead = (tables::TableRead, Vec<Warning>, NsMember);
+
+/// Reads waiting to be taken by the look, by namespace, and each process's
+/// namespace as this pass found it (the walk need not read it again).
+#[derive(Default)]
+pub struct Early {
+    reads: Mutex<FastMap<Inode, EarlyRead>>,
+    pub netns_of: FastMap<Pid, Inode>,
+}
+
+impl Early {
+    /// The read of `netns`, once: a second ask gets None.
+    pub fn take(&self, netns: Inode) -> Option<EarlyRead> {
+        // A poisoned lock means a reading thread panicked: read again.
+        self.reads.lock().ok()?.remove(&netns)
+    }
+}
+
+/// Every namespace a process of `pids` sits in (of `only`, when given), read
+/// through its lowest pid. A read that came back incomplete is not kept: the
+/// look reads that namespace again, through the members it knows then.
+pub fn read(
+    root: &ProcRoot,
+    pids: &[Pid],
+    only: &[Inode],
+    method: TableMethod,
+    req: &DumpRequest,
+    threads: usize,
+) -> Early {
+    let mut netns_of = FastMap::default();
+    let mut first: BTreeMap<Inode, Pid> = BTreeMap::new();
+    for &pid in pids {
+        // A zombie leader has no namespace to show: the walk finds its
+        // thread's, and the look reads that namespace itself.
+        let Ok(link) = root.read_link(Some(pid), &PathBuf::from(format!("{pid}/ns/net"))) else {
+            continue;
+        };
+        let Some(netns) = bracket_inode(&link, b"net") else {
+            continue;
+        };
+        netns_of.insert(pid, netns);
+        if only.is_empty() || only.contains(&netns) {
+            first.entry(netns).or_insert(pid);
+        }
+    }
+    let members: Vec<NsMember> = first
+        .into_iter()
+        .map(|(netns, pid)| NsMember {
+            netns,
+            pid,
+            base: Path::new(&pid.to_string()).to_path_buf(),
+            file: None,
+        })
+        .collect();
+    let reads = crate::par::spread(&members, threads, |ms| {
+        ms.filter_map(|m| {
+            let mut warnings = Vec::new();
+            let (t, complete, member) =
+                tables::read_namespace_via(root, true, method, [m.clone()], req, &mut warnings)?;
+            complete.then_some((t, warnings, member))
+        })
+        .collect::<Vec<_>>()
+    });
+    let reads = reads
+        .into_iter()
+        .flatten()
+        .map(|r| (r.2.netns, r))
+        .collect();
+    Early {
+        reads: Mutex::new(reads),
+        netns_of,
+    }
+}
