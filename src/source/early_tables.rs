@@ -45,7 +45,9 @@ pub fn read(
     threads: usize,
 ) -> Early {
     let mut netns_of = FastMap::default();
-    let mut first: BTreeMap<Inode, Pid> = BTreeMap::new();
+    // The lowest pid of each namespace, a user process when there is one:
+    // `via_pid` names it, and a kernel thread (no exe) would puzzle a reader.
+    let mut first: BTreeMap<Inode, (Pid, bool)> = BTreeMap::new();
     for &pid in pids {
         // A zombie leader has no namespace to show: the walk finds its
         // thread's, and the look reads that namespace itself.
@@ -56,13 +58,23 @@ pub fn read(
             continue;
         };
         netns_of.insert(pid, netns);
-        if only.is_empty() || only.contains(&netns) {
-            first.entry(netns).or_insert(pid);
+        if !only.is_empty() && !only.contains(&netns) {
+            continue;
+        }
+        if first.get(&netns).is_some_and(|&(_, user)| user) {
+            continue;
+        }
+        let user = root
+            .read_link(Some(pid), &PathBuf::from(format!("{pid}/exe")))
+            .is_ok();
+        let e = first.entry(netns).or_insert((pid, user));
+        if user && !e.1 {
+            *e = (pid, user);
         }
     }
     let members: Vec<NsMember> = first
         .into_iter()
-        .map(|(netns, pid)| NsMember {
+        .map(|(netns, (pid, _))| NsMember {
             netns,
             pid,
             base: Path::new(&pid.to_string()).to_path_buf(),
