@@ -27,7 +27,9 @@
 
 use super::root::ProcRoot;
 use super::walk::{self, Walked};
-use super::{finish, task_files, walk_all, Early, SourceConfig, SourceError, Start};
+use super::{
+    finish, prune, task_files, walk_all, Early, SourceConfig, SourceError, Start, TableStates,
+};
 use crate::model::{interesting_inodes, Inode, Pid, Snapshot, SocketFd, TcpSocket};
 use crate::parse::link;
 use std::collections::{HashMap, HashSet};
@@ -112,11 +114,11 @@ impl Incremental {
     /// times the kernel's cost per file in one pass of the iterator) would
     /// cost more than reading every open file on the host through it. Only
     /// for `--fds auto`: `bpf` always iterates, `proc` never does.
-    fn checks_cost_more(&self, cfg: &SourceConfig, start: &Start) -> bool {
+    fn checks_cost_more(&self, cfg: &SourceConfig, root: &ProcRoot) -> bool {
         match cfg.fds {
             task_files::FdMethod::Bpf => true,
             task_files::FdMethod::Proc => false,
-            task_files::FdMethod::Auto => task_files::open_files(&start.root)
+            task_files::FdMethod::Auto => task_files::open_files(root)
                 .is_some_and(|n| self.interest_fds.saturating_mul(READLINK_COST) >= n),
         }
     }
@@ -128,7 +130,7 @@ impl Incremental {
         self.looks += 1;
         // Every table from the iterator when everything is to be walked, or
         // when the checks would cost more than one pass of it.
-        let iterated = if full || self.cache.is_empty() || self.checks_cost_more(cfg, &start) {
+        let iterated = if full || self.cache.is_empty() || self.checks_cost_more(cfg, &start.root) {
             task_files::read(cfg.fds, &start.root, start.live)?
         } else {
             None
@@ -177,7 +179,8 @@ impl Incremental {
         let mut rewalked = 0;
         let mut searched_all = full || reused.is_empty();
         let known = &self.known_unheld;
-        let snap = finish(
+        let root = start.root.clone();
+        let mut snap = finish(
             cfg,
             start,
             walked,
@@ -206,7 +209,16 @@ impl Incremental {
                 });
             },
         );
-        self.remember(&snap, &sizes, searched_all);
+        self.remember(cfg, &root, &snap, &sizes, searched_all);
+        // The cache keeps every socket fd (a reused walk must know them
+        // all); the look keeps only those the diagnosis can use, as a full
+        // read of the same states does.
+        if cfg.states != TableStates::All {
+            let shared = prune::shared_inodes(snap.processes.iter());
+            let mut processes: Vec<&mut crate::model::Process> =
+                snap.processes.iter_mut().collect();
+            prune::socket_fds(&mut processes, &snap.sockets, &shared);
+        }
         self.last = RefreshStats {
             processes: snap.processes.len(),
             walked: to_walk.len() + rewalked,
@@ -216,7 +228,38 @@ impl Incremental {
         Ok(snap)
     }
 
-    fn remember(&mut self, snap: &Snapshot, sizes: &HashMap<Pid, u64>, searched_all: bool) {
+    fn remember(
+        &mut self,
+        cfg: &SourceConfig,
+        root: &ProcRoot,
+        snap: &Snapshot,
+        sizes: &HashMap<Pid, u64>,
+        searched_all: bool,
+    ) {
+        self.sizes_work |= snap
+            .processes
+            .iter()
+            .any(|p| p.fd_count > 0 && sizes.get(&p.pid).is_some_and(|s| *s > 0));
+        let interest = interesting_inodes(&snap.sockets);
+        self.interest_fds = snap
+            .processes
+            .iter()
+            .flat_map(|p| &p.sockets)
+            .filter(|s| interest.contains(&s.inode))
+            .count() as u64;
+        let unheld = unheld_inodes(snap);
+        self.known_unheld = if searched_all {
+            unheld
+        } else {
+            self.known_unheld.intersection(&unheld).copied().collect()
+        };
+        // The next look will take every table from the iterator, not from
+        // the cache: keeping one would only hold every socket fd of the
+        // host until then (a fifth of serve's memory at 200k sockets).
+        if self.checks_cost_more(cfg, root) {
+            self.cache = HashMap::new();
+            return;
+        }
         // A process whose files could not be read is walked again every
         // look: reused, it would drop out of the look's warnings, and the
         // exporter would stop saying the answer is incomplete.
@@ -243,23 +286,6 @@ impl Incremental {
                 ))
             })
             .collect();
-        self.sizes_work |= snap
-            .processes
-            .iter()
-            .any(|p| p.fd_count > 0 && sizes.get(&p.pid).is_some_and(|s| *s > 0));
-        let interest = interesting_inodes(&snap.sockets);
-        self.interest_fds = snap
-            .processes
-            .iter()
-            .flat_map(|p| &p.sockets)
-            .filter(|s| interest.contains(&s.inode))
-            .count() as u64;
-        let unheld = unheld_inodes(snap);
-        self.known_unheld = if searched_all {
-            unheld
-        } else {
-            self.known_unheld.intersection(&unheld).copied().collect()
-        };
     }
 }
 
