@@ -482,6 +482,46 @@ mod tests {
         }
     }
 
+    /// Reading only CLOSE_WAIT and LISTEN (serve, watch), every look keeps
+    /// the fds a full read of those states keeps, and counts the others as
+    /// it does; the cache still holds them all, so a later look that reuses
+    /// it gives the same.
+    #[test]
+    fn a_look_of_the_leak_states_keeps_the_fds_a_full_read_keeps() {
+        // Established connections beside the listeners: fds to prune.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/healthy/proc");
+        let c = SourceConfig {
+            states: TableStates::Leaks,
+            fds: task_files::FdMethod::Proc,
+            ..cfg(root.clone())
+        };
+        let Ok(full) = super::super::read(&c) else {
+            panic!("fixture unreadable")
+        };
+        let all: usize = super::super::read(&cfg(root))
+            .map(|s| s.processes.iter().map(|p| p.sockets.len()).sum())
+            .unwrap_or(0);
+        let kept: usize = full.processes.iter().map(|p| p.sockets.len()).sum();
+        assert!(kept < all, "the fixture has fds to prune: {kept} of {all}");
+        let others = |s: &Snapshot| -> Vec<(Pid, u32)> {
+            s.processes
+                .iter()
+                .map(|p| (p.pid, p.other_sockets))
+                .collect()
+        };
+        let mut inc = Incremental::new(FULL_EVERY);
+        for look in 0..3 {
+            let Ok(snap) = inc.read(&c) else {
+                panic!("incremental read failed")
+            };
+            assert_eq!(shape(&snap), shape(&full), "look {look}");
+            assert_eq!(others(&snap), others(&full), "look {look}");
+            assert!(look == 0 || !inc.stats().full, "look {look} reused");
+        }
+        let cached: usize = inc.cache.values().map(|e| e.sockets.len()).sum();
+        assert!(cached > kept, "the cache keeps every fd: {cached}");
+    }
+
     #[test]
     fn a_disabled_reader_walks_everything() {
         let root = fixture();
