@@ -20,7 +20,8 @@
 #   list only the CLOSE_WAIT sockets with tcp_info (median of 3 each).
 #   CPU time, not wall time: it is what a fleet pays, and it stays meaningful
 #   on a machine busy with other work.
-# Environment: MODES="serve watch"  CW (cwleak binary; default: built here)
+# Environment: MODES="serve watch"  CLOSE_WAIT (the load's share of sockets in
+#   CLOSE_WAIT, 0-0.5; default 0.2; 0: a host without leaks)  CW (cwleak binary; default: built here)
 #   CW_BASE (a second binary, measured the same way at the same time, as base_*)
 #   CW_ARGS (extra args for both)  CARGO_TARGET_DIR (default target/).
 set -euo pipefail
@@ -29,6 +30,7 @@ P=${2:-200}
 INTERVAL=${3:-15s}
 DURATION=${4:-75}
 MODES=${MODES:-serve watch}
+CLOSE_WAIT=${CLOSE_WAIT:-0.2}
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 [ "$(id -u)" = 0 ] || { echo "bench/serve_cost.sh: needs root (namespaces)" >&2; exit 2; }
@@ -54,7 +56,7 @@ esac
 work=$(mktemp -d /tmp/cwleak-serve-cost.XXXXXX)
 
 mkfifo "$work/in"
-"$LOADGEN" --sockets "$S" --procs "$P" <"$work/in" >"$work/ready" 2>"$work/loadgen.err" &
+"$LOADGEN" --sockets "$S" --procs "$P" --close-wait "$CLOSE_WAIT" <"$work/in" >"$work/ready" 2>"$work/loadgen.err" &
 lg=$!
 exec 9>"$work/in"
 children=
@@ -127,6 +129,8 @@ run_side_by_side() { # mode name:bin...
         curl -sf "http://127.0.0.1:$((port + i))/metrics" >"$work/m" || : >"$work/m"
         scans=$(awk '/^cwleak_scans_total /{print $2}' "$work/m")
         cw=$(awk -v ns="$netns" '/^cwleak_tcp_sockets\{/ && index($0, "netns=\"" ns "\"") && index($0, "state=\"CLOSE_WAIT\"") {print $2}' "$work/m")
+        # An answer without the series: no socket of that state (a load without CLOSE_WAIT).
+        [ -n "$scans" ] && cw=${cw:-0}
         echo "${looks[i]} ${scans:-none} ${cw:-none}" >>"$work/${names[i]}.scrapes"
       fi
     done

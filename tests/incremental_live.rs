@@ -207,3 +207,160 @@ fn with_the_iterator_every_look_is_a_full_one() {
     assert_eq!(mine(&snap), own_sockets());
     drop((copy, second, devnull, listener));
 }
+
+/// A process in a network namespace of its own (`unshare --net`, loopback
+/// up), killed and reaped on drop.
+struct NetnsHolder(std::process::Child);
+
+impl NetnsHolder {
+    fn start() -> (NetnsHolder, Inode) {
+        let ours = std::fs::read_link("/proc/self/ns/net").expect("own netns");
+        let child = std::process::Command::new("unshare")
+            .args(["--net", "sh", "-c", "ip link set lo up && exec sleep 600"])
+            .spawn()
+            .expect("unshare");
+        let holder = NetnsHolder(child);
+        let path = format!("/proc/{}/ns/net", holder.0.id());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let link = std::fs::read_link(&path).expect("child's netns");
+            // Up once sleep runs: its comm says so (lo was raised before).
+            let comm = std::fs::read_to_string(format!("/proc/{}/comm", holder.0.id()))
+                .unwrap_or_default();
+            if link != ours && comm.trim() == "sleep" {
+                let text = link.to_string_lossy().into_owned();
+                let inode = text
+                    .strip_prefix("net:[")
+                    .and_then(|r| r.strip_suffix(']'))
+                    .and_then(|i| i.parse().ok())
+                    .expect("net:[inode]");
+                return (holder, inode);
+            }
+            assert!(Instant::now() < deadline, "the namespace never came up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A CLOSE_WAIT socket in this namespace, held by the test process:
+    /// made by a thread that enters the namespace (sockets belong to the
+    /// namespace they are made in, whoever holds them after).
+    fn close_wait(&self) -> (TcpListener, TcpStream, Inode) {
+        let ns = std::fs::File::open(format!("/proc/{}/ns/net", self.0.id())).expect("ns file");
+        std::thread::spawn(move || {
+            // SAFETY: setns on this thread only, with an open namespace fd.
+            assert_eq!(
+                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+                0,
+                "setns: {}",
+                std::io::Error::last_os_error()
+            );
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind in the namespace");
+            let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+            let (server, _) = listener.accept().expect("accept");
+            drop(client);
+            let inode = inode_of(server.as_raw_fd());
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let table = std::fs::read_to_string("/proc/thread-self/net/tcp").expect("net/tcp");
+                let cw = table.lines().skip(1).any(|l| {
+                    let cols: Vec<&str> = l.split_whitespace().collect();
+                    cols.get(3) == Some(&"08")
+                        && cols.get(9).and_then(|i| i.parse().ok()) == Some(inode)
+                });
+                if cw {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "socket {inode} never reached CLOSE_WAIT"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (listener, server, inode)
+        })
+        .join()
+        .expect("socket thread")
+    }
+}
+
+impl Drop for NetnsHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Tables first: a look whose tables hold no CLOSE_WAIT socket walks no fd
+/// table that changed (it counts the process's open fds from its fd
+/// directory's size), and the next look that finds one walks the processes
+/// that changed meanwhile and names the holder.
+#[test]
+fn a_look_without_close_wait_counts_fds_and_the_next_finds_the_holder() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let test =
+        "incremental_live::a_look_without_close_wait_counts_fds_and_the_next_finds_the_holder";
+    if !skip::is_root() {
+        skip::skip(test, "needs root for a network namespace of its own");
+        return;
+    }
+    let (ns, netns) = NetnsHolder::start();
+    let cfg = SourceConfig {
+        tables_for: cwleak::source::TableScope {
+            netns: vec![netns],
+            ..Default::default()
+        },
+        ..cfg()
+    };
+    let mut inc = Incremental::new(1000);
+    let snap = inc.read(&cfg).expect("first look");
+    assert!(
+        !inc.stats().quiet,
+        "the first look walks: {:?}",
+        inc.stats()
+    );
+    assert_eq!(snap.namespaces.len(), 1);
+    let me_fds = |s: &Snapshot| {
+        s.processes
+            .iter()
+            .find(|p| p.pid == me())
+            .map(|p| p.fd_count)
+            .expect("this process in the look")
+    };
+    // Our fd count changes; nothing in the namespace is in CLOSE_WAIT.
+    let extra: Vec<std::fs::File> = (0..5)
+        .map(|_| std::fs::File::open("/dev/null").expect("/dev/null"))
+        .collect();
+    let truth = std::fs::read_dir("/proc/self/fd").expect("fd dir").count();
+    let snap = inc.read(&cfg).expect("quiet look");
+    let st = inc.stats();
+    if !st.quiet {
+        // Before 6.2 an fd directory's size is 0: every look walks.
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        skip::skip(test, &format!("no quiet look on kernel {release}: {st:?}"));
+        return;
+    }
+    // The directory listing itself held one more fd than the look sees.
+    assert_eq!(me_fds(&snap) as usize, truth - 1, "{st:?}");
+    assert!(snap
+        .sockets
+        .iter()
+        .all(|s| s.state != cwleak::model::TcpState::CloseWait));
+    // A CLOSE_WAIT socket in the namespace, held here: the next look walks us.
+    let (listener, server, inode) = ns.close_wait();
+    let snap = inc.read(&cfg).expect("look with a CLOSE_WAIT socket");
+    assert!(!inc.stats().quiet, "{:?}", inc.stats());
+    assert!(
+        snap.sockets
+            .iter()
+            .any(|s| s.inode == inode && s.netns == netns),
+        "the namespace's CLOSE_WAIT socket {inode} is in the look"
+    );
+    assert!(
+        mine(&snap).contains(&(server.as_raw_fd(), inode)),
+        "holder fd {} of {inode} not found: {:?}",
+        server.as_raw_fd(),
+        mine(&snap)
+    );
+    assert_eq!(mine(&snap), own_sockets());
+    drop((extra, listener, server, ns));
+}

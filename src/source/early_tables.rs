@@ -23,9 +23,25 @@ pub type EarlyRead = (tables::TableRead, Vec<Warning>, NsMember);
 pub struct Early {
     reads: Mutex<FastMap<Inode, EarlyRead>>,
     pub netns_of: FastMap<Pid, Inode>,
+    /// A namespace found whose read came back incomplete.
+    missed: bool,
 }
 
 impl Early {
+    /// Every namespace found was read, and none has a CLOSE_WAIT socket.
+    pub fn no_close_wait(&self) -> bool {
+        let Ok(reads) = self.reads.lock() else {
+            return false;
+        };
+        !self.missed
+            && !reads.is_empty()
+            && reads.values().all(|(t, _, _)| {
+                t.sockets
+                    .iter()
+                    .all(|s| s.state != crate::model::TcpState::CloseWait)
+            })
+    }
+
     /// The read of `netns`, once: a second ask gets None.
     pub fn take(&self, netns: Inode) -> Option<EarlyRead> {
         // A poisoned lock means a reading thread panicked: read again.
@@ -90,13 +106,14 @@ pub fn read(
         })
         .collect::<Vec<_>>()
     });
-    let reads = reads
+    let read: FastMap<Inode, EarlyRead> = reads
         .into_iter()
         .flatten()
         .map(|r| (r.2.netns, r))
         .collect();
     Early {
-        reads: Mutex::new(reads),
+        missed: read.len() != members.len(),
+        reads: Mutex::new(read),
         netns_of,
     }
 }

@@ -17,6 +17,17 @@
 //! On kernels before 6.2 the size is 0 and every process is walked: the
 //! same cost as a full read.
 //!
+//! Where the tables can be read before the walk (live, not scoped to
+//! processes), they are: a look that finds no CLOSE_WAIT socket in any
+//! namespace has no holder to find, so it walks no fd table at all (neither
+//! the iterator nor /proc): a process that changed is counted instead, its
+//! `stat` and its fd directory's size (the open fds), and keeps the socket
+//! fds of its last walk for the look's statistics. Its cache entry keeps
+//! the size it was walked at, so the first look that finds a CLOSE_WAIT
+//! socket walks it. Processes whose files could not be read are walked
+//! every look, quiet or not, so the look keeps saying so. A quiet look does
+//! not count towards the periodic full walk.
+//!
 //! Where the task_file iterator runs (`--fds auto` on a busy host, `--fds
 //! bpf`), a look that walks everything (the first, every `full_every`-th)
 //! takes every table from one pass of it instead of /proc; so does a look
@@ -28,9 +39,10 @@
 use super::root::ProcRoot;
 use super::walk::{self, Walked};
 use super::{
-    finish, prune, task_files, walk_all, Early, SourceConfig, SourceError, Start, TableStates,
+    early_tables, finish, prune, task_files, walk_all, Early, SourceConfig, SourceError, Start,
+    TableStates,
 };
-use crate::model::{interesting_inodes, Inode, Pid, Snapshot, SocketFd, TcpSocket};
+use crate::model::{interesting_inodes, Inode, Pid, Snapshot, SocketFd, TcpSocket, TcpState};
 use crate::parse::link;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
@@ -67,6 +79,9 @@ pub struct RefreshStats {
     pub rewalked: usize,
     /// Everything was walked (first look, a periodic full walk, or disabled).
     pub full: bool,
+    /// The tables had no CLOSE_WAIT socket: processes that changed were
+    /// counted (stat and fd directory size), not walked.
+    pub quiet: bool,
 }
 
 /// The cache of an incremental reader. Feed it the same `SourceConfig` each time.
@@ -84,6 +99,9 @@ pub struct Incremental {
     /// Fds of the last look that pointed at sockets of interest: what the
     /// next look's checks read again.
     interest_fds: u64,
+    /// Processes whose files the last look could not read: walked at every
+    /// look, quiet or not.
+    failed: HashSet<Pid>,
     last: RefreshStats,
 }
 
@@ -126,11 +144,31 @@ impl Incremental {
     /// One look, reusing what the previous looks read where nothing changed.
     pub fn read(&mut self, cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
         let start = Start::new(cfg)?;
-        let mut full = self.full_every == 0 || self.looks % self.full_every == 0;
-        self.looks += 1;
+        // The tables first, where they can be read before the walk: a look
+        // that finds no CLOSE_WAIT socket has nothing to find holders of.
+        let early = if start.live && cfg.tables_for.pids.is_empty() && self.full_every != 0 {
+            early_tables::read(
+                &start.root,
+                &start.pids,
+                &cfg.tables_for.netns,
+                cfg.method,
+                &cfg.states.request(),
+                cfg.threads,
+            )
+        } else {
+            Early::default()
+        };
+        // Only where fd directories' sizes count fds: a quiet look takes a
+        // changed process's count from it.
+        let quiet = self.sizes_work && !self.cache.is_empty() && early.no_close_wait();
+        // A quiet look does not count towards the periodic full walk.
+        let mut full = !quiet && (self.full_every == 0 || self.looks % self.full_every == 0);
+        self.looks += u64::from(!quiet);
         // Every table from the iterator when everything is to be walked, or
         // when the checks would cost more than one pass of it.
-        let iterated = if full || self.cache.is_empty() || self.checks_cost_more(cfg, &start.root) {
+        let iterated = if quiet {
+            None
+        } else if full || self.cache.is_empty() || self.checks_cost_more(cfg, &start.root) {
             task_files::read(cfg.fds, &start.root, start.live)?
         } else {
             None
@@ -151,11 +189,19 @@ impl Incremental {
         let mut sizes: HashMap<Pid, u64> = HashMap::new();
         let mut walked = Vec::with_capacity(plans.len());
         let mut to_walk = Vec::new();
+        let mut counted = Vec::new();
         for (pid, plan) in plans {
             match plan {
                 Plan::Reuse(w, size) => {
                     sizes.insert(pid, size);
                     walked.push(*w);
+                }
+                // Quiet: counted, not walked, and not kept (not in `sizes`),
+                // so the next look that needs its fds walks it. A process
+                // whose files could not be read last time is walked, to
+                // keep saying so.
+                Plan::Walk(Some(size)) if quiet && !self.failed.contains(&pid) => {
+                    counted.push((pid, size));
                 }
                 Plan::Walk(size) => {
                     if let Some(size) = size {
@@ -166,14 +212,16 @@ impl Incremental {
             }
         }
         let reused: HashSet<Pid> = walked.iter().map(|w| w.process.pid).collect();
-        let (fresh, warnings) = walk_all(
-            &start.root,
-            &to_walk,
-            iterated,
-            &Early::default(),
-            cfg.threads,
-        );
+        let (fresh, mut warnings) = walk_all(&start.root, &to_walk, iterated, &early, cfg.threads);
         walked.extend(fresh);
+        let skipped: Vec<Pid> = counted.iter().map(|(pid, _)| *pid).collect();
+        walked.extend(count_only(
+            &start.root,
+            &counted,
+            &early,
+            &cache,
+            &mut warnings,
+        ));
         walked.sort_unstable_by_key(|w| w.process.pid);
 
         let mut rewalked = 0;
@@ -186,8 +234,19 @@ impl Incremental {
             walked,
             warnings,
             false,
-            &Early::default(),
+            &early,
             |root, walked, sockets, warnings| {
+                // A CLOSE_WAIT socket the early tables did not have (in a
+                // namespace only its file leads to): the counted processes
+                // are walked after all.
+                if sockets.iter().any(|s| s.state == TcpState::CloseWait) && !skipped.is_empty() {
+                    let (again, w) = walk_all(root, &skipped, None, &Early::default(), cfg.threads);
+                    warnings.extend(w);
+                    walked.retain(|w| skipped.binary_search(&w.process.pid).is_err());
+                    walked.extend(again);
+                    walked.sort_unstable_by_key(|w| w.process.pid);
+                    sizes.extend(counted.iter().copied());
+                }
                 let (stale, unheld_search) = stale(root, walked, sockets, &reused, known);
                 searched_all |= unheld_search;
                 if stale.is_empty() {
@@ -210,6 +269,19 @@ impl Incremental {
             },
         );
         self.remember(cfg, &root, &snap, &sizes, searched_all);
+        // A counted process keeps its last walk, at the size it was walked
+        // at: the next look still sees it changed, and walks it if it must.
+        let mut cache = cache;
+        for (pid, _) in &counted {
+            let Some(e) = cache.remove(pid) else { continue };
+            let same = snap
+                .processes
+                .binary_search_by_key(pid, |p| p.pid)
+                .is_ok_and(|i| snap.processes[i].start_time == e.start_time);
+            if same {
+                self.cache.entry(*pid).or_insert(e);
+            }
+        }
         // The cache keeps every socket fd (a reused walk must know them
         // all); the look keeps only those the diagnosis can use, as a full
         // read of the same states does.
@@ -224,6 +296,7 @@ impl Incremental {
             walked: to_walk.len() + rewalked,
             rewalked,
             full,
+            quiet,
         };
         Ok(snap)
     }
@@ -253,17 +326,22 @@ impl Incremental {
         } else {
             self.known_unheld.intersection(&unheld).copied().collect()
         };
-        // The next look will take every table from the iterator, not from
-        // the cache: keeping one would only hold every socket fd of the
-        // host until then (a fifth of serve's memory at 200k sockets).
-        if self.checks_cost_more(cfg, root) {
-            self.cache = HashMap::new();
-            return;
-        }
         // A process whose files could not be read is walked again every
         // look: reused, it would drop out of the look's warnings, and the
         // exporter would stop saying the answer is incomplete.
-        let failed: HashSet<Pid> = snap.warnings.iter().filter_map(|w| w.pid).collect();
+        self.failed = snap.warnings.iter().filter_map(|w| w.pid).collect();
+        // With CLOSE_WAIT sockets whose fds cost more to check than one
+        // pass of the iterator, the next look takes every table from the
+        // iterator, not from the cache, unless it is quiet (no CLOSE_WAIT
+        // left): keeping a cache would hold every socket fd of the host
+        // (a fifth of serve's memory at 200k sockets) for, at most, one
+        // quiet look, which without it iterates once instead.
+        let leaky = snap.sockets.iter().any(|s| s.state == TcpState::CloseWait);
+        if leaky && self.checks_cost_more(cfg, root) {
+            self.cache = HashMap::new();
+            return;
+        }
+        let failed = &self.failed;
         self.cache = snap
             .processes
             .iter()
@@ -287,6 +365,44 @@ impl Incremental {
             })
             .collect();
     }
+}
+
+/// Processes a quiet look counts instead of walking: `stat`, and the open
+/// fds their directory's size gives; the socket fds of their last walk when
+/// it is the same process (they name no holder: no socket is in CLOSE_WAIT).
+fn count_only(
+    root: &ProcRoot,
+    counted: &[(Pid, u64)],
+    early: &Early,
+    cache: &HashMap<Pid, Entry>,
+    warnings: &mut Vec<crate::model::Warning>,
+) -> Vec<Walked> {
+    let mut scratch = walk::Scratch::default();
+    counted
+        .iter()
+        .filter_map(|&(pid, size)| {
+            let last = cache.get(&pid);
+            let table = task_files::Table {
+                tid: pid,
+                fd_count: u32::try_from(size).unwrap_or(u32::MAX),
+                sockets: last.map(|e| e.sockets.clone()).unwrap_or_default(),
+            };
+            let netns = early.netns_of.get(&pid).copied();
+            let mut w = walk::walk_process(
+                root,
+                pid,
+                walk::Fds::Known(table),
+                netns,
+                true,
+                &mut scratch,
+                warnings,
+            )?;
+            if last.is_none_or(|e| e.start_time != w.process.start_time) {
+                w.process.sockets.clear();
+            }
+            Some(w)
+        })
+        .collect()
 }
 
 /// Sockets of interest with a file that no walked process holds.

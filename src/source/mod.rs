@@ -2,6 +2,8 @@
 //! a proc root given as a value: the live `/proc`, or a recorded fixture tree.
 //! After this module, all code is pure.
 
+mod bpf_asm;
+mod bpf_iter;
 mod bpf_sys;
 pub mod cgroup;
 pub mod cmdline;
@@ -13,6 +15,7 @@ pub mod exits;
 mod fdtable;
 mod flags;
 pub mod incremental;
+mod kernel_btf;
 pub mod kernel_counts;
 pub mod netns_files;
 mod prune;
@@ -25,6 +28,7 @@ pub mod sysctl_conf;
 pub mod table_scope;
 pub mod tables;
 mod task_files;
+mod tcp_states;
 pub mod trace;
 mod walk;
 

@@ -689,6 +689,12 @@ fn a_counting_dump_keeps_the_leak_states_and_counts_the_rest() {
         let _client = TcpStream::connect(other.local_addr().map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?;
         let _server = other.accept().map_err(|e| e.to_string())?;
+        // A TIME_WAIT: this end closes first, then the other.
+        let gone = TcpStream::connect(other.local_addr().map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        let (gone_too, _) = other.accept().map_err(|e| e.to_string())?;
+        drop(gone);
+        drop(gone_too);
         let keep = [TcpState::CloseWait, TcpState::Listen];
         // The closing peer moves through states (FIN_WAIT1, then FIN_WAIT2,
         // where it stays for tcp_fin_timeout) on its own time, and a busy
@@ -698,24 +704,29 @@ fn a_counting_dump_keeps_the_leak_states_and_counts_the_rest() {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let now = dump_current(NETNS, &DumpRequest::all()).map_err(|e| e.to_string())?;
-            if now.sockets.iter().any(|s| s.state == TcpState::FinWait2) {
+            let has = |state| now.sockets.iter().any(|s| s.state == state);
+            if has(TcpState::FinWait2) && has(TcpState::TimeWait) && !has(TcpState::LastAck) {
                 break;
             }
             if Instant::now() > deadline {
                 return Err(format!(
-                    "the peer never reached FIN_WAIT2: {:?}",
+                    "the peers never reached FIN_WAIT2 and TIME_WAIT: {:?}",
                     records(&now.sockets)
                 ));
             }
             thread::sleep(Duration::from_millis(10));
         }
-        let (full, counted) = loop {
+        let counting = DumpRequest::counting(&keep, true);
+        let (full, counted, by_messages, by_iterator) = loop {
             let before = dump_current(NETNS, &DumpRequest::all()).map_err(|e| e.to_string())?;
-            let counted = dump_current(NETNS, &DumpRequest::counting(&keep, true))
-                .map_err(|e| e.to_string())?;
+            // As a look counts: the kernel's TCP iterator where it runs.
+            let counted = dump_current(NETNS, &counting).map_err(|e| e.to_string())?;
+            // Where it does not: a message per socket.
+            let by_messages = super::dump_messages(NETNS, &counting)?;
+            let by_iterator = crate::source::tcp_states::count_here();
             let after = dump_current(NETNS, &DumpRequest::all()).map_err(|e| e.to_string())?;
             if records(&before.sockets) == records(&after.sockets) || Instant::now() > deadline {
-                break (before, counted);
+                break (before, counted, by_messages, by_iterator);
             }
             thread::sleep(Duration::from_millis(10));
         };
@@ -730,7 +741,18 @@ fn a_counting_dump_keeps_the_leak_states_and_counts_the_rest() {
         }
         assert_eq!(records(&counted.sockets), records(&kept));
         assert_eq!(counted.unkept, want);
+        assert_eq!(records(&by_messages.sockets), records(&kept));
+        assert_eq!(by_messages.unkept, want);
+        // The iterator counts every state, the kept ones too.
+        let mut every = want;
+        for s in &kept {
+            every.add(s.state);
+        }
+        assert_eq!(by_iterator?, every);
         assert_eq!(want.counts().get(&TcpState::Established), Some(&2));
+        // The orphaned peer is a timewait socket standing for FIN_WAIT2.
+        assert_eq!(want.counts().get(&TcpState::FinWait2), Some(&1));
+        assert_eq!(want.counts().get(&TcpState::TimeWait), Some(&1));
         assert_eq!(kept.len(), 3, "{kept:?}");
         // The same from the /proc files of this thread's namespace.
         let root = crate::source::ProcRoot::new("/proc");

@@ -10,17 +10,15 @@
 //! BTF. Anything else, and the walk reads `/proc/PID/fd`. So does any
 //! process the iterator did not report.
 
-mod blob;
 mod prog;
-mod sys;
 
+use super::bpf_iter;
+use super::kernel_btf::with_kernel_btf;
 use super::root::ProcRoot;
 use super::SourceError;
 #[cfg(test)]
 use crate::model::Inode;
 use crate::model::{FastMap, Pid, SocketFd};
-use crate::parse::btf::Btf;
-use blob::Blob;
 use prog::{Record, RECORD};
 use std::io::Read;
 use std::os::fd::OwnedFd;
@@ -30,7 +28,6 @@ use std::sync::OnceLock;
 const SOCKFS_MAGIC: u32 = 0x534f_434b;
 /// The inode of the initial pid namespace (PROC_PID_INIT_INO).
 const INIT_PID_NS: &[u8] = b"pid:[4026531836]";
-const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
 
 /// One process's fd table as the iterator saw it: read from thread `tid`
 /// (the leader, unless the leader has exited and a thread holds the table).
@@ -108,7 +105,7 @@ fn iterate(root: &ProcRoot) -> Result<Tables, String> {
     if link("self/ns/pid").as_deref() != Some(INIT_PID_NS) {
         return Err("not in the initial pid namespace (the iterator reports global pids)".into());
     }
-    let iter = sys::iterate(attached()?).map_err(|e| format!("opening the iterator: {e}"))?;
+    let iter = bpf_iter::iterate(attached()?).map_err(|e| format!("opening the iterator: {e}"))?;
     let tables = collect(std::fs::File::from(iter)).map_err(|e| format!("reading it: {e}"))?;
     // Our own table must be there under our pid, or pids do not match /proc's.
     match tables.get(&(me as Pid)) {
@@ -133,16 +130,15 @@ fn attached() -> Result<&'static OwnedFd, String> {
 }
 
 fn attach() -> Result<OwnedFd, String> {
-    let blob = Blob::open(BTF_PATH).map_err(|e| format!("{BTF_PATH}: {e}"))?;
-    let btf = Btf::parse(blob.bytes()).map_err(|e| format!("{BTF_PATH}: {e}"))?;
-    let func = btf
-        .func_id("bpf_iter_task_file")
-        .ok_or("no task_file iterator in this kernel")?;
-    let insns = prog::program(&prog::Offsets::from_btf(&btf)?)?;
-    drop(btf);
-    drop(blob);
-    let prog = sys::load(&insns, func).map_err(|e| format!("loading the program: {e}"))?;
-    sys::link(&prog).map_err(|e| format!("attaching the iterator: {e}"))
+    let (insns, func) = with_kernel_btf(|btf| {
+        let func = btf
+            .func_id("bpf_iter_task_file")
+            .ok_or("no task_file iterator in this kernel")?;
+        Ok((prog::program(&prog::Offsets::from_btf(btf)?)?, func))
+    })?;
+    let prog = bpf_iter::load(&insns, func, "cwleak_fds")
+        .map_err(|e| format!("loading the program: {e}"))?;
+    bpf_iter::link(&prog).map_err(|e| format!("attaching the iterator: {e}"))
 }
 
 /// Read records as they come, without holding the whole output.

@@ -6,6 +6,7 @@
 
 use crate::parse::btf::{Btf, Member};
 use crate::parse::ParseResult;
+use crate::source::bpf_asm::{Asm, Cond, Reg, Size, FP, R0, R1, R2, R3, R4, R6, R7, R8, R9};
 
 pub const RECORD: usize = 24;
 /// bpf_seq_write, from the kernel's list of helper functions.
@@ -51,109 +52,58 @@ impl Offsets {
     }
 }
 
-// Registers: r1-r5 arguments, r0 return, r6-r9 kept across calls, r10 frame.
-const R0: u8 = 0;
-const R1: u8 = 1;
-const R2: u8 = 2;
-const R3: u8 = 3;
-const R4: u8 = 4;
-const R6: u8 = 6;
-const R7: u8 = 7;
-const R8: u8 = 8;
-const R9: u8 = 9;
-const FP: u8 = 10;
-
-/// One instruction, encoded as the kernel's `struct bpf_insn` (little endian:
-/// destination register in the low nibble).
-fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
-    u64::from(code)
-        | u64::from(dst & 0xf) << 8
-        | u64::from(src & 0xf) << 12
-        | u64::from(off as u16) << 16
-        | u64::from(imm as u32) << 32
-}
-
-fn size_code(size: u32) -> ParseResult<u8> {
-    match size {
-        1 => Ok(0x10),
-        2 => Ok(0x08),
-        4 => Ok(0x00),
-        8 => Ok(0x18),
-        n => Err(format!(
-            "a {n}-byte member cannot be loaded in one instruction"
-        )),
-    }
-}
-
-fn offset(m: Member) -> ParseResult<i16> {
-    i16::try_from(m.offset).map_err(|_| format!("member offset {} too large", m.offset))
-}
-
-/// dst = *(member)(src + member.offset)
-fn load(dst: u8, src: u8, m: Member) -> ParseResult<u64> {
-    Ok(insn(0x61 | size_code(m.size)?, dst, src, offset(m)?, 0))
-}
-
-fn store32(off: i16, src: u8) -> u64 {
-    insn(0x63, FP, src, off, 0)
-}
-
-fn store64(off: i16, src: u8) -> u64 {
-    insn(0x7b, FP, src, off, 0)
-}
-
-fn mov_reg(dst: u8, src: u8) -> u64 {
-    insn(0xbf, dst, src, 0, 0)
-}
-
-fn mov_imm(dst: u8, imm: i32) -> u64 {
-    insn(0xb7, dst, 0, 0, imm)
-}
-
-fn add_imm(dst: u8, imm: i32) -> u64 {
-    insn(0x07, dst, 0, 0, imm)
-}
-
-/// if dst == 0 goto +off
-fn jump_if_zero(dst: u8, off: i16) -> u64 {
-    insn(0x15, dst, 0, off, 0)
+/// dst = *(member)(src + member.offset), at the member's own size.
+fn load(a: &mut Asm, dst: Reg, src: Reg, m: Member) -> ParseResult<()> {
+    let size = match m.size {
+        1 => Size::B,
+        2 => Size::H,
+        4 => Size::W,
+        8 => Size::DW,
+        n => {
+            return Err(format!(
+                "a {n}-byte member cannot be loaded in one instruction"
+            ))
+        }
+    };
+    let off =
+        i16::try_from(m.offset).map_err(|_| format!("member offset {} too large", m.offset))?;
+    a.ldx(size, dst, src, off);
+    Ok(())
 }
 
 pub fn program(o: &Offsets) -> ParseResult<Vec<u64>> {
     let base = -(RECORD as i16);
-    let mut p = vec![
-        mov_reg(R6, R1),
-        load(R7, R6, o.ctx_task)?,
-        0, // task == NULL: the iteration's end
-        load(R8, R6, o.ctx_file)?,
-        0, // file == NULL
-        load(R1, R6, o.ctx_meta)?,
-        load(R9, R1, o.meta_seq)?,
-        load(R2, R7, o.task_tgid)?,
-        store32(base, R2),
-        load(R2, R7, o.task_pid)?,
-        store32(base + 4, R2),
-        load(R2, R6, o.ctx_fd)?,
-        store32(base + 8, R2),
-        load(R3, R8, o.file_inode)?,
-        load(R4, R3, o.inode_sb)?,
-        load(R2, R4, o.sb_magic)?,
-        store32(base + 12, R2),
-        load(R2, R3, o.inode_ino)?,
-        store64(base + 16, R2),
-        mov_reg(R1, R9),
-        mov_reg(R2, FP),
-        add_imm(R2, i32::from(base)),
-        mov_imm(R3, RECORD as i32),
-        insn(0x85, 0, 0, 0, HELPER_SEQ_WRITE),
-    ];
-    let out = p.len();
-    p.extend([mov_imm(R0, 0), insn(0x95, 0, 0, 0, 0)]);
-    for at in [2, 4] {
-        let reg = if at == 2 { R7 } else { R8 };
-        p[at] = jump_if_zero(reg, (out - at - 1) as i16);
-    }
-    Ok(p)
+    let mut a = Asm::default();
+    let out = a.label();
+    a.mov(R6, R1);
+    load(&mut a, R7, R6, o.ctx_task)?;
+    // No task: the iteration's end.
+    a.jmp_imm(Cond::Eq, R7, 0, out);
+    load(&mut a, R8, R6, o.ctx_file)?;
+    a.jmp_imm(Cond::Eq, R8, 0, out);
+    load(&mut a, R1, R6, o.ctx_meta)?;
+    load(&mut a, R9, R1, o.meta_seq)?;
+    load(&mut a, R2, R7, o.task_tgid)?;
+    a.stx(Size::W, FP, base, R2);
+    load(&mut a, R2, R7, o.task_pid)?;
+    a.stx(Size::W, FP, base + 4, R2);
+    load(&mut a, R2, R6, o.ctx_fd)?;
+    a.stx(Size::W, FP, base + 8, R2);
+    load(&mut a, R3, R8, o.file_inode)?;
+    load(&mut a, R4, R3, o.inode_sb)?;
+    load(&mut a, R2, R4, o.sb_magic)?;
+    a.stx(Size::W, FP, base + 12, R2);
+    load(&mut a, R2, R3, o.inode_ino)?;
+    a.stx(Size::DW, FP, base + 16, R2);
+    a.mov(R1, R9);
+    a.mov(R2, FP);
+    a.add_imm(R2, i32::from(base));
+    a.mov_imm(R3, RECORD as i32);
+    a.call(HELPER_SEQ_WRITE);
+    a.bind(out);
+    a.mov_imm(R0, 0);
+    a.exit();
+    a.finish()
 }
 
 /// One record of the program's output.
@@ -184,21 +134,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn encodes_instructions_as_the_kernel_lays_them_out() {
+    fn loads_each_member_at_its_size() {
         // r2 = *(u32 *)(r7 + 2452): ldxw, dst 2, src 7.
-        let m = Member {
-            offset: 2452,
-            size: 4,
-        };
-        assert_eq!(load(R2, R7, m).unwrap(), 0x0000_0000_0994_7261);
-        assert_eq!(insn(0x95, 0, 0, 0, 0), 0x95);
-        assert_eq!(jump_if_zero(R7, 3), 0x0003_0715);
+        let mut a = Asm::default();
+        load(
+            &mut a,
+            R2,
+            R7,
+            Member {
+                offset: 2452,
+                size: 4,
+            },
+        )
+        .unwrap();
+        load(&mut a, R2, R7, Member { offset: 8, size: 8 }).unwrap();
+        assert_eq!(
+            a.finish().unwrap(),
+            [0x0000_0000_0994_7261, 0x0000_0000_0008_7279]
+        );
+        let mut a = Asm::default();
         assert!(load(
+            &mut a,
             R2,
             R7,
             Member {
                 offset: 0,
                 size: 16
+            }
+        )
+        .is_err());
+        assert!(load(
+            &mut a,
+            R2,
+            R7,
+            Member {
+                offset: 1 << 16,
+                size: 4
             }
         )
         .is_err());

@@ -12,7 +12,6 @@
 //! tables (`crate::trace::Replay`), which keep nothing for sockets once
 //! every traced copy is closed.
 
-mod asm;
 mod bpf;
 mod prog;
 mod record;

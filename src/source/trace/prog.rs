@@ -15,13 +15,13 @@
 //! silently (`counters[0]`); a child that does not fit in the pid map too
 //! (`counters[1]`). Pure code: offsets and map fds in, instructions out.
 
-use super::asm::{Asm, Cond, Label, Reg, Size, FP, R0, R1, R2, R3, R4, R6, R7, R8, R9};
 use super::record::{
     CHUNK, CHUNKS, HEADER, KIND_ENTER, KIND_EXIT, KIND_FORK, KIND_RIGHTS, KIND_TASK_EXIT, LARGE,
     REGS, REGS_AT, SMALL,
 };
 use crate::parse::btf::{Btf, Member};
 use crate::parse::ParseResult;
+use crate::source::bpf_asm::{Asm, Cond, Label, Reg, Size, FP, R0, R1, R2, R3, R4, R6, R7, R8, R9};
 
 const MAP_LOOKUP: i32 = 1;
 const MAP_UPDATE: i32 = 2;

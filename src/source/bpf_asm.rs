@@ -18,6 +18,8 @@ pub const FP: Reg = 10;
 /// Access sizes.
 #[derive(Clone, Copy)]
 pub enum Size {
+    B = 0x10,
+    H = 0x08,
     W = 0x00,
     DW = 0x18,
 }

@@ -1,7 +1,19 @@
 //! The kernel's BTF (5.5 MB), mapped rather than copied: reading it cost
 //! 7-9 ms, mapping it under 1 ms (kernels that cannot map it are read).
+//! The BPF iterators build their programs from it.
 
+use crate::parse::btf::Btf;
+use crate::parse::ParseResult;
 use std::io::Read;
+
+const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
+
+/// `build` run on the running kernel's parsed BTF, which is unmapped after.
+pub fn with_kernel_btf<T>(build: impl FnOnce(&Btf) -> ParseResult<T>) -> Result<T, String> {
+    let blob = Blob::open(BTF_PATH).map_err(|e| format!("{BTF_PATH}: {e}"))?;
+    let btf = Btf::parse(blob.bytes()).map_err(|e| format!("{BTF_PATH}: {e}"))?;
+    build(&btf)
+}
 
 /// A file's bytes, mapped or read.
 pub enum Blob {

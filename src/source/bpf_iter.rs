@@ -1,5 +1,5 @@
-//! The three bpf(2) calls an iterator needs: load the program, attach it to
-//! the task_file iterator (a link), and open an iterator instance to read.
+//! The three bpf(2) calls a BPF iterator needs: load the program, attach it
+//! to its iterator (a link), and open an iterator instance to read.
 //! `union bpf_attr` is written as bytes at the offsets of linux/bpf.h.
 
 use crate::source::bpf_sys::{self, Attr};
@@ -11,9 +11,10 @@ const BPF_ITER_CREATE: libc::c_long = 33;
 const BPF_PROG_TYPE_TRACING: u32 = 26;
 const BPF_TRACE_ITER: u32 = 28;
 
-/// Load a tracing program for the iterator whose BTF function id is
-/// `attach_btf_id`. On failure the verifier's last words are in the error.
-pub fn load(insns: &[u64], attach_btf_id: u32) -> io::Result<OwnedFd> {
+/// Load a tracing program, named `name` (at most 15 bytes), for the iterator
+/// whose BTF function id is `attach_btf_id`. On failure the verifier's last
+/// words are in the error.
+pub fn load(insns: &[u64], attach_btf_id: u32, name: &str) -> io::Result<OwnedFd> {
     let license = b"GPL\0";
     let attr = || {
         Attr::new()
@@ -21,7 +22,7 @@ pub fn load(insns: &[u64], attach_btf_id: u32) -> io::Result<OwnedFd> {
             .u32(4, insns.len() as u32)
             .u64(8, insns.as_ptr() as u64)
             .u64(16, license.as_ptr() as u64)
-            .bytes(48, b"cwleak_fds")
+            .bytes(48, name.as_bytes())
             .u32(68, BPF_TRACE_ITER)
             .u32(108, attach_btf_id)
     };
