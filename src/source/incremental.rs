@@ -182,6 +182,7 @@ impl Incremental {
             cfg.threads,
             &cache,
             self.sizes_work,
+            &early,
         );
         let mut sizes: HashMap<Pid, u64> = HashMap::new();
         let mut walked = Vec::with_capacity(plans.len());
@@ -392,11 +393,18 @@ fn plan_all(
     threads: usize,
     cache: &HashMap<Pid, Entry>,
     sizes_work: bool,
+    early: &Early,
 ) -> Vec<(Pid, Plan)> {
     let mut plans: Vec<(Pid, Plan)> = crate::par::spread(pids, threads, |mine| {
         let mut buf = Vec::new();
-        mine.map(|&pid| (pid, plan(root, pid, cache.get(&pid), sizes_work, &mut buf)))
-            .collect::<Vec<_>>()
+        mine.map(|&pid| {
+            let netns = early.netns_of.get(&pid).copied();
+            (
+                pid,
+                plan(root, pid, cache.get(&pid), sizes_work, netns, &mut buf),
+            )
+        })
+        .collect::<Vec<_>>()
     })
     .into_iter()
     .flatten()
@@ -414,6 +422,7 @@ fn plan(
     pid: Pid,
     cached: Option<&Entry>,
     sizes_work: bool,
+    netns: Option<Inode>,
     buf: &mut Vec<u8>,
 ) -> Plan {
     let base = PathBuf::from(pid.to_string());
@@ -442,10 +451,14 @@ fn plan(
         })
         .collect();
     if !process.sockets.is_empty() {
-        // One readlink: a process can change namespace (setns) and keep its fds.
-        match root.read_link(Some(pid), &base.join("ns/net")) {
-            Ok(t) => process.netns = link::bracket_inode(&t, b"net"),
-            Err(_) => return Plan::Walk(size),
+        // A process can change namespace (setns) and keep its fds: read
+        // this look (by the early tables, or here).
+        match netns {
+            Some(n) => process.netns = Some(n),
+            None => match root.read_link(Some(pid), &base.join("ns/net")) {
+                Ok(t) => process.netns = link::bracket_inode(&t, b"net"),
+                Err(_) => return Plan::Walk(size),
+            },
         }
     }
     Plan::Reuse(Box::new(Walked { process, base }), cached.fd_size)
