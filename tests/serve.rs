@@ -69,19 +69,21 @@ impl Server {
     /// The body of GET /report, whatever its size: another load on this
     /// machine can make the host's report larger than the agent's default cap.
     fn report(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.report_bytes()).expect("JSON report")
+    }
+
+    fn report_bytes(&self) -> Vec<u8> {
         let mut resp = self
             .agent
             .get(&self.url("/report"))
             .call()
             .unwrap_or_else(|e| panic!("GET /report: {e}"));
         assert_eq!(resp.status().as_u16(), 200);
-        let body = resp
-            .body_mut()
+        resp.body_mut()
             .with_config()
             .limit(u64::MAX)
-            .read_to_string()
-            .expect("body");
-        serde_json::from_str(&body).expect("JSON report")
+            .read_to_vec()
+            .expect("body")
     }
 
     /// Scrape until `pred` holds on /metrics (scans run every 500ms).
@@ -195,6 +197,69 @@ fn series_rise_with_a_growing_leak() {
         "{groups:#?}"
     );
     assert_eq!(srv.get("/healthz"), (200, "ok\n".to_string()));
+}
+
+/// `/report` is made from the scan's look when it is asked for, after the
+/// scan's report made the metrics and was freed: the two must still say the
+/// same, and the same scan's `/report` must be the same bytes every time.
+#[test]
+fn the_report_and_the_metrics_of_one_scan_agree() {
+    let mut svc = Leakyd::start();
+    let srv = Server::start();
+    svc.connect(3);
+    let pid = svc.pid;
+    srv.metrics_until("3 sockets for leakyd", |t| {
+        close_wait(t, pid, "fork-parent-kept") == Some(3)
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (metrics, bytes) = loop {
+        let before = srv.get("/metrics").1;
+        let first = srv.report_bytes();
+        let again = srv.report_bytes();
+        let after = srv.get("/metrics").1;
+        let scans = |t: &str| value(t, "cwleak_scans_total");
+        if scans(&before).is_some() && scans(&before) == scans(&after) {
+            assert!(first == again, "one scan, two different /report answers");
+            break (before, first);
+        }
+        // A scan ended in between: take the next one.
+        assert!(
+            Instant::now() < deadline,
+            "scans never paused for a /report"
+        );
+    };
+    let report: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON report");
+    let findings = report["findings"].as_array().expect("findings");
+    let series: Vec<(String, f64)> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("cwleak_findings{cause=\""))
+        .filter_map(|l| {
+            let (cause, n) = l.split_once("\"} ")?;
+            Some((cause.to_string(), n.parse().ok()?))
+        })
+        .collect();
+    assert!(series.len() >= 6, "{metrics}");
+    for (cause, n) in &series {
+        let in_report = findings
+            .iter()
+            .filter(|f| f["cause"] == cause.as_str())
+            .count();
+        assert_eq!(in_report as f64, *n, "cause {cause}: /report vs /metrics");
+    }
+    let group = report["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|g| g["pid"] == pid)
+        .unwrap_or_else(|| panic!("leakyd's group in /report"));
+    assert_eq!(
+        group["sockets"].as_u64().map(|n| n as f64),
+        value(
+            &metrics,
+            &format!("cwleak_close_wait_sockets{{pid=\"{pid}\",cause=\"fork-parent-kept\"}}")
+        ),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -74,6 +74,33 @@ pub fn render(input: &Input, format: Format) -> String {
 
 /// Every family, in the order they are written.
 pub fn families(input: &Input) -> Vec<Family> {
+    let scan = input
+        .report
+        .map(|report| scan_families(report, input.states, input.top));
+    families_of(input.counters, scan.as_deref())
+}
+
+/// The families of one successful scan: what its report and its state
+/// counts say. `serve` keeps these (a few KB) until the next success, not
+/// the report they come from (tens of MB on a big host).
+pub fn scan_families(report: &Report, states: &StateCounts, top: usize) -> Vec<Family> {
+    let mut out = Vec::new();
+    leak_metrics(&mut out, report, top);
+    out.push(tcp_sockets(states, &report.scan.states_read, top));
+    out.push(
+        Family::new(
+            "cwleak_tcp_other_namespaces",
+            Kind::Gauge,
+            "Network namespaces summed into the netns=other series of cwleak_tcp_sockets",
+        )
+        .with(int(folded_namespaces(states, top))),
+    );
+    out
+}
+
+/// Every family: the scanner's own, then the last successful scan's (None
+/// before the first one).
+pub fn families_of(counters: &Counters, scan: Option<&[Family]>) -> Vec<Family> {
     let mut out = vec![Family::new(
         "cwleak_build",
         Kind::Info,
@@ -83,23 +110,8 @@ pub fn families(input: &Input) -> Vec<Family> {
         vec![("version", env!("CARGO_PKG_VERSION").to_string())],
         Value::Int(1),
     );
-    scanner_metrics(&mut out, input.counters);
-    if let Some(report) = input.report {
-        leak_metrics(&mut out, report, input.top);
-        out.push(tcp_sockets(
-            input.states,
-            &report.scan.states_read,
-            input.top,
-        ));
-        out.push(
-            Family::new(
-                "cwleak_tcp_other_namespaces",
-                Kind::Gauge,
-                "Network namespaces summed into the netns=other series of cwleak_tcp_sockets",
-            )
-            .with(int(folded_namespaces(input.states, input.top))),
-        );
-    }
+    scanner_metrics(&mut out, counters);
+    out.extend(scan.unwrap_or_default().iter().cloned());
     out
 }
 

@@ -18,10 +18,13 @@ pub struct Exposition {
 
 impl Exposition {
     pub fn of(input: &metrics::Input) -> Exposition {
-        let families = metrics::families(input);
+        Self::encode(&metrics::families(input))
+    }
+
+    pub fn encode(families: &[exposition::Family]) -> Exposition {
         Exposition {
-            text: Bytes::from(exposition::encode(&families, Format::Text)),
-            openmetrics: Bytes::from(exposition::encode(&families, Format::OpenMetrics)),
+            text: Bytes::from(exposition::encode(families, Format::Text)),
+            openmetrics: Bytes::from(exposition::encode(families, Format::OpenMetrics)),
         }
     }
 }
@@ -144,10 +147,7 @@ mod tests {
     impl Published {
         fn with_ok(mut self, t: Instant) -> Self {
             self.last_ok = Some(t);
-            self.report = Some(Arc::new(LastReport::new(crate::diagnose::diagnose(
-                &crate::model::Snapshot::default(),
-                &crate::diagnose::Scope::everything(),
-            ))));
+            self.report = Some(Arc::new(LastReport::new(crate::model::Snapshot::default())));
             self
         }
     }

@@ -2,14 +2,17 @@
 //! changed fd tables are walked again, then the settle window for the
 //! CLOSE_WAIT sockets the last look did not already see settled), diagnosed
 //! host-wide, rendered once into the metrics text, and published with the
-//! report (rendered to JSON only if `/report` is asked for) for requests to
-//! copy. HTTP never triggers a scan.
+//! look (made into the JSON report only if `/report` is asked for) for
+//! requests to copy. The report itself lives only until its metrics are
+//! made. HTTP never triggers a scan.
 
 use super::config::ServeConfig;
+use super::exposition::Family;
 use super::last_report::LastReport;
-use super::metrics::{self, Counters, StateCounts};
+use super::metrics::{self, Counters};
 use super::routes::Published;
 use crate::diagnose::{self, Scope};
+use crate::model::Snapshot;
 use crate::source::settled::LastLook;
 use crate::source::{incremental, Incremental};
 use crate::stop;
@@ -19,12 +22,19 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub type Shared = Arc<Mutex<Published>>;
 
+/// What the last successful scan left: its metric families, and its look
+/// for `/report`.
+struct Last {
+    families: Vec<Family>,
+    report: Arc<LastReport>,
+}
+
 /// Scan until asked to stop.
 pub fn run(cfg: &ServeConfig, shared: &Shared) {
     let mut reader = Incremental::new(incremental::FULL_EVERY);
     let mut last_look = LastLook::default();
     let mut counters = Counters::default();
-    let mut last: Option<(Arc<LastReport>, StateCounts)> = None;
+    let mut last: Option<Last> = None;
     loop {
         let started = Instant::now();
         let result = scan(cfg, &mut reader, &mut last_look);
@@ -33,9 +43,12 @@ pub fn run(cfg: &ServeConfig, shared: &Shared) {
         counters.duration_s += took;
         counters.last_duration_s = took;
         let error = match result {
-            Ok((report, states)) => {
+            Ok((look, families)) => {
                 counters.last_success_s = Some(epoch_s());
-                last = Some((Arc::new(LastReport::new(report)), states));
+                last = Some(Last {
+                    families,
+                    report: Arc::new(LastReport::new(look)),
+                });
                 None
             }
             Err(e) => {
@@ -45,48 +58,42 @@ pub fn run(cfg: &ServeConfig, shared: &Shared) {
                 Some(msg)
             }
         };
-        // The look and the report it replaced are freed here, their pages
-        // given back at once (main.rs): between looks the exporter holds
-        // only what it serves.
-        publish(cfg, shared, last.as_ref(), &counters, error);
+        // The look it replaced is freed here, its pages given back at once
+        // (main.rs): between looks the exporter holds only what it serves.
+        publish(shared, last.as_ref(), &counters, error);
         if !stop::sleep_until(started + cfg.interval) {
             return;
         }
     }
 }
 
+/// One look and the metric families of its report; the report is freed
+/// here, before the look is published.
 fn scan(
     cfg: &ServeConfig,
     reader: &mut Incremental,
     last_look: &mut LastLook,
-) -> Result<(diagnose::Report, StateCounts)> {
+) -> Result<(Snapshot, Vec<Family>)> {
     let snap =
         crate::app::look_after(&cfg.source, cfg.settle, |c| reader.read(c), Some(last_look))?;
     let states = metrics::state_counts(&snap);
-    Ok((diagnose::diagnose(&snap, &Scope::everything()), states))
+    let report = diagnose::diagnose(&snap, &Scope::everything());
+    let families = metrics::scan_families(&report, &states, cfg.top);
+    Ok((snap, families))
 }
 
 /// Render once, then swap under the lock: a request never waits for a render.
-fn publish(
-    cfg: &ServeConfig,
-    shared: &Shared,
-    last: Option<&(Arc<LastReport>, StateCounts)>,
-    counters: &Counters,
-    error: Option<String>,
-) {
-    let empty = StateCounts::new();
-    let exposition = super::routes::Exposition::of(&metrics::Input {
-        report: last.map(|(r, _)| r.report()),
-        states: last.map_or(&empty, |(_, s)| s),
+fn publish(shared: &Shared, last: Option<&Last>, counters: &Counters, error: Option<String>) {
+    let exposition = super::routes::Exposition::encode(&metrics::families_of(
         counters,
-        top: cfg.top,
-    });
+        last.map(|l| l.families.as_slice()),
+    ));
     let mut p = shared
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     p.metrics = exposition;
-    if let Some((r, _)) = last {
-        p.report = Some(r.clone());
+    if let Some(l) = last {
+        p.report = Some(l.report.clone());
     }
     if error.is_none() && last.is_some() {
         p.last_ok = Some(Instant::now());

@@ -38,7 +38,10 @@
 
 use super::root::ProcRoot;
 use super::walk::{self, Walked};
-use super::{early_tables, finish, task_files, walk_all, Early, SourceConfig, SourceError, Start};
+use super::{
+    early_tables, finish, prune, task_files, walk_all, Early, SourceConfig, SourceError, Start,
+    TableStates,
+};
 use crate::model::{interesting_inodes, Inode, Pid, Snapshot, SocketFd, TcpSocket, TcpState};
 use crate::parse::link;
 use std::collections::{HashMap, HashSet};
@@ -129,11 +132,11 @@ impl Incremental {
     /// times the kernel's cost per file in one pass of the iterator) would
     /// cost more than reading every open file on the host through it. Only
     /// for `--fds auto`: `bpf` always iterates, `proc` never does.
-    fn checks_cost_more(&self, cfg: &SourceConfig, start: &Start) -> bool {
+    fn checks_cost_more(&self, cfg: &SourceConfig, root: &ProcRoot) -> bool {
         match cfg.fds {
             task_files::FdMethod::Bpf => true,
             task_files::FdMethod::Proc => false,
-            task_files::FdMethod::Auto => task_files::open_files(&start.root)
+            task_files::FdMethod::Auto => task_files::open_files(root)
                 .is_some_and(|n| self.interest_fds.saturating_mul(READLINK_COST) >= n),
         }
     }
@@ -157,7 +160,7 @@ impl Incremental {
         };
         // Only where fd directories' sizes count fds: a quiet look takes a
         // changed process's count from it.
-        let quiet = self.sizes_work && !self.cache.is_empty() && early.no_close_wait();
+        let quiet = self.sizes_work && self.looks > 0 && early.no_close_wait();
         // A quiet look does not count towards the periodic full walk.
         let mut full = !quiet && (self.full_every == 0 || self.looks % self.full_every == 0);
         self.looks += u64::from(!quiet);
@@ -165,7 +168,7 @@ impl Incremental {
         // when the checks would cost more than one pass of it.
         let iterated = if quiet {
             None
-        } else if full || self.cache.is_empty() || self.checks_cost_more(cfg, &start) {
+        } else if full || self.cache.is_empty() || self.checks_cost_more(cfg, &start.root) {
             task_files::read(cfg.fds, &start.root, start.live)?
         } else {
             None
@@ -225,7 +228,8 @@ impl Incremental {
         let mut rewalked = 0;
         let mut searched_all = full || reused.is_empty();
         let known = &self.known_unheld;
-        let snap = finish(
+        let root = start.root.clone();
+        let mut snap = finish(
             cfg,
             start,
             walked,
@@ -265,7 +269,7 @@ impl Incremental {
                 });
             },
         );
-        self.remember(&snap, &sizes, searched_all);
+        self.remember(cfg, &root, &snap, &sizes, searched_all);
         // A counted process keeps its last walk, at the size it was walked
         // at: the next look still sees it changed, and walks it if it must.
         let mut cache = cache;
@@ -279,6 +283,15 @@ impl Incremental {
                 self.cache.entry(*pid).or_insert(e);
             }
         }
+        // The cache keeps every socket fd (a reused walk must know them
+        // all); the look keeps only those the diagnosis can use, as a full
+        // read of the same states does.
+        if cfg.states != TableStates::All {
+            let shared = prune::shared_inodes(snap.processes.iter());
+            let mut processes: Vec<&mut crate::model::Process> =
+                snap.processes.iter_mut().collect();
+            prune::socket_fds(&mut processes, &snap.sockets, &shared);
+        }
         self.last = RefreshStats {
             processes: snap.processes.len(),
             walked: to_walk.len() + rewalked,
@@ -289,11 +302,42 @@ impl Incremental {
         Ok(snap)
     }
 
-    fn remember(&mut self, snap: &Snapshot, sizes: &HashMap<Pid, u64>, searched_all: bool) {
+    fn remember(
+        &mut self,
+        cfg: &SourceConfig,
+        root: &ProcRoot,
+        snap: &Snapshot,
+        sizes: &HashMap<Pid, u64>,
+        searched_all: bool,
+    ) {
+        self.sizes_work |= snap
+            .processes
+            .iter()
+            .any(|p| p.fd_count > 0 && sizes.get(&p.pid).is_some_and(|s| *s > 0));
+        let interest = interesting_inodes(&snap.sockets);
+        self.interest_fds = snap
+            .processes
+            .iter()
+            .flat_map(|p| &p.sockets)
+            .filter(|s| interest.contains(&s.inode))
+            .count() as u64;
+        let unheld = unheld_inodes(snap);
+        self.known_unheld = if searched_all {
+            unheld
+        } else {
+            self.known_unheld.intersection(&unheld).copied().collect()
+        };
+        self.failed = snap.warnings.iter().filter_map(|w| w.pid).collect();
+        // The next look will take every table from the iterator, not from
+        // the cache: keeping one would only hold every socket fd of the
+        // host until then (a fifth of serve's memory at 200k sockets).
+        if self.checks_cost_more(cfg, root) {
+            self.cache = HashMap::new();
+            return;
+        }
         // A process whose files could not be read is walked again every
         // look: reused, it would drop out of the look's warnings, and the
         // exporter would stop saying the answer is incomplete.
-        self.failed = snap.warnings.iter().filter_map(|w| w.pid).collect();
         let failed = &self.failed;
         self.cache = snap
             .processes
@@ -317,23 +361,6 @@ impl Incremental {
                 ))
             })
             .collect();
-        self.sizes_work |= snap
-            .processes
-            .iter()
-            .any(|p| p.fd_count > 0 && sizes.get(&p.pid).is_some_and(|s| *s > 0));
-        let interest = interesting_inodes(&snap.sockets);
-        self.interest_fds = snap
-            .processes
-            .iter()
-            .flat_map(|p| &p.sockets)
-            .filter(|s| interest.contains(&s.inode))
-            .count() as u64;
-        let unheld = unheld_inodes(snap);
-        self.known_unheld = if searched_all {
-            unheld
-        } else {
-            self.known_unheld.intersection(&unheld).copied().collect()
-        };
     }
 }
 
@@ -578,6 +605,46 @@ mod tests {
                 assert!(st.walked < st.processes, "look {look}: {st:?}");
             }
         }
+    }
+
+    /// Reading only CLOSE_WAIT and LISTEN (serve, watch), every look keeps
+    /// the fds a full read of those states keeps, and counts the others as
+    /// it does; the cache still holds them all, so a later look that reuses
+    /// it gives the same.
+    #[test]
+    fn a_look_of_the_leak_states_keeps_the_fds_a_full_read_keeps() {
+        // Established connections beside the listeners: fds to prune.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/healthy/proc");
+        let c = SourceConfig {
+            states: TableStates::Leaks,
+            fds: task_files::FdMethod::Proc,
+            ..cfg(root.clone())
+        };
+        let Ok(full) = super::super::read(&c) else {
+            panic!("fixture unreadable")
+        };
+        let all: usize = super::super::read(&cfg(root))
+            .map(|s| s.processes.iter().map(|p| p.sockets.len()).sum())
+            .unwrap_or(0);
+        let kept: usize = full.processes.iter().map(|p| p.sockets.len()).sum();
+        assert!(kept < all, "the fixture has fds to prune: {kept} of {all}");
+        let others = |s: &Snapshot| -> Vec<(Pid, u32)> {
+            s.processes
+                .iter()
+                .map(|p| (p.pid, p.other_sockets))
+                .collect()
+        };
+        let mut inc = Incremental::new(FULL_EVERY);
+        for look in 0..3 {
+            let Ok(snap) = inc.read(&c) else {
+                panic!("incremental read failed")
+            };
+            assert_eq!(shape(&snap), shape(&full), "look {look}");
+            assert_eq!(others(&snap), others(&full), "look {look}");
+            assert!(look == 0 || !inc.stats().full, "look {look} reused");
+        }
+        let cached: usize = inc.cache.values().map(|e| e.sockets.len()).sum();
+        assert!(cached > kept, "the cache keeps every fd: {cached}");
     }
 
     #[test]
