@@ -102,6 +102,9 @@ pub struct Incremental {
     /// Processes whose files the last look could not read: walked at every
     /// look, quiet or not.
     failed: HashSet<Pid>,
+    /// The last look kept no cache (`remember`): the next one has no
+    /// walks to count socket fds from, so it is not quiet.
+    no_cache: bool,
     last: RefreshStats,
 }
 
@@ -160,7 +163,7 @@ impl Incremental {
         };
         // Only where fd directories' sizes count fds: a quiet look takes a
         // changed process's count from it.
-        let quiet = self.sizes_work && !self.cache.is_empty() && early.no_close_wait();
+        let quiet = self.sizes_work && self.looks > 0 && !self.no_cache && early.no_close_wait();
         // A quiet look does not count towards the periodic full walk.
         let mut full = !quiet && (self.full_every == 0 || self.looks % self.full_every == 0);
         self.looks += u64::from(!quiet);
@@ -185,6 +188,7 @@ impl Incremental {
             cfg.threads,
             &cache,
             self.sizes_work,
+            &early,
         );
         let mut sizes: HashMap<Pid, u64> = HashMap::new();
         let mut walked = Vec::with_capacity(plans.len());
@@ -335,9 +339,10 @@ impl Incremental {
         // iterator, not from the cache, unless it is quiet (no CLOSE_WAIT
         // left): keeping a cache would hold every socket fd of the host
         // (a fifth of serve's memory at 200k sockets) for, at most, one
-        // quiet look, which without it iterates once instead.
+        // quiet look, which without it walks (iterates) once instead.
         let leaky = snap.sockets.iter().any(|s| s.state == TcpState::CloseWait);
-        if leaky && self.checks_cost_more(cfg, root) {
+        self.no_cache = leaky && self.checks_cost_more(cfg, root);
+        if self.no_cache {
             self.cache = HashMap::new();
             return;
         }
@@ -423,11 +428,18 @@ fn plan_all(
     threads: usize,
     cache: &HashMap<Pid, Entry>,
     sizes_work: bool,
+    early: &Early,
 ) -> Vec<(Pid, Plan)> {
     let mut plans: Vec<(Pid, Plan)> = crate::par::spread(pids, threads, |mine| {
         let mut buf = Vec::new();
-        mine.map(|&pid| (pid, plan(root, pid, cache.get(&pid), sizes_work, &mut buf)))
-            .collect::<Vec<_>>()
+        mine.map(|&pid| {
+            let netns = early.netns_of.get(&pid).copied();
+            (
+                pid,
+                plan(root, pid, cache.get(&pid), sizes_work, netns, &mut buf),
+            )
+        })
+        .collect::<Vec<_>>()
     })
     .into_iter()
     .flatten()
@@ -445,6 +457,7 @@ fn plan(
     pid: Pid,
     cached: Option<&Entry>,
     sizes_work: bool,
+    netns: Option<Inode>,
     buf: &mut Vec<u8>,
 ) -> Plan {
     let base = PathBuf::from(pid.to_string());
@@ -473,10 +486,14 @@ fn plan(
         })
         .collect();
     if !process.sockets.is_empty() {
-        // One readlink: a process can change namespace (setns) and keep its fds.
-        match root.read_link(Some(pid), &base.join("ns/net")) {
-            Ok(t) => process.netns = link::bracket_inode(&t, b"net"),
-            Err(_) => return Plan::Walk(size),
+        // A process can change namespace (setns) and keep its fds: read
+        // this look (by the early tables, or here).
+        match netns {
+            Some(n) => process.netns = Some(n),
+            None => match root.read_link(Some(pid), &base.join("ns/net")) {
+                Ok(t) => process.netns = link::bracket_inode(&t, b"net"),
+                Err(_) => return Plan::Walk(size),
+            },
         }
     }
     Plan::Reuse(Box::new(Walked { process, base }), cached.fd_size)
