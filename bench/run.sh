@@ -18,7 +18,9 @@
 # iproute2 (ss, nsenter is util-linux), lsof, time, gcc and python3 with
 # apt-get when they are missing.
 # Environment: ROUNDS=7  SKIP="ss lsof" (tools to leave out)  CW_ARGS (extra
-#   cwleak args)  CARGO_TARGET_DIR (default target/).
+#   cwleak args)  CW_BASE (another cwleak binary, e.g. the build before a
+#   change: measured in the same rotation as cwleak_base)  CARGO_TARGET_DIR
+#   (default target/).
 set -euo pipefail
 S=${1:-50000}
 P=${2:-200}
@@ -72,8 +74,9 @@ CMD[ss]="nsenter --net=$NS ss -tanp"
 CMD[lsof]="nsenter --net=$NS lsof -nP -iTCP"
 CMD[floor]="nsenter --net=$NS $work/floor"
 CMD[floor_c]="nsenter --net=$NS $work/floor -c"
+[ -n "${CW_BASE:-}" ] && CMD[cwleak_base]="$CW_BASE scan --settle 0 --format json ${CW_ARGS:-}"
 tools=()
-for t in cwleak cwleak_proc ss lsof floor floor_c; do
+for t in cwleak ${CW_BASE:+cwleak_base} cwleak_proc ss lsof floor floor_c; do
   case " $SKIP " in *" $t "*) ;; *) tools+=("$t") ;; esac
 done
 
@@ -123,12 +126,12 @@ def load(p):
     return d
 d = load(sys.argv[1]); S, P, R = sys.argv[3:6]
 print(f"\n{S} sockets / {P} processes, {R} alternating rounds (wall s, peak RSS MiB)")
-print(f"{'tool':10} {'median':>8} {'min-max':>15} {'RSS MiB':>8}")
+print(f"{'tool':11} {'median':>8} {'min-max':>15} {'RSS MiB':>8}")
 med = {}
 for t, v in d.items():
     secs = [x[0] for x in v]; med[t] = st.median(secs)
-    print(f"{t:10} {med[t]:8.3f} {min(secs):7.3f}-{max(secs):<7.3f} {max(x[1] for x in v)/1024:8.1f}")
-for cw in ('cwleak', 'cwleak_proc'):
+    print(f"{t:11} {med[t]:8.3f} {min(secs):7.3f}-{max(secs):<7.3f} {max(x[1] for x in v)/1024:8.1f}")
+for cw in ('cwleak', 'cwleak_base', 'cwleak_proc'):
     if cw not in med:
         continue
     for other in ('ss', 'lsof', 'floor', 'floor_c'):
