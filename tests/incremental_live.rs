@@ -341,6 +341,16 @@ fn a_look_without_close_wait_counts_fds_and_the_next_finds_the_holder() {
     }
     // The directory listing itself held one more fd than the look sees.
     assert_eq!(me_fds(&snap) as usize, truth - 1, "{st:?}");
+    // Socket fds are counted, not listed: as many as we hold.
+    let me_now = snap
+        .processes
+        .iter()
+        .find(|p| p.pid == me())
+        .expect("this process");
+    assert_eq!(
+        me_now.sockets.len() + me_now.other_sockets as usize,
+        own_sockets().len()
+    );
     assert!(snap
         .sockets
         .iter()

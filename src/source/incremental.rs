@@ -189,6 +189,7 @@ impl Incremental {
             &cache,
             self.sizes_work,
             &early,
+            quiet,
         );
         let mut sizes: HashMap<Pid, u64> = HashMap::new();
         let mut walked = Vec::with_capacity(plans.len());
@@ -218,7 +219,6 @@ impl Incremental {
         let reused: HashSet<Pid> = walked.iter().map(|w| w.process.pid).collect();
         let (fresh, mut warnings) = walk_all(&start.root, &to_walk, iterated, &early, cfg.threads);
         walked.extend(fresh);
-        let skipped: Vec<Pid> = counted.iter().map(|(pid, _)| *pid).collect();
         walked.extend(count_only(
             &start.root,
             &counted,
@@ -232,6 +232,7 @@ impl Incremental {
         let mut searched_all = full || reused.is_empty();
         let known = &self.known_unheld;
         let root = start.root.clone();
+        let mut fell_back = false;
         let mut snap = finish(
             cfg,
             start,
@@ -241,15 +242,16 @@ impl Incremental {
             &early,
             |root, walked, sockets, warnings| {
                 // A CLOSE_WAIT socket the early tables did not have (in a
-                // namespace only its file leads to): the counted processes
-                // are walked after all.
-                if sockets.iter().any(|s| s.state == TcpState::CloseWait) && !skipped.is_empty() {
-                    let (again, w) = walk_all(root, &skipped, None, &Early::default(), cfg.threads);
+                // namespace only its file leads to): a quiet look listed no
+                // socket fds, so every process is walked after all.
+                if quiet && sockets.iter().any(|s| s.state == TcpState::CloseWait) {
+                    let all: Vec<Pid> = walked.iter().map(|w| w.process.pid).collect();
+                    let (again, w) = walk_all(root, &all, None, &Early::default(), cfg.threads);
                     warnings.extend(w);
-                    walked.retain(|w| skipped.binary_search(&w.process.pid).is_err());
-                    walked.extend(again);
-                    walked.sort_unstable_by_key(|w| w.process.pid);
+                    *walked = again;
                     sizes.extend(counted.iter().copied());
+                    fell_back = true;
+                    return;
                 }
                 let (stale, unheld_search) = stale(root, walked, sockets, &reused, known);
                 searched_all |= unheld_search;
@@ -273,18 +275,17 @@ impl Incremental {
             },
         );
         self.remember(cfg, &root, &snap, &sizes, searched_all);
-        // A counted process keeps its last walk, at the size it was walked
-        // at: the next look still sees it changed, and walks it if it must.
-        let mut cache = cache;
-        for (pid, _) in &counted {
-            let Some(e) = cache.remove(pid) else { continue };
-            let same = snap
-                .processes
-                .binary_search_by_key(pid, |p| p.pid)
-                .is_ok_and(|i| snap.processes[i].start_time == e.start_time);
-            if same {
-                self.cache.entry(*pid).or_insert(e);
-            }
+        if quiet && !fell_back {
+            // The look listed no socket fds: the cache stays the last
+            // walks', at the sizes they were walked at, for the processes
+            // still there (a counted one is still seen changed next look).
+            let mut cache = cache;
+            cache.retain(|pid, e| {
+                snap.processes
+                    .binary_search_by_key(pid, |p| p.pid)
+                    .is_ok_and(|i| snap.processes[i].start_time == e.start_time)
+            });
+            self.cache = cache;
         }
         // The cache keeps every socket fd (a reused walk must know them
         // all); the look keeps only those the diagnosis can use, as a full
@@ -372,9 +373,15 @@ impl Incremental {
     }
 }
 
+/// How many socket fds a cached walk found.
+fn socket_count(e: &Entry) -> u32 {
+    u32::try_from(e.sockets.len()).unwrap_or(u32::MAX)
+}
+
 /// Processes a quiet look counts instead of walking: `stat`, and the open
-/// fds their directory's size gives; the socket fds of their last walk when
-/// it is the same process (they name no holder: no socket is in CLOSE_WAIT).
+/// fds their directory's size gives; as many socket fds as their last walk
+/// found when it is the same process, counted, not listed (no socket is in
+/// CLOSE_WAIT: there is no holder to name).
 fn count_only(
     root: &ProcRoot,
     counted: &[(Pid, u64)],
@@ -390,7 +397,7 @@ fn count_only(
             let table = task_files::Table {
                 tid: pid,
                 fd_count: u32::try_from(size).unwrap_or(u32::MAX),
-                sockets: last.map(|e| e.sockets.clone()).unwrap_or_default(),
+                sockets: Vec::new(),
             };
             let netns = early.netns_of.get(&pid).copied();
             let mut w = walk::walk_process(
@@ -402,8 +409,15 @@ fn count_only(
                 &mut scratch,
                 warnings,
             )?;
-            if last.is_none_or(|e| e.start_time != w.process.start_time) {
-                w.process.sockets.clear();
+            if let Some(e) = last.filter(|e| e.start_time == w.process.start_time) {
+                w.process.other_sockets = socket_count(e);
+                // A socket holder's namespace is read, as a walk reads it.
+                if w.process.netns.is_none() && w.process.other_sockets > 0 {
+                    w.process.netns = netns.or_else(|| {
+                        let t = root.read_link(Some(pid), &w.base.join("ns/net")).ok()?;
+                        link::bracket_inode(&t, b"net")
+                    });
+                }
             }
             Some(w)
         })
@@ -429,6 +443,7 @@ fn plan_all(
     cache: &HashMap<Pid, Entry>,
     sizes_work: bool,
     early: &Early,
+    quiet: bool,
 ) -> Vec<(Pid, Plan)> {
     let mut plans: Vec<(Pid, Plan)> = crate::par::spread(pids, threads, |mine| {
         let mut buf = Vec::new();
@@ -436,7 +451,15 @@ fn plan_all(
             let netns = early.netns_of.get(&pid).copied();
             (
                 pid,
-                plan(root, pid, cache.get(&pid), sizes_work, netns, &mut buf),
+                plan(
+                    root,
+                    pid,
+                    cache.get(&pid),
+                    sizes_work,
+                    netns,
+                    !quiet,
+                    &mut buf,
+                ),
             )
         })
         .collect::<Vec<_>>()
@@ -458,6 +481,7 @@ fn plan(
     cached: Option<&Entry>,
     sizes_work: bool,
     netns: Option<Inode>,
+    list_sockets: bool,
     buf: &mut Vec<u8>,
 ) -> Plan {
     let base = PathBuf::from(pid.to_string());
@@ -476,16 +500,20 @@ fn plan(
     }
     let mut process = walk::from_stat(pid, stat);
     process.fd_count = cached.fd_count;
-    // As a full walk leaves them: O_CLOEXEC is read later for the fds that matter.
-    process.sockets = cached
-        .sockets
-        .iter()
-        .map(|s| SocketFd {
-            cloexec: None,
-            ..*s
-        })
-        .collect();
-    if !process.sockets.is_empty() {
+    if list_sockets {
+        // As a full walk leaves them: O_CLOEXEC is read later for the fds that matter.
+        process.sockets = cached
+            .sockets
+            .iter()
+            .map(|s| SocketFd {
+                cloexec: None,
+                ..*s
+            })
+            .collect();
+    } else {
+        process.other_sockets = socket_count(cached);
+    }
+    if !cached.sockets.is_empty() {
         // A process can change namespace (setns) and keep its fds: read
         // this look (by the early tables, or here).
         match netns {
