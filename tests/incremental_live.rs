@@ -241,11 +241,18 @@ impl NetnsHolder {
         }
     }
 
-    /// A CLOSE_WAIT socket in this namespace, held by the test process:
-    /// made by a thread that enters the namespace (sockets belong to the
-    /// namespace they are made in, whoever holds them after).
+    /// A CLOSE_WAIT socket in this namespace, held by the test process.
     fn close_wait(&self) -> (TcpListener, TcpStream, Inode) {
         let ns = std::fs::File::open(format!("/proc/{}/ns/net", self.0.id())).expect("ns file");
+        close_wait_in(ns)
+    }
+}
+
+/// A CLOSE_WAIT socket in the namespace of `ns`, held by the test process:
+/// made by a thread that enters the namespace (sockets belong to the
+/// namespace they are made in, whoever holds them after).
+fn close_wait_in(ns: std::fs::File) -> (TcpListener, TcpStream, Inode) {
+    {
         std::thread::spawn(move || {
             // SAFETY: setns on this thread only, with an open namespace fd.
             assert_eq!(
@@ -412,4 +419,59 @@ fn with_the_iterator_a_look_without_close_wait_keeps_the_next_quiet() {
     assert!(inc.stats().quiet, "{:?}", inc.stats());
     assert!(snap.processes.iter().any(|p| p.pid == me()));
     drop(ns);
+}
+
+/// A quiet look's early tables come from the namespaces processes sit in; a
+/// namespace only a file leads to (`--netns PATH`, /run/netns) is read after
+/// the walk. A CLOSE_WAIT socket found there makes the look walk every
+/// process after all, and its holder is named.
+#[test]
+fn a_close_wait_socket_behind_a_namespace_file_ends_a_quiet_look() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let test = "incremental_live::a_close_wait_socket_behind_a_namespace_file_ends_a_quiet_look";
+    if !skip::is_root() {
+        skip::skip(test, "needs root for network namespaces of its own");
+        return;
+    }
+    // A: a process sits in it. B: only an open file of this process keeps
+    // it alive once its process is gone.
+    let (a, netns_a) = NetnsHolder::start();
+    let (b, netns_b) = NetnsHolder::start();
+    let file_b = std::fs::File::open(format!("/proc/{}/ns/net", b.0.id())).expect("ns file");
+    drop(b);
+    let path_b = std::path::PathBuf::from(format!("/proc/self/fd/{}", file_b.as_raw_fd()));
+    let cfg = SourceConfig {
+        tables_for: cwleak::source::TableScope {
+            netns: vec![netns_a, netns_b],
+            ..Default::default()
+        },
+        netns_files: vec![path_b],
+        netns_dir: None,
+        ..cfg()
+    };
+    let mut inc = Incremental::new(1000);
+    let snap = inc.read(&cfg).expect("first look");
+    assert_eq!(snap.namespaces.len(), 2, "{:?}", snap.namespaces);
+    // Made through a second open file: this process's fd count changes, so
+    // a quiet look would count it, not walk it.
+    let (listener, server, inode) = close_wait_in(
+        std::fs::File::open(format!("/proc/self/fd/{}", file_b.as_raw_fd())).expect("ns file"),
+    );
+    let snap = inc
+        .read(&cfg)
+        .expect("look with a CLOSE_WAIT socket behind the file");
+    assert!(!inc.stats().quiet, "{:?}", inc.stats());
+    assert!(
+        snap.sockets
+            .iter()
+            .any(|s| s.inode == inode && s.netns == netns_b),
+        "the CLOSE_WAIT socket {inode} of the namespace file is in the look"
+    );
+    assert!(
+        mine(&snap).contains(&(server.as_raw_fd(), inode)),
+        "holder fd {} of {inode} not found: {:?}",
+        server.as_raw_fd(),
+        mine(&snap)
+    );
+    drop((listener, server, file_b, a));
 }

@@ -301,7 +301,7 @@ impl Incremental {
             walked: to_walk.len() + rewalked,
             rewalked,
             full,
-            quiet,
+            quiet: quiet && !fell_back,
         };
         Ok(snap)
     }
