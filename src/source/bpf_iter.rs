@@ -42,3 +42,32 @@ pub fn iterate(link: &OwnedFd) -> io::Result<OwnedFd> {
     let mut attr = Attr::new().u32(0, link.as_raw_fd() as u32);
     bpf_sys::call_fd(BPF_ITER_CREATE, &mut attr)
 }
+
+/// An iterator's output read to its end, each whole record of `size` bytes
+/// handed to `each` as it comes (a record may span two reads), without
+/// holding the whole output. Output that ends inside a record is an error.
+pub fn records(
+    mut from: impl io::Read,
+    size: usize,
+    mut each: impl FnMut(&[u8]),
+) -> io::Result<()> {
+    let mut buf = vec![0u8; (1 << 16) / size * size + size];
+    let mut held = 0;
+    loop {
+        let n = match from.read(&mut buf[held..]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let end = held + n;
+        let whole = end - end % size;
+        buf[..whole].chunks_exact(size).for_each(&mut each);
+        buf.copy_within(whole..end, 0);
+        held = end - whole;
+    }
+    if held != 0 {
+        return Err(io::Error::other("output ends inside a record"));
+    }
+    Ok(())
+}

@@ -142,30 +142,13 @@ fn attach() -> Result<OwnedFd, String> {
 }
 
 /// Read records as they come, without holding the whole output.
-fn collect(mut from: impl Read) -> std::io::Result<Tables> {
+fn collect(from: impl Read) -> std::io::Result<Tables> {
     let mut grouper = Grouper::default();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut held = 0;
-    loop {
-        let n = match from.read(&mut buf[held..]) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        let end = held + n;
-        let whole = end - end % RECORD;
-        for r in buf[..whole].chunks_exact(RECORD) {
-            if let Ok(r) = <&[u8; RECORD]>::try_from(r) {
-                grouper.push(Record::parse(r));
-            }
+    bpf_iter::records(from, RECORD, |r| {
+        if let Ok(r) = <&[u8; RECORD]>::try_from(r) {
+            grouper.push(Record::parse(r));
         }
-        buf.copy_within(whole..end, 0);
-        held = end - whole;
-    }
-    if held != 0 {
-        return Err(std::io::Error::other("output ends inside a record"));
-    }
+    })?;
     Ok(grouper.finish())
 }
 

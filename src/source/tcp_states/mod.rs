@@ -14,7 +14,6 @@ use super::bpf_iter;
 use super::kernel_btf::with_kernel_btf;
 use super::sock_diag::Tally;
 use crate::model::TcpState;
-use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::sync::OnceLock;
 
@@ -44,21 +43,12 @@ fn attach() -> Result<OwnedFd, String> {
 pub fn count_here() -> Result<Tally, String> {
     let iter = bpf_iter::iterate(attached()?).map_err(|e| format!("opening the iterator: {e}"))?;
     let mut tally = Tally::default();
-    let mut from = std::fs::File::from(iter);
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("reading the iterator: {e}")),
-        };
-        for &b in &buf[..n] {
-            if let Some(state) = state_of(b) {
-                tally.add(state);
-            }
+    bpf_iter::records(std::fs::File::from(iter), 1, |b| {
+        if let Some(state) = b.first().and_then(|&b| state_of(b)) {
+            tally.add(state);
         }
-    }
+    })
+    .map_err(|e| format!("reading the iterator: {e}"))?;
     Ok(tally)
 }
 
