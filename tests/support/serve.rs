@@ -37,9 +37,12 @@ pub fn start(cmd: &mut Command) -> Started {
         .and_then(|r| r.split('/').next())
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
+    // Only against a hang: the first /report of a scan diagnoses the kept
+    // look, which on a host busy with a foreign load of 200k sockets took
+    // longer than 10 s in a debug build.
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
+        .timeout_global(Some(Duration::from_secs(60)))
         .build()
         .into();
     Started {
