@@ -10,7 +10,7 @@ use super::tables::{self, NsMember, TableMethod};
 use crate::model::{FastMap, Inode, Pid, Warning};
 use crate::parse::link::bracket_inode;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 /// One namespace read ahead: its table, the warnings of the read, and the
@@ -93,7 +93,7 @@ pub fn read(
         .map(|(netns, (pid, _))| NsMember {
             netns,
             pid,
-            base: Path::new(&pid.to_string()).to_path_buf(),
+            base: PathBuf::from(pid.to_string()),
             file: None,
         })
         .collect();

@@ -39,8 +39,8 @@
 use super::root::ProcRoot;
 use super::walk::{self, Walked};
 use super::{
-    early_tables, finish, prune, task_files, walk_all, Early, SourceConfig, SourceError, Start,
-    TableStates,
+    finish, prune, read_tables_first, tables_first, task_files, walk_all, Early, SourceConfig,
+    SourceError, Start, TableStates,
 };
 use crate::model::{interesting_inodes, Inode, Pid, Snapshot, SocketFd, TcpSocket, TcpState};
 use crate::parse::link;
@@ -149,15 +149,8 @@ impl Incremental {
         let start = Start::new(cfg)?;
         // The tables first, where they can be read before the walk: a look
         // that finds no CLOSE_WAIT socket has nothing to find holders of.
-        let early = if start.live && cfg.tables_for.pids.is_empty() && self.full_every != 0 {
-            early_tables::read(
-                &start.root,
-                &start.pids,
-                &cfg.tables_for.netns,
-                cfg.method,
-                &cfg.states.request(),
-                cfg.threads,
-            )
+        let early = if tables_first(cfg, &start) && self.full_every != 0 {
+            read_tables_first(cfg, &start)
         } else {
             Early::default()
         };

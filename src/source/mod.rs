@@ -153,23 +153,17 @@ fn timing_note(note: &str) {
 /// Read one look at the machine through `cfg.root`.
 pub fn read(cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
     let start = Start::new(cfg)?;
-    let iterating = task_files::wanted(cfg.fds, &start.root, start.live);
-    // Scoped to processes, the namespaces to read are only known after the
-    // walk; otherwise they are read while the iterator runs.
-    if !iterating || !start.live || !cfg.tables_for.pids.is_empty() {
-        let iterated = task_files::read(cfg.fds, &start.root, start.live)?;
+    if !task_files::wanted(cfg.fds, &start.root, start.live) {
+        return Ok(full_look(cfg, start, None, &Early::default()));
+    }
+    if !tables_first(cfg, &start) {
+        let iterated = task_files::read_wanted(cfg.fds, &start.root, start.live)?;
         return Ok(full_look(cfg, start, iterated, &Early::default()));
     }
+    // The tables are read while the iterator runs.
     let (iterated, early) = std::thread::scope(|s| {
-        let iterating = s.spawn(|| task_files::read(cfg.fds, &start.root, start.live));
-        let early = early_tables::read(
-            &start.root,
-            &start.pids,
-            &cfg.tables_for.netns,
-            cfg.method,
-            &cfg.states.request(),
-            cfg.threads,
-        );
+        let iterating = s.spawn(|| task_files::read_wanted(cfg.fds, &start.root, start.live));
+        let early = read_tables_first(cfg, &start);
         timing_note(&format!(
             "namespaces' tables beside the iterator {:.4} s",
             start.started.elapsed().as_secs_f64()
@@ -177,6 +171,25 @@ pub fn read(cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
         (crate::par::join(iterating), early)
     });
     Ok(full_look(cfg, start, iterated?, &early))
+}
+
+/// Whether a look can read the tables before the walk: live, and not
+/// scoped to processes (their namespaces are only known after the walk).
+fn tables_first(cfg: &SourceConfig, start: &Start) -> bool {
+    start.live && cfg.tables_for.pids.is_empty()
+}
+
+/// The tables of every namespace a process sits in (of `--netns`, when
+/// given), read before the walk (`early_tables`).
+fn read_tables_first(cfg: &SourceConfig, start: &Start) -> Early {
+    early_tables::read(
+        &start.root,
+        &start.pids,
+        &cfg.tables_for.netns,
+        cfg.method,
+        &cfg.states.request(),
+        cfg.threads,
+    )
 }
 
 /// A look that reads every fd table: from the task_file iterator's

@@ -62,6 +62,15 @@ pub fn read(method: FdMethod, root: &ProcRoot, live: bool) -> Result<Option<Tabl
     if !wanted(method, root, live) {
         return Ok(None);
     }
+    read_wanted(method, root, live)
+}
+
+/// `read` once `wanted` has said yes.
+pub fn read_wanted(
+    method: FdMethod,
+    root: &ProcRoot,
+    live: bool,
+) -> Result<Option<Tables>, SourceError> {
     let read = if live {
         iterate(root)
     } else {
