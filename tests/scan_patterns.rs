@@ -262,9 +262,17 @@ fn many_leaks_are_one_group_and_a_short_text() {
     a.extend(args(["--color", "never"]));
     let text = cwleak_scan("text", &a);
     assert_eq!(text.code, 1, "stderr:\n{}", text.stderr);
-    let lines = text.stdout.lines().count();
+    // The group's block (from its "pid" line to the blank line after it),
+    // not the host's warnings below it, which vary with the machine.
+    let blocks: Vec<&str> = text
+        .stdout
+        .split("\n\n")
+        .filter(|b| b.starts_with("pid "))
+        .collect();
+    assert_eq!(blocks.len(), 1, "one group block:\n{}", text.stdout);
+    let lines = blocks[0].lines().count();
     assert!(
-        lines < 40,
+        lines <= 32,
         "{lines} lines of text for one group:\n{}",
         text.stdout
     );

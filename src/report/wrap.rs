@@ -41,14 +41,42 @@ pub fn width_of(s: &str) -> usize {
     s.chars().count()
 }
 
+/// Words that read wrong alone at a line's start or end: a unit is kept with
+/// the number before it ("0 B", not "0" / "B"), and ">=" with what follows.
+const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+
+/// The words of `text`, with each unit joined to its number and each ">="
+/// or "<=" to the next word: the pieces `fill` never breaks.
+fn pieces(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut glue_next = false;
+    for word in text.split_whitespace() {
+        let to_previous = UNITS.contains(&word)
+            && out
+                .last()
+                .is_some_and(|p| p.ends_with(|c: char| c.is_ascii_digit()));
+        match out.last_mut() {
+            Some(last) if glue_next || to_previous => {
+                last.push(' ');
+                last.push_str(word);
+            }
+            _ => out.push(word.to_string()),
+        }
+        glue_next = word == ">=" || word == "<=";
+    }
+    out
+}
+
 /// Greedy word wrap of one paragraph: the first line has `first_room`
 /// columns, the others `rest_room`. A word longer than the room is put alone
-/// on its own line, unbroken. Always returns at least one (maybe empty) line.
+/// on its own line, unbroken; so is a number with its unit. Always returns at
+/// least one (maybe empty) line.
 pub fn fill(text: &str, first_room: usize, rest_room: usize) -> Vec<String> {
     let mut lines = Vec::new();
     let mut line = String::new();
     let mut line_width = 0;
-    for word in text.split_whitespace() {
+    for word in pieces(text) {
+        let word = word.as_str();
         let room = if lines.is_empty() {
             first_room
         } else {
@@ -102,6 +130,26 @@ mod tests {
             lines.join(" ").split_whitespace().count(),
             text.split_whitespace().count() + 1
         );
+    }
+
+    #[test]
+    fn a_number_keeps_its_unit_and_a_bound_its_value() {
+        let text = "oldest >= 884ms, unread 0 B";
+        for room in 1..=text.len() {
+            let lines = fill(text, room, room);
+            assert!(
+                lines.iter().all(|l| l != "B" && !l.starts_with("B ")),
+                "{room}: {lines:?}"
+            );
+            assert!(
+                lines.iter().all(|l| !l.ends_with(">=")),
+                "{room}: {lines:?}"
+            );
+            assert_eq!(lines.join(" "), text, "{room}");
+        }
+        // A bare "B" that is not a unit stays a word of its own.
+        assert_eq!(fill("plan B here", 6, 6), vec!["plan B", "here"]);
+        assert_eq!(fill("B 1", 1, 1), vec!["B", "1"]);
     }
 
     #[test]
