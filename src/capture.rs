@@ -81,3 +81,22 @@ fn close_wait(snap: &Snapshot) -> usize {
         .filter(|s| s.state == TcpState::CloseWait)
         .count()
 }
+
+/// Real captures with findings of several causes (tests/corpus), by file
+/// name: what pure code is held to where it must agree with itself.
+#[cfg(test)]
+pub fn corpus() -> Vec<(String, crate::model::Snapshot)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/snapshots");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("corpus")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|p| {
+            let look = load(&p, None, u64::MAX).expect("capture");
+            (p.display().to_string(), look)
+        })
+        .collect()
+}

@@ -2,20 +2,20 @@
 //! only if the look before saw it in CLOSE_WAIT too, so the interval between
 //! looks is the settle window and sockets about to be closed make no noise.
 //! Counted per blamed process. Shared by `check --during` and `watch`.
-//! Pure: it reads reports, never the OS.
+//! Pure: it reads the diagnosis's tallies (with their briefs), never the OS.
 
-use crate::diagnose::{Cause, Finding, Report};
-use crate::model::{Pid, SocketKey};
+use crate::diagnose::{Cause, Tally};
+use crate::model::Pid;
 use rustc_hash::FxHashSet;
 use std::collections::BTreeMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 
-/// One blamed process (None: sockets nobody visibly holds) in one look.
+/// One blamed process (None: sockets nobody visibly holds) in one look: its
+/// sockets that persisted.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Tally {
+pub struct Persisting {
     pub sockets: usize,
     pub comm: Option<String>,
-    /// Causes of its sockets, in the order the report's groups give them.
+    /// Causes of its sockets, in the order of the report's groups.
     pub causes: Vec<Cause>,
     /// The longest a counted socket has been in CLOSE_WAIT, when known.
     pub oldest_ms: Option<u64>,
@@ -31,14 +31,14 @@ pub struct Persistence {
 
 impl Persistence {
     /// Count the findings the previous look saw too, per blamed process.
-    pub fn count(&mut self, report: &Report) -> BTreeMap<Option<Pid>, Tally> {
-        self.tally(report, false)
+    pub fn count(&mut self, look: &Tally) -> BTreeMap<Option<Pid>, Persisting> {
+        self.tally(look, false)
     }
 
-    /// Count every finding: for a report whose own settle window already
+    /// Count every finding: for a look whose own settle window already
     /// told leaks from closing sockets (the first look of a series).
-    pub fn seed(&mut self, report: &Report) -> BTreeMap<Option<Pid>, Tally> {
-        self.tally(report, true)
+    pub fn seed(&mut self, look: &Tally) -> BTreeMap<Option<Pid>, Persisting> {
+        self.tally(look, true)
     }
 
     /// A look with nothing in scope: the next one starts afresh.
@@ -46,23 +46,36 @@ impl Persistence {
         self.prev.clear();
     }
 
-    fn tally(&mut self, report: &Report, all: bool) -> BTreeMap<Option<Pid>, Tally> {
-        let mut now: BTreeMap<Option<Pid>, Tally> = BTreeMap::new();
+    fn tally(&mut self, look: &Tally, all: bool) -> BTreeMap<Option<Pid>, Persisting> {
+        let mut now: BTreeMap<Option<Pid>, Persisting> = BTreeMap::new();
         let mut keys = FxHashSet::default();
-        keys.reserve(report.findings.len());
-        for g in &report.groups {
-            for f in g.findings.iter().filter_map(|&i| report.findings.get(i)) {
-                let key = key(f);
-                if all || self.prev.contains(&key) {
+        keys.reserve(look.briefs.len());
+        let comm = |pid: Option<Pid>| {
+            let pid = pid?;
+            let i = look.processes.binary_search_by_key(&pid, |p| p.pid).ok()?;
+            Some(look.processes[i].comm.clone())
+        };
+        // Briefs are ordered by (pid, cause): each group's are one run.
+        for g in &look.groups {
+            let from = look
+                .briefs
+                .partition_point(|b| (b.pid, b.cause) < (g.pid, g.cause));
+            let to = look
+                .briefs
+                .partition_point(|b| (b.pid, b.cause) <= (g.pid, g.cause));
+            for b in &look.briefs[from..to] {
+                if all || self.prev.contains(&b.socket) {
                     let t = now.entry(g.pid).or_default();
                     t.sockets += 1;
-                    t.comm = g.comm.clone();
+                    if t.comm.is_none() {
+                        t.comm = comm(g.pid);
+                    }
                     if !t.causes.contains(&g.cause) {
                         t.causes.push(g.cause);
                     }
-                    t.oldest_ms = t.oldest_ms.max(f.socket.close_wait_ms);
+                    t.oldest_ms = t.oldest_ms.max(b.close_wait_ms);
                 }
-                keys.insert(key);
+                keys.insert(b.socket);
             }
         }
         self.prev = keys;
@@ -70,24 +83,14 @@ impl Persistence {
     }
 }
 
-fn key(f: &Finding) -> u64 {
-    let key = SocketKey {
-        netns: f.socket.netns,
-        inode: f.socket.inode,
-        local: f.socket.local,
-        remote: f.socket.remote,
-    };
-    // SipHash with fixed keys: the same digest for the same socket in every
-    // look; two sockets of one host colliding in 64 bits is not a concern.
-    let mut h = DefaultHasher::new();
-    key.hash(&mut h);
-    h.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::testdata::leaking_to_ports as sample;
+    use crate::report::testdata::leaking_to_ports;
+
+    fn sample(ports: &[u16]) -> Tally {
+        Tally::of(&leaking_to_ports(ports))
+    }
 
     #[test]
     fn a_socket_counts_from_its_second_look() {

@@ -475,3 +475,70 @@ fn a_close_wait_socket_behind_a_namespace_file_ends_a_quiet_look() {
     );
     drop((listener, server, file_b, a));
 }
+
+/// This process's socket fds in a look, and the socket fds it only counted.
+fn mine_counted(s: &Snapshot) -> (Vec<(i32, Inode)>, u32) {
+    let p = s
+        .processes
+        .iter()
+        .find(|p| p.pid == me())
+        .expect("this process in the look");
+    (mine(s), p.other_sockets)
+}
+
+/// With the task_file iterator and only the leak states read (`watch`,
+/// `serve`), a look after one that kept no cache prunes its fds as soon as
+/// its tables are read: it holds what a one-shot look of the same states
+/// holds. Once no CLOSE_WAIT socket is left, it keeps a cache again and the
+/// next look is quiet.
+#[test]
+fn a_pruned_look_holds_what_a_one_shot_look_holds_and_quiet_comes_back() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let test =
+        "incremental_live::a_pruned_look_holds_what_a_one_shot_look_holds_and_quiet_comes_back";
+    if !skip::is_root() {
+        skip::skip(test, "needs root for the iterator and a network namespace");
+        return;
+    }
+    if std::fs::metadata("/proc/self/fd").map_or(0, |m| m.len()) == 0 {
+        skip::skip(test, "fd directories have no size on this kernel");
+        return;
+    }
+    let (ns, netns) = NetnsHolder::start();
+    let cfg = SourceConfig {
+        fds: FdMethod::Bpf,
+        states: cwleak::source::TableStates::Leaks,
+        tables_for: cwleak::source::TableScope {
+            netns: vec![netns],
+            ..Default::default()
+        },
+        ..cfg()
+    };
+    let (listener, server, inode) = ns.close_wait();
+    let copy = dup(server.as_raw_fd());
+    // A socket of the host's namespace: not in the tables read, only counted.
+    let other = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut inc = Incremental::new(1000);
+    inc.read(&cfg).expect("first look");
+    // The first look keeps no cache (its fds cost more to check than an
+    // iterator pass), so the second prunes early.
+    let pruned = inc.read(&cfg).expect("second look");
+    let one_shot = cwleak::source::read(&cfg).expect("one-shot look");
+    let (held, counted) = mine_counted(&pruned);
+    assert!(held.contains(&(server.as_raw_fd(), inode)), "{held:?}");
+    assert!(held.contains(&(copy.as_raw_fd(), inode)), "{held:?}");
+    assert!(
+        !held.iter().any(|&(fd, _)| fd == other.as_raw_fd()),
+        "{held:?}"
+    );
+    assert!(counted >= 1, "the host socket is counted: {counted}");
+    assert_eq!((held, counted), mine_counted(&one_shot));
+    // No CLOSE_WAIT socket left: the next look walks and keeps a cache, and
+    // the one after is quiet.
+    drop((server, copy));
+    inc.read(&cfg).expect("look after the close");
+    assert!(!inc.stats().quiet, "{:?}", inc.stats());
+    inc.read(&cfg).expect("next look");
+    assert!(inc.stats().quiet, "{:?}", inc.stats());
+    drop((listener, other, ns));
+}

@@ -5,8 +5,8 @@
 //! `watch`): the interval is the settle window.
 
 use super::outcome::{During, Growth};
-use crate::diagnose::Report;
-use crate::growth::{Persistence, Tally};
+use crate::diagnose::{Report, Tally};
+use crate::growth::{Persistence, Persisting};
 
 /// Points kept per series; past it every other point is dropped (first
 /// seen and the peak are kept apart, so nothing that matters is lost).
@@ -28,7 +28,7 @@ impl Tracker {
     /// command started.
     pub fn add(&mut self, at_ms: u64, report: &Report) {
         self.samples += 1;
-        let now = self.persist.count(report);
+        let now = self.persist.count(&Tally::of(report));
         set(
             &mut self.total,
             at_ms,
@@ -41,7 +41,7 @@ impl Tracker {
         }
         for (
             pid,
-            Tally {
+            Persisting {
                 sockets: n,
                 comm,
                 causes,

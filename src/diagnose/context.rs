@@ -127,6 +127,17 @@ pub struct LoneOwnerText {
 }
 
 impl<'a> Ctx<'a> {
+    /// The graph of who holds the sockets of interest, and their listeners.
+    pub fn of(snap: &'a Snapshot) -> Self {
+        let inodes = crate::model::interesting_inodes(&snap.sockets);
+        Ctx {
+            snap,
+            graph: HoldGraph::build(snap, &inodes),
+            listeners: Listeners::new(&snap.sockets),
+        }
+        // Big hosts: the inode set goes before the findings are made.
+    }
+
     /// Processes that accepted connections on this socket's local port: the
     /// holders of its listener, minus those that only inherited the listener
     /// across an exec (same fd number as the ancestor they got it from).

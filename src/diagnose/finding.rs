@@ -226,6 +226,17 @@ pub struct SocketInfo {
     pub close_wait_ms: Option<u64>,
 }
 
+impl SocketInfo {
+    pub fn key(&self) -> crate::model::SocketKey {
+        crate::model::SocketKey {
+            netns: self.netns,
+            inode: self.inode,
+            local: self.local,
+            remote: self.remote,
+        }
+    }
+}
+
 /// One (process, fd) that refers to the socket.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Holder {

@@ -13,6 +13,7 @@ mod listeners;
 pub mod mitigation;
 pub mod origin;
 pub mod scope;
+pub mod tally;
 #[cfg(test)]
 mod test_host;
 mod unheld;
@@ -20,11 +21,10 @@ mod unheld;
 pub use finding::*;
 pub use mitigation::Mitigation;
 pub use scope::Scope;
+pub use tally::{tally, Tally};
 
-use crate::graph::HoldGraph;
-use crate::model::{interesting_inodes, FastMap, Pid, Snapshot, SocketKey, TcpSocket, TcpState};
+use crate::model::{FastMap, Pid, Snapshot, SocketKey, TcpSocket, TcpState};
 use context::{Ctx, Memo};
-use listeners::Listeners;
 use std::collections::{BTreeMap, HashSet};
 
 /// Diagnose every CLOSE_WAIT socket of `snap` that falls in `scope`.
@@ -39,55 +39,14 @@ pub fn diagnose_traced(
     scope: &Scope,
     trace: Option<&crate::trace::Facts>,
 ) -> Report {
-    let inodes = interesting_inodes(&snap.sockets);
-    let ctx = Ctx {
-        snap,
-        graph: HoldGraph::build(snap, &inodes),
-        listeners: Listeners::new(&snap.sockets),
-    };
-    // Big hosts: what is no longer needed goes before the findings are made.
-    drop(inodes);
+    let ctx = Ctx::of(snap);
     let resolved = scope::Resolved::new(scope, snap, &ctx.graph);
-    let transient: rustc_hash::FxHashSet<SocketKey> = snap
-        .settle
-        .as_ref()
-        .map(|s| s.transient.iter().copied().collect())
-        .unwrap_or_default();
-    let sending: rustc_hash::FxHashSet<SocketKey> = snap
-        .settle
-        .as_ref()
-        .map(|s| s.still_sending.iter().copied().collect())
-        .unwrap_or_default();
-
-    let mut by_state: BTreeMap<TcpState, usize> = BTreeMap::new();
-    let mut n_transient = 0;
-    let mut n_sending = 0;
-    let mut todo = Vec::new();
-    for s in &snap.sockets {
-        if !resolved.socket_in(s, &unheld_listeners(&ctx, s)) {
-            continue;
-        }
-        *by_state.entry(s.state).or_default() += 1;
-        if s.state != TcpState::CloseWait {
-            continue;
-        }
-        if transient.contains(&s.key()) {
-            n_transient += 1;
-            continue;
-        }
-        if sending.contains(&s.key()) {
-            n_sending += 1;
-            continue;
-        }
-        todo.push(s);
-    }
-    for n in snap.namespaces.iter().filter(|n| !n.unkept.is_empty()) {
-        if resolved.whole_namespace_in(n.inode) {
-            for (state, count) in &n.unkept {
-                *by_state.entry(*state).or_default() += count;
-            }
-        }
-    }
+    let Picked {
+        todo,
+        by_state,
+        transient: n_transient,
+        sending: n_sending,
+    } = pick(&ctx, &resolved);
     let mut findings = judge_all(&ctx, &todo);
     drop(todo);
     if let Some(facts) = trace {
@@ -114,6 +73,62 @@ pub fn diagnose_traced(
         check: None,
         trace: trace.map(|t| t.info.clone()),
     }
+}
+
+/// The CLOSE_WAIT sockets in scope to judge, and the counts the summary
+/// gives of the others: by state, closed within the settle window, still
+/// sending.
+struct Picked<'s> {
+    todo: Vec<&'s TcpSocket>,
+    by_state: BTreeMap<TcpState, usize>,
+    transient: usize,
+    sending: usize,
+}
+
+fn pick<'s>(ctx: &Ctx<'s>, resolved: &scope::Resolved) -> Picked<'s> {
+    let snap = ctx.snap;
+    let transient: rustc_hash::FxHashSet<SocketKey> = snap
+        .settle
+        .as_ref()
+        .map(|s| s.transient.iter().copied().collect())
+        .unwrap_or_default();
+    let sending: rustc_hash::FxHashSet<SocketKey> = snap
+        .settle
+        .as_ref()
+        .map(|s| s.still_sending.iter().copied().collect())
+        .unwrap_or_default();
+    let mut picked = Picked {
+        todo: Vec::new(),
+        by_state: BTreeMap::new(),
+        transient: 0,
+        sending: 0,
+    };
+    for s in &snap.sockets {
+        if !resolved.socket_in(s, &unheld_listeners(ctx, s)) {
+            continue;
+        }
+        *picked.by_state.entry(s.state).or_default() += 1;
+        if s.state != TcpState::CloseWait {
+            continue;
+        }
+        if transient.contains(&s.key()) {
+            picked.transient += 1;
+            continue;
+        }
+        if sending.contains(&s.key()) {
+            picked.sending += 1;
+            continue;
+        }
+        picked.todo.push(s);
+    }
+    for n in snap.namespaces.iter().filter(|n| !n.unkept.is_empty()) {
+        if resolved.whole_namespace_in(n.inode) {
+            for (state, count) in &n.unkept {
+                *picked.by_state.entry(*state).or_default() += count;
+            }
+        }
+    }
+    picked
 }
 
 /// Listeners an unheld CLOSE_WAIT socket waits on (they place it in a pid scope).

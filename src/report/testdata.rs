@@ -277,6 +277,7 @@ pub fn leaking_to_ports(ports: &[u16]) -> Report {
         })
         .collect();
     if !socks.is_empty() {
+        b.process(10, 1, "leakyd");
         b.group(
             Some(10),
             Some("leakyd"),

@@ -47,24 +47,6 @@ impl LastReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
-
-    /// Real captures with findings of several causes (tests/corpus).
-    fn looks() -> Vec<(String, Snapshot)> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/snapshots");
-        let mut names: Vec<_> = std::fs::read_dir(&dir)
-            .expect("corpus")
-            .map(|e| e.expect("entry").path())
-            .collect();
-        names.sort();
-        names
-            .into_iter()
-            .map(|p| {
-                let look = crate::capture::load(&p, None, u64::MAX).expect("capture");
-                (p.display().to_string(), look)
-            })
-            .collect()
-    }
 
     fn scan_json(look: &Snapshot) -> Vec<u8> {
         let report = diagnose::diagnose(look, &Scope::everything());
@@ -75,7 +57,7 @@ mod tests {
 
     #[test]
     fn the_report_made_from_the_kept_look_is_the_one_the_scan_made() {
-        let looks = looks();
+        let looks = crate::capture::corpus();
         assert!(looks.len() >= 4, "corpus: {} looks", looks.len());
         let mut findings = 0;
         for (name, look) in looks {

@@ -1,6 +1,6 @@
 //! The Prometheus metrics of one scan, as metric families that
 //! `exposition` writes in either format. Pure: built from plain numbers and
-//! the report, so a scrape only copies a string rendered once per scan.
+//! the diagnosis's tally (`diagnose::Tally`), so a scrape only copies a string rendered once per scan.
 //!
 //! Label cardinality is bounded: per-process series exist for the `top` blamed
 //! processes with the most sockets, the others summed into one series with
@@ -10,7 +10,8 @@
 //! look alike to an alert. docs/fleet.md lists every metric.
 
 use super::exposition::{self, Family, Format, Kind, Value};
-use crate::diagnose::{Cause, Report};
+use crate::diagnose::tally::BlamedProcess;
+use crate::diagnose::{Cause, Report, Tally};
 use crate::model::{Inode, Pid, Snapshot, TcpState, WarningKind};
 use std::collections::{BTreeMap, HashMap};
 
@@ -76,17 +77,17 @@ pub fn render(input: &Input, format: Format) -> String {
 pub fn families(input: &Input) -> Vec<Family> {
     let scan = input
         .report
-        .map(|report| scan_families(report, input.states, input.top));
+        .map(|report| scan_families(&Tally::of(report), input.states, input.top));
     families_of(input.counters, scan.as_deref())
 }
 
 /// The families of one successful scan: what its report and its state
 /// counts say. `serve` keeps these (a few KB) until the next success, not
 /// the report they come from (tens of MB on a big host).
-pub fn scan_families(report: &Report, states: &StateCounts, top: usize) -> Vec<Family> {
+pub fn scan_families(tally: &Tally, states: &StateCounts, top: usize) -> Vec<Family> {
     let mut out = Vec::new();
-    leak_metrics(&mut out, report, top);
-    out.push(tcp_sockets(states, &report.scan.states_read, top));
+    leak_metrics(&mut out, tally, top);
+    out.push(tcp_sockets(states, &tally.states_read, top));
     out.push(
         Family::new(
             "cwleak_tcp_other_namespaces",
@@ -166,13 +167,12 @@ fn scanner_metrics(out: &mut Vec<Family>, c: &Counters) {
 
 /// Per blamed process: sockets (by cause), open fds, the fd limit, and one
 /// info series with its comm and cgroup (joined on pid in queries).
-fn leak_metrics(out: &mut Vec<Family>, report: &Report, top: usize) {
-    let (kept, folded) = split_top(report, top);
-    let info: HashMap<Pid, &crate::diagnose::ProcessInfo> =
-        report.processes.iter().map(|p| (p.pid, p)).collect();
+fn leak_metrics(out: &mut Vec<Family>, tally: &Tally, top: usize) {
+    let (kept, folded) = split_top(tally, top);
+    let info: HashMap<Pid, &BlamedProcess> = tally.processes.iter().map(|p| (p.pid, p)).collect();
     let mut per: BTreeMap<(String, &'static str), i64> = BTreeMap::new();
     let mut other = 0;
-    for g in &report.groups {
+    for g in &tally.groups {
         let pid = match g.pid {
             Some(pid) if !kept.contains(&pid) => {
                 other += g.sockets;
@@ -253,7 +253,7 @@ fn leak_metrics(out: &mut Vec<Family>, report: &Report, top: usize) {
         "Persistent CLOSE_WAIT sockets (findings) per cause, all processes",
     );
     for c in Cause::ALL {
-        let n = report.summary.by_cause.get(&c).copied().unwrap_or(0);
+        let n = tally.by_cause.get(&c).copied().unwrap_or(0);
         by_cause.push(vec![("cause", c.name().into())], int(n));
     }
     out.push(by_cause);
@@ -263,7 +263,7 @@ fn leak_metrics(out: &mut Vec<Family>, report: &Report, top: usize) {
             Kind::Gauge,
             "CLOSE_WAIT sockets closed within the settle window at the last scan: normal traffic",
         )
-        .with(int(report.summary.transient)),
+        .with(int(tally.transient)),
     );
     let mut unreadable = Family::new(
         "cwleak_unreadable",
@@ -271,12 +271,7 @@ fn leak_metrics(out: &mut Vec<Family>, report: &Report, top: usize) {
         "Pids or files the last scan could not read, by reason: permission-denied above 0 means the answer may be incomplete (missing capabilities?)",
     );
     for k in KINDS {
-        let n = report
-            .scan
-            .unreadable
-            .iter()
-            .filter(|u| u.kind == k)
-            .count();
+        let n = tally.unreadable.iter().filter(|u| **u == k).count();
         unreadable.push(vec![("kind", kind_name(k).into())], int(n));
     }
     out.push(unreadable);
@@ -288,7 +283,7 @@ fn leak_metrics(out: &mut Vec<Family>, report: &Report, top: usize) {
             Kind::Gauge,
             "1 when the last scan could not see enough to stand behind \"no leak\" (a namespace's table not read, most processes unreadable); the reasons are in /report's scan.incomplete",
         )
-        .with(int(usize::from(!report.scan.incomplete.is_empty()))),
+        .with(int(usize::from(!tally.incomplete.is_empty()))),
     );
 }
 
@@ -346,9 +341,9 @@ fn folded_namespaces(states: &StateCounts, top: usize) -> usize {
 
 /// The `top` blamed processes with the most sockets (ties: lowest pid), and
 /// how many others there are.
-fn split_top(report: &Report, top: usize) -> (Vec<Pid>, usize) {
+fn split_top(tally: &Tally, top: usize) -> (Vec<Pid>, usize) {
     let mut per: BTreeMap<Pid, usize> = BTreeMap::new();
-    for g in &report.groups {
+    for g in &tally.groups {
         if let Some(pid) = g.pid {
             *per.entry(pid).or_default() += g.sockets;
         }

@@ -1,10 +1,10 @@
 //! The scan loop of `serve`: one look every `--interval` (incremental: only
 //! changed fd tables are walked again, then the settle window for the
 //! CLOSE_WAIT sockets the last look did not already see settled), diagnosed
-//! host-wide, rendered once into the metrics text, and published with the
-//! look (made into the JSON report only if `/report` is asked for) for
-//! requests to copy. The report itself lives only until its metrics are
-//! made. HTTP never triggers a scan.
+//! host-wide into counts (`diagnose::tally`: no report is made), rendered
+//! once into the metrics text, and published with the look (made into the
+//! JSON report only if `/report` is asked for) for requests to copy. HTTP
+//! never triggers a scan.
 
 use super::config::ServeConfig;
 use super::exposition::Family;
@@ -67,8 +67,9 @@ pub fn run(cfg: &ServeConfig, shared: &Shared) {
     }
 }
 
-/// One look and the metric families of its report; the report is freed
-/// here, before the look is published.
+/// One look and the metric families of its diagnosis: the diagnosis is
+/// tallied, its findings dropped as they are judged (`diagnose::tally`);
+/// `/report` makes the report from the look when asked.
 fn scan(
     cfg: &ServeConfig,
     reader: &mut Incremental,
@@ -77,8 +78,8 @@ fn scan(
     let snap =
         crate::app::look_after(&cfg.source, cfg.settle, |c| reader.read(c), Some(last_look))?;
     let states = metrics::state_counts(&snap);
-    let report = diagnose::diagnose(&snap, &Scope::everything());
-    let families = metrics::scan_families(&report, &states, cfg.top);
+    let tally = diagnose::tally(&snap, &Scope::everything(), false);
+    let families = metrics::scan_families(&tally, &states, cfg.top);
     Ok((snap, families))
 }
 

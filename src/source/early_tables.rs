@@ -42,6 +42,17 @@ impl Early {
             })
     }
 
+    /// CLOSE_WAIT sockets in the namespaces read so far.
+    pub fn close_wait_count(&self) -> usize {
+        self.reads.lock().map_or(0, |reads| {
+            reads
+                .values()
+                .flat_map(|(t, _, _)| &t.sockets)
+                .filter(|s| s.state == crate::model::TcpState::CloseWait)
+                .count()
+        })
+    }
+
     /// The read of `netns`, once: a second ask gets None.
     pub fn take(&self, netns: Inode) -> Option<EarlyRead> {
         // A poisoned lock means a reading thread panicked: read again.

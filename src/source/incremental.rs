@@ -136,12 +136,7 @@ impl Incremental {
     /// cost more than reading every open file on the host through it. Only
     /// for `--fds auto`: `bpf` always iterates, `proc` never does.
     fn checks_cost_more(&self, cfg: &SourceConfig, root: &ProcRoot) -> bool {
-        match cfg.fds {
-            task_files::FdMethod::Bpf => true,
-            task_files::FdMethod::Proc => false,
-            task_files::FdMethod::Auto => task_files::open_files(root)
-                .is_some_and(|n| self.interest_fds.saturating_mul(READLINK_COST) >= n),
-        }
+        checks_cost_more(cfg, root, self.interest_fds)
     }
 
     /// One look, reusing what the previous looks read where nothing changed.
@@ -169,6 +164,19 @@ impl Incremental {
         } else {
             None
         };
+        // After a look that kept no cache, an iterated look keeps none
+        // either: its fds are pruned as soon as the tables are read, as a
+        // one-shot look's are, not after the details (a fifth of the fds
+        // through the rest of the look, a smaller peak).
+        // Only while it is leaky enough to keep none (the CLOSE_WAIT
+        // sockets of its early tables standing for its fds of interest):
+        // once checks cost less again, the look keeps a cache.
+        let close_wait = early.close_wait_count() as u64;
+        let prune_now = iterated.is_some()
+            && self.no_cache
+            && cfg.states != TableStates::All
+            && close_wait > 0
+            && checks_cost_more(cfg, &start.root, close_wait);
         full |= iterated.is_some();
         let cache = if full {
             HashMap::new()
@@ -231,7 +239,7 @@ impl Incremental {
             start,
             walked,
             warnings,
-            false,
+            prune_now,
             &early,
             |root, walked, sockets, warnings| {
                 // A CLOSE_WAIT socket the early tables did not have (in a
@@ -267,7 +275,7 @@ impl Incremental {
                 });
             },
         );
-        self.remember(cfg, &root, &snap, &sizes, searched_all);
+        self.remember(cfg, &root, &snap, &sizes, searched_all, prune_now);
         if quiet && !fell_back {
             // The look listed no socket fds: the cache stays the last
             // walks', at the sizes they were walked at, for the processes
@@ -283,7 +291,7 @@ impl Incremental {
         // The cache keeps every socket fd (a reused walk must know them
         // all); the look keeps only those the diagnosis can use, as a full
         // read of the same states does.
-        if cfg.states != TableStates::All {
+        if cfg.states != TableStates::All && !prune_now {
             let shared = prune::shared_inodes(snap.processes.iter());
             let mut processes: Vec<&mut crate::model::Process> =
                 snap.processes.iter_mut().collect();
@@ -306,6 +314,7 @@ impl Incremental {
         snap: &Snapshot,
         sizes: &HashMap<Pid, u64>,
         searched_all: bool,
+        pruned: bool,
     ) {
         self.sizes_work |= snap
             .processes
@@ -334,8 +343,10 @@ impl Incremental {
         // left): keeping a cache would hold every socket fd of the host
         // (a fifth of serve's memory at 200k sockets) for, at most, one
         // quiet look, which without it walks (iterates) once instead.
+        // A pruned look lacks the fds a reused walk needs: no cache, so the
+        // next look iterates again (or, quiet, iterates once).
         let leaky = snap.sockets.iter().any(|s| s.state == TcpState::CloseWait);
-        self.no_cache = leaky && self.checks_cost_more(cfg, root);
+        self.no_cache = pruned || (leaky && self.checks_cost_more(cfg, root));
         if self.no_cache {
             self.cache = HashMap::new();
             return;
@@ -363,6 +374,18 @@ impl Incremental {
                 ))
             })
             .collect();
+    }
+}
+
+/// Whether a `readlink` of each of `fds` fds of interest costs more than one
+/// pass of the task_file iterator over every open file.
+fn checks_cost_more(cfg: &SourceConfig, root: &ProcRoot, fds: u64) -> bool {
+    match cfg.fds {
+        task_files::FdMethod::Bpf => true,
+        task_files::FdMethod::Proc => false,
+        task_files::FdMethod::Auto => {
+            task_files::open_files(root).is_some_and(|n| fds.saturating_mul(READLINK_COST) >= n)
+        }
     }
 }
 

@@ -303,11 +303,26 @@ fn finish(
         req,
         early,
     };
-    let (reads, mut ahead, shared) = look.read(&members, &walked, prune);
-    let mut sockets = Vec::with_capacity(reads.iter().map(|(t, _)| t.sockets.len()).sum());
+    let (mut reads, mut ahead, shared) = look.read(&members, &walked, prune);
+    let total: usize = reads.iter().map(|(t, _)| t.sockets.len()).sum();
+    // The records of the namespace with the most become the look's, the
+    // others' put before and after them in place, in namespace order: one
+    // copy of 40,000 records at the look's peak, not two.
+    let big = (0..reads.len()).max_by_key(|&i| reads[i].0.sockets.len());
+    let mut sockets = big
+        .map(|i| std::mem::take(&mut reads[i].0.sockets))
+        .unwrap_or_default();
+    sockets.reserve_exact(total - sockets.len());
+    let mut at = 0;
     let mut namespaces = Vec::with_capacity(reads.len());
-    for (t, w) in reads {
-        sockets.extend(t.sockets);
+    for (i, (t, w)) in reads.into_iter().enumerate() {
+        if big.is_some_and(|b| i < b) {
+            let n = t.sockets.len();
+            sockets.splice(at..at, t.sockets);
+            at += n;
+        } else {
+            sockets.extend(t.sockets);
+        }
         namespaces.push(t.namespace);
         warnings.extend(w);
     }

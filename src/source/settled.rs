@@ -9,9 +9,8 @@
 //! look.
 
 use super::recheck::sent_between;
-use crate::model::{Inode, Snapshot, SocketKey, TcpState};
+use crate::model::{digest, Inode, Snapshot, SocketKey, TcpState};
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
 
 /// The CLOSE_WAIT sockets of the last look, each by a 64-bit digest of its
 /// key (a tenth of the memory of the keys: 40,000 sockets on a busy host).
@@ -88,12 +87,6 @@ impl LastLook {
 }
 
 /// SipHash with fixed keys: the same key gives the same digest from look to look.
-fn digest(v: &impl Hash) -> u64 {
-    let mut h = DefaultHasher::new();
-    v.hash(&mut h);
-    h.finish()
-}
-
 /// For every CLOSE_WAIT inode held by a process, a digest of its holders;
 /// a sum of each holder's digest, so the order processes were read in does
 /// not matter. (Inode 0, a connection not accepted yet, is held by no fd.)

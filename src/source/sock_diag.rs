@@ -272,19 +272,24 @@ fn dump_here(netns: Inode, req: &DumpRequest) -> Result<Dumped, String> {
                 states: req.keep,
                 ..*req
             };
-            let mut out = dump_messages(netns, &kept)?;
+            // Room for the records counted, and for a few more that came
+            // since: no reallocation of a vector of 40,000 records (the
+            // old and new buffers both held at its peak).
+            let n = counted.only(req.keep).total();
+            let mut out = dump_messages(netns, &kept, n + n / 32 + 16)?;
             out.unkept = counted.only(req.states & !req.keep);
             return Ok(out);
         }
     }
-    dump_messages(netns, req)
+    dump_messages(netns, req, INITIAL_SOCKETS)
 }
 
-/// A dump whose every socket comes as a message.
-fn dump_messages(netns: Inode, req: &DumpRequest) -> Result<Dumped, String> {
-    match dump_tables(Tables::Both, netns, req) {
+/// A dump whose every socket comes as a message, with room for `expected`
+/// records to begin with.
+fn dump_messages(netns: Inode, req: &DumpRequest, expected: usize) -> Result<Dumped, String> {
+    match dump_tables(Tables::Both, netns, req, expected) {
         Ok(v) => Ok(v),
-        Err(DumpError::Refused(_)) => dump_families(netns, req),
+        Err(DumpError::Refused(_)) => dump_families(netns, req, expected),
         Err(DumpError::Other(e)) => Err(e),
     }
 }
@@ -292,20 +297,20 @@ fn dump_messages(netns: Inode, req: &DumpRequest) -> Result<Dumped, String> {
 /// Both v2 dumps, IPv4 and IPv6 on two threads. A spawned thread starts in the
 /// namespace of the thread that spawns it, which is what makes this right
 /// inside `dump_in_netns` too.
-fn dump_families(netns: Inode, req: &DumpRequest) -> Result<Dumped, String> {
-    let family = |f| dump_tables(Tables::Family(f), netns, req).map_err(String::from);
+fn dump_families(netns: Inode, req: &DumpRequest, expected: usize) -> Result<Dumped, String> {
+    let family = |f, n| dump_tables(Tables::Family(f), netns, req, n).map_err(String::from);
     thread::scope(|scope| {
         let ipv6 = thread::Builder::new()
             .name("cwleak-diag6".into())
-            .spawn_scoped(scope, || family(libc::AF_INET6));
-        let v4 = family(libc::AF_INET);
+            .spawn_scoped(scope, || family(libc::AF_INET6, INITIAL_SOCKETS));
+        let v4 = family(libc::AF_INET, expected);
         // Joined before any error is returned, so no thread outlives a failed dump.
         let v6 = match ipv6 {
             Ok(handle) => handle
                 .join()
                 .unwrap_or_else(|_| Err("IPv6 dump thread panicked".into())),
             // No thread to spare: walk again on this one.
-            Err(_) => family(libc::AF_INET6),
+            Err(_) => family(libc::AF_INET6, INITIAL_SOCKETS),
         };
         let mut out = v4?;
         let v6 = v6?;
@@ -339,11 +344,16 @@ impl From<DumpError> for String {
 }
 
 /// One dump on a netlink socket of its own; interrupted dumps are retried from scratch.
-fn dump_tables(which: Tables, netns: Inode, req: &DumpRequest) -> Result<Dumped, DumpError> {
+fn dump_tables(
+    which: Tables,
+    netns: Inode,
+    req: &DumpRequest,
+    expected: usize,
+) -> Result<Dumped, DumpError> {
     let name = which.name();
     let mut nl = DiagSocket::open().map_err(DumpError::Other)?;
     let mut out = Dumped {
-        sockets: Vec::with_capacity(INITIAL_SOCKETS),
+        sockets: Vec::with_capacity(expected),
         unkept: Tally::default(),
     };
     for _ in 0..MAX_ATTEMPTS {

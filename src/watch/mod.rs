@@ -19,14 +19,16 @@ pub mod trace;
 pub mod track;
 
 use crate::cli::WatchArgs;
-use crate::diagnose::{self, Report};
+use crate::diagnose::{self, Tally};
 use crate::exit::Exit;
 use crate::growth::Persistence;
+use crate::model::Pid;
 use crate::model::Snapshot;
 use crate::source::{exits::now_ms, incremental, Incremental};
 use crate::stop;
 use anyhow::{bail, Context, Result};
 use config::WatchConfig;
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 use summary::{Costs, Totals};
@@ -50,10 +52,10 @@ pub fn run(args: &WatchArgs) -> Result<Exit> {
     loop {
         let look_started = Instant::now();
         let first = tracker.looks() == 0;
-        let (snap, report, read_ms) = look(&cfg, &mut reader, first, &mut tracing)?;
+        let (snap, Judged { tally, made }, read_ms) = look(&cfg, &mut reader, first, &mut tracing)?;
         if first {
             // A quiet watch must not read as "no leak" when it cannot see enough.
-            for gap in &report.scan.incomplete {
+            for gap in &tally.incomplete {
                 crate::diag!(
                     "cwleak watch: incomplete: {}",
                     crate::report::wrap::clean(gap)
@@ -63,12 +65,12 @@ pub fn run(args: &WatchArgs) -> Result<Exit> {
         let st = reader.stats();
         costs.add(read_ms, st.walked, st.processes);
         let tallies = if first {
-            persist.seed(&report)
+            persist.seed(&tally)
         } else {
-            persist.count(&report)
+            persist.count(&tally)
         };
         let at_ms = ms(started.elapsed());
-        let events = tracker.update(at_ms, track::seen(&snap, &report, &tallies, at_ms));
+        let events = tracker.update(at_ms, track::seen(&snap, &tally, &tallies, &made, at_ms));
         let out = if cfg.tty {
             let header = table::Header {
                 interval_ms: ms(cfg.interval),
@@ -103,7 +105,7 @@ pub fn run(args: &WatchArgs) -> Result<Exit> {
         }
         // Between looks, hold only what the next one needs (the allocator
         // gives freed pages back at once: main.rs).
-        drop((snap, report));
+        drop((snap, tally));
         let next = look_started + cfg.interval;
         let next = end.map_or(next, |e| next.min(e));
         if !stop::sleep_while_read(next) {
@@ -135,6 +137,14 @@ pub fn run(args: &WatchArgs) -> Result<Exit> {
     })
 }
 
+/// What `watch` keeps of a look's diagnosis: its tally with a brief per
+/// finding (not the findings: 20 MB at 40,000), and with `--trace` the call
+/// that made each blamed process's first copy.
+struct Judged {
+    tally: Tally,
+    made: HashMap<Pid, String>,
+}
+
 /// One look, diagnosed. The first one waits out its own settle window (as
 /// `scan` does); the later ones have the previous look for that.
 fn look(
@@ -142,7 +152,7 @@ fn look(
     reader: &mut Incremental,
     first: bool,
     tracing: &mut trace::Tracing,
-) -> Result<(Snapshot, Report, u64)> {
+) -> Result<(Snapshot, Judged, u64)> {
     let mut read_ms = 0;
     let settle = if first { cfg.settle } else { Duration::ZERO };
     let snap = crate::app::look_with(&cfg.source, settle, |c| {
@@ -161,9 +171,21 @@ fn look(
             bail!("--pid {pid}: no such process in {}", snap.meta.proc_root);
         }
     }
-    let facts = tracing.facts(&snap, &cfg.scope);
-    let report = diagnose::diagnose_traced(&snap, &cfg.scope, facts.as_ref());
-    Ok((snap, report, read_ms))
+    let judged = match tracing.facts(&snap, &cfg.scope) {
+        // Traced causes need the findings made whole (origin::apply).
+        Some(facts) => {
+            let report = diagnose::diagnose_traced(&snap, &cfg.scope, Some(&facts));
+            Judged {
+                tally: Tally::of(&report),
+                made: track::made_by(&report),
+            }
+        }
+        None => Judged {
+            tally: diagnose::tally(&snap, &cfg.scope, true),
+            made: HashMap::new(),
+        },
+    };
+    Ok((snap, judged, read_ms))
 }
 
 /// Write and flush; false when the reader has gone away (`watch | head`).

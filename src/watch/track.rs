@@ -2,8 +2,8 @@
 //! look (0 if it held none then, or was born since), now, its peak, and the
 //! change per look. Pure: it reads snapshots and reports, never the OS.
 
-use crate::diagnose::{Cause, Report};
-use crate::growth::Tally;
+use crate::diagnose::{Cause, Report, Tally};
+use crate::growth::Persisting;
 use crate::model::{Pid, Snapshot};
 use std::collections::{BTreeMap, HashMap};
 
@@ -107,22 +107,23 @@ pub struct Tracker {
     tracks: BTreeMap<ProcKey, Track>,
 }
 
-/// The blamed processes of one look: the tallies of `crate::growth` with
-/// what the snapshot and the report say about each process.
+/// The blamed processes of one look: the counts of `crate::growth` with
+/// what the snapshot and the diagnosis say about each process (`made`: the
+/// calls `made_by` found, with `--trace`).
 pub fn seen(
     snap: &Snapshot,
-    report: &Report,
-    tallies: &BTreeMap<Option<Pid>, Tally>,
+    look: &Tally,
+    tallies: &BTreeMap<Option<Pid>, Persisting>,
+    made: &HashMap<Pid, String>,
     at_ms: u64,
 ) -> Vec<Seen> {
     let procs: HashMap<Pid, &crate::model::Process> =
         snap.processes.iter().map(|p| (p.pid, p)).collect();
-    let cgroups: HashMap<Pid, &str> = report
+    let cgroups: HashMap<Pid, &str> = look
         .processes
         .iter()
         .filter_map(|p| Some((p.pid, p.cgroup.as_deref()?)))
         .collect();
-    let made = made_by(report);
     let tick_ms = 1000.0 / snap.meta.clk_tck.max(1) as f64;
     tallies
         .iter()
@@ -156,7 +157,7 @@ pub fn seen(
 
 /// Per blamed process, the call that made the first copy it is blamed for
 /// in a finding whose cause was traced.
-fn made_by(report: &Report) -> HashMap<Pid, String> {
+pub fn made_by(report: &Report) -> HashMap<Pid, String> {
     let mut out = HashMap::new();
     for f in &report.findings {
         if f.basis != crate::diagnose::origin::Basis::Traced {

@@ -204,11 +204,11 @@ fn one_walk_for_both_families_matches_one_dump_per_family() {
     let v6 = loopback_pair("[::1]:0");
     let listen_inode = inode_of(&v4.listener);
     let req = DumpRequest::only(&[TcpState::CloseWait, TcpState::Listen], true);
-    let both = dump_tables(Tables::Both, NETNS, &req)
+    let both = dump_tables(Tables::Both, NETNS, &req, INITIAL_SOCKETS)
         .map_err(String::from)
         .unwrap()
         .sockets;
-    let split = dump_families(NETNS, &req).unwrap().sockets;
+    let split = dump_families(NETNS, &req, INITIAL_SOCKETS).unwrap().sockets;
     let mut ours = vec![v4.inode, listen_inode];
     ours.extend(v6.iter().flat_map(|p| [p.inode, inode_of(&p.listener)]));
     for inode in ours {
@@ -722,7 +722,7 @@ fn a_counting_dump_keeps_the_leak_states_and_counts_the_rest() {
             // As a look counts: the kernel's TCP iterator where it runs.
             let counted = dump_current(NETNS, &counting).map_err(|e| e.to_string())?;
             // Where it does not: a message per socket.
-            let by_messages = super::dump_messages(NETNS, &counting)?;
+            let by_messages = super::dump_messages(NETNS, &counting, INITIAL_SOCKETS)?;
             let by_iterator = crate::source::tcp_states::count_here();
             let after = dump_current(NETNS, &DumpRequest::all()).map_err(|e| e.to_string())?;
             if records(&before.sockets) == records(&after.sockets) || Instant::now() > deadline {
