@@ -54,7 +54,10 @@ impl DumpRequest {
 
     /// Every state counted, records only for `keep`. With tcp_info, the
     /// kernel fills it for every socket, but one walk of its table replaces
-    /// a second, info-only dump of the kept states.
+    /// a second, info-only dump of the kept states. Where the kernel's TCP
+    /// iterator counts, a namespace without a CLOSE_WAIT socket gets no
+    /// records at all: the kept states are there to explain CLOSE_WAIT
+    /// sockets (their listeners), and its counts are all a look needs of it.
     pub fn counting(keep: &[TcpState], with_info: bool) -> Self {
         DumpRequest {
             keep: mask(keep),
@@ -275,6 +278,14 @@ fn dump_here(netns: Inode, req: &DumpRequest) -> Result<Dumped, String> {
             // Room for the records counted, and for a few more that came
             // since: no reallocation of a vector of 40,000 records (the
             // old and new buffers both held at its peak).
+            let close_wait = 1 << TcpState::CloseWait.kernel_number();
+            if req.keep & close_wait != 0 && counted.only(close_wait).total() == 0 {
+                // Nothing to explain: no dump, no walk of the kernel's table.
+                return Ok(Dumped {
+                    sockets: Vec::new(),
+                    unkept: counted.only(req.states),
+                });
+            }
             let n = counted.only(req.keep).total();
             let mut out = dump_messages(netns, &kept, n + n / 32 + 16)?;
             out.unkept = counted.only(req.states & !req.keep);
