@@ -106,6 +106,41 @@ mod tests {
     }
 
     #[test]
+    fn each_group_counts_its_own_sockets() {
+        use crate::report::testdata::{sock, Builder};
+        let mut b = Builder::new();
+        b.process(10, 1, "leakyd");
+        b.process(11, 1, "other");
+        let s = |port: u16, pid| {
+            sock(
+                "10.0.0.1:8080",
+                &format!("10.0.0.9:{port}"),
+                vec![],
+                &[(pid, 4)],
+            )
+        };
+        let mut group = |pid, comm, cause, socks| {
+            b.group(Some(pid), Some(comm), cause, &[], "f", "m", socks);
+        };
+        group(11, "other", Cause::NeverClosed, vec![s(5, 11)]);
+        group(
+            10,
+            "leakyd",
+            Cause::ForkParentKept,
+            vec![s(1, 10), s(2, 10)],
+        );
+        group(10, "leakyd", Cause::NeverClosed, vec![s(3, 10)]);
+        let now = Persistence::default().seed(&Tally::of(&b.build()));
+        let t = &now[&Some(10)];
+        assert_eq!((t.sockets, t.comm.as_deref()), (3, Some("leakyd")));
+        assert_eq!(t.causes, vec![Cause::ForkParentKept, Cause::NeverClosed]);
+        let t = &now[&Some(11)];
+        assert_eq!((t.sockets, t.comm.as_deref()), (1, Some("other")));
+        assert_eq!(t.causes, vec![Cause::NeverClosed]);
+        assert_eq!(now.len(), 2);
+    }
+
+    #[test]
     fn a_seed_counts_everything_and_forget_starts_afresh() {
         let mut p = Persistence::default();
         assert_eq!(p.seed(&sample(&[1, 2]))[&Some(10)].sockets, 2);

@@ -196,9 +196,6 @@ fn judge_counting(ctx: &Ctx, todo: &[&TcpSocket], briefs: bool) -> Vec<(Counts, 
         (counts, out)
     };
     let chunks: Vec<&[&TcpSocket]> = todo.chunks(256).collect();
-    if chunks.len() < 2 {
-        return vec![count(&mut chunks.into_iter())];
-    }
     crate::par::spread(&chunks, 0, |mine| count(&mut mine.copied()))
 }
 
