@@ -103,6 +103,10 @@ impl Asm {
         self.emit(0x0f, dst, src, 0, 0);
     }
 
+    pub fn sub(&mut self, dst: Reg, src: Reg) {
+        self.emit(0x1f, dst, src, 0, 0);
+    }
+
     pub fn and_imm(&mut self, dst: Reg, imm: i32) {
         self.emit(0x57, dst, 0, 0, imm);
     }

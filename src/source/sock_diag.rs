@@ -268,16 +268,11 @@ impl Tables {
 /// refuse it get the two v2 dumps, side by side.
 fn dump_here(netns: Inode, req: &DumpRequest) -> Result<Dumped, String> {
     // Every state counted, records of a few: the kernel's TCP iterator
-    // counts, and the dump carries the kept states only.
+    // counts, and writes the records of the CLOSE_WAIT and LISTEN sockets
+    // where it can; otherwise the dump carries the kept states only.
     if req.keep != req.states {
-        if let Ok(counted) = super::tcp_states::count_here() {
-            let kept = DumpRequest {
-                states: req.keep,
-                ..*req
-            };
-            // Room for the records counted, and for a few more that came
-            // since: no reallocation of a vector of 40,000 records (the
-            // old and new buffers both held at its peak).
+        if let Ok(pass) = super::tcp_states::read_here(netns, room_for(netns)) {
+            let counted = pass.counts;
             let close_wait = 1 << TcpState::CloseWait.kernel_number();
             if req.keep & close_wait != 0 && counted.only(close_wait).total() == 0 {
                 // Nothing to explain: no dump, no walk of the kernel's table.
@@ -286,13 +281,60 @@ fn dump_here(netns: Inode, req: &DumpRequest) -> Result<Dumped, String> {
                     unkept: counted.only(req.states),
                 });
             }
+            // The iterator's records are what the dump would give: no
+            // second walk of the kernel's table.
+            if let Some(records) = pass
+                .kept
+                .filter(|_| req.keep == mask(&super::TableStates::LEAKS) && req.with_info)
+            {
+                remember_kept(netns, records.len());
+                return Ok(Dumped {
+                    sockets: records,
+                    unkept: counted.only(req.states & !req.keep),
+                });
+            }
+            let kept = DumpRequest {
+                states: req.keep,
+                ..*req
+            };
+            // Room for the records counted, and for a few more that came
+            // since: no reallocation of a vector of 40,000 records (the
+            // old and new buffers both held at its peak).
             let n = counted.only(req.keep).total();
             let mut out = dump_messages(netns, &kept, n + n / 32 + 16)?;
             out.unkept = counted.only(req.states & !req.keep);
+            remember_kept(netns, out.sockets.len());
             return Ok(out);
         }
     }
     dump_messages(netns, req, INITIAL_SOCKETS)
+}
+
+/// How many records each namespace's last look kept: room for as many (and
+/// a few more) in the iterator's next pass. A namespace seen for the first
+/// time has none: its records are dumped, into a vector of the size the
+/// iterator counted, once.
+static KEPT_BEFORE: std::sync::Mutex<Option<crate::model::FastMap<Inode, usize>>> =
+    std::sync::Mutex::new(None);
+
+fn room_for(netns: Inode) -> Option<usize> {
+    let n = KEPT_BEFORE
+        .lock()
+        .ok()
+        .and_then(|m| m.as_ref()?.get(&netns).copied())?;
+    Some(n + n / 32 + 16)
+}
+
+fn remember_kept(netns: Inode, n: usize) {
+    if let Ok(mut m) = KEPT_BEFORE.lock() {
+        let m = m.get_or_insert_with(Default::default);
+        // Namespaces come and go on a container host: the hints of gone
+        // ones are dropped now and then (a hint is only a capacity).
+        if m.len() >= 4096 && !m.contains_key(&netns) {
+            m.clear();
+        }
+        m.insert(netns, n);
+    }
 }
 
 /// A dump whose every socket comes as a message, with room for `expected`

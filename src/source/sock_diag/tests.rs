@@ -958,3 +958,114 @@ fn a_socket_bound_to_a_device_is_found_only_under_that_device() {
     let found = lookup(None, NETNS, &[bound], false).unwrap();
     assert_eq!(found[0].as_ref().map(|s| s.inode), Some(pair.inode));
 }
+
+/// The TCP iterator's records of CLOSE_WAIT and LISTEN sockets say what a
+/// sock_diag dump with tcp_info says of them, field by field: IPv4 and IPv6,
+/// unread bytes, a listener with a connection in its accept queue. In a
+/// namespace of its own.
+#[test]
+fn the_iterators_records_are_what_sock_diag_says() {
+    let test = "sock_diag::the_iterators_records_are_what_sock_diag_says";
+    if !crate::source::running_as_root() {
+        crate::skip::skip(test, "needs root for the iterator and a namespace");
+        return;
+    }
+    let worker = thread::spawn(|| -> Result<(), String> {
+        nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare: {e}"))?;
+        loopback_up()?;
+        let v4 = loopback_pair("127.0.0.1:0").ok_or("bind 127.0.0.1")?;
+        let v6 = loopback_pair("[::1]:0").ok_or("bind ::1")?;
+        // Unread bytes before the FIN: recv_q counts them and the FIN.
+        let unread_listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let mut client =
+            TcpStream::connect(unread_listener.local_addr().map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+        std::io::Write::write_all(&mut client, b"12345").map_err(|e| e.to_string())?;
+        let (unread, _) = unread_listener.accept().map_err(|e| e.to_string())?;
+        drop(client);
+        // A connection left in the listener's accept queue.
+        let _queued = TcpStream::connect(unread_listener.local_addr().map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        let want = |s: &TcpSocket| (s.inode, s.local, s.remote);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (dumped, pass) = loop {
+            let dumped = dump_messages(
+                NETNS,
+                &DumpRequest::only(&crate::source::TableStates::LEAKS, true),
+                INITIAL_SOCKETS,
+            )?;
+            let pass = crate::source::tcp_states::read_here(NETNS, Some(0))?;
+            let mut a: Vec<_> = dumped.sockets.iter().map(want).collect();
+            let mut b: Vec<_> = pass.kept.iter().flatten().map(want).collect();
+            a.sort();
+            b.sort();
+            let unread_in = dumped
+                .sockets
+                .iter()
+                .any(|s| s.recv_q == 6 && s.state == TcpState::CloseWait);
+            if (a == b && unread_in) || Instant::now() > deadline {
+                break (dumped.sockets, pass);
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        let kept = pass.kept.ok_or("the iterator wrote no records")?;
+        assert_eq!(kept.len(), dumped.len(), "{kept:?}\n{dumped:?}");
+        assert_eq!(
+            kept.len(),
+            6,
+            "3 CLOSE_WAIT sockets and 3 listeners: {kept:?}"
+        );
+        for d in &dumped {
+            let k = kept
+                .iter()
+                .find(|k| want(k) == want(d))
+                .ok_or_else(|| format!("no record of {d:?}"))?;
+            let fields = |s: &TcpSocket| {
+                (
+                    s.inode,
+                    s.netns,
+                    s.family,
+                    s.state,
+                    s.recv_q,
+                    s.send_q,
+                    s.uid,
+                    s.bytes_acked,
+                    s.timewait,
+                    s.bound_if,
+                )
+            };
+            assert_eq!(fields(k), fields(d), "{k:?}\n{d:?}");
+            // The iterator ran after the dump: its age is as long or longer,
+            // by the time between them and a tick's rounding.
+            let (a, b) = (k.last_ack_ms.unwrap_or(0), d.last_ack_ms.unwrap_or(0));
+            assert!(
+                a + 20 >= b && a <= b + 1000,
+                "last ACK {a} ms against {b} ms: {k:?}"
+            );
+        }
+        let ino = |s: &TcpStream| {
+            std::fs::metadata(format!("/proc/self/fd/{}", s.as_raw_fd()))
+                .map(|m| m.ino())
+                .unwrap_or(0)
+        };
+        for (pair, family) in [(&v4, Family::Ipv4), (&v6, Family::Ipv6)] {
+            let k = find(&kept, pair.inode).ok_or("the accepted socket has a record")?;
+            assert_matches(k, pair, family);
+        }
+        let k = find(&kept, ino(&unread)).ok_or("the unread socket has a record")?;
+        assert_eq!(k.recv_q, 6, "5 bytes and the FIN: {k:?}");
+        let l = kept
+            .iter()
+            .find(|s| {
+                s.state == TcpState::Listen && s.local == unread_listener.local_addr().unwrap()
+            })
+            .ok_or("the listener has a record")?;
+        assert_eq!(l.recv_q, 1, "one connection in its accept queue: {l:?}");
+        assert!(l.send_q > 0, "its backlog: {l:?}");
+        Ok(())
+    });
+    match worker.join() {
+        Ok(r) => r.unwrap(),
+        Err(e) => std::panic::resume_unwind(e),
+    }
+}
