@@ -106,6 +106,33 @@ fn cfg() -> SourceConfig {
     }
 }
 
+/// The look has socket `inode` of namespace `netns`, and names this
+/// process's fd of `held` as its holder.
+fn assert_held_here(snap: &Snapshot, netns: Inode, held: &TcpStream, inode: Inode) {
+    assert!(
+        snap.sockets
+            .iter()
+            .any(|s| s.inode == inode && s.netns == netns),
+        "the CLOSE_WAIT socket {inode} of namespace {netns} is in the look"
+    );
+    assert!(
+        mine(snap).contains(&(held.as_raw_fd(), inode)),
+        "holder fd {} of {inode} not found: {:?}",
+        held.as_raw_fd(),
+        mine(snap)
+    );
+}
+
+/// Whether fd directories' sizes count their fds (Linux 6.2+); before,
+/// every look walks, and the test that needs them is skipped.
+fn fd_dirs_have_sizes(test: &str) -> bool {
+    let sized = std::fs::metadata("/proc/self/fd").map_or(0, |m| m.len()) > 0;
+    if !sized {
+        skip::skip(test, "fd directories have no size on this kernel");
+    }
+    sized
+}
+
 fn dup(fd: RawFd) -> OwnedFd {
     // SAFETY: dup returns a new fd we own, or -1.
     let n = unsafe { libc::dup(fd) };
@@ -340,9 +367,7 @@ fn a_look_without_close_wait_counts_fds_and_the_next_finds_the_holder() {
     let truth = std::fs::read_dir("/proc/self/fd").expect("fd dir").count();
     let snap = inc.read(&cfg).expect("quiet look");
     let st = inc.stats();
-    if std::fs::metadata("/proc/self/fd").map_or(0, |m| m.len()) == 0 {
-        // Before 6.2 an fd directory's size is 0: every look walks.
-        skip::skip(test, "fd directories have no size on this kernel");
+    if !fd_dirs_have_sizes(test) {
         return;
     }
     assert!(st.quiet, "no CLOSE_WAIT socket in the namespace: {st:?}");
@@ -366,18 +391,7 @@ fn a_look_without_close_wait_counts_fds_and_the_next_finds_the_holder() {
     let (listener, server, inode) = ns.close_wait();
     let snap = inc.read(&cfg).expect("look with a CLOSE_WAIT socket");
     assert!(!inc.stats().quiet, "{:?}", inc.stats());
-    assert!(
-        snap.sockets
-            .iter()
-            .any(|s| s.inode == inode && s.netns == netns),
-        "the namespace's CLOSE_WAIT socket {inode} is in the look"
-    );
-    assert!(
-        mine(&snap).contains(&(server.as_raw_fd(), inode)),
-        "holder fd {} of {inode} not found: {:?}",
-        server.as_raw_fd(),
-        mine(&snap)
-    );
+    assert_held_here(&snap, netns, &server, inode);
     assert_eq!(mine(&snap), own_sockets());
     drop((extra, listener, server, ns));
 }
@@ -394,9 +408,7 @@ fn with_the_iterator_a_look_without_close_wait_keeps_the_next_quiet() {
         skip::skip(test, "needs root for the iterator and a network namespace");
         return;
     }
-    if std::fs::metadata("/proc/self/fd").map_or(0, |m| m.len()) == 0 {
-        // Before 6.2 an fd directory's size is 0: every look walks.
-        skip::skip(test, "fd directories have no size on this kernel");
+    if !fd_dirs_have_sizes(test) {
         return;
     }
     let (ns, netns) = NetnsHolder::start();
@@ -461,18 +473,7 @@ fn a_close_wait_socket_behind_a_namespace_file_ends_a_quiet_look() {
         .read(&cfg)
         .expect("look with a CLOSE_WAIT socket behind the file");
     assert!(!inc.stats().quiet, "{:?}", inc.stats());
-    assert!(
-        snap.sockets
-            .iter()
-            .any(|s| s.inode == inode && s.netns == netns_b),
-        "the CLOSE_WAIT socket {inode} of the namespace file is in the look"
-    );
-    assert!(
-        mine(&snap).contains(&(server.as_raw_fd(), inode)),
-        "holder fd {} of {inode} not found: {:?}",
-        server.as_raw_fd(),
-        mine(&snap)
-    );
+    assert_held_here(&snap, netns_b, &server, inode);
     drop((listener, server, file_b, a));
 }
 
@@ -500,8 +501,7 @@ fn a_pruned_look_holds_what_a_one_shot_look_holds_and_quiet_comes_back() {
         skip::skip(test, "needs root for the iterator and a network namespace");
         return;
     }
-    if std::fs::metadata("/proc/self/fd").map_or(0, |m| m.len()) == 0 {
-        skip::skip(test, "fd directories have no size on this kernel");
+    if !fd_dirs_have_sizes(test) {
         return;
     }
     let (ns, netns) = NetnsHolder::start();

@@ -15,6 +15,10 @@ pub const R8: Reg = 8;
 pub const R9: Reg = 9;
 pub const FP: Reg = 10;
 
+/// Helper functions called by more than one program (linux/bpf.h's list).
+pub const HELPER_PROBE_READ_KERNEL: i32 = 113;
+pub const HELPER_SEQ_WRITE: i32 = 127;
+
 /// Access sizes.
 #[derive(Clone, Copy)]
 pub enum Size {
@@ -147,6 +151,15 @@ impl Asm {
 
     pub fn call(&mut self, helper: i32) {
         self.emit(0x85, 0, 0, 0, helper);
+    }
+
+    /// bpf_seq_write(seq, fp + at, len): the iterator's output; clobbers r0-r5.
+    pub fn seq_write(&mut self, seq: Reg, at: i16, len: i32) {
+        self.mov(R1, seq);
+        self.mov(R2, FP);
+        self.add_imm(R2, i32::from(at));
+        self.mov_imm(R3, len);
+        self.call(HELPER_SEQ_WRITE);
     }
 
     pub fn exit(&mut self) {

@@ -46,12 +46,24 @@ pub fn iterate(link: &OwnedFd) -> io::Result<OwnedFd> {
 /// An iterator's output read to its end, each whole record of `size` bytes
 /// handed to `each` as it comes (a record may span two reads), without
 /// holding the whole output. Output that ends inside a record is an error.
-pub fn records(
+pub fn records(from: impl io::Read, size: usize, mut each: impl FnMut(&[u8])) -> io::Result<()> {
+    stream(from, size, |out| {
+        let whole = out.len() - out.len() % size;
+        out[..whole].chunks_exact(size).for_each(&mut each);
+        whole
+    })
+}
+
+/// An iterator's output read to its end through a buffer that holds at
+/// least `longest` bytes: `take` gets what is unread so far and says how
+/// many bytes it used (whole items only; the rest waits for the next read).
+/// Output that ends with bytes unused is an error.
+pub fn stream(
     mut from: impl io::Read,
-    size: usize,
-    mut each: impl FnMut(&[u8]),
+    longest: usize,
+    mut take: impl FnMut(&[u8]) -> usize,
 ) -> io::Result<()> {
-    let mut buf = vec![0u8; (1 << 16) / size * size + size];
+    let mut buf = vec![0u8; (1 << 16) / longest * longest + longest];
     let mut held = 0;
     loop {
         let n = match from.read(&mut buf[held..]) {
@@ -61,10 +73,9 @@ pub fn records(
             Err(e) => return Err(e),
         };
         let end = held + n;
-        let whole = end - end % size;
-        buf[..whole].chunks_exact(size).for_each(&mut each);
-        buf.copy_within(whole..end, 0);
-        held = end - whole;
+        let used = take(&buf[..end]);
+        buf.copy_within(used..end, 0);
+        held = end - used;
     }
     if held != 0 {
         return Err(io::Error::other("output ends inside a record"));

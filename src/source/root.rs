@@ -54,19 +54,15 @@ impl ProcRoot {
     }
 
     pub fn read_string(&self, pid: Option<Pid>, rel: &Path) -> Result<String, SourceError> {
-        let path = self.join(rel);
         let mut buf = Vec::new();
-        std::fs::File::open(&path)
-            .and_then(|f| read_all(f, &mut buf))
-            .and_then(|()| {
-                String::from_utf8(buf).map_err(|_| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "stream did not contain valid UTF-8",
-                    )
-                })
-            })
-            .map_err(|e| SourceError::io(pid, &path, e))
+        self.read_into(pid, rel, &mut buf)?;
+        String::from_utf8(buf).map_err(|_| {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            );
+            SourceError::io(pid, self.join(rel), e)
+        })
     }
 
     pub fn read_link(&self, pid: Option<Pid>, rel: &Path) -> Result<Vec<u8>, SourceError> {

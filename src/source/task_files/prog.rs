@@ -9,8 +9,6 @@ use crate::parse::ParseResult;
 use crate::source::bpf_asm::{Asm, Cond, Reg, Size, FP, R0, R1, R2, R3, R4, R6, R7, R8, R9};
 
 pub const RECORD: usize = 24;
-/// bpf_seq_write, from the kernel's list of helper functions.
-const HELPER_SEQ_WRITE: i32 = 127;
 
 /// The struct members the program reads.
 pub struct Offsets {
@@ -95,11 +93,7 @@ pub fn program(o: &Offsets) -> ParseResult<Vec<u64>> {
     a.stx(Size::W, FP, base + 12, R2);
     load(&mut a, R2, R3, o.inode_ino)?;
     a.stx(Size::DW, FP, base + 16, R2);
-    a.mov(R1, R9);
-    a.mov(R2, FP);
-    a.add_imm(R2, i32::from(base));
-    a.mov_imm(R3, RECORD as i32);
-    a.call(HELPER_SEQ_WRITE);
+    a.seq_write(R9, base, RECORD as i32);
     a.bind(out);
     a.mov_imm(R0, 0);
     a.exit();

@@ -44,9 +44,9 @@ fn attach() -> Result<(OwnedFd, bool), String> {
             .ok_or("no TCP iterator in this kernel")?;
         let o = prog::Offsets::from_btf(btf)?;
         let with_records = prog::RecordOffsets::from_btf(btf)
-            .and_then(|r| prog::program_with_records(&o, &r))
+            .and_then(|r| prog::program(&o, Some(&r)))
             .ok();
-        Ok((with_records, prog::program(&o)?, func))
+        Ok((with_records, prog::program(&o, None)?, func))
     })?;
     let load = |insns: &[u64]| {
         let prog = bpf_iter::load(insns, func, "cwleak_states")
@@ -83,24 +83,10 @@ pub fn read_here(netns: Inode, room: Option<usize>) -> Result<Pass, String> {
         kept: room.filter(|_| *with_records).map(Vec::with_capacity),
     };
     let tick_ns = tick_ns();
-    let mut from = std::fs::File::from(iter);
-    let mut buf = vec![0u8; 1 << 16];
-    let mut held = 0;
-    loop {
-        let n = match std::io::Read::read(&mut from, &mut buf[held..]) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("reading the iterator: {e}")),
-        };
-        let end = held + n;
-        let used = parse(&buf[..end], netns, tick_ns, &mut pass);
-        buf.copy_within(used..end, 0);
-        held = end - used;
-    }
-    if held != 0 {
-        return Err("reading the iterator: output ends inside a record".into());
-    }
+    bpf_iter::stream(std::fs::File::from(iter), prog::RECORD, |out| {
+        parse(out, netns, tick_ns, &mut pass)
+    })
+    .map_err(|e| format!("reading the iterator: {e}"))?;
     Ok(pass)
 }
 

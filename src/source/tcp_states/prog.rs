@@ -10,11 +10,11 @@
 
 use crate::parse::btf::{Btf, Member};
 use crate::parse::ParseResult;
-use crate::source::bpf_asm::{Asm, Cond, Size, FP, R0, R1, R2, R3, R6, R7, R8, R9};
+use crate::source::bpf_asm::{
+    Asm, Cond, Reg, Size, FP, HELPER_PROBE_READ_KERNEL, R0, R1, R2, R3, R6, R7, R8, R9,
+};
 
-const HELPER_PROBE_READ_KERNEL: i32 = 113;
 const HELPER_JIFFIES64: i32 = 118;
-const HELPER_SEQ_WRITE: i32 = 127;
 const TCP_CLOSE_WAIT: i32 = 8;
 const TCP_LISTEN: i32 = 10;
 const AF_INET6: i32 = 10;
@@ -176,7 +176,7 @@ const TMP: i16 = REC - 8;
 const TMP2: i16 = REC - 16;
 
 /// probe_read_kernel(fp + dst, size, src + off): clobbers r0-r5.
-fn read(a: &mut Asm, dst: i16, size: i32, src: crate::source::bpf_asm::Reg, off: i32) {
+fn read(a: &mut Asm, dst: i16, size: i32, src: Reg, off: i32) {
     a.mov(R1, FP);
     a.add_imm(R1, i32::from(dst));
     a.mov_imm(R2, size);
@@ -185,123 +185,9 @@ fn read(a: &mut Asm, dst: i16, size: i32, src: crate::source::bpf_asm::Reg, off:
     a.call(HELPER_PROBE_READ_KERNEL);
 }
 
-/// The counting program, with a record for each CLOSE_WAIT or LISTEN socket.
-pub fn program_with_records(o: &Offsets, r: &RecordOffsets) -> ParseResult<Vec<u64>> {
-    let mut a = Asm::default();
-    let (write, out, record, v4, addresses_done, listen, queues_done, no_socket, negative, rq_done) = (
-        a.label(),
-        a.label(),
-        a.label(),
-        a.label(),
-        a.label(),
-        a.label(),
-        a.label(),
-        a.label(),
-        a.label(),
-        a.label(),
-    );
-    a.mov(R6, R1);
-    a.ldx(Size::DW, R7, R6, o.ctx_sk);
-    a.jmp_imm(Cond::Eq, R7, 0, out);
-    a.ldx(Size::DW, R1, R6, o.ctx_meta);
-    a.ldx(Size::DW, R9, R1, o.meta_seq);
-    a.ldx(Size::B, R8, R7, o.skc_state);
-    a.stx(Size::B, FP, SLOT, R8);
-    a.jmp_imm(Cond::Eq, R8, TCP_CLOSE_WAIT, record);
-    a.jmp_imm(Cond::Eq, R8, TCP_LISTEN, record);
-    a.jmp_imm(Cond::Ne, R8, TCP_TIME_WAIT, write);
-    a.mov(R1, FP);
-    a.add_imm(R1, i32::from(SLOT));
-    a.mov_imm(R2, 1);
-    a.mov(R3, R7);
-    a.add_imm(R3, o.tw_substate);
-    a.call(HELPER_PROBE_READ_KERNEL);
-    a.bind(write);
-    a.mov(R1, R9);
-    a.mov(R2, FP);
-    a.add_imm(R2, i32::from(SLOT));
-    a.mov_imm(R3, 1);
-    a.call(HELPER_SEQ_WRITE);
-    a.goto(out);
-
-    // A full socket in a kept state: the record, zeroed first (the helper
-    // reads every byte of it, and a failed read leaves zeros).
-    a.bind(record);
-    a.mov_imm(R1, 0);
-    for off in (REC..0).step_by(8) {
-        a.stx(Size::DW, FP, off, R1);
-    }
-    a.mov(R1, R8);
-    a.add_imm(R1, i32::from(RECORD_TAG));
-    a.stx(Size::B, FP, REC, R1);
-    read(&mut a, REC + 2, 2, R7, r.skc_family);
-    read(&mut a, REC + 4, 2, R7, r.skc_num);
-    read(&mut a, REC + 6, 2, R7, r.skc_dport);
-    a.ldx(Size::H, R1, FP, REC + 2);
-    a.jmp_imm(Cond::Ne, R1, AF_INET6, v4);
-    read(&mut a, REC + 8, 16, R7, r.skc_v6_rcv_saddr);
-    read(&mut a, REC + 24, 16, R7, r.skc_v6_daddr);
-    a.goto(addresses_done);
-    a.bind(v4);
-    read(&mut a, REC + 8, 4, R7, r.skc_rcv_saddr);
-    read(&mut a, REC + 24, 4, R7, r.skc_daddr);
-    a.bind(addresses_done);
-    read(&mut a, REC + 40, 4, R7, r.skc_bound_dev_if);
-    a.jmp_imm(Cond::Eq, R8, TCP_LISTEN, listen);
-    // rcv_nxt - copied_seq as an int, 0 when negative; write_seq - snd_una.
-    read(&mut a, TMP, 4, R7, r.rcv_nxt);
-    read(&mut a, TMP + 4, 4, R7, r.copied_seq);
-    a.ldx(Size::W, R1, FP, TMP);
-    a.ldx(Size::W, R2, FP, TMP + 4);
-    a.sub(R1, R2);
-    a.lsh_imm(R1, 32);
-    a.rsh_imm(R1, 32);
-    a.jmp_imm(Cond::Gt, R1, i32::MAX, negative);
-    a.stx(Size::W, FP, REC + 44, R1);
-    a.goto(rq_done);
-    a.bind(negative);
-    a.bind(rq_done);
-    read(&mut a, TMP, 4, R7, r.write_seq);
-    read(&mut a, TMP + 4, 4, R7, r.snd_una);
-    a.ldx(Size::W, R1, FP, TMP);
-    a.ldx(Size::W, R2, FP, TMP + 4);
-    a.sub(R1, R2);
-    a.stx(Size::W, FP, REC + 48, R1);
-    a.goto(queues_done);
-    a.bind(listen);
-    read(&mut a, REC + 44, 4, R7, r.sk_ack_backlog);
-    read(&mut a, REC + 48, 4, R7, r.sk_max_ack_backlog);
-    a.bind(queues_done);
-    read(&mut a, REC + 52, 4, R7, r.sk_uid);
-    // sock_i_ino: the inode of the socket's own socket_alloc, if it has one.
-    read(&mut a, TMP2, 8, R7, r.sk_socket);
-    a.ldx(Size::DW, R3, FP, TMP2);
-    a.jmp_imm(Cond::Eq, R3, 0, no_socket);
-    a.mov(R1, FP);
-    a.add_imm(R1, i32::from(REC + 56));
-    a.mov_imm(R2, 8);
-    a.add_imm(R3, r.socket_to_ino);
-    a.call(HELPER_PROBE_READ_KERNEL);
-    a.bind(no_socket);
-    // Jiffies since the last ACK, as tcp_info's now - rcv_tstamp (32 bits).
-    read(&mut a, TMP, 4, R7, r.rcv_tstamp);
-    a.call(HELPER_JIFFIES64);
-    a.ldx(Size::W, R1, FP, TMP);
-    a.sub(R0, R1);
-    a.stx(Size::W, FP, REC + 64, R0);
-    read(&mut a, REC + 72, 8, R7, r.bytes_acked);
-    a.mov(R1, R9);
-    a.mov(R2, FP);
-    a.add_imm(R2, i32::from(REC));
-    a.mov_imm(R3, RECORD as i32);
-    a.call(HELPER_SEQ_WRITE);
-    a.bind(out);
-    a.mov_imm(R0, 0);
-    a.exit();
-    a.finish()
-}
-
-pub fn program(o: &Offsets) -> ParseResult<Vec<u64>> {
+/// The program: a state byte per socket; with `records`, a record instead
+/// for each CLOSE_WAIT or LISTEN socket.
+pub fn program(o: &Offsets, records: Option<&RecordOffsets>) -> ParseResult<Vec<u64>> {
     let mut a = Asm::default();
     let (write, out) = (a.label(), a.label());
     a.mov(R6, R1);
@@ -310,27 +196,101 @@ pub fn program(o: &Offsets) -> ParseResult<Vec<u64>> {
     a.jmp_imm(Cond::Eq, R7, 0, out);
     a.ldx(Size::DW, R1, R6, o.ctx_meta);
     a.ldx(Size::DW, R9, R1, o.meta_seq);
-    a.ldx(Size::B, R2, R7, o.skc_state);
-    a.stx(Size::B, FP, SLOT, R2);
-    a.jmp_imm(Cond::Ne, R2, TCP_TIME_WAIT, write);
+    // The state stays in r8, which helper calls keep, for the record.
+    a.ldx(Size::B, R8, R7, o.skc_state);
+    a.stx(Size::B, FP, SLOT, R8);
+    let record = records.map(|_| {
+        let record = a.label();
+        a.jmp_imm(Cond::Eq, R8, TCP_CLOSE_WAIT, record);
+        a.jmp_imm(Cond::Eq, R8, TCP_LISTEN, record);
+        record
+    });
+    a.jmp_imm(Cond::Ne, R8, TCP_TIME_WAIT, write);
     // A timewait mini-socket is no full socket: its substate is read past
     // the sock_common the verifier knows, so through the helper.
-    a.mov(R1, FP);
-    a.add_imm(R1, i32::from(SLOT));
-    a.mov_imm(R2, 1);
-    a.mov(R3, R7);
-    a.add_imm(R3, o.tw_substate);
-    a.call(HELPER_PROBE_READ_KERNEL);
+    read(&mut a, SLOT, 1, R7, o.tw_substate);
     a.bind(write);
-    a.mov(R1, R9);
-    a.mov(R2, FP);
-    a.add_imm(R2, i32::from(SLOT));
-    a.mov_imm(R3, 1);
-    a.call(HELPER_SEQ_WRITE);
+    a.seq_write(R9, SLOT, 1);
+    if let (Some(r), Some(record)) = (records, record) {
+        a.goto(out);
+        a.bind(record);
+        write_record(&mut a, r);
+    }
     a.bind(out);
     a.mov_imm(R0, 0);
     a.exit();
     a.finish()
+}
+
+/// A full socket in a kept state (r7, its state in r8): the record, zeroed
+/// first (the helper reads every byte of it, and a failed read leaves zeros).
+fn write_record(a: &mut Asm, r: &RecordOffsets) {
+    let (v4, addresses_done, listen, queues_done, no_socket, rq_done) = (
+        a.label(),
+        a.label(),
+        a.label(),
+        a.label(),
+        a.label(),
+        a.label(),
+    );
+    a.mov_imm(R1, 0);
+    for off in (REC..0).step_by(8) {
+        a.stx(Size::DW, FP, off, R1);
+    }
+    a.mov(R1, R8);
+    a.add_imm(R1, i32::from(RECORD_TAG));
+    a.stx(Size::B, FP, REC, R1);
+    read(a, REC + 2, 2, R7, r.skc_family);
+    read(a, REC + 4, 2, R7, r.skc_num);
+    read(a, REC + 6, 2, R7, r.skc_dport);
+    a.ldx(Size::H, R1, FP, REC + 2);
+    a.jmp_imm(Cond::Ne, R1, AF_INET6, v4);
+    read(a, REC + 8, 16, R7, r.skc_v6_rcv_saddr);
+    read(a, REC + 24, 16, R7, r.skc_v6_daddr);
+    a.goto(addresses_done);
+    a.bind(v4);
+    read(a, REC + 8, 4, R7, r.skc_rcv_saddr);
+    read(a, REC + 24, 4, R7, r.skc_daddr);
+    a.bind(addresses_done);
+    read(a, REC + 40, 4, R7, r.skc_bound_dev_if);
+    a.jmp_imm(Cond::Eq, R8, TCP_LISTEN, listen);
+    // rcv_nxt - copied_seq as an int, left 0 when negative; write_seq - snd_una.
+    read(a, TMP, 4, R7, r.rcv_nxt);
+    read(a, TMP + 4, 4, R7, r.copied_seq);
+    a.ldx(Size::W, R1, FP, TMP);
+    a.ldx(Size::W, R2, FP, TMP + 4);
+    a.sub(R1, R2);
+    a.lsh_imm(R1, 32);
+    a.rsh_imm(R1, 32);
+    a.jmp_imm(Cond::Gt, R1, i32::MAX, rq_done);
+    a.stx(Size::W, FP, REC + 44, R1);
+    a.bind(rq_done);
+    read(a, TMP, 4, R7, r.write_seq);
+    read(a, TMP + 4, 4, R7, r.snd_una);
+    a.ldx(Size::W, R1, FP, TMP);
+    a.ldx(Size::W, R2, FP, TMP + 4);
+    a.sub(R1, R2);
+    a.stx(Size::W, FP, REC + 48, R1);
+    a.goto(queues_done);
+    a.bind(listen);
+    read(a, REC + 44, 4, R7, r.sk_ack_backlog);
+    read(a, REC + 48, 4, R7, r.sk_max_ack_backlog);
+    a.bind(queues_done);
+    read(a, REC + 52, 4, R7, r.sk_uid);
+    // sock_i_ino: the inode of the socket's own socket_alloc, if it has one.
+    read(a, TMP2, 8, R7, r.sk_socket);
+    a.ldx(Size::DW, R6, FP, TMP2);
+    a.jmp_imm(Cond::Eq, R6, 0, no_socket);
+    read(a, REC + 56, 8, R6, r.socket_to_ino);
+    a.bind(no_socket);
+    // Jiffies since the last ACK, as tcp_info's now - rcv_tstamp (32 bits).
+    read(a, TMP, 4, R7, r.rcv_tstamp);
+    a.call(HELPER_JIFFIES64);
+    a.ldx(Size::W, R1, FP, TMP);
+    a.sub(R0, R1);
+    a.stx(Size::W, FP, REC + 64, R0);
+    read(a, REC + 72, 8, R7, r.bytes_acked);
+    a.seq_write(R9, REC, RECORD as i32);
 }
 
 #[cfg(test)]

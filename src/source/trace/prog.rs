@@ -21,7 +21,9 @@ use super::record::{
 };
 use crate::parse::btf::{Btf, Member};
 use crate::parse::ParseResult;
-use crate::source::bpf_asm::{Asm, Cond, Label, Reg, Size, FP, R0, R1, R2, R3, R4, R6, R7, R8, R9};
+use crate::source::bpf_asm::{
+    Asm, Cond, Label, Reg, Size, FP, HELPER_PROBE_READ_KERNEL, R0, R1, R2, R3, R4, R6, R7, R8, R9,
+};
 
 const MAP_LOOKUP: i32 = 1;
 const MAP_UPDATE: i32 = 2;
@@ -30,7 +32,6 @@ const KTIME_GET_NS: i32 = 5;
 const GET_PID_TGID: i32 = 14;
 const GET_CURRENT_TASK: i32 = 35;
 const PROBE_READ_USER: i32 = 112;
-const PROBE_READ_KERNEL: i32 = 113;
 const RINGBUF_OUTPUT: i32 = 130;
 const RINGBUF_RESERVE: i32 = 131;
 const RINGBUF_SUBMIT: i32 = 132;
@@ -182,7 +183,7 @@ fn read_kernel_or(
     a.mov(R1, FP);
     a.add_imm(R1, i32::from(SCRATCH));
     a.mov_imm(R2, m.size.min(8) as i32);
-    a.call(PROBE_READ_KERNEL);
+    a.call(HELPER_PROBE_READ_KERNEL);
     a.ldx(
         if m.size >= 8 { Size::DW } else { Size::W },
         dst,
@@ -260,7 +261,7 @@ fn fill(a: &mut Asm, o: &Offsets, hook: Hook, base: Reg, at: i16) -> ParseResult
     a.add_imm(R1, i32::from(at) + REGS_AT as i32);
     a.mov_imm(R2, REGS as i32);
     a.mov(R3, R8);
-    a.call(PROBE_READ_KERNEL);
+    a.call(HELPER_PROBE_READ_KERNEL);
 
     // The socket inode: task->files->fdt->fd[fd]->f_inode->{i_ino, i_sb->s_magic}.
     let done = a.label();
