@@ -29,7 +29,8 @@ fn compact(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     field(out, "summary", &r.summary)?;
     field(out, "groups", &r.groups)?;
     out.write_all(b",\"findings\":[")?;
-    findings(&r.findings, out)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    findings(&r.findings, threads, out)?;
     out.write_all(b"]")?;
     field(out, "processes", &r.processes)?;
     field(out, "scan", &r.scan)?;
@@ -38,15 +39,14 @@ fn compact(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     out.write_all(b"}")
 }
 
-/// Findings serialized on all cores while this thread writes them out in
-/// order: worker k takes batches k, k+n, k+2n... and writes each into one
-/// buffer, handed over a channel of its own that holds one and given back
-/// for the next batch. So at most three buffers per worker exist, reused
+/// Findings serialized on n = `threads` workers while this thread writes
+/// them out in order: worker k takes batches k, k+n, k+2n... and writes each
+/// into one buffer, handed over a channel of its own that holds one and given
+/// back for the next batch. So at most three buffers per worker exist, reused
 /// from batch to batch: no allocation per finding that the allocator would
 /// have to take back and hand out again.
-fn findings(all: &[Finding], out: &mut dyn Write) -> io::Result<()> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    if threads == 1 || all.len() < 2 * BATCH {
+fn findings(all: &[Finding], threads: usize, out: &mut dyn Write) -> io::Result<()> {
+    if threads <= 1 || all.len() < 2 * BATCH {
         // Straight to the writer: no buffer of the whole array.
         return write_elements(all, out).map_err(io::Error::from);
     }
@@ -139,10 +139,33 @@ mod tests {
     #[test]
     fn the_parallel_view_is_the_report() {
         let report = testdata::realistic();
-        assert!(report.findings.len() > super::BATCH, "several batches");
         let mut buf = Vec::new();
         super::render(&report, false, &mut buf).unwrap();
         let direct = serde_json::to_vec(&report).unwrap();
         assert_eq!(&buf[..buf.len() - 1], &direct[..]);
+    }
+
+    /// The findings array is the same bytes on one thread as on several,
+    /// whatever the cores of the machine running the test (on one core
+    /// `render` alone would never take the threaded path). An odd count
+    /// leaves a short last batch, and more batches than threads makes a
+    /// worker take several.
+    #[test]
+    fn the_findings_are_the_same_bytes_on_any_number_of_threads() {
+        let mut findings = testdata::realistic().findings;
+        let one = findings.clone();
+        while findings.len() < 7 * super::BATCH + 3 {
+            findings.extend_from_slice(&one);
+        }
+        findings.truncate(7 * super::BATCH + 3);
+        let mut serial = Vec::new();
+        super::findings(&findings, 1, &mut serial).unwrap();
+        let direct = serde_json::to_vec(&findings).unwrap();
+        assert_eq!(&direct[1..direct.len() - 1], &serial[..]);
+        for threads in [2, 3, 8] {
+            let mut threaded = Vec::new();
+            super::findings(&findings, threads, &mut threaded).unwrap();
+            assert!(threaded == serial, "{threads} threads");
+        }
     }
 }
