@@ -33,6 +33,10 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Server {
         let s = serve::start(
             Command::new(env!("CARGO_BIN_EXE_cwleak"))
                 .args(["serve", "--listen", "127.0.0.1:0", "--interval", "500ms"])
@@ -40,7 +44,8 @@ impl Server {
                 // Every blamed process its own series: other leaking
                 // processes on this machine (other tests) cannot fold the
                 // test's own leak into pid="other".
-                .args(["--top", "1000000"]),
+                .args(["--top", "1000000"])
+                .args(extra),
         );
         Server {
             proc: s.proc,
@@ -514,10 +519,25 @@ fn ss_states(pid: u64) -> std::collections::BTreeMap<String, u64> {
 /// and /report's entry for the namespace counts them all.
 #[test]
 fn every_state_of_a_namespace_is_counted() {
+    every_state_counted("serve::every_state_of_a_namespace_is_counted", &[]);
+}
+
+/// The same with the sockets followed (`--follow-sockets`): the counts and
+/// records come from what the kernel's state-change tracepoint kept, not
+/// from a walk of the namespace at each look.
+#[test]
+fn every_state_of_a_namespace_is_counted_when_followed() {
+    every_state_counted(
+        "serve::every_state_of_a_namespace_is_counted_when_followed",
+        &["--follow-sockets"],
+    );
+}
+
+fn every_state_counted(test: &str, extra: &[&str]) {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         skip::skip(
-            "serve::every_state_of_a_namespace_is_counted",
+            test,
             "loadgen needs root for a network namespace of its own",
         );
         return;
@@ -538,7 +558,7 @@ fn every_state_of_a_namespace_is_counted() {
         facts["pid"].as_u64().unwrap(),
         facts["netns"].as_u64().unwrap(),
     );
-    let srv = Server::start();
+    let srv = Server::start_with(extra);
     // ss and a look agree once no socket is between states (a client's
     // FIN_WAIT1 becomes FIN_WAIT2 when its FIN is acknowledged).
     let truth = std::cell::RefCell::new(std::collections::BTreeMap::new());
@@ -580,5 +600,8 @@ fn every_state_of_a_namespace_is_counted() {
         report["scan"]["states_read"].as_array().map(Vec::len),
         Some(12)
     );
+    // Followed, not walking after a refusal.
+    let said: Vec<String> = srv.stderr.try_iter().collect();
+    assert!(!said.iter().any(|l| l.contains("not followed")), "{said:?}");
     drop(load.child.stdin.take());
 }

@@ -29,6 +29,7 @@ impl ServeConfig {
             // records of CLOSE_WAIT sockets and listeners only.
             source: SourceConfig {
                 states: crate::source::TableStates::Counted,
+                follow: a.follow_sockets,
                 ..source_config(&a.source)
             },
             listen: a.listen,

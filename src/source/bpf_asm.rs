@@ -48,6 +48,8 @@ pub struct Asm {
     insns: Vec<u64>,
     labels: Vec<Option<usize>>,
     fixups: Vec<(usize, usize)>,
+    /// Loads of a function's address (a callback): the label goes in imm.
+    func_fixups: Vec<(usize, usize)>,
 }
 
 pub fn insn(code: u8, dst: Reg, src: Reg, off: i16, imm: i32) -> u64 {
@@ -143,6 +145,26 @@ impl Asm {
         self.emit(0xdb, dst, src, off, 0);
     }
 
+    /// r0 = *(u64 *)(dst + off); lock *(u64 *)(dst + off) += src, the old
+    /// value into src.
+    pub fn atomic_fetch_add64(&mut self, dst: Reg, off: i16, src: Reg) {
+        // BPF_ADD | BPF_FETCH
+        self.emit(0xdb, dst, src, off, 0x01);
+    }
+
+    /// dst = the function at `to` (a callback for a helper such as
+    /// bpf_for_each_map_elem): a two-slot load, BPF_PSEUDO_FUNC.
+    pub fn ld_func(&mut self, dst: Reg, to: Label) {
+        self.func_fixups.push((self.insns.len(), to.0));
+        self.emit(0x18, dst, 4, 0, 0);
+        self.insns.push(0);
+    }
+
+    /// Where `l` was bound (a function's first instruction), once bound.
+    pub fn at(&self, l: Label) -> Option<usize> {
+        self.labels[l.0]
+    }
+
     /// dst = the map behind fd (a two-slot load the kernel rewrites).
     pub fn ld_map(&mut self, dst: Reg, fd: i32) {
         self.emit(0x18, dst, 1, 0, fd);
@@ -167,6 +189,11 @@ impl Asm {
     }
 
     pub fn finish(mut self) -> Result<Vec<u64>, String> {
+        for (at, label) in std::mem::take(&mut self.func_fixups) {
+            let to = self.labels[label].ok_or("a function never bound")?;
+            let off = i32::try_from(to as i64 - at as i64 - 1).map_err(|_| "function too far")?;
+            self.insns[at] |= u64::from(off as u32) << 32;
+        }
         for (at, label) in std::mem::take(&mut self.fixups) {
             let to = self.labels[label].ok_or("a jump to a label never bound")?;
             let off = i16::try_from(to as i64 - at as i64 - 1).map_err(|_| "jump too far")?;
@@ -199,5 +226,18 @@ mod tests {
         let never = a.label();
         a.goto(never);
         assert!(a.finish().is_err());
+    }
+
+    #[test]
+    fn a_function_load_points_past_itself() {
+        let mut a = Asm::default();
+        let f = a.label();
+        a.ld_func(R2, f); // 0-1
+        a.exit(); // 2
+        a.bind(f);
+        a.exit(); // 3: 3 - 0 - 1 = 2
+        let p = a.finish().unwrap();
+        assert_eq!(p[0], insn(0x18, 2, 4, 0, 2));
+        assert_eq!(p[1], 0);
     }
 }

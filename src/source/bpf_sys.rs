@@ -27,6 +27,10 @@ impl Attr {
         self.0[at..at + v.len()].copy_from_slice(v);
         self
     }
+    /// A byte the kernel wrote back (a test run's return value).
+    pub fn at(&self, at: usize) -> u8 {
+        self.0[at]
+    }
 }
 
 /// One bpf(2) call; its non-negative result.

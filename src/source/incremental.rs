@@ -142,6 +142,10 @@ impl Incremental {
     /// One look, reusing what the previous looks read where nothing changed.
     pub fn read(&mut self, cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
         let start = Start::new(cfg)?;
+        // Every state counted at every look (serve): the followed sockets
+        // are read once for all namespaces, not walked per namespace.
+        let _look = (cfg.follow && cfg.states == TableStates::Counted && start.live)
+            .then(|| super::tcp_states::begin_look(super::sock_diag::room_for));
         // The tables first, where they can be read before the walk: a look
         // that finds no CLOSE_WAIT socket has nothing to find holders of.
         let early = if tables_first(cfg, &start) && self.full_every != 0 {

@@ -3,7 +3,9 @@
 //! After this module, all code is pure.
 
 mod bpf_asm;
+mod bpf_btf;
 mod bpf_iter;
+mod bpf_map;
 mod bpf_sys;
 pub mod cgroup;
 pub mod cmdline;
@@ -28,7 +30,7 @@ pub mod sysctl_conf;
 pub mod table_scope;
 pub mod tables;
 mod task_files;
-mod tcp_states;
+pub(crate) mod tcp_states;
 pub mod trace;
 mod walk;
 
@@ -66,6 +68,10 @@ pub struct SourceConfig {
     pub sysctls: bool,
     /// Which TCP states to read from the tables.
     pub states: TableStates,
+    /// With `Counted` states, live: follow the TCP sockets of every
+    /// namespace instead of walking each at every look (`serve
+    /// --follow-sockets`).
+    pub follow: bool,
     /// Which namespaces' tables to read (default: all).
     pub tables_for: TableScope,
     /// Read each namespace's net/sockstat TCP line and TcpExt counters.
@@ -127,6 +133,7 @@ impl Default for SourceConfig {
             cmdline: false,
             sysctls: false,
             states: TableStates::All,
+            follow: false,
             tables_for: TableScope::default(),
             kernel_counts: false,
             netns_files: Vec::new(),

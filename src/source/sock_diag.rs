@@ -90,8 +90,25 @@ pub struct Tally([usize; TcpState::ALL.len()]);
 
 impl Tally {
     pub fn add(&mut self, state: TcpState) {
+        self.add_n(state, 1);
+    }
+
+    pub fn get(&self, state: TcpState) -> usize {
+        self.0
+            .get(usize::from(state.kernel_number()) - 1)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn set(&mut self, state: TcpState, count: usize) {
         if let Some(n) = self.0.get_mut(usize::from(state.kernel_number()) - 1) {
-            *n += 1;
+            *n = count;
+        }
+    }
+
+    pub fn add_n(&mut self, state: TcpState, count: usize) {
+        if let Some(n) = self.0.get_mut(usize::from(state.kernel_number()) - 1) {
+            *n += count;
         }
     }
 
@@ -310,6 +327,16 @@ fn dump_here(netns: Inode, req: &DumpRequest) -> Result<Dumped, String> {
     dump_messages(netns, req, INITIAL_SOCKETS)
 }
 
+/// The sockets of the calling thread's namespace in `states`, counted by a
+/// dump that keeps none (the kernel skips the other states).
+pub fn count_here(netns: Inode, states: &[TcpState]) -> Result<Tally, String> {
+    let req = DumpRequest {
+        keep: 0,
+        ..DumpRequest::only(states, false)
+    };
+    dump_messages(netns, &req, 0).map(|d| d.unkept)
+}
+
 /// How many records each namespace's last look kept: room for as many (and
 /// a few more) in the iterator's next pass. A namespace seen for the first
 /// time has none: its records are dumped, into a vector of the size the
@@ -317,7 +344,7 @@ fn dump_here(netns: Inode, req: &DumpRequest) -> Result<Dumped, String> {
 static KEPT_BEFORE: std::sync::Mutex<Option<crate::model::FastMap<Inode, usize>>> =
     std::sync::Mutex::new(None);
 
-fn room_for(netns: Inode) -> Option<usize> {
+pub fn room_for(netns: Inode) -> Option<usize> {
     let n = KEPT_BEFORE
         .lock()
         .ok()

@@ -1069,3 +1069,134 @@ fn the_iterators_records_are_what_sock_diag_says() {
         Err(e) => std::panic::resume_unwind(e),
     }
 }
+
+/// What `serve` reads of the followed sockets is what dumps of the same
+/// namespace say: every state counted as a dump of every state counts it
+/// (timewait sockets standing for TIME_WAIT and for an orphaned FIN_WAIT2
+/// among them), and the same CLOSE_WAIT and LISTEN records, field by field;
+/// for sockets there before the namespace's first walk and for sockets
+/// made, half-closed and closed after it. In a namespace of its own.
+#[test]
+fn the_followed_sockets_are_what_dumps_say() {
+    let test = "sock_diag::the_followed_sockets_are_what_dumps_say";
+    if !crate::source::running_as_root() {
+        crate::skip::skip(test, "needs root for BPF and a namespace");
+        return;
+    }
+    let worker = thread::spawn(|| -> Result<(), String> {
+        nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare: {e}"))?;
+        loopback_up()?;
+        let ns = std::fs::metadata("/proc/thread-self/ns/net")
+            .map_err(|e| e.to_string())?
+            .ino();
+        let s = |e: std::io::Error| e.to_string();
+        // Before the namespace's first walk: a CLOSE_WAIT socket (its client
+        // closed: an orphaned FIN_WAIT2, a timewait socket), a connection.
+        let before = loopback_pair("127.0.0.1:0").ok_or("bind 127.0.0.1")?;
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(s)?;
+        let client = TcpStream::connect(listener.local_addr().map_err(s)?).map_err(s)?;
+        let (server, _) = listener.accept().map_err(s)?;
+        // The first look starts following; this namespace's first read walks it.
+        drop(crate::source::tcp_states::begin_look(|_| None));
+        let first = crate::source::tcp_states::read_here(ns, Some(0))?;
+        assert!(!first.followed, "a namespace's first read walks it");
+        // After it: an IPv6 CLOSE_WAIT socket, the first one closed (its
+        // client becomes TIME_WAIT), the connection half-closed (FIN_WAIT2
+        // held, CLOSE_WAIT), unread bytes before a FIN.
+        let after = loopback_pair("[::1]:0").ok_or("bind ::1")?;
+        drop(before.accepted);
+        client.shutdown(Shutdown::Write).map_err(s)?;
+        let mut writer = TcpStream::connect(listener.local_addr().map_err(s)?).map_err(s)?;
+        std::io::Write::write_all(&mut writer, b"12345").map_err(s)?;
+        let (unread, _) = listener.accept().map_err(s)?;
+        drop(writer);
+        let key = |s: &TcpSocket| (s.inode, s.local, s.remote);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (pass, counted, leaks) = loop {
+            let look = crate::source::tcp_states::begin_look(|_| Some(8));
+            let pass = crate::source::tcp_states::read_here(ns, Some(0))?;
+            drop(look);
+            let all = dump_messages(ns, &DumpRequest::all(), 64)?;
+            let mut counted = Tally::default();
+            for s in &all.sockets {
+                counted.add(s.state);
+            }
+            let leaks = dump_messages(
+                ns,
+                &DumpRequest::only(&crate::source::TableStates::LEAKS, true),
+                64,
+            )?
+            .sockets;
+            let mut a: Vec<_> = leaks.iter().map(key).collect();
+            let mut b: Vec<_> = pass.kept.iter().flatten().map(key).collect();
+            a.sort();
+            b.sort();
+            let settled = counted.get(TcpState::TimeWait) == 1
+                && counted.get(TcpState::LastAck) == 0
+                && counted.get(TcpState::FinWait1) == 0
+                && leaks.iter().any(|s| s.recv_q == 6);
+            if (settled && a == b && pass.counts.counts() == counted.counts())
+                || Instant::now() > deadline
+            {
+                break (pass, counted, leaks);
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        assert!(pass.followed, "read from the followed sockets");
+        assert_eq!(pass.counts.counts(), counted.counts());
+        // The orphaned FIN_WAIT2s of the IPv6 pair's client and of the
+        // writer, the held one of the half-closed connection; the first
+        // pair's client in TIME_WAIT.
+        assert_eq!(counted.get(TcpState::FinWait2), 3, "{:?}", counted.counts());
+        assert_eq!(counted.get(TcpState::TimeWait), 1, "{:?}", counted.counts());
+        // CLOSE_WAIT: the IPv6 pair's, the half-closed one's, the unread one.
+        assert_eq!(
+            counted.get(TcpState::CloseWait),
+            3,
+            "{:?}",
+            counted.counts()
+        );
+        let kept = pass.kept.ok_or("records")?;
+        assert_eq!(kept.len(), leaks.len(), "{kept:?}\n{leaks:?}");
+        for d in &leaks {
+            let k = kept
+                .iter()
+                .find(|k| key(k) == key(d))
+                .ok_or_else(|| format!("no record of {d:?}"))?;
+            let fields = |s: &TcpSocket| {
+                (
+                    s.inode,
+                    s.family,
+                    s.state,
+                    s.recv_q,
+                    s.send_q,
+                    s.uid,
+                    s.bytes_acked,
+                    s.bound_if,
+                )
+            };
+            assert_eq!(fields(k), fields(d), "{k:?}\n{d:?}");
+            assert_eq!(k.netns, ns);
+            let (a, b) = (k.last_ack_ms.unwrap_or(0), d.last_ack_ms.unwrap_or(0));
+            assert!(
+                a + 1000 >= b && a <= b + 1000,
+                "last ACK {a} ms against {b} ms: {k:?}"
+            );
+        }
+        let k = find(&kept, after.inode).ok_or("the IPv6 socket has a record")?;
+        assert_eq!((k.family, k.state), (Family::Ipv6, TcpState::CloseWait));
+        assert!(find(&kept, before.inode).is_none(), "closed: no record");
+        assert_eq!(
+            find(&kept, inode_of(&unread)).map(|k| k.recv_q),
+            Some(6),
+            "5 bytes and the FIN"
+        );
+        drop((after, listener, client, server, unread));
+        Ok(())
+    });
+    match worker.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e}"),
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}

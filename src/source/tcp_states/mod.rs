@@ -15,7 +15,10 @@
 //! whose BTF lacks a member the records need, or that refuses the longer
 //! program, gets the counting one and the dump.
 
+mod follow;
 mod prog;
+
+pub use follow::begin_look;
 
 use super::bpf_iter;
 use super::kernel_btf::with_kernel_btf;
@@ -44,9 +47,9 @@ fn attach() -> Result<(OwnedFd, bool), String> {
             .ok_or("no TCP iterator in this kernel")?;
         let o = prog::Offsets::from_btf(btf)?;
         let with_records = prog::RecordOffsets::from_btf(btf)
-            .and_then(|r| prog::program(&o, Some(&r)))
+            .and_then(|r| prog::program(&o, Some(&r), None))
             .ok();
-        Ok((with_records, prog::program(&o, None)?, func))
+        Ok((with_records, prog::program(&o, None, None)?, func))
     })?;
     let load = |insns: &[u64]| {
         let prog = bpf_iter::load(insns, func, "cwleak_states")
@@ -67,6 +70,10 @@ fn attach() -> Result<(OwnedFd, bool), String> {
 pub struct Pass {
     pub counts: Tally,
     pub kept: Option<Vec<TcpSocket>>,
+    /// Read from the followed sockets (`follow`), not by a walk: what the
+    /// tests hold to be so.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub followed: bool,
 }
 
 /// Every TCP socket of the calling thread's network namespace, by state
@@ -76,11 +83,25 @@ pub struct Pass {
 /// 40,000 records is never grown by doubling, its old and new buffers held
 /// at once).
 pub fn read_here(netns: Inode, room: Option<usize>) -> Result<Pass, String> {
+    if let Some(pass) = follow::read_here(netns, room) {
+        return pass;
+    }
     let (link, with_records) = attached()?;
+    read_through(link, *with_records, netns, room)
+}
+
+/// One pass of the iterator behind `link` in the calling thread's namespace.
+fn read_through(
+    link: &OwnedFd,
+    with_records: bool,
+    netns: Inode,
+    room: Option<usize>,
+) -> Result<Pass, String> {
     let iter = bpf_iter::iterate(link).map_err(|e| format!("opening the iterator: {e}"))?;
     let mut pass = Pass {
         counts: Tally::default(),
-        kept: room.filter(|_| *with_records).map(Vec::with_capacity),
+        kept: room.filter(|_| with_records).map(Vec::with_capacity),
+        followed: false,
     };
     let tick_ns = tick_ns();
     bpf_iter::stream(std::fs::File::from(iter), prog::RECORD, |out| {
@@ -96,9 +117,7 @@ fn parse(out: &[u8], netns: Inode, tick_ns: u64, pass: &mut Pass) -> usize {
     let mut at = 0;
     while let Some(&b) = out.get(at) {
         if b & prog::RECORD_TAG == 0 {
-            if let Some(state) = state_of(b) {
-                pass.counts.add(state);
-            }
+            parse_counted(b, pass);
             at += 1;
             continue;
         }
@@ -114,6 +133,13 @@ fn parse(out: &[u8], netns: Inode, tick_ns: u64, pass: &mut Pass) -> usize {
         at += prog::RECORD;
     }
     at
+}
+
+/// A socket counted, not kept: its state byte.
+fn parse_counted(b: u8, pass: &mut Pass) {
+    if let Some(state) = state_of(b) {
+        pass.counts.add(state);
+    }
 }
 
 /// A record as the socket sock_diag would describe (`prog::RECORD`).

@@ -11,10 +11,16 @@
 use crate::parse::btf::{Btf, Member};
 use crate::parse::ParseResult;
 use crate::source::bpf_asm::{
-    Asm, Cond, Reg, Size, FP, HELPER_PROBE_READ_KERNEL, R0, R1, R2, R3, R6, R7, R8, R9,
+    Asm, Cond, Reg, Size, FP, HELPER_PROBE_READ_KERNEL, R0, R1, R2, R3, R4, R6, R7, R8, R9,
 };
 
 const HELPER_JIFFIES64: i32 = 118;
+const HELPER_MAP_LOOKUP_ELEM: i32 = 1;
+const HELPER_MAP_UPDATE_ELEM: i32 = 2;
+const HELPER_MAP_DELETE_ELEM: i32 = 3;
+const TCP_CLOSE: i32 = 7;
+const TCP_NEW_SYN_RECV: i32 = 12;
+const IPPROTO_TCP: i32 = 6;
 const TCP_CLOSE_WAIT: i32 = 8;
 const TCP_LISTEN: i32 = 10;
 const AF_INET6: i32 = 10;
@@ -174,6 +180,11 @@ impl RecordOffsets {
 const REC: i16 = -(RECORD as i16);
 const TMP: i16 = REC - 8;
 const TMP2: i16 = REC - 16;
+/// The followed set's key (a socket's address) and value (namespace, state).
+const KEY: i16 = REC - 24;
+const VAL: i16 = REC - 32;
+/// The namespace of the socket a pass is at.
+const NS: i16 = REC - 44;
 
 /// probe_read_kernel(fp + dst, size, src + off): clobbers r0-r5.
 fn read(a: &mut Asm, dst: i16, size: i32, src: Reg, off: i32) {
@@ -187,7 +198,11 @@ fn read(a: &mut Asm, dst: i16, size: i32, src: Reg, off: i32) {
 
 /// The program: a state byte per socket; with `records`, a record instead
 /// for each CLOSE_WAIT or LISTEN socket.
-pub fn program(o: &Offsets, records: Option<&RecordOffsets>) -> ParseResult<Vec<u64>> {
+pub fn program(
+    o: &Offsets,
+    records: Option<&RecordOffsets>,
+    follow: Option<(&FollowOffsets, &FollowMaps)>,
+) -> ParseResult<Vec<u64>> {
     let mut a = Asm::default();
     let (write, out) = (a.label(), a.label());
     a.mov(R6, R1);
@@ -199,6 +214,17 @@ pub fn program(o: &Offsets, records: Option<&RecordOffsets>) -> ParseResult<Vec<
     // The state stays in r8, which helper calls keep, for the record.
     a.ldx(Size::B, R8, R7, o.skc_state);
     a.stx(Size::B, FP, SLOT, R8);
+    if let Some((f, maps)) = follow {
+        // A full socket goes into the followed set as the walk finds it:
+        // the walk holds the socket's lock, and so does every state change,
+        // so the map ends up with each socket's state of now whichever of
+        // the two came first.
+        let skip = a.label();
+        a.jmp_imm(Cond::Eq, R8, TCP_TIME_WAIT, skip);
+        a.jmp_imm(Cond::Eq, R8, TCP_NEW_SYN_RECV, skip);
+        follow_set(&mut a, f, maps, R7, R8);
+        a.bind(skip);
+    }
     let record = records.map(|_| {
         let record = a.label();
         a.jmp_imm(Cond::Eq, R8, TCP_CLOSE_WAIT, record);
@@ -222,9 +248,282 @@ pub fn program(o: &Offsets, records: Option<&RecordOffsets>) -> ParseResult<Vec<
     a.finish()
 }
 
+/// The namespace inode of the socket at `sk` into the u32 at `fp + dst`.
+fn netns_into(a: &mut Asm, f: &FollowOffsets, sk: Reg, dst: i16) {
+    read(a, TMP2, 8, sk, f.skc_net);
+    a.mov(R1, FP);
+    a.add_imm(R1, i32::from(dst));
+    a.mov_imm(R2, 4);
+    a.ldx(Size::DW, R3, FP, TMP2);
+    a.add_imm(R3, f.net_inum);
+    a.call(HELPER_PROBE_READ_KERNEL);
+}
+
+/// `map[fp + KEY] = fp + VAL`; an entry the map cannot take is counted in
+/// `lost` (what is followed is then incomplete).
+fn update_or_lose(a: &mut Asm, map: i32, lost: i32) {
+    let done = a.label();
+    a.ld_map(R1, map);
+    a.mov(R2, FP);
+    a.add_imm(R2, i32::from(KEY));
+    a.mov(R3, FP);
+    a.add_imm(R3, i32::from(VAL));
+    a.mov_imm(R4, 0);
+    a.call(HELPER_MAP_UPDATE_ELEM);
+    a.jmp_imm(Cond::Eq, R0, 0, done);
+    a.st_imm(Size::W, FP, IDX, 0);
+    a.ld_map(R1, lost);
+    a.mov(R2, FP);
+    a.add_imm(R2, i32::from(IDX));
+    a.call(HELPER_MAP_LOOKUP_ELEM);
+    a.jmp_imm(Cond::Eq, R0, 0, done);
+    a.mov_imm(R1, 1);
+    a.atomic_add64(R0, 0, R1);
+    a.bind(done);
+}
+
+/// r0 = map[fp + at] (NULL if absent).
+fn lookup(a: &mut Asm, map: i32, at: i16) {
+    a.ld_map(R1, map);
+    a.mov(R2, FP);
+    a.add_imm(R2, i32::from(at));
+    a.call(HELPER_MAP_LOOKUP_ELEM);
+}
+
+fn delete(a: &mut Asm, map: i32, at: i16) {
+    a.ld_map(R1, map);
+    a.mov(R2, FP);
+    a.add_imm(R2, i32::from(at));
+    a.call(HELPER_MAP_DELETE_ELEM);
+}
+
+/// `counts[fp + CKEY] += delta`, the entry made first if need be; a full
+/// map counts in `lost` (the counts are then wrong, and not used).
+fn count(a: &mut Asm, counts: i32, lost: i32, delta: i32) {
+    let (add, done, full) = (a.label(), a.label(), a.label());
+    lookup(a, counts, CKEY);
+    a.jmp_imm(Cond::Ne, R0, 0, add);
+    a.st_imm(Size::DW, FP, CVAL, 0);
+    a.ld_map(R1, counts);
+    a.mov(R2, FP);
+    a.add_imm(R2, i32::from(CKEY));
+    a.mov(R3, FP);
+    a.add_imm(R3, i32::from(CVAL));
+    a.mov_imm(R4, BPF_NOEXIST);
+    a.call(HELPER_MAP_UPDATE_ELEM);
+    lookup(a, counts, CKEY);
+    a.jmp_imm(Cond::Eq, R0, 0, full);
+    a.bind(add);
+    a.mov_imm(R1, delta);
+    a.atomic_add64(R0, 0, R1);
+    a.goto(done);
+    a.bind(full);
+    a.st_imm(Size::W, FP, IDX, 0);
+    lookup(a, lost, IDX);
+    a.jmp_imm(Cond::Eq, R0, 0, done);
+    a.mov_imm(R1, 1);
+    a.atomic_add64(R0, 0, R1);
+    a.bind(done);
+}
+
+/// The socket at `sk` is now in `state` (not CLOSE): its entry (namespace,
+/// state) replaces the one it had, the count of the old one goes down and
+/// of the new one up, and it is among the kept sockets if CLOSE_WAIT or
+/// LISTEN. Both callers hold the socket's lock, so no other change of the
+/// same socket comes between the read of its entry and the write.
+fn follow_set(a: &mut Asm, f: &FollowOffsets, maps: &FollowMaps, sk: Reg, state: Reg) {
+    let (fresh, kept, not_kept, done) = (a.label(), a.label(), a.label(), a.label());
+    a.stx(Size::DW, FP, KEY, sk);
+    lookup(a, maps.socks, KEY);
+    a.jmp_imm(Cond::Eq, R0, 0, fresh);
+    // The entry is (namespace, state): the count's key.
+    a.ldx(Size::DW, R1, R0, 0);
+    a.stx(Size::DW, FP, CKEY, R1);
+    count(a, maps.counts, maps.lost, -1);
+    a.bind(fresh);
+    a.stx(Size::W, FP, VAL + 4, state);
+    netns_into(a, f, sk, VAL);
+    update_or_lose(a, maps.socks, maps.lost);
+    a.ldx(Size::DW, R1, FP, VAL);
+    a.stx(Size::DW, FP, CKEY, R1);
+    count(a, maps.counts, maps.lost, 1);
+    a.jmp_imm(Cond::Eq, state, TCP_CLOSE_WAIT, kept);
+    a.jmp_imm(Cond::Eq, state, TCP_LISTEN, kept);
+    a.goto(not_kept);
+    a.bind(kept);
+    update_or_lose(a, maps.kept, maps.lost);
+    a.goto(done);
+    a.bind(not_kept);
+    delete(a, maps.kept, KEY);
+    a.bind(done);
+}
+
+/// The socket at `fp + KEY` closed: it leaves both maps and its count.
+fn follow_close(a: &mut Asm, maps: &FollowMaps) {
+    let gone = a.label();
+    lookup(a, maps.socks, KEY);
+    a.jmp_imm(Cond::Eq, R0, 0, gone);
+    a.ldx(Size::DW, R1, R0, 0);
+    a.stx(Size::DW, FP, CKEY, R1);
+    count(a, maps.counts, maps.lost, -1);
+    delete(a, maps.socks, KEY);
+    delete(a, maps.kept, KEY);
+    a.bind(gone);
+}
+
+/// The maps the following programs share: `socks` (every followed socket's
+/// address to its namespace inode and state, u32 each), `kept` (the same,
+/// for the CLOSE_WAIT and LISTEN ones only), `counts` ((namespace, state)
+/// to how many, i64) and `lost` (entries a full map could not take, u64).
+pub struct FollowMaps {
+    pub socks: i32,
+    pub kept: i32,
+    pub counts: i32,
+    pub lost: i32,
+}
+
+/// What following states reads beside the records: a socket's namespace
+/// and protocol, a listener's count of request sockets.
+pub struct FollowOffsets {
+    skc_net: i32,
+    net_inum: i32,
+    sk_protocol: i32,
+    skc_state: i32,
+    qlen: i32,
+}
+
+impl FollowOffsets {
+    pub fn from_btf(btf: &Btf) -> ParseResult<FollowOffsets> {
+        let [skc_net, skc_state] = btf.members("sock_common", ["skc_net", "skc_state"])?;
+        let [net_ns] = btf.members("net", ["ns"])?;
+        let [inum] = btf.members("ns_common", ["inum"])?;
+        let [protocol] = btf.members("sock", ["sk_protocol"])?;
+        let [accept_queue] = btf.members("inet_connection_sock", ["icsk_accept_queue"])?;
+        let [qlen] = btf.members("request_sock_queue", ["qlen"])?;
+        let at = |m: Member, size: u32| sized(m, size).map(i32::from);
+        Ok(FollowOffsets {
+            skc_net: at(skc_net, 8)?,
+            net_inum: at(net_ns, net_ns.size)? + at(inum, 4)?,
+            sk_protocol: at(protocol, 2)?,
+            skc_state: at(skc_state, 1)?,
+            qlen: at(accept_queue, accept_queue.size)? + at(qlen, 4)?,
+        })
+    }
+}
+
+/// The program at the `inet_sock_set_state` tracepoint (raw: its
+/// arguments are the socket, the old state and the new one): a TCP socket
+/// that closes leaves what is followed, any other change puts it there
+/// with its new state and namespace (`follow_set`).
+pub fn state_change_program(f: &FollowOffsets, maps: &FollowMaps) -> ParseResult<Vec<u64>> {
+    let mut a = Asm::default();
+    let (keep, out) = (a.label(), a.label());
+    a.ldx(Size::DW, R6, R1, 0);
+    a.ldx(Size::DW, R7, R1, 16);
+    a.st_imm(Size::DW, FP, TMP, 0);
+    read(&mut a, TMP, 2, R6, f.sk_protocol);
+    a.ldx(Size::H, R1, FP, TMP);
+    a.jmp_imm(Cond::Ne, R1, IPPROTO_TCP, out);
+    a.jmp_imm(Cond::Ne, R7, TCP_CLOSE, keep);
+    a.stx(Size::DW, FP, KEY, R6);
+    follow_close(&mut a, maps);
+    a.goto(out);
+    a.bind(keep);
+    follow_set(&mut a, f, maps, R6, R7);
+    a.bind(out);
+    a.mov_imm(R0, 0);
+    a.exit();
+    a.finish()
+}
+
+/// The maps of a look's pass over the kept sockets: `kept` (read), `out`
+/// (an array of `RECORD`s, `out_room` of them, written) and `out_len` (its
+/// next free slot, u64 at index 0; past `out_room`, records were dropped).
+pub struct PassMaps {
+    pub kept: i32,
+    pub out: i32,
+    pub out_len: i32,
+    pub out_room: u32,
+}
+
+const CKEY: i16 = REC - 56;
+const CVAL: i16 = REC - 64;
+const IDX: i16 = REC - 68;
+const HELPER_FOR_EACH_MAP_ELEM: i32 = 164;
+const BPF_NOEXIST: i32 = 1;
+
+/// A look's pass, run on demand (a raw tracepoint program under
+/// BPF_PROG_TEST_RUN): bpf_for_each_map_elem over the kept sockets, the
+/// record of each put in `out`. The callback's first instruction is the
+/// second value returned.
+pub fn pass_program(
+    r: &RecordOffsets,
+    f: &FollowOffsets,
+    maps: &PassMaps,
+) -> ParseResult<(Vec<u64>, u32)> {
+    let mut a = Asm::default();
+    let callback = a.label();
+    a.ld_map(R1, maps.kept);
+    a.ld_func(R2, callback);
+    a.mov_imm(R3, 0);
+    a.mov_imm(R4, 0);
+    a.call(HELPER_FOR_EACH_MAP_ELEM);
+    a.mov_imm(R0, 0);
+    a.exit();
+
+    a.bind(callback);
+    let out = a.label();
+    a.ldx(Size::DW, R7, R2, 0);
+    a.ldx(Size::W, R8, R3, 4);
+    a.ldx(Size::W, R6, R3, 0);
+    a.stx(Size::W, FP, NS, R6);
+    // Still that socket: one closed since the map was read is skipped.
+    a.st_imm(Size::DW, FP, TMP, 0);
+    read(&mut a, TMP, 1, R7, f.skc_state);
+    a.ldx(Size::B, R1, FP, TMP);
+    a.jmp_reg(Cond::Ne, R1, R8, out);
+    fill_record(&mut a, r, Some(f));
+    // The next slot of `out`; past its room, the record is dropped (the
+    // count says so).
+    a.st_imm(Size::W, FP, IDX, 0);
+    a.ld_map(R1, maps.out_len);
+    a.mov(R2, FP);
+    a.add_imm(R2, i32::from(IDX));
+    a.call(HELPER_MAP_LOOKUP_ELEM);
+    a.jmp_imm(Cond::Eq, R0, 0, out);
+    a.mov_imm(R1, 1);
+    a.atomic_fetch_add64(R0, 0, R1);
+    a.jmp_imm(Cond::Ge, R1, maps.out_room as i32, out);
+    a.stx(Size::W, FP, IDX, R1);
+    a.ld_map(R1, maps.out);
+    a.mov(R2, FP);
+    a.add_imm(R2, i32::from(IDX));
+    a.call(HELPER_MAP_LOOKUP_ELEM);
+    a.jmp_imm(Cond::Eq, R0, 0, out);
+    a.mov(R1, R0);
+    a.mov_imm(R2, RECORD as i32);
+    a.mov(R3, FP);
+    a.add_imm(R3, i32::from(REC));
+    a.call(HELPER_PROBE_READ_KERNEL);
+    a.bind(out);
+    a.mov_imm(R0, 0);
+    a.exit();
+    let at = a.at(callback).ok_or("the callback is not bound")?;
+    let at = u32::try_from(at).map_err(|_| "program too long")?;
+    Ok((a.finish()?, at))
+}
+
 /// A full socket in a kept state (r7, its state in r8): the record, zeroed
 /// first (the helper reads every byte of it, and a failed read leaves zeros).
 fn write_record(a: &mut Asm, r: &RecordOffsets) {
+    fill_record(a, r, None);
+    a.seq_write(R9, REC, RECORD as i32);
+}
+
+/// The record of the socket at r7 (its state in r8) built at `fp + REC`;
+/// with `follow`, its namespace (from `fp + NS`) and a listener's request
+/// sockets in it too. Clobbers r0-r6.
+fn fill_record(a: &mut Asm, r: &RecordOffsets, follow: Option<&FollowOffsets>) {
     let (v4, addresses_done, listen, queues_done, no_socket, rq_done) = (
         a.label(),
         a.label(),
@@ -290,7 +589,16 @@ fn write_record(a: &mut Asm, r: &RecordOffsets) {
     a.sub(R0, R1);
     a.stx(Size::W, FP, REC + 64, R0);
     read(a, REC + 72, 8, R7, r.bytes_acked);
-    a.seq_write(R9, REC, RECORD as i32);
+    if let Some(f) = follow {
+        // The map's pass covers every namespace: the record says whose.
+        let not_listen = a.label();
+        a.ldx(Size::W, R1, FP, NS);
+        a.stx(Size::W, FP, REC + 68, R1);
+        // A listener's request sockets (SYN_RECV): its last ACK is 0 anyway.
+        a.jmp_imm(Cond::Ne, R8, TCP_LISTEN, not_listen);
+        read(a, REC + 64, 4, R7, f.qlen);
+        a.bind(not_listen);
+    }
 }
 
 #[cfg(test)]

@@ -1,53 +1,17 @@
-//! The bpf(2) calls tracing needs: maps (create, update, lookup), a raw
+//! The bpf(2) calls tracing needs beside the maps (`bpf_map`): a raw
 //! tracepoint program (load, attach by name: no tracefs, no kprobes). `union
 //! bpf_attr` is written as bytes at the offsets of linux/bpf.h.
 
-use crate::source::bpf_sys::{self, call as bpf, call_fd as bpf_fd, Attr};
+use crate::source::bpf_sys::{self, call_fd as bpf_fd, Attr};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-const MAP_CREATE: libc::c_long = 0;
-const MAP_LOOKUP_ELEM: libc::c_long = 1;
-const MAP_UPDATE_ELEM: libc::c_long = 2;
 const RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
 
-pub const MAP_HASH: u32 = 1;
-pub const MAP_ARRAY: u32 = 2;
-pub const MAP_RINGBUF: u32 = 27;
-
-pub fn map_create(
-    kind: u32,
-    key: u32,
-    value: u32,
-    entries: u32,
-    name: &str,
-) -> io::Result<OwnedFd> {
-    let name = &name.as_bytes()[..name.len().min(15)];
-    let mut attr = Attr::new()
-        .u32(0, kind)
-        .u32(4, key)
-        .u32(8, value)
-        .u32(12, entries)
-        .bytes(28, name);
-    bpf_fd(MAP_CREATE, &mut attr)
-}
-
-pub fn map_update(map: &OwnedFd, key: &[u8], value: &[u8]) -> io::Result<()> {
-    let mut attr = Attr::new()
-        .u32(0, map.as_raw_fd() as u32)
-        .u64(8, key.as_ptr() as u64)
-        .u64(16, value.as_ptr() as u64);
-    bpf(MAP_UPDATE_ELEM, &mut attr).map(|_| ())
-}
-
-pub fn map_lookup(map: &OwnedFd, key: &[u8], value: &mut [u8]) -> io::Result<()> {
-    let mut attr = Attr::new()
-        .u32(0, map.as_raw_fd() as u32)
-        .u64(8, key.as_ptr() as u64)
-        .u64(16, value.as_mut_ptr() as u64);
-    bpf(MAP_LOOKUP_ELEM, &mut attr).map(|_| ())
-}
+pub use crate::source::bpf_map::{
+    map_create, map_lookup, map_update, MAP_ARRAY, MAP_HASH, MAP_RINGBUF,
+};
 
 /// Load a raw tracepoint program. On failure the verifier's last words are
 /// in the error.

@@ -12,7 +12,7 @@
 //! tables (`crate::trace::Replay`), which keep nothing for sockets once
 //! every traced copy is closed.
 
-mod bpf;
+pub(crate) mod bpf;
 mod prog;
 mod record;
 mod ring;
