@@ -62,8 +62,10 @@ struct Follower {
     pass: Mutex<Option<PassProg>>,
     /// The walk that also puts what it finds in the map.
     walk: OwnedFd,
-    /// The tracepoint's link: sockets are followed while it is held.
-    _change: OwnedFd,
+    /// The tracepoint's link: sockets are followed while it is held, and
+    /// no longer once what is followed is incomplete (no cost to the host
+    /// for nothing).
+    change: Mutex<Option<OwnedFd>>,
     _socks: OwnedFd,
     /// Namespaces walked once since the tracepoint was attached: the map
     /// holds all their sockets.
@@ -181,7 +183,7 @@ fn start() -> Result<Follower, String> {
         offsets: (r, f),
         pass: Mutex::new(None),
         walk,
-        _change: change,
+        change: Mutex::new(Some(change)),
         _socks: socks,
         walked: Mutex::new(HashSet::new()),
     };
@@ -246,6 +248,9 @@ pub fn begin_look(room: impl Fn(Inode) -> Option<usize>) -> Look {
     if f.lost_any() {
         crate::diag!("cwleak: the socket map is full: every look walks the kernel's tables again");
         BROKEN.store(true, Ordering::Relaxed);
+        if let Ok(mut link) = f.change.lock() {
+            drop(link.take());
+        }
         return look;
     }
     let walked = f.walked();
@@ -314,10 +319,9 @@ fn pass(
         bpf_map::map_lookup(&f.counts, &k, &mut v).map_err(e("reading a count"))?;
         let state = u32::from_ne_bytes([k[4], k[5], k[6], k[7]]);
         if let Some(state) = u8::try_from(state).ok().and_then(state_of) {
-            pass.counts.add_n(
-                state,
-                usize::try_from(u64::from_ne_bytes(v)).unwrap_or(usize::MAX),
-            );
+            // Kept up by the programs: below 0 only if they were wrong.
+            pass.counts
+                .add_n(state, usize::try_from(i64::from_ne_bytes(v)).unwrap_or(0));
         }
     }
     let tick_ns = tick_ns();
