@@ -108,7 +108,15 @@ pub struct RecordOffsets {
     /// From a `struct socket` to its inode's `i_ino` (both live in one
     /// `struct socket_alloc`: the kernel's SOCK_INODE).
     socket_to_ino: i32,
+    /// The part of sock_common that holds the addresses, ports, family and
+    /// bound interface (from an 8-byte boundary; at most `COMMON` bytes):
+    /// read in one helper call instead of one per member.
+    common_at: i32,
+    common_len: i32,
 }
+
+/// Room on the stack for the part of sock_common a record copies.
+const COMMON: i32 = 128;
 
 impl RecordOffsets {
     pub fn from_btf(btf: &Btf) -> ParseResult<RecordOffsets> {
@@ -148,7 +156,17 @@ impl RecordOffsets {
         let [alloc_socket, alloc_inode] = btf.members("socket_alloc", ["socket", "vfs_inode"])?;
         let [i_ino] = btf.members("inode", ["i_ino"])?;
         let at = |m: Member, size: u32| sized(m, size).map(i32::from);
+        let common = [family, num, dport, rcv_saddr, daddr, v6_rcv, v6_d, bound];
+        let first = common.iter().map(|m| m.offset).min().unwrap_or(0) / 8 * 8;
+        let end = common.iter().map(|m| m.offset + m.size).max().unwrap_or(0);
+        let common_len = i32::try_from(end - first).unwrap_or(i32::MAX);
+        if common_len > COMMON {
+            return Err(format!("sock_common's members span {common_len} bytes"));
+        }
+        let common_at = i32::try_from(first).map_err(|_| "sock_common too large".to_string())?;
         Ok(RecordOffsets {
+            common_at,
+            common_len,
             skc_family: at(family, 2)?,
             skc_num: at(num, 2)?,
             skc_dport: at(dport, 2)?,
@@ -185,6 +203,8 @@ const KEY: i16 = REC - 24;
 const VAL: i16 = REC - 32;
 /// The namespace of the socket a pass is at.
 const NS: i16 = REC - 44;
+/// The copy of sock_common's start (`COMMON` bytes).
+const SC: i16 = REC - 72 - COMMON as i16;
 
 /// probe_read_kernel(fp + dst, size, src + off): clobbers r0-r5.
 fn read(a: &mut Asm, dst: i16, size: i32, src: Reg, off: i32) {
@@ -539,19 +559,36 @@ fn fill_record(a: &mut Asm, r: &RecordOffsets, follow: Option<&FollowOffsets>) {
     a.mov(R1, R8);
     a.add_imm(R1, i32::from(RECORD_TAG));
     a.stx(Size::B, FP, REC, R1);
-    read(a, REC + 2, 2, R7, r.skc_family);
-    read(a, REC + 4, 2, R7, r.skc_num);
-    read(a, REC + 6, 2, R7, r.skc_dport);
+    // sock_common's addresses, ports, family and interface in one read,
+    // then copied into the record.
+    read(a, SC, r.common_len, R7, r.common_at);
+    let copy = |a: &mut Asm, size: Size, member: i32, to: i16| {
+        // The member's place in the copy: its offset past `common_at`
+        // (under COMMON, checked when the offsets were read).
+        let from = SC + (member - r.common_at) as i16;
+        a.ldx(size, R1, FP, from);
+        a.stx(size, FP, to, R1);
+    };
+    copy(a, Size::H, r.skc_family, REC + 2);
+    copy(a, Size::H, r.skc_num, REC + 4);
+    copy(a, Size::H, r.skc_dport, REC + 6);
     a.ldx(Size::H, R1, FP, REC + 2);
     a.jmp_imm(Cond::Ne, R1, AF_INET6, v4);
-    read(a, REC + 8, 16, R7, r.skc_v6_rcv_saddr);
-    read(a, REC + 24, 16, R7, r.skc_v6_daddr);
+    for half in [0, 8] {
+        copy(
+            a,
+            Size::DW,
+            r.skc_v6_rcv_saddr + half,
+            REC + 8 + half as i16,
+        );
+        copy(a, Size::DW, r.skc_v6_daddr + half, REC + 24 + half as i16);
+    }
     a.goto(addresses_done);
     a.bind(v4);
-    read(a, REC + 8, 4, R7, r.skc_rcv_saddr);
-    read(a, REC + 24, 4, R7, r.skc_daddr);
+    copy(a, Size::W, r.skc_rcv_saddr, REC + 8);
+    copy(a, Size::W, r.skc_daddr, REC + 24);
     a.bind(addresses_done);
-    read(a, REC + 40, 4, R7, r.skc_bound_dev_if);
+    copy(a, Size::W, r.skc_bound_dev_if, REC + 40);
     a.jmp_imm(Cond::Eq, R8, TCP_LISTEN, listen);
     // rcv_nxt - copied_seq as an int, left 0 when negative; write_seq - snd_una.
     read(a, TMP, 4, R7, r.rcv_nxt);
