@@ -16,6 +16,9 @@ pub const R9: Reg = 9;
 pub const FP: Reg = 10;
 
 /// Helper functions called by more than one program (linux/bpf.h's list).
+pub const HELPER_MAP_LOOKUP_ELEM: i32 = 1;
+pub const HELPER_MAP_UPDATE_ELEM: i32 = 2;
+pub const HELPER_MAP_DELETE_ELEM: i32 = 3;
 pub const HELPER_PROBE_READ_KERNEL: i32 = 113;
 pub const HELPER_SEQ_WRITE: i32 = 127;
 
@@ -173,6 +176,35 @@ impl Asm {
 
     pub fn call(&mut self, helper: i32) {
         self.emit(0x85, 0, 0, 0, helper);
+    }
+
+    /// r0 = map[fp + key] (NULL if absent); clobbers r0-r5.
+    pub fn map_lookup(&mut self, map: i32, key: i16) {
+        self.map_args(map, key);
+        self.call(HELPER_MAP_LOOKUP_ELEM);
+    }
+
+    /// map[fp + key] = fp + value (`flags`: BPF_ANY 0, BPF_NOEXIST 1);
+    /// r0 is 0 or an error. Clobbers r0-r5.
+    pub fn map_update(&mut self, map: i32, key: i16, value: i16, flags: i32) {
+        self.map_args(map, key);
+        self.mov(R3, FP);
+        self.add_imm(R3, i32::from(value));
+        self.mov_imm(R4, flags);
+        self.call(HELPER_MAP_UPDATE_ELEM);
+    }
+
+    /// Delete map[fp + key]; clobbers r0-r5.
+    pub fn map_delete(&mut self, map: i32, key: i16) {
+        self.map_args(map, key);
+        self.call(HELPER_MAP_DELETE_ELEM);
+    }
+
+    /// r1 = map, r2 = fp + key.
+    fn map_args(&mut self, map: i32, key: i16) {
+        self.ld_map(R1, map);
+        self.mov(R2, FP);
+        self.add_imm(R2, i32::from(key));
     }
 
     /// bpf_seq_write(seq, fp + at, len): the iterator's output; clobbers r0-r5.

@@ -5,13 +5,12 @@
 //! *value, void *ctx)`). Also the run of a raw tracepoint program on demand
 //! (BPF_PROG_TEST_RUN), which is how such a program is called here.
 
-use crate::source::bpf_sys::{self, call as bpf, call_fd as bpf_fd, Attr};
+use crate::source::bpf_sys::{call as bpf, call_fd as bpf_fd, Attr};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 const BTF_LOAD: libc::c_long = 18;
 const PROG_TEST_RUN: libc::c_long = 10;
-const PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
 
 const KIND_INT: u32 = 1;
 const KIND_PTR: u32 = 2;
@@ -83,25 +82,11 @@ pub fn load_with_callback(
     btf: &OwnedFd,
     name: &str,
 ) -> io::Result<OwnedFd> {
-    let license = b"GPL\0";
-    let name = &name.as_bytes()[..name.len().min(15)];
     let funcs: Vec<u8> = [0, MAIN_FUNC, callback_at, CALLBACK_FUNC]
         .iter()
         .flat_map(|v: &u32| v.to_ne_bytes())
         .collect();
-    let attr = || {
-        Attr::new()
-            .u32(0, PROG_TYPE_RAW_TRACEPOINT)
-            .u32(4, insns.len() as u32)
-            .u64(8, insns.as_ptr() as u64)
-            .u64(16, license.as_ptr() as u64)
-            .bytes(48, name)
-            .u32(72, btf.as_raw_fd() as u32)
-            .u32(76, 8)
-            .u64(80, funcs.as_ptr() as u64)
-            .u32(88, 2)
-    };
-    bpf_sys::load(attr, 1 << 20)
+    crate::source::trace::bpf::load_with_funcs(insns, name, Some((btf, &funcs)))
 }
 
 /// Run a raw tracepoint program once, now, on this CPU (its context: no

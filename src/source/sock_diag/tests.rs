@@ -26,6 +26,40 @@ fn find(socks: &[TcpSocket], inode: Inode) -> Option<&TcpSocket> {
     socks.iter().find(|s| s.inode == inode)
 }
 
+/// Every dumped socket has a record of the same socket (inode, addresses)
+/// that says the same of it, field by field; its last ACK's age at most
+/// `younger_ms` below the dump's and at most 1 s above it.
+fn same_records(kept: &[TcpSocket], dumped: &[TcpSocket], younger_ms: u64) -> Result<(), String> {
+    let key = |s: &TcpSocket| (s.inode, s.local, s.remote);
+    let fields = |s: &TcpSocket| {
+        (
+            s.inode,
+            s.netns,
+            s.family,
+            s.state,
+            s.recv_q,
+            s.send_q,
+            s.uid,
+            s.bytes_acked,
+            s.timewait,
+            s.bound_if,
+        )
+    };
+    for d in dumped {
+        let k = kept
+            .iter()
+            .find(|k| key(k) == key(d))
+            .ok_or_else(|| format!("no record of {d:?}"))?;
+        assert_eq!(fields(k), fields(d), "{k:?}\n{d:?}");
+        let (a, b) = (k.last_ack_ms.unwrap_or(0), d.last_ack_ms.unwrap_or(0));
+        assert!(
+            a + younger_ms >= b && a <= b + 1000,
+            "last ACK {a} ms against {b} ms: {k:?}"
+        );
+    }
+    Ok(())
+}
+
 /// A server-side socket in CLOSE_WAIT: the client connected, then closed its end.
 struct ClosedByPeer {
     listener: TcpListener,
@@ -1015,34 +1049,9 @@ fn the_iterators_records_are_what_sock_diag_says() {
             6,
             "3 CLOSE_WAIT sockets and 3 listeners: {kept:?}"
         );
-        for d in &dumped {
-            let k = kept
-                .iter()
-                .find(|k| want(k) == want(d))
-                .ok_or_else(|| format!("no record of {d:?}"))?;
-            let fields = |s: &TcpSocket| {
-                (
-                    s.inode,
-                    s.netns,
-                    s.family,
-                    s.state,
-                    s.recv_q,
-                    s.send_q,
-                    s.uid,
-                    s.bytes_acked,
-                    s.timewait,
-                    s.bound_if,
-                )
-            };
-            assert_eq!(fields(k), fields(d), "{k:?}\n{d:?}");
-            // The iterator ran after the dump: its age is as long or longer,
-            // by the time between them and a tick's rounding.
-            let (a, b) = (k.last_ack_ms.unwrap_or(0), d.last_ack_ms.unwrap_or(0));
-            assert!(
-                a + 20 >= b && a <= b + 1000,
-                "last ACK {a} ms against {b} ms: {k:?}"
-            );
-        }
+        // The iterator ran after the dump: its age is as long or longer,
+        // by the time between them and a tick's rounding.
+        same_records(&kept, &dumped, 20)?;
         let ino = |s: &TcpStream| {
             std::fs::metadata(format!("/proc/self/fd/{}", s.as_raw_fd()))
                 .map(|m| m.ino())
@@ -1158,31 +1167,10 @@ fn the_followed_sockets_are_what_dumps_say() {
         );
         let kept = pass.kept.ok_or("records")?;
         assert_eq!(kept.len(), leaks.len(), "{kept:?}\n{leaks:?}");
-        for d in &leaks {
-            let k = kept
-                .iter()
-                .find(|k| key(k) == key(d))
-                .ok_or_else(|| format!("no record of {d:?}"))?;
-            let fields = |s: &TcpSocket| {
-                (
-                    s.inode,
-                    s.family,
-                    s.state,
-                    s.recv_q,
-                    s.send_q,
-                    s.uid,
-                    s.bytes_acked,
-                    s.bound_if,
-                )
-            };
-            assert_eq!(fields(k), fields(d), "{k:?}\n{d:?}");
-            assert_eq!(k.netns, ns);
-            let (a, b) = (k.last_ack_ms.unwrap_or(0), d.last_ack_ms.unwrap_or(0));
-            assert!(
-                a + 1000 >= b && a <= b + 1000,
-                "last ACK {a} ms against {b} ms: {k:?}"
-            );
-        }
+        assert!(kept.iter().all(|k| k.netns == ns), "{kept:?}");
+        // The pass ran before the dumps: its ages may be younger by the time
+        // between them.
+        same_records(&kept, &leaks, 1000)?;
         let k = find(&kept, after.inode).ok_or("the IPv6 socket has a record")?;
         assert_eq!((k.family, k.state), (Family::Ipv6, TcpState::CloseWait));
         assert!(find(&kept, before.inode).is_none(), "closed: no record");

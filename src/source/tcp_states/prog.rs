@@ -15,9 +15,6 @@ use crate::source::bpf_asm::{
 };
 
 const HELPER_JIFFIES64: i32 = 118;
-const HELPER_MAP_LOOKUP_ELEM: i32 = 1;
-const HELPER_MAP_UPDATE_ELEM: i32 = 2;
-const HELPER_MAP_DELETE_ELEM: i32 = 3;
 const TCP_CLOSE: i32 = 7;
 const TCP_NEW_SYN_RECV: i32 = 12;
 const IPPROTO_TCP: i32 = 6;
@@ -283,66 +280,39 @@ fn netns_into(a: &mut Asm, f: &FollowOffsets, sk: Reg, dst: i16) {
 /// `lost` (what is followed is then incomplete).
 fn update_or_lose(a: &mut Asm, map: i32, lost: i32) {
     let done = a.label();
-    a.ld_map(R1, map);
-    a.mov(R2, FP);
-    a.add_imm(R2, i32::from(KEY));
-    a.mov(R3, FP);
-    a.add_imm(R3, i32::from(VAL));
-    a.mov_imm(R4, 0);
-    a.call(HELPER_MAP_UPDATE_ELEM);
+    a.map_update(map, KEY, VAL, 0);
     a.jmp_imm(Cond::Eq, R0, 0, done);
+    lose(a, lost);
+    a.bind(done);
+}
+
+/// `lost[0] += 1`: what is followed is incomplete.
+fn lose(a: &mut Asm, lost: i32) {
+    let done = a.label();
     a.st_imm(Size::W, FP, IDX, 0);
-    a.ld_map(R1, lost);
-    a.mov(R2, FP);
-    a.add_imm(R2, i32::from(IDX));
-    a.call(HELPER_MAP_LOOKUP_ELEM);
+    a.map_lookup(lost, IDX);
     a.jmp_imm(Cond::Eq, R0, 0, done);
     a.mov_imm(R1, 1);
     a.atomic_add64(R0, 0, R1);
     a.bind(done);
 }
 
-/// r0 = map[fp + at] (NULL if absent).
-fn lookup(a: &mut Asm, map: i32, at: i16) {
-    a.ld_map(R1, map);
-    a.mov(R2, FP);
-    a.add_imm(R2, i32::from(at));
-    a.call(HELPER_MAP_LOOKUP_ELEM);
-}
-
-fn delete(a: &mut Asm, map: i32, at: i16) {
-    a.ld_map(R1, map);
-    a.mov(R2, FP);
-    a.add_imm(R2, i32::from(at));
-    a.call(HELPER_MAP_DELETE_ELEM);
-}
-
 /// `counts[fp + CKEY] += delta`, the entry made first if need be; a full
 /// map counts in `lost` (the counts are then wrong, and not used).
 fn count(a: &mut Asm, counts: i32, lost: i32, delta: i32) {
     let (add, done, full) = (a.label(), a.label(), a.label());
-    lookup(a, counts, CKEY);
+    a.map_lookup(counts, CKEY);
     a.jmp_imm(Cond::Ne, R0, 0, add);
     a.st_imm(Size::DW, FP, CVAL, 0);
-    a.ld_map(R1, counts);
-    a.mov(R2, FP);
-    a.add_imm(R2, i32::from(CKEY));
-    a.mov(R3, FP);
-    a.add_imm(R3, i32::from(CVAL));
-    a.mov_imm(R4, BPF_NOEXIST);
-    a.call(HELPER_MAP_UPDATE_ELEM);
-    lookup(a, counts, CKEY);
+    a.map_update(counts, CKEY, CVAL, BPF_NOEXIST);
+    a.map_lookup(counts, CKEY);
     a.jmp_imm(Cond::Eq, R0, 0, full);
     a.bind(add);
     a.mov_imm(R1, delta);
     a.atomic_add64(R0, 0, R1);
     a.goto(done);
     a.bind(full);
-    a.st_imm(Size::W, FP, IDX, 0);
-    lookup(a, lost, IDX);
-    a.jmp_imm(Cond::Eq, R0, 0, done);
-    a.mov_imm(R1, 1);
-    a.atomic_add64(R0, 0, R1);
+    lose(a, lost);
     a.bind(done);
 }
 
@@ -354,7 +324,7 @@ fn count(a: &mut Asm, counts: i32, lost: i32, delta: i32) {
 fn follow_set(a: &mut Asm, f: &FollowOffsets, maps: &FollowMaps, sk: Reg, state: Reg) {
     let (fresh, kept, not_kept, done) = (a.label(), a.label(), a.label(), a.label());
     a.stx(Size::DW, FP, KEY, sk);
-    lookup(a, maps.socks, KEY);
+    a.map_lookup(maps.socks, KEY);
     a.jmp_imm(Cond::Eq, R0, 0, fresh);
     // The entry is (namespace, state): the count's key.
     a.ldx(Size::DW, R1, R0, 0);
@@ -374,20 +344,20 @@ fn follow_set(a: &mut Asm, f: &FollowOffsets, maps: &FollowMaps, sk: Reg, state:
     update_or_lose(a, maps.kept, maps.lost);
     a.goto(done);
     a.bind(not_kept);
-    delete(a, maps.kept, KEY);
+    a.map_delete(maps.kept, KEY);
     a.bind(done);
 }
 
 /// The socket at `fp + KEY` closed: it leaves both maps and its count.
 fn follow_close(a: &mut Asm, maps: &FollowMaps) {
     let gone = a.label();
-    lookup(a, maps.socks, KEY);
+    a.map_lookup(maps.socks, KEY);
     a.jmp_imm(Cond::Eq, R0, 0, gone);
     a.ldx(Size::DW, R1, R0, 0);
     a.stx(Size::DW, FP, CKEY, R1);
     count(a, maps.counts, maps.lost, -1);
-    delete(a, maps.socks, KEY);
-    delete(a, maps.kept, KEY);
+    a.map_delete(maps.socks, KEY);
+    a.map_delete(maps.kept, KEY);
     a.bind(gone);
 }
 
@@ -506,19 +476,13 @@ pub fn pass_program(
     // The next slot of `out`; past its room, the record is dropped (the
     // count says so).
     a.st_imm(Size::W, FP, IDX, 0);
-    a.ld_map(R1, maps.out_len);
-    a.mov(R2, FP);
-    a.add_imm(R2, i32::from(IDX));
-    a.call(HELPER_MAP_LOOKUP_ELEM);
+    a.map_lookup(maps.out_len, IDX);
     a.jmp_imm(Cond::Eq, R0, 0, out);
     a.mov_imm(R1, 1);
     a.atomic_fetch_add64(R0, 0, R1);
     a.jmp_imm(Cond::Ge, R1, maps.out_room as i32, out);
     a.stx(Size::W, FP, IDX, R1);
-    a.ld_map(R1, maps.out);
-    a.mov(R2, FP);
-    a.add_imm(R2, i32::from(IDX));
-    a.call(HELPER_MAP_LOOKUP_ELEM);
+    a.map_lookup(maps.out, IDX);
     a.jmp_imm(Cond::Eq, R0, 0, out);
     a.mov(R1, R0);
     a.mov_imm(R2, RECORD as i32);

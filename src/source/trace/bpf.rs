@@ -16,15 +16,34 @@ pub use crate::source::bpf_map::{
 /// Load a raw tracepoint program. On failure the verifier's last words are
 /// in the error.
 pub fn load(insns: &[u64], name: &str) -> io::Result<OwnedFd> {
+    load_with_funcs(insns, name, None)
+}
+
+/// Load a raw tracepoint program of several functions: `funcs` is the BTF
+/// that declares their types and their func_info records (8 bytes each:
+/// the function's first instruction, its type id).
+pub fn load_with_funcs(
+    insns: &[u64],
+    name: &str,
+    funcs: Option<(&OwnedFd, &[u8])>,
+) -> io::Result<OwnedFd> {
     let license = b"GPL\0";
     let name = &name.as_bytes()[..name.len().min(15)];
     let attr = || {
-        Attr::new()
+        let attr = Attr::new()
             .u32(0, PROG_TYPE_RAW_TRACEPOINT)
             .u32(4, insns.len() as u32)
             .u64(8, insns.as_ptr() as u64)
             .u64(16, license.as_ptr() as u64)
-            .bytes(48, name)
+            .bytes(48, name);
+        match funcs {
+            Some((btf, info)) => attr
+                .u32(72, btf.as_raw_fd() as u32)
+                .u32(76, 8)
+                .u64(80, info.as_ptr() as u64)
+                .u32(88, (info.len() / 8) as u32),
+            None => attr,
+        }
     };
     bpf_sys::load(attr, 1 << 20)
 }

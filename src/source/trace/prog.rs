@@ -25,9 +25,6 @@ use crate::source::bpf_asm::{
     Asm, Cond, Label, Reg, Size, FP, HELPER_PROBE_READ_KERNEL, R0, R1, R2, R3, R4, R6, R7, R8, R9,
 };
 
-const MAP_LOOKUP: i32 = 1;
-const MAP_UPDATE: i32 = 2;
-const MAP_DELETE: i32 = 3;
 const KTIME_GET_NS: i32 = 5;
 const GET_PID_TGID: i32 = 14;
 const GET_CURRENT_TASK: i32 = 35;
@@ -196,14 +193,6 @@ fn read_kernel_or(
     Ok(())
 }
 
-/// r1 = map; r2 = fp + KEY; lookup. r0: the value or NULL.
-fn lookup(a: &mut Asm, map: i32) {
-    a.ld_map(R1, map);
-    a.mov(R2, FP);
-    a.add_imm(R2, i32::from(KEY));
-    a.call(MAP_LOOKUP);
-}
-
 /// The prologue of the per-task programs: r6 = the context, r7 =
 /// pid_tgid, and on to `out` unless the current process is tracked.
 fn only_tracked(a: &mut Asm, maps: &Maps, out: Label) {
@@ -212,7 +201,7 @@ fn only_tracked(a: &mut Asm, maps: &Maps, out: Label) {
     a.mov(R7, R0);
     a.rsh_imm(R0, 32);
     a.stx(Size::W, FP, KEY, R0);
-    lookup(a, maps.tracked);
+    a.map_lookup(maps.tracked, KEY);
     a.jmp_imm(Cond::Eq, R0, 0, out);
 }
 
@@ -220,7 +209,7 @@ fn only_tracked(a: &mut Asm, maps: &Maps, out: Label) {
 fn count(a: &mut Asm, maps: &Maps, index: i32) {
     let done = a.label();
     a.st_imm(Size::W, FP, KEY, index);
-    lookup(a, maps.counters);
+    a.map_lookup(maps.counters, KEY);
     a.jmp_imm(Cond::Eq, R0, 0, done);
     a.mov_imm(R1, 1);
     a.atomic_add64(R0, 0, R1);
@@ -510,7 +499,7 @@ pub fn syscall(o: &Offsets, maps: &Maps, hook: Hook) -> ParseResult<Vec<u64>> {
     a.jmp_imm(Cond::Gt, R1, SYSCALLS as i32 - 1, out);
     a.stx(Size::W, FP, KEY, R1);
     a.stx(Size::DW, FP, NR, R1);
-    lookup(&mut a, maps.want);
+    a.map_lookup(maps.want, KEY);
     a.jmp_imm(Cond::Eq, R0, 0, out);
     a.ldx(Size::W, R1, R0, 0);
     if hook == Hook::Exit {
@@ -604,7 +593,7 @@ pub fn fork(o: &Offsets, maps: &Maps, spawner: i32) -> ParseResult<Vec<u64>> {
     read_kernel(&mut a, R1, R8, o.task_tgid, out)?;
     a.stx(Size::W, FP, KEY, R1);
     a.stx(Size::DW, FP, NR, R1);
-    lookup(&mut a, maps.tracked);
+    a.map_lookup(maps.tracked, KEY);
     a.jmp_imm(Cond::Ne, R0, 0, tracked);
     a.ldx(Size::DW, R1, FP, NR);
     a.jmp_imm(Cond::Ne, R1, spawner, out);
@@ -616,13 +605,7 @@ pub fn fork(o: &Offsets, maps: &Maps, spawner: i32) -> ParseResult<Vec<u64>> {
     a.jmp_reg(Cond::Eq, R1, R2, out);
     a.stx(Size::W, FP, KEY, R1);
     a.st_imm(Size::W, FP, VALUE, 1);
-    a.ld_map(R1, maps.tracked);
-    a.mov(R2, FP);
-    a.add_imm(R2, i32::from(KEY));
-    a.mov(R3, FP);
-    a.add_imm(R3, i32::from(VALUE));
-    a.mov_imm(R4, 0);
-    a.call(MAP_UPDATE);
+    a.map_update(maps.tracked, KEY, VALUE, 0);
     let added = a.label();
     a.jmp_imm(Cond::Eq, R0, 0, added);
     count(&mut a, maps, 1);
@@ -693,10 +676,7 @@ pub fn exit(o: &Offsets, maps: &Maps) -> ParseResult<Vec<u64>> {
     let alive = a.label();
     a.ldx(Size::DW, R1, FP, e + 24);
     a.jmp_imm(Cond::Ne, R1, 0, alive);
-    a.ld_map(R1, maps.tracked);
-    a.mov(R2, FP);
-    a.add_imm(R2, i32::from(KEY));
-    a.call(MAP_DELETE);
+    a.map_delete(maps.tracked, KEY);
     a.bind(alive);
     a.bind(out);
     a.mov_imm(R0, 0);
