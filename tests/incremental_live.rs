@@ -237,6 +237,37 @@ fn with_the_iterator_every_look_is_a_full_one() {
 
 /// A process in a network namespace of its own (`unshare --net`, loopback
 /// up), killed and reaped on drop.
+/// What the tests that iterate in a namespace of their own begin with:
+/// their turn, root and fd directories that count fds (else the test is
+/// skipped: None), a namespace held by a child, and a config that iterates
+/// and reads only that namespace's tables.
+fn iterating_in_a_namespace(
+    test: &str,
+) -> Option<(
+    std::sync::MutexGuard<'static, ()>,
+    NetnsHolder,
+    SourceConfig,
+)> {
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if !skip::is_root() {
+        skip::skip(test, "needs root for the iterator and a network namespace");
+        return None;
+    }
+    if !fd_dirs_have_sizes(test) {
+        return None;
+    }
+    let (ns, netns) = NetnsHolder::start();
+    let cfg = SourceConfig {
+        fds: FdMethod::Bpf,
+        tables_for: cwleak::source::TableScope {
+            netns: vec![netns],
+            ..Default::default()
+        },
+        ..cfg()
+    };
+    Some((turn, ns, cfg))
+}
+
 struct NetnsHolder(std::process::Child);
 
 impl NetnsHolder {
@@ -402,23 +433,9 @@ fn a_look_without_close_wait_counts_fds_and_the_next_finds_the_holder() {
 /// quiet there too.
 #[test]
 fn with_the_iterator_a_look_without_close_wait_keeps_the_next_quiet() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let test = "incremental_live::with_the_iterator_a_look_without_close_wait_keeps_the_next_quiet";
-    if !skip::is_root() {
-        skip::skip(test, "needs root for the iterator and a network namespace");
+    let Some((_turn, ns, cfg)) = iterating_in_a_namespace(test) else {
         return;
-    }
-    if !fd_dirs_have_sizes(test) {
-        return;
-    }
-    let (ns, netns) = NetnsHolder::start();
-    let cfg = SourceConfig {
-        fds: FdMethod::Bpf,
-        tables_for: cwleak::source::TableScope {
-            netns: vec![netns],
-            ..Default::default()
-        },
-        ..cfg()
     };
     let mut inc = Incremental::new(1000);
     inc.read(&cfg).expect("first look");
@@ -494,25 +511,14 @@ fn mine_counted(s: &Snapshot) -> (Vec<(i32, Inode)>, u32) {
 /// next look is quiet.
 #[test]
 fn a_pruned_look_holds_what_a_one_shot_look_holds_and_quiet_comes_back() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let test =
         "incremental_live::a_pruned_look_holds_what_a_one_shot_look_holds_and_quiet_comes_back";
-    if !skip::is_root() {
-        skip::skip(test, "needs root for the iterator and a network namespace");
+    let Some((_turn, ns, cfg)) = iterating_in_a_namespace(test) else {
         return;
-    }
-    if !fd_dirs_have_sizes(test) {
-        return;
-    }
-    let (ns, netns) = NetnsHolder::start();
+    };
     let cfg = SourceConfig {
-        fds: FdMethod::Bpf,
         states: cwleak::source::TableStates::Leaks,
-        tables_for: cwleak::source::TableScope {
-            netns: vec![netns],
-            ..Default::default()
-        },
-        ..cfg()
+        ..cfg
     };
     let (listener, server, inode) = ns.close_wait();
     let copy = dup(server.as_raw_fd());
