@@ -128,37 +128,20 @@ fn start() -> Result<Follower, String> {
             tcp_iter,
         ))
     })?;
-    let socks = bpf_map::map_create_flags(
-        bpf_map::MAP_HASH,
-        8,
-        8,
-        CAPACITY,
-        bpf_map::NO_PREALLOC,
-        "cwleak_socks",
-    )
-    .map_err(e("creating the socket map"))?;
-    let kept = bpf_map::map_create_flags(
-        bpf_map::MAP_HASH,
-        8,
-        8,
-        KEPT_CAPACITY,
-        bpf_map::NO_PREALLOC,
-        "cwleak_kept",
-    )
-    .map_err(e("creating the kept map"))?;
-    let lost = bpf_map::map_create(bpf_map::MAP_ARRAY, 4, 8, 1, "cwleak_lost")
-        .map_err(e("creating the lost counter"))?;
-    let counts = bpf_map::map_create_flags(
-        bpf_map::MAP_HASH,
-        8,
-        8,
-        COUNTS,
-        bpf_map::NO_PREALLOC,
-        "cwleak_counts",
-    )
-    .map_err(e("creating the count map"))?;
-    let out_len = bpf_map::map_create(bpf_map::MAP_ARRAY, 4, 8, 1, "cwleak_outlen")
-        .map_err(e("creating the record count"))?;
+    // Hash maps of 8-byte keys and values (a socket's address to its
+    // namespace and state; a namespace and state to a count), and
+    // one-slot counters.
+    let hash = |entries, name, what| {
+        bpf_map::map_create_flags(bpf_map::MAP_HASH, 8, 8, entries, bpf_map::NO_PREALLOC, name)
+            .map_err(e(what))
+    };
+    let counter =
+        |name, what| bpf_map::map_create(bpf_map::MAP_ARRAY, 4, 8, 1, name).map_err(e(what));
+    let socks = hash(CAPACITY, "cwleak_socks", "creating the socket map")?;
+    let kept = hash(KEPT_CAPACITY, "cwleak_kept", "creating the kept map")?;
+    let counts = hash(COUNTS, "cwleak_counts", "creating the count map")?;
+    let lost = counter("cwleak_lost", "creating the lost counter")?;
+    let out_len = counter("cwleak_outlen", "creating the record count")?;
     let btf = bpf_btf::load_blob().map_err(e("loading the program's BTF"))?;
     let maps = prog::FollowMaps {
         socks: socks.as_raw_fd(),
