@@ -48,12 +48,7 @@ pub fn read_files(root: &ProcRoot, w: &Walked, buf: &mut Vec<u8>) -> ProcFiles {
         },
         Err(e) => note(e),
     }
-    // Walked processes without sockets skipped ns/net; ancestors are named in reports.
-    if w.process.netns.is_none() {
-        if let Ok(t) = root.read_link(Some(pid), &w.base.join("ns/net")) {
-            out.netns = crate::parse::link::bracket_inode(&t, b"net");
-        }
-    }
+    out.netns = netns_if_unknown(root, w);
     // Kernel threads have no exe; permission errors leave it unknown.
     if let Ok(t) = root.read_link(Some(pid), &proc_dir.join("exe")) {
         out.exe = Some(exe_name(&t));
@@ -71,7 +66,62 @@ pub fn read_files(root: &ProcRoot, w: &Walked, buf: &mut Vec<u8>) -> ProcFiles {
     out
 }
 
+/// Walked processes without sockets skipped ns/net; ancestors are named in reports.
+fn netns_if_unknown(root: &ProcRoot, w: &Walked) -> Option<crate::model::Inode> {
+    if w.process.netns.is_some() {
+        return None;
+    }
+    let t = root
+        .read_link(Some(w.process.pid), &w.base.join("ns/net"))
+        .ok()?;
+    crate::parse::link::bracket_inode(&t, b"net")
+}
+
 impl ProcFiles {
+    /// Files read at an earlier look (`details_kept`).
+    pub fn kept(
+        status: proc_files::StatusInfo,
+        exe: Option<String>,
+        cgroup: Option<String>,
+        fd_limit: Option<u64>,
+    ) -> ProcFiles {
+        ProcFiles {
+            status: Some(status),
+            netns: None,
+            exe,
+            cgroup: Some(cgroup),
+            fd_limit: Some(fd_limit),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The namespace, which is never kept: read now if the walk did not.
+    pub fn with_netns(mut self, root: &ProcRoot, w: &Walked) -> ProcFiles {
+        self.netns = netns_if_unknown(root, w);
+        self
+    }
+
+    /// Status, exe, cgroup and fd limit, when every file was read without
+    /// a warning (a kernel thread has no exe: that is read too).
+    pub fn whole(
+        &self,
+    ) -> Option<(
+        &proc_files::StatusInfo,
+        &Option<String>,
+        &Option<String>,
+        Option<u64>,
+    )> {
+        if !self.warnings.is_empty() {
+            return None;
+        }
+        Some((
+            self.status.as_ref()?,
+            &self.exe,
+            self.cgroup.as_ref()?,
+            self.fd_limit?,
+        ))
+    }
+
     pub fn apply(self, w: &mut Walked, warnings: &mut Vec<Warning>) {
         if let Some(s) = self.status {
             w.process.uid = s.uid;
@@ -93,15 +143,23 @@ impl ProcFiles {
 
 /// Read the files of socket holders, in walk order, until `stop` is set: the
 /// work of one otherwise idle core while the kernel dumps its tables. What is
-/// read for a process that turns out not to matter is dropped unused.
+/// read for a process that turns out not to matter is dropped unused; so is
+/// a process whose details an earlier look keeps.
 pub fn read_ahead(
     root: &ProcRoot,
     walked: &[Walked],
+    kept: Option<&super::details_kept::Kept>,
     stop: &AtomicBool,
 ) -> FastMap<Pid, ProcFiles> {
     let mut out = FastMap::default();
     let mut buf = Vec::new();
-    for w in walked.iter().filter(|w| !w.process.sockets.is_empty()) {
+    let now = std::time::Instant::now();
+    let unkept = |w: &&Walked| kept.is_none_or(|k| k.standing(w, now).is_none());
+    for w in walked
+        .iter()
+        .filter(|w| !w.process.sockets.is_empty())
+        .filter(unkept)
+    {
         if stop.load(Ordering::Relaxed) {
             break;
         }

@@ -44,7 +44,8 @@ use super::{
 };
 use crate::model::{interesting_inodes, Inode, Pid, Snapshot, SocketFd, TcpSocket, TcpState};
 use crate::parse::link;
-use std::collections::{HashMap, HashSet};
+// Fx: these hold pids and inodes by the hundred thousand, hashed at every look.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
@@ -105,6 +106,8 @@ pub struct Incremental {
     /// The last look kept no cache (`remember`): the next one has no
     /// walks to count socket fds from, so it is not quiet.
     no_cache: bool,
+    /// Holders' status, exe, cgroup and limits, kept between looks.
+    details: super::details_kept::Kept,
     last: RefreshStats,
 }
 
@@ -122,9 +125,17 @@ impl Incremental {
         }
     }
 
-    /// A reader that walks everything every time (to measure what reuse saves).
+    /// A reader that walks everything every time (to measure what reuse
+    /// saves), and reads every holder's details every time.
     pub fn disabled() -> Self {
-        Incremental::new(0)
+        Incremental::new(0).keep_details_for(std::time::Duration::ZERO)
+    }
+
+    /// How long a holder's details (status, exe, cgroup, limits) stand for
+    /// it once read (`details_kept::KEPT_FOR` unless told).
+    pub fn keep_details_for(mut self, age: std::time::Duration) -> Self {
+        self.details = super::details_kept::Kept::new(age);
+        self
     }
 
     pub fn stats(&self) -> RefreshStats {
@@ -183,7 +194,7 @@ impl Incremental {
             && checks_cost_more(cfg, &start.root, close_wait);
         full |= iterated.is_some();
         let cache = if full {
-            HashMap::new()
+            HashMap::default()
         } else {
             std::mem::take(&mut self.cache)
         };
@@ -196,7 +207,7 @@ impl Incremental {
             &early,
             quiet,
         );
-        let mut sizes: HashMap<Pid, u64> = HashMap::new();
+        let mut sizes: HashMap<Pid, u64> = HashMap::default();
         let mut walked = Vec::with_capacity(plans.len());
         let mut to_walk = Vec::new();
         let mut counted = Vec::new();
@@ -245,6 +256,7 @@ impl Incremental {
             warnings,
             prune_now,
             &early,
+            Some(&mut self.details),
             |root, walked, sockets, warnings| {
                 // A CLOSE_WAIT socket the early tables did not have (in a
                 // namespace only its file leads to): a quiet look listed no
@@ -352,7 +364,7 @@ impl Incremental {
         let leaky = snap.sockets.iter().any(|s| s.state == TcpState::CloseWait);
         self.no_cache = pruned || (leaky && self.checks_cost_more(cfg, root));
         if self.no_cache {
-            self.cache = HashMap::new();
+            self.cache = HashMap::default();
             return;
         }
         let failed = &self.failed;
@@ -558,6 +570,11 @@ fn stale(
     reused: &HashSet<Pid>,
     known_unheld: &HashSet<Inode>,
 ) -> (Vec<Pid>, bool) {
+    // Every process walked this look: none can be stale, and the search
+    // below would only hash every socket fd of the host.
+    if reused.is_empty() {
+        return (Vec::new(), false);
+    }
     let interest = interesting_inodes(sockets);
     let mut stale: Vec<Pid> = Vec::new();
     let candidates = walked.iter().filter(|w| reused.contains(&w.process.pid));
@@ -604,6 +621,7 @@ fn stale(
 mod tests {
     use super::*;
     use std::path::Path;
+    use std::time::Duration;
 
     /// A recorded tree is plain files: its fd directories have a size too,
     /// so the reuse logic can be driven without a live kernel.
@@ -661,6 +679,56 @@ mod tests {
                 assert!(st.walked < st.processes, "look {look}: {st:?}");
             }
         }
+    }
+
+    /// A holder's status, exe, cgroup and limits are read once and kept
+    /// while it is the same process and the reading is young: a change in
+    /// them is not read at the next look, an exec (a new name) is, and a
+    /// reader that keeps nothing reads everything.
+    #[test]
+    fn details_are_kept_for_the_same_process_while_young() {
+        let dir = tempfile::tempdir().unwrap();
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(fixture())
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        let root = dir.path().join("proc");
+        let c = cfg(root.clone());
+        let limit = |s: &Snapshot, pid: Pid| {
+            s.processes
+                .iter()
+                .find(|p| p.pid == pid)
+                .and_then(|p| p.fd_limit)
+        };
+        let mut inc = Incremental::new(FULL_EVERY);
+        let first = inc.read(&c).unwrap();
+        let Some(pid) = first
+            .processes
+            .iter()
+            .find(|p| p.fd_limit == Some(20_000))
+            .map(|p| p.pid)
+        else {
+            panic!("the fixture has a holder with its fd limit read")
+        };
+        let edit = |file: &str, from: &str, to: &str| {
+            let path = root.join(pid.to_string()).join(file);
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.contains(from), "{file}: {text}");
+            std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+        };
+        edit(
+            "limits",
+            "20000                20000",
+            "30000                30000",
+        );
+        assert_eq!(limit(&inc.read(&c).unwrap(), pid), Some(20_000));
+        let mut reading = Incremental::new(FULL_EVERY).keep_details_for(Duration::ZERO);
+        assert_eq!(limit(&reading.read(&c).unwrap(), pid), Some(30_000));
+        edit("stat", "(record_fixture)", "(after_exec)");
+        assert_eq!(limit(&inc.read(&c).unwrap(), pid), Some(30_000));
     }
 
     /// Reading only CLOSE_WAIT and LISTEN (serve, watch), every look keeps

@@ -10,6 +10,7 @@ mod bpf_sys;
 pub mod cgroup;
 pub mod cmdline;
 mod details;
+mod details_kept;
 mod early_tables;
 mod enter;
 pub mod error;
@@ -219,7 +220,16 @@ fn full_look(
     // are counted. (Incremental looks from a cache keep every fd: they reuse
     // fd lists between looks.)
     let prune = cfg.states != TableStates::All;
-    finish(cfg, start, walked, warnings, prune, early, |_, _, _, _| {})
+    finish(
+        cfg,
+        start,
+        walked,
+        warnings,
+        prune,
+        early,
+        None,
+        |_, _, _, _| {},
+    )
 }
 
 /// The beginning of every look, full or incremental: the root, its pids,
@@ -264,6 +274,7 @@ fn finish(
     mut warnings: Vec<Warning>,
     prune: bool,
     early: &Early,
+    kept: Option<&mut details_kept::Kept>,
     mut refine: impl FnMut(&ProcRoot, &mut Vec<Walked>, &[TcpSocket], &mut Vec<Warning>),
 ) -> Snapshot {
     let Start {
@@ -309,6 +320,7 @@ fn finish(
         own: meta.netns,
         req,
         early,
+        kept: kept.as_deref(),
     };
     let (mut reads, mut ahead, shared) = look.read(&members, &walked, prune);
     let total: usize = reads.iter().map(|(t, _)| t.sockets.len()).sum();
@@ -350,6 +362,7 @@ fn finish(
         &wanted,
         &flags,
         &mut ahead,
+        kept,
         &mut warnings,
     );
     phase_done("details", &mut t);
@@ -398,6 +411,8 @@ struct TablesLook<'a> {
     own: Option<Inode>,
     req: DumpRequest,
     early: &'a Early,
+    /// Details kept from earlier looks: not read ahead again.
+    kept: Option<&'a details_kept::Kept>,
 }
 
 type NamespaceRead = (tables::TableRead, Vec<Warning>);
@@ -422,7 +437,10 @@ impl TablesLook<'_> {
             let spare = spare.then(|| {
                 s.spawn(|| {
                     let shared = shared();
-                    (details::read_ahead(self.root, walked, &stop), shared)
+                    (
+                        details::read_ahead(self.root, walked, self.kept, &stop),
+                        shared,
+                    )
                 })
             });
             let reads = self.namespaces(members, walked);
@@ -500,21 +518,48 @@ fn read_all_details(
     wanted: &HashSet<Pid>,
     flags: &flags::FlagPolicy,
     ahead: &mut FastMap<Pid, details::ProcFiles>,
+    mut kept: Option<&mut details_kept::Kept>,
     warnings: &mut Vec<Warning>,
 ) {
-    let mut todo: Vec<(&mut Walked, Option<details::ProcFiles>)> = walked
+    let now = Instant::now();
+    // Each process: what was read ahead or is kept from an earlier look
+    // (read here otherwise), and the reading to keep for the next looks.
+    type Todo<'a> = (
+        &'a mut Walked,
+        Option<details::ProcFiles>,
+        Option<details_kept::Reading>,
+    );
+    let mut todo: Vec<Todo> = walked
         .iter_mut()
         .filter(|w| wanted.contains(&w.process.pid))
         .map(|w| {
-            let early = ahead.remove(&w.process.pid);
-            (w, early)
+            let early = ahead.remove(&w.process.pid).map(|f| {
+                let reading = details_kept::Kept::reading(w, &f, now);
+                (f, reading)
+            });
+            let (files, reading) = match early {
+                Some((f, r)) => (Some(f), r),
+                None => (
+                    kept.as_deref()
+                        .and_then(|k| k.get(w, now))
+                        .map(|f| f.with_netns(root, w)),
+                    None,
+                ),
+            };
+            (w, files, reading)
         })
         .collect();
-    let one = |(w, early): &mut (&mut Walked, Option<details::ProcFiles>),
-               warnings: &mut Vec<Warning>| {
+    let keeping = kept.is_some();
+    let one = |(w, early, reading): &mut Todo, warnings: &mut Vec<Warning>| {
         let files = match early.take() {
             Some(f) => f,
-            None => details::read_files(root, w, &mut Vec::new()),
+            None => {
+                let f = details::read_files(root, w, &mut Vec::new());
+                if keeping {
+                    *reading = details_kept::Kept::reading(w, &f, now);
+                }
+                f
+            }
         };
         files.apply(w, warnings);
         details::read_flags(root, w, flags, warnings);
@@ -530,20 +575,27 @@ fn read_all_details(
         for w in &mut todo {
             one(w, warnings);
         }
-        return;
-    }
-    // Small chunks: the processes read ahead cost next to nothing, the others
-    // a dozen /proc reads each, and they come in runs.
-    let found = crate::par::spread_mut(&mut todo, 8, cfg.threads, |chunks| {
-        let mut warnings = Vec::new();
-        for (_, chunk) in chunks {
-            for w in chunk {
-                one(w, &mut warnings);
+    } else {
+        // Small chunks: the processes read ahead cost next to nothing, the
+        // others a dozen /proc reads each, and they come in runs.
+        let found = crate::par::spread_mut(&mut todo, 8, cfg.threads, |chunks| {
+            let mut warnings = Vec::new();
+            for (_, chunk) in chunks {
+                for w in chunk {
+                    one(w, &mut warnings);
+                }
             }
-        }
-        warnings
-    });
-    warnings.extend(found.into_iter().flatten());
+            warnings
+        });
+        warnings.extend(found.into_iter().flatten());
+    }
+    if let Some(kept) = kept.as_deref_mut() {
+        let fresh = todo
+            .into_iter()
+            .filter_map(|(w, _, r)| Some((w.process.pid, r?)))
+            .collect();
+        kept.update(fresh, |pid| wanted.contains(&pid));
+    }
 }
 
 /// Walk every pid, spread over threads; results sorted by pid. With
