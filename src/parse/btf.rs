@@ -150,6 +150,14 @@ impl<'a> Btf<'a> {
         u32::try_from(id).ok()
     }
 
+    /// The type id of `struct name` (a complete one, not a declaration).
+    pub fn struct_id(&self, name: &str) -> Option<u32> {
+        let id = self.find(|t| {
+            t.kind() == KIND_STRUCT && t.vlen() > 0 && self.is_named(t.name_off, name.as_bytes())
+        })?;
+        u32::try_from(id).ok()
+    }
+
     /// The `members` of `struct name`, searched through anonymous structs
     /// and unions too (the kernel nests many fields in them).
     pub fn members<const N: usize>(
@@ -158,12 +166,8 @@ impl<'a> Btf<'a> {
         members: [&str; N],
     ) -> ParseResult<[Member; N]> {
         let id = self
-            .find(|t| {
-                t.kind() == KIND_STRUCT
-                    && t.vlen() > 0
-                    && self.is_named(t.name_off, name.as_bytes())
-            })
-            .ok_or_else(|| format!("no struct {name}"))?;
+            .struct_id(name)
+            .ok_or_else(|| format!("no struct {name}"))? as usize;
         let mut found = [Member { offset: 0, size: 0 }; N];
         for (slot, member) in found.iter_mut().zip(members) {
             *slot = self

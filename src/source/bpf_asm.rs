@@ -178,6 +178,12 @@ impl Asm {
         self.emit(0x85, 0, 0, 0, helper);
     }
 
+    /// Call the kernel function whose BTF id (in vmlinux's BTF) is `id`:
+    /// BPF_PSEUDO_KFUNC_CALL. Clobbers r0-r5.
+    pub fn call_kfunc(&mut self, id: u32) {
+        self.emit(0x85, 0, 2, 0, id as i32);
+    }
+
     /// r0 = map[fp + key] (NULL if absent); clobbers r0-r5.
     pub fn map_lookup(&mut self, map: i32, key: i16) {
         self.map_args(map, key);

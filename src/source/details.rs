@@ -26,6 +26,14 @@ pub struct ProcFiles {
     warnings: Vec<Warning>,
 }
 
+/// Every file of a process read (`ProcFiles::whole`).
+pub struct Whole<'a> {
+    pub status: &'a proc_files::StatusInfo,
+    pub exe: &'a Option<String>,
+    pub cgroup: &'a Option<String>,
+    pub fd_limit: Option<u64>,
+}
+
 /// Read status, exe, cgroup and limits of one walked process.
 pub fn read_files(root: &ProcRoot, w: &Walked, buf: &mut Vec<u8>) -> ProcFiles {
     let pid = w.process.pid;
@@ -103,23 +111,16 @@ impl ProcFiles {
 
     /// Status, exe, cgroup and fd limit, when every file was read without
     /// a warning (a kernel thread has no exe: that is read too).
-    pub fn whole(
-        &self,
-    ) -> Option<(
-        &proc_files::StatusInfo,
-        &Option<String>,
-        &Option<String>,
-        Option<u64>,
-    )> {
+    pub fn whole(&self) -> Option<Whole<'_>> {
         if !self.warnings.is_empty() {
             return None;
         }
-        Some((
-            self.status.as_ref()?,
-            &self.exe,
-            self.cgroup.as_ref()?,
-            self.fd_limit?,
-        ))
+        Some(Whole {
+            status: self.status.as_ref()?,
+            exe: &self.exe,
+            cgroup: self.cgroup.as_ref()?,
+            fd_limit: self.fd_limit?,
+        })
     }
 
     pub fn apply(self, w: &mut Walked, warnings: &mut Vec<Warning>) {

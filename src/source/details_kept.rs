@@ -71,15 +71,15 @@ impl Kept {
 
     /// Keep what a fresh read of `w`'s files said, if every file was read.
     pub fn reading(w: &Walked, files: &ProcFiles, at: Instant) -> Option<Reading> {
-        let (status, exe, cgroup, fd_limit) = files.whole()?;
+        let whole = files.whole()?;
         Some(Reading {
             start_time: w.process.start_time,
             comm: w.process.comm.clone(),
             at,
-            status: status.clone(),
-            exe: exe.clone(),
-            cgroup: cgroup.clone(),
-            fd_limit,
+            status: whole.status.clone(),
+            exe: whole.exe.clone(),
+            cgroup: whole.cgroup.clone(),
+            fd_limit: whole.fd_limit,
         })
     }
 

@@ -252,8 +252,7 @@ impl Incremental {
         let mut snap = finish(
             cfg,
             start,
-            walked,
-            warnings,
+            (walked, warnings),
             prune_now,
             &early,
             Some(&mut self.details),

@@ -214,22 +214,13 @@ fn full_look(
         None => "fd tables: /proc/PID/fd",
     });
     phase_done("fd tables", &mut t);
-    let (walked, warnings) = walk_all(&start.root, &start.pids, iterated, early, cfg.threads);
+    let walk = walk_all(&start.root, &start.pids, iterated, early, cfg.threads);
     phase_done("walk", &mut t);
     // Only records of CLOSE_WAIT sockets and listeners: the other socket fds
     // are counted. (Incremental looks from a cache keep every fd: they reuse
     // fd lists between looks.)
     let prune = cfg.states != TableStates::All;
-    finish(
-        cfg,
-        start,
-        walked,
-        warnings,
-        prune,
-        early,
-        None,
-        |_, _, _, _| {},
-    )
+    finish(cfg, start, walk, prune, early, None, |_, _, _, _| {})
 }
 
 /// The beginning of every look, full or incremental: the root, its pids,
@@ -270,8 +261,7 @@ impl Start {
 fn finish(
     cfg: &SourceConfig,
     start: Start,
-    mut walked: Vec<Walked>,
-    mut warnings: Vec<Warning>,
+    (mut walked, mut warnings): (Vec<Walked>, Vec<Warning>),
     prune: bool,
     early: &Early,
     kept: Option<&mut details_kept::Kept>,
@@ -361,8 +351,10 @@ fn finish(
         &mut walked,
         &wanted,
         &flags,
-        &mut ahead,
-        kept,
+        Already {
+            ahead: &mut ahead,
+            kept,
+        },
         &mut warnings,
     );
     phase_done("details", &mut t);
@@ -509,6 +501,13 @@ impl TablesLook<'_> {
     }
 }
 
+/// Details read before the details phase: during this look's table dumps
+/// (`ahead`), or at earlier looks (`kept`, for `watch` and `serve`).
+struct Already<'a> {
+    ahead: &'a mut FastMap<Pid, details::ProcFiles>,
+    kept: Option<&'a mut details_kept::Kept>,
+}
+
 /// Details of the processes of interest, spread over the same threads as the
 /// walk: each is a handful of small /proc reads, thousands on a big host.
 fn read_all_details(
@@ -517,8 +516,7 @@ fn read_all_details(
     walked: &mut [Walked],
     wanted: &HashSet<Pid>,
     flags: &flags::FlagPolicy,
-    ahead: &mut FastMap<Pid, details::ProcFiles>,
-    mut kept: Option<&mut details_kept::Kept>,
+    Already { ahead, kept }: Already,
     warnings: &mut Vec<Warning>,
 ) {
     let now = Instant::now();
@@ -589,7 +587,7 @@ fn read_all_details(
         });
         warnings.extend(found.into_iter().flatten());
     }
-    if let Some(kept) = kept.as_deref_mut() {
+    if let Some(kept) = kept {
         let fresh = todo
             .into_iter()
             .filter_map(|(w, _, r)| Some((w.process.pid, r?)))

@@ -154,8 +154,10 @@ fn start() -> Result<Follower, String> {
     let change = raw_tp::attach(&change, "inet_sock_set_state")
         .map_err(e("attaching to inet_sock_set_state"))?;
     // Attached before any walk: a change during a walk is not missed.
-    let walk = prog::program(&o, Some(&r), Some((&f, &maps)))?;
-    let walk = bpf_iter::load(&walk, tcp_iter, "cwleak_states").map_err(e("loading the walk"))?;
+    let walk = super::with_reads(&r, |r| {
+        let walk = prog::program(&o, Some(r), Some((&f, &maps)))?;
+        bpf_iter::load(&walk, tcp_iter, "cwleak_states").map_err(e("loading the walk"))
+    })?;
     let walk = bpf_iter::link(&walk).map_err(e("attaching the walk"))?;
     let mut follower = Follower {
         kept,
@@ -202,9 +204,11 @@ impl Follower {
             out_len: self.out_len.as_raw_fd(),
             out_room: room,
         };
-        let (insns, callback) = prog::pass_program(&self.offsets.0, &self.offsets.1, &maps)?;
-        let prog = bpf_btf::load_with_callback(&insns, callback, &self.btf, "cwleak_pass")
-            .map_err(e("loading the pass program"))?;
+        let prog = super::with_reads(&self.offsets.0, |r| {
+            let (insns, callback) = prog::pass_program(r, &self.offsets.1, &maps)?;
+            bpf_btf::load_with_callback(&insns, callback, &self.btf, "cwleak_pass")
+                .map_err(e("loading the pass program"))
+        })?;
         Ok(PassProg { prog, out, room })
     }
 }

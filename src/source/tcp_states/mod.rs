@@ -41,26 +41,55 @@ fn attached() -> Result<&'static (OwnedFd, bool), String> {
 /// The program with records where the kernel's BTF names every member it
 /// reads and the kernel takes it; the counting one otherwise.
 fn attach() -> Result<(OwnedFd, bool), String> {
-    let (with_records, plain, func) = with_kernel_btf(|btf| {
+    let (o, records, func) = offsets()?;
+    let load = |insns: &[u64]| load_iter(insns, func);
+    // The kernel may refuse the longer program: then count without records.
+    if let Some(r) = &records {
+        if let Ok(link) = with_reads(r, |r| load(&prog::program(&o, Some(r), None)?)) {
+            return Ok((link, true));
+        }
+    }
+    load(&prog::program(&o, None, None)?).map(|link| (link, false))
+}
+
+/// What the programs read, from the kernel's BTF, and the iterator's id.
+fn offsets() -> Result<(prog::Offsets, Option<prog::RecordOffsets>, u32), String> {
+    with_kernel_btf(|btf| {
         let func = btf
             .func_id("bpf_iter_tcp")
             .ok_or("no TCP iterator in this kernel")?;
         let o = prog::Offsets::from_btf(btf)?;
-        let with_records = prog::RecordOffsets::from_btf(btf)
-            .and_then(|r| prog::program(&o, Some(&r), None))
-            .ok();
-        Ok((with_records, prog::program(&o, None, None)?, func))
-    })?;
-    let load = |insns: &[u64]| {
-        let prog = bpf_iter::load(insns, func, "cwleak_states")
-            .map_err(|e| format!("loading the program: {e}"))?;
-        bpf_iter::link(&prog).map_err(|e| format!("attaching the iterator: {e}"))
-    };
-    // The kernel may refuse the longer program: then count without records.
-    if let Some(Ok(link)) = with_records.as_deref().map(load) {
-        return Ok((link, true));
-    }
-    load(&plain).map(|link| (link, false))
+        Ok((o, prog::RecordOffsets::from_btf(btf).ok(), func))
+    })
+}
+
+fn load_iter(insns: &[u64], func: u32) -> Result<OwnedFd, String> {
+    let prog = bpf_iter::load(insns, func, "cwleak_states")
+        .map_err(|e| format!("loading the program: {e}"))?;
+    bpf_iter::link(&prog).map_err(|e| format!("attaching the iterator: {e}"))
+}
+
+/// One pass of the program that reads fields through the helper, as on a
+/// kernel without bpf_rdonly_cast, whatever this one allows.
+#[cfg(test)]
+pub fn read_here_by_helper(netns: Inode, room: Option<usize>) -> Result<Pass, String> {
+    let (o, records, func) = offsets()?;
+    let r = records.ok_or("no record offsets in this kernel's BTF")?;
+    let r = r.with_helper_reads().unwrap_or(r);
+    let link = load_iter(&prog::program(&o, Some(&r), None)?, func)?;
+    read_through(&link, true, netns, room)
+}
+
+/// What `build` makes of `r`, or, if that fails (a kernel that refuses
+/// plain loads from a cast pointer), of `r` read through the helper.
+fn with_reads<T>(
+    r: &prog::RecordOffsets,
+    build: impl Fn(&prog::RecordOffsets) -> Result<T, String>,
+) -> Result<T, String> {
+    build(r).or_else(|why| match r.with_helper_reads() {
+        Some(helper) => build(&helper),
+        None => Err(why),
+    })
 }
 
 /// What one pass of the iterator gave: every socket counted by state, and,

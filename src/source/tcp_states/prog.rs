@@ -82,7 +82,20 @@ fn sized(m: Member, size: u32) -> ParseResult<i16> {
 pub const RECORD: usize = 80;
 pub const RECORD_TAG: u8 = 0x80;
 
+/// BTF ids for reading a socket's fields with plain loads: the
+/// bpf_rdonly_cast kfunc makes an address a typed pointer that a program
+/// may load from (a load that faults reads 0, as a failed helper read
+/// leaves 0): one instruction per field where bpf_probe_read_kernel costs
+/// a call and a copy, tens of thousands of times a look.
+#[derive(Debug, Clone, Copy)]
+pub struct Typed {
+    cast: u32,
+    tcp_sock: u32,
+    socket_alloc: u32,
+}
+
 /// What the record program reads beyond `Offsets`.
+#[derive(Debug, Clone)]
 pub struct RecordOffsets {
     skc_family: i32,
     skc_num: i32,
@@ -110,6 +123,9 @@ pub struct RecordOffsets {
     /// read in one helper call instead of one per member.
     common_at: i32,
     common_len: i32,
+    /// Plain loads where the kernel has bpf_rdonly_cast (and every field
+    /// is at an offset a load instruction holds); helper reads otherwise.
+    typed: Option<Typed>,
 }
 
 /// Room on the stack for the part of sock_common a record copies.
@@ -161,7 +177,33 @@ impl RecordOffsets {
             return Err(format!("sock_common's members span {common_len} bytes"));
         }
         let common_at = i32::try_from(first).map_err(|_| "sock_common too large".to_string())?;
+        let fields = [
+            ack_backlog,
+            max_ack_backlog,
+            uid,
+            socket,
+            rcv_nxt,
+            copied_seq,
+            write_seq,
+            snd_una,
+            rcv_tstamp,
+            bytes_acked,
+        ];
+        let in_reach = fields.iter().all(|m| m.offset + m.size <= i16::MAX as u32)
+            && alloc_inode.offset + i_ino.offset + 8 <= i16::MAX as u32;
+        // The struct socket a sock points to must be where its
+        // socket_alloc starts: the cast is to the socket_alloc.
+        let typed = (in_reach && alloc_socket.offset == 0)
+            .then(|| {
+                Some(Typed {
+                    cast: btf.func_id("bpf_rdonly_cast")?,
+                    tcp_sock: btf.struct_id("tcp_sock")?,
+                    socket_alloc: btf.struct_id("socket_alloc")?,
+                })
+            })
+            .flatten();
         Ok(RecordOffsets {
+            typed,
             common_at,
             common_len,
             skc_family: at(family, 2)?,
@@ -188,6 +230,45 @@ impl RecordOffsets {
             )
             .map_err(|_| "socket_alloc offsets out of range".to_string())?,
         })
+    }
+}
+
+impl RecordOffsets {
+    /// The same, read through the helper (a kernel that refused the
+    /// program with plain loads).
+    pub fn with_helper_reads(&self) -> Option<RecordOffsets> {
+        self.typed.map(|_| RecordOffsets {
+            typed: None,
+            ..self.clone()
+        })
+    }
+}
+
+/// `reg` = bpf_rdonly_cast(reg, type id): a typed pointer. Clobbers r0-r5.
+fn cast(a: &mut Asm, t: &Typed, reg: Reg, type_id: u32) {
+    a.mov(R1, reg);
+    a.mov_imm(R2, type_id as i32);
+    a.call_kfunc(t.cast);
+    a.mov(reg, R0);
+}
+
+/// The `size`-byte field at `src + off` into `fp + dst`: a plain load when
+/// `src` is typed, the helper otherwise. Clobbers r0-r5.
+fn field(a: &mut Asm, typed: bool, dst: i16, size: i32, src: Reg, off: i32) {
+    let s = match size {
+        1 => Size::B,
+        2 => Size::H,
+        4 => Size::W,
+        8 => Size::DW,
+        _ => return read(a, dst, size, src, off),
+    };
+    match i16::try_from(off) {
+        Ok(off) if typed => {
+            a.ldx(s, R1, src, off);
+            a.stx(s, FP, dst, R1);
+        }
+        // The helper takes any address, typed or not.
+        _ => read(a, dst, size, src, off),
     }
 }
 
@@ -467,9 +548,12 @@ pub fn pass_program(
     a.ldx(Size::W, R8, R3, 4);
     a.ldx(Size::W, R6, R3, 0);
     a.stx(Size::W, FP, NS, R6);
+    if let Some(t) = &r.typed {
+        cast(&mut a, t, R7, t.tcp_sock);
+    }
     // Still that socket: one closed since the map was read is skipped.
     a.st_imm(Size::DW, FP, TMP, 0);
-    read(&mut a, TMP, 1, R7, f.skc_state);
+    field(&mut a, r.typed.is_some(), TMP, 1, R7, f.skc_state);
     a.ldx(Size::B, R1, FP, TMP);
     a.jmp_reg(Cond::Ne, R1, R8, out);
     fill_record(&mut a, r, Some(f));
@@ -484,11 +568,11 @@ pub fn pass_program(
     a.stx(Size::W, FP, IDX, R1);
     a.map_lookup(maps.out, IDX);
     a.jmp_imm(Cond::Eq, R0, 0, out);
-    a.mov(R1, R0);
-    a.mov_imm(R2, RECORD as i32);
-    a.mov(R3, FP);
-    a.add_imm(R3, i32::from(REC));
-    a.call(HELPER_PROBE_READ_KERNEL);
+    // The slot is the program's to write: stored, not copied by a helper.
+    for off in (0..RECORD as i16).step_by(8) {
+        a.ldx(Size::DW, R1, FP, REC + off);
+        a.stx(Size::DW, R0, off, R1);
+    }
     a.bind(out);
     a.mov_imm(R0, 0);
     a.exit();
@@ -500,14 +584,19 @@ pub fn pass_program(
 /// A full socket in a kept state (r7, its state in r8): the record, zeroed
 /// first (the helper reads every byte of it, and a failed read leaves zeros).
 fn write_record(a: &mut Asm, r: &RecordOffsets) {
+    if let Some(t) = &r.typed {
+        cast(a, t, R7, t.tcp_sock);
+    }
     fill_record(a, r, None);
     a.seq_write(R9, REC, RECORD as i32);
 }
 
 /// The record of the socket at r7 (its state in r8) built at `fp + REC`;
 /// with `follow`, its namespace (from `fp + NS`) and a listener's request
-/// sockets in it too. Clobbers r0-r6.
+/// sockets in it too. With `r.typed`, r7 is a typed pointer (`cast`) and
+/// fields are plain loads. Clobbers r0-r6.
 fn fill_record(a: &mut Asm, r: &RecordOffsets, follow: Option<&FollowOffsets>) {
+    let typed = r.typed.is_some();
     let (v4, addresses_done, listen, queues_done, no_socket, rq_done) = (
         a.label(),
         a.label(),
@@ -523,14 +612,21 @@ fn fill_record(a: &mut Asm, r: &RecordOffsets, follow: Option<&FollowOffsets>) {
     a.mov(R1, R8);
     a.add_imm(R1, i32::from(RECORD_TAG));
     a.stx(Size::B, FP, REC, R1);
-    // sock_common's addresses, ports, family and interface in one read,
-    // then copied into the record.
-    read(a, SC, r.common_len, R7, r.common_at);
+    // sock_common's addresses, ports, family and interface: loaded from
+    // the socket when typed, else read in one helper call and copied from
+    // that copy into the record.
+    if !typed {
+        read(a, SC, r.common_len, R7, r.common_at);
+    }
     let copy = |a: &mut Asm, size: Size, member: i32, to: i16| {
         // The member's place in the copy: its offset past `common_at`
-        // (under COMMON, checked when the offsets were read).
-        let from = SC + (member - r.common_at) as i16;
-        a.ldx(size, R1, FP, from);
+        // (under COMMON, checked when the offsets were read); in the
+        // socket, the member's own (under COMMON too).
+        if typed {
+            a.ldx(size, R1, R7, member as i16);
+        } else {
+            a.ldx(size, R1, FP, SC + (member - r.common_at) as i16);
+        }
         a.stx(size, FP, to, R1);
     };
     copy(a, Size::H, r.skc_family, REC + 2);
@@ -555,8 +651,8 @@ fn fill_record(a: &mut Asm, r: &RecordOffsets, follow: Option<&FollowOffsets>) {
     copy(a, Size::W, r.skc_bound_dev_if, REC + 40);
     a.jmp_imm(Cond::Eq, R8, TCP_LISTEN, listen);
     // rcv_nxt - copied_seq as an int, left 0 when negative; write_seq - snd_una.
-    read(a, TMP, 4, R7, r.rcv_nxt);
-    read(a, TMP + 4, 4, R7, r.copied_seq);
+    field(a, typed, TMP, 4, R7, r.rcv_nxt);
+    field(a, typed, TMP + 4, 4, R7, r.copied_seq);
     a.ldx(Size::W, R1, FP, TMP);
     a.ldx(Size::W, R2, FP, TMP + 4);
     a.sub(R1, R2);
@@ -565,31 +661,34 @@ fn fill_record(a: &mut Asm, r: &RecordOffsets, follow: Option<&FollowOffsets>) {
     a.jmp_imm(Cond::Gt, R1, i32::MAX, rq_done);
     a.stx(Size::W, FP, REC + 44, R1);
     a.bind(rq_done);
-    read(a, TMP, 4, R7, r.write_seq);
-    read(a, TMP + 4, 4, R7, r.snd_una);
+    field(a, typed, TMP, 4, R7, r.write_seq);
+    field(a, typed, TMP + 4, 4, R7, r.snd_una);
     a.ldx(Size::W, R1, FP, TMP);
     a.ldx(Size::W, R2, FP, TMP + 4);
     a.sub(R1, R2);
     a.stx(Size::W, FP, REC + 48, R1);
     a.goto(queues_done);
     a.bind(listen);
-    read(a, REC + 44, 4, R7, r.sk_ack_backlog);
-    read(a, REC + 48, 4, R7, r.sk_max_ack_backlog);
+    field(a, typed, REC + 44, 4, R7, r.sk_ack_backlog);
+    field(a, typed, REC + 48, 4, R7, r.sk_max_ack_backlog);
     a.bind(queues_done);
-    read(a, REC + 52, 4, R7, r.sk_uid);
+    field(a, typed, REC + 52, 4, R7, r.sk_uid);
     // sock_i_ino: the inode of the socket's own socket_alloc, if it has one.
-    read(a, TMP2, 8, R7, r.sk_socket);
+    field(a, typed, TMP2, 8, R7, r.sk_socket);
     a.ldx(Size::DW, R6, FP, TMP2);
     a.jmp_imm(Cond::Eq, R6, 0, no_socket);
-    read(a, REC + 56, 8, R6, r.socket_to_ino);
+    if let Some(t) = &r.typed {
+        cast(a, t, R6, t.socket_alloc);
+    }
+    field(a, typed, REC + 56, 8, R6, r.socket_to_ino);
     a.bind(no_socket);
     // Jiffies since the last ACK, as tcp_info's now - rcv_tstamp (32 bits).
-    read(a, TMP, 4, R7, r.rcv_tstamp);
+    field(a, typed, TMP, 4, R7, r.rcv_tstamp);
     a.call(HELPER_JIFFIES64);
     a.ldx(Size::W, R1, FP, TMP);
     a.sub(R0, R1);
     a.stx(Size::W, FP, REC + 64, R0);
-    read(a, REC + 72, 8, R7, r.bytes_acked);
+    field(a, typed, REC + 72, 8, R7, r.bytes_acked);
     if let Some(f) = follow {
         // The map's pass covers every namespace: the record says whose.
         let not_listen = a.label();
@@ -597,7 +696,7 @@ fn fill_record(a: &mut Asm, r: &RecordOffsets, follow: Option<&FollowOffsets>) {
         a.stx(Size::W, FP, REC + 68, R1);
         // A listener's request sockets (SYN_RECV): its last ACK is 0 anyway.
         a.jmp_imm(Cond::Ne, R8, TCP_LISTEN, not_listen);
-        read(a, REC + 64, 4, R7, f.qlen);
+        field(a, typed, REC + 64, 4, R7, f.qlen);
         a.bind(not_listen);
     }
 }
