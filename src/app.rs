@@ -156,10 +156,14 @@ pub fn look_after(
         }
     };
     let ms = u64::try_from(settle.as_millis()).unwrap_or(u64::MAX);
+    // Made once for the split and for remembering this look, unless the
+    // window's second look changed its holders (it drops the fds of
+    // sockets that closed).
+    let mut digests = last.as_ref().map(|_| source::settled::Digests::of(&snap));
     if snap.meta.live && !settle.is_zero() {
-        let split = match last.as_deref() {
-            Some(last) => last.split(&snap),
-            None => source::settled::Split {
+        let split = match (last.as_deref(), &digests) {
+            (Some(last), Some(d)) => last.split_with(&snap, d),
+            _ => source::settled::Split {
                 fresh: snap
                     .sockets
                     .iter()
@@ -183,6 +187,7 @@ pub fn look_after(
             let mut t = std::time::Instant::now();
             source::recheck::settle_these(&mut snap, source_cfg.method, ms, split.fresh);
             source::phase_done("settle re-check", &mut t);
+            digests = digests.map(|_| source::settled::Digests::of(&snap));
         }
         if let Some(settled) = snap.settle.as_mut() {
             if !split.still_sending.is_empty() {
@@ -193,8 +198,8 @@ pub fn look_after(
             }
         }
     }
-    if let Some(last) = last {
-        last.remember(&snap);
+    if let (Some(last), Some(d)) = (last, &digests) {
+        last.remember_with(&snap, d);
     }
     Ok(snap)
 }

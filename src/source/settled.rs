@@ -9,7 +9,7 @@
 //! look.
 
 use super::recheck::sent_between;
-use crate::model::{digest, Inode, Snapshot, SocketKey, TcpState};
+use crate::model::{digest, Inode, Snapshot, SocketKey, TcpSocket, TcpState};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 /// The CLOSE_WAIT sockets of the last look, each by a 64-bit digest of its
@@ -36,25 +36,62 @@ pub struct Split {
     pub still_sending: Vec<SocketKey>,
 }
 
+/// What a look's split and its remember both need, made once: each
+/// CLOSE_WAIT socket's key digest and its holders' digest, by inode.
+pub struct Digests {
+    holders: FxHashMap<Inode, u64>,
+    keys: FxHashMap<Inode, u64>,
+}
+
+impl Digests {
+    pub fn of(snap: &Snapshot) -> Digests {
+        let keys = close_wait(snap)
+            .filter(|s| s.inode != 0)
+            .map(|s| (s.inode, digest(&s.key())))
+            .collect();
+        Digests {
+            holders: holder_digests(snap),
+            keys,
+        }
+    }
+
+    /// A socket's key digest: made for its inode, or now (inode 0: a
+    /// connection not accepted yet, told apart by its addresses only).
+    fn key(&self, s: &TcpSocket) -> u64 {
+        match self.keys.get(&s.inode) {
+            Some(&d) if s.inode != 0 => d,
+            _ => digest(&s.key()),
+        }
+    }
+
+    fn holders(&self, s: &TcpSocket) -> u64 {
+        self.holders.get(&s.inode).copied().unwrap_or(0)
+    }
+}
+
+fn close_wait(snap: &Snapshot) -> impl Iterator<Item = &TcpSocket> {
+    snap.sockets
+        .iter()
+        .filter(|s| s.state == TcpState::CloseWait)
+}
+
 impl LastLook {
     pub fn split(&self, snap: &Snapshot) -> Split {
-        let holders = holder_digests(snap);
+        self.split_with(snap, &Digests::of(snap))
+    }
+
+    /// `split` with the look's digests made already.
+    pub fn split_with(&self, snap: &Snapshot, d: &Digests) -> Split {
         let mut out = Split::default();
-        for s in snap
-            .sockets
-            .iter()
-            .filter(|s| s.state == TcpState::CloseWait)
-        {
-            let key = s.key();
-            let held = holders.get(&s.inode).copied().unwrap_or(0);
-            match self.seen.get(&digest(&key)) {
-                Some(seen) if seen.holders == held => {
+        for s in close_wait(snap) {
+            match self.seen.get(&d.key(s)) {
+                Some(seen) if seen.holders == d.holders(s) => {
                     if sent_between((seen.bytes_acked, seen.send_q), (s.bytes_acked, s.send_q)) {
-                        out.still_sending.push(key);
+                        out.still_sending.push(s.key());
                     }
                 }
                 _ => {
-                    out.fresh.insert(key);
+                    out.fresh.insert(s.key());
                 }
             }
         }
@@ -64,21 +101,21 @@ impl LastLook {
     /// Keep this look's CLOSE_WAIT sockets (as its second look left them)
     /// for the next.
     pub fn remember(&mut self, snap: &Snapshot) {
-        let holders = holder_digests(snap);
+        self.remember_with(snap, &Digests::of(snap));
+    }
+
+    /// `remember` with the look's digests made before its second look (it
+    /// reads tables again, not processes: the holders are the same).
+    pub fn remember_with(&mut self, snap: &Snapshot, d: &Digests) {
         self.seen.clear();
-        self.seen.extend(
-            snap.sockets
-                .iter()
-                .filter(|s| s.state == TcpState::CloseWait)
-                .map(|s| {
-                    let seen = Seen {
-                        holders: holders.get(&s.inode).copied().unwrap_or(0),
-                        bytes_acked: s.bytes_acked,
-                        send_q: s.send_q,
-                    };
-                    (digest(&s.key()), seen)
-                }),
-        );
+        self.seen.extend(close_wait(snap).map(|s| {
+            let seen = Seen {
+                holders: d.holders(s),
+                bytes_acked: s.bytes_acked,
+                send_q: s.send_q,
+            };
+            (d.key(s), seen)
+        }));
     }
 
     pub fn forget(&mut self) {
@@ -86,17 +123,11 @@ impl LastLook {
     }
 }
 
-/// SipHash with fixed keys: the same key gives the same digest from look to look.
 /// For every CLOSE_WAIT inode held by a process, a digest of its holders;
 /// a sum of each holder's digest, so the order processes were read in does
 /// not matter. (Inode 0, a connection not accepted yet, is held by no fd.)
 fn holder_digests(snap: &Snapshot) -> FxHashMap<Inode, u64> {
-    let cw: FxHashSet<Inode> = snap
-        .sockets
-        .iter()
-        .filter(|s| s.state == TcpState::CloseWait)
-        .map(|s| s.inode)
-        .collect();
+    let cw: FxHashSet<Inode> = close_wait(snap).map(|s| s.inode).collect();
     let mut out: FxHashMap<Inode, u64> = FxHashMap::default();
     for p in &snap.processes {
         for s in p.sockets.iter().filter(|s| cw.contains(&s.inode)) {
