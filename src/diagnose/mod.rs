@@ -164,6 +164,23 @@ fn judge_all(ctx: &Ctx, todo: &[&TcpSocket]) -> Vec<Finding> {
     slots.into_iter().map_while(|f| f).collect()
 }
 
+/// What a tally counts of a socket's finding: its first blamed process and
+/// its cause, by the same rules as `judge_socket` (the same calls), without
+/// the rest of the finding (evidence and fix lines, holders, mitigation):
+/// `serve` and `watch` judge tens of thousands of sockets a look to count them.
+fn judge_blame(ctx: &Ctx, s: &TcpSocket, memo: &mut Memo) -> (Option<crate::model::Pid>, Cause) {
+    let holders = if s.inode == 0 {
+        &[]
+    } else {
+        ctx.graph.holders(s.inode)
+    };
+    if holders.is_empty() {
+        return (None, Cause::NoVisibleHolder);
+    }
+    let v = classify::judge(ctx, memo, s, holders);
+    (v.blamed.first().map(|b| b.pid), v.cause)
+}
+
 fn judge_socket(ctx: &Ctx, s: &TcpSocket, memo: &mut Memo) -> Finding {
     let holders = if s.inode == 0 {
         &[]

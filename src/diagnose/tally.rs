@@ -10,7 +10,7 @@
 
 use super::context::{Ctx, Memo};
 use super::finding::{Cause, Report};
-use super::{judge_socket, pick, scope, Picked, Scope};
+use super::{judge_blame, pick, scope, Picked, Scope};
 use crate::model::{FastMap, Pid, Snapshot, TcpSocket, TcpState, WarningKind};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -184,12 +184,15 @@ fn judge_counting(ctx: &Ctx, todo: &[&TcpSocket], briefs: bool) -> Vec<(Counts, 
         let mut out = Vec::new();
         for chunk in socks {
             for s in chunk {
-                let f = judge_socket(ctx, s, &mut memo);
-                *counts
-                    .entry((f.blamed.first().map(|b| b.pid), f.cause))
-                    .or_default() += 1;
+                let (pid, cause) = judge_blame(ctx, s, &mut memo);
+                *counts.entry((pid, cause)).or_default() += 1;
                 if briefs {
-                    out.push(Brief::of(&f));
+                    out.push(Brief {
+                        pid,
+                        cause,
+                        socket: s.key().digest(),
+                        close_wait_ms: s.last_ack_ms,
+                    });
                 }
             }
         }
