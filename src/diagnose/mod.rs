@@ -169,11 +169,7 @@ fn judge_all(ctx: &Ctx, todo: &[&TcpSocket]) -> Vec<Finding> {
 /// the rest of the finding (evidence and fix lines, holders, mitigation):
 /// `serve` and `watch` judge tens of thousands of sockets a look to count them.
 fn judge_blame(ctx: &Ctx, s: &TcpSocket, memo: &mut Memo) -> (Option<crate::model::Pid>, Cause) {
-    let holders = if s.inode == 0 {
-        &[]
-    } else {
-        ctx.graph.holders(s.inode)
-    };
+    let holders = holders_of(ctx, s);
     if holders.is_empty() {
         return (None, Cause::NoVisibleHolder);
     }
@@ -181,12 +177,17 @@ fn judge_blame(ctx: &Ctx, s: &TcpSocket, memo: &mut Memo) -> (Option<crate::mode
     (v.blamed.first().map(|b| b.pid), v.cause)
 }
 
-fn judge_socket(ctx: &Ctx, s: &TcpSocket, memo: &mut Memo) -> Finding {
-    let holders = if s.inode == 0 {
+/// Who holds the socket (inode 0, a connection not accepted yet: nobody).
+fn holders_of<'a>(ctx: &'a Ctx, s: &TcpSocket) -> &'a [crate::graph::HeldBy] {
+    if s.inode == 0 {
         &[]
     } else {
         ctx.graph.holders(s.inode)
-    };
+    }
+}
+
+fn judge_socket(ctx: &Ctx, s: &TcpSocket, memo: &mut Memo) -> Finding {
+    let holders = holders_of(ctx, s);
     let (cause, blamed, mut evidence, alternatives, fix) = if holders.is_empty() {
         let evidence = unheld::evidence(ctx, s);
         let lines = evidence.iter().map(|l| memo.line(l)).collect();

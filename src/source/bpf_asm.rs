@@ -31,6 +31,19 @@ pub enum Size {
     DW = 0x18,
 }
 
+impl Size {
+    /// The access of `bytes` bytes, if one instruction makes it.
+    pub fn of_bytes(bytes: u32) -> Option<Size> {
+        match bytes {
+            1 => Some(Size::B),
+            2 => Some(Size::H),
+            4 => Some(Size::W),
+            8 => Some(Size::DW),
+            _ => None,
+        }
+    }
+}
+
 /// Conditional jumps (BPF_JMP ops).
 #[derive(Clone, Copy)]
 pub enum Cond {

@@ -531,12 +531,15 @@ fn read_all_details(
         .iter_mut()
         .filter(|w| wanted.contains(&w.process.pid))
         .map(|w| {
-            let early = ahead.remove(&w.process.pid).map(|f| {
-                let reading = details_kept::Kept::reading(w, &f, now);
-                (f, reading)
-            });
-            let (files, reading) = match early {
-                Some((f, r)) => (Some(f), r),
+            let (files, reading) = match ahead.remove(&w.process.pid) {
+                // Read this look: kept for the next ones, when they keep.
+                Some(f) => {
+                    let reading = kept
+                        .is_some()
+                        .then(|| details_kept::Kept::reading(w, &f, now))
+                        .flatten();
+                    (Some(f), reading)
+                }
                 None => (
                     kept.as_deref()
                         .and_then(|k| k.get(w, now))

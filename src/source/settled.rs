@@ -76,11 +76,14 @@ fn close_wait(snap: &Snapshot) -> impl Iterator<Item = &TcpSocket> {
 }
 
 impl LastLook {
+    /// `split_with` the snapshot's own digests (tests).
+    #[cfg(test)]
     pub fn split(&self, snap: &Snapshot) -> Split {
         self.split_with(snap, &Digests::of(snap))
     }
 
-    /// `split` with the look's digests made already.
+    /// This look's CLOSE_WAIT sockets split by the last look, with `d`,
+    /// the digests of this snapshot.
     pub fn split_with(&self, snap: &Snapshot, d: &Digests) -> Split {
         let mut out = Split::default();
         for s in close_wait(snap) {
@@ -98,14 +101,15 @@ impl LastLook {
         out
     }
 
-    /// Keep this look's CLOSE_WAIT sockets (as its second look left them)
-    /// for the next.
+    /// `remember_with` the snapshot's own digests (tests).
+    #[cfg(test)]
     pub fn remember(&mut self, snap: &Snapshot) {
         self.remember_with(snap, &Digests::of(snap));
     }
 
-    /// `remember` with the look's digests made before its second look (it
-    /// reads tables again, not processes: the holders are the same).
+    /// Keep this look's CLOSE_WAIT sockets (as its second look left them)
+    /// for the next, with `d`, the digests of this snapshot as it is now
+    /// (made again after a second look, which drops closed sockets' fds).
     pub fn remember_with(&mut self, snap: &Snapshot, d: &Digests) {
         self.seen.clear();
         self.seen.extend(close_wait(snap).map(|s| {

@@ -52,17 +52,12 @@ impl Offsets {
 
 /// dst = *(member)(src + member.offset), at the member's own size.
 fn load(a: &mut Asm, dst: Reg, src: Reg, m: Member) -> ParseResult<()> {
-    let size = match m.size {
-        1 => Size::B,
-        2 => Size::H,
-        4 => Size::W,
-        8 => Size::DW,
-        n => {
-            return Err(format!(
-                "a {n}-byte member cannot be loaded in one instruction"
-            ))
-        }
-    };
+    let size = Size::of_bytes(m.size).ok_or_else(|| {
+        format!(
+            "a {}-byte member cannot be loaded in one instruction",
+            m.size
+        )
+    })?;
     let off =
         i16::try_from(m.offset).map_err(|_| format!("member offset {} too large", m.offset))?;
     a.ldx(size, dst, src, off);

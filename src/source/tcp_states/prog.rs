@@ -231,9 +231,7 @@ impl RecordOffsets {
             .map_err(|_| "socket_alloc offsets out of range".to_string())?,
         })
     }
-}
 
-impl RecordOffsets {
     /// The same, read through the helper (a kernel that refused the
     /// program with plain loads).
     pub fn with_helper_reads(&self) -> Option<RecordOffsets> {
@@ -255,15 +253,9 @@ fn cast(a: &mut Asm, t: &Typed, reg: Reg, type_id: u32) {
 /// The `size`-byte field at `src + off` into `fp + dst`: a plain load when
 /// `src` is typed, the helper otherwise. Clobbers r0-r5.
 fn field(a: &mut Asm, typed: bool, dst: i16, size: i32, src: Reg, off: i32) {
-    let s = match size {
-        1 => Size::B,
-        2 => Size::H,
-        4 => Size::W,
-        8 => Size::DW,
-        _ => return read(a, dst, size, src, off),
-    };
-    match i16::try_from(off) {
-        Ok(off) if typed => {
+    let s = u32::try_from(size).ok().and_then(Size::of_bytes);
+    match (s, i16::try_from(off)) {
+        (Some(s), Ok(off)) if typed => {
             a.ldx(s, R1, src, off);
             a.stx(s, FP, dst, R1);
         }
