@@ -37,6 +37,21 @@ pub fn link(prog: &OwnedFd) -> io::Result<OwnedFd> {
     bpf_sys::call_fd(BPF_LINK_CREATE, &mut attr)
 }
 
+/// Attach the program to its iterator for the tasks of one process only
+/// (`bpf_iter_link_info.task.pid`, Linux 6.1+). An older kernel ignores
+/// the filter: its passes report every task, which the caller must check.
+pub fn link_process(prog: &OwnedFd, pid: u32) -> io::Result<OwnedFd> {
+    // union bpf_iter_link_info: task { tid u32, pid u32, pid_fd u32 }, 16 bytes.
+    let mut info = [0u8; 16];
+    info[4..8].copy_from_slice(&pid.to_ne_bytes());
+    let mut attr = Attr::new()
+        .u32(0, prog.as_raw_fd() as u32)
+        .u32(8, BPF_TRACE_ITER)
+        .u64(16, info.as_ptr() as u64)
+        .u32(24, info.len() as u32);
+    bpf_sys::call_fd(BPF_LINK_CREATE, &mut attr)
+}
+
 /// A fresh pass of the iterator, read like a file.
 pub fn iterate(link: &OwnedFd) -> io::Result<OwnedFd> {
     let mut attr = Attr::new().u32(0, link.as_raw_fd() as u32);

@@ -30,11 +30,26 @@
 //!
 //! Where the task_file iterator runs (`--fds auto` on a busy host, `--fds
 //! bpf`), a look that walks everything (the first, every `full_every`-th)
-//! takes every table from one pass of it instead of /proc; so does a look
-//! whose checks would cost more than that pass (a `readlink` per fd of
-//! interest: tens of thousands on a host with as many CLOSE_WAIT sockets),
-//! and nothing is then taken from the last look. `--fds bpf` iterates at
-//! every look, `--fds proc` never.
+//! takes every table from one pass of it instead of /proc. The other looks
+//! compare fd pointers instead of fd directory sizes: one pass of the
+//! iterator's pointers program (`task_files::signatures`) signs each
+//! process with the address of the `struct file` each of its fds points at,
+//! read from the fd table without following it to its inode (a third of a
+//! reading pass). A process whose signature is its last walk's has every fd
+//! where it was, so its fds of interest need no `readlink`: a socket of
+//! interest is in this look's tables with its inode, so its file has not
+//! been freed since, and no other file can have taken its address. The
+//! processes whose signature changed are read again through the reading
+//! program linked to each of them alone, or one pass over every process
+//! when they hold many of the host's files. A file freed and its address
+//! taken by a new file at the same fd is the one trade the signature misses:
+//! it can only leave a socket of interest without a holder, which the search
+//! for holders of unheld sockets (below) reads again.
+//! Without the pointers pass (it failed), a look whose checks would cost more than one
+//! reading pass (a `readlink` per fd of interest: tens of thousands on a
+//! host with as many CLOSE_WAIT sockets) takes every table from that pass,
+//! and nothing is then taken from the last look. `--fds bpf` reads through
+//! the iterator at every look, `--fds proc` never.
 
 use super::root::ProcRoot;
 use super::walk::{self, Walked};
@@ -66,7 +81,10 @@ struct Entry {
     /// Size of its fd directory when it was walked.
     fd_size: u64,
     fd_count: u32,
-    sockets: Vec<SocketFd>,
+    sockets: Vec<Held>,
+    /// Its fd pointers' signature when it was walked, where a pass of the
+    /// iterator saw it.
+    pointers: Option<task_files::Signature>,
 }
 
 /// How much of the last look was read again.
@@ -83,6 +101,9 @@ pub struct RefreshStats {
     /// The tables had no CLOSE_WAIT socket: processes that changed were
     /// counted (stat and fd directory size), not walked.
     pub quiet: bool,
+    /// Processes were reused by their fd pointers' signature, not by their
+    /// fd directory's size.
+    pub pointers: bool,
 }
 
 /// The cache of an incremental reader. Feed it the same `SourceConfig` each time.
@@ -170,14 +191,22 @@ impl Incremental {
         // A quiet look does not count towards the periodic full walk.
         let mut full = !quiet && (self.full_every == 0 || self.looks % self.full_every == 0);
         self.looks += u64::from(!quiet);
-        // Every table from the iterator when everything is to be walked, or
-        // when the checks would cost more than one pass of it.
-        let iterated = if quiet {
+        // Every table from the iterator when everything is to be walked;
+        // otherwise the processes' fd pointers from it, where it runs; or,
+        // where it does not sign them, every table from it when the checks
+        // would cost more than one pass.
+        let mut signed = None;
+        let mut iterated = if quiet {
             None
-        } else if full || self.cache.is_empty() || self.checks_cost_more(cfg, &start.root) {
+        } else if full || self.cache.is_empty() {
             task_files::read(cfg.fds, &start.root, start.live)?
         } else {
-            None
+            signed = task_files::signatures(cfg.fds, &start.root, start.live);
+            if signed.is_none() && self.checks_cost_more(cfg, &start.root) {
+                task_files::read(cfg.fds, &start.root, start.live)?
+            } else {
+                None
+            }
         };
         // After a look that kept no cache, an iterated look keeps none
         // either: its fds are pruned as soon as the tables are read, as a
@@ -203,7 +232,10 @@ impl Incremental {
             &start.pids,
             cfg.threads,
             &cache,
-            self.sizes_work,
+            Compared {
+                sizes_work: self.sizes_work,
+                signed: signed.as_ref(),
+            },
             &early,
             quiet,
         );
@@ -211,10 +243,14 @@ impl Incremental {
         let mut walked = Vec::with_capacity(plans.len());
         let mut to_walk = Vec::new();
         let mut counted = Vec::new();
+        let mut cache = cache;
         for (pid, plan) in plans {
             match plan {
-                Plan::Reuse(w, size) => {
+                Plan::Reuse(mut w, size) => {
                     sizes.insert(pid, size);
+                    if !quiet {
+                        take_sockets(&mut w.process, &mut cache);
+                    }
                     walked.push(*w);
                 }
                 // Quiet: counted, not walked, and not kept (not in `sizes`),
@@ -233,6 +269,19 @@ impl Incremental {
             }
         }
         let reused: HashSet<Pid> = walked.iter().map(|w| w.process.pid).collect();
+        // The signatures the cache keeps: this look's pointers, or the
+        // reading pass's (which signs every process it reads).
+        let mut signatures: Option<task_files::Signatures> = iterated
+            .as_ref()
+            .map(|t| t.iter().map(|(pid, t)| (*pid, t.signature)).collect());
+        if let Some(sigs) = signed {
+            // The changed processes' fds, through the iterator as well.
+            if !to_walk.is_empty() {
+                iterated = read_changed(cfg, &start.root, start.live, &sigs, &to_walk)?;
+            }
+            signatures = Some(sigs);
+        }
+        let by_pointers = signatures.is_some() && !full;
         let (fresh, mut warnings) = walk_all(&start.root, &to_walk, iterated, &early, cfg.threads);
         walked.extend(fresh);
         walked.extend(count_only(
@@ -243,12 +292,20 @@ impl Incremental {
             &mut warnings,
         ));
         walked.sort_unstable_by_key(|w| w.process.pid);
+        // Only a quiet look keeps the last walks (below); others are done
+        // with them: the reused ones are copied into the look.
+        let cache = quiet.then_some(cache);
 
         let mut rewalked = 0;
         let mut searched_all = full || reused.is_empty();
         let known = &self.known_unheld;
         let root = start.root.clone();
         let mut fell_back = false;
+        // Pruned as soon as the tables are read, the whole lists kept
+        // aside, compact, for the cache: the look carries a fifth of the
+        // fds through details and diagnosis, not every socket fd twice.
+        let prune_early = !quiet && !prune_now && cfg.states != TableStates::All;
+        let mut aside: Option<HashMap<Pid, Vec<Held>>> = None;
         let mut snap = finish(
             cfg,
             start,
@@ -257,45 +314,67 @@ impl Incremental {
             &early,
             Some(&mut self.details),
             |root, walked, sockets, warnings| {
-                // A CLOSE_WAIT socket the early tables did not have (in a
-                // namespace only its file leads to): a quiet look listed no
-                // socket fds, so every process is walked after all.
-                if quiet && sockets.iter().any(|s| s.state == TcpState::CloseWait) {
-                    let all: Vec<Pid> = walked.iter().map(|w| w.process.pid).collect();
-                    let (again, w) = walk_all(root, &all, None, &Early::default(), cfg.threads);
-                    warnings.extend(w);
-                    *walked = again;
-                    sizes.extend(counted.iter().copied());
-                    fell_back = true;
-                    return;
-                }
-                let (stale, unheld_search) = stale(root, walked, sockets, &reused, known);
-                searched_all |= unheld_search;
-                if stale.is_empty() {
-                    return;
-                }
-                let (again, w) = walk_all(root, &stale, None, &Early::default(), cfg.threads);
-                rewalked = again.len();
-                warnings.extend(w);
-                let mut again: HashMap<Pid, Walked> =
-                    again.into_iter().map(|w| (w.process.pid, w)).collect();
-                let stale: HashSet<Pid> = stale.into_iter().collect();
-                walked.retain_mut(|w| match again.remove(&w.process.pid) {
-                    Some(fresh) => {
-                        *w = fresh;
-                        true
+                'refresh: {
+                    // A CLOSE_WAIT socket the early tables did not have (in a
+                    // namespace only its file leads to): a quiet look listed no
+                    // socket fds, so every process is walked after all.
+                    if quiet && sockets.iter().any(|s| s.state == TcpState::CloseWait) {
+                        let all: Vec<Pid> = walked.iter().map(|w| w.process.pid).collect();
+                        let (again, w) = walk_all(root, &all, None, &Early::default(), cfg.threads);
+                        warnings.extend(w);
+                        *walked = again;
+                        sizes.extend(counted.iter().copied());
+                        fell_back = true;
+                        break 'refresh;
                     }
-                    // Gone since: its stale fds must not name holders.
-                    None => !stale.contains(&w.process.pid),
-                });
+                    let (stale, unheld_search) =
+                        stale(root, walked, sockets, &reused, known, !by_pointers);
+                    searched_all |= unheld_search;
+                    if stale.is_empty() {
+                        break 'refresh;
+                    }
+                    let (again, w) = walk_all(root, &stale, None, &Early::default(), cfg.threads);
+                    rewalked = again.len();
+                    warnings.extend(w);
+                    let mut again: HashMap<Pid, Walked> =
+                        again.into_iter().map(|w| (w.process.pid, w)).collect();
+                    let stale: HashSet<Pid> = stale.into_iter().collect();
+                    walked.retain_mut(|w| match again.remove(&w.process.pid) {
+                        Some(fresh) => {
+                            *w = fresh;
+                            true
+                        }
+                        // Gone since: its stale fds must not name holders.
+                        None => !stale.contains(&w.process.pid),
+                    });
+                }
+                if prune_early {
+                    aside = Some(prune_aside(walked, sockets));
+                }
             },
         );
-        self.remember(cfg, &root, &snap, &sizes, searched_all, prune_now);
+        // The cache keeps every socket fd (a reused walk must know them
+        // all); the look keeps only those the diagnosis can use, as a full
+        // read of the same states does.
+        let prune_later = cfg.states != TableStates::All && !prune_now && !prune_early;
+        self.remember(
+            cfg,
+            &root,
+            &mut snap,
+            Outcome {
+                sizes: &sizes,
+                signatures: signatures.as_ref(),
+                searched_all,
+                pruned: prune_now,
+                prune: prune_later,
+                aside,
+            },
+        );
         if quiet && !fell_back {
             // The look listed no socket fds: the cache stays the last
             // walks', at the sizes they were walked at, for the processes
             // still there (a counted one is still seen changed next look).
-            let mut cache = cache;
+            let mut cache = cache.unwrap_or_default();
             cache.retain(|pid, e| {
                 snap.processes
                     .binary_search_by_key(pid, |p| p.pid)
@@ -303,22 +382,15 @@ impl Incremental {
             });
             self.cache = cache;
         }
-        // The cache keeps every socket fd (a reused walk must know them
-        // all); the look keeps only those the diagnosis can use, as a full
-        // read of the same states does.
-        if cfg.states != TableStates::All && !prune_now {
-            let shared = prune::shared_inodes(snap.processes.iter());
-            let mut processes: Vec<&mut crate::model::Process> =
-                snap.processes.iter_mut().collect();
-            prune::socket_fds(&mut processes, &snap.sockets, &shared);
-        }
         self.last = RefreshStats {
             processes: snap.processes.len(),
             walked: to_walk.len() + rewalked,
             rewalked,
             full,
             quiet: quiet && !fell_back,
+            pointers: by_pointers,
         };
+        super::timing_note(&format!("look {:?}", self.last));
         Ok(snap)
     }
 
@@ -326,10 +398,15 @@ impl Incremental {
         &mut self,
         cfg: &SourceConfig,
         root: &ProcRoot,
-        snap: &Snapshot,
-        sizes: &HashMap<Pid, u64>,
-        searched_all: bool,
-        pruned: bool,
+        snap: &mut Snapshot,
+        Outcome {
+            sizes,
+            signatures,
+            searched_all,
+            pruned,
+            prune,
+            mut aside,
+        }: Outcome,
     ) {
         self.sizes_work |= snap
             .processes
@@ -360,36 +437,70 @@ impl Incremental {
         // quiet look, which without it walks (iterates) once instead.
         // A pruned look lacks the fds a reused walk needs: no cache, so the
         // next look iterates again (or, quiet, iterates once).
+        // Signed processes need no checks: a cache is kept, however leaky.
         let leaky = snap.sockets.iter().any(|s| s.state == TcpState::CloseWait);
-        self.no_cache = pruned || (leaky && self.checks_cost_more(cfg, root));
-        if self.no_cache {
-            self.cache = HashMap::default();
-            return;
-        }
-        let failed = &self.failed;
-        self.cache = snap
-            .processes
-            .iter()
+        self.no_cache =
+            pruned || (leaky && signatures.is_none() && self.checks_cost_more(cfg, root));
+        // Pruned here, each process's whole list moved to the cache and the
+        // kept fds copied out of it: no second copy of every socket fd.
+        let shared = prune.then(|| prune::shared_inodes(snap.processes.iter()));
+        let keep = shared
+            .as_ref()
+            .map(|shared| prune::Keep::new(&snap.sockets, shared));
+        let mut cache = HashMap::default();
+        for p in &mut snap.processes {
             // A table read through a thread (zombie leader) is walked every
             // time, and so is a process with threads' own tables: its fd
             // directory's size says nothing about theirs.
-            .filter(|p| p.fd_table_tid.is_none() && p.state != 'Z')
-            .filter(|p| p.sockets.iter().all(|s| s.tid.is_none()))
-            .filter(|p| !failed.contains(&p.pid))
-            .filter_map(|p| {
-                let fd_size = *sizes.get(&p.pid)?;
-                Some((
-                    p.pid,
-                    Entry {
-                        start_time: p.start_time,
-                        fd_size,
-                        fd_count: p.fd_count,
-                        sockets: p.sockets.clone(),
-                    },
-                ))
-            })
-            .collect();
+            let kept = !self.no_cache
+                && p.fd_table_tid.is_none()
+                && p.state != 'Z'
+                && p.sockets.iter().all(|s| s.tid.is_none())
+                && !self.failed.contains(&p.pid);
+            let fd_size = sizes.get(&p.pid).copied();
+            // A process the pass did not report has no open file.
+            let pointers = signatures.map(|s| s.get(&p.pid).copied().unwrap_or_default());
+            let kept = kept && (fd_size.is_some() || pointers.is_some());
+            let sockets = match (&mut aside, &keep) {
+                // Pruned already: the whole list was put aside (if it can be kept).
+                (Some(aside), _) => match aside.remove(&p.pid) {
+                    Some(all) => all,
+                    None => continue,
+                },
+                (None, Some(keep)) => compact(&prune::split(p, keep)),
+                (None, None) if kept => compact(&p.sockets),
+                (None, None) => continue,
+            };
+            if kept {
+                let entry = Entry {
+                    start_time: p.start_time,
+                    // 0 is never a match where sizes are not counted.
+                    fd_size: fd_size.unwrap_or(0),
+                    fd_count: p.fd_count,
+                    sockets,
+                    pointers,
+                };
+                cache.insert(p.pid, entry);
+            }
+        }
+        self.cache = cache;
     }
+}
+
+/// What a look leaves for `remember`.
+struct Outcome<'a> {
+    /// Fd directory sizes, of the processes whose size was read.
+    sizes: &'a HashMap<Pid, u64>,
+    /// Fd pointers' signatures, where a pass of the iterator signed them.
+    signatures: Option<&'a task_files::Signatures>,
+    /// Every process that could hold an unheld socket was walked.
+    searched_all: bool,
+    /// The fds were pruned early and not kept (a look without a cache).
+    pruned: bool,
+    /// The fds are to be pruned now.
+    prune: bool,
+    /// The fds were pruned early, each process's whole list put aside.
+    aside: Option<HashMap<Pid, Vec<Held>>>,
 }
 
 /// Whether a `readlink` of each of `fds` fds of interest costs more than one
@@ -402,6 +513,91 @@ fn checks_cost_more(cfg: &SourceConfig, root: &ProcRoot, fds: u64) -> bool {
             task_files::open_files(root).is_some_and(|n| fds.saturating_mul(READLINK_COST) >= n)
         }
     }
+}
+
+/// The fd tables of the processes whose pointers changed, from the
+/// iterator: linked to each of them alone when they are few and hold few of
+/// the host's files, else one pass over every process. Under `--fds auto`,
+/// /proc instead when a `readlink` of each of their fds costs less.
+fn read_changed(
+    cfg: &SourceConfig,
+    root: &ProcRoot,
+    live: bool,
+    sigs: &task_files::Signatures,
+    changed: &[Pid],
+) -> Result<Option<task_files::Tables>, SourceError> {
+    let files = |pids: &mut dyn Iterator<Item = &Pid>| -> u64 {
+        pids.map(|p| sigs.get(p).map_or(0, |s| u64::from(s.files)))
+            .sum()
+    };
+    let theirs = files(&mut changed.iter());
+    let all = files(&mut sigs.keys());
+    if cfg.fds == task_files::FdMethod::Auto && theirs.saturating_mul(READLINK_COST) < all {
+        return Ok(None);
+    }
+    if changed.len() <= ONE_BY_ONE && theirs.saturating_mul(2) < all {
+        if let Some(tables) = task_files::read_processes(root, changed) {
+            return Ok(Some(tables));
+        }
+    }
+    task_files::read(cfg.fds, root, live)
+}
+
+/// At most this many processes are read by a pass each (three bpf(2)
+/// calls per process before its files).
+const ONE_BY_ONE: usize = 64;
+
+/// One socket fd as the cache keeps it: 12 bytes, not a `SocketFd`'s 24
+/// (a cached process has no thread's own table, and O_CLOEXEC is read again
+/// each look); 200,000 of them at 200k sockets.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, packed(4))]
+struct Held {
+    inode: Inode,
+    fd: i32,
+}
+
+fn compact(sockets: &[SocketFd]) -> Vec<Held> {
+    sockets
+        .iter()
+        .map(|s| Held {
+            inode: s.inode,
+            fd: s.fd,
+        })
+        .collect()
+}
+
+/// A reused process's socket fds, taken out of the cache (only a quiet
+/// look keeps using it), as a full walk leaves them: O_CLOEXEC is read
+/// later for the fds that matter.
+fn take_sockets(p: &mut crate::model::Process, cache: &mut HashMap<Pid, Entry>) {
+    if let Some(e) = cache.get_mut(&p.pid) {
+        p.sockets = std::mem::take(&mut e.sockets)
+            .into_iter()
+            .map(|h| SocketFd {
+                fd: h.fd,
+                inode: h.inode,
+                cloexec: None,
+                tid: None,
+            })
+            .collect();
+    }
+}
+
+/// Prune every process's socket fds (as a one-shot look does), and put the
+/// whole list of each that can be cached (no thread's own table) aside.
+fn prune_aside(walked: &mut [Walked], sockets: &[TcpSocket]) -> HashMap<Pid, Vec<Held>> {
+    let shared = prune::shared_inodes(walked.iter().map(|w| &w.process));
+    let keep = prune::Keep::new(sockets, &shared);
+    let mut aside = HashMap::default();
+    for w in walked.iter_mut() {
+        let cacheable = w.process.sockets.iter().all(|s| s.tid.is_none());
+        let all = prune::split(&mut w.process, &keep);
+        if cacheable {
+            aside.insert(w.process.pid, compact(&all));
+        }
+    }
+    aside
 }
 
 /// How many socket fds a cached walk found.
@@ -429,6 +625,7 @@ fn count_only(
                 tid: pid,
                 fd_count: u32::try_from(size).unwrap_or(u32::MAX),
                 sockets: Vec::new(),
+                signature: task_files::Signature::default(),
             };
             let netns = early.netns_of.get(&pid).copied();
             let mut w = walk::walk_process(
@@ -458,12 +655,26 @@ fn count_only(
 /// Sockets of interest with a file that no walked process holds.
 fn unheld_inodes(snap: &Snapshot) -> HashSet<Inode> {
     let interest = interesting_inodes(&snap.sockets);
-    let held: HashSet<Inode> = snap
-        .processes
-        .iter()
-        .flat_map(|p| p.sockets.iter().map(|s| s.inode))
-        .collect();
-    interest.into_iter().filter(|i| !held.contains(i)).collect()
+    unheld_among(snap.processes.iter(), interest.into_iter())
+}
+
+/// Which of `inodes` no socket fd of `processes` points at: each fd looked
+/// up in the (shrinking) set of those not found yet, not a set of every
+/// socket fd of the host built to look them up in.
+fn unheld_among<'a>(
+    processes: impl Iterator<Item = &'a crate::model::Process>,
+    inodes: impl Iterator<Item = Inode>,
+) -> HashSet<Inode> {
+    let mut unheld: HashSet<Inode> = inodes.collect();
+    for p in processes {
+        if unheld.is_empty() {
+            break;
+        }
+        for s in &p.sockets {
+            unheld.remove(&s.inode);
+        }
+    }
+    unheld
 }
 
 /// Stat every pid, spread over threads like the walk, and decide for each.
@@ -472,7 +683,7 @@ fn plan_all(
     pids: &[Pid],
     threads: usize,
     cache: &HashMap<Pid, Entry>,
-    sizes_work: bool,
+    by: Compared,
     early: &Early,
     quiet: bool,
 ) -> Vec<(Pid, Plan)> {
@@ -486,7 +697,10 @@ fn plan_all(
                     root,
                     pid,
                     cache.get(&pid),
-                    sizes_work,
+                    Signed {
+                        sizes_work: by.sizes_work,
+                        pointers: by.signed.map(|s| s.get(&pid).copied().unwrap_or_default()),
+                    },
                     netns,
                     !quiet,
                     &mut buf,
@@ -502,46 +716,62 @@ fn plan_all(
     plans
 }
 
+/// What the processes' fds are compared by in a look.
+#[derive(Clone, Copy)]
+struct Compared<'a> {
+    sizes_work: bool,
+    signed: Option<&'a task_files::Signatures>,
+}
+
+/// What a process's fds are compared by.
+struct Signed {
+    /// The kernel reports fd directory sizes.
+    sizes_work: bool,
+    /// In a look that signed fd pointers: the process's signature (no
+    /// file: the pass did not report it). Sizes are then not read.
+    pointers: Option<task_files::Signature>,
+}
+
 /// Reuse the cached walk when the process is the same one (start time) and
-/// its fd directory has the same size (0 counts only on a kernel that
-/// reports sizes: before 6.2 it is always 0); otherwise walk it. Any
-/// failure here means "walk it": the walk reports failures properly.
+/// its fds point where they did (the same fd pointers' signature, in a look
+/// that signed them; else the same fd directory size, where 0 counts only
+/// on a kernel that reports sizes: before 6.2 it is always 0); otherwise
+/// walk it. Any failure here means "walk it": the walk reports failures
+/// properly.
 fn plan(
     root: &ProcRoot,
     pid: Pid,
     cached: Option<&Entry>,
-    sizes_work: bool,
+    by: Signed,
     netns: Option<Inode>,
     list_sockets: bool,
     buf: &mut Vec<u8>,
 ) -> Plan {
     let base = PathBuf::from(pid.to_string());
-    let size = std::fs::metadata(root.join(base.join("fd")))
-        .ok()
-        .map(|m| m.size());
+    let size = match by.pointers {
+        Some(_) => None,
+        None => std::fs::metadata(root.join(base.join("fd")))
+            .ok()
+            .map(|m| m.size()),
+    };
     let Some(cached) = cached else {
         return Plan::Walk(size);
     };
     let Ok(stat) = walk::read_stat(root, pid, &base, buf) else {
         return Plan::Walk(size);
     };
-    let same_size = size == Some(cached.fd_size) && (cached.fd_size > 0 || sizes_work);
-    if stat.start_time != cached.start_time || stat.state == 'Z' || !same_size {
+    let unchanged = match by.pointers {
+        Some(now) => cached.pointers == Some(now),
+        None => size == Some(cached.fd_size) && (cached.fd_size > 0 || by.sizes_work),
+    };
+    if stat.start_time != cached.start_time || stat.state == 'Z' || !unchanged {
         return Plan::Walk(size);
     }
     let mut process = walk::from_stat(pid, stat);
     process.fd_count = cached.fd_count;
-    if list_sockets {
-        // As a full walk leaves them: O_CLOEXEC is read later for the fds that matter.
-        process.sockets = cached
-            .sockets
-            .iter()
-            .map(|s| SocketFd {
-                cloexec: None,
-                ..*s
-            })
-            .collect();
-    } else {
+    // Listed, the socket fds are moved from the cache after planning
+    // (`take_sockets`).
+    if !list_sockets {
         process.other_sockets = socket_count(cached);
     }
     if !cached.sockets.is_empty() {
@@ -559,15 +789,17 @@ fn plan(
 }
 
 /// Reused processes to walk again: those whose fds of interest no longer
-/// point where the cache says, and, when a socket of interest has no holder
-/// (new and unknown), every reused process that could be holding it. The
-/// bool says whether that search ran.
+/// point where the cache says (read when `check_fds`: processes reused by
+/// their fd pointers need not be), and, when a socket of interest has no
+/// holder (new and unknown), every reused process that could be holding
+/// it. The bool says whether that search ran.
 fn stale(
     root: &ProcRoot,
     walked: &[Walked],
     sockets: &[TcpSocket],
     reused: &HashSet<Pid>,
     known_unheld: &HashSet<Inode>,
+    check_fds: bool,
 ) -> (Vec<Pid>, bool) {
     // Every process walked this look: none can be stale, and the search
     // below would only hash every socket fd of the host.
@@ -577,7 +809,7 @@ fn stale(
     let interest = interesting_inodes(sockets);
     let mut stale: Vec<Pid> = Vec::new();
     let candidates = walked.iter().filter(|w| reused.contains(&w.process.pid));
-    for w in candidates.clone() {
+    for w in candidates.clone().filter(|_| check_fds) {
         let moved = w
             .process
             .sockets
@@ -593,14 +825,16 @@ fn stale(
             stale.push(w.process.pid);
         }
     }
-    let held: HashSet<Inode> = walked
-        .iter()
-        .flat_map(|w| w.process.sockets.iter().map(|s| s.inode))
-        .collect();
+    let unheld = unheld_among(
+        walked.iter().map(|w| &w.process),
+        interest
+            .iter()
+            .copied()
+            .filter(|i| !known_unheld.contains(i)),
+    );
     let unheld_ns: HashSet<Inode> = sockets
         .iter()
-        .filter(|s| s.inode != 0 && interest.contains(&s.inode))
-        .filter(|s| !held.contains(&s.inode) && !known_unheld.contains(&s.inode))
+        .filter(|s| s.inode != 0 && unheld.contains(&s.inode))
         .map(|s| s.netns)
         .collect();
     let search = !unheld_ns.is_empty();

@@ -5,7 +5,7 @@
 //! rest, most of them, would only take memory; they are counted instead.
 //! Not for `watch`'s incremental looks, which reuse fd lists between looks.
 
-use crate::model::{Inode, InodeSet, Process, TcpSocket};
+use crate::model::{Inode, InodeSet, Process, SocketFd, TcpSocket};
 
 /// Inodes held by more than one fd (in one process or several): found before
 /// the tables are read, on a core the table dump leaves free.
@@ -23,18 +23,51 @@ pub fn shared_inodes<'a>(processes: impl Iterator<Item = &'a Process>) -> InodeS
 /// Done as soon as the tables are read: everything after (fdinfo policy,
 /// details, kcmp, the graph) then goes through a fifth of the fds.
 pub fn socket_fds(processes: &mut [&mut Process], sockets: &[TcpSocket], shared: &InodeSet) {
-    let in_tables: InodeSet = sockets
-        .iter()
-        .filter(|s| s.inode != 0)
-        .map(|s| s.inode)
-        .collect();
+    let keep = Keep::new(sockets, shared);
     for p in processes.iter_mut() {
         let before = p.sockets.len();
-        p.sockets
-            .retain(|s| in_tables.contains(&s.inode) || shared.contains(&s.inode));
+        p.sockets.retain(|s| keep.keeps(s.inode));
         p.sockets.shrink_to_fit();
-        let dropped = u32::try_from(before - p.sockets.len()).unwrap_or(u32::MAX);
-        p.other_sockets = p.other_sockets.saturating_add(dropped);
+        count_dropped(p, before);
+    }
+}
+
+/// Prune `p` as `socket_fds` does, and hand back the whole list it had
+/// (for a cache that must know every socket fd), without copying it.
+pub fn split(p: &mut Process, keep: &Keep) -> Vec<SocketFd> {
+    let all = std::mem::take(&mut p.sockets);
+    p.sockets = all
+        .iter()
+        .filter(|s| keep.keeps(s.inode))
+        .copied()
+        .collect();
+    count_dropped(p, all.len());
+    all
+}
+
+fn count_dropped(p: &mut Process, before: usize) {
+    let dropped = u32::try_from(before - p.sockets.len()).unwrap_or(u32::MAX);
+    p.other_sockets = p.other_sockets.saturating_add(dropped);
+}
+
+/// What a pruned process keeps: sockets in the tables, and those held twice.
+pub struct Keep<'a> {
+    in_tables: InodeSet,
+    shared: &'a InodeSet,
+}
+
+impl<'a> Keep<'a> {
+    pub fn new(sockets: &[TcpSocket], shared: &'a InodeSet) -> Self {
+        let in_tables = sockets
+            .iter()
+            .filter(|s| s.inode != 0)
+            .map(|s| s.inode)
+            .collect();
+        Keep { in_tables, shared }
+    }
+
+    fn keeps(&self, inode: Inode) -> bool {
+        self.in_tables.contains(&inode) || self.shared.contains(&inode)
     }
 }
 
@@ -93,5 +126,36 @@ mod tests {
         assert_eq!(kept(1), vec![20]);
         assert_eq!(snap.processes[0].other_sockets, 1);
         assert_eq!(snap.processes[1].other_sockets, 1);
+    }
+
+    #[test]
+    fn split_prunes_as_socket_fds_does_and_hands_back_everything() {
+        let mut p = Process {
+            pid: 1,
+            sockets: fds(&[(3, 10), (4, 20), (5, 30)]),
+            ..Process::default()
+        };
+        let shared: crate::model::InodeSet = [20].into_iter().collect();
+        let table = TcpSocket {
+            inode: 10,
+            netns: 1,
+            family: Family::Ipv4,
+            local: "127.0.0.1:80".parse().unwrap(),
+            remote: "127.0.0.1:4000".parse().unwrap(),
+            state: TcpState::CloseWait,
+            recv_q: 0,
+            send_q: 0,
+            uid: 0,
+            last_ack_ms: None,
+            bytes_acked: None,
+            timewait: false,
+            bound_if: None,
+        };
+        let keep = super::Keep::new(std::slice::from_ref(&table), &shared);
+        let all = super::split(&mut p, &keep);
+        assert_eq!(all, fds(&[(3, 10), (4, 20), (5, 30)]));
+        let kept: Vec<u64> = p.sockets.iter().map(|s| s.inode).collect();
+        assert_eq!(kept, vec![10, 20]);
+        assert_eq!(p.other_sockets, 1);
     }
 }

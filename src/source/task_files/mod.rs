@@ -4,6 +4,13 @@
 //! most of a scan: each is a path lookup and a fresh proc inode in the kernel,
 //! where the iterator reads the fd table directly.
 //!
+//! A second program reads no file at all: it writes each fd's `struct file`
+//! address, which the kernel keeps in the fd table itself. Summed into one
+//! signature per process, the addresses say whether any fd of it points
+//! elsewhere than at the last look, for a third of the pass's cost:
+//! `watch` and `serve` read again only the processes whose signature
+//! changed (`incremental.rs`).
+//!
 //! It is only a faster way to read the same facts, used when it is sure to
 //! give the same answer: a live `/proc` of the initial pid namespace (the
 //! iterator reports global pids), root with BPF allowed, and a kernel with
@@ -19,7 +26,7 @@ use super::SourceError;
 #[cfg(test)]
 use crate::model::Inode;
 use crate::model::{FastMap, Pid, SocketFd};
-use prog::{Record, RECORD};
+use prog::{Reads, Record, RECORD};
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::sync::OnceLock;
@@ -36,9 +43,43 @@ pub struct Table {
     pub tid: Pid,
     pub fd_count: u32,
     pub sockets: Vec<SocketFd>,
+    /// Every fd the pass saw of the process (its threads' own tables too).
+    pub signature: Signature,
 }
 
 pub type Tables = FastMap<Pid, Table>;
+
+/// Which file each fd of a process points at, summed: the number of fds
+/// and a sum of one 64-bit hash per (tid, fd, file address). A sum, so that
+/// it does not depend on the order the kernel reports threads in; any fd
+/// that points at another file, or any fd more or fewer, changes it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Signature {
+    pub files: u32,
+    pub digest: u64,
+}
+
+impl Signature {
+    fn add(&mut self, r: &Record) {
+        self.files = self.files.saturating_add(1);
+        let at = (u64::from(r.tid as u32) << 32) | u64::from(r.fd as u32);
+        self.digest = self.digest.wrapping_add(mix(r.file ^ at.rotate_left(17)));
+    }
+
+    fn merge(&mut self, other: Signature) {
+        self.files = self.files.saturating_add(other.files);
+        self.digest = self.digest.wrapping_add(other.digest);
+    }
+}
+
+/// splitmix64's finalizer: every input bit moves about half the output's.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+pub type Signatures = FastMap<Pid, Signature>;
 
 /// How fd tables are read (`--fds`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -106,6 +147,55 @@ pub fn open_files(root: &ProcRoot) -> Option<u64> {
 }
 
 fn iterate(root: &ProcRoot) -> Result<Tables, String> {
+    let tables = pass(root, Reads::Files, collect)?;
+    // Our own table must be there under our pid, or pids do not match /proc's.
+    match tables.get(&(std::process::id() as Pid)) {
+        Some(t) if t.fd_count > 0 => Ok(tables),
+        _ => Err("its pids do not match /proc's".into()),
+    }
+}
+
+/// Every process's signature from one pass of the pointers program, where
+/// the iterator runs as for `read` (live, root, BTF, a busy host or `--fds
+/// bpf`); None where it does not: the caller reads tables another way.
+pub fn signatures(method: FdMethod, root: &ProcRoot, live: bool) -> Option<Signatures> {
+    if !live || !wanted(method, root, live) {
+        return None;
+    }
+    match pass(root, Reads::Pointers, sign) {
+        Ok(sigs) if sigs.contains_key(&(std::process::id() as Pid)) => Some(sigs),
+        Ok(_) => {
+            super::timing_note("fd pointers not used: their pids do not match /proc's");
+            None
+        }
+        Err(why) => {
+            super::timing_note(&format!("fd pointers not used: {why}"));
+            None
+        }
+    }
+}
+
+/// One pass of the program that `reads`, its output handed to `take`, once
+/// the proc root is known to be this process's /proc in the initial pid
+/// namespace (the iterator reports global pids).
+fn pass<T>(
+    root: &ProcRoot,
+    reads: Reads,
+    take: fn(std::fs::File) -> std::io::Result<T>,
+) -> Result<T, String> {
+    pass_with(
+        root,
+        || bpf_iter::iterate(attached(reads)?).map_err(|e| format!("opening the iterator: {e}")),
+        take,
+    )
+}
+
+/// `pass` through the iterator instance `open` makes.
+fn pass_with<T>(
+    root: &ProcRoot,
+    open: impl FnOnce() -> Result<OwnedFd, String>,
+    take: fn(std::fs::File) -> std::io::Result<T>,
+) -> Result<T, String> {
     let me = std::process::id();
     let link = |rel: &str| root.read_link(None, std::path::Path::new(rel)).ok();
     if link("self") != Some(me.to_string().into_bytes()) {
@@ -114,40 +204,116 @@ fn iterate(root: &ProcRoot) -> Result<Tables, String> {
     if link("self/ns/pid").as_deref() != Some(INIT_PID_NS) {
         return Err("not in the initial pid namespace (the iterator reports global pids)".into());
     }
-    let iter = bpf_iter::iterate(attached()?).map_err(|e| format!("opening the iterator: {e}"))?;
-    let tables = collect(std::fs::File::from(iter)).map_err(|e| format!("reading it: {e}"))?;
-    // Our own table must be there under our pid, or pids do not match /proc's.
-    match tables.get(&(me as Pid)) {
-        Some(t) if t.fd_count > 0 => Ok(tables),
-        _ => Err("its pids do not match /proc's".into()),
-    }
+    let iter = open()?;
+    take(std::fs::File::from(iter)).map_err(|e| format!("reading it: {e}"))
 }
 
-/// The program attached to the iterator, made once per process and kept:
-/// making it reads and parses the kernel's BTF (megabytes) and runs the
+/// The programs attached to the iterator, made once per process and kept:
+/// making one reads and parses the kernel's BTF (megabytes) and runs the
 /// verifier, which `watch` and `serve` would otherwise pay at every look.
 /// A failure is not kept: the next look tries again.
-static LINK: OnceLock<OwnedFd> = OnceLock::new();
+/// Each is the program and its link to every task; the reading program is
+/// also linked to single processes (`read_processes`).
+static FILES: OnceLock<Attached> = OnceLock::new();
+static POINTERS: OnceLock<Attached> = OnceLock::new();
 
-fn attached() -> Result<&'static OwnedFd, String> {
-    if let Some(link) = LINK.get() {
-        return Ok(link);
-    }
-    let link = attach()?;
-    // Two threads may race here: one link is kept, the other closed.
-    Ok(LINK.get_or_init(|| link))
+struct Attached {
+    prog: OwnedFd,
+    link: OwnedFd,
 }
 
-fn attach() -> Result<OwnedFd, String> {
+fn attached(reads: Reads) -> Result<&'static OwnedFd, String> {
+    attached_prog(reads).map(|a| &a.link)
+}
+
+fn attached_prog(reads: Reads) -> Result<&'static Attached, String> {
+    let kept = match reads {
+        Reads::Files => &FILES,
+        Reads::Pointers => &POINTERS,
+    };
+    if let Some(a) = kept.get() {
+        return Ok(a);
+    }
+    let a = attach(reads)?;
+    // Two threads may race here: one is kept, the other closed.
+    Ok(kept.get_or_init(|| a))
+}
+
+fn attach(reads: Reads) -> Result<Attached, String> {
     let (insns, func) = with_kernel_btf(|btf| {
         let func = btf
             .func_id("bpf_iter_task_file")
             .ok_or("no task_file iterator in this kernel")?;
-        Ok((prog::program(&prog::Offsets::from_btf(btf)?)?, func))
+        Ok((prog::program(&prog::Offsets::from_btf(btf)?, reads)?, func))
     })?;
     let prog = bpf_iter::load(&insns, func, "cwleak_fds")
         .map_err(|e| format!("loading the program: {e}"))?;
-    bpf_iter::link(&prog).map_err(|e| format!("attaching the iterator: {e}"))
+    let link = bpf_iter::link(&prog).map_err(|e| format!("attaching the iterator: {e}"))?;
+    Ok(Attached { prog, link })
+}
+
+/// The fd tables of `pids` only, one pass of the reading program linked to
+/// each process alone: a few processes' files instead of the host's. None
+/// when that cannot be done (the caller then makes one pass over every
+/// process); a process that has exited is simply absent. A kernel that
+/// ignores the filter (before 6.1) reports every process in the first
+/// pass: those tables are then the answer, for every pid at once.
+pub fn read_processes(root: &ProcRoot, pids: &[Pid]) -> Option<Tables> {
+    let prog = &attached_prog(Reads::Files).ok()?.prog;
+    let mut tables = Tables::default();
+    for &pid in pids {
+        let one = pass_with(
+            root,
+            || {
+                let link = bpf_iter::link_process(prog, u32::try_from(pid).unwrap_or(0))
+                    .map_err(|e| format!("attaching the iterator to {pid}: {e}"))?;
+                bpf_iter::iterate(&link).map_err(|e| format!("opening the iterator: {e}"))
+            },
+            collect,
+        );
+        let mut one = match one {
+            Ok(t) => t,
+            Err(why) => {
+                super::timing_note(&format!("one process's fds not iterated: {why}"));
+                return None;
+            }
+        };
+        if one.keys().any(|&p| p != pid) {
+            return Some(one);
+        }
+        if let Some(t) = one.remove(&pid) {
+            tables.insert(pid, t);
+        }
+    }
+    Some(tables)
+}
+
+/// Each process's signature, from records as they come.
+fn sign(from: impl Read) -> std::io::Result<Signatures> {
+    let mut sigs = Signatures::default();
+    // Records come task by task: one map lookup per run, not per record.
+    let mut run: Option<(Pid, Signature)> = None;
+    bpf_iter::records(from, RECORD, |r| {
+        let Ok(r) = <&[u8; RECORD]>::try_from(r) else {
+            return;
+        };
+        let r = Record::parse(r);
+        match &mut run {
+            Some((tgid, s)) if *tgid == r.tgid => s.add(&r),
+            _ => {
+                if let Some((tgid, s)) = run.take() {
+                    sigs.entry(tgid).or_default().merge(s);
+                }
+                let mut s = Signature::default();
+                s.add(&r);
+                run = Some((r.tgid, s));
+            }
+        }
+    })?;
+    if let Some((tgid, s)) = run {
+        sigs.entry(tgid).or_default().merge(s);
+    }
+    Ok(sigs)
 }
 
 /// Read records as they come, without holding the whole output.
@@ -205,8 +371,13 @@ impl Grouper {
     fn finish(mut self) -> Tables {
         self.end_run();
         for (tgid, mut runs) in self.threads {
+            let all = runs.iter().fold(Signature::default(), |mut s, t| {
+                s.merge(t.signature);
+                s
+            });
             match self.tables.get_mut(&tgid) {
                 Some(leader) => {
+                    leader.signature.merge(all);
                     for t in runs {
                         crate::source::fdtable::add_thread_table(
                             &mut leader.sockets,
@@ -217,7 +388,8 @@ impl Grouper {
                 }
                 None => {
                     runs.sort_by_key(|t| t.tid);
-                    if let Some(first) = runs.into_iter().next() {
+                    if let Some(mut first) = runs.into_iter().next() {
+                        first.signature = all;
                         self.tables.insert(tgid, first);
                     }
                 }
@@ -229,6 +401,7 @@ impl Grouper {
 
 fn add(t: &mut Table, r: Record) {
     t.fd_count += 1;
+    t.signature.add(&r);
     if r.magic == SOCKFS_MAGIC {
         t.sockets.push(SocketFd {
             fd: r.fd,
@@ -250,6 +423,7 @@ mod tests {
             fd,
             magic: if socket { SOCKFS_MAGIC } else { 0xef53 },
             inode: 1000 + fd as u64,
+            file: 0xffff_8880_0000_0000 + ((tgid as u64) << 16) + ((fd as u64) << 8),
         }
     }
 
@@ -287,6 +461,116 @@ mod tests {
         assert!(t[&40].sockets.iter().all(|s| s.tid.is_none()));
     }
 
+    /// Records as bytes, as the iterator writes them.
+    fn bytes_of(records: &[Record]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for r in records {
+            bytes.extend(r.tgid.to_ne_bytes());
+            bytes.extend(r.tid.to_ne_bytes());
+            bytes.extend(r.fd.to_ne_bytes());
+            bytes.extend(r.magic.to_ne_bytes());
+            bytes.extend(r.inode.to_ne_bytes());
+            bytes.extend(r.file.to_ne_bytes());
+        }
+        bytes
+    }
+
+    /// The pointers pass and the reading pass give a process the same
+    /// signature for the same fds, in whatever order its threads come:
+    /// a look read by one is compared with a look read by the other.
+    #[test]
+    fn both_passes_sign_a_process_alike() {
+        let records = [
+            rec(50, 12, 4, true),
+            rec(10, 10, 0, false),
+            rec(10, 10, 3, true),
+            rec(50, 50, 3, true),
+            rec(20, 20, 1, true),
+            rec(10, 30, 5, true),
+        ];
+        let tables = collect(&bytes_of(&records)[..]).unwrap();
+        let sigs = sign(&bytes_of(&records)[..]).unwrap();
+        assert_eq!(sigs.len(), 3);
+        for (pid, t) in &tables {
+            assert_eq!(sigs[pid], t.signature, "pid {pid}");
+        }
+        assert_eq!(sigs[&10].files, 3);
+        // Another thread order: the same signatures.
+        let mut shuffled = records;
+        shuffled.swap(0, 3);
+        assert_eq!(sign(&bytes_of(&shuffled)[..]).unwrap(), sigs);
+    }
+
+    /// Any fd pointing at another file changes the signature, at the same
+    /// count: one fd traded, or two fds' files swapped.
+    #[test]
+    fn a_traded_or_swapped_fd_changes_the_signature() {
+        let sig = |records: &[Record]| sign(&bytes_of(records)[..]).unwrap()[&10];
+        let a = rec(10, 10, 3, true);
+        let b = rec(10, 10, 4, true);
+        let before = sig(&[a, b]);
+        assert_eq!(sig(&[a, b]), before);
+        let traded = Record {
+            file: b.file + 0x100,
+            ..b
+        };
+        assert_ne!(sig(&[a, traded]), before);
+        let swapped = [Record { file: b.file, ..a }, Record { file: a.file, ..b }];
+        assert_ne!(sig(&swapped), before);
+        assert_ne!(sig(&[a]), before);
+    }
+
+    /// On the live kernel: a pass linked to one process alone gives its
+    /// table as a pass over every process does, and only its; the pointers
+    /// pass signs it as the reading pass does. The process is a child of
+    /// ours that sits still (this process's own table changes with every
+    /// pass: each opens the iterator).
+    #[test]
+    fn one_process_passes_and_pointers_match_a_whole_pass() {
+        if !crate::source::running_as_root() {
+            crate::skip::skip(
+                "task_files::one_process_passes_and_pointers_match_a_whole_pass",
+                "the task_file iterator needs root",
+            );
+            return;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+                listener.try_clone().unwrap(),
+            )))
+            .spawn()
+            .unwrap();
+        let pid = child.id() as Pid;
+        let root = ProcRoot::new(std::path::Path::new("/proc"));
+        // Three passes, again while the child may still be starting (a
+        // program opens and closes files before it sleeps).
+        let mut last = None;
+        for _ in 0..20 {
+            let whole = iterate(&root).unwrap();
+            let alone = read_processes(&root, &[pid]).unwrap();
+            let sigs = signatures(FdMethod::Bpf, &root, true).unwrap();
+            let theirs = whole
+                .get(&pid)
+                .map(|t| (t.fd_count, t.sockets.clone(), t.signature));
+            let agree = alone.len() == 1
+                && alone.get(&pid) == whole.get(&pid)
+                && sigs.get(&pid) == whole.get(&pid).map(|t| &t.signature);
+            last = Some((theirs, alone.len(), agree));
+            if agree {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let Some((Some((_, sockets, _)), 1, true)) = last else {
+            panic!("the passes never agreed: {last:?}");
+        };
+        assert_eq!(sockets.len(), 1, "{sockets:?}");
+    }
+
     #[test]
     fn a_thread_run_before_its_leaders_is_still_the_threads() {
         // Tids wrap: a thread may have a lower tid than its leader.
@@ -309,6 +593,7 @@ mod tests {
             bytes.extend(r.fd.to_ne_bytes());
             bytes.extend(r.magic.to_ne_bytes());
             bytes.extend(r.inode.to_ne_bytes());
+            bytes.extend(r.file.to_ne_bytes());
         }
         // A reader that hands out 7 bytes at a time.
         struct Trickle(Vec<u8>, usize);

@@ -1,14 +1,19 @@
-//! The BPF program run by the kernel's task_file iterator (once per open file
-//! of every task), built from the running kernel's struct offsets. For each
-//! file it writes one 24-byte record to the iterator's output:
-//! `tgid u32, tid u32, fd u32, superblock magic u32, inode u64`.
+//! The BPF programs run by the kernel's task_file iterator (once per open
+//! file of every task), built from the running kernel's struct offsets. For
+//! each file they write one 32-byte record to the iterator's output:
+//! `tgid u32, tid u32, fd u32, superblock magic u32, inode u64, file u64`.
+//! The reading program follows the file to its inode for the magic and the
+//! inode number; the pointers program leaves both 0 and reads no file at
+//! all: the address of the `struct file` an fd points at is in the fd table
+//! itself, and following it to the inode is most of a pass's cost (two
+//! cache misses per file: 0.12 s against 0.035 s for 245,000 files).
 //! Pure code: offsets in, instructions out.
 
 use crate::parse::btf::{Btf, Member};
 use crate::parse::ParseResult;
 use crate::source::bpf_asm::{Asm, Cond, Reg, Size, FP, R0, R1, R2, R3, R4, R6, R7, R8, R9};
 
-pub const RECORD: usize = 24;
+pub const RECORD: usize = 32;
 
 /// The struct members the program reads.
 pub struct Offsets {
@@ -64,7 +69,16 @@ fn load(a: &mut Asm, dst: Reg, src: Reg, m: Member) -> ParseResult<()> {
     Ok(())
 }
 
-pub fn program(o: &Offsets) -> ParseResult<Vec<u64>> {
+/// What a program writes of each file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// Its superblock's magic and its inode number (and its address).
+    Files,
+    /// Only its address.
+    Pointers,
+}
+
+pub fn program(o: &Offsets, reads: Reads) -> ParseResult<Vec<u64>> {
     let base = -(RECORD as i16);
     let mut a = Asm::default();
     let out = a.label();
@@ -82,12 +96,22 @@ pub fn program(o: &Offsets) -> ParseResult<Vec<u64>> {
     a.stx(Size::W, FP, base + 4, R2);
     load(&mut a, R2, R6, o.ctx_fd)?;
     a.stx(Size::W, FP, base + 8, R2);
-    load(&mut a, R3, R8, o.file_inode)?;
-    load(&mut a, R4, R3, o.inode_sb)?;
-    load(&mut a, R2, R4, o.sb_magic)?;
-    a.stx(Size::W, FP, base + 12, R2);
-    load(&mut a, R2, R3, o.inode_ino)?;
-    a.stx(Size::DW, FP, base + 16, R2);
+    match reads {
+        Reads::Files => {
+            load(&mut a, R3, R8, o.file_inode)?;
+            load(&mut a, R4, R3, o.inode_sb)?;
+            load(&mut a, R2, R4, o.sb_magic)?;
+            a.stx(Size::W, FP, base + 12, R2);
+            load(&mut a, R2, R3, o.inode_ino)?;
+            a.stx(Size::DW, FP, base + 16, R2);
+        }
+        Reads::Pointers => {
+            a.st_imm(Size::W, FP, base + 12, 0);
+            a.st_imm(Size::DW, FP, base + 16, 0);
+        }
+    }
+    // The address only: written out, never followed.
+    a.stx(Size::DW, FP, base + 24, R8);
     a.seq_write(R9, base, RECORD as i32);
     a.bind(out);
     a.mov_imm(R0, 0);
@@ -103,17 +127,32 @@ pub struct Record {
     pub fd: i32,
     pub magic: u32,
     pub inode: u64,
+    /// The `struct file`'s address: the same file while it is open.
+    pub file: u64,
 }
 
 impl Record {
     pub fn parse(b: &[u8; RECORD]) -> Record {
         let w = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
+        let dw = |i: usize| {
+            [
+                b[i],
+                b[i + 1],
+                b[i + 2],
+                b[i + 3],
+                b[i + 4],
+                b[i + 5],
+                b[i + 6],
+                b[i + 7],
+            ]
+        };
         Record {
             tgid: i32::from_ne_bytes(w(0)),
             tid: i32::from_ne_bytes(w(4)),
             fd: i32::from_ne_bytes(w(8)),
             magic: u32::from_ne_bytes(w(12)),
-            inode: u64::from_ne_bytes([b[16], b[17], b[18], b[19], b[20], b[21], b[22], b[23]]),
+            inode: u64::from_ne_bytes(dw(16)),
+            file: u64::from_ne_bytes(dw(24)),
         }
     }
 }
@@ -164,6 +203,40 @@ mod tests {
         .is_err());
     }
 
+    /// The pointers program loads nothing through the file: no instruction
+    /// reads memory at the file's address (r8); the reading one does.
+    #[test]
+    fn the_pointers_program_never_follows_the_file() {
+        let m = |offset| Member { offset, size: 8 };
+        let o = Offsets {
+            ctx_meta: m(0),
+            ctx_task: m(8),
+            ctx_fd: Member {
+                offset: 16,
+                size: 4,
+            },
+            ctx_file: m(24),
+            meta_seq: m(0),
+            task_tgid: Member {
+                offset: 2452,
+                size: 4,
+            },
+            task_pid: Member {
+                offset: 2448,
+                size: 4,
+            },
+            file_inode: m(40),
+            inode_sb: m(40),
+            inode_ino: m(64),
+            sb_magic: m(96),
+        };
+        // BPF_LDX (class 1) with the source register in bits 12-15.
+        let loads_through_r8 =
+            |p: &[u64]| p.iter().any(|i| i & 0x07 == 0x01 && (i >> 12) & 0xf == 8);
+        assert!(!loads_through_r8(&program(&o, Reads::Pointers).unwrap()));
+        assert!(loads_through_r8(&program(&o, Reads::Files).unwrap()));
+    }
+
     #[test]
     fn parses_a_record() {
         let mut b = [0u8; RECORD];
@@ -171,9 +244,11 @@ mod tests {
         b[4..8].copy_from_slice(&9i32.to_ne_bytes());
         b[8..12].copy_from_slice(&3i32.to_ne_bytes());
         b[12..16].copy_from_slice(&0x534f_434bu32.to_ne_bytes());
-        b[16..].copy_from_slice(&123_456u64.to_ne_bytes());
+        b[16..24].copy_from_slice(&123_456u64.to_ne_bytes());
+        b[24..].copy_from_slice(&0xffff_8880_1234_5600u64.to_ne_bytes());
         let r = Record::parse(&b);
         assert_eq!((r.tgid, r.tid, r.fd, r.inode), (7, 9, 3, 123_456));
+        assert_eq!(r.file, 0xffff_8880_1234_5600);
         assert_eq!(r.magic, 0x534f_434b);
     }
 }
