@@ -44,12 +44,12 @@
 //! when they hold many of the host's files. A file freed and its address
 //! taken by a new file at the same fd is the one trade the signature misses:
 //! it can only leave a socket of interest without a holder, which the search
-//! for holders of unheld sockets (below) reads again.
-//! Without the pointers pass (it failed), a look whose checks would cost more than one
-//! reading pass (a `readlink` per fd of interest: tens of thousands on a
-//! host with as many CLOSE_WAIT sockets) takes every table from that pass,
-//! and nothing is then taken from the last look. `--fds bpf` reads through
-//! the iterator at every look, `--fds proc` never.
+//! for holders of unheld sockets (below) reads again. Without the pointers
+//! pass (it failed), a look whose checks would cost more than one reading
+//! pass (a `readlink` per fd of interest: tens of thousands on a host with
+//! as many CLOSE_WAIT sockets) takes every table from that pass, and
+//! nothing is then taken from the last look. `--fds bpf` reads through the
+//! iterator at every look, `--fds proc` never.
 
 use super::root::ProcRoot;
 use super::walk::{self, Walked};
@@ -293,7 +293,7 @@ impl Incremental {
         ));
         walked.sort_unstable_by_key(|w| w.process.pid);
         // Only a quiet look keeps the last walks (below); others are done
-        // with them: the reused ones are copied into the look.
+        // with them: the reused ones' fds were moved into the look.
         let cache = quiet.then_some(cache);
 
         let mut rewalked = 0;
@@ -441,8 +441,9 @@ impl Incremental {
         let leaky = snap.sockets.iter().any(|s| s.state == TcpState::CloseWait);
         self.no_cache =
             pruned || (leaky && signatures.is_none() && self.checks_cost_more(cfg, root));
-        // Pruned here, each process's whole list moved to the cache and the
-        // kept fds copied out of it: no second copy of every socket fd.
+        // Pruned here unless the look did it early: each process's whole
+        // list goes to the cache, compact, and the look keeps a copy of the
+        // fds it can use.
         let shared = prune.then(|| prune::shared_inodes(snap.processes.iter()));
         let keep = shared
             .as_ref()
