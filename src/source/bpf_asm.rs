@@ -9,6 +9,7 @@ pub const R1: Reg = 1;
 pub const R2: Reg = 2;
 pub const R3: Reg = 3;
 pub const R4: Reg = 4;
+pub const R5: Reg = 5;
 pub const R6: Reg = 6;
 pub const R7: Reg = 7;
 pub const R8: Reg = 8;
@@ -127,6 +128,25 @@ impl Asm {
 
     pub fn sub(&mut self, dst: Reg, src: Reg) {
         self.emit(0x1f, dst, src, 0, 0);
+    }
+
+    pub fn or(&mut self, dst: Reg, src: Reg) {
+        self.emit(0x4f, dst, src, 0, 0);
+    }
+
+    pub fn xor(&mut self, dst: Reg, src: Reg) {
+        self.emit(0xaf, dst, src, 0, 0);
+    }
+
+    /// dst *= src (64 bits, wrapping)
+    pub fn mul(&mut self, dst: Reg, src: Reg) {
+        self.emit(0x2f, dst, src, 0, 0);
+    }
+
+    /// dst = imm, all 64 bits (a two-slot load).
+    pub fn ld_imm64(&mut self, dst: Reg, imm: u64) {
+        self.emit(0x18, dst, 0, 0, imm as u32 as i32);
+        self.insns.push(insn(0, 0, 0, 0, (imm >> 32) as u32 as i32));
     }
 
     pub fn and_imm(&mut self, dst: Reg, imm: i32) {
@@ -257,6 +277,19 @@ impl Asm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_64_bit_constant_takes_two_slots() {
+        let mut a = Asm::default();
+        a.ld_imm64(R3, 0xbf58_476d_1ce4_e5b9);
+        a.xor(R1, R2);
+        a.mul(R1, R3);
+        let p = a.finish().unwrap();
+        assert_eq!(p[0], insn(0x18, 3, 0, 0, 0x1ce4_e5b9));
+        assert_eq!(p[1], insn(0, 0, 0, 0, 0xbf58_476d_u32 as i32));
+        assert_eq!(p[2], insn(0xaf, 1, 2, 0, 0));
+        assert_eq!(p[3], insn(0x2f, 1, 3, 0, 0));
+    }
 
     #[test]
     fn labels_resolve_to_relative_offsets() {

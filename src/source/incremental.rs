@@ -31,11 +31,10 @@
 //! Where the task_file iterator runs (`--fds auto` on a busy host, `--fds
 //! bpf`), a look that walks everything (the first, every `full_every`-th)
 //! takes every table from one pass of it instead of /proc. The other looks
-//! compare fd pointers instead of fd directory sizes: one pass of the
-//! iterator's pointers program (`task_files::signatures`) signs each
-//! process with the address of the `struct file` each of its fds points at,
-//! read from the fd table without following it to its inode (a third of a
-//! reading pass). A process whose signature is its last walk's has every fd
+//! compare fd pointers instead of fd directory sizes: one pass of a
+//! program (`task_files::signatures`) signs each process with the address
+//! of the `struct file` each of its fds points at, read from the fd table
+//! without following it to its inode (a fraction of a reading pass). A process whose signature is its last walk's has every fd
 //! where it was, so its fds of interest need no `readlink`: a socket of
 //! interest is in this look's tables with its inode, so its file has not
 //! been freed since, and no other file can have taken its address. The

@@ -15,15 +15,32 @@ use crate::source::bpf_asm::{Asm, Cond, Reg, Size, FP, R0, R1, R2, R3, R4, R6, R
 
 pub const RECORD: usize = 32;
 
+/// What every program here reads of the iterator's meta and of a task.
+pub struct TaskOffsets {
+    pub meta_seq: Member,
+    pub tgid: Member,
+    pub pid: Member,
+}
+
+impl TaskOffsets {
+    pub fn from_btf(btf: &Btf) -> ParseResult<TaskOffsets> {
+        let [meta_seq] = btf.members("bpf_iter_meta", ["seq"])?;
+        let [tgid, pid] = btf.members("task_struct", ["tgid", "pid"])?;
+        Ok(TaskOffsets {
+            meta_seq,
+            tgid,
+            pid,
+        })
+    }
+}
+
 /// The struct members the program reads.
 pub struct Offsets {
     ctx_meta: Member,
     ctx_task: Member,
     ctx_fd: Member,
     ctx_file: Member,
-    meta_seq: Member,
-    task_tgid: Member,
-    task_pid: Member,
+    task: TaskOffsets,
     file_inode: Member,
     inode_sb: Member,
     inode_ino: Member,
@@ -34,8 +51,6 @@ impl Offsets {
     pub fn from_btf(btf: &Btf) -> ParseResult<Offsets> {
         let [ctx_meta, ctx_task, ctx_fd, ctx_file] =
             btf.members("bpf_iter__task_file", ["meta", "task", "fd", "file"])?;
-        let [meta_seq] = btf.members("bpf_iter_meta", ["seq"])?;
-        let [task_tgid, task_pid] = btf.members("task_struct", ["tgid", "pid"])?;
         let [file_inode] = btf.members("file", ["f_inode"])?;
         let [inode_sb, inode_ino] = btf.members("inode", ["i_sb", "i_ino"])?;
         let [sb_magic] = btf.members("super_block", ["s_magic"])?;
@@ -44,9 +59,7 @@ impl Offsets {
             ctx_task,
             ctx_fd,
             ctx_file,
-            meta_seq,
-            task_tgid,
-            task_pid,
+            task: TaskOffsets::from_btf(btf)?,
             file_inode,
             inode_sb,
             inode_ino,
@@ -56,7 +69,7 @@ impl Offsets {
 }
 
 /// dst = *(member)(src + member.offset), at the member's own size.
-fn load(a: &mut Asm, dst: Reg, src: Reg, m: Member) -> ParseResult<()> {
+pub fn load(a: &mut Asm, dst: Reg, src: Reg, m: Member) -> ParseResult<()> {
     let size = Size::of_bytes(m.size).ok_or_else(|| {
         format!(
             "a {}-byte member cannot be loaded in one instruction",
@@ -89,10 +102,10 @@ pub fn program(o: &Offsets, reads: Reads) -> ParseResult<Vec<u64>> {
     load(&mut a, R8, R6, o.ctx_file)?;
     a.jmp_imm(Cond::Eq, R8, 0, out);
     load(&mut a, R1, R6, o.ctx_meta)?;
-    load(&mut a, R9, R1, o.meta_seq)?;
-    load(&mut a, R2, R7, o.task_tgid)?;
+    load(&mut a, R9, R1, o.task.meta_seq)?;
+    load(&mut a, R2, R7, o.task.tgid)?;
     a.stx(Size::W, FP, base, R2);
-    load(&mut a, R2, R7, o.task_pid)?;
+    load(&mut a, R2, R7, o.task.pid)?;
     a.stx(Size::W, FP, base + 4, R2);
     load(&mut a, R2, R6, o.ctx_fd)?;
     a.stx(Size::W, FP, base + 8, R2);
@@ -216,14 +229,16 @@ mod tests {
                 size: 4,
             },
             ctx_file: m(24),
-            meta_seq: m(0),
-            task_tgid: Member {
-                offset: 2452,
-                size: 4,
-            },
-            task_pid: Member {
-                offset: 2448,
-                size: 4,
+            task: TaskOffsets {
+                meta_seq: m(0),
+                tgid: Member {
+                    offset: 2452,
+                    size: 4,
+                },
+                pid: Member {
+                    offset: 2448,
+                    size: 4,
+                },
             },
             file_inode: m(40),
             inode_sb: m(40),
