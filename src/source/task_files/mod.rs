@@ -230,6 +230,10 @@ fn pass_with<T>(
 /// also linked to single processes (`read_processes`).
 static FILES: OnceLock<Attached> = OnceLock::new();
 static POINTERS: OnceLock<Attached> = OnceLock::new();
+/// The pointers program's refusal, kept: it would be tried at every look
+/// (parsing the kernel's BTF each time), and what refuses it (privileges,
+/// the kernel) does not change between looks.
+static POINTERS_REFUSED: OnceLock<String> = OnceLock::new();
 
 struct Attached {
     prog: OwnedFd,
@@ -248,7 +252,14 @@ fn attached_prog(reads: Reads) -> Result<&'static Attached, String> {
     if let Some(a) = kept.get() {
         return Ok(a);
     }
-    let a = attach(reads)?;
+    if let (Reads::Pointers, Some(why)) = (reads, POINTERS_REFUSED.get()) {
+        return Err(why.clone());
+    }
+    let a = attach(reads).inspect_err(|why| {
+        if reads == Reads::Pointers {
+            let _ = POINTERS_REFUSED.set(why.clone());
+        }
+    })?;
     // Two threads may race here: one is kept, the other closed.
     Ok(kept.get_or_init(|| a))
 }
