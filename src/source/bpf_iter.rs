@@ -29,6 +29,14 @@ pub fn load(insns: &[u64], attach_btf_id: u32, name: &str) -> io::Result<OwnedFd
     bpf_sys::load(attr, 1 << 16)
 }
 
+/// `load` and `link`, the failure said as a reader of a timing note or an
+/// error needs it: the program and its link.
+pub fn attach(insns: &[u64], attach_btf_id: u32, name: &str) -> Result<(OwnedFd, OwnedFd), String> {
+    let prog = load(insns, attach_btf_id, name).map_err(|e| format!("loading the program: {e}"))?;
+    let link = link(&prog).map_err(|e| format!("attaching the iterator: {e}"))?;
+    Ok((prog, link))
+}
+
 /// Attach the program to its iterator.
 pub fn link(prog: &OwnedFd) -> io::Result<OwnedFd> {
     let mut attr = Attr::new()

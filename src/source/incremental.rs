@@ -693,18 +693,7 @@ fn plan_all(
             let netns = early.netns_of.get(&pid).copied();
             (
                 pid,
-                plan(
-                    root,
-                    pid,
-                    cache.get(&pid),
-                    Signed {
-                        sizes_work: by.sizes_work,
-                        pointers: by.signed.map(|s| s.get(&pid).copied().unwrap_or_default()),
-                    },
-                    netns,
-                    !quiet,
-                    &mut buf,
-                ),
+                plan(root, pid, cache.get(&pid), by, netns, !quiet, &mut buf),
             )
         })
         .collect::<Vec<_>>()
@@ -719,17 +708,11 @@ fn plan_all(
 /// What the processes' fds are compared by in a look.
 #[derive(Clone, Copy)]
 struct Compared<'a> {
-    sizes_work: bool,
-    signed: Option<&'a task_files::Signatures>,
-}
-
-/// What a process's fds are compared by.
-struct Signed {
     /// The kernel reports fd directory sizes.
     sizes_work: bool,
-    /// In a look that signed fd pointers: the process's signature (no
-    /// file: the pass did not report it). Sizes are then not read.
-    pointers: Option<task_files::Signature>,
+    /// In a look that signed fd pointers: every process's signature (none:
+    /// the pass did not report it, it has no file). Sizes are then not read.
+    signed: Option<&'a task_files::Signatures>,
 }
 
 /// Reuse the cached walk when the process is the same one (start time) and
@@ -742,13 +725,14 @@ fn plan(
     root: &ProcRoot,
     pid: Pid,
     cached: Option<&Entry>,
-    by: Signed,
+    by: Compared,
     netns: Option<Inode>,
     list_sockets: bool,
     buf: &mut Vec<u8>,
 ) -> Plan {
     let base = PathBuf::from(pid.to_string());
-    let size = match by.pointers {
+    let pointers = by.signed.map(|s| s.get(&pid).copied().unwrap_or_default());
+    let size = match pointers {
         Some(_) => None,
         None => std::fs::metadata(root.join(base.join("fd")))
             .ok()
@@ -760,7 +744,7 @@ fn plan(
     let Ok(stat) = walk::read_stat(root, pid, &base, buf) else {
         return Plan::Walk(size);
     };
-    let unchanged = match by.pointers {
+    let unchanged = match pointers {
         Some(now) => cached.pointers == Some(now),
         None => size == Some(cached.fd_size) && (cached.fd_size > 0 || by.sizes_work),
     };

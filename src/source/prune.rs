@@ -73,7 +73,7 @@ impl<'a> Keep<'a> {
 
 #[cfg(test)]
 mod tests {
-    use crate::model::{Family, Process, Snapshot, SocketFd, TcpSocket, TcpState};
+    use crate::model::{Process, Snapshot, SocketFd, TcpSocket, TcpState};
 
     fn fds(list: &[(i32, u64)]) -> Vec<SocketFd> {
         list.iter()
@@ -86,24 +86,15 @@ mod tests {
             .collect()
     }
 
+    /// Socket 10, in CLOSE_WAIT: the table both tests read.
+    fn close_wait_10() -> TcpSocket {
+        crate::states::testdata::sock(1, TcpState::CloseWait, 10, "127.0.0.1:80", "127.0.0.1:4000")
+    }
+
     #[test]
     fn keeps_table_and_shared_sockets_and_counts_the_rest() {
         let mut snap = Snapshot::default();
-        snap.sockets.push(TcpSocket {
-            inode: 10,
-            netns: 1,
-            family: Family::Ipv4,
-            local: "127.0.0.1:80".parse().unwrap(),
-            remote: "127.0.0.1:4000".parse().unwrap(),
-            state: TcpState::CloseWait,
-            recv_q: 0,
-            send_q: 0,
-            uid: 0,
-            last_ack_ms: None,
-            bytes_acked: None,
-            timewait: false,
-            bound_if: None,
-        });
+        snap.sockets.push(close_wait_10());
         // 10 is in the table; 20 is shared by both; 30 and 40 are neither.
         snap.processes = vec![
             Process {
@@ -136,21 +127,7 @@ mod tests {
             ..Process::default()
         };
         let shared: crate::model::InodeSet = [20].into_iter().collect();
-        let table = TcpSocket {
-            inode: 10,
-            netns: 1,
-            family: Family::Ipv4,
-            local: "127.0.0.1:80".parse().unwrap(),
-            remote: "127.0.0.1:4000".parse().unwrap(),
-            state: TcpState::CloseWait,
-            recv_q: 0,
-            send_q: 0,
-            uid: 0,
-            last_ack_ms: None,
-            bytes_acked: None,
-            timewait: false,
-            bound_if: None,
-        };
+        let table = close_wait_10();
         let keep = super::Keep::new(std::slice::from_ref(&table), &shared);
         let all = super::split(&mut p, &keep);
         assert_eq!(all, fds(&[(3, 10), (4, 20), (5, 30)]));

@@ -166,11 +166,7 @@ pub fn signatures(method: FdMethod, root: &ProcRoot, live: bool) -> Option<Signa
         return None;
     }
     let signed = match signing() {
-        Ok(link) => pass_with(
-            root,
-            || bpf_iter::iterate(link).map_err(|e| format!("opening the iterator: {e}")),
-            sign_tables,
-        ),
+        Ok(link) => pass_with(root, || Ok(link), sign_tables),
         Err(why) => {
             super::timing_note(&format!("fd tables not signed in place: {why}"));
             pass(root, Reads::Pointers, sign)
@@ -197,17 +193,14 @@ fn pass<T>(
     reads: Reads,
     take: fn(std::fs::File) -> std::io::Result<T>,
 ) -> Result<T, String> {
-    pass_with(
-        root,
-        || bpf_iter::iterate(attached(reads)?).map_err(|e| format!("opening the iterator: {e}")),
-        take,
-    )
+    pass_with(root, || attached(reads), take)
 }
 
-/// `pass` through the iterator instance `open` makes.
-fn pass_with<T>(
+/// `pass` through the link `make_link` gives (made only once the proc root is
+/// known to be the right one).
+fn pass_with<L: std::borrow::Borrow<OwnedFd>, T>(
     root: &ProcRoot,
-    open: impl FnOnce() -> Result<OwnedFd, String>,
+    make_link: impl FnOnce() -> Result<L, String>,
     take: fn(std::fs::File) -> std::io::Result<T>,
 ) -> Result<T, String> {
     let me = std::process::id();
@@ -218,7 +211,8 @@ fn pass_with<T>(
     if link("self/ns/pid").as_deref() != Some(INIT_PID_NS) {
         return Err("not in the initial pid namespace (the iterator reports global pids)".into());
     }
-    let iter = open()?;
+    let iter = bpf_iter::iterate(make_link()?.borrow())
+        .map_err(|e| format!("opening the iterator: {e}"))?;
     take(std::fs::File::from(iter)).map_err(|e| format!("reading it: {e}"))
 }
 
@@ -271,9 +265,7 @@ fn attach(reads: Reads) -> Result<Attached, String> {
             .ok_or("no task_file iterator in this kernel")?;
         Ok((prog::program(&prog::Offsets::from_btf(btf)?, reads)?, func))
     })?;
-    let prog = bpf_iter::load(&insns, func, "cwleak_fds")
-        .map_err(|e| format!("loading the program: {e}"))?;
-    let link = bpf_iter::link(&prog).map_err(|e| format!("attaching the iterator: {e}"))?;
+    let (prog, link) = bpf_iter::attach(&insns, func, "cwleak_fds")?;
     Ok(Attached { prog, link })
 }
 
@@ -290,9 +282,8 @@ pub fn read_processes(root: &ProcRoot, pids: &[Pid]) -> Option<Tables> {
         let one = pass_with(
             root,
             || {
-                let link = bpf_iter::link_process(prog, u32::try_from(pid).unwrap_or(0))
-                    .map_err(|e| format!("attaching the iterator to {pid}: {e}"))?;
-                bpf_iter::iterate(&link).map_err(|e| format!("opening the iterator: {e}"))
+                bpf_iter::link_process(prog, u32::try_from(pid).unwrap_or(0))
+                    .map_err(|e| format!("attaching the iterator to {pid}: {e}"))
             },
             collect,
         );
@@ -331,9 +322,7 @@ fn signing() -> Result<&'static OwnedFd, String> {
                     func,
                 ))
             })?;
-            let prog = bpf_iter::load(&insns, func, "cwleak_sign")
-                .map_err(|e| format!("loading the program: {e}"))?;
-            bpf_iter::link(&prog).map_err(|e| format!("attaching the iterator: {e}"))
+            bpf_iter::attach(&insns, func, "cwleak_sign").map(|(_, link)| link)
         })
         .as_ref()
         .map_err(Clone::clone)
@@ -621,14 +610,8 @@ mod tests {
             // Signed in place where the kernel takes that program (6.4+),
             // by the pointers program otherwise: both are checked here.
             let by_pointers = pass(&root, Reads::Pointers, sign).unwrap();
-            let in_place = signing().map(|link| {
-                pass_with(
-                    &root,
-                    || bpf_iter::iterate(link).map_err(|e| e.to_string()),
-                    sign_tables,
-                )
-                .unwrap()
-            });
+            let in_place =
+                signing().map(|link| pass_with(&root, || Ok(link), sign_tables).unwrap());
             let theirs = whole
                 .get(&pid)
                 .map(|t| (t.fd_count, t.sockets.clone(), t.signature));
@@ -669,15 +652,7 @@ mod tests {
 
     #[test]
     fn a_record_split_across_reads_is_joined() {
-        let mut bytes = Vec::new();
-        for r in [rec(1, 1, 0, true), rec(1, 1, 1, false)] {
-            bytes.extend(r.tgid.to_ne_bytes());
-            bytes.extend(r.tid.to_ne_bytes());
-            bytes.extend(r.fd.to_ne_bytes());
-            bytes.extend(r.magic.to_ne_bytes());
-            bytes.extend(r.inode.to_ne_bytes());
-            bytes.extend(r.file.to_ne_bytes());
-        }
+        let mut bytes = bytes_of(&[rec(1, 1, 0, true), rec(1, 1, 1, false)]);
         // A reader that hands out 7 bytes at a time.
         struct Trickle(Vec<u8>, usize);
         impl Read for Trickle {

@@ -192,11 +192,8 @@ pub fn program(o: &Offsets) -> ParseResult<Vec<u64>> {
     a.stx(Size::W, FP, OUT + 8, R8);
     a.stx(Size::DW, FP, OUT + 16, R9);
     a.bind(write);
-    a.ldx(Size::DW, R1, FP, SEQ);
-    a.mov(R2, FP);
-    a.add_imm(R2, i32::from(OUT));
-    a.mov_imm(R3, RECORD as i32);
-    a.call(crate::source::bpf_asm::HELPER_SEQ_WRITE);
+    a.ldx(Size::DW, R4, FP, SEQ);
+    a.seq_write(R4, OUT, RECORD as i32);
     a.bind(out);
     a.mov_imm(R0, 0);
     a.exit();

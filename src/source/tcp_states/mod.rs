@@ -64,9 +64,7 @@ fn offsets() -> Result<(prog::Offsets, Option<prog::RecordOffsets>, u32), String
 }
 
 fn load_iter(insns: &[u64], func: u32) -> Result<OwnedFd, String> {
-    let prog = bpf_iter::load(insns, func, "cwleak_states")
-        .map_err(|e| format!("loading the program: {e}"))?;
-    bpf_iter::link(&prog).map_err(|e| format!("attaching the iterator: {e}"))
+    bpf_iter::attach(insns, func, "cwleak_states").map(|(_, link)| link)
 }
 
 /// One pass of the program that reads fields through the helper, as on a
