@@ -558,3 +558,93 @@ fn a_pruned_look_holds_what_a_one_shot_look_holds_and_quiet_comes_back() {
     assert!(inc.stats().quiet, "{:?}", inc.stats());
     drop((listener, other, ns));
 }
+
+/// A child holding one CLOSE_WAIT socket at two fds (0, and 5 without
+/// O_CLOEXEC) flips FD_CLOEXEC of fd 5 on SIGUSR1 and says so: a look that
+/// reuses it (its fds did not move) must still see the flag as it is now,
+/// not as the look before read it.
+#[test]
+fn with_the_iterator_a_reused_process_shows_its_close_on_exec_flag_as_it_is() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let test = "incremental_live::with_the_iterator_a_reused_process_shows_its_close_on_exec_flag_as_it_is";
+    if !skip::is_root() {
+        skip::skip(test, "the task_file iterator needs root");
+        return;
+    }
+    use std::io::BufRead;
+    let cfg = SourceConfig {
+        fds: FdMethod::Bpf,
+        ..cfg()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let server = close_wait(&listener);
+    let inode = inode_of(server.as_raw_fd());
+    let script = "import fcntl, os, signal\n\
+        os.dup2(0, 5)\n\
+        def flip(*_):\n\
+        \x20   fcntl.fcntl(5, fcntl.F_SETFD, fcntl.fcntl(5, fcntl.F_GETFD) ^ fcntl.FD_CLOEXEC)\n\
+        \x20   print('flipped', flush=True)\n\
+        signal.signal(signal.SIGUSR1, flip)\n\
+        print('ready', flush=True)\n\
+        while True:\n\
+        \x20   signal.pause()\n";
+    let child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::from(OwnedFd::from(server)))
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            skip::skip(test, &format!("no python3: {e}"));
+            return;
+        }
+    };
+    let pid = i32::try_from(child.id()).expect("pid");
+    let mut said = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut next_line = || {
+        let mut line = String::new();
+        said.read_line(&mut line).expect("the child's answer");
+        line.trim().to_string()
+    };
+    // The flags of its two fds of the socket, as a look shows them.
+    let flags = |snap: &Snapshot| -> Vec<(i32, Option<bool>)> {
+        let mut v: Vec<(i32, Option<bool>)> = snap
+            .processes
+            .iter()
+            .find(|p| p.pid == pid)
+            .map(|p| {
+                p.sockets
+                    .iter()
+                    .filter(|s| s.inode == inode)
+                    .map(|s| (s.fd, s.cloexec))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort_unstable();
+        v
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert_eq!(next_line(), "ready");
+        let mut inc = Incremental::new(1000);
+        let snap = inc.read(&cfg).expect("first look");
+        assert_eq!(flags(&snap), [(0, Some(false)), (5, Some(false))]);
+        let snap = inc.read(&cfg).expect("second look");
+        assert_eq!(flags(&snap), [(0, Some(false)), (5, Some(false))]);
+        for now in [true, false] {
+            // SAFETY: kill(2) on our own child.
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGUSR1) }, 0);
+            assert_eq!(next_line(), "flipped");
+            let snap = inc.read(&cfg).expect("look after a flip");
+            let st = inc.stats();
+            assert!(st.pointers && !st.full, "{st:?}");
+            assert_eq!(flags(&snap), [(0, Some(false)), (5, Some(now))]);
+        }
+    }));
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(listener);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}

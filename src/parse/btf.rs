@@ -225,6 +225,14 @@ impl<'a> Btf<'a> {
         match t.kind() {
             KIND_PTR => Ok(8),
             KIND_INT | KIND_ENUM | KIND_ENUM64 | KIND_STRUCT | KIND_UNION => Ok(t.size_or_type),
+            // btf_array: element type, index type, number of elements.
+            KIND_ARRAY => {
+                let elem = u32_at(self.type_data, t.extra)? as usize;
+                let n = u32_at(self.type_data, t.extra + 8)?;
+                self.size_of(elem)?
+                    .checked_mul(n)
+                    .ok_or_else(|| "array too large".to_string())
+            }
             k => Err(format!("member of kind {k} has no plain size")),
         }
     }
@@ -316,5 +324,8 @@ mod tests {
         assert_eq!(tgid.size, 4);
         let [f_inode] = btf.members("file", ["f_inode"]).unwrap();
         assert_eq!(f_inode.size, 8);
+        // An array member: its whole size.
+        let [comm] = btf.members("task_struct", ["comm"]).unwrap();
+        assert_eq!(comm.size, 16);
     }
 }

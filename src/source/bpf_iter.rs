@@ -26,7 +26,7 @@ pub fn load(insns: &[u64], attach_btf_id: u32, name: &str) -> io::Result<OwnedFd
             .u32(68, BPF_TRACE_ITER)
             .u32(108, attach_btf_id)
     };
-    bpf_sys::load(attr, 1 << 16)
+    bpf_sys::load(attr, 1 << 20)
 }
 
 /// `load` and `link`, the failure said as a reader of a timing note or an

@@ -169,7 +169,9 @@ pub fn read_ahead(
     out
 }
 
-/// The cloexec flag of the fds `flags` selects.
+/// The cloexec flag of the fds `flags` selects, where the look does not
+/// know it yet (a reused process whose close-on-exec bits did not move
+/// keeps the flags last read).
 pub fn read_flags(
     root: &ProcRoot,
     w: &mut Walked,
@@ -177,8 +179,16 @@ pub fn read_flags(
     warnings: &mut Vec<Warning>,
 ) {
     let pid = w.process.pid;
+    if w.process.sockets.iter().all(|s| s.cloexec.is_some()) {
+        return;
+    }
     let fds = flags.wanted(&w.process);
-    for s in w.process.sockets.iter_mut().filter(|s| fds.contains(&s.fd)) {
+    for s in w
+        .process
+        .sockets
+        .iter_mut()
+        .filter(|s| s.cloexec.is_none() && fds.contains(&s.fd))
+    {
         let rel = match s.tid {
             Some(tid) => PathBuf::from(format!("{pid}/task/{tid}/fdinfo/{}", s.fd)),
             None => w.base.join(format!("fdinfo/{}", s.fd)),

@@ -63,9 +63,12 @@ impl Early {
 /// Every namespace a process of `pids` sits in (of `only`, when given), read
 /// through its lowest pid. A read that came back incomplete is not kept: the
 /// look reads that namespace again, through the members it knows then.
+/// A process's namespace is read from /proc unless `known` has it (the
+/// signing program read it this look).
 pub fn read(
     root: &ProcRoot,
     pids: &[Pid],
+    known: &FastMap<Pid, Inode>,
     only: &[Inode],
     method: TableMethod,
     req: &DumpRequest,
@@ -78,11 +81,18 @@ pub fn read(
     for &pid in pids {
         // A zombie leader has no namespace to show: the walk finds its
         // thread's, and the look reads that namespace itself.
-        let Ok(link) = root.read_link(Some(pid), &PathBuf::from(format!("{pid}/ns/net"))) else {
-            continue;
-        };
-        let Some(netns) = bracket_inode(&link, b"net") else {
-            continue;
+        let netns = match known.get(&pid) {
+            Some(&n) => n,
+            None => {
+                let rel = PathBuf::from(format!("{pid}/ns/net"));
+                let Ok(link) = root.read_link(Some(pid), &rel) else {
+                    continue;
+                };
+                let Some(netns) = bracket_inode(&link, b"net") else {
+                    continue;
+                };
+                netns
+            }
         };
         netns_of.insert(pid, netns);
         if !only.is_empty() && !only.contains(&netns) {

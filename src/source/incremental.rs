@@ -56,7 +56,9 @@ use super::{
     finish, prune, read_tables_first, tables_first, task_files, walk_all, Early, SourceConfig,
     SourceError, Start, TableStates,
 };
-use crate::model::{interesting_inodes, Inode, Pid, Snapshot, SocketFd, TcpSocket, TcpState};
+use crate::model::{
+    interesting_inodes, FastMap, Inode, Pid, Process, Snapshot, SocketFd, TcpSocket, TcpState,
+};
 use crate::parse::link;
 // Fx: these hold pids and inodes by the hundred thousand, hashed at every look.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -84,6 +86,34 @@ struct Entry {
     /// Its fd pointers' signature when it was walked, where a pass of the
     /// iterator saw it.
     pointers: Option<task_files::Signature>,
+    /// Its facts' digest then, where the signing program read them: while
+    /// they and the pointers stay the same, its stat fields and O_CLOEXEC
+    /// flags are the ones below and in `sockets`.
+    facts: Option<u64>,
+    stated: Stated,
+}
+
+/// What a process's stat said, but its state (which the signing program
+/// reads at each look) and its start time (the entry's).
+#[derive(Debug, Clone)]
+struct Stated {
+    ppid: Pid,
+    comm: String,
+    threads: u32,
+    layout: Option<crate::model::Layout>,
+    fork_signs: crate::model::ForkSigns,
+}
+
+impl Stated {
+    fn of(p: &crate::model::Process) -> Stated {
+        Stated {
+            ppid: p.ppid,
+            comm: p.comm.clone(),
+            threads: p.threads,
+            layout: p.layout,
+            fork_signs: p.fork_signs,
+        }
+    }
 }
 
 /// How much of the last look was read again.
@@ -133,7 +163,9 @@ pub struct Incremental {
 
 /// What the pre-walk pass decided for one pid.
 enum Plan {
-    Reuse(Box<Walked>, u64),
+    /// The cached walk, at this fd directory size; with its O_CLOEXEC flags
+    /// when its facts are the same (`Entry::facts`).
+    Reuse(Box<Walked>, u64, bool),
     Walk(Option<u64>),
 }
 
@@ -177,16 +209,33 @@ impl Incremental {
         // are read once for all namespaces, not walked per namespace.
         let _look = (cfg.follow && cfg.states == TableStates::Counted && start.live)
             .then(|| super::tcp_states::begin_look(super::sock_diag::room_for));
+        // The fd pointers first, in a look that will compare them (one
+        // with a cache, not due for a full walk, after one that was not
+        // quiet): the signing program reads every process's namespace too,
+        // which the early tables would otherwise read from /proc.
+        let due = self.full_every == 0 || self.looks % self.full_every == 0;
+        let mut signed = (!due && !self.cache.is_empty() && !self.last.quiet)
+            .then(|| task_files::signatures(cfg.fds, &start.root, start.live))
+            .flatten();
         // The tables first, where they can be read before the walk: a look
         // that finds no CLOSE_WAIT socket has nothing to find holders of.
         let early = if tables_first(cfg, &start) && self.full_every != 0 {
-            read_tables_first(cfg, &start)
+            let known: FastMap<Pid, Inode> = signed
+                .iter()
+                .flat_map(|s| &s.facts)
+                .filter_map(|(pid, f)| Some((*pid, f.netns?)))
+                .collect();
+            read_tables_first(cfg, &start, &known)
         } else {
             Early::default()
         };
         // Only where fd directories' sizes count fds: a quiet look takes a
         // changed process's count from it.
         let quiet = self.sizes_work && self.looks > 0 && !self.no_cache && early.no_close_wait();
+        if quiet {
+            // Compared by fd directory sizes instead (their namespaces read).
+            signed = None;
+        }
         // A quiet look does not count towards the periodic full walk.
         let mut full = !quiet && (self.full_every == 0 || self.looks % self.full_every == 0);
         self.looks += u64::from(!quiet);
@@ -194,13 +243,14 @@ impl Incremental {
         // otherwise the processes' fd pointers from it, where it runs; or,
         // where it does not sign them, every table from it when the checks
         // would cost more than one pass.
-        let mut signed = None;
         let mut iterated = if quiet {
             None
         } else if full || self.cache.is_empty() {
             task_files::read(cfg.fds, &start.root, start.live)?
         } else {
-            signed = task_files::signatures(cfg.fds, &start.root, start.live);
+            if signed.is_none() {
+                signed = task_files::signatures(cfg.fds, &start.root, start.live);
+            }
             if signed.is_none() && self.checks_cost_more(cfg, &start.root) {
                 task_files::read(cfg.fds, &start.root, start.live)?
             } else {
@@ -233,7 +283,8 @@ impl Incremental {
             &cache,
             Compared {
                 sizes_work: self.sizes_work,
-                signed: signed.as_ref(),
+                signed: signed.as_ref().map(|s| &s.sigs),
+                facts: signed.as_ref().map(|s| &s.facts),
             },
             &early,
             quiet,
@@ -245,10 +296,10 @@ impl Incremental {
         let mut cache = cache;
         for (pid, plan) in plans {
             match plan {
-                Plan::Reuse(mut w, size) => {
+                Plan::Reuse(mut w, size, flags_kept) => {
                     sizes.insert(pid, size);
                     if !quiet {
-                        take_sockets(&mut w.process, &mut cache);
+                        take_sockets(&mut w.process, &mut cache, flags_kept);
                     }
                     walked.push(*w);
                 }
@@ -273,12 +324,14 @@ impl Incremental {
         let mut signatures: Option<task_files::Signatures> = iterated
             .as_ref()
             .map(|t| t.iter().map(|(pid, t)| (*pid, t.signature)).collect());
-        if let Some(sigs) = signed {
+        let mut facts = None;
+        if let Some(s) = signed {
             // The changed processes' fds, through the iterator as well.
             if !to_walk.is_empty() {
-                iterated = read_changed(cfg, &start.root, start.live, &sigs, &to_walk)?;
+                iterated = read_changed(cfg, &start.root, start.live, &s.sigs, &to_walk)?;
             }
-            signatures = Some(sigs);
+            signatures = Some(s.sigs);
+            facts = Some(s.facts);
         }
         let by_pointers = signatures.is_some() && !full;
         let (fresh, mut warnings) = walk_all(&start.root, &to_walk, iterated, &early, cfg.threads);
@@ -363,6 +416,7 @@ impl Incremental {
             Outcome {
                 sizes: &sizes,
                 signatures: signatures.as_ref(),
+                facts: facts.as_ref(),
                 searched_all,
                 pruned: prune_now,
                 prune: prune_later,
@@ -401,6 +455,7 @@ impl Incremental {
         Outcome {
             sizes,
             signatures,
+            facts,
             searched_all,
             pruned,
             prune,
@@ -462,9 +517,13 @@ impl Incremental {
             let pointers = signatures.map(|s| s.get(&p.pid).copied().unwrap_or_default());
             let kept = kept && (fd_size.is_some() || pointers.is_some());
             let sockets = match (&mut aside, &keep) {
-                // Pruned already: the whole list was put aside (if it can be kept).
+                // Pruned already: the whole list was put aside (if it can be
+                // kept), before the flags of the fds kept were read.
                 (Some(aside), _) => match aside.remove(&p.pid) {
-                    Some(all) => all,
+                    Some(mut all) => {
+                        with_flags(&mut all, &p.sockets);
+                        all
+                    }
                     None => continue,
                 },
                 (None, Some(keep)) => compact(&prune::split(p, keep)),
@@ -479,6 +538,8 @@ impl Incremental {
                     fd_count: p.fd_count,
                     sockets,
                     pointers,
+                    facts: facts.and_then(|f| f.get(&p.pid)).map(|f| f.digest),
+                    stated: Stated::of(p),
                 };
                 cache.insert(p.pid, entry);
             }
@@ -493,6 +554,8 @@ struct Outcome<'a> {
     sizes: &'a HashMap<Pid, u64>,
     /// Fd pointers' signatures, where a pass of the iterator signed them.
     signatures: Option<&'a task_files::Signatures>,
+    /// Processes' facts, where the signing program read them.
+    facts: Option<&'a FastMap<Pid, task_files::Facts>>,
     /// Every process that could hold an unheld socket was walked.
     searched_all: bool,
     /// The fds were pruned early and not kept (a look without a cache).
@@ -548,36 +611,80 @@ fn read_changed(
 const ONE_BY_ONE: usize = 64;
 
 /// One socket fd as the cache keeps it: 12 bytes, not a `SocketFd`'s 24
-/// (a cached process has no thread's own table, and O_CLOEXEC is read again
-/// each look); 200,000 of them at 200k sockets.
+/// (a cached process has no thread's own table); 200,000 of them at 200k
+/// sockets. The fd's two top bits (no fd reaches 2^30: `fs.nr_open` stops
+/// below) say whether O_CLOEXEC was read, and what it was.
 #[derive(Debug, Clone, Copy)]
 #[repr(C, packed(4))]
 struct Held {
     inode: Inode,
-    fd: i32,
+    fd: u32,
+}
+
+const FLAG_READ: u32 = 1 << 31;
+const CLOEXEC: u32 = 1 << 30;
+
+impl Held {
+    fn of(s: &SocketFd) -> Held {
+        let flags = match s.cloexec {
+            None => 0,
+            Some(false) => FLAG_READ,
+            Some(true) => FLAG_READ | CLOEXEC,
+        };
+        Held {
+            inode: s.inode,
+            fd: s.fd as u32 & !(FLAG_READ | CLOEXEC) | flags,
+        }
+    }
+
+    fn fd(&self) -> i32 {
+        (self.fd & !(FLAG_READ | CLOEXEC)) as i32
+    }
+
+    fn cloexec(&self) -> Option<bool> {
+        (self.fd & FLAG_READ != 0).then_some(self.fd & CLOEXEC != 0)
+    }
 }
 
 fn compact(sockets: &[SocketFd]) -> Vec<Held> {
-    sockets
+    sockets.iter().map(Held::of).collect()
+}
+
+/// The O_CLOEXEC flags read for `kept` (a pruned list) into `all`, the
+/// process's whole list put aside before they were read.
+fn with_flags(all: &mut [Held], kept: &[SocketFd]) {
+    let read: FastMap<(i32, Inode), bool> = kept
         .iter()
-        .map(|s| Held {
-            inode: s.inode,
-            fd: s.fd,
-        })
-        .collect()
+        .filter_map(|s| Some(((s.fd, s.inode), s.cloexec?)))
+        .collect();
+    if read.is_empty() {
+        return;
+    }
+    for h in all.iter_mut() {
+        let inode = h.inode;
+        if let Some(&c) = read.get(&(h.fd(), inode)) {
+            *h = Held::of(&SocketFd {
+                fd: h.fd(),
+                inode,
+                cloexec: Some(c),
+                tid: None,
+            });
+        }
+    }
 }
 
 /// A reused process's socket fds, taken out of the cache (only a quiet
-/// look keeps using it), as a full walk leaves them: O_CLOEXEC is read
-/// later for the fds that matter.
-fn take_sockets(p: &mut crate::model::Process, cache: &mut HashMap<Pid, Entry>) {
+/// look keeps using it): with O_CLOEXEC as last read when `flags_kept` (its
+/// close-on-exec bits did not change since), else as a full walk leaves
+/// them, the flag read later for the fds that matter.
+fn take_sockets(p: &mut crate::model::Process, cache: &mut HashMap<Pid, Entry>, flags_kept: bool) {
     if let Some(e) = cache.get_mut(&p.pid) {
         p.sockets = std::mem::take(&mut e.sockets)
             .into_iter()
             .map(|h| SocketFd {
-                fd: h.fd,
+                fd: h.fd(),
                 inode: h.inode,
-                cloexec: None,
+                cloexec: h.cloexec().filter(|_| flags_kept),
                 tid: None,
             })
             .collect();
@@ -713,6 +820,8 @@ struct Compared<'a> {
     /// In a look that signed fd pointers: every process's signature (none:
     /// the pass did not report it, it has no file). Sizes are then not read.
     signed: Option<&'a task_files::Signatures>,
+    /// Every process's facts, where the signing program read them.
+    facts: Option<&'a FastMap<Pid, task_files::Facts>>,
 }
 
 /// Reuse the cached walk when the process is the same one (start time) and
@@ -741,17 +850,40 @@ fn plan(
     let Some(cached) = cached else {
         return Plan::Walk(size);
     };
-    let Ok(stat) = walk::read_stat(root, pid, &base, buf) else {
-        return Plan::Walk(size);
-    };
     let unchanged = match pointers {
         Some(now) => cached.pointers == Some(now),
         None => size == Some(cached.fd_size) && (cached.fd_size > 0 || by.sizes_work),
     };
-    if stat.start_time != cached.start_time || stat.state == 'Z' || !unchanged {
-        return Plan::Walk(size);
-    }
-    let mut process = walk::from_stat(pid, stat);
+    // The same fds and the same facts: its stat as last read, its state
+    // and namespace as the signing program read them now.
+    let facts = by.facts.and_then(|f| f.get(&pid));
+    let same_facts = unchanged && facts.is_some_and(|f| cached.facts == Some(f.digest));
+    let (mut process, netns) = match facts {
+        Some(f) if same_facts && f.state != 'Z' => {
+            let st = &cached.stated;
+            let process = Process {
+                pid,
+                ppid: st.ppid,
+                comm: st.comm.clone(),
+                start_time: cached.start_time,
+                state: f.state,
+                threads: st.threads,
+                layout: st.layout,
+                fork_signs: st.fork_signs,
+                ..Process::default()
+            };
+            (process, f.netns.or(netns))
+        }
+        _ => {
+            let Ok(stat) = walk::read_stat(root, pid, &base, buf) else {
+                return Plan::Walk(size);
+            };
+            if stat.start_time != cached.start_time || stat.state == 'Z' || !unchanged {
+                return Plan::Walk(size);
+            }
+            (walk::from_stat(pid, stat), netns)
+        }
+    };
     process.fd_count = cached.fd_count;
     // Listed, the socket fds are moved from the cache after planning
     // (`take_sockets`).
@@ -769,7 +901,11 @@ fn plan(
             },
         }
     }
-    Plan::Reuse(Box::new(Walked { process, base }), cached.fd_size)
+    Plan::Reuse(
+        Box::new(Walked { process, base }),
+        cached.fd_size,
+        same_facts,
+    )
 }
 
 /// Reused processes to walk again: those whose fds of interest no longer
@@ -986,6 +1122,28 @@ mod tests {
         }
         let cached: usize = inc.cache.values().map(|e| e.sockets.len()).sum();
         assert!(cached > kept, "the cache keeps every fd: {cached}");
+    }
+
+    #[test]
+    fn a_held_fd_keeps_its_number_and_flag_and_takes_flags_read_later() {
+        let fd = |fd, cloexec| SocketFd {
+            fd,
+            inode: 7,
+            cloexec,
+            tid: None,
+        };
+        for s in [
+            fd(3, None),
+            fd(4, Some(false)),
+            fd((1 << 30) - 1, Some(true)),
+        ] {
+            let h = Held::of(&s);
+            assert_eq!((h.fd(), h.cloexec()), (s.fd, s.cloexec));
+        }
+        let mut all = compact(&[fd(3, None), fd(4, None), fd(9, Some(true))]);
+        with_flags(&mut all, &[fd(4, Some(true)), fd(3, None)]);
+        let got: Vec<(i32, Option<bool>)> = all.iter().map(|h| (h.fd(), h.cloexec())).collect();
+        assert_eq!(got, [(3, None), (4, Some(true)), (9, Some(true))]);
     }
 
     #[test]

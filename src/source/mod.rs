@@ -171,7 +171,7 @@ pub fn read(cfg: &SourceConfig) -> Result<Snapshot, SourceError> {
     // The tables are read while the iterator runs.
     let (iterated, early) = std::thread::scope(|s| {
         let iterating = s.spawn(|| task_files::read_wanted(cfg.fds, &start.root, start.live));
-        let early = read_tables_first(cfg, &start);
+        let early = read_tables_first(cfg, &start, &FastMap::default());
         timing_note(&format!(
             "namespaces' tables beside the iterator {:.4} s",
             start.started.elapsed().as_secs_f64()
@@ -188,11 +188,13 @@ fn tables_first(cfg: &SourceConfig, start: &Start) -> bool {
 }
 
 /// The tables of every namespace a process sits in (of `--netns`, when
-/// given), read before the walk (`early_tables`).
-fn read_tables_first(cfg: &SourceConfig, start: &Start) -> Early {
+/// given), read before the walk (`early_tables`); `known`: namespaces of
+/// processes already known this look.
+fn read_tables_first(cfg: &SourceConfig, start: &Start, known: &FastMap<Pid, Inode>) -> Early {
     early_tables::read(
         &start.root,
         &start.pids,
+        known,
         &cfg.tables_for.netns,
         cfg.method,
         &cfg.states.request(),

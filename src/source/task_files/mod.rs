@@ -26,9 +26,7 @@ use super::bpf_iter;
 use super::kernel_btf::with_kernel_btf;
 use super::root::ProcRoot;
 use super::SourceError;
-#[cfg(test)]
-use crate::model::Inode;
-use crate::model::{FastMap, Pid, SocketFd};
+use crate::model::{FastMap, Inode, Pid, SocketFd};
 use prog::{Reads, Record, RECORD};
 use std::io::Read;
 use std::os::fd::OwnedFd;
@@ -83,6 +81,45 @@ fn mix(mut x: u64) -> u64 {
 }
 
 pub type Signatures = FastMap<Pid, Signature>;
+
+/// What the signing program read of a process besides its fds
+/// (`sign_prog`), where its leader's table was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts {
+    /// A digest of its tables' close-on-exec bits and of its stat fields
+    /// (all but the state).
+    pub digest: u64,
+    /// Its network namespace, where it has one.
+    pub netns: Option<Inode>,
+    /// Its state, as /proc/PID/stat shows it.
+    pub state: char,
+}
+
+/// One pass's signatures, and each process's facts where the program that
+/// signs in place read them (none from the pointers program).
+#[derive(Debug, Default)]
+pub struct Signed {
+    pub sigs: Signatures,
+    pub facts: FastMap<Pid, Facts>,
+}
+
+/// The state letter /proc shows for a task's state bits (`__state |
+/// exit_state`), as the kernel's `task_state_index` picks it.
+pub fn state_letter(bits: u32) -> char {
+    const REPORT: u32 = 0x7f;
+    const IDLE: u32 = 0x402;
+    const RTLOCK_WAIT: u32 = 0x1000;
+    const UNINTERRUPTIBLE: u32 = 0x2;
+    let mut s = bits & REPORT;
+    if bits & IDLE == IDLE {
+        s = REPORT + 1;
+    }
+    if bits & RTLOCK_WAIT != 0 {
+        s = UNINTERRUPTIBLE;
+    }
+    let index = (u32::BITS - s.leading_zeros()) as usize;
+    b"RSDTtXZPI".get(index).map_or('?', |&c| char::from(c))
+}
 
 /// How fd tables are read (`--fds`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -161,7 +198,7 @@ fn iterate(root: &ProcRoot) -> Result<Tables, String> {
 /// Every process's signature from one pass of the pointers program, where
 /// the iterator runs as for `read` (live, root, BTF, a busy host or `--fds
 /// bpf`); None where it does not: the caller reads tables another way.
-pub fn signatures(method: FdMethod, root: &ProcRoot, live: bool) -> Option<Signatures> {
+pub fn signatures(method: FdMethod, root: &ProcRoot, live: bool) -> Option<Signed> {
     if !live || !wanted(method, root, live) {
         return None;
     }
@@ -169,11 +206,14 @@ pub fn signatures(method: FdMethod, root: &ProcRoot, live: bool) -> Option<Signa
         Ok(link) => pass_with(root, || Ok(link), sign_tables),
         Err(why) => {
             super::timing_note(&format!("fd tables not signed in place: {why}"));
-            pass(root, Reads::Pointers, sign)
+            pass(root, Reads::Pointers, sign).map(|sigs| Signed {
+                sigs,
+                facts: FastMap::default(),
+            })
         }
     };
     match signed {
-        Ok(sigs) if sigs.contains_key(&(std::process::id() as Pid)) => Some(sigs),
+        Ok(s) if s.sigs.contains_key(&(std::process::id() as Pid)) => Some(s),
         Ok(_) => {
             super::timing_note("fd pointers not used: their pids do not match /proc's");
             None
@@ -329,9 +369,11 @@ fn signing() -> Result<&'static OwnedFd, String> {
 }
 
 /// Each process's signature from the signing program's records, one per
-/// fd table.
-fn sign_tables(from: impl Read) -> std::io::Result<Signatures> {
+/// fd table, and its facts where its leader's table was among them.
+fn sign_tables(from: impl Read) -> std::io::Result<Signed> {
     let mut sigs = Signatures::default();
+    // Per process: its tables' facts summed, and its leader's fields.
+    let mut read: FastMap<Pid, (u64, Option<(u32, u32)>)> = FastMap::default();
     bpf_iter::records(from, sign_prog::RECORD, |r| {
         if let Ok(r) = <&[u8; sign_prog::RECORD]>::try_from(r) {
             let r = sign_prog::Record::parse(r);
@@ -339,9 +381,28 @@ fn sign_tables(from: impl Read) -> std::io::Result<Signatures> {
                 files: r.files,
                 digest: r.digest,
             });
+            let f = read.entry(r.tgid).or_default();
+            f.0 = f.0.wrapping_add(r.facts);
+            if r.leader.is_some() {
+                f.1 = r.leader;
+            }
         }
     })?;
-    Ok(sigs)
+    let facts = read
+        .into_iter()
+        .filter_map(|(pid, (digest, leader))| {
+            let (netns, state) = leader?;
+            Some((
+                pid,
+                Facts {
+                    digest,
+                    netns: (netns != 0).then_some(Inode::from(netns)),
+                    state: state_letter(state),
+                },
+            ))
+        })
+        .collect();
+    Ok(Signed { sigs, facts })
 }
 
 /// Each process's signature, from records as they come.
@@ -618,11 +679,11 @@ mod tests {
             let theirs_signed = whole.get(&pid).map(|t| &t.signature);
             let agree = alone.len() == 1
                 && alone.get(&pid) == whole.get(&pid)
-                && sigs.get(&pid) == theirs_signed
+                && sigs.sigs.get(&pid) == theirs_signed
                 && by_pointers.get(&pid) == theirs_signed
                 && in_place
                     .as_ref()
-                    .map_or(true, |s| s.get(&pid) == theirs_signed);
+                    .map_or(true, |s| s.sigs.get(&pid) == theirs_signed);
             last = Some((theirs, alone.len(), agree));
             if agree {
                 break;
@@ -635,6 +696,129 @@ mod tests {
             panic!("the passes never agreed: {last:?}");
         };
         assert_eq!(sockets.len(), 1, "{sockets:?}");
+    }
+
+    /// The facts the signing program reads of a child: its namespace and
+    /// state as /proc shows them; a close-on-exec bit flipped, or a new
+    /// name, changes them and not the fd signature.
+    #[test]
+    fn facts_follow_close_on_exec_and_stat_but_not_the_fds() {
+        let test = "task_files::facts_follow_close_on_exec_and_stat_but_not_the_fds";
+        if !crate::source::running_as_root() {
+            crate::skip::skip(test, "the task iterator needs root");
+            return;
+        }
+        if let Err(why) = signing() {
+            crate::skip::skip(test, &format!("no signing in place here: {why}"));
+            return;
+        }
+        use std::io::{BufRead, Write};
+        // Flips FD_CLOEXEC of its fd 5 on "flip", renames itself on
+        // "name"; answers each line once done.
+        let script = "import fcntl, os, sys, ctypes\n\
+            os.dup2(0, 5)\n\
+            print('ready', flush=True)\n\
+            for line in sys.stdin:\n\
+            \x20   if line.strip() == 'flip':\n\
+            \x20       fcntl.fcntl(5, fcntl.F_SETFD, fcntl.fcntl(5, fcntl.F_GETFD) ^ fcntl.FD_CLOEXEC)\n\
+            \x20   else:\n\
+            \x20       ctypes.CDLL(None).prctl(15, b'cwleak-facts', 0, 0, 0)\n\
+            \x20   print('done', flush=True)\n";
+        let mut child = match std::process::Command::new("python3")
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                crate::skip::skip(test, &format!("no python3: {e}"));
+                return;
+            }
+        };
+        let pid = child.id() as Pid;
+        let mut to = child.stdin.take().unwrap();
+        let mut from = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let mut answer = |line: &mut String| {
+            line.clear();
+            from.read_line(line).unwrap();
+            line.trim().to_string()
+        };
+        let root = ProcRoot::new(std::path::Path::new("/proc"));
+        let signed = || {
+            let s = signatures(FdMethod::Bpf, &root, true).unwrap();
+            (s.sigs[&pid], s.facts[&pid])
+        };
+        let stat_state = || {
+            let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap();
+            crate::parse::proc_files::stat(&stat).unwrap().state
+        };
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            assert_eq!(answer(&mut line), "ready");
+            // Once it blocks reading its stdin, both say it sleeps (it may
+            // still be running just after its answer).
+            let mut seen = Vec::new();
+            for _ in 0..100 {
+                let before = stat_state();
+                let (_, f) = signed();
+                let after = stat_state();
+                seen.push((before, f.state, after));
+                if (before, f.state, after) == ('S', 'S', 'S') {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            assert_eq!(seen.last(), Some(&('S', 'S', 'S')), "{seen:?}");
+            let (sig, facts) = signed();
+            let ns = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+            let ns = crate::parse::link::bracket_inode(ns.as_os_str().as_encoded_bytes(), b"net");
+            assert_eq!(facts.netns, ns);
+            // Nothing changed: the same facts.
+            let (s, f) = signed();
+            assert_eq!((s, f.digest), (sig, facts.digest));
+            let mut last = facts.digest;
+            for (command, what) in [
+                ("flip", "FD_CLOEXEC set"),
+                ("flip", "FD_CLOEXEC cleared"),
+                ("name", "a new name"),
+            ] {
+                writeln!(to, "{command}").unwrap();
+                assert_eq!(answer(&mut line), "done");
+                let (s, f) = signed();
+                assert_eq!(s, sig, "{what}: the fds did not move");
+                assert_ne!(f.digest, last, "{what}: the facts changed");
+                last = f.digest;
+            }
+        }));
+        drop(to);
+        let _ = child.kill();
+        let _ = child.wait();
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
+    }
+
+    #[test]
+    fn the_state_letter_is_the_kernels() {
+        for (bits, letter) in [
+            (0, 'R'),
+            (0x1, 'S'),
+            (0x2, 'D'),
+            (0x4, 'T'),
+            (0x8, 't'),
+            (0x10, 'X'),
+            (0x20, 'Z'),
+            // A zombie's __state is TASK_DEAD (0x80) beside EXIT_ZOMBIE.
+            (0x80 | 0x20, 'Z'),
+            (0x40, 'P'),
+            // TASK_IDLE: uninterruptible without counting towards the load.
+            (0x402, 'I'),
+            // Waiting on an rtlock (PREEMPT_RT): shown as D.
+            (0x1000, 'D'),
+        ] {
+            assert_eq!(state_letter(bits), letter, "{bits:#x}");
+        }
     }
 
     #[test]

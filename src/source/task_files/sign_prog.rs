@@ -4,8 +4,16 @@
 //! the same 64-bit hash of (tid, fd, address) as `Signature::add` does for a
 //! record of the task_file programs. No file is followed, and the kernel
 //! takes no reference on any (the task_file iterator's `fget` per file is
-//! most of a pass that reads nothing); one 24-byte record per table:
-//! `tgid u32, tid u32, files u32, 0 u32, digest u64`.
+//! most of a pass that reads nothing); one `RECORD`-byte record per table
+//! (`Record`).
+//!
+//! The record also carries what a look would otherwise read from /proc for
+//! a process whose fds did not move: its network namespace and state (read
+//! each look), and `facts`, a digest of the table's close-on-exec bits and,
+//! for the leader's table, of every field of its `stat` that a look keeps
+//! (parent, name, start time, threads, the memory layout, reaped children's
+//! faults, SIGCHLD's disposition). Where the facts did not change either,
+//! the look reuses the process's stat and O_CLOEXEC flags as last read.
 //!
 //! Threads that share their leader's table are skipped, as the task_file
 //! iterator skips them. A table of more than `MAX_CHUNKS` * 32 slots is not
@@ -20,7 +28,7 @@ use crate::source::bpf_asm::{
     Asm, Cond, Size, FP, HELPER_PROBE_READ_KERNEL, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9,
 };
 
-pub const RECORD: usize = 24;
+pub const RECORD: usize = 40;
 
 /// Pointers read per call of bpf_probe_read_kernel.
 const CHUNK: i32 = 32;
@@ -38,6 +46,8 @@ pub struct Offsets {
     files_fdt: Member,
     fdt_max_fds: Member,
     fdt_fd: Member,
+    fdt_cloexec: Member,
+    facts: FactOffsets,
     iter_new: u32,
     iter_next: u32,
     iter_destroy: u32,
@@ -48,7 +58,8 @@ impl Offsets {
         let [ctx_meta, ctx_task] = btf.members("bpf_iter__task", ["meta", "task"])?;
         let [task_files, task_leader] = btf.members("task_struct", ["files", "group_leader"])?;
         let [files_fdt] = btf.members("files_struct", ["fdt"])?;
-        let [fdt_max_fds, fdt_fd] = btf.members("fdtable", ["max_fds", "fd"])?;
+        let [fdt_max_fds, fdt_fd, fdt_cloexec] =
+            btf.members("fdtable", ["max_fds", "fd", "close_on_exec"])?;
         let kfunc = |name: &str| {
             btf.func_id(name)
                 .ok_or_else(|| format!("no {name} in this kernel (open-coded iterators: 6.4+)"))
@@ -62,6 +73,8 @@ impl Offsets {
             files_fdt,
             fdt_max_fds,
             fdt_fd,
+            fdt_cloexec,
+            facts: FactOffsets::from_btf(btf)?,
             iter_new: kfunc("bpf_iter_num_new")?,
             iter_next: kfunc("bpf_iter_num_next")?,
             iter_destroy: kfunc("bpf_iter_num_destroy")?,
@@ -69,19 +82,113 @@ impl Offsets {
     }
 }
 
+/// Where the leader's facts are: task_struct members, and members of the
+/// structs it points to, each a path of loads from the task.
+pub struct FactOffsets {
+    state: Member,
+    exit_state: Member,
+    /// Loads from the task, each folded into the facts in this order:
+    /// a path of pointers then the value (`stat`'s fields).
+    folded: Vec<Vec<Member>>,
+    /// task -> sighand, and where SIGCHLD's handler is in it: read by the
+    /// helper (a function pointer is not a number a program may mix).
+    sighand: Member,
+    handler_at: u32,
+    /// task -> nsproxy -> net_ns -> ns.inum
+    netns: [Member; 3],
+}
+
+/// SIGCHLD's slot in the handler table.
+const SIGCHLD_SLOT: u32 = 16;
+/// Slots in the handler table (`_NSIG`).
+const NSIG: u32 = 64;
+
+impl FactOffsets {
+    pub fn from_btf(btf: &Btf) -> ParseResult<FactOffsets> {
+        let [state, exit_state, start, parent, comm, signal, sighand, mm, nsproxy] = btf.members(
+            "task_struct",
+            [
+                "__state",
+                "exit_state",
+                "start_boottime",
+                "real_parent",
+                "comm",
+                "signal",
+                "sighand",
+                "mm",
+                "nsproxy",
+            ],
+        )?;
+        let [tgid, exec_id] = btf.members("task_struct", ["tgid", "self_exec_id"])?;
+        let [threads, cmin_flt] = btf.members("signal_struct", ["nr_threads", "cmin_flt"])?;
+        let [action] = btf.members("sighand_struct", ["action"])?;
+        let [sa] = btf.members("k_sigaction", ["sa"])?;
+        let [handler] = btf.members("sigaction", ["sa_handler"])?;
+        let [start_code, end_code, start_stack, arg_start] = btf.members(
+            "mm_struct",
+            ["start_code", "end_code", "start_stack", "arg_start"],
+        )?;
+        let [net_ns] = btf.members("nsproxy", ["net_ns"])?;
+        let [ns] = btf.members("net", ["ns"])?;
+        let [inum] = btf.members("ns_common", ["inum"])?;
+        if comm.size != 16 {
+            return Err(format!("a {}-byte task comm", comm.size));
+        }
+        let word = |offset: u32| Member { offset, size: 8 };
+        if handler.size != 8 {
+            return Err(format!("a {}-byte signal handler", handler.size));
+        }
+        let handler_at =
+            action.offset + SIGCHLD_SLOT * (action.size / NSIG) + sa.offset + handler.offset;
+        let netns = [
+            nsproxy,
+            net_ns,
+            Member {
+                offset: ns.offset + inum.offset,
+                size: inum.size,
+            },
+        ];
+        Ok(FactOffsets {
+            state,
+            exit_state,
+            folded: vec![
+                vec![start],
+                vec![parent, tgid],
+                vec![word(comm.offset)],
+                vec![word(comm.offset + 8)],
+                vec![signal, threads],
+                vec![signal, cmin_flt],
+                vec![exec_id],
+                vec![mm, start_code],
+                vec![mm, end_code],
+                vec![mm, start_stack],
+                vec![mm, arg_start],
+            ],
+            sighand,
+            handler_at,
+            netns,
+        })
+    }
+}
+
 // The stack: the seq_file, the table's array, (tid << 32), the iterator
-// (8 bytes), the record, the chunk read.
+// (8 bytes), the close-on-exec bitmap's address, the facts, a bitmap word,
+// the record, the chunk read.
 const SEQ: i16 = -8;
 const ARRAY: i16 = -16;
 const AT: i16 = -24;
 const ITER: i16 = -32;
-const OUT: i16 = -32 - RECORD as i16;
+const CLOEXEC: i16 = -40;
+const FACTS: i16 = -48;
+const WORD: i16 = -56;
+const OUT: i16 = -56 - RECORD as i16;
 const BUF: i16 = OUT - 8 * CHUNK as i16;
 
 pub fn program(o: &Offsets) -> ParseResult<Vec<u64>> {
     let mut a = Asm::default();
     let out = a.label();
     let leader = a.label();
+    let table = a.label();
     let write = a.label();
     let next = a.label();
     let done = a.label();
@@ -94,11 +201,14 @@ pub fn program(o: &Offsets) -> ParseResult<Vec<u64>> {
     a.stx(Size::DW, FP, SEQ, R1);
     load(&mut a, R8, R7, o.task_files)?;
     a.jmp_imm(Cond::Eq, R8, 0, out);
+    a.mov_imm(R1, 0);
+    for off in (OUT..OUT + RECORD as i16).step_by(8).chain([FACTS]) {
+        a.stx(Size::DW, FP, off, R1);
+    }
     load(&mut a, R2, R7, o.task.tgid)?;
     a.stx(Size::W, FP, OUT, R2);
     load(&mut a, R3, R7, o.task.pid)?;
     a.stx(Size::W, FP, OUT + 4, R3);
-    a.st_imm(Size::W, FP, OUT + 12, 0);
     // (tid << 32): the high half of every (tid, fd) hashed.
     a.mov(R4, R3);
     a.lsh_imm(R4, 32);
@@ -108,18 +218,23 @@ pub fn program(o: &Offsets) -> ParseResult<Vec<u64>> {
     load(&mut a, R4, R7, o.task_leader)?;
     load(&mut a, R4, R4, o.task_files)?;
     a.jmp_reg(Cond::Eq, R4, R8, out);
+    a.goto(table);
     a.bind(leader);
+    leader_facts(&mut a, &o.facts)?;
+    a.bind(table);
     load(&mut a, R8, R8, o.files_fdt)?;
     a.jmp_imm(Cond::Eq, R8, 0, out);
-    // The array's address, as a number (read, not loaded through the
-    // typed pointer: it is added to below).
-    a.mov(R1, FP);
-    a.add_imm(R1, i32::from(ARRAY));
-    a.mov_imm(R2, 8);
-    a.mov(R3, R8);
-    a.add_imm(R3, o.fdt_fd.offset as i32);
-    a.call(HELPER_PROBE_READ_KERNEL);
-    a.jmp_imm(Cond::Ne, R0, 0, out);
+    // The arrays' addresses, as numbers (read, not loaded through the
+    // typed pointer: they are added to below).
+    for (slot, member) in [(ARRAY, o.fdt_fd), (CLOEXEC, o.fdt_cloexec)] {
+        a.mov(R1, FP);
+        a.add_imm(R1, i32::from(slot));
+        a.mov_imm(R2, 8);
+        a.mov(R3, R8);
+        a.add_imm(R3, member.offset as i32);
+        a.call(HELPER_PROBE_READ_KERNEL);
+        a.jmp_imm(Cond::Ne, R0, 0, out);
+    }
     load(&mut a, R2, R8, o.fdt_max_fds)?;
     // Tables are allocated in powers of two from 64 slots: whole chunks.
     a.rsh_imm(R2, 5);
@@ -147,6 +262,31 @@ pub fn program(o: &Offsets) -> ParseResult<Vec<u64>> {
     a.jmp_imm(Cond::Eq, R0, 0, done);
     // r6: the chunk's index.
     a.ldx(Size::W, R6, R0, 0);
+    // The chunk's 32 close-on-exec bits: a word that is not 0 goes into the
+    // facts with the table's thread and the chunk (a bit moved between
+    // fds or chunks changes them).
+    let no_bits = a.label();
+    a.st_imm(Size::DW, FP, WORD, 0);
+    a.mov(R1, FP);
+    a.add_imm(R1, i32::from(WORD));
+    a.mov_imm(R2, 4);
+    a.ldx(Size::DW, R3, FP, CLOEXEC);
+    a.mov(R4, R6);
+    a.lsh_imm(R4, 2);
+    a.add(R3, R4);
+    a.call(HELPER_PROBE_READ_KERNEL);
+    a.ldx(Size::DW, R4, FP, WORD);
+    a.jmp_imm(Cond::Eq, R4, 0, no_bits);
+    a.ldx(Size::DW, R1, FP, AT);
+    a.or(R1, R6);
+    mix(&mut a);
+    a.ldx(Size::DW, R4, FP, WORD);
+    a.xor(R1, R4);
+    mix(&mut a);
+    a.ldx(Size::DW, R4, FP, FACTS);
+    a.add(R4, R1);
+    a.stx(Size::DW, FP, FACTS, R4);
+    a.bind(no_bits);
     a.mov(R1, FP);
     a.add_imm(R1, i32::from(BUF));
     a.mov_imm(R2, 8 * CHUNK);
@@ -192,12 +332,56 @@ pub fn program(o: &Offsets) -> ParseResult<Vec<u64>> {
     a.stx(Size::W, FP, OUT + 8, R8);
     a.stx(Size::DW, FP, OUT + 16, R9);
     a.bind(write);
+    a.ldx(Size::DW, R1, FP, FACTS);
+    a.stx(Size::DW, FP, OUT + 24, R1);
     a.ldx(Size::DW, R4, FP, SEQ);
     a.seq_write(R4, OUT, RECORD as i32);
     a.bind(out);
     a.mov_imm(R0, 0);
     a.exit();
     a.finish()
+}
+
+/// The leader's state, namespace and stat facts (r7 the task) into the
+/// record and `FACTS`: each value `v` makes the facts mix(facts ^ v), in
+/// `folded`'s order. A load through a pointer that is NULL (a task exiting
+/// has no nsproxy, a kernel thread no mm) reads 0. Clobbers r0-r5.
+fn leader_facts(a: &mut Asm, f: &FactOffsets) -> ParseResult<()> {
+    load(a, R1, R7, f.state)?;
+    load(a, R2, R7, f.exit_state)?;
+    a.or(R1, R2);
+    a.stx(Size::W, FP, OUT + 32, R1);
+    a.st_imm(Size::W, FP, OUT + 36, 1);
+    let mut from = R7;
+    for m in &f.netns {
+        load(a, R1, from, *m)?;
+        from = R1;
+    }
+    a.stx(Size::W, FP, OUT + 12, R1);
+    for path in &f.folded {
+        let mut from = R7;
+        for m in path {
+            load(a, R1, from, *m)?;
+            from = R1;
+        }
+        a.ldx(Size::DW, R4, FP, FACTS);
+        a.xor(R1, R4);
+        mix(a);
+        a.stx(Size::DW, FP, FACTS, R1);
+    }
+    a.st_imm(Size::DW, FP, WORD, 0);
+    load(a, R3, R7, f.sighand)?;
+    a.add_imm(R3, f.handler_at as i32);
+    a.mov(R1, FP);
+    a.add_imm(R1, i32::from(WORD));
+    a.mov_imm(R2, 8);
+    a.call(HELPER_PROBE_READ_KERNEL);
+    a.ldx(Size::DW, R1, FP, WORD);
+    a.ldx(Size::DW, R4, FP, FACTS);
+    a.xor(R1, R4);
+    mix(a);
+    a.stx(Size::DW, FP, FACTS, R1);
+    Ok(())
 }
 
 /// r1 = splitmix64's finalizer of r1 (`super::mix`); clobbers r2, r3.
@@ -214,25 +398,45 @@ fn mix(a: &mut Asm) {
     a.xor(R1, R2);
 }
 
-/// One record of the program's output.
+/// One record of the program's output:
+///
+/// | at | size | what |
+/// |---|---|---|
+/// | 0 | 4 | tgid |
+/// | 4 | 4 | tid (the table's thread) |
+/// | 8 | 4 | files (u32::MAX: too many to read) |
+/// | 12 | 4 | network namespace's inode (leader; 0: not known) |
+/// | 16 | 8 | digest of the fd pointers |
+/// | 24 | 8 | facts |
+/// | 32 | 4 | task state bits (`__state \| exit_state`; leader) |
+/// | 36 | 4 | 1 when the leader's fields are in the record |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record {
     pub tgid: i32,
     pub tid: i32,
     pub files: u32,
     pub digest: u64,
+    pub facts: u64,
+    /// The leader's namespace and state bits, in the leader's record.
+    pub leader: Option<(u32, u32)>,
 }
 
 impl Record {
     pub fn parse(b: &[u8; RECORD]) -> Record {
         let w = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
-        let mut d = [0u8; 8];
-        d.copy_from_slice(&b[16..24]);
+        let dw = |i: usize| {
+            let mut d = [0u8; 8];
+            d.copy_from_slice(&b[i..i + 8]);
+            u64::from_ne_bytes(d)
+        };
         Record {
             tgid: i32::from_ne_bytes(w(0)),
             tid: i32::from_ne_bytes(w(4)),
             files: u32::from_ne_bytes(w(8)),
-            digest: u64::from_ne_bytes(d),
+            digest: dw(16),
+            facts: dw(24),
+            leader: (u32::from_ne_bytes(w(36)) == 1)
+                .then(|| (u32::from_ne_bytes(w(12)), u32::from_ne_bytes(w(32)))),
         }
     }
 }
