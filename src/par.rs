@@ -1,6 +1,9 @@
-//! Work spread over the cores: one scoped thread per core, each taking the
-//! next piece of work when it is done with the last, so a thread that drew
-//! cheap items does not sit idle while another finishes a long tail.
+//! Work spread over the cores: one thread per core, each taking the next
+//! piece of work when it is done with the last, so a thread that drew cheap
+//! items does not sit idle while another finishes a long tail. The calling
+//! thread is one of them: a look spreads work a dozen times, and each
+//! thread started and ended costs its creation and the allocator's flush
+//! of its caches.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -27,17 +30,16 @@ pub fn spread<'a, T: Sync, R: Send>(
     let n = thread_count(threads, items.len());
     let next = AtomicUsize::new(0);
     let (work, next) = (&work, &next);
+    let run = move || {
+        let mut mine = std::iter::from_fn(|| items.get(next.fetch_add(1, Ordering::Relaxed)));
+        work(&mut mine)
+    };
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..n)
-            .map(|_| {
-                s.spawn(move || {
-                    let mut mine =
-                        std::iter::from_fn(|| items.get(next.fetch_add(1, Ordering::Relaxed)));
-                    work(&mut mine)
-                })
-            })
-            .collect();
-        handles.into_iter().map(join).collect()
+        let handles: Vec<_> = (1..n).map(|_| s.spawn(run)).collect();
+        let here = run();
+        std::iter::once(here)
+            .chain(handles.into_iter().map(join))
+            .collect()
     })
 }
 
@@ -53,20 +55,20 @@ pub fn spread_mut<T: Send, R: Send>(
     let n = thread_count(threads, items.len().div_ceil(chunk));
     let queue = Mutex::new(items.chunks_mut(chunk).enumerate());
     let (work, queue) = (&work, &queue);
+    let run = move || {
+        // The lock is held only to take a chunk, which cannot panic.
+        let mut mine = std::iter::from_fn(|| {
+            let (i, c) = queue.lock().ok()?.next()?;
+            Some((i * chunk, c))
+        });
+        work(&mut mine)
+    };
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..n)
-            .map(|_| {
-                s.spawn(move || {
-                    // The lock is held only to take a chunk, which cannot panic.
-                    let mut mine = std::iter::from_fn(|| {
-                        let (i, c) = queue.lock().ok()?.next()?;
-                        Some((i * chunk, c))
-                    });
-                    work(&mut mine)
-                })
-            })
-            .collect();
-        handles.into_iter().map(join).collect()
+        let handles: Vec<_> = (1..n).map(|_| s.spawn(run)).collect();
+        let here = run();
+        std::iter::once(here)
+            .chain(handles.into_iter().map(join))
+            .collect()
     })
 }
 

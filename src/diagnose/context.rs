@@ -28,6 +28,9 @@ pub struct Memo {
     /// An owner's verdict on a connection it alone holds depends on it alone.
     lone_owner: FastMap<Pid, LoneOwner>,
     scratch: String,
+    /// Judging only to count (whose, which cause): the lines it would
+    /// format, the listeners' and those `fmt` makes, are left empty.
+    blame_only: bool,
 }
 
 /// A connection's local port and the listeners it could come from.
@@ -40,6 +43,14 @@ pub struct Owners {
 }
 
 impl Memo {
+    /// A memo for judging that keeps only whose copy and which cause.
+    pub fn blame_only() -> Memo {
+        Memo {
+            blame_only: true,
+            ..Memo::default()
+        }
+    }
+
     /// The shared copy of `text`.
     pub fn line(&mut self, text: &str) -> Line {
         if let Some(l) = self.lines.get(text) {
@@ -53,6 +64,9 @@ impl Memo {
     /// The shared copy of a formatted line, formatted without allocating.
     pub fn fmt(&mut self, args: std::fmt::Arguments) -> Line {
         use std::fmt::Write;
+        if self.blame_only {
+            return self.line("");
+        }
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
         // Writing into a String cannot fail.
@@ -75,7 +89,11 @@ impl Memo {
         let owners = match self.by_listeners.get(&key) {
             Some(o) => o.clone(),
             None => {
-                let evidence = ctx.listener_evidence(sock);
+                let evidence = if self.blame_only {
+                    Vec::new()
+                } else {
+                    ctx.listener_evidence(sock)
+                };
                 let o = Rc::new(Owners {
                     pids: ctx.owners(sock),
                     evidence: evidence.iter().map(|l| self.line(l)).collect(),

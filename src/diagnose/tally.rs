@@ -179,7 +179,7 @@ pub fn tally(snap: &Snapshot, scope: &Scope, briefs: bool) -> Tally {
 /// `judge_all`.
 fn judge_counting(ctx: &Ctx, todo: &[&TcpSocket], briefs: bool) -> Vec<(Counts, Vec<Brief>)> {
     let count = |socks: &mut dyn Iterator<Item = &[&TcpSocket]>| {
-        let mut memo = Memo::default();
+        let mut memo = Memo::blame_only();
         let mut counts = Counts::default();
         let mut out = Vec::new();
         for chunk in socks {
