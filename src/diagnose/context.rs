@@ -28,9 +28,9 @@ pub struct Memo {
     /// An owner's verdict on a connection it alone holds depends on it alone.
     lone_owner: FastMap<Pid, LoneOwner>,
     scratch: String,
-    /// Judging only to count (whose, which cause): the lines it would
-    /// format, the listeners' and those `fmt` makes, are left empty.
-    blame_only: bool,
+    /// Judging only to count (whose, which cause): every line is this
+    /// empty one, and the listeners' and those `fmt` makes are not formatted.
+    blame_only: Option<Line>,
 }
 
 /// A connection's local port and the listeners it could come from.
@@ -46,13 +46,16 @@ impl Memo {
     /// A memo for judging that keeps only whose copy and which cause.
     pub fn blame_only() -> Memo {
         Memo {
-            blame_only: true,
+            blame_only: Some(Line::from("")),
             ..Memo::default()
         }
     }
 
     /// The shared copy of `text`.
     pub fn line(&mut self, text: &str) -> Line {
+        if let Some(empty) = &self.blame_only {
+            return empty.clone();
+        }
         if let Some(l) = self.lines.get(text) {
             return l.clone();
         }
@@ -64,7 +67,7 @@ impl Memo {
     /// The shared copy of a formatted line, formatted without allocating.
     pub fn fmt(&mut self, args: std::fmt::Arguments) -> Line {
         use std::fmt::Write;
-        if self.blame_only {
+        if self.blame_only.is_some() {
             return self.line("");
         }
         let mut buf = std::mem::take(&mut self.scratch);
@@ -89,7 +92,7 @@ impl Memo {
         let owners = match self.by_listeners.get(&key) {
             Some(o) => o.clone(),
             None => {
-                let evidence = if self.blame_only {
+                let evidence = if self.blame_only.is_some() {
                     Vec::new()
                 } else {
                     ctx.listener_evidence(sock)

@@ -28,17 +28,20 @@ pub struct FlagPolicy {
 impl FlagPolicy {
     pub fn new(walked: &[Walked], sockets: &[TcpSocket]) -> Self {
         let key = |s: &TcpSocket| (s.inode, (s.netns, s.local.port()));
-        let close_wait: FastMap<Inode, PortKey> = sockets
-            .iter()
-            .filter(|s| s.state == TcpState::CloseWait && s.inode != 0)
-            .map(key)
-            .collect();
-        let listeners: FastMap<Inode, PortKey> = sockets
-            .iter()
-            .filter(|s| s.state == TcpState::Listen && s.inode != 0)
-            .map(key)
-            .collect();
-        let mut seen = InodeSet::default();
+        // Sized first: tens of thousands of sockets would otherwise be
+        // hashed again at every doubling of a table.
+        let in_state = |state| {
+            let of = |s: &&TcpSocket| s.state == state && s.inode != 0;
+            let mut m: FastMap<Inode, PortKey> = FastMap::with_capacity_and_hasher(
+                sockets.iter().filter(of).count(),
+                Default::default(),
+            );
+            m.extend(sockets.iter().filter(of).map(key));
+            m
+        };
+        let close_wait = in_state(TcpState::CloseWait);
+        let listeners = in_state(TcpState::Listen);
+        let mut seen = InodeSet::with_capacity_and_hasher(close_wait.len(), Default::default());
         let mut copied = InodeSet::default();
         let mut creators: FastMap<Inode, (u64, Pid)> = FastMap::default();
         for p in walked.iter().map(|w| &w.process) {

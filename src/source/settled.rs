@@ -45,12 +45,17 @@ pub struct Digests {
 
 impl Digests {
     pub fn of(snap: &Snapshot) -> Digests {
-        let keys = close_wait(snap)
-            .filter(|s| s.inode != 0)
-            .map(|s| (s.inode, digest(&s.key())))
-            .collect();
+        // Sized first, as every map here: tens of thousands of entries
+        // would otherwise be hashed again at every doubling.
+        let mut keys =
+            FxHashMap::with_capacity_and_hasher(close_wait(snap).count(), Default::default());
+        keys.extend(
+            close_wait(snap)
+                .filter(|s| s.inode != 0)
+                .map(|s| (s.inode, digest(&s.key()))),
+        );
         Digests {
-            holders: holder_digests(snap),
+            holders: holder_digests(snap, keys.len()),
             keys,
         }
     }
@@ -112,6 +117,7 @@ impl LastLook {
     /// (made again after a second look, which drops closed sockets' fds).
     pub fn remember_with(&mut self, snap: &Snapshot, d: &Digests) {
         self.seen.clear();
+        self.seen.reserve(close_wait(snap).count());
         self.seen.extend(close_wait(snap).map(|s| {
             let seen = Seen {
                 holders: d.holders(s),
@@ -130,9 +136,10 @@ impl LastLook {
 /// For every CLOSE_WAIT inode held by a process, a digest of its holders;
 /// a sum of each holder's digest, so the order processes were read in does
 /// not matter. (Inode 0, a connection not accepted yet, is held by no fd.)
-fn holder_digests(snap: &Snapshot) -> FxHashMap<Inode, u64> {
-    let cw: FxHashSet<Inode> = close_wait(snap).map(|s| s.inode).collect();
-    let mut out: FxHashMap<Inode, u64> = FxHashMap::default();
+fn holder_digests(snap: &Snapshot, n: usize) -> FxHashMap<Inode, u64> {
+    let mut cw: FxHashSet<Inode> = FxHashSet::with_capacity_and_hasher(n, Default::default());
+    cw.extend(close_wait(snap).map(|s| s.inode));
+    let mut out: FxHashMap<Inode, u64> = FxHashMap::with_capacity_and_hasher(n, Default::default());
     for p in &snap.processes {
         for s in p.sockets.iter().filter(|s| cw.contains(&s.inode)) {
             let d = digest(&(p.pid, p.start_time, s.tid, s.fd));
