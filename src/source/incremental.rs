@@ -333,6 +333,14 @@ impl Incremental {
             signatures = Some(s.sigs);
             facts = Some(s.facts);
         }
+        // Details read under these facts stand while they do.
+        self.details.vouch(
+            facts
+                .iter()
+                .flatten()
+                .map(|(pid, f)| (*pid, f.digest))
+                .collect(),
+        );
         let by_pointers = signatures.is_some() && !full;
         let (fresh, mut warnings) = walk_all(&start.root, &to_walk, iterated, &early, cfg.threads);
         walked.extend(fresh);

@@ -536,10 +536,7 @@ fn read_all_details(
             let (files, reading) = match ahead.remove(&w.process.pid) {
                 // Read this look: kept for the next ones, when they keep.
                 Some(f) => {
-                    let reading = kept
-                        .is_some()
-                        .then(|| details_kept::Kept::reading(w, &f, now))
-                        .flatten();
+                    let reading = kept.as_deref().and_then(|k| k.reading(w, &f, now));
                     (Some(f), reading)
                 }
                 None => (
@@ -552,14 +549,14 @@ fn read_all_details(
             (w, files, reading)
         })
         .collect();
-    let keeping = kept.is_some();
+    let keeping = kept.as_deref();
     let one = |(w, early, reading): &mut Todo, warnings: &mut Vec<Warning>| {
         let files = match early.take() {
             Some(f) => f,
             None => {
                 let f = details::read_files(root, w, &mut Vec::new());
-                if keeping {
-                    *reading = details_kept::Kept::reading(w, &f, now);
+                if let Some(k) = keeping {
+                    *reading = k.reading(w, &f, now);
                 }
                 f
             }

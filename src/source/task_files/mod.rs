@@ -713,14 +713,17 @@ mod tests {
             return;
         }
         use std::io::{BufRead, Write};
-        // Flips FD_CLOEXEC of its fd 5 on "flip", renames itself on
-        // "name"; answers each line once done.
-        let script = "import fcntl, os, sys, ctypes\n\
+        // Flips FD_CLOEXEC of its fd 5 on "flip", lowers its fd limit on
+        // "limit", renames itself otherwise; answers each line once done.
+        let script = "import fcntl, os, sys, ctypes, resource\n\
             os.dup2(0, 5)\n\
             print('ready', flush=True)\n\
             for line in sys.stdin:\n\
             \x20   if line.strip() == 'flip':\n\
             \x20       fcntl.fcntl(5, fcntl.F_SETFD, fcntl.fcntl(5, fcntl.F_GETFD) ^ fcntl.FD_CLOEXEC)\n\
+            \x20   elif line.strip() == 'limit':\n\
+            \x20       soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n\
+            \x20       resource.setrlimit(resource.RLIMIT_NOFILE, (soft - 1, hard))\n\
             \x20   else:\n\
             \x20       ctypes.CDLL(None).prctl(15, b'cwleak-facts', 0, 0, 0)\n\
             \x20   print('done', flush=True)\n";
@@ -782,6 +785,7 @@ mod tests {
                 ("flip", "FD_CLOEXEC set"),
                 ("flip", "FD_CLOEXEC cleared"),
                 ("name", "a new name"),
+                ("limit", "a lower fd limit"),
             ] {
                 writeln!(to, "{command}").unwrap();
                 assert_eq!(answer(&mut line), "done");

@@ -11,9 +11,10 @@
 //! a process whose fds did not move: its network namespace and state (read
 //! each look), and `facts`, a digest of the table's close-on-exec bits and,
 //! for the leader's table, of every field of its `stat` that a look keeps
-//! (parent, name, start time, threads, the memory layout, reaped children's
-//! faults, SIGCHLD's disposition). Where the facts did not change either,
-//! the look reuses the process's stat and O_CLOEXEC flags as last read.
+//! (parent, name, start time, threads, the memory layout, its exec count,
+//! reaped children's faults, SIGCHLD's disposition) and of what its details
+//! say (uid, fd limit, cgroups). Where the facts did not change either, the
+//! look reuses the process's stat, O_CLOEXEC flags and details as last read.
 //!
 //! Threads that share their leader's table are skipped, as the task_file
 //! iterator skips them. A table of more than `MAX_CHUNKS` * 32 slots is not
@@ -90,14 +91,18 @@ pub struct FactOffsets {
     /// Loads from the task, each folded into the facts in this order:
     /// a path of pointers then the value (`stat`'s fields).
     folded: Vec<Vec<Member>>,
-    /// task -> sighand, and where SIGCHLD's handler is in it: read by the
-    /// helper (a function pointer is not a number a program may mix).
-    sighand: Member,
-    handler_at: u32,
+    /// 8 bytes read by the helper and folded the same way, at an offset
+    /// from the task or from a pointer it holds: pointers themselves (a
+    /// pointer is not a number a program may mix), SIGCHLD's handler and
+    /// the css_set of the task's cgroups.
+    read: Vec<(Option<Member>, u32)>,
     /// task -> nsproxy -> net_ns -> ns.inum
     netns: [Member; 3],
 }
 
+/// RLIMIT_NOFILE's slot in the limits, and their number.
+const RLIMIT_NOFILE: u32 = 7;
+const RLIM_NLIMITS: u32 = 16;
 /// SIGCHLD's slot in the handler table.
 const SIGCHLD_SLOT: u32 = 16;
 /// Slots in the handler table (`_NSIG`).
@@ -119,7 +124,13 @@ impl FactOffsets {
                 "nsproxy",
             ],
         )?;
-        let [tgid, exec_id] = btf.members("task_struct", ["tgid", "self_exec_id"])?;
+        let [tgid, exec_id, real_cred, cgroups] = btf.members(
+            "task_struct",
+            ["tgid", "self_exec_id", "real_cred", "cgroups"],
+        )?;
+        let [uid] = btf.members("cred", ["uid"])?;
+        let [rlim] = btf.members("signal_struct", ["rlim"])?;
+        let [rlim_cur] = btf.members("rlimit", ["rlim_cur"])?;
         let [threads, cmin_flt] = btf.members("signal_struct", ["nr_threads", "cmin_flt"])?;
         let [action] = btf.members("sighand_struct", ["action"])?;
         let [sa] = btf.members("k_sigaction", ["sa"])?;
@@ -135,8 +146,8 @@ impl FactOffsets {
             return Err(format!("a {}-byte task comm", comm.size));
         }
         let word = |offset: u32| Member { offset, size: 8 };
-        if handler.size != 8 {
-            return Err(format!("a {}-byte signal handler", handler.size));
+        if handler.size != 8 || cgroups.size != 8 {
+            return Err("a signal handler or a css_set pointer not of 8 bytes".into());
         }
         let handler_at =
             action.offset + SIGCHLD_SLOT * (action.size / NSIG) + sa.offset + handler.offset;
@@ -158,14 +169,23 @@ impl FactOffsets {
                 vec![word(comm.offset + 8)],
                 vec![signal, threads],
                 vec![signal, cmin_flt],
+                vec![real_cred, uid],
+                vec![
+                    signal,
+                    Member {
+                        offset: rlim.offset
+                            + RLIMIT_NOFILE * (rlim.size / RLIM_NLIMITS)
+                            + rlim_cur.offset,
+                        size: rlim_cur.size,
+                    },
+                ],
                 vec![exec_id],
                 vec![mm, start_code],
                 vec![mm, end_code],
                 vec![mm, start_stack],
                 vec![mm, arg_start],
             ],
-            sighand,
-            handler_at,
+            read: vec![(Some(sighand), handler_at), (None, cgroups.offset)],
             netns,
         })
     }
@@ -369,18 +389,23 @@ fn leader_facts(a: &mut Asm, f: &FactOffsets) -> ParseResult<()> {
         mix(a);
         a.stx(Size::DW, FP, FACTS, R1);
     }
-    a.st_imm(Size::DW, FP, WORD, 0);
-    load(a, R3, R7, f.sighand)?;
-    a.add_imm(R3, f.handler_at as i32);
-    a.mov(R1, FP);
-    a.add_imm(R1, i32::from(WORD));
-    a.mov_imm(R2, 8);
-    a.call(HELPER_PROBE_READ_KERNEL);
-    a.ldx(Size::DW, R1, FP, WORD);
-    a.ldx(Size::DW, R4, FP, FACTS);
-    a.xor(R1, R4);
-    mix(a);
-    a.stx(Size::DW, FP, FACTS, R1);
+    for (through, at) in &f.read {
+        a.st_imm(Size::DW, FP, WORD, 0);
+        match through {
+            Some(m) => load(a, R3, R7, *m)?,
+            None => a.mov(R3, R7),
+        }
+        a.add_imm(R3, *at as i32);
+        a.mov(R1, FP);
+        a.add_imm(R1, i32::from(WORD));
+        a.mov_imm(R2, 8);
+        a.call(HELPER_PROBE_READ_KERNEL);
+        a.ldx(Size::DW, R1, FP, WORD);
+        a.ldx(Size::DW, R4, FP, FACTS);
+        a.xor(R1, R4);
+        mix(a);
+        a.stx(Size::DW, FP, FACTS, R1);
+    }
     Ok(())
 }
 
