@@ -10,8 +10,12 @@ use std::sync::Mutex;
 
 /// `threads` (0: one per core), at most 16 and at most one per item.
 pub fn thread_count(threads: usize, items: usize) -> usize {
+    // Asked once: each ask reads the process's cgroup files (its CPU
+    // quota), a dozen times a look; a later change of quota only changes
+    // how work is spread.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     match threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         n => n,
     }
     .clamp(1, 16)
