@@ -79,7 +79,8 @@ const READLINK_COST: u64 = 10;
 #[derive(Debug, Clone)]
 struct Entry {
     start_time: u64,
-    /// Size of its fd directory when it was walked.
+    /// Its open fds when it was walked: its fd directory's size, or the
+    /// count its signature gave in a look that signed.
     fd_size: u64,
     fd_count: u32,
     sockets: Vec<Held>,
@@ -102,6 +103,24 @@ struct Stated {
     threads: u32,
     layout: Option<crate::model::Layout>,
     fork_signs: crate::model::ForkSigns,
+}
+
+impl Entry {
+    /// The facts of a process reused by its fds, and its stat read under
+    /// them. Its O_CLOEXEC flags were read under other facts, or none: they
+    /// are forgotten (read again where they matter).
+    fn learn_facts(&mut self, digest: u64, p: &Process) {
+        self.facts = Some(digest);
+        self.stated = Stated::of(p);
+        for h in &mut self.sockets {
+            *h = Held::of(&SocketFd {
+                fd: h.fd(),
+                inode: h.inode,
+                cloexec: None,
+                tid: None,
+            });
+        }
+    }
 }
 
 impl Stated {
@@ -210,11 +229,11 @@ impl Incremental {
         let _look = (cfg.follow && cfg.states == TableStates::Counted && start.live)
             .then(|| super::tcp_states::begin_look(super::sock_diag::room_for));
         // The fd pointers first, in a look that will compare them (one
-        // with a cache, not due for a full walk, after one that was not
-        // quiet): the signing program reads every process's namespace too,
-        // which the early tables would otherwise read from /proc.
+        // with a cache, not due for a full walk): the signing program reads
+        // every process's namespace too, which the early tables would
+        // otherwise read from /proc, and its state and stat facts.
         let due = self.full_every == 0 || self.looks % self.full_every == 0;
-        let mut signed = (!due && !self.cache.is_empty() && !self.last.quiet)
+        let mut signed = (!due && !self.cache.is_empty())
             .then(|| task_files::signatures(cfg.fds, &start.root, start.live))
             .flatten();
         // The tables first, where they can be read before the walk: a look
@@ -232,10 +251,6 @@ impl Incremental {
         // Only where fd directories' sizes count fds: a quiet look takes a
         // changed process's count from it.
         let quiet = self.sizes_work && self.looks > 0 && !self.no_cache && early.no_close_wait();
-        if quiet {
-            // Compared by fd directory sizes instead (their namespaces read).
-            signed = None;
-        }
         // A quiet look does not count towards the periodic full walk.
         let mut full = !quiet && (self.full_every == 0 || self.looks % self.full_every == 0);
         self.looks += u64::from(!quiet);
@@ -276,6 +291,7 @@ impl Incremental {
         } else {
             std::mem::take(&mut self.cache)
         };
+        let counted_by_signatures = signed.is_some();
         let plans = plan_all(
             &start.root,
             &start.pids,
@@ -300,6 +316,14 @@ impl Incremental {
                     sizes.insert(pid, size);
                     if !quiet {
                         take_sockets(&mut w.process, &mut cache, flags_kept);
+                    } else if !flags_kept {
+                        // A quiet look keeps the cache it found: the stat
+                        // just read, and the facts it was read under, go in
+                        // it, so that the next looks need not read it again.
+                        let now = signed.as_ref().and_then(|s| s.facts.get(&pid));
+                        if let (Some(f), Some(e)) = (now, cache.get_mut(&pid)) {
+                            e.learn_facts(f.digest, &w.process);
+                        }
                     }
                     walked.push(*w);
                 }
@@ -423,6 +447,7 @@ impl Incremental {
             &mut snap,
             Outcome {
                 sizes: &sizes,
+                counted_by_signatures,
                 signatures: signatures.as_ref(),
                 facts: facts.as_ref(),
                 searched_all,
@@ -462,6 +487,7 @@ impl Incremental {
         snap: &mut Snapshot,
         Outcome {
             sizes,
+            counted_by_signatures,
             signatures,
             facts,
             searched_all,
@@ -470,10 +496,13 @@ impl Incremental {
             mut aside,
         }: Outcome,
     ) {
-        self.sizes_work |= snap
-            .processes
-            .iter()
-            .any(|p| p.fd_count > 0 && sizes.get(&p.pid).is_some_and(|s| *s > 0));
+        // Only directories' sizes tell whether the kernel reports them (a
+        // signed look's counts are the signatures').
+        self.sizes_work |= !counted_by_signatures
+            && snap
+                .processes
+                .iter()
+                .any(|p| p.fd_count > 0 && sizes.get(&p.pid).is_some_and(|s| *s > 0));
         let interest = interesting_inodes(&snap.sockets);
         self.interest_fds = snap
             .processes
@@ -560,6 +589,8 @@ impl Incremental {
 struct Outcome<'a> {
     /// Fd directory sizes, of the processes whose size was read.
     sizes: &'a HashMap<Pid, u64>,
+    /// The sizes are the signatures' counts of open fds (a signed look).
+    counted_by_signatures: bool,
     /// Fd pointers' signatures, where a pass of the iterator signed them.
     signatures: Option<&'a task_files::Signatures>,
     /// Processes' facts, where the signing program read them.
@@ -849,9 +880,11 @@ fn plan(
 ) -> Plan {
     let base = PathBuf::from(pid.to_string());
     let pointers = by.signed.map(|s| s.get(&pid).copied().unwrap_or_default());
+    // Its open fds: the signature counts them (a quiet look counts a
+    // changed process by them), else its fd directory's size does.
     let size = match pointers {
-        Some(_) => None,
-        None => std::fs::metadata(root.join(base.join("fd")))
+        Some(sig) if sig.files != u32::MAX => Some(u64::from(sig.files)),
+        _ => std::fs::metadata(root.join(base.join("fd")))
             .ok()
             .map(|m| m.size()),
     };
@@ -1152,6 +1185,38 @@ mod tests {
         with_flags(&mut all, &[fd(4, Some(true)), fd(3, None)]);
         let got: Vec<(i32, Option<bool>)> = all.iter().map(|h| (h.fd(), h.cloexec())).collect();
         assert_eq!(got, [(3, None), (4, Some(true)), (9, Some(true))]);
+    }
+
+    #[test]
+    fn facts_learnt_in_a_quiet_look_forget_the_flags_read_before() {
+        let old = Process {
+            pid: 7,
+            comm: "before".into(),
+            ..Process::default()
+        };
+        let mut e = Entry {
+            start_time: 1,
+            fd_size: 2,
+            fd_count: 2,
+            sockets: compact(&[SocketFd {
+                fd: 3,
+                inode: 9,
+                cloexec: Some(true),
+                tid: None,
+            }]),
+            pointers: None,
+            facts: None,
+            stated: Stated::of(&old),
+        };
+        let now = Process {
+            comm: "after".into(),
+            ..old
+        };
+        e.learn_facts(42, &now);
+        assert_eq!(e.facts, Some(42));
+        assert_eq!(e.stated.comm, "after");
+        let h = e.sockets[0];
+        assert_eq!((h.fd(), h.cloexec()), (3, None));
     }
 
     #[test]
