@@ -21,7 +21,8 @@
 //! processes), they are: a look that finds no CLOSE_WAIT socket in any
 //! namespace has no holder to find, so it walks no fd table at all (neither
 //! the iterator nor /proc): a process that changed is counted instead, its
-//! `stat` and its fd directory's size (the open fds), and keeps the socket
+//! `stat` and its open fds (its fd directory's size, or its signature's
+//! count where the look signed), and keeps the socket
 //! fds of its last walk for the look's statistics. Its cache entry keeps
 //! the size it was walked at, so the first look that finds a CLOSE_WAIT
 //! socket walks it. Processes whose files could not be read are walked
@@ -34,7 +35,11 @@
 //! compare fd pointers instead of fd directory sizes: one pass of a
 //! program (`task_files::signatures`) signs each process with the address
 //! of the `struct file` each of its fds points at, read from the fd table
-//! without following it to its inode (a fraction of a reading pass). A process whose signature is its last walk's has every fd
+//! without following it to its inode (a fraction of a reading pass); the
+//! program that signs in place also reads each process's namespace, state
+//! and facts (`task_files::Facts`), and a process whose facts are its last
+//! walk's keeps that walk's stat fields and O_CLOEXEC flags too. A process
+//! whose signature is its last walk's has every fd
 //! where it was, so its fds of interest need no `readlink`: a socket of
 //! interest is in this look's tables with its inode, so its file has not
 //! been freed since, and no other file can have taken its address. The
@@ -147,7 +152,7 @@ pub struct RefreshStats {
     /// Everything was walked (first look, a periodic full walk, or disabled).
     pub full: bool,
     /// The tables had no CLOSE_WAIT socket: processes that changed were
-    /// counted (stat and fd directory size), not walked.
+    /// counted (stat and open fds), not walked.
     pub quiet: bool,
     /// Processes were reused by their fd pointers' signature, not by their
     /// fd directory's size.
@@ -752,9 +757,9 @@ fn socket_count(e: &Entry) -> u32 {
 }
 
 /// Processes a quiet look counts instead of walking: `stat`, and the open
-/// fds their directory's size gives; as many socket fds as their last walk
-/// found when it is the same process, counted, not listed (no socket is in
-/// CLOSE_WAIT: there is no holder to name).
+/// fds their directory's size (or signature) gives; as many socket fds as
+/// their last walk found when it is the same process, counted, not listed
+/// (no socket is in CLOSE_WAIT: there is no holder to name).
 fn count_only(
     root: &ProcRoot,
     counted: &[(Pid, u64)],
