@@ -198,6 +198,15 @@ fn judge_counting(ctx: &Ctx, todo: &[&TcpSocket], briefs: bool) -> Vec<(Counts, 
         }
         (counts, out)
     };
+    // In the order of their first holders: each thread meets a holder's
+    // sockets together, and its memo (an owner's verdict, its listeners)
+    // is made once per holder rather than once per thread.
+    let mut keyed: Vec<(Option<Pid>, &TcpSocket)> = todo
+        .iter()
+        .map(|s| (super::holders_of(ctx, s).first().map(|h| h.pid), *s))
+        .collect();
+    keyed.sort_unstable_by_key(|(pid, _)| *pid);
+    let todo: Vec<&TcpSocket> = keyed.into_iter().map(|(_, s)| s).collect();
     let chunks: Vec<&[&TcpSocket]> = todo.chunks(256).collect();
     crate::par::spread(&chunks, 0, |mine| count(&mut mine.copied()))
 }
