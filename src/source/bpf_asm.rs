@@ -246,6 +246,22 @@ impl Asm {
         self.add_imm(R2, i32::from(key));
     }
 
+    /// bpf_probe_read_kernel(fp + dst, size, src + off): r0 is 0 once read,
+    /// and a failed read leaves zeros. Clobbers r0-r5 (`src` is taken first,
+    /// so it may be any of them).
+    pub fn probe_read(&mut self, dst: i16, size: i32, src: Reg, off: i32) {
+        if src != R3 {
+            self.mov(R3, src);
+        }
+        if off != 0 {
+            self.add_imm(R3, off);
+        }
+        self.mov(R1, FP);
+        self.add_imm(R1, i32::from(dst));
+        self.mov_imm(R2, size);
+        self.call(HELPER_PROBE_READ_KERNEL);
+    }
+
     /// bpf_seq_write(seq, fp + at, len): the iterator's output; clobbers r0-r5.
     pub fn seq_write(&mut self, seq: Reg, at: i16, len: i32) {
         self.mov(R1, seq);

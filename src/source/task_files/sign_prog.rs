@@ -25,9 +25,7 @@
 use super::prog::{load, TaskOffsets};
 use crate::parse::btf::{Btf, Member};
 use crate::parse::ParseResult;
-use crate::source::bpf_asm::{
-    Asm, Cond, Size, FP, HELPER_PROBE_READ_KERNEL, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9,
-};
+use crate::source::bpf_asm::{Asm, Cond, Size, FP, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9};
 
 pub const RECORD: usize = 40;
 
@@ -247,12 +245,7 @@ pub fn program(o: &Offsets) -> ParseResult<Vec<u64>> {
     // The arrays' addresses, as numbers (read, not loaded through the
     // typed pointer: they are added to below).
     for (slot, member) in [(ARRAY, o.fdt_fd), (CLOEXEC, o.fdt_cloexec)] {
-        a.mov(R1, FP);
-        a.add_imm(R1, i32::from(slot));
-        a.mov_imm(R2, 8);
-        a.mov(R3, R8);
-        a.add_imm(R3, member.offset as i32);
-        a.call(HELPER_PROBE_READ_KERNEL);
+        a.probe_read(slot, 8, R8, member.offset as i32);
         a.jmp_imm(Cond::Ne, R0, 0, out);
     }
     load(&mut a, R2, R8, o.fdt_max_fds)?;
@@ -287,14 +280,11 @@ pub fn program(o: &Offsets) -> ParseResult<Vec<u64>> {
     // fds or chunks changes them).
     let no_bits = a.label();
     a.st_imm(Size::DW, FP, WORD, 0);
-    a.mov(R1, FP);
-    a.add_imm(R1, i32::from(WORD));
-    a.mov_imm(R2, 4);
     a.ldx(Size::DW, R3, FP, CLOEXEC);
     a.mov(R4, R6);
     a.lsh_imm(R4, 2);
     a.add(R3, R4);
-    a.call(HELPER_PROBE_READ_KERNEL);
+    a.probe_read(WORD, 4, R3, 0);
     a.ldx(Size::DW, R4, FP, WORD);
     a.jmp_imm(Cond::Eq, R4, 0, no_bits);
     a.ldx(Size::DW, R1, FP, AT);
@@ -307,14 +297,11 @@ pub fn program(o: &Offsets) -> ParseResult<Vec<u64>> {
     a.add(R4, R1);
     a.stx(Size::DW, FP, FACTS, R4);
     a.bind(no_bits);
-    a.mov(R1, FP);
-    a.add_imm(R1, i32::from(BUF));
-    a.mov_imm(R2, 8 * CHUNK);
     a.ldx(Size::DW, R3, FP, ARRAY);
     a.mov(R4, R6);
     a.lsh_imm(R4, 8);
     a.add(R3, R4);
-    a.call(HELPER_PROBE_READ_KERNEL);
+    a.probe_read(BUF, 8 * CHUNK, R3, 0);
     // Unreadable (the table was being replaced): a digest no look matches.
     let read = a.label();
     a.jmp_imm(Cond::Eq, R0, 0, read);
@@ -372,22 +359,11 @@ fn leader_facts(a: &mut Asm, f: &FactOffsets) -> ParseResult<()> {
     a.or(R1, R2);
     a.stx(Size::W, FP, OUT + 32, R1);
     a.st_imm(Size::W, FP, OUT + 36, 1);
-    let mut from = R7;
-    for m in &f.netns {
-        load(a, R1, from, *m)?;
-        from = R1;
-    }
+    load_path(a, &f.netns)?;
     a.stx(Size::W, FP, OUT + 12, R1);
     for path in &f.folded {
-        let mut from = R7;
-        for m in path {
-            load(a, R1, from, *m)?;
-            from = R1;
-        }
-        a.ldx(Size::DW, R4, FP, FACTS);
-        a.xor(R1, R4);
-        mix(a);
-        a.stx(Size::DW, FP, FACTS, R1);
+        load_path(a, path)?;
+        fold(a);
     }
     for (through, at) in &f.read {
         a.st_imm(Size::DW, FP, WORD, 0);
@@ -395,18 +371,29 @@ fn leader_facts(a: &mut Asm, f: &FactOffsets) -> ParseResult<()> {
             Some(m) => load(a, R3, R7, *m)?,
             None => a.mov(R3, R7),
         }
-        a.add_imm(R3, *at as i32);
-        a.mov(R1, FP);
-        a.add_imm(R1, i32::from(WORD));
-        a.mov_imm(R2, 8);
-        a.call(HELPER_PROBE_READ_KERNEL);
+        a.probe_read(WORD, 8, R3, *at as i32);
         a.ldx(Size::DW, R1, FP, WORD);
-        a.ldx(Size::DW, R4, FP, FACTS);
-        a.xor(R1, R4);
-        mix(a);
-        a.stx(Size::DW, FP, FACTS, R1);
+        fold(a);
     }
     Ok(())
+}
+
+/// r1 = the value at the end of `path`, a chain of loads from the task (r7).
+fn load_path(a: &mut Asm, path: &[Member]) -> ParseResult<()> {
+    let mut from = R7;
+    for m in path {
+        load(a, R1, from, *m)?;
+        from = R1;
+    }
+    Ok(())
+}
+
+/// `FACTS` = mix(`FACTS` ^ r1); clobbers r1-r4.
+fn fold(a: &mut Asm) {
+    a.ldx(Size::DW, R4, FP, FACTS);
+    a.xor(R1, R4);
+    mix(a);
+    a.stx(Size::DW, FP, FACTS, R1);
 }
 
 /// r1 = splitmix64's finalizer of r1 (`super::mix`); clobbers r2, r3.

@@ -10,9 +10,7 @@
 
 use crate::parse::btf::{Btf, Member};
 use crate::parse::ParseResult;
-use crate::source::bpf_asm::{
-    Asm, Cond, Reg, Size, FP, HELPER_PROBE_READ_KERNEL, R0, R1, R2, R3, R4, R6, R7, R8, R9,
-};
+use crate::source::bpf_asm::{Asm, Cond, Reg, Size, FP, R0, R1, R2, R3, R4, R6, R7, R8, R9};
 
 const HELPER_JIFFIES64: i32 = 118;
 const TCP_CLOSE: i32 = 7;
@@ -260,7 +258,7 @@ fn field(a: &mut Asm, typed: bool, dst: i16, size: i32, src: Reg, off: i32) {
             a.stx(s, FP, dst, R1);
         }
         // The helper takes any address, typed or not.
-        _ => read(a, dst, size, src, off),
+        _ => a.probe_read(dst, size, src, off),
     }
 }
 
@@ -275,16 +273,6 @@ const VAL: i16 = REC - 32;
 const NS: i16 = REC - 44;
 /// The copy of sock_common's start (`COMMON` bytes).
 const SC: i16 = REC - 72 - COMMON as i16;
-
-/// probe_read_kernel(fp + dst, size, src + off): clobbers r0-r5.
-fn read(a: &mut Asm, dst: i16, size: i32, src: Reg, off: i32) {
-    a.mov(R1, FP);
-    a.add_imm(R1, i32::from(dst));
-    a.mov_imm(R2, size);
-    a.mov(R3, src);
-    a.add_imm(R3, off);
-    a.call(HELPER_PROBE_READ_KERNEL);
-}
 
 /// The program: a state byte per socket; with `records`, a record instead
 /// for each CLOSE_WAIT or LISTEN socket.
@@ -324,7 +312,7 @@ pub fn program(
     a.jmp_imm(Cond::Ne, R8, TCP_TIME_WAIT, write);
     // A timewait mini-socket is no full socket: its substate is read past
     // the sock_common the verifier knows, so through the helper.
-    read(&mut a, SLOT, 1, R7, o.tw_substate);
+    a.probe_read(SLOT, 1, R7, o.tw_substate);
     a.bind(write);
     a.seq_write(R9, SLOT, 1);
     if let (Some(r), Some(record)) = (records, record) {
@@ -340,13 +328,9 @@ pub fn program(
 
 /// The namespace inode of the socket at `sk` into the u32 at `fp + dst`.
 fn netns_into(a: &mut Asm, f: &FollowOffsets, sk: Reg, dst: i16) {
-    read(a, TMP2, 8, sk, f.skc_net);
-    a.mov(R1, FP);
-    a.add_imm(R1, i32::from(dst));
-    a.mov_imm(R2, 4);
+    a.probe_read(TMP2, 8, sk, f.skc_net);
     a.ldx(Size::DW, R3, FP, TMP2);
-    a.add_imm(R3, f.net_inum);
-    a.call(HELPER_PROBE_READ_KERNEL);
+    a.probe_read(dst, 4, R3, f.net_inum);
 }
 
 /// `map[fp + KEY] = fp + VAL`; an entry the map cannot take is counted in
@@ -484,7 +468,7 @@ pub fn state_change_program(f: &FollowOffsets, maps: &FollowMaps) -> ParseResult
     a.ldx(Size::DW, R6, R1, 0);
     a.ldx(Size::DW, R7, R1, 16);
     a.st_imm(Size::DW, FP, TMP, 0);
-    read(&mut a, TMP, 2, R6, f.sk_protocol);
+    a.probe_read(TMP, 2, R6, f.sk_protocol);
     a.ldx(Size::H, R1, FP, TMP);
     a.jmp_imm(Cond::Ne, R1, IPPROTO_TCP, out);
     a.jmp_imm(Cond::Ne, R7, TCP_CLOSE, keep);
@@ -608,7 +592,7 @@ fn fill_record(a: &mut Asm, r: &RecordOffsets, follow: Option<&FollowOffsets>) {
     // the socket when typed, else read in one helper call and copied from
     // that copy into the record.
     if !typed {
-        read(a, SC, r.common_len, R7, r.common_at);
+        a.probe_read(SC, r.common_len, R7, r.common_at);
     }
     let copy = |a: &mut Asm, size: Size, member: i32, to: i16| {
         // The member's place in the copy: its offset past `common_at`

@@ -175,12 +175,7 @@ fn read_kernel_or(
     none: Option<Label>,
 ) -> ParseResult<()> {
     a.st_imm(Size::DW, FP, SCRATCH, 0);
-    a.mov(R3, src);
-    a.add_imm(R3, off(m)?);
-    a.mov(R1, FP);
-    a.add_imm(R1, i32::from(SCRATCH));
-    a.mov_imm(R2, m.size.min(8) as i32);
-    a.call(HELPER_PROBE_READ_KERNEL);
+    a.probe_read(SCRATCH, m.size.min(8) as i32, src, off(m)?);
     a.ldx(
         if m.size >= 8 { Size::DW } else { Size::W },
         dst,
