@@ -38,13 +38,7 @@ pub fn spread<'a, T: Sync, R: Send>(
         let mut mine = std::iter::from_fn(|| items.get(next.fetch_add(1, Ordering::Relaxed)));
         work(&mut mine)
     };
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (1..n).map(|_| s.spawn(run)).collect();
-        let here = run();
-        std::iter::once(here)
-            .chain(handles.into_iter().map(join))
-            .collect()
-    })
+    on_threads(n, run)
 }
 
 /// As `spread`, over `items` to change in place, handed out `chunk` at a
@@ -67,6 +61,11 @@ pub fn spread_mut<T: Send, R: Send>(
         });
         work(&mut mine)
     };
+    on_threads(n, run)
+}
+
+/// `run` on `n` threads, the calling thread one of them: one result each.
+fn on_threads<R: Send>(n: usize, run: impl Fn() -> R + Copy + Send) -> Vec<R> {
     std::thread::scope(|s| {
         let handles: Vec<_> = (1..n).map(|_| s.spawn(run)).collect();
         let here = run();

@@ -118,12 +118,7 @@ impl Entry {
         self.facts = Some(digest);
         self.stated = Stated::of(p);
         for h in &mut self.sockets {
-            *h = Held::of(&SocketFd {
-                fd: h.fd(),
-                inode: h.inode,
-                cloexec: None,
-                tid: None,
-            });
+            *h = h.with_cloexec(None);
         }
     }
 }
@@ -296,7 +291,6 @@ impl Incremental {
         } else {
             std::mem::take(&mut self.cache)
         };
-        let counted_by_signatures = signed.is_some();
         let plans = plan_all(
             &start.root,
             &start.pids,
@@ -304,8 +298,7 @@ impl Incremental {
             &cache,
             Compared {
                 sizes_work: self.sizes_work,
-                signed: signed.as_ref().map(|s| &s.sigs),
-                facts: signed.as_ref().map(|s| &s.facts),
+                signed: signed.as_ref(),
             },
             &early,
             quiet,
@@ -452,7 +445,6 @@ impl Incremental {
             &mut snap,
             Outcome {
                 sizes: &sizes,
-                counted_by_signatures,
                 signatures: signatures.as_ref(),
                 facts: facts.as_ref(),
                 searched_all,
@@ -492,7 +484,6 @@ impl Incremental {
         snap: &mut Snapshot,
         Outcome {
             sizes,
-            counted_by_signatures,
             signatures,
             facts,
             searched_all,
@@ -502,8 +493,8 @@ impl Incremental {
         }: Outcome,
     ) {
         // Only directories' sizes tell whether the kernel reports them (a
-        // signed look's counts are the signatures').
-        self.sizes_work |= !counted_by_signatures
+        // look that signed, and so read facts, counted by signatures).
+        self.sizes_work |= facts.is_none()
             && snap
                 .processes
                 .iter()
@@ -594,11 +585,10 @@ impl Incremental {
 struct Outcome<'a> {
     /// Fd directory sizes, of the processes whose size was read.
     sizes: &'a HashMap<Pid, u64>,
-    /// The sizes are the signatures' counts of open fds (a signed look).
-    counted_by_signatures: bool,
     /// Fd pointers' signatures, where a pass of the iterator signed them.
     signatures: Option<&'a task_files::Signatures>,
-    /// Processes' facts, where the signing program read them.
+    /// Processes' facts, in a look that signed (its sizes are then the
+    /// signatures' counts of open fds).
     facts: Option<&'a FastMap<Pid, task_files::Facts>>,
     /// Every process that could hold an unheld socket was walked.
     searched_all: bool,
@@ -670,14 +660,23 @@ const CLOEXEC: u32 = 1 << 30;
 
 impl Held {
     fn of(s: &SocketFd) -> Held {
-        let flags = match s.cloexec {
+        Held {
+            inode: s.inode,
+            fd: s.fd as u32,
+        }
+        .with_cloexec(s.cloexec)
+    }
+
+    /// The same fd, its O_CLOEXEC flag said to be `cloexec`.
+    fn with_cloexec(self, cloexec: Option<bool>) -> Held {
+        let flags = match cloexec {
             None => 0,
             Some(false) => FLAG_READ,
             Some(true) => FLAG_READ | CLOEXEC,
         };
         Held {
-            inode: s.inode,
-            fd: s.fd as u32 & !(FLAG_READ | CLOEXEC) | flags,
+            inode: self.inode,
+            fd: self.fd & !(FLAG_READ | CLOEXEC) | flags,
         }
     }
 
@@ -705,14 +704,8 @@ fn with_flags(all: &mut [Held], kept: &[SocketFd]) {
         return;
     }
     for h in all.iter_mut() {
-        let inode = h.inode;
-        if let Some(&c) = read.get(&(h.fd(), inode)) {
-            *h = Held::of(&SocketFd {
-                fd: h.fd(),
-                inode,
-                cloexec: Some(c),
-                tid: None,
-            });
+        if let Some(&c) = read.get(&(h.fd(), h.inode)) {
+            *h = h.with_cloexec(Some(c));
         }
     }
 }
@@ -862,10 +855,9 @@ struct Compared<'a> {
     /// The kernel reports fd directory sizes.
     sizes_work: bool,
     /// In a look that signed fd pointers: every process's signature (none:
-    /// the pass did not report it, it has no file). Sizes are then not read.
-    signed: Option<&'a task_files::Signatures>,
-    /// Every process's facts, where the signing program read them.
-    facts: Option<&'a FastMap<Pid, task_files::Facts>>,
+    /// the pass did not report it, it has no file), and its facts where the
+    /// signing program read them. Sizes are then not read.
+    signed: Option<&'a task_files::Signed>,
 }
 
 /// Reuse the cached walk when the process is the same one (start time) and
@@ -884,7 +876,9 @@ fn plan(
     buf: &mut Vec<u8>,
 ) -> Plan {
     let base = PathBuf::from(pid.to_string());
-    let pointers = by.signed.map(|s| s.get(&pid).copied().unwrap_or_default());
+    let pointers = by
+        .signed
+        .map(|s| s.sigs.get(&pid).copied().unwrap_or_default());
     // Its open fds: the signature counts them (a quiet look counts a
     // changed process by them), else its fd directory's size does.
     let size = match pointers {
@@ -902,7 +896,7 @@ fn plan(
     };
     // The same fds and the same facts: its stat as last read, its state
     // and namespace as the signing program read them now.
-    let facts = by.facts.and_then(|f| f.get(&pid));
+    let facts = by.signed.and_then(|s| s.facts.get(&pid));
     let same_facts = unchanged && facts.is_some_and(|f| cached.facts == Some(f.digest));
     let (mut process, netns) = match facts {
         Some(f) if same_facts && f.state != 'Z' => {

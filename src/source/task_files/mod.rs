@@ -86,8 +86,8 @@ pub type Signatures = FastMap<Pid, Signature>;
 /// (`sign_prog`), where its leader's table was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Facts {
-    /// A digest of its tables' close-on-exec bits and of its stat fields
-    /// (all but the state).
+    /// A digest of its tables' close-on-exec bits, of its stat fields (all
+    /// but the state) and of its details' uid, fd limit and cgroups.
     pub digest: u64,
     /// Its network namespace, where it has one.
     pub netns: Option<Inode>,
@@ -699,8 +699,8 @@ mod tests {
     }
 
     /// The facts the signing program reads of a child: its namespace and
-    /// state as /proc shows them; a close-on-exec bit flipped, or a new
-    /// name, changes them and not the fd signature.
+    /// state as /proc shows them; a close-on-exec bit flipped, a new name or
+    /// a lower fd limit changes them and not the fd signature.
     #[test]
     fn facts_follow_close_on_exec_and_stat_but_not_the_fds() {
         let test = "task_files::facts_follow_close_on_exec_and_stat_but_not_the_fds";
